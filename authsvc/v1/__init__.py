@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs for authsvc.v1 (see scripts/codegen)."""

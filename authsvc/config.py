@@ -1,0 +1,214 @@
+"""Settings, read once into a frozen, typed object.
+
+``Settings.from_env`` reads the ``AUTHSVC_*`` variables; a missing or invalid
+value raises ``ConfigError`` naming the variable. Tests build settings with
+``Settings(...)`` or ``Settings.from_env({...})`` directly. Secrets are
+wrapped in ``Secret`` so they print masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+SIGNING_ALGORITHMS = ("ES256", "EdDSA", "RS256")
+ARGON2_PROFILES = ("owasp", "rfc9106-low-memory", "test-only-cheapest")
+DAY = 86_400
+
+
+class Secret(Generic[T]):
+    """A value that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def reveal(self) -> T:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[type[Secret[T]], tuple[T]]:  # picklable for worker processes
+        return (Secret, (self._value,))
+
+
+def mask_url(url: str) -> str:
+    """The database URL with its password replaced, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything authsvc reads from its environment. See README for each."""
+
+    database_url: Secret[str] | None = None
+    data_dir: Path = Path(".authsvc")
+    listen: str = "127.0.0.1:50051"
+    workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    issuer: str = "authsvc"
+    audience: str = "authsvc"
+    signing_alg: str = "ES256"
+    access_token_ttl: int = 900
+    session_ttl: int = 30 * DAY
+    session_idle_ttl: int = 7 * DAY
+    refresh_reuse_interval: int = 10
+    clock_leeway: int = 30
+    key_encryption_key: Secret[bytes] | None = None
+    revocation_max_staleness: float = 5.0
+    argon2_profile: str = "owasp"
+    hash_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    token_cache_size: int = 10_000
+    db_pool_size: int = 10
+    db_timeout: float = 5.0
+    reflection: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.signing_alg in SIGNING_ALGORITHMS, "AUTHSVC_SIGNING_ALG",
+               f"must be one of {', '.join(SIGNING_ALGORITHMS)}")
+        _check(self.argon2_profile in ARGON2_PROFILES, "AUTHSVC_ARGON2_PROFILE",
+               f"must be one of {', '.join(ARGON2_PROFILES)}")
+        _check(self.access_token_ttl >= 1, "AUTHSVC_ACCESS_TOKEN_TTL", "must be at least 1")
+        _check(self.session_ttl >= 1, "AUTHSVC_SESSION_TTL", "must be at least 1")
+        _check(1 <= self.session_idle_ttl <= self.session_ttl, "AUTHSVC_SESSION_IDLE_TTL",
+               "must be between 1 and AUTHSVC_SESSION_TTL")
+        _check(0 <= self.refresh_reuse_interval <= 300, "AUTHSVC_REFRESH_REUSE_INTERVAL",
+               "must be between 0 and 300 seconds")
+        _check(0 <= self.clock_leeway <= 300, "AUTHSVC_CLOCK_LEEWAY",
+               "must be between 0 and 300 seconds")
+        _check(self.workers >= 1, "AUTHSVC_WORKERS", "must be at least 1")
+        _check(self.hash_threads >= 1, "AUTHSVC_HASH_THREADS", "must be at least 1")
+        _check(self.token_cache_size >= 0, "AUTHSVC_TOKEN_CACHE_SIZE", "must be 0 or more")
+        _check(self.db_pool_size >= 1, "AUTHSVC_DB_POOL_SIZE", "must be at least 1")
+        _check(self.db_timeout > 0, "AUTHSVC_DB_TIMEOUT", "must be positive")
+        _check(self.revocation_max_staleness >= 0, "AUTHSVC_REVOCATION_MAX_STALENESS",
+               "must be 0 or more")
+        _check(bool(self.issuer), "AUTHSVC_ISSUER", "must not be empty")
+        _check(bool(self.audience), "AUTHSVC_AUDIENCE", "must not be empty")
+        parse_listen(self.listen)
+        if self.key_encryption_key is not None:
+            _check(len(self.key_encryption_key.reveal()) == 32, "AUTHSVC_KEY_ENCRYPTION_KEY",
+                   "must be 32 bytes")
+
+    @property
+    def embedded(self) -> bool:
+        """True when authsvc runs its own PostgreSQL in ``data_dir``."""
+        return self.database_url is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 overrides: Mapping[str, object] | None = None) -> Settings:
+        """Settings from ``AUTHSVC_*`` variables; ``overrides`` (CLI flags) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        reader = _Reader(env)
+        values["database_url"] = reader.get("AUTHSVC_DATABASE_URL", Secret)
+        values["data_dir"] = reader.get("AUTHSVC_DATA_DIR", Path)
+        values["listen"] = reader.get("AUTHSVC_LISTEN", str)
+        values["workers"] = reader.get("AUTHSVC_WORKERS", int)
+        values["issuer"] = reader.get("AUTHSVC_ISSUER", str)
+        values["audience"] = reader.get("AUTHSVC_AUDIENCE", str)
+        values["signing_alg"] = reader.get("AUTHSVC_SIGNING_ALG", str)
+        values["access_token_ttl"] = reader.get("AUTHSVC_ACCESS_TOKEN_TTL", int)
+        values["session_ttl"] = reader.get("AUTHSVC_SESSION_TTL", int)
+        values["session_idle_ttl"] = reader.get("AUTHSVC_SESSION_IDLE_TTL", int)
+        values["refresh_reuse_interval"] = reader.get("AUTHSVC_REFRESH_REUSE_INTERVAL", int)
+        values["clock_leeway"] = reader.get("AUTHSVC_CLOCK_LEEWAY", int)
+        values["revocation_max_staleness"] = reader.get(
+            "AUTHSVC_REVOCATION_MAX_STALENESS", float)
+        values["argon2_profile"] = reader.get("AUTHSVC_ARGON2_PROFILE", str)
+        values["hash_threads"] = reader.get("AUTHSVC_HASH_THREADS", int)
+        values["token_cache_size"] = reader.get("AUTHSVC_TOKEN_CACHE_SIZE", int)
+        values["db_pool_size"] = reader.get("AUTHSVC_DB_POOL_SIZE", int)
+        values["db_timeout"] = reader.get("AUTHSVC_DB_TIMEOUT", float)
+        values["reflection"] = reader.get("AUTHSVC_REFLECTION", _boolean)
+        kek = reader.get("AUTHSVC_KEY_ENCRYPTION_KEY", _key)
+        kek_file = reader.get("AUTHSVC_KEY_ENCRYPTION_KEY_FILE", Path)
+        if kek is None and isinstance(kek_file, Path):
+            kek = read_key_file(kek_file)
+        values["key_encryption_key"] = kek
+        values.update(overrides or {})
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    _check(bool(sep) and bool(host) and port.isdigit() and int(port) <= 65535,
+           "AUTHSVC_LISTEN", "must be HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def encode_key(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).decode().rstrip("=")
+
+
+def _check(ok: bool, variable: str, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{variable} {rule}")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str, parse: Callable[[str], T]) -> T | None:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            return parse(raw)
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"{name} is invalid: {exc}") from None
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _key(raw: str) -> Secret[bytes]:
+    try:
+        key = base64.urlsafe_b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("expected 32 bytes in base64url") from None
+    if len(key) != 32:
+        raise ValueError("expected 32 bytes in base64url")
+    return Secret(key)
+
+
+def read_key_file(path: Path) -> Secret[bytes]:
+    try:
+        raw = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"AUTHSVC_KEY_ENCRYPTION_KEY_FILE cannot be read: {exc.strerror}") from None
+    try:
+        return _key(raw)
+    except ValueError as exc:
+        raise ConfigError(f"AUTHSVC_KEY_ENCRYPTION_KEY_FILE is invalid: {exc}") from None

@@ -1,0 +1,72 @@
+"""The embedded default: a real PostgreSQL from the pgserver wheel.
+
+With no ``AUTHSVC_DATABASE_URL``, authsvc keeps its database in
+``<data dir>/postgres`` and the key-encryption key in
+``<data dir>/key-encryption-key`` (created with mode 0600 on first start).
+This is the zero-configuration default for trying authsvc out and for tests;
+production points ``AUTHSVC_DATABASE_URL`` at its own PostgreSQL and passes
+the key in ``AUTHSVC_KEY_ENCRYPTION_KEY`` or ``AUTHSVC_KEY_ENCRYPTION_KEY_FILE``.
+
+pgserver counts the processes using a data directory and stops the server
+when the last one exits, so the CLI can run beside ``authsvc serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .config import Secret, encode_key, read_key_file
+from .errors import ConfigError
+
+DATABASE = "authsvc"
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start (or join) the server and return the URL of the authsvc database."""
+        import pgserver  # imported late: only the embedded default needs it
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self._server = pgserver.get_server(  # type: ignore[attr-defined]
+                    self.data_dir / "postgres", cleanup_mode="stop")
+            except Exception as exc:
+                raise ConfigError(
+                    f"AUTHSVC_DATA_DIR: cannot start the embedded PostgreSQL in "
+                    f"{self.data_dir}: {type(exc).__name__}") from None
+        exists = self._server.psql(
+            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")  # noqa: S608 (a constant)
+        if "(1 row)" not in exists:
+            self._server.psql(f"CREATE DATABASE {DATABASE};")
+        socket_dir = self._server.get_postmaster_info().socket_dir
+        return f"postgresql://postgres@/{DATABASE}?host={quote(str(socket_dir))}"
+
+    def stop(self) -> None:
+        """Let go of the server; it stops when no other process uses it."""
+        if self._server is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._server.cleanup()
+            self._server = None
+
+
+def key_encryption_key(data_dir: Path) -> Secret[bytes]:
+    """The data directory's key-encryption key, created on first use."""
+    path = data_dir / "key-encryption-key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(encode_key(secrets.token_bytes(32)) + "\n")
+    return read_key_file(path)

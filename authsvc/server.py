@@ -1,0 +1,82 @@
+"""One worker's gRPC server: the Auth service, health checking and reflection.
+
+Limits (a decision; see README): requests up to 64 KiB, metadata soft limit
+8 KiB and hard limit 16 KiB, 1,000 concurrent streams per connection,
+keepalive pings from clients no more often than every 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .app import App
+from .errors import Unavailable
+from .transport.servicer import AuthServicer
+from .v1 import auth_pb2, auth_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+HEALTH_INTERVAL = 2.0
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024),
+    ("grpc.max_send_message_length", 1024 * 1024),
+    ("grpc.max_metadata_size", 8 * 1024),
+    ("grpc.absolute_max_metadata_size", 16 * 1024),
+    ("grpc.max_concurrent_streams", 1000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.so_reuseport", 1),
+]
+AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
+
+
+@contextlib.asynccontextmanager
+async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
+    """A started server bound to ``listen`` (port 0 picks one); yields it and its port."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    auth_pb2_grpc.add_AuthServicer_to_server(AuthServicer(app), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if app.settings.reflection:
+        reflection.enable_server_reflection(
+            (AUTH_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    watcher = asyncio.create_task(_report_health(app, health_servicer), name="health")
+    try:
+        yield server, port
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.stop(grace=5)
+
+
+async def _report_health(app: App, servicer: health.aio.HealthServicer) -> None:
+    """SERVING while the database answers and a signing key is loaded."""
+    while True:
+        try:
+            await app.db.ping()
+            ok = app.keystore.ring.signer(app.clock()) is not None
+        except Unavailable:
+            ok = False
+        status = (health_pb2.HealthCheckResponse.SERVING if ok
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        await _set_health(servicer, status)
+        await asyncio.sleep(HEALTH_INTERVAL)
+
+
+async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+    for name in ("", AUTH_SERVICE):
+        await servicer.set(name, status)

@@ -1,0 +1,139 @@
+"""Connections, transactions, migrations, and the one place that turns
+database failures into domain errors.
+
+Migrations are the numbered ``migrations/NNNN_name.sql`` files shipped in the
+package, applied in order, each in its own transaction and recorded in
+``schema_migrations``, all under a PostgreSQL advisory lock so several
+replicas starting at once apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from ..errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+# Arbitrary, fixed: pg_advisory_lock key for "authsvc schema changes".
+MIGRATION_LOCK_ID = 0x61757468_73766331  # "authsvc1"
+REVOCATION_CHANNEL = "authsvc_revocations"
+
+# What the domain holds while it runs store functions in one transaction.
+Connection = asyncpg.Connection
+
+# SQLSTATE classes that mean "the database is not there right now".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,          # class 08
+    asyncpg.exceptions.OperatorInterventionError,   # class 57: shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+    asyncpg.InterfaceError,                   # connection closed under us, pool closing
+)
+
+
+@contextlib.contextmanager
+def unavailable_on_failure() -> Iterator[None]:
+    """Turn connection-level failures into ``Unavailable``; the cause goes to the log."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        raise Unavailable("database unavailable") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The migrations shipped in the package, in order."""
+    found = []
+    for entry in resources.files("authsvc.store").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            number, _, rest = entry.name.partition("_")
+            found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))
+    return sorted(found, key=lambda m: m.version)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied."""
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for migration in migrations():
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version, migration.name)
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+            applied.append(migration.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+    return applied
+
+
+async def connect(url: str, timeout: float) -> asyncpg.Connection:
+    with unavailable_on_failure():
+        return await asyncpg.connect(url, timeout=timeout, command_timeout=timeout)
+
+
+async def create_pool(url: str, size: int, timeout: float) -> asyncpg.Pool:
+    with unavailable_on_failure():
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=size, timeout=timeout, command_timeout=timeout,
+            max_inactive_connection_lifetime=60)
+    assert pool is not None
+    return pool
+
+
+class Database:
+    """The asyncpg pool, lent out one connection or one transaction at a time."""
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+        self.pool = pool
+        self._timeout = timeout
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        with unavailable_on_failure():
+            async with self.pool.acquire(timeout=self._timeout) as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        with unavailable_on_failure():
+            async with self.pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+                yield conn
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.pool.close(), self._timeout)
+
+
+def as_rows(records: list[Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in records]

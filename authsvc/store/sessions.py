@@ -1,0 +1,172 @@
+"""SQL for sessions, refresh tokens and revocations.
+
+A refresh runs in one transaction: ``lock_session_of_token`` takes the
+session's row lock first (so concurrent refreshes and revocations of one
+session queue behind each other), then ``refresh_state`` reads the token's
+state in a fresh snapshot, after the lock. Every revocation NOTIFYs the
+revocation channel in its transaction, so listeners hear it on commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from ..clock import to_datetime
+from .database import REVOCATION_CHANNEL
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshState:
+    token_id: int
+    session_id: str
+    user_id: str
+    scopes: tuple[str, ...]
+    spent_at: float | None
+    successor_unspent: bool | None  # None: no successor yet
+    session_expires_at: float
+    session_last_used_at: float
+    session_revoked: bool
+    user_disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: str
+    user_id: str
+    created_at: float
+    expires_at: float
+    last_used_at: float
+    revoked_at: float | None
+    client_addr: str | None
+    user_agent: str | None
+
+
+async def create(conn: asyncpg.Connection, *, user_id: str, scopes: tuple[str, ...],
+                 now: float, ttl: int, client_addr: str | None,
+                 user_agent: str | None) -> str:
+    session_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO sessions (id, user_id, scopes, created_at, expires_at, last_used_at,"
+        " client_addr, user_agent) VALUES ($1, $2, $3, $4, $5, $4, $6, $7)",
+        session_id, uuid.UUID(user_id), list(scopes), to_datetime(now),
+        to_datetime(now + ttl), client_addr, user_agent)
+    return str(session_id)
+
+
+async def insert_refresh_token(conn: asyncpg.Connection, session_id: str, token_hash: bytes,
+                               now: float, parent_id: int | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO refresh_tokens (session_id, token_hash, parent_id, created_at)"
+        " VALUES ($1, $2, $3, $4)",
+        uuid.UUID(session_id), token_hash, parent_id, to_datetime(now))
+
+
+async def lock_session_of_token(conn: asyncpg.Connection, token_hash: bytes) -> bool:
+    """Lock the session a refresh token belongs to; False when no such token."""
+    found = await conn.fetchval(
+        "SELECT s.id FROM sessions s JOIN refresh_tokens t ON t.session_id = s.id"
+        " WHERE t.token_hash = $1 FOR UPDATE OF s", token_hash)
+    return found is not None
+
+
+async def refresh_state(conn: asyncpg.Connection, token_hash: bytes) -> RefreshState | None:
+    r = await conn.fetchrow(
+        "SELECT t.id, t.session_id, t.spent_at, s.user_id, s.scopes, s.expires_at,"
+        "       s.last_used_at, s.revoked_at, u.disabled_at,"
+        "       (SELECT c.spent_at IS NULL FROM refresh_tokens c WHERE c.parent_id = t.id)"
+        "         AS successor_unspent"
+        "  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
+        "  JOIN users u ON u.id = s.user_id WHERE t.token_hash = $1", token_hash)
+    if r is None:
+        return None
+    return RefreshState(
+        token_id=r["id"], session_id=str(r["session_id"]), user_id=str(r["user_id"]),
+        scopes=tuple(r["scopes"]),
+        spent_at=None if r["spent_at"] is None else r["spent_at"].timestamp(),
+        successor_unspent=r["successor_unspent"],
+        session_expires_at=r["expires_at"].timestamp(),
+        session_last_used_at=r["last_used_at"].timestamp(),
+        session_revoked=r["revoked_at"] is not None, user_disabled=r["disabled_at"] is not None)
+
+
+async def spend(conn: asyncpg.Connection, token_id: int, now: float) -> bool:
+    """Mark the token spent; False if it already was (the caller holds the lock)."""
+    result = await conn.execute(
+        "UPDATE refresh_tokens SET spent_at = $2 WHERE id = $1 AND spent_at IS NULL",
+        token_id, to_datetime(now))
+    return bool(result == "UPDATE 1")
+
+
+async def touch(conn: asyncpg.Connection, session_id: str, now: float) -> None:
+    await conn.execute("UPDATE sessions SET last_used_at = greatest(last_used_at, $2)"
+                       " WHERE id = $1", uuid.UUID(session_id), to_datetime(now))
+
+
+async def revoke(conn: asyncpg.Connection, session_ids: list[str], now: float,
+                 reason: str) -> list[str]:
+    """Revoke the sessions not yet revoked; NOTIFY each; return those revoked now."""
+    rows = await conn.fetch(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3"
+        " WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL RETURNING id",
+        [uuid.UUID(s) for s in session_ids], to_datetime(now), reason)
+    return await _notify(conn, [str(r["id"]) for r in rows])
+
+
+async def revoke_all_of_user(conn: asyncpg.Connection, user_id: str, now: float,
+                             reason: str) -> list[str]:
+    rows = await conn.fetch(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3"
+        " WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+        uuid.UUID(user_id), to_datetime(now), reason)
+    return await _notify(conn, [str(r["id"]) for r in rows])
+
+
+async def _notify(conn: asyncpg.Connection, session_ids: list[str]) -> list[str]:
+    if session_ids:
+        await conn.execute("SELECT pg_notify($1, sid) FROM unnest($2::text[]) AS sid",
+                           REVOCATION_CHANNEL, session_ids)
+    return session_ids
+
+
+async def session_of_token(conn: asyncpg.Connection, token_hash: bytes) -> str | None:
+    found = await conn.fetchval(
+        "SELECT session_id FROM refresh_tokens WHERE token_hash = $1", token_hash)
+    return None if found is None else str(found)
+
+
+async def user_of_session(conn: asyncpg.Connection, session_id: str) -> str | None:
+    found = await conn.fetchval("SELECT user_id FROM sessions WHERE id = $1",
+                                uuid.UUID(session_id))
+    return None if found is None else str(found)
+
+
+async def revoked_since(conn: asyncpg.Connection, since: float) -> dict[str, float]:
+    """Sessions revoked at or after ``since``: id → revoked_at."""
+    rows = await conn.fetch("SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1",
+                            to_datetime(since))
+    return {str(r["id"]): r["revoked_at"].timestamp() for r in rows}
+
+
+async def revoked_at(conn: asyncpg.Connection, session_id: str) -> float | None:
+    """When the session was revoked (None: it was not, or does not exist)."""
+    found = await conn.fetchval("SELECT revoked_at FROM sessions WHERE id = $1",
+                                uuid.UUID(session_id))
+    return None if found is None else float(found.timestamp())
+
+
+async def list_for_user(conn: asyncpg.Connection, user_id: str) -> list[SessionRow]:
+    rows = await conn.fetch(
+        "SELECT id, user_id, created_at, expires_at, last_used_at, revoked_at, client_addr,"
+        " user_agent FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
+        uuid.UUID(user_id))
+    return [SessionRow(id=str(r["id"]), user_id=str(r["user_id"]),
+                       created_at=r["created_at"].timestamp(),
+                       expires_at=r["expires_at"].timestamp(),
+                       last_used_at=r["last_used_at"].timestamp(),
+                       revoked_at=None if r["revoked_at"] is None
+                       else r["revoked_at"].timestamp(),
+                       client_addr=r["client_addr"], user_agent=r["user_agent"])
+            for r in rows]

@@ -1,0 +1,163 @@
+"""Access tokens: RFC 9068 JWTs, issued and verified under strict rules.
+
+Verification (RFC 8725):
+
+- only the configured algorithms, and only the algorithm of the key the
+  ``kid`` names in the service's own key ring; ``alg`` from the token is
+  never trusted, ``jku``/``x5u``/``jwk``/``x5c`` headers are ignored and a
+  ``crit`` header is refused (no extension is understood);
+- ``typ`` must be ``at+jwt`` (so an ID token or anything else is refused);
+- ``iss`` and ``aud`` must equal the configured strings exactly;
+- exp, iat, nbf, iss, aud, sub, jti and sid are required and type-checked;
+- time claims are checked against the injected clock with a leeway.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from .errors import TokenExpired, TokenInvalid
+from .keys import SigningKey
+
+TOKEN_TYPE = "at+jwt"  # noqa: S105 (the JWT typ header, not a secret)
+MAX_TOKEN_LENGTH = 8192
+REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid")
+_ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRules:
+    issuer: str
+    audience: str
+    algorithms: frozenset[str]
+    leeway: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a verified access token says."""
+
+    user_id: str
+    session_id: str
+    token_id: str
+    scopes: tuple[str, ...]
+    issued_at: float
+    not_before: float
+    expires_at: float
+
+    def check_times(self, now: float, leeway: int) -> None:
+        """Raise unless the token is within its lifetime at ``now`` (± leeway)."""
+        if now >= self.expires_at + leeway:
+            raise TokenExpired()
+        if now + leeway < self.not_before or now + leeway < self.issued_at:
+            raise TokenInvalid("The access token is not valid yet.")
+
+
+def issue(key: SigningKey, rules: TokenRules, *, user_id: str, session_id: str,
+          scopes: tuple[str, ...], now: float, ttl: int) -> tuple[str, AccessClaims]:
+    """Sign a new access token with ``key``."""
+    assert key.private_key is not None, "issue() needs a key with its private half"
+    iat = int(now)
+    claims = AccessClaims(user_id=user_id, session_id=session_id, token_id=str(uuid.uuid4()),
+                          scopes=scopes, issued_at=iat, not_before=iat, expires_at=iat + ttl)
+    payload: dict[str, Any] = {
+        "iss": rules.issuer, "sub": user_id, "aud": rules.audience,
+        "iat": iat, "nbf": iat, "exp": iat + ttl,
+        "jti": claims.token_id, "sid": session_id,
+    }
+    if scopes:
+        payload["scope"] = " ".join(scopes)
+    token = jwt.encode(payload, key.private_key, algorithm=key.alg,
+                       headers={"kid": key.kid, "typ": TOKEN_TYPE})
+    return token, claims
+
+
+def verify(token: str, lookup: Callable[[str], SigningKey | None], rules: TokenRules,
+           now: float) -> AccessClaims:
+    """Verify ``token``; ``lookup`` maps a kid to one of the service's own keys."""
+    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise TokenInvalid()
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenInvalid() from None
+    typ, kid, alg = header.get("typ"), header.get("kid"), header.get("alg")
+    if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYP:
+        raise TokenInvalid()
+    if "crit" in header or not isinstance(kid, str) or not isinstance(alg, str):
+        raise TokenInvalid()
+    key = lookup(kid) if 0 < len(kid) <= 128 else None
+    if key is None or alg != key.alg or alg not in rules.algorithms:
+        raise TokenInvalid()
+    try:
+        payload = jwt.decode(
+            token, key.public_key, algorithms=[key.alg], audience=rules.audience,
+            issuer=rules.issuer,
+            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False,
+                     "verify_nbf": False, "verify_iat": False, "strict_aud": True},
+        )
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise TokenInvalid() from None
+    claims = _claims(payload, rules)
+    claims.check_times(now, rules.leeway)
+    return claims
+
+
+def _claims(payload: dict[str, Any], rules: TokenRules) -> AccessClaims:
+    sub, sid, jti = payload["sub"], payload["sid"], payload["jti"]
+    times = [payload["iat"], payload["nbf"], payload["exp"]]
+    scope = payload.get("scope", "")
+    if (
+        payload["iss"] != rules.issuer or payload["aud"] != rules.audience
+        or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in (sub, sid, jti))
+        or not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times)
+        or not isinstance(scope, str)
+    ):
+        raise TokenInvalid()
+    return AccessClaims(user_id=sub, session_id=sid, token_id=jti,
+                        scopes=tuple(scope.split()), issued_at=float(times[0]),
+                        not_before=float(times[1]), expires_at=float(times[2]))
+
+
+class VerifiedTokens:
+    """A bounded cache of tokens already verified, each kept until its exp.
+
+    Only the signature and claim checks are cached: time and revocation are
+    checked on every hit by the caller. When full, the oldest entry goes.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: dict[str, AccessClaims] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> AccessClaims | None:
+        return self._entries.get(token)
+
+    def put(self, token: str, claims: AccessClaims) -> None:
+        if self._capacity == 0:
+            return
+        entries = self._entries
+        if len(entries) >= self._capacity:
+            del entries[next(iter(entries))]
+        entries[token] = claims
+
+    def evict_expired(self, now: float, leeway: int) -> None:
+        for token in [t for t, c in self._entries.items() if now >= c.expires_at + leeway]:
+            del self._entries[token]
+
+
+def unverified_kid(token: str) -> str | None:
+    """The kid a token claims, unverified: only to decide whether to reload keys."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        raise TokenInvalid() from None
+    return kid if isinstance(kid, str) and 0 < len(kid) <= 128 else None

@@ -1,0 +1,1 @@
+"""The gRPC side: servicers, metadata, and the one mapping of errors to status."""

@@ -1,0 +1,111 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+)
+
+// jwksMaxAge is how long a client or shared cache may keep the JWKS. authsvc
+// publishes a new key in the JWKS before it signs with it and keeps a
+// retired key published until its tokens have expired, so a copy this old
+// never lacks a key that a live token needs as long as keys are published at
+// least this long before use. Verifiers that meet an unknown kid should
+// fetch again anyway (RFC 7517 does not cover caching; OIDC Discovery
+// section 10.1.1 describes the same rotation).
+const jwksMaxAge = 300
+
+// cacheHeaders sets caching headers on successful responses: the JWKS is
+// public and cacheable; everything else carries tokens or token facts and
+// must not be stored (RFC 6749 section 5.1: Cache-Control: no-store,
+// Pragma: no-cache).
+func cacheHeaders(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+	if _, ok := m.(*authsvcv1.GetJwksResponse); ok {
+		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(jwksMaxAge))
+		return nil
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	return nil
+}
+
+var (
+	// responseJSON matches the mux's marshaler: proto names, every field.
+	responseJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+	// jwkJSON leaves out empty members: an EC key has no "n", an RSA key no
+	// "crv", and RFC 7517 consumers should not meet them as "".
+	jwkJSON = protojson.MarshalOptions{UseProtoNames: true}
+)
+
+// rewriteResponse is the mux's response rewriter. It shapes two things
+// protojson alone gets wrong for an OAuth-style API:
+//
+//   - top-level 64-bit integers become JSON numbers, not strings, so
+//     "expires_in": 900 reads as RFC 6749 section 5.1 shows it (a
+//     JavaScript client would otherwise add a string to a date);
+//   - the JWKS omits empty members of each key, and is {"keys": []} when
+//     there are none.
+//
+// openapi/config.yaml declares the same shapes in the OpenAPI spec.
+func rewriteResponse(_ context.Context, m proto.Message) (any, error) {
+	if jwks, ok := m.(*authsvcv1.GetJwksResponse); ok {
+		if len(jwks.GetKeys()) == 0 {
+			return json.RawMessage(`{"keys":[]}`), nil
+		}
+		b, err := jwkJSON.Marshal(jwks)
+		return json.RawMessage(b), err
+	}
+	return int64sAsNumbers(m)
+}
+
+// int64sAsNumbers renders m like the mux's marshaler, then turns the
+// quoted values of its top-level singular 64-bit integer fields into
+// numbers. Messages without such fields pass through untouched.
+func int64sAsNumbers(m proto.Message) (any, error) {
+	fields := m.ProtoReflect().Descriptor().Fields()
+	var names []string
+	for i := 0; i < fields.Len(); i++ {
+		if f := fields.Get(i); f.Cardinality() != protoreflect.Repeated && is64BitInt(f.Kind()) {
+			names = append(names, f.TextName())
+		}
+	}
+	if len(names) == 0 {
+		return m, nil
+	}
+	b, err := responseJSON.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		var s string
+		if raw, ok := obj[name]; ok && json.Unmarshal(raw, &s) == nil {
+			if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+				obj[name] = json.RawMessage(s)
+			} else if _, err := strconv.ParseUint(s, 10, 64); err == nil {
+				obj[name] = json.RawMessage(s)
+			}
+		}
+	}
+	out, err := json.Marshal(obj)
+	return json.RawMessage(out), err
+}
+
+func is64BitInt(k protoreflect.Kind) bool {
+	switch k {
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
+		protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return true
+	}
+	return false
+}

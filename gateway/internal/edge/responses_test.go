@@ -1,0 +1,56 @@
+package edge
+
+import (
+	"encoding/json"
+	"os"
+	"testing"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+)
+
+// The rewriter turns singular 64-bit integers into JSON numbers; the
+// OpenAPI spec (openapi/config.yaml) must say "integer" for each of them,
+// or schemathesis and generated clients expect strings.
+func TestOpenAPIDeclaresInt64FieldsAsIntegers(t *testing.T) {
+	raw, err := os.ReadFile("../../../openapi/authsvc/v1/auth.swagger.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Definitions map[string]struct {
+			Properties map[string]struct {
+				Type string `json:"type"`
+			} `json:"properties"`
+		} `json:"definitions"`
+	}
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	msgs := authsvcv1.File_authsvc_v1_auth_proto.Messages()
+	for i := 0; i < msgs.Len(); i++ {
+		md := msgs.Get(i)
+		for j := 0; j < md.Fields().Len(); j++ {
+			f := md.Fields().Get(j)
+			if f.Cardinality() == protoreflect.Repeated || !is64BitInt(f.Kind()) {
+				continue
+			}
+			def := spec.Definitions["v1"+string(md.Name())]
+			if got := def.Properties[f.TextName()].Type; got != "integer" {
+				t.Errorf("%s.%s is %q in the spec, want integer (add it to openapi/config.yaml)", md.Name(), f.Name(), got)
+			}
+		}
+	}
+}
+
+func TestIncomingHeaderMatcherForwardsNoCredentials(t *testing.T) {
+	for _, h := range []string{"Authorization", "authorization", "Cookie", "Grpc-Metadata-Authorization", "X-Forwarded-For", "Host"} {
+		if key, ok := incomingHeaderMatcher(h); ok {
+			t.Errorf("%s forwarded as %q", h, key)
+		}
+	}
+	if key, ok := incomingHeaderMatcher("user-agent"); !ok || key != "grpcgateway-user-agent" {
+		t.Errorf("User-Agent -> %q, %v", key, ok)
+	}
+}

@@ -1,0 +1,159 @@
+// Package edge is the HTTP/JSON face of authsvc: a grpc-gateway mux over
+// one gRPC connection to authsvc, with the header, error, caching and health
+// behaviour an OAuth-style HTTP API needs. cmd code only builds a Config and
+// calls Run.
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+)
+
+// Config is everything the gateway is told at start-up.
+type Config struct {
+	Listen   string // HTTP address, HOST:PORT (port 0 picks a free one)
+	Upstream string // authsvc's gRPC address, HOST:PORT
+
+	UpstreamTLS        bool   // speak TLS to authsvc
+	UpstreamCA         string // PEM file of CAs for authsvc's certificate; empty: system roots
+	UpstreamServerName string // name to verify in authsvc's certificate; empty: host of Upstream
+
+	// Timeout bounds each call to authsvc; past it the client gets 504.
+	Timeout time.Duration
+}
+
+// maxBodyBytes bounds a request body. The largest legitimate one is a
+// sign-in, well under a kilobyte.
+const maxBodyBytes = 64 << 10
+
+// Run serves HTTP until ctx is done, then shuts down gracefully. It logs one
+// line "listening on http://ADDR" once the socket accepts connections.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	creds, err := transportCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return fmt.Errorf("upstream %q: %w", cfg.Upstream, err)
+	}
+	defer conn.Close()
+
+	handler, err := NewHandler(ctx, conn, cfg.Timeout)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info(fmt.Sprintf("listening on http://%s", ln.Addr()), "upstream", cfg.Upstream, "upstream_tls", cfg.UpstreamTLS)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// NewHandler returns the whole HTTP surface: the gateway routes from the
+// protos, /healthz and /readyz, behind the request header guard.
+func NewHandler(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) (http.Handler, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			// RFC 6749 section 3.2: a server MUST ignore unrecognised
+			// request parameters, so unknown JSON members are dropped.
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+		}),
+		runtime.WithIncomingHeaderMatcher(incomingHeaderMatcher),
+		runtime.WithOutgoingHeaderMatcher(dropMetadata),
+		runtime.WithOutgoingTrailerMatcher(dropMetadata),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithForwardResponseOption(cacheHeaders),
+		runtime.WithForwardResponseRewriter(rewriteResponse),
+		runtime.WithDisableHTTPMethodOverride(),
+	)
+	if err := authsvcv1.RegisterAuthHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", healthz)
+	root.Handle("GET /readyz", readyz(conn))
+	root.Handle("/", withTimeout(timeout, mux))
+	return guardHeaders(limitBody(root)), nil
+}
+
+func transportCredentials(cfg Config) (credentials.TransportCredentials, error) {
+	if !cfg.UpstreamTLS {
+		return insecure.NewCredentials(), nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.UpstreamServerName}
+	if cfg.UpstreamCA != "" {
+		pem, err := os.ReadFile(cfg.UpstreamCA)
+		if err != nil {
+			return nil, fmt.Errorf("upstream CA: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("upstream CA %s: no PEM certificate in it", cfg.UpstreamCA)
+		}
+	}
+	return credentials.NewTLS(conf), nil
+}
+
+func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	if d <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}

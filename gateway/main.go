@@ -1,0 +1,80 @@
+// Command gateway is authsvc's HTTP/JSON edge: grpc-gateway in front of the
+// authsvc gRPC service. Every flag has an AUTHSVC_GATEWAY_* environment
+// variable; a flag given on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/authsvc/authsvc/gateway/internal/edge"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	slog.SetDefault(log)
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := edge.Run(ctx, cfg, log); err != nil {
+		log.Error("gateway stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (edge.Config, error) {
+	var cfg edge.Config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", env("LISTEN", "127.0.0.1:8080"),
+		"HTTP address to serve, HOST:PORT (env AUTHSVC_GATEWAY_LISTEN)")
+	fs.StringVar(&cfg.Upstream, "upstream", env("UPSTREAM", "127.0.0.1:50051"),
+		"authsvc gRPC address, HOST:PORT (env AUTHSVC_GATEWAY_UPSTREAM)")
+	upstreamTLS, err := strconv.ParseBool(env("UPSTREAM_TLS", "false"))
+	if err != nil {
+		return cfg, fmt.Errorf("AUTHSVC_GATEWAY_UPSTREAM_TLS: %w", err)
+	}
+	fs.BoolVar(&cfg.UpstreamTLS, "upstream-tls", upstreamTLS,
+		"use TLS to authsvc (env AUTHSVC_GATEWAY_UPSTREAM_TLS)")
+	fs.StringVar(&cfg.UpstreamCA, "upstream-ca", env("UPSTREAM_CA", ""),
+		"PEM file of CAs that sign authsvc's certificate; implies --upstream-tls (env AUTHSVC_GATEWAY_UPSTREAM_CA)")
+	fs.StringVar(&cfg.UpstreamServerName, "upstream-server-name", env("UPSTREAM_SERVER_NAME", ""),
+		"name to verify in authsvc's certificate; implies --upstream-tls (env AUTHSVC_GATEWAY_UPSTREAM_SERVER_NAME)")
+	timeout, err := time.ParseDuration(env("TIMEOUT", "10s"))
+	if err != nil {
+		return cfg, fmt.Errorf("AUTHSVC_GATEWAY_TIMEOUT: %w", err)
+	}
+	fs.DurationVar(&cfg.Timeout, "timeout", timeout,
+		"deadline for each call to authsvc (env AUTHSVC_GATEWAY_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if cfg.UpstreamCA != "" || cfg.UpstreamServerName != "" {
+		cfg.UpstreamTLS = true
+	}
+	return cfg, nil
+}
+
+func env(name, fallback string) string {
+	if v, ok := os.LookupEnv("AUTHSVC_GATEWAY_" + name); ok {
+		return v
+	}
+	return fallback
+}

@@ -1,0 +1,156 @@
+"""Fixtures: a real PostgreSQL, a fresh database per test, a real gRPC server.
+
+- ``pg_admin_url`` (session): a PostgreSQL server. ``AUTHSVC_TEST_DATABASE_URL``
+  if set, else an embedded one started from the pgserver wheel in a temp dir.
+- ``database_url`` (function): a fresh database cloned from a migrated
+  template (``CREATE DATABASE … TEMPLATE``), dropped after the test.
+- ``clock``: a FakeClock starting at the real time; tests move it instead of
+  sleeping.
+- ``settings``: test settings (cheap argon2, random encryption key).
+- ``app`` / ``server`` / ``stub``: one authsvc worker in this event loop,
+  listening on port 0, called through a real channel with generated stubs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import grpc
+import pytest
+
+from authsvc.app import App, running_app
+from authsvc.clock import FakeClock
+from authsvc.config import Secret, Settings
+from authsvc.server import running_server
+from authsvc.store.database import migrate
+from authsvc.v1 import auth_pb2_grpc
+
+from .helpers import PASSWORD
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A PostgreSQL server to create test databases on."""
+    external = os.environ.get("AUTHSVC_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    import pgserver
+
+    data = Path(tempfile.mkdtemp(prefix="authsvc-pg-", dir="/tmp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(data, cleanup_mode="stop")
+    try:
+        server.psql("ALTER SYSTEM SET max_connections = 300;")
+        yield f"postgresql://postgres@/postgres?host={server.get_postmaster_info().socket_dir}"
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_name(pg_admin_url: str) -> Iterator[str]:
+    """A database with every migration applied, to clone per test."""
+    name = f"authsvc_template_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(pg_admin_url)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        conn = await asyncpg.connect(with_database(pg_admin_url, name))
+        await migrate(conn)
+        await conn.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(_drop(pg_admin_url, name))
+
+
+async def _drop(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(pg_admin_url: str, template_name: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"authsvc_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    finally:
+        await admin.close()
+    yield with_database(pg_admin_url, name)
+    await _drop(pg_admin_url, name)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=float(int(time.time())))
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=Secret(database_url),
+        key_encryption_key=Secret(os.urandom(32)),
+        argon2_profile="test-only-cheapest",
+        hash_threads=2,
+        workers=1,
+        listen="127.0.0.1:0",
+        db_pool_size=20,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings, database_url: str, clock: FakeClock) -> AsyncIterator[App]:
+    async with running_app(settings, database_url, clock) as app:
+        yield app
+
+
+@pytest.fixture
+async def server(app: App) -> AsyncIterator[int]:
+    """The port of an authsvc server running ``app``."""
+    async with running_server(app, "127.0.0.1:0") as (_server, port):
+        yield port
+
+
+@pytest.fixture
+async def channel(server: int) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server}") as channel:
+        yield channel
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> auth_pb2_grpc.AuthStub:
+    return auth_pb2_grpc.AuthStub(channel)
+
+
+@pytest.fixture
+async def user(app: App) -> str:
+    """The id of alice@example.com, password helpers.PASSWORD."""
+    return await app.accounts.add("email", "alice@example.com", PASSWORD)

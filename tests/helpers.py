@@ -1,0 +1,72 @@
+"""Helpers for asserting on gRPC status exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from authsvc.v1 import auth_pb2
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Failure:
+    code: grpc.StatusCode
+    message: str
+    reason: str | None
+    fields: list[str]
+    retry_delay: int | None
+    trailers: dict[str, str]
+
+    @property
+    def challenge(self) -> str | None:
+        return self.trailers.get("www-authenticate")
+
+
+def parse(error: grpc.RpcError) -> Failure:
+    trailers = dict(error.trailing_metadata() or ())  # type: ignore[attr-defined]
+    reason, fields, delay = None, [], None
+    raw = trailers.pop("grpc-status-details-bin", None)
+    if raw is not None:
+        status = status_pb2.Status.FromString(raw)
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                assert info.domain == "authsvc"
+                reason = info.reason
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                fields = [v.field for v in bad.field_violations]
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info_r = error_details_pb2.RetryInfo()
+                detail.Unpack(info_r)
+                delay = info_r.retry_delay.seconds
+    return Failure(error.code(), error.details(), reason, fields, delay,  # type: ignore[attr-defined]
+                   {k: v for k, v in trailers.items() if isinstance(v, str)})
+
+
+async def fails(call: Awaitable[Any]) -> Failure:
+    """Await an RPC that must fail; return what it said."""
+    try:
+        result = await call
+    except grpc.RpcError as error:
+        return parse(error)
+    raise AssertionError(f"expected an error, got {result!r}")
+
+
+async def sign_in(stub: Any, email: str = "alice@example.com",
+                  password: str = PASSWORD) -> auth_pb2.SignInResponse:
+    response: auth_pb2.SignInResponse = await stub.SignIn(
+        auth_pb2.SignInRequest(email=email, password=password))
+    return response
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)

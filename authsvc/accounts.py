@@ -14,6 +14,7 @@ from .clock import Clock
 from .errors import InvalidArgument, NotFound
 from .identifiers import Identifier, Kind
 from .passwords import Passwords
+from .revocations import RevocationSet
 from .store import events
 from .store import sessions as session_rows
 from .store import users as user_rows
@@ -33,10 +34,12 @@ def check_scopes(scopes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 class Accounts:
-    def __init__(self, db: Database, clock: Clock, passwords: Passwords) -> None:
+    def __init__(self, db: Database, clock: Clock, passwords: Passwords,
+                 revocations: RevocationSet | None = None) -> None:
         self._db = db
         self._clock = clock
         self._passwords = passwords
+        self._revocations = revocations  # None in the CLI: workers hear the NOTIFY
 
     async def add(self, kind: Kind, raw: str, password: str,
                   scopes: tuple[str, ...] = ()) -> str:
@@ -61,6 +64,7 @@ class Accounts:
             for sid in revoked:
                 await events.record(conn, "session.revoked", now, user_id=user.id,
                                     session_id=sid, reason="user_disabled")
+        self._revoked(revoked)
         return user.id
 
     async def set_password(self, selector: Identifier | str, password: str) -> str:
@@ -78,11 +82,16 @@ class Accounts:
             for sid in revoked:
                 await events.record(conn, "session.revoked", now, user_id=user.id,
                                     session_id=sid, reason="password_changed")
+        self._revoked(revoked)
         return user.id
 
     async def get(self, selector: Identifier | str) -> UserRow:
         async with self._db.connection() as conn:
             return await self._find(conn, selector)
+
+    def _revoked(self, session_ids: list[str]) -> None:
+        if self._revocations is not None:
+            self._revocations.add(session_ids)
 
     async def _find(self, conn: Connection, selector: Identifier | str) -> UserRow:
         if isinstance(selector, Identifier):

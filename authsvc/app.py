@@ -42,8 +42,8 @@ class App:
         self.passwords = Passwords(settings.argon2_profile, settings.hash_threads)
         self.validator = Validator(db, settings, clock, self.keystore, self.revocations)
         self.sessions = Sessions(db, settings, clock, self.keystore, self.passwords,
-                                 self.validator)
-        self.accounts = Accounts(db, clock, self.passwords)
+                                 self.validator, self.revocations)
+        self.accounts = Accounts(db, clock, self.passwords, self.revocations)
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def _housekeep(self) -> None:

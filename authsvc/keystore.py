@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 from . import keys
@@ -52,7 +53,10 @@ class KeyStore:
                 await self.load()
 
     async def ensure_signing_key(self) -> SigningKey:
-        """Load the ring; create a key of the configured algorithm if none signs now."""
+        """Load the ring; create a key of the configured algorithm if none signs now.
+
+        Key times are whole seconds, so the database's microsecond rounding can
+        never put a new key's start after the ``now`` that created it."""
         now = self._clock()
         ring = await self.load()
         signer = ring.signer(now)
@@ -63,7 +67,7 @@ class KeyStore:
             existing = [self._decode(r) for r in await key_rows.load(conn)]
             signer = KeyRing(existing).signer(now)
             if signer is None:
-                row = self._new_row(now, activates_at=now)
+                row = self._new_row(now, activates_at=math.floor(now))
                 await key_rows.insert(conn, row)
                 await events.record(conn, "key.created", now, reason=row.kid)
                 log.info("created signing key %s (%s)", row.kid, row.alg)
@@ -76,7 +80,7 @@ class KeyStore:
         """Add a new key that signs from now + ``publish_ahead`` and retire the current
         signer then; the retired key stays published until its tokens expired."""
         now = self._clock()
-        row = self._new_row(now, activates_at=now + publish_ahead)
+        row = self._new_row(now, activates_at=math.ceil(now + publish_ahead))
         publish_until = row.activates_at + self._settings.access_token_ttl \
             + self._settings.clock_leeway
         async with self._db.transaction() as conn:
@@ -96,7 +100,7 @@ class KeyStore:
         return key_rows.KeyRow(
             kid=jwk["kid"], alg=alg, public_jwk=jwk,
             private_key=keys.encrypt_private_key(self._kek, jwk["kid"], private),
-            created_at=now, activates_at=activates_at, retired_at=None, publish_until=None)
+            created_at=math.floor(now), activates_at=activates_at, retired_at=None, publish_until=None)
 
     def _decode(self, row: key_rows.KeyRow) -> SigningKey:
         private = keys.decrypt_private_key(self._kek, row.kid, row.private_key)

@@ -24,6 +24,7 @@ from .errors import (
 from .identifiers import Kind
 from .keystore import KeyStore
 from .passwords import Passwords
+from .revocations import RevocationSet
 from .store import events
 from .store import sessions as session_rows
 from .store import users as user_rows
@@ -59,13 +60,15 @@ class _Rotation:
 
 class Sessions:
     def __init__(self, db: Database, settings: Settings, clock: Clock, keystore: KeyStore,
-                 passwords: Passwords, validator: Validator) -> None:
+                 passwords: Passwords, validator: Validator,
+                 revocations: RevocationSet) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
         self._keystore = keystore
         self._passwords = passwords
         self._validator = validator
+        self._revocations = revocations
         assert settings.key_encryption_key is not None
         self._successor_key = refresh_tokens.successor_key(settings.key_encryption_key.reveal())
 
@@ -113,7 +116,10 @@ class Sessions:
         outcome: _Rotation | str
         async with self._db.transaction() as conn:
             outcome = await self._rotate(conn, token, digest, now, caller)
-        if outcome == "reused":
+        if isinstance(outcome, str) and outcome.startswith("reused:"):
+            # Committed: this worker refuses the session's access tokens at once;
+            # the others hear the NOTIFY.
+            self._revocations.add([outcome.removeprefix("reused:")])
             raise RefreshTokenReused()
         if isinstance(outcome, str):
             raise RefreshTokenInvalid()
@@ -146,7 +152,7 @@ class Sessions:
             await session_rows.revoke(conn, [state.session_id], now, "refresh_token_reused")
             await events.record(conn, "refresh.reuse_detected", now, **audit)
             log.warning("refresh token reuse detected; session %s revoked", state.session_id)
-            return "reused"
+            return f"reused:{state.session_id}"
         await session_rows.touch(conn, state.session_id, now)
         await events.record(conn, "refresh.success", now, **audit)
         return _Rotation(successor, state)
@@ -175,6 +181,7 @@ class Sessions:
                 owner = user_id or await session_rows.user_of_session(conn, sid)
                 await events.record(conn, "session.revoked", now, user_id=owner,
                                     session_id=sid, **_audit(caller))
+        self._revocations.add(revoked)
 
     async def _session_of(self, token: str) -> str | None:
         if token.count(".") == 2:

@@ -70,9 +70,9 @@ async def test_valid_token_returns_its_claims(stub, user, clock):
 async def test_token_is_taken_from_bearer_metadata_when_the_field_is_empty(stub, user):
     """With no access_token in the request, the authorization metadata is used."""
     signed_in = await sign_in(stub)
+    metadata = (("authorization", f"bEaReR {signed_in.access_token}"),)
 
-    response = await stub.Validate(auth_pb2.ValidateRequest(),
-                                   metadata=(("authorization", f"bEaReR {signed_in.access_token}"),))
+    response = await stub.Validate(auth_pb2.ValidateRequest(), metadata=metadata)
 
     assert response.session_id == signed_in.session_id
 

@@ -116,15 +116,35 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        with unavailable_on_failure():
-            async with self.pool.acquire(timeout=self._timeout) as conn:
+        conn = await self._acquire()
+        try:
+            with unavailable_on_failure():
                 yield conn
+        finally:
+            await self._release(conn)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        with unavailable_on_failure():
-            async with self.pool.acquire(timeout=self._timeout) as conn, conn.transaction():
-                yield conn
+        conn = await self._acquire()
+        try:
+            with unavailable_on_failure():
+                async with conn.transaction():
+                    yield conn
+        finally:
+            await self._release(conn)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A pooled connection. Any failure to get one, including the server
+        refusing new connections, means the database is unavailable."""
+        try:
+            return await self.pool.acquire(timeout=self._timeout)
+        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+            log.warning("database unavailable: %s", type(exc).__name__)
+            raise Unavailable("database unavailable") from exc
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        with contextlib.suppress(Exception):
+            await self.pool.release(conn, timeout=self._timeout)
 
     async def ping(self) -> None:
         async with self.connection() as conn:

@@ -1,0 +1,158 @@
+"""Revoke (RFC 7009) and GetJwks."""
+
+from __future__ import annotations
+
+import grpc
+import jwt
+import pytest
+
+from authsvc.v1 import auth_pb2
+
+from .helpers import bearer, fails, sign_in
+
+
+def refresh(stub, token):
+    return stub.Refresh(auth_pb2.RefreshRequest(refresh_token=token))
+
+
+async def test_revoking_a_refresh_token_ends_its_session(stub, user):
+    """The refresh token and every access token of its session stop working."""
+    signed_in = await sign_in(stub)
+
+    await stub.Revoke(auth_pb2.RevokeRequest(
+        token=signed_in.refresh_token,
+        token_type_hint=auth_pb2.TOKEN_TYPE_HINT_REFRESH_TOKEN))
+
+    assert (await fails(refresh(stub, signed_in.refresh_token))).reason == \
+        "REFRESH_TOKEN_INVALID"
+    assert (await fails(stub.Validate(auth_pb2.ValidateRequest(
+        access_token=signed_in.access_token)))).reason == "TOKEN_REVOKED"
+
+
+async def test_revoking_an_access_token_ends_its_session(stub, user):
+    """An access token revokes its whole session, refresh token included."""
+    signed_in = await sign_in(stub)
+
+    await stub.Revoke(auth_pb2.RevokeRequest(token=signed_in.access_token))
+
+    assert (await fails(refresh(stub, signed_in.refresh_token))).reason == \
+        "REFRESH_TOKEN_INVALID"
+
+
+async def test_a_wrong_hint_does_not_matter(stub, user):
+    """A refresh token sent with the access-token hint is still revoked."""
+    signed_in = await sign_in(stub)
+
+    await stub.Revoke(auth_pb2.RevokeRequest(
+        token=signed_in.refresh_token, token_type_hint=auth_pb2.TOKEN_TYPE_HINT_ACCESS_TOKEN))
+
+    assert (await fails(refresh(stub, signed_in.refresh_token))).reason == \
+        "REFRESH_TOKEN_INVALID"
+
+
+@pytest.mark.parametrize("token", ["unknown", "a.b.c", "x" * 43])
+async def test_unknown_tokens_answer_ok_and_change_nothing(stub, app, user, token):
+    """RFC 7009: an invalid token is not an error, and no session is touched."""
+    signed_in = await sign_in(stub)
+
+    await stub.Revoke(auth_pb2.RevokeRequest(token=token))
+
+    await refresh(stub, signed_in.refresh_token)
+    async with app.db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL") \
+            == 0
+
+
+async def test_revoking_other_sessions_leaves_this_one(stub, user):
+    """Revoking one session leaves the user's other sessions alive."""
+    first, second = await sign_in(stub), await sign_in(stub)
+
+    await stub.Revoke(auth_pb2.RevokeRequest(token=first.refresh_token))
+
+    await stub.Validate(auth_pb2.ValidateRequest(access_token=second.access_token))
+
+
+async def test_all_sessions_with_the_callers_bearer_ends_every_session(stub, user):
+    """all_sessions revokes every session of the user named by the bearer token."""
+    first, second = await sign_in(stub), await sign_in(stub)
+
+    await stub.Revoke(auth_pb2.RevokeRequest(all_sessions=True),
+                      metadata=bearer(second.access_token))
+
+    for signed_in in (first, second):
+        failure = await fails(stub.Validate(auth_pb2.ValidateRequest(
+            access_token=signed_in.access_token)))
+        assert failure.reason == "TOKEN_REVOKED"
+
+
+async def test_all_sessions_without_a_bearer_is_unauthenticated(stub, user):
+    """all_sessions needs the caller's bearer token; nothing is revoked without it."""
+    signed_in = await sign_in(stub)
+
+    failure = await fails(stub.Revoke(auth_pb2.RevokeRequest(all_sessions=True)))
+
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
+    await refresh(stub, signed_in.refresh_token)
+
+
+async def test_empty_token_is_invalid_argument(stub):
+    """Revoke with neither a token nor all_sessions names the token field."""
+    failure = await fails(stub.Revoke(auth_pb2.RevokeRequest()))
+
+    assert (failure.code, failure.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["token"])
+
+
+async def test_disabling_a_user_revokes_all_their_sessions(stub, app, user):
+    """A disabled user's access tokens are refused at once."""
+    signed_in = await sign_in(stub)
+
+    await app.accounts.disable(user)
+
+    failure = await fails(stub.Validate(auth_pb2.ValidateRequest(
+        access_token=signed_in.access_token)))
+    assert failure.reason == "TOKEN_REVOKED"
+
+
+async def test_revocations_are_audited(stub, app, user):
+    """Each revoked session leaves a session.revoked row."""
+    signed_in = await sign_in(stub)
+
+    await stub.Revoke(auth_pb2.RevokeRequest(token=signed_in.refresh_token))
+
+    async with app.db.connection() as conn:
+        rows = await conn.fetch("SELECT session_id::text, user_id::text FROM auth_events"
+                                " WHERE kind = 'session.revoked'")
+    assert [tuple(r) for r in rows] == [(signed_in.session_id, user)]
+
+
+async def test_jwks_publishes_public_keys_that_verify_tokens(stub, user):
+    """GetJwks returns public JWKs only, and they verify issued tokens."""
+    signed_in = await sign_in(stub)
+
+    response = await stub.GetJwks(auth_pb2.GetJwksRequest())
+
+    (key,) = response.keys
+    assert (key.kty, key.crv, key.alg, key.use) == ("EC", "P-256", "ES256", "sig")
+    assert key.x and key.y and key.kid
+    jwk = {f.name: v for f, v in key.ListFields()}
+    assert "d" not in jwk
+    public = jwt.PyJWK(jwk).key
+    claims = jwt.decode(signed_in.access_token, public, algorithms=["ES256"],
+                        audience="authsvc")
+    assert claims["sid"] == signed_in.session_id
+    assert jwt.get_unverified_header(signed_in.access_token)["kid"] == key.kid
+
+
+async def test_watch_revocations_sends_the_set_then_each_revocation(stub, user):
+    """WatchRevocations starts with the current set, then streams new revocations."""
+    old, new = await sign_in(stub), await sign_in(stub)
+    await stub.Revoke(auth_pb2.RevokeRequest(token=old.refresh_token))
+    stream = stub.WatchRevocations(auth_pb2.WatchRevocationsRequest())
+
+    first = await stream.read()
+    await stub.Revoke(auth_pb2.RevokeRequest(token=new.refresh_token))
+    second = await stream.read()
+    stream.cancel()
+
+    assert (list(first.session_ids), first.snapshot) == ([old.session_id], True)
+    assert (list(second.session_ids), second.snapshot) == ([new.session_id], False)

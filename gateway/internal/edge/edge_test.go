@@ -273,6 +273,17 @@ func TestTokenResponseIsOAuthShaped(t *testing.T) {
 	assertNoInternalHeaders(t, resp)
 }
 
+func TestZeroValuesAreShownButUnsetMessagesAreNotNull(t *testing.T) {
+	h := newHarness(t)
+	_, body := h.do(t, "POST", "/v1/auth/validate", nil)
+	if scopes, ok := body["scopes"].([]any); !ok || len(scopes) != 0 {
+		t.Errorf("scopes = %#v, want []", body["scopes"])
+	}
+	if _, has := body["issued_at"]; has {
+		t.Errorf("unset issued_at rendered as %#v, want it left out", body["issued_at"])
+	}
+}
+
 func TestJwksIsCacheableAndOmitsEmptyMembers(t *testing.T) {
 	h := newHarness(t)
 	for _, path := range []string{"/.well-known/jwks.json", "/v1/auth/jwks"} {

@@ -14,7 +14,6 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -75,15 +74,11 @@ func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 	errorHandler(ctx, mux, m, w, r, err)
 }
 
-// statusJSON renders google.rpc.Status with proto field names and every
-// field present, like the rest of the API.
-var statusJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
-
 // writeStatus writes an error response. Errors are never cached.
 func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status, wwwAuthenticate string) {
-	body, err := statusJSON.Marshal(st.Proto())
+	body, err := jsonOptions.Marshal(st.Proto())
 	if err != nil { // only a detail type not linked in; keep code and message
-		body, _ = statusJSON.Marshal(&spb.Status{Code: int32(st.Code()), Message: st.Message()})
+		body, _ = jsonOptions.Marshal(&spb.Status{Code: int32(st.Code()), Message: st.Message()})
 	}
 	h := w.Header()
 	h.Del("Trailer")

@@ -36,13 +36,9 @@ func cacheHeaders(_ context.Context, w http.ResponseWriter, m proto.Message) err
 	return nil
 }
 
-var (
-	// responseJSON matches the mux's marshaler: proto names, every field.
-	responseJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
-	// jwkJSON leaves out empty members: an EC key has no "n", an RSA key no
-	// "crv", and RFC 7517 consumers should not meet them as "".
-	jwkJSON = protojson.MarshalOptions{UseProtoNames: true}
-)
+// jwkJSON leaves out empty members: an EC key has no "n", an RSA key no
+// "crv", and RFC 7517 consumers should not meet them as "".
+var jwkJSON = protojson.MarshalOptions{UseProtoNames: true}
 
 // rewriteResponse is the mux's response rewriter. It shapes two things
 // protojson alone gets wrong for an OAuth-style API:
@@ -79,7 +75,7 @@ func int64sAsNumbers(m proto.Message) (any, error) {
 	if len(names) == 0 {
 		return m, nil
 	}
-	b, err := responseJSON.Marshal(m)
+	b, err := jsonOptions.Marshal(m)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,13 @@ type Config struct {
 	Timeout time.Duration
 }
 
+// jsonOptions render every response: proto field names (access_token, not
+// accessToken), and zero values present ("scopes": [], "session_id": "") so
+// clients see every field. EmitDefaultValues rather than EmitUnpopulated:
+// an unset message field is left out instead of rendered as null, which
+// the OpenAPI spec could not describe.
+var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
+
 // maxBodyBytes bounds a request body. The largest legitimate one is a
 // sign-in, well under a kilobyte.
 const maxBodyBytes = 64 << 10
@@ -98,7 +105,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 func NewHandler(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			MarshalOptions: jsonOptions,
 			// RFC 6749 section 3.2: a server MUST ignore unrecognised
 			// request parameters, so unknown JSON members are dropped.
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},

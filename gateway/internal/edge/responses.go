@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -63,16 +64,15 @@ func rewriteResponse(_ context.Context, m proto.Message) (any, error) {
 
 // int64sAsNumbers renders m like the mux's marshaler, then turns the
 // quoted values of its top-level singular 64-bit integer fields into
-// numbers. Messages without such fields pass through untouched.
+// numbers, keeping the fields in proto order. Messages without such fields
+// pass through untouched.
 func int64sAsNumbers(m proto.Message) (any, error) {
 	fields := m.ProtoReflect().Descriptor().Fields()
-	var names []string
+	numeric := false
 	for i := 0; i < fields.Len(); i++ {
-		if f := fields.Get(i); f.Cardinality() != protoreflect.Repeated && is64BitInt(f.Kind()) {
-			names = append(names, f.TextName())
-		}
+		numeric = numeric || isNumeric64(fields.Get(i))
 	}
-	if len(names) == 0 {
+	if !numeric {
 		return m, nil
 	}
 	b, err := jsonOptions.Marshal(m)
@@ -83,18 +83,42 @@ func int64sAsNumbers(m proto.Message) (any, error) {
 	if err := json.Unmarshal(b, &obj); err != nil {
 		return nil, err
 	}
-	for _, name := range names {
-		var s string
-		if raw, ok := obj[name]; ok && json.Unmarshal(raw, &s) == nil {
-			if _, err := strconv.ParseInt(s, 10, 64); err == nil {
-				obj[name] = json.RawMessage(s)
-			} else if _, err := strconv.ParseUint(s, 10, 64); err == nil {
-				obj[name] = json.RawMessage(s)
-			}
+	var out bytes.Buffer
+	out.WriteByte('{')
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		raw, ok := obj[f.TextName()]
+		if !ok {
+			continue
 		}
+		var s string
+		if isNumeric64(f) && json.Unmarshal(raw, &s) == nil && isInteger(s) {
+			raw = json.RawMessage(s)
+		}
+		if out.Len() > 1 {
+			out.WriteByte(',')
+		}
+		name, _ := json.Marshal(f.TextName())
+		out.Write(name)
+		out.WriteByte(':')
+		out.Write(raw)
 	}
-	out, err := json.Marshal(obj)
-	return json.RawMessage(out), err
+	out.WriteByte('}')
+	return json.RawMessage(out.Bytes()), nil
+}
+
+// isNumeric64 reports whether f is a singular 64-bit integer, which
+// protojson renders as a string.
+func isNumeric64(f protoreflect.FieldDescriptor) bool {
+	return f.Cardinality() != protoreflect.Repeated && is64BitInt(f.Kind())
+}
+
+func isInteger(s string) bool {
+	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return true
+	}
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
 }
 
 func is64BitInt(k protoreflect.Kind) bool {

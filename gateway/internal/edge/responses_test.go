@@ -1,11 +1,11 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
-
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 )
@@ -33,7 +33,7 @@ func TestOpenAPIDeclaresInt64FieldsAsIntegers(t *testing.T) {
 		md := msgs.Get(i)
 		for j := 0; j < md.Fields().Len(); j++ {
 			f := md.Fields().Get(j)
-			if f.Cardinality() == protoreflect.Repeated || !is64BitInt(f.Kind()) {
+			if !isNumeric64(f) {
 				continue
 			}
 			def := spec.Definitions["v1"+string(md.Name())]
@@ -52,5 +52,17 @@ func TestIncomingHeaderMatcherForwardsNoCredentials(t *testing.T) {
 	}
 	if key, ok := incomingHeaderMatcher("user-agent"); !ok || key != "grpcgateway-user-agent" {
 		t.Errorf("User-Agent -> %q, %v", key, ok)
+	}
+}
+
+func TestTokenResponseKeepsProtoFieldOrder(t *testing.T) {
+	out, err := rewriteResponse(context.Background(), &authsvcv1.RefreshResponse{AccessToken: "a", ExpiresIn: 60, UserId: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(out.(json.RawMessage))
+	want := `{"access_token":"a","token_type":"","expires_in":60,"refresh_token":"","refresh_expires_in":0,"session_id":"","user_id":"u"}`
+	if strings.ReplaceAll(got, " ", "") != want {
+		t.Errorf("got %s\nwant %s", got, want)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -45,6 +46,11 @@ type Config struct {
 // the OpenAPI spec could not describe.
 var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
 
+// reconnectBackoff caps the wait between attempts to reach authsvc at 5 s
+// (gRPC's default is 120 s), so the edge recovers soon after authsvc is
+// back; in between, calls fail fast with 503.
+var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}
+
 // maxBodyBytes bounds a request body. The largest legitimate one is a
 // sign-in, well under a kilobyte.
 const maxBodyBytes = 64 << 10
@@ -56,7 +62,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}))
 	if err != nil {
 		return fmt.Errorf("upstream %q: %w", cfg.Upstream, err)
 	}

@@ -19,6 +19,8 @@ from .passwords import Passwords
 from .revocations import RevocationListener, RevocationSet
 from .sessions import Sessions
 from .store.database import Database, create_pool
+from .store.throttles import Tarpit
+from .throttle import Throttle, ThrottlePolicy
 from .validation import Validator
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,11 @@ class App:
                                            settings.db_timeout)
         self.passwords = Passwords(settings.argon2_profile, settings.hash_threads)
         self.validator = Validator(db, settings, clock, self.keystore, self.revocations)
+        assert settings.key_encryption_key is not None
+        self.throttle = Throttle(db, clock, throttle_policy(settings),
+                                 settings.key_encryption_key.reveal())
         self.sessions = Sessions(db, settings, clock, self.keystore, self.passwords,
-                                 self.validator, self.revocations)
+                                 self.validator, self.revocations, self.throttle)
         self.accounts = Accounts(db, clock, self.passwords, self.revocations)
         self._housekeeping: asyncio.Task[None] | None = None
 
@@ -53,8 +58,21 @@ class App:
             self.validator.evict_expired()
             try:
                 await self.keystore.load()
-            except Exception:
-                log.warning("could not reload signing keys; keeping the ones loaded")
+                await self.throttle.forget_expired()
+            except Exception as exc:
+                log.warning("housekeeping failed (%s); trying again later", type(exc).__name__)
+
+
+def throttle_policy(settings: Settings) -> ThrottlePolicy:
+    def tarpit(free: int) -> Tarpit:
+        return Tarpit(free=free, base=settings.throttle_base_delay,
+                      cap=settings.throttle_max_delay, window=settings.throttle_window)
+
+    return ThrottlePolicy(identifier=tarpit(settings.throttle_identifier_free),
+                          address=tarpit(settings.throttle_address_free),
+                          pair=tarpit(settings.throttle_pair_free),
+                          refresh_address=tarpit(settings.throttle_refresh_free),
+                          trust_ttl=settings.throttle_trust_ttl)
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -83,6 +84,20 @@ class Settings:
     db_pool_size: int = 10
     db_timeout: float = 5.0
     reflection: bool = True
+    shutdown_grace: float = 10.0
+    metrics_listen: str | None = "127.0.0.1:9464"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    throttle_identifier_free: int = 10
+    throttle_address_free: int = 100
+    throttle_pair_free: int = 5
+    throttle_refresh_free: int = 20
+    throttle_base_delay: float = 1.0
+    throttle_max_delay: float = 900.0
+    throttle_window: float = 3600.0
+    throttle_trust_ttl: float = 30 * DAY
 
     def __post_init__(self) -> None:
         _check(self.signing_alg in SIGNING_ALGORITHMS, "AUTHSVC_SIGNING_ALG",
@@ -107,6 +122,17 @@ class Settings:
         _check(bool(self.issuer), "AUTHSVC_ISSUER", "must not be empty")
         _check(bool(self.audience), "AUTHSVC_AUDIENCE", "must not be empty")
         parse_listen(self.listen)
+        for name in _THROTTLE_VARIABLES:
+            _check(getattr(self, name) >= 0, "AUTHSVC_" + name.upper(), "must be 0 or more")
+        _check(self.throttle_base_delay > 0, "AUTHSVC_THROTTLE_BASE_DELAY", "must be positive")
+        _check(self.shutdown_grace >= 0, "AUTHSVC_SHUTDOWN_GRACE", "must be 0 or more")
+        if self.metrics_listen is not None:
+            _check(_is_listen(self.metrics_listen), "AUTHSVC_METRICS_LISTEN",
+                   "must be HOST:PORT or off")
+        _check((self.tls_cert_file is None) == (self.tls_key_file is None),
+               "AUTHSVC_TLS_CERT_FILE", "and AUTHSVC_TLS_KEY_FILE must be set together")
+        _check(self.tls_client_ca_file is None or self.tls_cert_file is not None,
+               "AUTHSVC_TLS_CLIENT_CA_FILE", "needs AUTHSVC_TLS_CERT_FILE and _KEY_FILE")
         if self.key_encryption_key is not None:
             _check(len(self.key_encryption_key.reveal()) == 32, "AUTHSVC_KEY_ENCRYPTION_KEY",
                    "must be 32 bytes")
@@ -143,6 +169,16 @@ class Settings:
         values["db_pool_size"] = reader.get("AUTHSVC_DB_POOL_SIZE", int)
         values["db_timeout"] = reader.get("AUTHSVC_DB_TIMEOUT", float)
         values["reflection"] = reader.get("AUTHSVC_REFLECTION", _boolean)
+        values["shutdown_grace"] = reader.get("AUTHSVC_SHUTDOWN_GRACE", float)
+        metrics = reader.get("AUTHSVC_METRICS_LISTEN", str)
+        if metrics is not None:
+            values["metrics_listen"] = None if metrics.lower() == "off" else metrics
+        values["tls_cert_file"] = reader.get("AUTHSVC_TLS_CERT_FILE", Path)
+        values["tls_key_file"] = reader.get("AUTHSVC_TLS_KEY_FILE", Path)
+        values["tls_client_ca_file"] = reader.get("AUTHSVC_TLS_CLIENT_CA_FILE", Path)
+        values["trusted_proxies"] = reader.get("AUTHSVC_TRUSTED_PROXIES", _networks)
+        for name, parse in _THROTTLE_VARIABLES.items():
+            values[name] = reader.get("AUTHSVC_" + name.upper(), parse)
         kek = reader.get("AUTHSVC_KEY_ENCRYPTION_KEY", _key)
         kek_file = reader.get("AUTHSVC_KEY_ENCRYPTION_KEY_FILE", Path)
         if kek is None and isinstance(kek_file, Path):
@@ -154,10 +190,29 @@ class Settings:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    _check(bool(sep) and bool(host) and port.isdigit() and int(port) <= 65535,
-           "AUTHSVC_LISTEN", "must be HOST:PORT")
+    _check(_is_listen(listen), "AUTHSVC_LISTEN", "must be HOST:PORT")
+    host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+_THROTTLE_VARIABLES: dict[str, Callable[[str], Any]] = {
+    "throttle_identifier_free": int, "throttle_address_free": int, "throttle_pair_free": int,
+    "throttle_refresh_free": int, "throttle_base_delay": float, "throttle_max_delay": float,
+    "throttle_window": float, "throttle_trust_ttl": float,
+}
+
+
+def _is_listen(listen: str) -> bool:
+    host, sep, port = listen.rpartition(":")
+    return bool(sep) and bool(host) and port.isdigit() and int(port) <= 65535
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks, validated."""
+    networks = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+    return networks
 
 
 def encode_key(key: bytes) -> str:

@@ -100,7 +100,8 @@ class KeyStore:
         return key_rows.KeyRow(
             kid=jwk["kid"], alg=alg, public_jwk=jwk,
             private_key=keys.encrypt_private_key(self._kek, jwk["kid"], private),
-            created_at=math.floor(now), activates_at=activates_at, retired_at=None, publish_until=None)
+            created_at=math.floor(now), activates_at=activates_at, retired_at=None,
+            publish_until=None)
 
     def _decode(self, row: key_rows.KeyRow) -> SigningKey:
         private = keys.decrypt_private_key(self._kek, row.kid, row.private_key)

@@ -60,7 +60,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await server.stop(grace=5)
+        await server.stop(grace=app.settings.shutdown_grace)
 
 
 async def _report_health(app: App, servicer: health.aio.HealthServicer) -> None:

@@ -16,6 +16,7 @@ from .config import Settings
 from .errors import (
     InvalidArgument,
     InvalidCredentials,
+    RateLimited,
     RefreshTokenInvalid,
     RefreshTokenReused,
     TokenInvalid,
@@ -29,6 +30,7 @@ from .store import events
 from .store import sessions as session_rows
 from .store import users as user_rows
 from .store.database import Connection, Database
+from .throttle import Throttle
 from .validation import Validator
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ class _Rotation:
 class Sessions:
     def __init__(self, db: Database, settings: Settings, clock: Clock, keystore: KeyStore,
                  passwords: Passwords, validator: Validator,
-                 revocations: RevocationSet) -> None:
+                 revocations: RevocationSet, throttle: Throttle) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
@@ -69,6 +71,7 @@ class Sessions:
         self._passwords = passwords
         self._validator = validator
         self._revocations = revocations
+        self._throttle = throttle
         assert settings.key_encryption_key is not None
         self._successor_key = refresh_tokens.successor_key(settings.key_encryption_key.reveal())
 
@@ -80,6 +83,12 @@ class Sessions:
         if len(password) > identifiers.MAX_PASSWORD:
             raise InvalidArgument("password",
                                   f"must be at most {identifiers.MAX_PASSWORD} characters")
+        try:
+            await self._throttle.check_sign_in(identifier, caller.client_addr)
+        except RateLimited:
+            async with self._db.connection() as conn:
+                await events.record(conn, "signin.throttled", self._clock(), **_audit(caller))
+            raise
         async with self._db.connection() as conn:
             user = await user_rows.find(conn, identifier)
         verdict = await self._passwords.verify(user.password_hash if user else None, password)
@@ -87,10 +96,12 @@ class Sessions:
         if user is None or not verdict.ok or user.disabled:
             reason = ("unknown_user" if user is None else
                       "wrong_password" if not verdict.ok else "disabled")
+            await self._throttle.sign_in_failed(identifier, caller.client_addr)
             async with self._db.connection() as conn:
                 await events.record(conn, "signin.failure", now, reason=reason,
                                     user_id=user.id if user else None, **_audit(caller))
             raise InvalidCredentials()
+        await self._throttle.sign_in_succeeded(identifier, caller.client_addr)
         if verdict.needs_rehash:
             await self._rehash(user.id, user.password_hash, password)
         refresh = refresh_tokens.new_token()
@@ -111,6 +122,7 @@ class Sessions:
         if len(token) > refresh_tokens.MAX_LENGTH:
             raise InvalidArgument("refresh_token",
                                   f"must be at most {refresh_tokens.MAX_LENGTH} characters")
+        await self._throttle.check_refresh(caller.client_addr)
         now = self._clock()
         digest = refresh_tokens.token_hash(token)
         outcome: _Rotation | str
@@ -122,6 +134,7 @@ class Sessions:
             self._revocations.add([outcome.removeprefix("reused:")])
             raise RefreshTokenReused()
         if isinstance(outcome, str):
+            await self._throttle.refresh_failed(caller.client_addr)
             raise RefreshTokenInvalid()
         state = outcome.state
         return self._pair(state.user_id, state.session_id, state.scopes, outcome.successor,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 
@@ -33,11 +34,47 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | No
     return match.group(1)
 
 
-def caller(metadata: Iterable[tuple[str, str | bytes]] | None, peer: str) -> Caller:
-    """Client address (from the transport peer) and a sanitised user agent."""
-    agent = next((v for k, v in (metadata or ()) if k == "user-agent"), None)
+def caller(metadata: Iterable[tuple[str, str | bytes]] | None, peer: str,
+           trusted_proxies: Networks = ()) -> Caller:
+    """Client address and a sanitised user agent.
+
+    The address is the transport peer's, except when the peer is a trusted
+    proxy: then it is the right-most ``x-forwarded-for`` hop (the address the
+    proxy itself saw; hops further left are the client's claims).
+    """
+    pairs = list(metadata or ())
+    agent = next((v for k, v in pairs if k == "user-agent"), None)
     agent = _UNPRINTABLE.sub("?", agent[:MAX_USER_AGENT]) if isinstance(agent, str) else None
-    return Caller(client_addr=peer_address(peer), user_agent=agent)
+    address = peer_address(peer)
+    if address is not None and trusted_proxies and _within(address, trusted_proxies):
+        hops = [hop.strip() for k, v in pairs if k == "x-forwarded-for" and isinstance(v, str)
+                for hop in v.split(",")]
+        if hops and _is_ip(hops[-1]):
+            address = str(ipaddress.ip_address(hops[-1]))
+    return Caller(client_addr=address, user_agent=agent)
+
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def networks(specs: Iterable[str]) -> Networks:
+    return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
+
+
+def _within(address: str, trusted: Networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def peer_address(peer: str) -> str | None:

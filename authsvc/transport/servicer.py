@@ -13,7 +13,7 @@ from ..errors import InvalidArgument, Unavailable
 from ..sessions import Caller, TokenPair
 from ..tokens import MAX_TOKEN_LENGTH
 from ..v1 import auth_pb2, auth_pb2_grpc
-from .metadata import bearer_token, caller
+from .metadata import Networks, bearer_token, caller, networks
 from .status import streaming, unary
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 (the OAuth token_type, not a secret)
@@ -22,6 +22,7 @@ TOKEN_TYPE = "Bearer"  # noqa: S105 (the OAuth token_type, not a secret)
 class AuthServicer(auth_pb2_grpc.AuthServicer):
     def __init__(self, app: App) -> None:
         self._app = app
+        self._proxies = networks(app.settings.trusted_proxies)
 
     @unary
     async def SignIn(self, request: auth_pb2.SignInRequest,
@@ -30,13 +31,14 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
         if kind is None:
             raise InvalidArgument("identifier", "one of email, phone or username is required")
         pair = await self._app.sessions.sign_in(
-            kind, getattr(request, kind), request.password, _caller(context))
+            kind, getattr(request, kind), request.password, _caller(context, self._proxies))
         return auth_pb2.SignInResponse(**_token_fields(pair))
 
     @unary
     async def Refresh(self, request: auth_pb2.RefreshRequest,
                       context: grpc.aio.ServicerContext) -> auth_pb2.RefreshResponse:
-        pair = await self._app.sessions.refresh(request.refresh_token, _caller(context))
+        pair = await self._app.sessions.refresh(request.refresh_token,
+                                                _caller(context, self._proxies))
         return auth_pb2.RefreshResponse(**_token_fields(pair))
 
     @unary
@@ -60,7 +62,7 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
         if request.all_sessions:
             bearer = bearer_token(context.invocation_metadata())
         await self._app.sessions.revoke(request.token, all_sessions=request.all_sessions,
-                                        bearer=bearer, caller=_caller(context))
+                                        bearer=bearer, caller=_caller(context, self._proxies))
         return auth_pb2.RevokeResponse()
 
     @unary
@@ -89,8 +91,8 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
             revocations.unwatch(queue)
 
 
-def _caller(context: grpc.aio.ServicerContext) -> Caller:
-    return caller(context.invocation_metadata(), context.peer())
+def _caller(context: grpc.aio.ServicerContext, proxies: Networks) -> Caller:
+    return caller(context.invocation_metadata(), context.peer(), proxies)
 
 
 def _token_fields(pair: TokenPair) -> dict[str, Any]:

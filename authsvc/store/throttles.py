@@ -1,0 +1,79 @@
+"""SQL for throttling. The tarpit arithmetic runs in one statement per key,
+so concurrent failures on several replicas count exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from ..clock import to_datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Tarpit:
+    """``free`` failures, then a block of base·2^(n-free) seconds, at most ``cap``;
+    failures older than ``window`` are forgotten."""
+
+    free: int
+    base: float
+    cap: float
+    window: float
+
+
+async def blocked_until(conn: asyncpg.Connection, keys: list[str], now: float) -> float | None:
+    """The latest block among ``keys`` still in force at ``now``."""
+    found = await conn.fetchval(
+        "SELECT max(blocked_until) FROM throttles WHERE key = ANY($1) AND blocked_until > $2",
+        keys, to_datetime(now))
+    return None if found is None else float(found.timestamp())
+
+
+async def record_failure(conn: asyncpg.Connection, key: str, tarpit: Tarpit,
+                         now: float) -> None:
+    await conn.execute(
+        """
+        INSERT INTO throttles AS t (key, failures, last_failure_at, blocked_until)
+        VALUES ($1, 1, $2::timestamptz,
+                CASE WHEN 1 > $3::int THEN $2::timestamptz + make_interval(secs => $4::float8)
+                END)
+        ON CONFLICT (key) DO UPDATE SET
+            failures = CASE
+                WHEN t.last_failure_at < $2::timestamptz - make_interval(secs => $6::float8)
+                    THEN 1
+                ELSE t.failures + 1 END,
+            last_failure_at = $2::timestamptz,
+            blocked_until = CASE
+                WHEN t.last_failure_at < $2::timestamptz - make_interval(secs => $6::float8)
+                    THEN excluded.blocked_until
+                WHEN t.failures + 1 > $3::int THEN $2::timestamptz + make_interval(
+                    secs => least($5::float8, $4::float8 * power(2, t.failures - $3::int)))
+                ELSE t.blocked_until END
+        """,
+        key, to_datetime(now), tarpit.free, float(tarpit.base), float(tarpit.cap),
+        float(tarpit.window))
+
+
+async def clear(conn: asyncpg.Connection, key: str) -> None:
+    await conn.execute("DELETE FROM throttles WHERE key = $1", key)
+
+
+async def trust(conn: asyncpg.Connection, key: str, until: float) -> None:
+    await conn.execute(
+        "INSERT INTO trusted_clients (key, until) VALUES ($1, $2)"
+        " ON CONFLICT (key) DO UPDATE SET until = excluded.until", key, to_datetime(until))
+
+
+async def is_trusted(conn: asyncpg.Connection, key: str, now: float) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT true FROM trusted_clients WHERE key = $1 AND until > $2",
+        key, to_datetime(now)))
+
+
+async def forget_expired(conn: asyncpg.Connection, now: float, window: float) -> None:
+    """Drop rows that no longer affect anything."""
+    moment = to_datetime(now)
+    await conn.execute(
+        "DELETE FROM throttles WHERE last_failure_at < $1 - make_interval(secs => $2::float8)"
+        " AND (blocked_until IS NULL OR blocked_until < $1)", moment, float(window))
+    await conn.execute("DELETE FROM trusted_clients WHERE until < $1", moment)

@@ -1,6 +1,7 @@
 """One worker's gRPC server: the Auth service, health checking and reflection.
 
-Limits (a decision; see README): requests up to 64 KiB, metadata soft limit
+TLS when AUTHSVC_TLS_CERT_FILE and AUTHSVC_TLS_KEY_FILE are set, mutual TLS
+with AUTHSVC_TLS_CLIENT_CA_FILE. Limits (a decision; see README): requests up to 64 KiB, metadata soft limit
 8 KiB and hard limit 16 KiB, 1,000 concurrent streams per connection,
 keepalive pings from clients no more often than every 10 s.
 """
@@ -17,7 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .app import App
-from .errors import Unavailable
+from .config import Settings
+from .errors import ConfigError, Unavailable
 from .transport.servicer import AuthServicer
 from .v1 import auth_pb2, auth_pb2_grpc
 
@@ -48,7 +50,11 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
     if app.settings.reflection:
         reflection.enable_server_reflection(
             (AUTH_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(listen)
+    credentials = server_credentials(app.settings)
+    if credentials is None:
+        port = server.add_insecure_port(listen)
+    else:
+        port = server.add_secure_port(listen, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
@@ -61,6 +67,22 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
             await watcher
         await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(grace=app.settings.shutdown_grace)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from the cert and key files; with a client CA, mutual TLS (clients must
+    present a certificate it signed). None: plaintext, for loopback and tests."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    try:
+        chain = settings.tls_cert_file.read_bytes()
+        key = settings.tls_key_file.read_bytes()
+        ca = (settings.tls_client_ca_file.read_bytes()
+              if settings.tls_client_ca_file is not None else None)
+    except OSError as exc:
+        raise ConfigError(f"AUTHSVC_TLS_*: cannot read {exc.filename}: {exc.strerror}") from None
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca,
+                                       require_client_auth=ca is not None)
 
 
 async def _report_health(app: App, servicer: health.aio.HealthServicer) -> None:

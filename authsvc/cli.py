@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+import uuid
 import warnings
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .accounts import Accounts
 from .clock import system_clock
 from .config import Secret, Settings
-from .errors import AuthsvcError, ClientError, Unavailable
+from .errors import AuthsvcError, ClientError, InvalidArgument, Unavailable
 from .identifiers import Identifier, Kind, normalize
+from .keystore import KeyStore
 from .logs import configure
 from .passwords import Passwords
 from .runner import database, prepare, serve
+from .store import events
 from .store.database import Database, create_pool
 
 log = logging.getLogger("authsvc")
@@ -42,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for flag in ("listen", "workers"):
             if getattr(args, flag, None) is not None:
                 overrides[flag] = getattr(args, flag)
+        if getattr(args, "no_reflection", False):
+            overrides["reflection"] = False
         settings = Settings.from_env(overrides=overrides)
         if args.command == "serve":
             serve(settings)
@@ -66,9 +73,19 @@ async def _admin(args: argparse.Namespace, settings: Settings, url: str) -> int:
         print("database is up to date")
         return 0
     pool = await create_pool(url, 2, settings.db_timeout)
+    db = Database(pool, settings.db_timeout)
+    if args.command in ("keys", "events"):
+        try:
+            if args.command == "events":
+                await _events(db, args)
+            else:
+                await _keys(KeyStore(db, settings, system_clock), args)
+            return 0
+        finally:
+            await pool.close()
     passwords = Passwords(settings.argon2_profile, 1)
     try:
-        accounts = Accounts(Database(pool, settings.db_timeout), system_clock, passwords)
+        accounts = Accounts(db, system_clock, passwords)
         if args.action == "add":
             kind, raw = _selector(args)
             assert isinstance(kind, str)
@@ -82,6 +99,59 @@ async def _admin(args: argparse.Namespace, settings: Settings, url: str) -> int:
     finally:
         passwords.close()
         await pool.close()
+
+
+async def _events(db: Database, args: argparse.Namespace) -> None:
+    """One JSON object per line, newest first."""
+    if args.user is not None:
+        try:
+            uuid.UUID(args.user)
+        except ValueError:
+            raise InvalidArgument("user", "must be a user id") from None
+    since = None if args.since is None else _since(args.since)
+    async with db.connection() as conn:
+        found = await events.search(conn, user_id=args.user, since=since, kind=args.kind,
+                                    limit=args.limit)
+    for event in found:
+        print(json.dumps(event, separators=(",", ":")))
+
+
+def _since(raw: str) -> float:
+    """An ISO 8601 time, or a duration back from now such as 30m, 12h or 7d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if raw[:-1].isdigit() and raw[-1:] in units:
+        return system_clock() - int(raw[:-1]) * units[raw[-1]]
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidArgument("since", "must be an ISO 8601 time or a duration like 12h")\
+            from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+async def _keys(keystore: KeyStore, args: argparse.Namespace) -> None:
+    if args.action == "rotate":
+        print(await keystore.rotate(publish_ahead=args.publish_ahead))
+        return
+    if args.action == "retire":
+        await keystore.retire(args.kid)
+        return
+    now = system_clock()
+    ring = await keystore.load()
+    signer = ring.signer(now)
+    print(f"{'KID':44}  {'ALG':5}  {'STATE':9}  {'SIGNS FROM':20}  {'PUBLISHED UNTIL':20}")
+    for key in sorted(ring.all(), key=lambda k: k.activates_at):
+        state = ("signing" if signer is not None and key.kid == signer.kid else
+                 "next" if key.activates_at > now else
+                 "retired" if key.published_at(now) else "expired")
+        until = "-" if key.publish_until is None else _stamp(key.publish_until)
+        print(f"{key.kid:44}  {key.alg:5}  {state:9}  {_stamp(key.activates_at):20}  {until:20}")
+
+
+def _stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _selector(args: argparse.Namespace) -> tuple[Kind | None, str]:
@@ -124,7 +194,29 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--listen", help="HOST:PORT (AUTHSVC_LISTEN, default 127.0.0.1:50051)")
     serve_cmd.add_argument("--workers", type=int, help="worker processes (AUTHSVC_WORKERS, "
                            "default: number of cores)")
+    serve_cmd.add_argument("--no-reflection", action="store_true",
+                           help="do not serve gRPC reflection (AUTHSVC_REFLECTION=false)")
     commands.add_parser("migrate", parents=[common], help="apply database migrations")
+
+    keys = commands.add_parser("keys", help="signing keys").add_subparsers(
+        dest="action", required=True)
+    keys.add_parser("list", parents=[common], help="list signing keys and their state")
+    rotate = keys.add_parser("rotate", parents=[common],
+                             help="publish a new key now; it signs after --publish-ahead")
+    rotate.add_argument("--publish-ahead", type=float, default=60.0,
+                        help="seconds between publishing the new key and signing with it "
+                        "(default 60: every worker reloads keys every 30 s)")
+    retire = keys.add_parser("retire", parents=[common],
+                             help="stop signing with a key; it stays published until its "
+                             "tokens expired")
+    retire.add_argument("kid")
+
+    events_cmd = commands.add_parser("events", parents=[common],
+                                     help="list audit events, newest first, as JSON lines")
+    events_cmd.add_argument("--user", help="only this user id")
+    events_cmd.add_argument("--since", help="ISO 8601 time, or a duration such as 12h or 7d")
+    events_cmd.add_argument("--kind", help="an event kind or its prefix, e.g. signin")
+    events_cmd.add_argument("--limit", type=int, default=100, help="at most this many (100)")
 
     users = commands.add_parser("users", help="manage users").add_subparsers(
         dest="action", required=True)

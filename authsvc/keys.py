@@ -107,6 +107,9 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def all(self) -> list[SigningKey]:
+        return list(self._keys)
+
     def get(self, kid: str) -> SigningKey | None:
         return self._by_kid.get(kid)
 

@@ -16,7 +16,7 @@ import time
 from . import keys
 from .clock import Clock
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, NotFound
 from .keys import KeyRing, SigningKey
 from .store import events
 from .store import keys as key_rows
@@ -80,7 +80,8 @@ class KeyStore:
         """Add a new key that signs from now + ``publish_ahead`` and retire the current
         signer then; the retired key stays published until its tokens expired."""
         now = self._clock()
-        row = self._new_row(now, activates_at=math.ceil(now + publish_ahead))
+        start = math.floor(now) if publish_ahead <= 0 else math.ceil(now + publish_ahead)
+        row = self._new_row(now, activates_at=start)
         publish_until = row.activates_at + self._settings.access_token_ttl \
             + self._settings.clock_leeway
         async with self._db.transaction() as conn:
@@ -92,6 +93,26 @@ class KeyStore:
             await events.record(conn, "key.rotated", now, reason=row.kid)
         await self.load()
         return row.kid
+
+    async def retire(self, kid: str) -> None:
+        """Stop signing with ``kid`` now; keep it published until its tokens expired.
+        Refused unless another key signs now (rotate first)."""
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            await key_rows.lock_for_creation(conn)
+            ring = [self._decode(r) for r in await key_rows.load(conn)]
+            key = next((k for k in ring if k.kid == kid), None)
+            if key is None:
+                raise NotFound(f"No signing key {kid}.")
+            if key.retired_at is not None and key.retired_at <= now:
+                return
+            if not any(k.kid != kid and k.signs_at(now) for k in ring):
+                raise ConfigError(f"signing key {kid} is the only one; run 'authsvc keys "
+                                  "rotate' first")
+            await key_rows.retire(conn, kid, now, now + self._settings.access_token_ttl
+                                  + self._settings.clock_leeway)
+            await events.record(conn, "key.retired", now, reason=kid)
+        await self.load()
 
     def _new_row(self, now: float, activates_at: float) -> key_rows.KeyRow:
         alg = self._settings.signing_alg

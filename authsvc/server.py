@@ -1,9 +1,10 @@
 """One worker's gRPC server: the Auth service, health checking and reflection.
 
 TLS when AUTHSVC_TLS_CERT_FILE and AUTHSVC_TLS_KEY_FILE are set, mutual TLS
-with AUTHSVC_TLS_CLIENT_CA_FILE. Limits (a decision; see README): requests up to 64 KiB, metadata soft limit
-8 KiB and hard limit 16 KiB, 1,000 concurrent streams per connection,
-keepalive pings from clients no more often than every 10 s.
+with AUTHSVC_TLS_CLIENT_CA_FILE. Limits (a decision; see README): requests up
+to 64 KiB, metadata soft limit 8 KiB and hard limit 16 KiB, 1,000 concurrent
+streams per connection, keepalive pings from clients no more often than every
+10 s.
 """
 
 from __future__ import annotations

@@ -22,3 +22,20 @@ async def record(conn: asyncpg.Connection, kind: str, now: float, *,
 
 def _uuid(value: str | None) -> uuid.UUID | None:
     return None if value is None else uuid.UUID(value)
+
+
+async def search(conn: asyncpg.Connection, *, user_id: str | None, since: float | None,
+                 kind: str | None, limit: int) -> list[dict[str, object]]:
+    """The newest events first, filtered; ``kind`` matches a prefix (``signin`` finds
+    ``signin.success`` and ``signin.failure``)."""
+    rows = await conn.fetch(
+        "SELECT id, at, kind, reason, user_id, session_id, client_addr, user_agent"
+        "  FROM auth_events"
+        " WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::timestamptz IS NULL OR at >= $2)"
+        "   AND ($3::text IS NULL OR kind = $3 OR kind LIKE $3 || '.%')"
+        " ORDER BY at DESC, id DESC LIMIT $4",
+        _uuid(user_id), None if since is None else to_datetime(since), kind, limit)
+    return [{"id": r["id"], "at": r["at"].isoformat(), "kind": r["kind"], "reason": r["reason"],
+             "user_id": None if r["user_id"] is None else str(r["user_id"]),
+             "session_id": None if r["session_id"] is None else str(r["session_id"]),
+             "client_addr": r["client_addr"], "user_agent": r["user_agent"]} for r in rows]

@@ -57,6 +57,6 @@ async def insert(conn: asyncpg.Connection, row: KeyRow) -> None:
 async def retire(conn: asyncpg.Connection, kid: str, now: float, publish_until: float) -> bool:
     result = await conn.execute(
         "UPDATE signing_keys SET retired_at = $2, publish_until = $3"
-        " WHERE kid = $1 AND retired_at IS NULL",
+        " WHERE kid = $1 AND (retired_at IS NULL OR retired_at > $2)",
         kid, to_datetime(now), to_datetime(publish_until))
     return bool(result == "UPDATE 1")

@@ -542,14 +542,22 @@ def test_missing_scope_gets_403_insufficient_scope(fake_edge: str) -> None:
         'Bearer realm="authsvc", error="insufficient_scope", scope="admin"')
 
 
-def test_go_unit_tests_pass() -> None:
-    """gateway/'s own tests (error handler, header rules, JSON shapes) pass."""
+def test_go_code_is_formatted_vetted_and_its_tests_pass() -> None:
+    """gateway/ is gofmt-clean, go vet-clean, and its unit tests (error handler,
+    header rules, JSON shapes, against an in-process fake authsvc) pass."""
     go = _require_go()
+    gateway = ROOT / "gateway"
 
-    result = subprocess.run([go, "test", "./..."], cwd=ROOT / "gateway",
-                            capture_output=True, text=True, timeout=600)
+    unformatted = subprocess.run([str(Path(go).resolve().parent / "gofmt"), "-l", "."], cwd=gateway,
+                                 capture_output=True, text=True, timeout=120)
+    vet = subprocess.run([go, "vet", "./..."], cwd=gateway,
+                         capture_output=True, text=True, timeout=600)
+    tests = subprocess.run([go, "test", "./..."], cwd=gateway,
+                           capture_output=True, text=True, timeout=600)
 
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert unformatted.returncode == 0 and unformatted.stdout == "", unformatted.stdout
+    assert vet.returncode == 0, vet.stdout + vet.stderr
+    assert tests.returncode == 0, tests.stdout + tests.stderr
 
 
 # --- the OpenAPI spec, fuzzed -------------------------------------------------------------

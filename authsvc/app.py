@@ -26,6 +26,7 @@ from .validation import Validator
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 30.0
+GAUGE_INTERVAL = 2.0
 
 
 class App:
@@ -49,7 +50,17 @@ class App:
         self.sessions = Sessions(db, settings, clock, self.keystore, self.passwords,
                                  self.validator, self.revocations, self.throttle)
         self.accounts = Accounts(db, clock, self.passwords, self.revocations)
-        self._housekeeping: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _report_gauges(self) -> None:
+        """Refresh the metrics gauges every few seconds."""
+        from .transport.observability import update_gauges
+
+        while True:
+            pool = self.db.pool
+            update_gauges(len(self.revocations), pool.get_size(), pool.get_idle_size(),
+                          self.passwords.waiting)
+            await asyncio.sleep(GAUGE_INTERVAL)
 
     async def _housekeep(self) -> None:
         """Pick up rotated keys and drop expired cache entries, now and then."""
@@ -86,13 +97,14 @@ async def running_app(settings: Settings, database_url: str, clock: Clock = syst
         await app.keystore.ensure_signing_key()
         if listen_for_revocations:
             await app.listener.start()
-            app._housekeeping = asyncio.create_task(app._housekeep(), name="housekeeping")
+            app._tasks = [asyncio.create_task(app._housekeep(), name="housekeeping"),
+                          asyncio.create_task(app._report_gauges(), name="gauges")]
         yield app
     finally:
-        if app._housekeeping is not None:
-            app._housekeeping.cancel()
+        for task in app._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await app._housekeeping
+                await task
         await app.listener.stop()
         await db.close()
         app.passwords.close()

@@ -16,7 +16,10 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from multiprocessing.queues import Queue as MPQueue
 from typing import Any
@@ -77,13 +80,50 @@ def serve(settings: Settings) -> None:
     _, port = parse_listen(settings.listen)
     if port == 0 and settings.workers > 1:
         raise ConfigError("AUTHSVC_LISTEN needs a fixed port when AUTHSVC_WORKERS > 1")
-    with database(settings) as (settings, url):
+    with database(settings) as (settings, url), _metrics(settings):
         asyncio.run(prepare(settings, url))
         if settings.workers == 1:
             asyncio.run(_worker(settings, url, None))
         else:
             _run_workers(settings, url)
     log.info("stopped")
+
+
+@contextlib.contextmanager
+def _metrics(settings: Settings) -> Iterator[None]:
+    """Serve Prometheus metrics on AUTHSVC_METRICS_LISTEN from this process.
+
+    With several workers, each writes its samples to files in a private
+    directory (prometheus-client's multiprocess mode, chosen by the variable
+    set here before the workers start) and this process adds them up."""
+    if settings.metrics_listen is None:
+        yield
+        return
+    import prometheus_client
+    from prometheus_client import multiprocess
+
+    host, port = parse_listen(settings.metrics_listen)
+    directory = None
+    registry = prometheus_client.REGISTRY
+    if settings.workers > 1:
+        directory = tempfile.mkdtemp(prefix="authsvc-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    try:
+        server, thread = prometheus_client.start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"AUTHSVC_METRICS_LISTEN: cannot listen on "
+                          f"{settings.metrics_listen}: {exc.strerror}") from None
+    log.info("metrics on http://%s/metrics", _where(settings.metrics_listen, port))
+    try:
+        yield
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        if directory is not None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _run_workers(settings: Settings, url: str) -> None:
@@ -99,8 +139,6 @@ def _run_workers(settings: Settings, url: str) -> None:
         for worker in workers:
             if worker.is_alive() and worker.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    import os
-
                     os.kill(worker.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -120,7 +158,11 @@ def _run_workers(settings: Settings, url: str) -> None:
     finally:
         stop(signal.SIGTERM, None)
         for worker in workers:
-            worker.join(timeout=30)
+            worker.join(timeout=settings.shutdown_grace + 20)
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and worker.pid is not None:
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if not stopping:

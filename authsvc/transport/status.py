@@ -31,6 +31,7 @@ from ..errors import (
     Unauthenticated,
     Unavailable,
 )
+from .observability import error_reason
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def _with_details(code: grpc.StatusCode, message: str, details: list[Any]) -> Tr
 
 async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     code, message, trailers = describe(exc)
+    if isinstance(exc, ClientError):
+        error_reason.set(exc.reason)
     if code == grpc.StatusCode.INTERNAL:
         log.error("unexpected error in %s", type(exc).__name__, exc_info=exc)
     await context.abort(code, message, trailing_metadata=trailers)

@@ -58,14 +58,9 @@ const maxBodyBytes = 64 << 10
 // Run serves HTTP until ctx is done, then shuts down gracefully. It logs one
 // line "listening on http://ADDR" once the socket accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	creds, err := transportCredentials(cfg)
+	conn, err := dialUpstream(cfg)
 	if err != nil {
 		return err
-	}
-	conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(creds),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}))
-	if err != nil {
-		return fmt.Errorf("upstream %q: %w", cfg.Upstream, err)
 	}
 	defer conn.Close()
 
@@ -134,6 +129,21 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, timeout time.Duratio
 	root.Handle("GET /readyz", readyz(conn))
 	root.Handle("/", withTimeout(timeout, mux))
 	return guardHeaders(limitBody(root)), nil
+}
+
+// dialUpstream makes the one gRPC connection to authsvc (lazily: nothing is
+// dialled until the first call, so the gateway starts before authsvc).
+func dialUpstream(cfg Config) (*grpc.ClientConn, error) {
+	creds, err := transportCredentials(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}))
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", cfg.Upstream, err)
+	}
+	return conn, nil
 }
 
 func transportCredentials(cfg Config) (credentials.TransportCredentials, error) {

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestFlagsWinOverEnvironmentWhichWinsOverDefaults(t *testing.T) {
+	t.Setenv("AUTHSVC_GATEWAY_LISTEN", "0.0.0.0:9000")
+	t.Setenv("AUTHSVC_GATEWAY_UPSTREAM", "authsvc:50051")
+
+	cfg, err := parseFlags([]string{"--listen", "127.0.0.1:9999"})
+
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9999" || cfg.Upstream != "authsvc:50051" || cfg.Timeout != 10*time.Second {
+		t.Errorf("got %+v", cfg)
+	}
+	if cfg.UpstreamTLS {
+		t.Error("TLS on by default")
+	}
+}
+
+func TestUpstreamCAImpliesTLS(t *testing.T) {
+	cfg, err := parseFlags([]string{"--upstream-ca", "ca.pem"})
+
+	if err != nil || !cfg.UpstreamTLS {
+		t.Errorf("cfg %+v, err %v", cfg, err)
+	}
+}
+
+func TestInvalidValuesAreErrors(t *testing.T) {
+	for _, args := range [][]string{{"--timeout", "soon"}, {"stray"}} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	t.Setenv("AUTHSVC_GATEWAY_UPSTREAM_TLS", "maybe")
+	if _, err := parseFlags(nil); err == nil {
+		t.Error("AUTHSVC_GATEWAY_UPSTREAM_TLS=maybe accepted")
+	}
+}

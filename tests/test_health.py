@@ -1,0 +1,48 @@
+"""Health checking and server reflection."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import asyncpg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+
+async def test_health_is_serving_and_turns_not_serving_without_the_database(
+        channel, app, pg_admin_url, database_url):
+    """SERVING while the database answers; NOT_SERVING once it refuses connections."""
+    health = health_pb2_grpc.HealthStub(channel)
+    serving = await health.Check(health_pb2.HealthCheckRequest(service=""))
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = $1", name)
+        status = serving.status
+        for _ in range(100):  # the health loop checks every 2 s
+            status = (await health.Check(health_pb2.HealthCheckRequest(service=""))).status
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+    assert serving.status == health_pb2.HealthCheckResponse.SERVING
+    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_reflection_lists_every_service(channel):
+    """grpcurl-style reflection lists the Auth, health and reflection services."""
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def one_request():
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    responses = [r async for r in stub.ServerReflectionInfo(one_request())]
+
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {"authsvc.v1.Auth", "grpc.health.v1.Health"} <= names

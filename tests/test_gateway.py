@@ -487,7 +487,11 @@ def test_health_and_readiness_follow_authsvc(stack_factory: Any) -> None:
 
 
 class _FakeAuth(auth_pb2_grpc.AuthServicer):
-    """SignIn is rate limited (RetryInfo 1.2 s); Validate lacks a scope."""
+    """SignIn is rate limited (RetryInfo 1.2 s); Validate lacks a scope and
+    records the metadata it was called with."""
+
+    def __init__(self) -> None:
+        self.metadata: list[tuple[tuple[str, str], ...]] = []
 
     def SignIn(self, request: Any, context: grpc.ServicerContext) -> Any:
         context.abort_with_status(rpc_status.to_status(status_pb2.Status(
@@ -497,6 +501,7 @@ class _FakeAuth(auth_pb2_grpc.AuthServicer):
                          retry_delay=duration_pb2.Duration(seconds=1, nanos=200_000_000)))])))
 
     def Validate(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.metadata.append(tuple(context.invocation_metadata()))  # type: ignore[arg-type]
         context.set_trailing_metadata((
             ("www-authenticate",
              'Bearer realm="authsvc", error="insufficient_scope", scope="admin"'),))
@@ -510,10 +515,15 @@ def _pack(message: Any) -> any_pb2.Any:
 
 
 @pytest.fixture(scope="module")
-def fake_edge(gateway_binary: Path) -> Iterator[str]:
+def fake_auth() -> _FakeAuth:
+    return _FakeAuth()
+
+
+@pytest.fixture(scope="module")
+def fake_edge(gateway_binary: Path, fake_auth: _FakeAuth) -> Iterator[str]:
     """A gateway in front of _FakeAuth; returns the gateway's host:port."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    auth_pb2_grpc.add_AuthServicer_to_server(_FakeAuth(), server)
+    auth_pb2_grpc.add_AuthServicer_to_server(fake_auth, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     gateway, address = start_gateway(gateway_binary, f"127.0.0.1:{port}")
@@ -540,6 +550,19 @@ def test_missing_scope_gets_403_insufficient_scope(fake_edge: str) -> None:
     assert_status_body(reply, code_pb2.PERMISSION_DENIED)
     assert reply.header("WWW-Authenticate") == (
         'Bearer realm="authsvc", error="insufficient_scope", scope="admin"')
+
+
+def test_authorization_reaches_authsvc_once_and_cookies_not_at_all(
+        fake_edge: str, fake_auth: _FakeAuth) -> None:
+    """authsvc sees exactly one authorization value, no grpcgateway-authorization copy,
+    and none of the client's cookies."""
+    call(fake_edge, "POST", "/v1/auth/validate", {},
+         [("Authorization", "Bearer abc"), ("Cookie", "session=secret")])
+
+    metadata = fake_auth.metadata[-1]
+    assert [v for k, v in metadata if k == "authorization"] == ["Bearer abc"]
+    assert not [k for k, _ in metadata if k in ("grpcgateway-authorization", "grpcgateway-cookie",
+                                                "cookie")]
 
 
 def test_go_code_is_formatted_vetted_and_its_tests_pass() -> None:

@@ -1,0 +1,1 @@
+"""Examples of using authsvc from another service."""

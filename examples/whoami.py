@@ -1,0 +1,72 @@
+"""A downstream service protected by authsvc: the interceptor is one line.
+
+``example.v1.Whoami`` answers with the caller's user id, read from the
+verified token. ``Get`` needs any valid token, ``Admin`` also the scope
+``example.admin``, and ``Watch`` streams the id three times. Messages are raw
+bytes (no proto of its own), through a generic handler.
+
+Run it next to ``scripts/serve``:
+
+    .venv/bin/python -m examples.whoami 127.0.0.1:50051 127.0.0.1:50061
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+
+import grpc
+
+from authsvc.interceptor import AsyncAuthInterceptor, current_claims
+from authsvc.verifiers import LocalVerifier, Verifier
+
+SERVICE = "example.v1.Whoami"
+ADMIN_SCOPE = "example.admin"
+
+
+async def get(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return current_claims().user_id.encode()
+
+
+async def admin(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return b"admin " + current_claims().user_id.encode()
+
+
+async def watch(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    for _ in range(3):
+        yield current_claims().user_id.encode()
+
+
+HANDLERS = grpc.method_handlers_generic_handler(SERVICE, {
+    "Get": grpc.unary_unary_rpc_method_handler(get),
+    "Admin": grpc.unary_unary_rpc_method_handler(admin),
+    "Watch": grpc.unary_stream_rpc_method_handler(watch),
+})
+
+
+@contextlib.asynccontextmanager
+async def serving(verifier: Verifier | None, listen: str = "127.0.0.1:0",
+                  ) -> AsyncIterator[int]:
+    """The service on ``listen``, guarded by ``verifier`` (None: unprotected); yields its port."""
+    interceptors = [] if verifier is None else [
+        AsyncAuthInterceptor(verifier, scopes={f"/{SERVICE}/Admin": [ADMIN_SCOPE]})]
+    server = grpc.aio.server(interceptors=interceptors)
+    server.add_generic_rpc_handlers((HANDLERS,))
+    port = server.add_insecure_port(listen)
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(None)
+
+
+async def main(authsvc: str, listen: str) -> None:
+    async with LocalVerifier(authsvc) as verifier, serving(verifier, listen) as port:
+        print(f"{SERVICE} on port {port}, verifying tokens of {authsvc}")
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:3]))

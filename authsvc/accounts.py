@@ -8,6 +8,7 @@ their sessions with a NOTIFY the running workers hear).
 from __future__ import annotations
 
 import re
+import uuid
 
 from . import identifiers
 from .clock import Clock
@@ -19,6 +20,7 @@ from .store import events
 from .store import sessions as session_rows
 from .store import users as user_rows
 from .store.database import Connection, Database
+from .store.sessions import SessionRow
 from .store.users import UserRow
 
 # RFC 6749 scope-token: printable ASCII except space, double quote and backslash.
@@ -88,6 +90,31 @@ class Accounts:
     async def get(self, selector: Identifier | str) -> UserRow:
         async with self._db.connection() as conn:
             return await self._find(conn, selector)
+
+    async def list_sessions(self, selector: Identifier | str,
+                            limit: int = 1000) -> list[SessionRow]:
+        """The user's sessions, newest first, ended ones included (at most ``limit``)."""
+        async with self._db.connection() as conn:
+            user = await self._find(conn, selector)
+            return (await session_rows.list_for_user(conn, user.id))[:limit]
+
+    async def revoke_session(self, session_id: str) -> bool:
+        """Revoke one session; False if it was revoked already. NotFound if unknown."""
+        try:
+            uuid.UUID(session_id)
+        except ValueError:
+            raise InvalidArgument("session_id", "must be a session id (a UUID)") from None
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            owner = await session_rows.user_of_session(conn, session_id)
+            if owner is None:
+                raise NotFound("No such session.")
+            revoked = await session_rows.revoke(conn, [session_id], now, "revoked_by_admin")
+            for sid in revoked:
+                await events.record(conn, "session.revoked", now, user_id=owner,
+                                    session_id=sid, reason="revoked_by_admin")
+        self._revoked(revoked)
+        return bool(revoked)
 
     def _revoked(self, session_ids: list[str]) -> None:
         if self._revocations is not None:

@@ -21,8 +21,10 @@ from grpc_reflection.v1alpha import reflection
 from .app import App
 from .config import Settings
 from .errors import ConfigError, Unavailable
+from .transport.admin import USER_ADMIN_SERVICE, UserAdminServicer, admin_interceptor
+from .transport.observability import ObservabilityInterceptor
 from .transport.servicer import AuthServicer
-from .v1 import auth_pb2, auth_pb2_grpc
+from .v1 import auth_pb2, auth_pb2_grpc, user_admin_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +46,17 @@ AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
 @contextlib.asynccontextmanager
 async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
     """A started server bound to ``listen`` (port 0 picks one); yields it and its port."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS,
+                             interceptors=[ObservabilityInterceptor(),
+                                           admin_interceptor(app.validator)])
     auth_pb2_grpc.add_AuthServicer_to_server(AuthServicer(app), server)
+    user_admin_pb2_grpc.add_UserAdminServicer_to_server(UserAdminServicer(app.accounts), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if app.settings.reflection:
         reflection.enable_server_reflection(
-            (AUTH_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+            (AUTH_SERVICE, USER_ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server)
     credentials = server_credentials(app.settings)
     if credentials is None:
         port = server.add_insecure_port(listen)

@@ -190,7 +190,10 @@ def stack_factory(pg_admin_url: str, template_name: str,
         url = _with_database(pg_admin_url, name)
         kek = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         settings = {"AUTHSVC_ARGON2_PROFILE": "test-only-cheapest",
-                    "AUTHSVC_KEY_ENCRYPTION_KEY": kek, **(env or {})}
+                    "AUTHSVC_KEY_ENCRYPTION_KEY": kek,
+                    "AUTHSVC_METRICS_LISTEN": "127.0.0.1:0",  # several stacks run at once
+                    "AUTHSVC_SHUTDOWN_GRACE": "0.5",
+                    **(env or {})}
         authsvc = Process(
             [str(VENV_BIN / "authsvc"), "serve", "--listen", "127.0.0.1:0", "--workers", "1",
              "--database-url", url], env=settings)
@@ -201,6 +204,10 @@ def stack_factory(pg_admin_url: str, template_name: str,
         return stack
 
     yield start
+    for stack, _ in started:  # signal all first: they shut down in parallel
+        for process in (stack.gateway, stack.authsvc):
+            if process.proc.poll() is None:
+                process.proc.terminate()
     for stack, name in started:
         stack.gateway.stop()
         stack.authsvc.stop()
@@ -586,7 +593,7 @@ def test_go_code_is_formatted_vetted_and_its_tests_pass() -> None:
 # --- the OpenAPI spec, fuzzed -------------------------------------------------------------
 
 SPEC = ROOT / "openapi/authsvc/v1/auth.swagger.json"
-FUZZ_EXAMPLES = 25  # per operation and mode: the whole fuzz stays within ~15 s
+FUZZ_EXAMPLES = 20  # per operation and mode: the whole fuzz stays within ~15 s
 
 
 def _fuzz(address: str, mode: Any, check: Any) -> None:
@@ -621,15 +628,24 @@ def test_openapi_spec_fuzzing(stack_factory: Any) -> None:
             pytest.fail(message)
         pytest.skip(message)
     from schemathesis import GenerationMode
-    from schemathesis.checks import not_a_server_error, positive_data_acceptance
+    from schemathesis.checks import (
+        negative_data_rejection,
+        not_a_server_error,
+        positive_data_acceptance,
+    )
 
     own = stack_factory()
+    # The spec cannot state all of the contract, in both directions, so two checks are off:
+    # - positive_data_acceptance: proto3 cannot say "required" or "an email", so
+    #   schema-valid bodies can still get authsvc's 400 (declared, with a BadRequest);
+    # - negative_data_rejection: the proto3 JSON mapping accepts more than the spec
+    #   shows (null for any field, enum numbers, unknown members ignored as RFC 6749
+    #   section 3.2 asks), so some schema-violating bodies are rightly accepted.
+    # Every answer must still match the spec, and none may be a 5xx.
+    lenient = [positive_data_acceptance, negative_data_rejection]
 
     def running(case: Any, base: str) -> None:
-        # positive_data_acceptance is off: the spec comes from proto3, which cannot
-        # say "required" or "an email", so schema-valid bodies can still be 400s
-        # from authsvc's own validation (declared in the spec, with a BadRequest).
-        case.call_and_validate(base_url=base, excluded_checks=[positive_data_acceptance])
+        case.call_and_validate(base_url=base, excluded_checks=lenient)
 
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
         _fuzz(own.address, mode, running)
@@ -639,7 +655,6 @@ def test_openapi_spec_fuzzing(stack_factory: Any) -> None:
     def stopped(case: Any, base: str) -> None:
         response = case.call(base_url=base)
         assert response.status_code in (400, 503), (response.status_code, response.text)
-        case.validate_response(
-            response, excluded_checks=[not_a_server_error, positive_data_acceptance])
+        case.validate_response(response, excluded_checks=[not_a_server_error, *lenient])
 
     _fuzz(own.address, GenerationMode.POSITIVE, stopped)

@@ -27,6 +27,7 @@ from .keys import SigningKey
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (the JWT typ header, not a secret)
 MAX_TOKEN_LENGTH = 8192
 REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid")
+MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last google.protobuf.Timestamp
 _ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
 
 
@@ -115,7 +116,8 @@ def _claims(payload: dict[str, Any], rules: TokenRules) -> AccessClaims:
     if (
         payload["iss"] != rules.issuer or payload["aud"] != rules.audience
         or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in (sub, sid, jti))
-        or not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times)
+        or not all(isinstance(t, int | float) and not isinstance(t, bool)
+                   and 0 <= t <= MAX_TIME for t in times)  # also refuses NaN and infinity
         or not isinstance(scope, str)
     ):
         raise TokenInvalid()

@@ -395,6 +395,22 @@ def test_wrong_password_gets_401_without_user_input_in_the_challenge(stack: Stac
     assert email not in reply.body.decode() and "xyz" not in reply.body.decode()
 
 
+def test_repeated_failures_get_429_with_retry_after(stack: Stack) -> None:
+    """authsvc's tarpit (RESOURCE_EXHAUSTED with RetryInfo) is 429 with Retry-After seconds."""
+    email = stack.add_user()
+    wrong = {"email": email, "password": "wrong"}
+
+    replies = [call(stack.address, "POST", "/v1/auth/signin", wrong) for _ in range(8)]
+
+    limited = [r for r in replies if r.status == 429]
+    assert {r.status for r in replies} <= {401, 429}
+    assert limited, [r.status for r in replies]
+    assert_status_body(limited[0], code_pb2.RESOURCE_EXHAUSTED)
+    assert limited[0].reason() == "RATE_LIMITED"
+    retry_after = limited[0].header("Retry-After") or ""
+    assert retry_after.isdigit() and int(retry_after) >= 1
+
+
 def test_missing_token_gets_a_bare_challenge(stack: Stack) -> None:
     """Validate without any token: 401 TOKEN_MISSING and a challenge without error=."""
     reply = call(stack.address, "POST", "/v1/auth/validate", {})

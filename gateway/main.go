@@ -60,11 +60,20 @@ func parseFlags(args []string) (edge.Config, error) {
 	}
 	fs.DurationVar(&cfg.Timeout, "timeout", timeout,
 		"deadline for each call to authsvc (env AUTHSVC_GATEWAY_TIMEOUT)")
+	jwksMaxAge, err := time.ParseDuration(env("JWKS_MAX_AGE", "60s"))
+	if err != nil {
+		return cfg, fmt.Errorf("AUTHSVC_GATEWAY_JWKS_MAX_AGE: %w", err)
+	}
+	fs.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", jwksMaxAge,
+		"Cache-Control max-age of the JWKS; keep it at most authsvc's key --publish-ahead (env AUTHSVC_GATEWAY_JWKS_MAX_AGE)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if cfg.JWKSMaxAge < 0 {
+		return cfg, fmt.Errorf("--jwks-max-age must not be negative")
 	}
 	if cfg.UpstreamCA != "" || cfg.UpstreamServerName != "" {
 		cfg.UpstreamTLS = true

@@ -93,7 +93,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	handler, err := NewHandler(context.Background(), conn, 5*time.Second)
+	handler, err := NewHandler(context.Background(), conn, Config{Timeout: 5 * time.Second, JWKSMaxAge: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -14,27 +15,26 @@ import (
 	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 )
 
-// jwksMaxAge is how long a client or shared cache may keep the JWKS. authsvc
-// publishes a new key in the JWKS before it signs with it and keeps a
-// retired key published until its tokens have expired, so a copy this old
-// never lacks a key that a live token needs as long as keys are published at
-// least this long before use. Verifiers that meet an unknown kid should
-// fetch again anyway (RFC 7517 does not cover caching; OIDC Discovery
-// section 10.1.1 describes the same rotation).
-const jwksMaxAge = 300
-
-// cacheHeaders sets caching headers on successful responses: the JWKS is
-// public and cacheable; everything else carries tokens or token facts and
-// must not be stored (RFC 6749 section 5.1: Cache-Control: no-store,
-// Pragma: no-cache).
-func cacheHeaders(_ context.Context, w http.ResponseWriter, m proto.Message) error {
-	if _, ok := m.(*authsvcv1.GetJwksResponse); ok {
-		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(jwksMaxAge))
+// cacheHeaders returns the option that sets caching headers on successful
+// responses. The JWKS is public and may be cached for jwksMaxAge; everything
+// else carries tokens or token facts and must not be stored (RFC 6749
+// section 5.1: Cache-Control: no-store, Pragma: no-cache).
+//
+// jwksMaxAge must not exceed how long authsvc publishes a new key before it
+// signs with it (authsvc keys rotate --publish-ahead, 60 s by default):
+// otherwise a shared cache could serve a key set that lacks the key of a
+// fresh token. Verifiers that meet an unknown kid should fetch again anyway.
+func cacheHeaders(jwksMaxAge time.Duration) func(context.Context, http.ResponseWriter, proto.Message) error {
+	jwks := "public, max-age=" + strconv.Itoa(int(jwksMaxAge/time.Second))
+	return func(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+		if _, ok := m.(*authsvcv1.GetJwksResponse); ok {
+			w.Header().Set("Cache-Control", jwks)
+			return nil
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Pragma", "no-cache")
 		return nil
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	return nil
 }
 
 // jwkJSON leaves out empty members: an EC key has no "n", an RSA key no

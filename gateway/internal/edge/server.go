@@ -37,6 +37,8 @@ type Config struct {
 
 	// Timeout bounds each call to authsvc; past it the client gets 504.
 	Timeout time.Duration
+	// JWKSMaxAge is the Cache-Control max-age of the JWKS (see cacheHeaders).
+	JWKSMaxAge time.Duration
 }
 
 // jsonOptions render every response: proto field names (access_token, not
@@ -64,7 +66,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer conn.Close()
 
-	handler, err := NewHandler(ctx, conn, cfg.Timeout)
+	handler, err := NewHandler(ctx, conn, cfg)
 	if err != nil {
 		return err
 	}
@@ -103,8 +105,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 // NewHandler returns the whole HTTP surface: the gateway routes from the
-// protos, /healthz and /readyz, behind the request header guard.
-func NewHandler(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) (http.Handler, error) {
+// protos, /healthz and /readyz, behind the request header guard. Of cfg it
+// uses Timeout and JWKSMaxAge.
+func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions: jsonOptions,
@@ -117,7 +120,7 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, timeout time.Duratio
 		runtime.WithOutgoingTrailerMatcher(dropMetadata),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
-		runtime.WithForwardResponseOption(cacheHeaders),
+		runtime.WithForwardResponseOption(cacheHeaders(cfg.JWKSMaxAge)),
 		runtime.WithForwardResponseRewriter(rewriteResponse),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
@@ -127,7 +130,7 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, timeout time.Duratio
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", healthz)
 	root.Handle("GET /readyz", readyz(conn))
-	root.Handle("/", withTimeout(timeout, mux))
+	root.Handle("/", withTimeout(cfg.Timeout, mux))
 	return guardHeaders(limitBody(root)), nil
 }
 

@@ -118,8 +118,13 @@ class BackgroundService:
         """Run ``coro`` on the service's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def snapshot(self) -> Snapshot:
-        return self.run(snapshot(self.database_url))
+    def snapshot(self, everything: bool = False) -> Snapshot:
+        """The guarded tables (or, with ``everything``, all tables) as they are now."""
+        async def take() -> Snapshot:
+            async with self.app.db.connection() as conn:
+                return await snapshot_with(conn, everything)
+
+        return self.run(take())
 
     def __enter__(self) -> BackgroundService:
         self._thread.start()
@@ -161,11 +166,24 @@ async def snapshot(database_url: str) -> Snapshot:
     """Every row of every guarded table, in primary-key order."""
     conn = await asyncpg.connect(database_url)
     try:
+        return await snapshot_with(conn)
+    finally:
+        await conn.close()
+
+
+async def snapshot_with(conn: asyncpg.Connection, everything: bool = False) -> Snapshot:
+    """The guarded tables' rows; with ``everything``, every table's (audit log and
+    throttling counters included, rows as sorted text), for calls that promise to
+    change nothing at all."""
+    if not everything:
         return {table: [tuple(r.values()) for r in
                         await conn.fetch(f"SELECT * FROM {table} ORDER BY {key}")]  # noqa: S608
                 for table, key in GUARDED_TABLES.items()}
-    finally:
-        await conn.close()
+    names = await conn.fetch("SELECT table_name FROM information_schema.tables"
+                             " WHERE table_schema = 'public' ORDER BY table_name")
+    return {r["table_name"]: sorted(repr(tuple(row.values())) for row in await conn.fetch(
+                f'SELECT * FROM "{r["table_name"]}"'))  # noqa: S608
+            for r in names}
 
 
 def b64(data: bytes) -> str:

@@ -15,6 +15,7 @@ exactly what they assert. The other cases get a fresh database each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -767,6 +768,21 @@ def test_revoke_with_a_forged_token_naming_another_session_revokes_nothing(kit):
     assert kit.stub.Validate(auth_pb2.ValidateRequest(access_token=kit.bob.access_token))
 
 
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(kit):
+    """x-forwarded-for from a client that is no trusted proxy does not become the audited
+    (and throttled) client address."""
+    before = kit.service.snapshot()
+
+    failure = refused(lambda: kit.stub.SignIn(
+        auth_pb2.SignInRequest(email="alice@example.com", password="wrong password"),
+        metadata=(("x-forwarded-for", "203.0.113.7"), ("x-real-ip", "203.0.113.8"))))
+
+    assert (failure.code, failure.reason) == (UNAUTHENTICATED, "INVALID_CREDENTIALS")
+    assert kit.fetchval("SELECT client_addr FROM auth_events WHERE kind = 'signin.failure'"
+                        " ORDER BY id DESC LIMIT 1") == "127.0.0.1"
+    assert kit.service.snapshot() == before
+
+
 # --- SignIn -----------------------------------------------------------------------------
 
 
@@ -1127,3 +1143,38 @@ async def _eventually(call: Any, seconds: float = 10) -> Any:
             if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+# --- a stolen signing key after rotation ------------------------------------------------
+
+
+LIFETIME_GAP = ("tokens.verify accepts any exp - iat, and a cache hit never re-checks that "
+                "the signing key is still published; see SECURITY.md, known gaps")
+
+
+@pytest.mark.xfail(strict=True, reason=LIFETIME_GAP)
+def test_token_living_longer_than_the_access_token_ttl_is_refused(kit):
+    """Even under our own key, a token whose exp - iat exceeds the configured access-token
+    lifetime (900 s) is TOKEN_INVALID: authsvc never issues one."""
+    failure = kit.present(kit.ours(iat=kit.now, nbf=kit.now, exp=kit.now + 10 * 365 * 86400))
+
+    assert_invalid(failure)
+
+
+@pytest.mark.xfail(strict=True, reason=LIFETIME_GAP)
+async def test_a_stolen_retired_key_mints_nothing_once_unpublished(stub, app, user, clock):
+    """After rotation, tokens the attacker mints with the old (stolen) key are refused as
+    soon as that key leaves the JWKS, even ones Validate saw while it was published."""
+    genuine = Parts.of((await sign_in(stub)).access_token)
+    stolen = app.keystore.ring.signer(clock())
+    await app.keystore.rotate()
+    now = int(clock())
+    minted = genuine.with_claims(iat=now, nbf=now, exp=now + 10 * 365 * 86400,
+                                 sid=str(uuid.uuid4())).signed(stolen.alg, stolen.private_key)
+    with contextlib.suppress(grpc.RpcError):  # seen while the key is still published
+        await stub.Validate(auth_pb2.ValidateRequest(access_token=minted))
+    clock.advance(900 + 30 + 1)
+
+    failure = await fails(stub.Validate(auth_pb2.ValidateRequest(access_token=minted)))
+
+    assert (failure.code, failure.reason) == INVALID_TOKEN

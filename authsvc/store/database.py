@@ -38,6 +38,11 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,   # class 57: shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
     asyncpg.InterfaceError,                   # connection closed under us, pool closing
+    # The server dropped the connection between two reads: asyncpg has taken in
+    # the server's farewell error but not yet the end of file, so its protocol
+    # state is out of step ("cannot switch to state …"), and the pool can lend
+    # the connection out in that moment. A dead connection, not a bug of ours.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -118,7 +123,7 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         conn = await self._acquire()
         try:
-            with unavailable_on_failure():
+            with self._unavailable_on_failure(conn):
                 yield conn
         finally:
             await self._release(conn)
@@ -127,11 +132,23 @@ class Database:
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         conn = await self._acquire()
         try:
-            with unavailable_on_failure():
+            with self._unavailable_on_failure(conn):
                 async with conn.transaction():
                     yield conn
         finally:
             await self._release(conn)
+
+    @contextlib.contextmanager
+    def _unavailable_on_failure(self, conn: asyncpg.Connection) -> Iterator[None]:
+        """``unavailable_on_failure``, and a connection whose protocol is out of step
+        is closed rather than returned to the pool, so no other call gets it."""
+        try:
+            with unavailable_on_failure():
+                yield
+        except Unavailable as exc:
+            if isinstance(exc.__cause__, asyncpg.exceptions.InternalClientError):
+                conn.terminate()  # also gives it back to the pool, which reconnects
+            raise
 
     async def _acquire(self) -> asyncpg.Connection:
         """A pooled connection. Any failure to get one, including the server

@@ -1,0 +1,134 @@
+"""``authsvc serve`` as a child process, for the shutdown, replica and outage tests.
+
+The child's stderr (one JSON log line per event) is drained by a thread, so a
+chatty server never blocks on a full pipe; tests wait for a line by polling
+with a deadline, never by sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+STARTUP_TIMEOUT = 60.0
+
+
+async def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until ``predicate()`` holds (it watches other tasks' progress)."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110 (a counter, no event)
+        await asyncio.sleep(0.01)
+    assert predicate(), f"timed out after {timeout} s waiting for {what}"
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def new_key() -> str:
+    """A fresh key-encryption key, as AUTHSVC_KEY_ENCRYPTION_KEY takes it."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without AUTHSVC_*, plus test defaults and ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env["AUTHSVC_ARGON2_PROFILE"] = "test-only-cheapest"
+    # Its default port would clash between servers; port 0 picks a free one.
+    env["AUTHSVC_METRICS_LISTEN"] = "127.0.0.1:0"
+    env.update(overrides)
+    return env
+
+
+class AuthsvcProcess:
+    """One ``python -m authsvc serve`` child listening on 127.0.0.1:``port``."""
+
+    def __init__(self, port: int, env: dict[str, str], args: Sequence[str] = ()) -> None:
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self._env = env
+        self._args = list(args)
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> AuthsvcProcess:
+        self._lines = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "authsvc", "serve", "--listen", self.address, *self._args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, env=self._env)
+        threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()
+        return self
+
+    def _drain(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            with self._lock:
+                self._lines.append(line)
+
+    @property
+    def log(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for(self, text: str, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Wait until a log line contains ``text``; fail if the process exits first."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} never appeared:\n{self.log}")
+
+    def wait_ready(self) -> AuthsvcProcess:
+        self.wait_for(f"listening on {self.address}")
+        return self
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Make sure the child is gone (SIGTERM, then SIGKILL)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def stop_all(servers: Sequence[AuthsvcProcess]) -> None:
+    """SIGTERM every running server at once, then wait for each."""
+    for server in servers:
+        if server.process is not None and server.process.poll() is None:
+            server.signal(signal.SIGTERM)
+    for server in servers:
+        server.stop()
+
+
+def postmaster_pid(data_dir: Path) -> Path:
+    """Where the embedded PostgreSQL of ``authsvc serve --data-dir`` records its pid."""
+    return data_dir / "postgres" / "postmaster.pid"

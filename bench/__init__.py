@@ -1,0 +1,1 @@
+"""The authsvc benchmark (``scripts/bench``): see ``bench/__main__.py``."""

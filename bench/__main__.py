@@ -1,0 +1,217 @@
+"""The authsvc benchmark: every scenario of issue 6 in one run, one ghz setup.
+
+For each worker count (1 and all cores by default) it starts ``authsvc
+serve`` with the production argon2 profile on an embedded PostgreSQL and
+measures, in this order: the empty-RPC ceiling (health Check); Validate with
+one hot token; Validate over 10,000 distinct tokens (first pass, then warm);
+SignIn against raw argon2 verifies on the same cores; Refresh against a raw
+one-transaction asyncpg loop on the same database; Validate latency at a fixed
+rate alone and under SignIn load; and worker memory over many Validates.
+Results: a table on stdout, JSON and a PNG chart under ``bench/results/``.
+
+One deviation from the defaults, which costs nothing per call: access tokens
+live two hours (``AUTHSVC_ACCESS_TOKEN_TTL=7200``) so that the tokens minted
+at the start stay valid through a long run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from authsvc.embedded import EmbeddedPostgres
+
+from . import ghz, raw, report, seed
+from .service import Service, add_user, running
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 (a benchmark user's)
+ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp"}
+CHEAP = {**ENV, "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest"}
+CHAINS = 20  # sessions refreshed in a row to make the distinct access tokens
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    started = time.time()
+    load_before = os.getloadavg()
+    data_dir = Path(tempfile.mkdtemp(prefix="authsvc-bench-"))
+    embedded = EmbeddedPostgres(data_dir)
+    try:
+        url = embedded.start()  # held for the whole run: servers come and go
+        tokens = _seed(args, data_dir)
+        asyncio.run(raw.prepare_table(url))
+        phases = {}
+        for i, workers in enumerate(args.workers):
+            refresh_tokens = tokens["refresh"][i * args.refresh_calls:
+                                               (i + 1) * args.refresh_calls]
+            phases[str(workers)] = _phase(args, data_dir, url, workers, tokens["hot"],
+                                          tokens["distinct"], refresh_tokens)
+    finally:
+        embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    results = {
+        "machine": _machine(load_before, os.getloadavg()),
+        "settings": {**{k: v for k, v in vars(args).items() if k != "out"},
+                     "ghz": ghz.VERSION, "env": ENV},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "phases": phases,
+    }
+    report.write(results, args.out)
+
+
+def _seed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    """Users, then tokens from a seeding server with the cheap argon2 profile."""
+    add_user(data_dir, "bench@example.com", PASSWORD, ENV)
+    add_user(data_dir, "seed@example.com", PASSWORD, CHEAP)
+    sessions_needed = CHAINS + 1 + args.refresh_calls * len(args.workers)
+    t0 = time.monotonic()
+    with running(Service(data_dir, args.port, 1, CHEAP)) as service:
+        sessions = asyncio.run(seed.sign_in(service.target, "seed@example.com", PASSWORD,
+                                            sessions_needed))
+        distinct, _ = asyncio.run(seed.refresh_chains(
+            service.target, sessions[:CHAINS], -(-args.distinct // CHAINS)))
+    print(f"seeded {sessions_needed} sessions and {len(distinct)} access tokens "
+          f"in {time.monotonic() - t0:.0f} s", flush=True)
+    return {"hot": sessions[CHAINS].access_token, "distinct": distinct[:args.distinct],
+            "refresh": [s.refresh_token for s in sessions[CHAINS + 1:]]}
+
+
+def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot: str,
+           distinct: list[str], refresh_tokens: list[str]) -> dict[str, Any]:
+    client = ghz.Client(args.concurrency, args.connections)
+    service = Service(data_dir, args.port, workers, ENV, uvloop=args.uvloop)
+    out: dict[str, Any] = {"workers": workers}
+    hot_data = {"access_token": hot}
+    distinct_data = ghz.sequence(distinct, "access_token")
+    sign_in_data = {"email": "bench@example.com", "password": PASSWORD}
+    with running(service):
+        target, cpu = service.target, service.cpu_seconds
+        out["memory_start"] = [_mem(m) for m in service.memory()]
+
+        def measure(name: str, call: str, data: Any, **kwargs: Any) -> ghz.Result:
+            ghz.run(client, target, call, data, duration=args.warmup)
+            result = ghz.run(client, target, call, data, duration=args.duration, cpu=cpu,
+                             **kwargs)
+            _log(workers, name, result)
+            out[name] = result.as_dict()
+            return result
+
+        measure("health", ghz.HEALTH, {})
+        measure("validate_hot", ghz.VALIDATE, hot_data)
+        cold = ghz.run(client, target, ghz.VALIDATE, distinct_data, total=len(distinct),
+                       cpu=cpu)
+        _log(workers, "validate_distinct_first_pass", cold)
+        out["validate_distinct_first_pass"] = cold.as_dict()
+        measure("validate_distinct", ghz.VALIDATE, distinct_data)
+        measure("sign_in", ghz.SIGN_IN, sign_in_data)
+        argon = raw.argon2_verify("owasp", os.cpu_count() or 1, args.duration)
+        out["raw_argon2"] = {"calls": argon.calls, "seconds": argon.seconds,
+                             "rate": argon.rate, "threads": os.cpu_count()}
+        print(f"  {workers}w raw_argon2: {argon.rate:,.1f}/s", flush=True)
+        refresh = ghz.run(client, target, ghz.REFRESH,
+                          ghz.sequence(refresh_tokens, "refresh_token"),
+                          total=len(refresh_tokens), cpu=cpu)
+        _log(workers, "refresh", refresh)
+        out["refresh"] = refresh.as_dict()
+        tx = raw.transactions(url, workers, 10, client.concurrency, args.duration)
+        out["raw_transaction"] = {"calls": tx.calls, "seconds": tx.seconds, "rate": tx.rate,
+                                  "processes": workers, "pool_size": 10}
+        print(f"  {workers}w raw_transaction: {tx.rate:,.1f}/s", flush=True)
+        measure("validate_paced", ghz.VALIDATE, hot_data, rps=args.paced_rps)
+        load = ghz.Run(client, target, ghz.SIGN_IN, sign_in_data,
+                       duration=args.duration + 2 * args.warmup)
+        time.sleep(args.warmup)
+        paced = ghz.run(client, target, ghz.VALIDATE, hot_data, duration=args.duration,
+                        rps=args.paced_rps)
+        background = load.wait()
+        _log(workers, "validate_paced_under_sign_in", paced)
+        out["validate_paced_under_sign_in"] = paced.as_dict()
+        out["sign_in_background"] = background.as_dict()
+        out["memory"] = _memory_run(args, client, service, distinct_data)
+        out["memory_end"] = [_mem(m) for m in service.memory()]
+    return out
+
+
+def _memory_run(args: argparse.Namespace, client: ghz.Client, service: Service,
+                data: list[dict[str, str]]) -> dict[str, Any]:
+    """RSS of each worker before and after ``--rss-calls`` Validates over the
+    distinct tokens, sampled every ``chunk`` calls."""
+    chunk = min(100_000, args.rss_calls)
+    samples = [{"calls": 0, "workers": [_mem(m) for m in service.memory()]}]
+    t0, done, errors = time.monotonic(), 0, 0
+    while done < args.rss_calls:
+        n = min(chunk, args.rss_calls - done)
+        result = ghz.run(client, service.target, ghz.VALIDATE, data, total=n)
+        done += n
+        errors += result.errors
+        samples.append({"calls": done, "workers": [_mem(m) for m in service.memory()]})
+    seconds = time.monotonic() - t0
+    print(f"  {service.workers}w memory: {done:,} Validates in {seconds:.0f} s, "
+          f"{errors} errors", flush=True)
+    return {"calls": done, "seconds": seconds, "errors": errors, "samples": samples}
+
+
+def _mem(m: Any) -> dict[str, int]:
+    return {"rss_kib": m.rss_kib, "hwm_kib": m.hwm_kib}
+
+
+def _log(workers: int, name: str, r: ghz.Result) -> None:
+    print(f"  {workers}w {name}: {r.rate:,.0f}/s p50 {r.p50_ms:.1f} ms p99 {r.p99_ms:.1f} ms"
+          f" ({r.errors} errors of {r.calls})", flush=True)
+
+
+def _machine(load_before: tuple[float, ...], load_after: tuple[float, ...]) -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "commit": _git("rev-parse", "--short", "HEAD"),
+            "uncommitted": _git("status", "--porcelain", "--untracked-files=no").splitlines(),
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in load_after]}
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).parent)
+    return done.stdout.strip()
+
+
+def _parser() -> argparse.ArgumentParser:
+    cores = os.cpu_count() or 1
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    p.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")],
+                   default=sorted({1, cores}), help="worker counts, comma-separated "
+                   f"(default 1,{cores})")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each")
+    p.add_argument("--concurrency", type=int, default=50, help="ghz -c for every scenario")
+    p.add_argument("--connections", type=int, default=10, help="ghz --connections")
+    p.add_argument("--distinct", type=int, default=10_000, help="distinct access tokens")
+    p.add_argument("--refresh-calls", type=int, default=5_000,
+                   help="Refresh calls per worker count (each spends one fresh token)")
+    p.add_argument("--paced-rps", type=int, default=200,
+                   help="Validate rate for the latency-under-load scenario")
+    p.add_argument("--rss-calls", type=int, default=1_000_000,
+                   help="Validates between the two RSS readings")
+    p.add_argument("--port", type=int, default=50551)
+    p.add_argument("--uvloop", action="store_true", help="run the workers on uvloop")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    return p
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""authsvc under test: started through its own CLI, watched through /proc.
+
+The benchmark holds the embedded PostgreSQL of its data directory open for
+the whole run (pgserver stops it when its last user exits), so the servers
+it starts and stops join one database that keeps its contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AUTHSVC = ROOT / ".venv" / "bin" / "authsvc"
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    rss_kib: int  # VmRSS: resident now
+    hwm_kib: int  # VmHWM: peak resident
+
+
+class Service:
+    """One ``authsvc serve`` process and its workers."""
+
+    def __init__(self, data_dir: Path, port: int, workers: int,
+                 env: Mapping[str, str] | None = None, uvloop: bool = False) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.workers = workers
+        self.target = f"127.0.0.1:{port}"
+        # The metrics endpoint (on by default) must not collide with another server's.
+        self._env = {**os.environ, "AUTHSVC_METRICS_LISTEN": f"127.0.0.1:{port + 1}",
+                     **(env or {})}
+        entry = ([sys.executable, "-m", "bench.uvloop_serve"] if uvloop
+                 else [str(AUTHSVC)])
+        self._argv = [*entry, "serve", "--data-dir", str(data_dir),
+                      "--listen", self.target, "--workers", str(workers)]
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = data_dir / f"serve-{port}.log"
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start and wait for "listening on" in the log (stderr)."""
+        with open(self._log, "wb") as log:
+            self._proc = subprocess.Popen(self._argv, stdout=log, stderr=log, env=self._env,
+                                          cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"authsvc serve exited: {self._tail()}")
+            if f"listening on {self.target}" in self._log.read_text(errors="replace"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"authsvc serve did not start in {timeout} s: {self._tail()}")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def worker_pids(self) -> list[int]:
+        """The processes that answer RPCs: the serve process itself with one
+        worker, else its multiprocessing children (not the resource tracker)."""
+        assert self._proc is not None
+        if self.workers == 1:
+            return [self._proc.pid]
+        pids = []
+        for child in _children(self._proc.pid):
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                if b"spawn_main" in cmdline:
+                    pids.append(child)
+        return sorted(pids)
+
+    def memory(self) -> list[Memory]:
+        return [_memory(pid) for pid in self.worker_pids()]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of all workers so far."""
+        return sum(_cpu_seconds(pid) for pid in self.worker_pids())
+
+    def _tail(self) -> str:
+        return self._log.read_text(errors="replace")[-2000:]
+
+
+@contextlib.contextmanager
+def running(service: Service) -> Iterator[Service]:
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def add_user(data_dir: Path, email: str, password: str,
+             env: Mapping[str, str] | None = None) -> None:
+    subprocess.run([str(AUTHSVC), "users", "add", "--email", email, "--password-stdin",
+                    "--data-dir", str(data_dir)], input=password.encode(), check=True,
+                   env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def _memory(pid: int) -> Memory:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return Memory(rss_kib=fields["VmRSS"], hwm_kib=fields["VmHWM"])
+
+
+def _cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime

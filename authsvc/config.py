@@ -171,8 +171,6 @@ class Settings:
         values["reflection"] = reader.get("AUTHSVC_REFLECTION", _boolean)
         values["shutdown_grace"] = reader.get("AUTHSVC_SHUTDOWN_GRACE", float)
         metrics = reader.get("AUTHSVC_METRICS_LISTEN", str)
-        if metrics is not None:
-            values["metrics_listen"] = None if metrics.lower() == "off" else metrics
         values["tls_cert_file"] = reader.get("AUTHSVC_TLS_CERT_FILE", Path)
         values["tls_key_file"] = reader.get("AUTHSVC_TLS_KEY_FILE", Path)
         values["tls_client_ca_file"] = reader.get("AUTHSVC_TLS_CLIENT_CA_FILE", Path)
@@ -185,7 +183,10 @@ class Settings:
             kek = read_key_file(kek_file)
         values["key_encryption_key"] = kek
         values.update(overrides or {})
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        chosen = {k: v for k, v in values.items() if v is not None}
+        if metrics is not None:  # after the filter: "off" is None, which it would drop
+            chosen["metrics_listen"] = None if metrics.lower() == "off" else metrics
+        return cls(**chosen)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

@@ -22,6 +22,7 @@ from .app import App
 from .config import Settings
 from .errors import ConfigError, Unavailable
 from .transport.admin import USER_ADMIN_SERVICE, UserAdminServicer, admin_interceptor
+from .transport.health import HealthServicer
 from .transport.observability import ObservabilityInterceptor
 from .transport.servicer import AuthServicer
 from .v1 import auth_pb2, auth_pb2_grpc, user_admin_pb2_grpc
@@ -51,7 +52,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
                                            admin_interceptor(app.validator)])
     auth_pb2_grpc.add_AuthServicer_to_server(AuthServicer(app), server)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(UserAdminServicer(app.accounts), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if app.settings.reflection:
         reflection.enable_server_reflection(
@@ -72,7 +73,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.drain()
         await server.stop(grace=app.settings.shutdown_grace)
 
 
@@ -92,7 +93,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
                                        require_client_auth=ca is not None)
 
 
-async def _report_health(app: App, servicer: health.aio.HealthServicer) -> None:
+async def _report_health(app: App, servicer: HealthServicer) -> None:
     """SERVING while the database answers and a signing key is loaded."""
     while True:
         try:
@@ -106,6 +107,6 @@ async def _report_health(app: App, servicer: health.aio.HealthServicer) -> None:
         await asyncio.sleep(HEALTH_INTERVAL)
 
 
-async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+async def _set_health(servicer: HealthServicer, status: int) -> None:
     for name in ("", AUTH_SERVICE):
         await servicer.set(name, status)

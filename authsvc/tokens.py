@@ -37,6 +37,9 @@ class TokenRules:
     audience: str
     algorithms: frozenset[str]
     leeway: int
+    # Longest exp - iat accepted: authsvc never issues longer-lived tokens, so a
+    # longer one was minted with a stolen key.
+    max_lifetime: float = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,7 @@ def _claims(payload: dict[str, Any], rules: TokenRules) -> AccessClaims:
         or not all(isinstance(t, int | float) and not isinstance(t, bool)
                    and 0 <= t <= MAX_TIME for t in times)  # also refuses NaN and infinity
         or not isinstance(scope, str)
+        or times[2] - times[0] > rules.max_lifetime
     ):
         raise TokenInvalid()
     return AccessClaims(user_id=sub, session_id=sid, token_id=jti,

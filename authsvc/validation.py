@@ -32,7 +32,8 @@ class Validator:
         self._leeway = settings.clock_leeway
         self.rules = TokenRules(issuer=settings.issuer, audience=settings.audience,
                                 algorithms=frozenset({settings.signing_alg}),
-                                leeway=settings.clock_leeway)
+                                leeway=settings.clock_leeway,
+                                max_lifetime=settings.access_token_ttl)
 
     async def validate(self, token: str) -> AccessClaims:
         if not token:

@@ -1152,7 +1152,6 @@ LIFETIME_GAP = ("tokens.verify accepts any exp - iat, and a cache hit never re-c
                 "the signing key is still published; see SECURITY.md, known gaps")
 
 
-@pytest.mark.xfail(strict=True, reason=LIFETIME_GAP)
 def test_token_living_longer_than_the_access_token_ttl_is_refused(kit):
     """Even under our own key, a token whose exp - iat exceeds the configured access-token
     lifetime (900 s) is TOKEN_INVALID: authsvc never issues one."""
@@ -1161,7 +1160,6 @@ def test_token_living_longer_than_the_access_token_ttl_is_refused(kit):
     assert_invalid(failure)
 
 
-@pytest.mark.xfail(strict=True, reason=LIFETIME_GAP)
 async def test_a_stolen_retired_key_mints_nothing_once_unpublished(stub, app, user, clock):
     """After rotation, tokens the attacker mints with the old (stolen) key are refused as
     soon as that key leaves the JWKS, even ones Validate saw while it was published."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -48,9 +49,10 @@ def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 60) -> 
 
 def test_serve_on_the_embedded_default_then_the_whole_token_lifecycle(data_dir):
     """With no database URL, serve starts PostgreSQL itself; revoked tokens are refused."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
     env["AUTHSVC_ARGON2_PROFILE"] = "test-only-cheapest"
+    env["AUTHSVC_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "authsvc", "serve", "--data-dir", str(data_dir),
          "--listen", f"127.0.0.1:{port}", "--workers", "2"],
@@ -87,6 +89,14 @@ def test_serve_on_the_embedded_default_then_the_whole_token_lifecycle(data_dir):
                 failures.append(parse(caught.value))
         assert {(f.code, f.reason) for f in failures} == {
             (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED")}
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=10) as page:
+            metrics = page.read().decode()
+        assert 'authsvc_signin_total{outcome="success"} 1.0' in metrics
+        validates = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                     if line.startswith('authsvc_rpc_total{code="UNAUTHENTICATED",method='
+                                        '"/authsvc.v1.Auth/Validate"}')]
+        assert validates == [11.0]  # the first refusal, then ten more, summed over workers
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -208,9 +208,6 @@ def _installed_closure(requirements: list[str]) -> set[str]:
     return {k.partition("[")[0] for k in seen}
 
 
-@pytest.mark.xfail(strict=True, reason="prometheus-client is a dev extra but "
-                   "authsvc.transport.observability imports it: a plain install (the image, "
-                   "scripts/serve) fails with ModuleNotFoundError")
 def test_the_base_dependencies_cover_every_import_of_the_package():
     """Each third-party module authsvc imports comes with [project].dependencies,
     so the image and scripts/serve (no extras) can run it."""

@@ -190,9 +190,6 @@ async def test_round_robin_client_sees_no_error_while_a_replica_is_killed_and_re
     assert again.session_id == tokens.session_id
 
 
-@pytest.mark.xfail(strict=True, reason="config.py from_env drops metrics_listen=None with "
-                   "the other unset values, so 'off' means the default port; see "
-                   "/tmp/proposed/metrics-off.patch")
 def test_metrics_can_be_turned_off_so_replicas_share_a_host():
     """AUTHSVC_METRICS_LISTEN=off serves no metrics, so replicas on one host do
     not fight over the metrics port."""

@@ -115,10 +115,6 @@ async def test_after_sigterm_new_connections_are_refused(database_url):
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-@pytest.mark.xfail(strict=True, reason="ObservabilityInterceptor breaks context.write-style "
-                   "streams (health Watch answers UNKNOWN) and grpc's HealthServicer keeps "
-                   "Watch open, so server.stop waits the whole grace; see "
-                   "/tmp/proposed/health-watch.patch")
 async def test_a_health_watcher_sees_not_serving_and_does_not_hold_up_shutdown(database_url):
     """A client watching health hears NOT_SERVING on SIGTERM, and its open Watch
     stream does not keep the process alive for the whole grace period."""

@@ -20,6 +20,7 @@ runner, aggregated across worker processes):
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import re
 import time
@@ -77,7 +78,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, handler.request_deserializer, handler.response_serializer)
-        if handler.unary_stream is not None:
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: grpc.aio.ServicerContext,
@@ -92,6 +93,19 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream is not None:  # writes with context.write (grpc's health Watch)
+            inner_writer = handler.unary_stream
+
+            async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                started = time.perf_counter()
+                error_reason.set(None)
+                try:
+                    await inner_writer(request, context)
+                finally:
+                    _observe(method, context, started, request_id, None)
+
+            return grpc.unary_stream_rpc_method_handler(
+                writer, handler.request_deserializer, handler.response_serializer)
         return handler
 
 

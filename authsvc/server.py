@@ -22,6 +22,7 @@ from .app import App
 from .config import Settings
 from .errors import ConfigError, Unavailable
 from .transport.admin import USER_ADMIN_SERVICE, UserAdminServicer, admin_interceptor
+from .transport.decoding import DecodingInterceptor
 from .transport.health import HealthServicer
 from .transport.observability import ObservabilityInterceptor
 from .transport.servicer import AuthServicer
@@ -49,6 +50,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
     """A started server bound to ``listen`` (port 0 picks one); yields it and its port."""
     server = grpc.aio.server(options=SERVER_OPTIONS,
                              interceptors=[ObservabilityInterceptor(),
+                                           DecodingInterceptor(),
                                            admin_interceptor(app.validator)])
     auth_pb2_grpc.add_AuthServicer_to_server(AuthServicer(app), server)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(UserAdminServicer(app.accounts), server)

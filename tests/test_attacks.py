@@ -644,8 +644,6 @@ UNDECODABLE = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="grpc.aio answers UNKNOWN with the DecodeError text for "
-                   "a request it cannot deserialize; see SECURITY.md, known gaps")
 @pytest.mark.parametrize("case", UNDECODABLE.values(), ids=UNDECODABLE.keys())
 def test_undecodable_request_is_invalid_argument(kit, case):
     """Bytes that are not a valid request message (a client's mistake) are INVALID_ARGUMENT,

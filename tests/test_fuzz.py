@@ -13,8 +13,7 @@ Requests over the 64 KiB message limit are refused by gRPC itself with
 RESOURCE_EXHAUSTED, and so may metadata past its 8 KiB soft limit: both are
 acceptable answers here. Metadata values are printable ASCII, because gRPC
 refuses anything else on the client side. Undecodable request bytes are
-fuzzed too; grpc.aio answers those UNKNOWN (a known gap, pinned by a strict
-xfail in test_attacks), so for them only the database property is checked.
+fuzzed too, and must be INVALID_ARGUMENT (authsvc.transport.decoding).
 
 All properties share one server, started once for the module.
 """
@@ -277,8 +276,8 @@ REQUESTS = {"SignIn": auth_pb2.SignInRequest, "Refresh": auth_pb2.RefreshRequest
                               max_size=4).map(lambda fields: b"".join(
                                   _length_delimited(n, v) for n, v in fields))))
 def test_raw_request_bytes_never_change_anything(target, method, raw):
-    """Arbitrary bytes as any request: if they decode, the answer is never INTERNAL or
-    UNKNOWN; decodable or not, nothing is created or revoked."""
+    """Arbitrary bytes as any request: never INTERNAL or UNKNOWN (undecodable bytes are
+    INVALID_ARGUMENT); decodable or not, nothing is created or revoked."""
     try:
         decoded = REQUESTS[method].FromString(raw)
     except DecodeError:
@@ -294,6 +293,8 @@ def test_raw_request_bytes_never_change_anything(target, method, raw):
 
     if decoded is not None:
         assert_answer_is_sound(answer)
+    else:
+        assert answer.code == grpc.StatusCode.INVALID_ARGUMENT
     assert target.service.snapshot() == before
 
 

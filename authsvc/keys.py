@@ -19,9 +19,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from .errors import ConfigError
@@ -72,6 +73,13 @@ def public_jwk(alg: str, public_key: PublicKey) -> dict[str, str]:
     digest = hashlib.sha256(canonical.encode()).digest()
     kid = base64.urlsafe_b64encode(digest).decode().rstrip("=")
     return {**{m: jwk[m] for m in members}, "kid": kid, "use": "sig", "alg": alg}
+
+
+def derive_key(key_encryption_key: bytes, purpose: bytes) -> bytes:
+    """A 32-byte key for one purpose, derived (HKDF-SHA256) from the key-encryption key,
+    so every replica derives the same one and none is stored."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
+        key_encryption_key)
 
 
 def encrypt_private_key(kek: bytes, kid: str, key: PrivateKey) -> bytes:

@@ -14,16 +14,14 @@ import hashlib
 import hmac
 import secrets
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from .keys import derive_key
 
 MAX_LENGTH = 512
 _INFO = b"authsvc refresh-token successor v1"
 
 
 def successor_key(key_encryption_key: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
-        key_encryption_key)
+    return derive_key(key_encryption_key, _INFO)
 
 
 def new_token() -> str:

@@ -24,16 +24,13 @@ import asyncpg
 from .clock import Clock
 from .errors import Unavailable
 from .store import sessions as session_rows
-from .store.database import REVOCATION_CHANNEL, connect
+from .store.database import CONNECTION_ERRORS, REVOCATION_CHANNEL, connect
 
 log = logging.getLogger(__name__)
 
 PING_INTERVAL = 1.0
 MAX_BACKOFF = 5.0
-_LOST: tuple[type[BaseException], ...] = (
-    Unavailable, OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
+_LOST: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)
 
 
 class RevocationSet:

@@ -30,12 +30,10 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from .clock import Clock
 from .errors import RateLimited
 from .identifiers import Identifier
+from .keys import derive_key
 from .store import throttles as rows
 from .store.database import Database
 from .store.throttles import Tarpit
@@ -56,8 +54,7 @@ class Throttle:
         self._db = db
         self._clock = clock
         self.policy = policy
-        self._key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                         info=b"authsvc throttle keys v1").derive(key_encryption_key)
+        self._key = derive_key(key_encryption_key, b"authsvc throttle keys v1")
 
     async def check_sign_in(self, identifier: Identifier, address: str | None) -> None:
         """Raise RateLimited if any counter for this attempt is blocking."""

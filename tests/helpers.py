@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
@@ -70,3 +72,22 @@ async def sign_in(stub: Any, email: str = "alice@example.com",
 
 def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
+
+
+@contextlib.asynccontextmanager
+async def database_refusing_connections(admin_url: str, database_url: str,
+                                        ) -> AsyncIterator[None]:
+    """While inside: the test database refuses new connections and has lost its
+    existing ones, as when its server goes away. Restored on exit."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = $1", name)
+        yield
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
 
-import asyncpg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from .helpers import database_refusing_connections
 
 
 async def test_health_is_serving_and_turns_not_serving_without_the_database(
@@ -15,21 +15,13 @@ async def test_health_is_serving_and_turns_not_serving_without_the_database(
     """SERVING while the database answers; NOT_SERVING once it refuses connections."""
     health = health_pb2_grpc.HealthStub(channel)
     serving = await health.Check(health_pb2.HealthCheckRequest(service=""))
-    name = urlsplit(database_url).path.lstrip("/")
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                            " WHERE datname = $1", name)
+    async with database_refusing_connections(pg_admin_url, database_url):
         status = serving.status
         for _ in range(100):  # the health loop checks every 2 s
             status = (await health.Check(health_pb2.HealthCheckRequest(service=""))).status
             if status == health_pb2.HealthCheckResponse.NOT_SERVING:
                 break
             await asyncio.sleep(0.1)
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
 
     assert serving.status == health_pb2.HealthCheckResponse.SERVING
     assert status == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import asyncpg
 import grpc
 
@@ -11,7 +9,7 @@ from authsvc.store.database import migrate, migrations
 from authsvc.v1 import auth_pb2
 
 from .conftest import with_database
-from .helpers import fails, sign_in
+from .helpers import database_refusing_connections, fails, sign_in
 
 
 async def test_migrations_apply_to_an_empty_database_and_twice_is_a_no_op(pg_admin_url):
@@ -42,19 +40,11 @@ async def test_database_unreachable_is_unavailable(stub, app, user, pg_admin_url
                                                    database_url):
     """With the database refusing connections, SignIn and Refresh answer UNAVAILABLE."""
     signed_in = await sign_in(stub)
-    name = urlsplit(database_url).path.lstrip("/")
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                            " WHERE datname = $1", name)
 
+    async with database_refusing_connections(pg_admin_url, database_url):
         signin = await fails(sign_in(stub))
         refresh = await fails(stub.Refresh(auth_pb2.RefreshRequest(
             refresh_token=signed_in.refresh_token)))
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
 
     assert signin.code == grpc.StatusCode.UNAVAILABLE
     assert refresh.code == grpc.StatusCode.UNAVAILABLE

@@ -31,7 +31,7 @@ REVOCATION_CHANNEL = "authsvc_revocations"
 Connection = asyncpg.Connection
 
 # SQLSTATE classes that mean "the database is not there right now".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,          # class 08
@@ -51,7 +51,7 @@ def unavailable_on_failure() -> Iterator[None]:
     """Turn connection-level failures into ``Unavailable``; the cause goes to the log."""
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except CONNECTION_ERRORS as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         raise Unavailable("database unavailable") from exc
 
@@ -155,7 +155,7 @@ class Database:
         refusing new connections, means the database is unavailable."""
         try:
             return await self.pool.acquire(timeout=self._timeout)
-        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise Unavailable("database unavailable") from exc
 

@@ -55,6 +55,14 @@ class TokenPair:
 
 
 @dataclass(frozen=True, slots=True)
+class _Refused:
+    """No successor: an unknown token or an ended session, or (``reused_session``
+    set) reuse of a spent token, whose session the transaction revoked."""
+
+    reused_session: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Rotation:
     successor: str
     state: session_rows.RefreshState
@@ -125,15 +133,15 @@ class Sessions:
         await self._throttle.check_refresh(caller.client_addr)
         now = self._clock()
         digest = refresh_tokens.token_hash(token)
-        outcome: _Rotation | str
+        outcome: _Rotation | _Refused
         async with self._db.transaction() as conn:
             outcome = await self._rotate(conn, token, digest, now, caller)
-        if isinstance(outcome, str) and outcome.startswith("reused:"):
+        if isinstance(outcome, _Refused) and outcome.reused_session is not None:
             # Committed: this worker refuses the session's access tokens at once;
             # the others hear the NOTIFY.
-            self._revocations.add([outcome.removeprefix("reused:")])
+            self._revocations.add([outcome.reused_session])
             raise RefreshTokenReused()
-        if isinstance(outcome, str):
+        if isinstance(outcome, _Refused):
             await self._throttle.refresh_failed(caller.client_addr)
             raise RefreshTokenInvalid()
         state = outcome.state
@@ -141,10 +149,10 @@ class Sessions:
                           now, session_expires_at=state.session_expires_at)
 
     async def _rotate(self, conn: Connection, token: str, digest: bytes, now: float,
-                      caller: Caller) -> _Rotation | str:
+                      caller: Caller) -> _Rotation | _Refused:
         """Inside the refresh transaction: the successor, or why there is none."""
         if not await session_rows.lock_session_of_token(conn, digest):
-            return "unknown"
+            return _Refused()
         state = await session_rows.refresh_state(conn, digest)
         assert state is not None
         audit = {"user_id": state.user_id, "session_id": state.session_id, **_audit(caller)}
@@ -153,7 +161,7 @@ class Sessions:
                 or now >= state.session_expires_at
                 or now >= state.session_last_used_at + settings.session_idle_ttl):
             await events.record(conn, "refresh.failure", now, reason="session_ended", **audit)
-            return "ended"
+            return _Refused()
         successor = refresh_tokens.successor(self._successor_key, token)
         if state.spent_at is None:
             await session_rows.spend(conn, state.token_id, now)
@@ -165,7 +173,7 @@ class Sessions:
             await session_rows.revoke(conn, [state.session_id], now, "refresh_token_reused")
             await events.record(conn, "refresh.reuse_detected", now, **audit)
             log.warning("refresh token reuse detected; session %s revoked", state.session_id)
-            return f"reused:{state.session_id}"
+            return _Refused(reused_session=state.session_id)
         await session_rows.touch(conn, state.session_id, now)
         await events.record(conn, "refresh.success", now, **audit)
         return _Rotation(successor, state)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from authsvc.embedded import EmbeddedPostgres
+from authsvc.runtime.embedded import EmbeddedPostgres
 
 from . import ghz, raw, report, seed
 from .service import Service, add_user, running

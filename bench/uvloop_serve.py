@@ -15,6 +15,6 @@ import uvloop
 asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 if __name__ == "__main__":
-    from authsvc.cli import main
+    from authsvc.runtime.cli import main
 
     sys.exit(main())

@@ -26,10 +26,10 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import get_default_algorithms
 
-from authsvc.app import App, running_app
 from authsvc.clock import FakeClock
 from authsvc.config import Secret, Settings
-from authsvc.server import running_server
+from authsvc.runtime.app import App, running_app
+from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2_grpc
 
 from .conftest import with_database

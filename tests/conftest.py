@@ -28,10 +28,10 @@ import asyncpg
 import grpc
 import pytest
 
-from authsvc.app import App, running_app
 from authsvc.clock import FakeClock
 from authsvc.config import Secret, Settings
-from authsvc.server import running_server
+from authsvc.runtime.app import App, running_app
+from authsvc.runtime.server import running_server
 from authsvc.store.database import migrate
 from authsvc.v1 import auth_pb2_grpc
 

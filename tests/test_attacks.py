@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm, get_default_algorithms
 
-from authsvc.app import running_app
-from authsvc.server import running_server
+from authsvc.runtime.app import running_app
+from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from .attack_helpers import (

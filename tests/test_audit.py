@@ -7,8 +7,8 @@ import logging
 
 import grpc
 
-from authsvc.app import running_app
-from authsvc.server import running_server
+from authsvc.runtime.app import running_app
+from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from .helpers import PASSWORD, fails, sign_in

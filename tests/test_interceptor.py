@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.interceptor import AuthInterceptor, claims_var, current_claims
-from authsvc.server import running_server
+from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 from authsvc.verifiers import LocalVerifier, RemoteVerifier
 from examples.whoami import SERVICE, serving

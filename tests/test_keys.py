@@ -11,9 +11,10 @@ import sys
 import jwt
 import pytest
 
-from authsvc.app import running_app
+from authsvc.core.verification import ReloadGate
+from authsvc.domain.caller import Caller
 from authsvc.errors import ConfigError
-from authsvc.sessions import Caller
+from authsvc.runtime.app import running_app
 from authsvc.v1 import auth_pb2
 
 from .helpers import PASSWORD, fails, sign_in
@@ -67,9 +68,9 @@ async def test_a_token_signed_by_a_key_this_replica_has_not_loaded_is_accepted(
     async with running_app(settings, database_url, clock) as other:
         await other.keystore.rotate(publish_ahead=0)
         clock.advance(1)
-        token = (await other.sessions.sign_in("email", "alice@example.com", PASSWORD,
+        token = (await other.sign_in.sign_in("email", "alice@example.com", PASSWORD,
                                               Caller())).access_token
-    app.keystore._last_reload = -1e9  # the test's clock did not move the real one
+    app.keystore._reloads = ReloadGate(0)  # the test's clock did not move the real one
 
     response = await stub.Validate(auth_pb2.ValidateRequest(access_token=token))
 

@@ -8,7 +8,7 @@ import logging
 import grpc
 from prometheus_client import REGISTRY
 
-from authsvc.logs import JsonFormatter
+from authsvc.runtime.logs import JsonFormatter
 from authsvc.v1 import auth_pb2
 
 from .helpers import PASSWORD, fails, sign_in

@@ -29,9 +29,9 @@ import grpc
 import pytest
 from argon2 import PasswordHasher, profiles
 
-from authsvc.app import running_app
 from authsvc.config import Secret, Settings
-from authsvc.server import running_server
+from authsvc.runtime.app import running_app
+from authsvc.runtime.server import running_server
 from authsvc.store.database import migrate
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from authsvc.app import App
-from authsvc.passwords import PROFILES
+from authsvc.domain.passwords import PROFILES
+from authsvc.runtime.app import App
 from authsvc.v1 import auth_pb2
 
 from .helpers import PASSWORD, fails, sign_in

@@ -10,6 +10,7 @@ revocation channel in its transaction, so listeners hear it on commit.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -105,30 +106,26 @@ async def touch(conn: asyncpg.Connection, session_id: str, now: float) -> None:
                        " WHERE id = $1", uuid.UUID(session_id), to_datetime(now))
 
 
-async def revoke(conn: asyncpg.Connection, session_ids: list[str], now: float,
-                 reason: str) -> list[str]:
-    """Revoke the sessions not yet revoked; NOTIFY each; return those revoked now."""
+async def revoke(conn: asyncpg.Connection, *, now: float, reason: str,
+                 session_ids: Sequence[str] = (), user_id: str | None = None,
+                 client_addr: str | None = None, user_agent: str | None = None) -> list[str]:
+    """Revoke the given sessions and every session of ``user_id`` not yet revoked,
+    in one statement: each revoked session NOTIFYs the revocation channel and gets
+    its ``session.revoked`` audit row. Returns the ids revoked now."""
     rows = await conn.fetch(
-        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3"
-        " WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL RETURNING id",
-        [uuid.UUID(s) for s in session_ids], to_datetime(now), reason)
-    return await _notify(conn, [str(r["id"]) for r in rows])
-
-
-async def revoke_all_of_user(conn: asyncpg.Connection, user_id: str, now: float,
-                             reason: str) -> list[str]:
-    rows = await conn.fetch(
-        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3"
-        " WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
-        uuid.UUID(user_id), to_datetime(now), reason)
-    return await _notify(conn, [str(r["id"]) for r in rows])
-
-
-async def _notify(conn: asyncpg.Connection, session_ids: list[str]) -> list[str]:
-    if session_ids:
-        await conn.execute("SELECT pg_notify($1, sid) FROM unnest($2::text[]) AS sid",
-                           REVOCATION_CHANNEL, session_ids)
-    return session_ids
+        "WITH revoked AS ("
+        "  UPDATE sessions SET revoked_at = $2, revoke_reason = $3"
+        "   WHERE (id = ANY($1::uuid[]) OR user_id = $4) AND revoked_at IS NULL"
+        "  RETURNING id, user_id),"
+        " audited AS ("
+        "  INSERT INTO auth_events (at, kind, reason, user_id, session_id, client_addr,"
+        "                           user_agent)"
+        "  SELECT $2, 'session.revoked', $3, user_id, id, $5, $6 FROM revoked)"
+        " SELECT id, pg_notify($7, id::text) FROM revoked",
+        [uuid.UUID(s) for s in session_ids], to_datetime(now), reason,
+        None if user_id is None else uuid.UUID(user_id), client_addr, user_agent,
+        REVOCATION_CHANNEL)
+    return [str(r["id"]) for r in rows]
 
 
 async def session_of_token(conn: asyncpg.Connection, token_hash: bytes) -> str | None:

@@ -9,7 +9,6 @@ import asyncpg
 
 from ..clock import to_datetime
 from ..errors import AlreadyExists
-from ..identifiers import Identifier
 
 _COLUMNS = "id, email, phone, username, password_hash, scopes, disabled_at"
 # The identifier kind picks a column; never user input.
@@ -35,24 +34,25 @@ def _row(record: asyncpg.Record | None) -> UserRow | None:
                    scopes=tuple(record["scopes"]), disabled=record["disabled_at"] is not None)
 
 
-async def insert(conn: asyncpg.Connection, identifier: Identifier, password_hash: str,
+async def insert(conn: asyncpg.Connection, kind: str, value: str, password_hash: str,
                  scopes: tuple[str, ...], now: float) -> str:
+    """A new user named by ``value`` in the ``kind`` column (email, phone, username)."""
     user_id = uuid.uuid4()
-    column = _COLUMN_OF[identifier.kind]
+    column = _COLUMN_OF[kind]
     try:
         await conn.execute(
             f"INSERT INTO users (id, {column}, password_hash, scopes, created_at, updated_at)"  # noqa: S608
             " VALUES ($1, $2, $3, $4, $5, $5)",
-            user_id, identifier.value, password_hash, list(scopes), to_datetime(now))
+            user_id, value, password_hash, list(scopes), to_datetime(now))
     except asyncpg.UniqueViolationError:
-        raise AlreadyExists(identifier.kind) from None
+        raise AlreadyExists(kind) from None
     return str(user_id)
 
 
-async def find(conn: asyncpg.Connection, identifier: Identifier) -> UserRow | None:
-    column = _COLUMN_OF[identifier.kind]
+async def find(conn: asyncpg.Connection, kind: str, value: str) -> UserRow | None:
+    column = _COLUMN_OF[kind]
     return _row(await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM users WHERE {column} = $1", identifier.value))  # noqa: S608
+        f"SELECT {_COLUMNS} FROM users WHERE {column} = $1", value))  # noqa: S608
 
 
 async def get(conn: asyncpg.Connection, user_id: str) -> UserRow | None:

@@ -1,1 +1,2 @@
-"""The gRPC side: servicers, metadata, and the one mapping of errors to status."""
+"""authsvc's gRPC server side: servicers handed their collaborators, and the one
+interceptor every call leaves through (``transport.calls``)."""

@@ -10,24 +10,34 @@ from __future__ import annotations
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..accounts import Accounts
-from ..errors import InvalidArgument
-from ..identifiers import Identifier, normalize
-from ..interceptor import DEFAULT_PUBLIC, AsyncAuthInterceptor, methods_of
-from ..store.sessions import SessionRow
+from ..core.tokens import AccessClaims
+from ..domain.accounts import Accounts, SessionRow, selector
+from ..domain.identifiers import Identifier
+from ..domain.validator import Validator
+from ..guard.interceptor import DEFAULT_PUBLIC, AsyncAuthInterceptor, methods_of
 from ..v1 import auth_pb2, user_admin_pb2, user_admin_pb2_grpc
-from ..validation import Validator
-from ..verifiers import InProcessVerifier
-from .status import unary
 
 ADMIN_SCOPE = "authsvc.admin"
 USER_ADMIN_SERVICE = user_admin_pb2.DESCRIPTOR.services_by_name["UserAdmin"].full_name
 AUTH_METHODS = methods_of(auth_pb2.DESCRIPTOR.services_by_name["Auth"])
 
 
+class InProcessVerifier:
+    """authsvc guarding its own services with this worker's Validator (aio only)."""
+
+    def __init__(self, validator: Validator) -> None:
+        self._validator = validator
+
+    def verify(self, token: str) -> AccessClaims:
+        raise TypeError("InProcessVerifier serves grpc.aio servers only")
+
+    async def verify_async(self, token: str) -> AccessClaims:
+        return await self._validator.validate(token)
+
+
 def admin_interceptor(validator: Validator) -> AsyncAuthInterceptor:
     """Auth, health and reflection public; UserAdmin needs ``authsvc.admin``."""
-    return AsyncAuthInterceptor(InProcessVerifier(validator.validate),
+    return AsyncAuthInterceptor(InProcessVerifier(validator),
                                 public=DEFAULT_PUBLIC | AUTH_METHODS,
                                 scopes={USER_ADMIN_SERVICE: [ADMIN_SCOPE]})
 
@@ -36,44 +46,35 @@ class UserAdminServicer(user_admin_pb2_grpc.UserAdminServicer):
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
-    @unary
     async def CreateUser(self, request: user_admin_pb2.CreateUserRequest,
                          context: grpc.aio.ServicerContext,
                          ) -> user_admin_pb2.CreateUserResponse:
         kind = request.WhichOneof("identifier")
-        if kind is None:
-            raise InvalidArgument("identifier", "one of email, phone or username is required")
-        user_id = await self._accounts.add(kind, getattr(request, kind), request.password,
-                                           tuple(request.scopes))
+        user_id = await self._accounts.add(kind, getattr(request, kind) if kind else "",
+                                           request.password, tuple(request.scopes))
         return user_admin_pb2.CreateUserResponse(user_id=user_id)
 
-    @unary
     async def DisableUser(self, request: user_admin_pb2.DisableUserRequest,
                           context: grpc.aio.ServicerContext,
                           ) -> user_admin_pb2.DisableUserResponse:
         user_id = await self._accounts.disable(_user(request))
         return user_admin_pb2.DisableUserResponse(user_id=user_id)
 
-    @unary
     async def SetPassword(self, request: user_admin_pb2.SetPasswordRequest,
                           context: grpc.aio.ServicerContext,
                           ) -> user_admin_pb2.SetPasswordResponse:
         user_id = await self._accounts.set_password(_user(request), request.password)
         return user_admin_pb2.SetPasswordResponse(user_id=user_id)
 
-    @unary
     async def ListSessions(self, request: user_admin_pb2.ListSessionsRequest,
                            context: grpc.aio.ServicerContext,
                            ) -> user_admin_pb2.ListSessionsResponse:
         rows = await self._accounts.list_sessions(_user(request))
         return user_admin_pb2.ListSessionsResponse(sessions=[_session(r) for r in rows])
 
-    @unary
     async def RevokeSession(self, request: user_admin_pb2.RevokeSessionRequest,
                             context: grpc.aio.ServicerContext,
                             ) -> user_admin_pb2.RevokeSessionResponse:
-        if not request.session_id:
-            raise InvalidArgument("session_id", "must not be empty")
         await self._accounts.revoke_session(request.session_id)
         return user_admin_pb2.RevokeSessionResponse()
 
@@ -81,10 +82,7 @@ class UserAdminServicer(user_admin_pb2_grpc.UserAdminServicer):
 def _user(request: user_admin_pb2.DisableUserRequest | user_admin_pb2.SetPasswordRequest
           | user_admin_pb2.ListSessionsRequest) -> Identifier | str:
     kind = request.WhichOneof("user")
-    if kind is None:
-        raise InvalidArgument("user", "one of user_id, email, phone or username is required")
-    value: str = getattr(request, kind)
-    return value if kind == "user_id" else normalize(kind, value)
+    return selector(kind, getattr(request, kind) if kind else "")
 
 
 def _timestamp(seconds: float) -> Timestamp:

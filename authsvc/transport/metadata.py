@@ -1,4 +1,4 @@
-"""Reading request metadata: the bearer token and who is calling."""
+"""Who is calling: client address (trusted-proxy aware) and user agent."""
 
 from __future__ import annotations
 
@@ -6,32 +6,10 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-from ..errors import TokenInvalid
-from ..sessions import Caller
+from ..domain.caller import Caller
 
 MAX_USER_AGENT = 256
-_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-
-
-class MalformedAuthorization(TokenInvalid):
-    """Two ``authorization`` values, another scheme, or a malformed Bearer value."""
-
-    error = "invalid_request"
-    message = "The authorization metadata must hold exactly one Bearer token."
-
-
-def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
-    """The token from the single ``authorization: Bearer …`` value; None if absent."""
-    values = [v for k, v in (metadata or ()) if k == "authorization"]
-    if not values:
-        return None
-    if len(values) > 1 or not isinstance(values[0], str):
-        raise MalformedAuthorization()
-    match = _BEARER.fullmatch(values[0])
-    if match is None:
-        raise MalformedAuthorization()
-    return match.group(1)
 
 
 def caller(metadata: Iterable[tuple[str, str | bytes]] | None, peer: str,

@@ -1,7 +1,7 @@
 """One JSON log line and a set of Prometheus metrics per RPC.
 
-The outermost server interceptor: it sees every call, including those the
-auth interceptor refuses. Each call gets a request id (the caller's
+``transport.calls`` observes every call, including those the auth
+interceptor refuses, before its answer is sent. Each call gets a request id (the caller's
 ``x-request-id`` when it is a sane token, else a new one), and the log line
 carries method, code, ErrorInfo reason, duration, user and session when the
 response names them, request id and client address — never a token,
@@ -19,13 +19,10 @@ runner, aggregated across worker processes):
 
 from __future__ import annotations
 
-import contextvars
-import inspect
 import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -48,65 +45,7 @@ POOL = Gauge("authsvc_db_pool_connections", "Database pool connections", ["state
 ARGON2_QUEUE = Gauge("authsvc_argon2_queue", "Password hashes running or waiting",
                      multiprocess_mode="livesum")
 
-# Set by transport.status when it answers with an ErrorInfo reason.
-error_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "authsvc_error_reason", default=None)
-
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    async def intercept_service(
-            self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-            details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method = details.method
-        request_id = _request_id(details.invocation_metadata)
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started, response = time.perf_counter(), None
-                error_reason.set(None)
-                try:
-                    response = await inner(request, context)
-                    return response
-                finally:
-                    _observe(method, context, started, request_id, response)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer)
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            inner_stream = handler.unary_stream
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext,
-                             ) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                error_reason.set(None)
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                finally:
-                    _observe(method, context, started, request_id, None)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer)
-        if handler.unary_stream is not None:  # writes with context.write (grpc's health Watch)
-            inner_writer = handler.unary_stream
-
-            async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
-                started = time.perf_counter()
-                error_reason.set(None)
-                try:
-                    await inner_writer(request, context)
-                finally:
-                    _observe(method, context, started, request_id, None)
-
-            return grpc.unary_stream_rpc_method_handler(
-                writer, handler.request_deserializer, handler.response_serializer)
-        return handler
 
 
 def update_gauges(revoked: int, pool_size: int, pool_idle: int, argon2_queue: int) -> None:
@@ -116,15 +55,19 @@ def update_gauges(revoked: int, pool_size: int, pool_idle: int, argon2_queue: in
     ARGON2_QUEUE.set(argon2_queue)
 
 
-def _observe(method: str, context: grpc.aio.ServicerContext, started: float,
-             request_id: str, response: Any) -> None:
+def observe(method: str, context: grpc.aio.ServicerContext, started: float,
+            request_id: str, response: Any, code: grpc.StatusCode | None = None,
+            reason: str | None = None) -> None:
+    """Count the call and write its log line; ``code`` and ``reason`` when it is
+    being refused, else read from the context (a call another interceptor
+    aborted, or one that ended without an answer)."""
     elapsed = time.perf_counter() - started
-    code = context.code()
+    if code is None:
+        code = context.code()
     if code is None:  # neither aborted nor set: OK, or cancelled by the client
         code = grpc.StatusCode.OK if response is not None or context.done() is False \
             else grpc.StatusCode.CANCELLED
     name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-    reason = error_reason.get()
     short = method.rsplit("/", 1)[-1]
     RPCS.labels(method, name).inc()
     LATENCY.labels(method).observe(elapsed)
@@ -147,7 +90,7 @@ def _observe(method: str, context: grpc.aio.ServicerContext, started: float,
     log.info("rpc", extra={"fields": fields})
 
 
-def _request_id(metadata: Any) -> str:
+def request_id(metadata: Any) -> str:
     for key, value in metadata or ():
         if key == "x-request-id" and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
             return value

@@ -1,81 +1,86 @@
-"""The Auth servicer: a thin layer from protobuf to the domain and back."""
+"""The Auth servicer: a thin layer from protobuf to the domain and back.
+
+Every field is checked by the domain; every exception leaves through the
+one mapping in ``transport.calls``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..app import App
-from ..errors import InvalidArgument, Unavailable
-from ..sessions import Caller, TokenPair
-from ..tokens import MAX_TOKEN_LENGTH
+from ..clock import Clock
+from ..core.keys import KeyRing
+from ..core.revocations import RevocationSet
+from ..domain.caller import Caller
+from ..domain.issuer import TokenPair
+from ..domain.refresh import Refresh
+from ..domain.revocation import SignOut
+from ..domain.signin import SignIn
+from ..domain.validator import Validator
+from ..errors import Unavailable
+from ..guard.bearer import bearer_token
 from ..v1 import auth_pb2, auth_pb2_grpc
-from .metadata import Networks, bearer_token, caller, networks
-from .status import streaming, unary
+from .metadata import Networks, caller
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 (the OAuth token_type, not a secret)
 
 
 class AuthServicer(auth_pb2_grpc.AuthServicer):
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self._proxies = networks(app.settings.trusted_proxies)
+    def __init__(self, sign_in: SignIn, refresh: Refresh, sign_out: SignOut,
+                 validator: Validator, ring: Callable[[], KeyRing],
+                 revocations: RevocationSet, clock: Clock, trusted_proxies: Networks) -> None:
+        self._sign_in = sign_in
+        self._refresh = refresh
+        self._sign_out = sign_out
+        self._validator = validator
+        self._ring = ring
+        self._revocations = revocations
+        self._clock = clock
+        self._proxies = trusted_proxies
 
-    @unary
     async def SignIn(self, request: auth_pb2.SignInRequest,
                      context: grpc.aio.ServicerContext) -> auth_pb2.SignInResponse:
         kind = request.WhichOneof("identifier")
-        if kind is None:
-            raise InvalidArgument("identifier", "one of email, phone or username is required")
-        pair = await self._app.sessions.sign_in(
-            kind, getattr(request, kind), request.password, _caller(context, self._proxies))
+        pair = await self._sign_in.sign_in(kind, getattr(request, kind) if kind else "",
+                                           request.password, self._caller(context))
         return auth_pb2.SignInResponse(**_token_fields(pair))
 
-    @unary
     async def Refresh(self, request: auth_pb2.RefreshRequest,
                       context: grpc.aio.ServicerContext) -> auth_pb2.RefreshResponse:
-        pair = await self._app.sessions.refresh(request.refresh_token,
-                                                _caller(context, self._proxies))
+        pair = await self._refresh.refresh(request.refresh_token, self._caller(context))
         return auth_pb2.RefreshResponse(**_token_fields(pair))
 
-    @unary
     async def Validate(self, request: auth_pb2.ValidateRequest,
                        context: grpc.aio.ServicerContext) -> auth_pb2.ValidateResponse:
-        token = request.access_token
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidArgument("access_token", f"must be at most {MAX_TOKEN_LENGTH} characters")
-        if not token:
-            token = bearer_token(context.invocation_metadata()) or ""
-        claims = await self._app.validator.validate(token)
+        bearer = None if request.access_token else bearer_token(context.invocation_metadata())
+        claims = await self._validator.validate_request(request.access_token, bearer)
         return auth_pb2.ValidateResponse(
             user_id=claims.user_id, session_id=claims.session_id, token_id=claims.token_id,
             scopes=claims.scopes, issued_at=Timestamp(seconds=int(claims.issued_at)),
             expires_at=Timestamp(seconds=int(claims.expires_at)))
 
-    @unary
     async def Revoke(self, request: auth_pb2.RevokeRequest,
                      context: grpc.aio.ServicerContext) -> auth_pb2.RevokeResponse:
         bearer = None
         if request.all_sessions:
             bearer = bearer_token(context.invocation_metadata())
-        await self._app.sessions.revoke(request.token, all_sessions=request.all_sessions,
-                                        bearer=bearer, caller=_caller(context, self._proxies))
+        await self._sign_out.revoke(request.token, all_sessions=request.all_sessions,
+                                    bearer=bearer, caller=self._caller(context))
         return auth_pb2.RevokeResponse()
 
-    @unary
     async def GetJwks(self, request: auth_pb2.GetJwksRequest,
                       context: grpc.aio.ServicerContext) -> auth_pb2.GetJwksResponse:
-        keys = self._app.keystore.ring.published(self._app.clock())
+        keys = self._ring().published(self._clock())
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**k.jwk) for k in keys])
 
-    @streaming
     async def WatchRevocations(self, request: auth_pb2.WatchRevocationsRequest,
                                context: grpc.aio.ServicerContext,
                                ) -> AsyncIterator[auth_pb2.WatchRevocationsResponse]:
-        revocations = self._app.revocations
+        revocations = self._revocations
         if not revocations.trusted:
             raise Unavailable("revocation feed is down")
         queue = revocations.watch()
@@ -90,9 +95,8 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
         finally:
             revocations.unwatch(queue)
 
-
-def _caller(context: grpc.aio.ServicerContext, proxies: Networks) -> Caller:
-    return caller(context.invocation_metadata(), context.peer(), proxies)
+    def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        return caller(context.invocation_metadata(), context.peer(), self._proxies)
 
 
 def _token_fields(pair: TokenPair) -> dict[str, Any]:
@@ -100,5 +104,3 @@ def _token_fields(pair: TokenPair) -> dict[str, Any]:
             "expires_in": pair.expires_in, "refresh_token": pair.refresh_token,
             "refresh_expires_in": pair.refresh_expires_in, "session_id": pair.session_id,
             "user_id": pair.user_id}
-
-

@@ -9,11 +9,18 @@ Verification (RFC 8725):
 - ``typ`` must be ``at+jwt`` (so an ID token or anything else is refused);
 - ``iss`` and ``aud`` must equal the configured strings exactly;
 - exp, iat, nbf, iss, aud, sub, jti and sid are required and type-checked;
-- time claims are checked against the injected clock with a leeway.
+- time claims are checked against the injected clock with a leeway;
+- a token living longer than ``max_lifetime`` is refused (authsvc never
+  issues one, so it was minted with a stolen key).
+
+A kid the ring does not hold raises ``UnknownKey`` (a ``TokenInvalid``), so a
+verifier can reload its keys once and try again without parsing the header
+a second time.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +28,7 @@ from typing import Any
 
 import jwt
 
-from .errors import TokenExpired, TokenInvalid
+from ..errors import TokenExpired, TokenInvalid
 from .keys import SigningKey
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (the JWT typ header, not a secret)
@@ -29,6 +36,14 @@ MAX_TOKEN_LENGTH = 8192
 REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid")
 MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last google.protobuf.Timestamp
 _ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
+
+
+class UnknownKey(TokenInvalid):
+    """The token names a kid the key ring does not hold (yet)."""
+
+    def __init__(self, kid: str) -> None:
+        self.kid = kid
+        super().__init__()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +98,10 @@ def issue(key: SigningKey, rules: TokenRules, *, user_id: str, session_id: str,
 
 def verify(token: str, lookup: Callable[[str], SigningKey | None], rules: TokenRules,
            now: float) -> AccessClaims:
-    """Verify ``token``; ``lookup`` maps a kid to one of the service's own keys."""
+    """Verify ``token``; ``lookup`` maps a kid to one of the service's own keys.
+
+    A key past its ``publish_until`` verifies nothing any more (its tokens have
+    expired by then, and are refused as expired)."""
     if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
         raise TokenInvalid()
     try:
@@ -95,8 +113,12 @@ def verify(token: str, lookup: Callable[[str], SigningKey | None], rules: TokenR
         raise TokenInvalid()
     if "crit" in header or not isinstance(kid, str) or not isinstance(alg, str):
         raise TokenInvalid()
-    key = lookup(kid) if 0 < len(kid) <= 128 else None
-    if key is None or alg != key.alg or alg not in rules.algorithms:
+    if not 0 < len(kid) <= 128:
+        raise TokenInvalid()
+    key = lookup(kid)
+    if key is None:
+        raise UnknownKey(kid)
+    if alg != key.alg or alg not in rules.algorithms:
         raise TokenInvalid()
     try:
         payload = jwt.decode(
@@ -109,6 +131,8 @@ def verify(token: str, lookup: Callable[[str], SigningKey | None], rules: TokenR
         raise TokenInvalid() from None
     claims = _claims(payload, rules)
     claims.check_times(now, rules.leeway)
+    if not key.published_at(now):  # retired for longer than any token it signed lives
+        raise TokenInvalid()
     return claims
 
 
@@ -130,40 +154,38 @@ def _claims(payload: dict[str, Any], rules: TokenRules) -> AccessClaims:
                         not_before=float(times[1]), expires_at=float(times[2]))
 
 
-class VerifiedTokens:
-    """A bounded cache of tokens already verified, each kept until its exp.
+class TokenCache:
+    """A bounded cache of verified claims, each kept until a moment given per entry.
 
-    Only the signature and claim checks are cached: time and revocation are
-    checked on every hit by the caller. When full, the oldest entry goes.
+    Thread-safe for the sync interceptor's pool threads. When full, the oldest
+    entry goes. What the caller must still check on a hit (time claims,
+    revocation) stays the caller's business.
     """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._entries: dict[str, AccessClaims] = {}
+        self._entries: dict[str, tuple[AccessClaims, float]] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, token: str) -> AccessClaims | None:
-        return self._entries.get(token)
+    def get(self, token: str, now: float) -> AccessClaims | None:
+        entry = self._entries.get(token)
+        if entry is None or now >= entry[1]:
+            return None
+        return entry[0]
 
-    def put(self, token: str, claims: AccessClaims) -> None:
-        if self._capacity == 0:
+    def put(self, token: str, claims: AccessClaims, until: float) -> None:
+        if self._capacity <= 0:
             return
-        entries = self._entries
-        if len(entries) >= self._capacity:
-            del entries[next(iter(entries))]
-        entries[token] = claims
+        with self._lock:
+            entries = self._entries
+            if len(entries) >= self._capacity and token not in entries:
+                del entries[next(iter(entries))]
+            entries[token] = (claims, until)
 
-    def evict_expired(self, now: float, leeway: int) -> None:
-        for token in [t for t, c in self._entries.items() if now >= c.expires_at + leeway]:
-            del self._entries[token]
-
-
-def unverified_kid(token: str) -> str | None:
-    """The kid a token claims, unverified: only to decide whether to reload keys."""
-    try:
-        kid = jwt.get_unverified_header(token).get("kid")
-    except jwt.PyJWTError:
-        raise TokenInvalid() from None
-    return kid if isinstance(kid, str) and 0 < len(kid) <= 128 else None
+    def evict_expired(self, now: float) -> None:
+        with self._lock:
+            for token in [t for t, (_, until) in self._entries.items() if now >= until]:
+                del self._entries[token]

@@ -2,51 +2,44 @@
 
 It fetches the key set with ``GetJwks`` (again every ``jwks_interval``, and
 on an unknown kid at most once per ``kid_refetch_interval``, so forged kids
-cannot make it hammer authsvc), verifies with ``authsvc.tokens.verify``
-under the same strict rules as ``Validate``, and follows
+cannot make it hammer authsvc), verifies with the same ``TokenCheck`` as
+``Validate`` (``authsvc.core.verification``), and follows
 ``WatchRevocations`` into a ``RevocationSet``. When the stream is down it
 reconnects with backoff (0.1 s doubling to 5 s, jittered) and trusts what it
 has for ``max_staleness`` seconds; past that every token is refused with
 ``Unavailable`` (fail closed). Import it from ``authsvc.verifiers``.
+
+``max_token_lifetime`` and ``revocation_window`` must match authsvc's
+access-token lifetime (``AUTHSVC_ACCESS_TOKEN_TTL``, 900 s by default) and
+that lifetime plus leeway: a token living longer than authsvc ever issues was
+minted with a stolen key, and is refused here as ``Validate`` refuses it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-import jwt
 
-from . import tokens
-from .clock import Clock, system_clock
-from .errors import TokenInvalid, TokenMissing, TokenRevoked, Unavailable
-from .keys import SigningKey
-from .revocations import RevocationSet
-from .tokens import AccessClaims, TokenRules, VerifiedTokens
-from .v1 import auth_pb2, auth_pb2_grpc
+from ..clock import Clock, system_clock
+from ..core.backoff import Backoff
+from ..core.keys import KeyRing, verification_key
+from ..core.revocations import RevocationSet
+from ..core.tokens import AccessClaims, TokenRules, UnknownKey
+from ..core.verification import ReloadGate, TokenCheck
+from ..errors import TokenRevoked, Unavailable
+from ..v1 import auth_pb2, auth_pb2_grpc
+from .channels import open_channel
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = frozenset({"ES256", "EdDSA", "RS256"})
-MAX_BACKOFF = 5.0
-# Keepalive on the verifier's channel, so a silently dead peer ends the watch
-# stream; authsvc accepts pings no more often than every 10 s.
-CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 15_000), ("grpc.keepalive_timeout_ms", 5_000),
-                   ("grpc.keepalive_permit_without_calls", 0)]
-
-
-
-def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
-    if credentials is None:
-        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
-
+ACCESS_TOKEN_TTL = 900  # authsvc's default AUTHSVC_ACCESS_TOKEN_TTL
 
 
 class LocalVerifier:
@@ -61,7 +54,8 @@ class LocalVerifier:
     def __init__(self, target: str | grpc.Channel, *, issuer: str = "authsvc",
                  audience: str = "authsvc", algorithms: frozenset[str] = ALGORITHMS,
                  leeway: int = 30, max_staleness: float = 5.0,
-                 revocation_window: float = 3600.0, cache_size: int = 10_000,
+                 max_token_lifetime: float = ACCESS_TOKEN_TTL,
+                 revocation_window: float | None = None, cache_size: int = 10_000,
                  jwks_interval: float = 300.0, kid_refetch_interval: float = 5.0,
                  channel_credentials: grpc.ChannelCredentials | None = None,
                  timeout: float = 5.0, clock: Clock = system_clock,
@@ -70,20 +64,18 @@ class LocalVerifier:
         self._channel = open_channel(target, channel_credentials) if isinstance(target, str) \
             else target
         self._stub = auth_pb2_grpc.AuthStub(self._channel)
-        self._rules = TokenRules(issuer=issuer, audience=audience,
-                                 algorithms=frozenset(algorithms), leeway=leeway)
+        self._algorithms = frozenset(algorithms)
+        rules = TokenRules(issuer=issuer, audience=audience, algorithms=self._algorithms,
+                           leeway=leeway, max_lifetime=max_token_lifetime)
+        self._ring = KeyRing([])
+        self._check = TokenCheck(rules, lambda kid: self._ring.get(kid), clock, cache_size)
         self._clock = clock
-        self._monotonic = monotonic
         self._timeout = timeout
         self._jwks_interval = jwks_interval
-        self._kid_refetch_interval = kid_refetch_interval
-        # revocation_window must cover authsvc's access-token lifetime plus leeway.
-        self.revocations = RevocationSet(clock, revocation_window, max_staleness, monotonic)
-        self._keys: dict[str, SigningKey] = {}
-        self._cache = VerifiedTokens(cache_size)
-        self._cache_lock = threading.Lock()
+        self._kid_gate = ReloadGate(kid_refetch_interval, monotonic)
         self._kid_lock = threading.Lock()
-        self._last_kid_fetch = -float("inf")
+        window = max_token_lifetime + leeway if revocation_window is None else revocation_window
+        self.revocations = RevocationSet(clock, window, max_staleness, monotonic)
         self._stopping = threading.Event()
         self._keys_loaded = threading.Event()
         self._snapshot_seen = threading.Event()
@@ -140,36 +132,21 @@ class LocalVerifier:
     # --- verification ----------------------------------------------------
     def verify(self, token: str) -> AccessClaims:
         try:
-            return self._check(token)
-        except _UnknownKid as unknown:
+            claims = self._check.claims(token)
+        except UnknownKey as unknown:
             self._refetch_for(unknown.kid)
-            return self._check(token, refetched=True)
+            claims = self._check.claims(token, keys_reloaded=True)
+        return self._unrevoked(claims)
 
     async def verify_async(self, token: str) -> AccessClaims:
         try:
-            return self._check(token)
-        except _UnknownKid as unknown:
+            claims = self._check.claims(token)
+        except UnknownKey as unknown:
             await asyncio.to_thread(self._refetch_for, unknown.kid)
-            return self._check(token, refetched=True)
+            claims = self._check.claims(token, keys_reloaded=True)
+        return self._unrevoked(claims)
 
-    def _check(self, token: str, refetched: bool = False) -> AccessClaims:
-        if not token:
-            raise TokenMissing()
-        now = self._clock()
-        claims = self._cache.get(token)
-        if claims is not None:
-            claims.check_times(now, self._rules.leeway)
-        else:
-            keys = self._keys
-            try:
-                claims = tokens.verify(token, keys.get, self._rules, now)
-            except TokenInvalid:
-                kid = _kid(token)
-                if kid is not None and kid not in keys and not refetched:
-                    raise _UnknownKid(kid) from None
-                raise
-            with self._cache_lock:
-                self._cache.put(token, claims)
+    def _unrevoked(self, claims: AccessClaims) -> AccessClaims:
         revoked = self.revocations.is_revoked(claims.session_id)
         if revoked:
             raise TokenRevoked()
@@ -180,11 +157,8 @@ class LocalVerifier:
     def _refetch_for(self, kid: str) -> None:
         """Refetch the key set for an unknown kid, at most once per interval."""
         with self._kid_lock:
-            if kid in self._keys:
+            if self._ring.get(kid) is not None or not self._kid_gate.due():
                 return
-            if self._monotonic() - self._last_kid_fetch < self._kid_refetch_interval:
-                return
-            self._last_kid_fetch = self._monotonic()
             try:
                 self._fetch_keys()
             except grpc.RpcError as exc:
@@ -193,27 +167,25 @@ class LocalVerifier:
     # --- background ------------------------------------------------------
     def _fetch_keys(self) -> None:
         response = self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
-        keys = {}
-        for jwk in response.keys:
-            key = _signing_key(jwk, self._rules.algorithms)
-            if key is not None:
-                keys[key.kid] = key
-        self._keys = keys
+        published = (verification_key({f.name: v for f, v in jwk.ListFields()}, self._algorithms)
+                     for jwk in response.keys)
+        self._ring = KeyRing(key for key in published if key is not None)
         self._keys_loaded.set()
 
     def _follow_keys(self) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         while not self._stopping.is_set():
             try:
                 self._fetch_keys()
-                wait, backoff = self._jwks_interval, 0.1
+                backoff.reset()
+                wait = self._jwks_interval
             except grpc.RpcError as exc:
                 log.warning("GetJwks failed: %s; retrying", exc.code())
-                wait, backoff = _jitter(backoff), min(backoff * 2, MAX_BACKOFF)
+                wait = backoff.next()
             self._stopping.wait(wait)
 
     def _follow_revocations(self) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         while not self._stopping.is_set():
             self._call = call = self._stub.WatchRevocations(auth_pb2.WatchRevocationsRequest())
             try:
@@ -223,7 +195,7 @@ class LocalVerifier:
                         self.revocations.load({sid: now for sid in response.session_ids})
                         self._snapshot_seen.set()
                         self._following = True
-                        backoff = 0.1
+                        backoff.reset()
                     else:
                         self.revocations.add(list(response.session_ids))
                     self.revocations.prune()
@@ -233,36 +205,4 @@ class LocalVerifier:
             finally:
                 self._following = False
                 self.revocations.lost()  # trusted for max_staleness more seconds
-            self._stopping.wait(_jitter(backoff))
-            backoff = min(backoff * 2, MAX_BACKOFF)
-
-
-class _UnknownKid(Exception):
-    def __init__(self, kid: str) -> None:
-        self.kid = kid
-
-
-def _kid(token: str) -> str | None:
-    try:
-        return tokens.unverified_kid(token)
-    except TokenInvalid:
-        return None
-
-
-def _jitter(seconds: float) -> float:
-    return seconds * (0.5 + random.random())  # noqa: S311 (backoff jitter, not a secret)
-
-
-def _signing_key(message: auth_pb2.Jwk, algorithms: frozenset[str]) -> SigningKey | None:
-    """A verify-only SigningKey from a published JWK; None if unusable here."""
-    jwk = {f.name: v for f, v in message.ListFields()}
-    if jwk.get("use", "sig") != "sig" or jwk.get("alg") not in algorithms or not jwk.get("kid"):
-        return None
-    try:
-        public = jwt.PyJWK(jwk).key
-    except (jwt.PyJWTError, ValueError, TypeError):
-        log.warning("ignoring unusable JWK %s", jwk.get("kid"))
-        return None
-    return SigningKey(kid=jwk["kid"], alg=jwk["alg"], public_key=public, private_key=None,
-                      jwk=jwk, created_at=0.0, activates_at=0.0, retired_at=None,
-                      publish_until=None)
+            self._stopping.wait(backoff.next())

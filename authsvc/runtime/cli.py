@@ -19,17 +19,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .accounts import Accounts
-from .clock import system_clock
-from .config import Secret, Settings
-from .errors import AuthsvcError, ClientError, InvalidArgument, Unavailable
-from .identifiers import Identifier, Kind, normalize
-from .keystore import KeyStore
+from ..clock import system_clock
+from ..config import Secret, Settings
+from ..domain.accounts import Accounts
+from ..domain.identifiers import Identifier, Kind, normalize
+from ..domain.keystore import KeyStore
+from ..domain.passwords import Passwords
+from ..domain.revocation import Revocations
+from ..errors import AuthsvcError, ClientError, InvalidArgument, Unavailable
+from ..store import events
+from ..store.database import Database, create_pool
 from .logs import configure
-from .passwords import Passwords
 from .runner import database, prepare, serve
-from .store import events
-from .store.database import Database, create_pool
 
 log = logging.getLogger("authsvc")
 
@@ -85,7 +86,8 @@ async def _admin(args: argparse.Namespace, settings: Settings, url: str) -> int:
             await pool.close()
     passwords = Passwords(settings.argon2_profile, 1)
     try:
-        accounts = Accounts(db, system_clock, passwords)
+        # No revocation set here: the running workers hear the NOTIFY.
+        accounts = Accounts(db, system_clock, passwords, Revocations(db, system_clock, None))
         if args.action == "add":
             kind, raw = _selector(args)
             assert isinstance(kind, str)

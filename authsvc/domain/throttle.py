@@ -30,13 +30,13 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from .clock import Clock
-from .errors import RateLimited
+from ..clock import Clock
+from ..errors import RateLimited
+from ..store import throttles as rows
+from ..store.database import Database
+from ..store.throttles import Tarpit
 from .identifiers import Identifier
-from .keys import derive_key
-from .store import throttles as rows
-from .store.database import Database
-from .store.throttles import Tarpit
+from .keycrypto import derive_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 
-from .keys import derive_key
+from .keycrypto import derive_key
 
 MAX_LENGTH = 512
 _INFO = b"authsvc refresh-token successor v1"

@@ -24,12 +24,13 @@ from collections.abc import Iterator
 from multiprocessing.queues import Queue as MPQueue
 from typing import Any
 
+from ..clock import system_clock
+from ..config import Settings, parse_listen
+from ..domain.keystore import KeyStore
+from ..errors import ConfigError
+from ..store.database import Database, connect, create_pool, migrate
 from .app import running_app
-from .config import Settings, parse_listen
 from .embedded import EmbeddedPostgres, key_encryption_key
-from .errors import ConfigError
-from .keystore import KeyStore
-from .store.database import Database, connect, create_pool, migrate
 
 log = logging.getLogger("authsvc")
 
@@ -68,8 +69,6 @@ async def prepare(settings: Settings, url: str) -> None:
         await conn.close()
     pool = await create_pool(url, 2, settings.db_timeout)
     try:
-        from .clock import system_clock
-
         await KeyStore(Database(pool, settings.db_timeout), settings,
                        system_clock).ensure_signing_key()
     finally:

@@ -18,15 +18,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ..config import Settings
+from ..errors import ConfigError, Unavailable
+from ..transport.admin import USER_ADMIN_SERVICE, UserAdminServicer, admin_interceptor
+from ..transport.calls import CallInterceptor
+from ..transport.health import HealthServicer
+from ..transport.metadata import networks
+from ..transport.servicer import AuthServicer
+from ..v1 import auth_pb2, auth_pb2_grpc, user_admin_pb2_grpc
 from .app import App
-from .config import Settings
-from .errors import ConfigError, Unavailable
-from .transport.admin import USER_ADMIN_SERVICE, UserAdminServicer, admin_interceptor
-from .transport.decoding import DecodingInterceptor
-from .transport.health import HealthServicer
-from .transport.observability import ObservabilityInterceptor
-from .transport.servicer import AuthServicer
-from .v1 import auth_pb2, auth_pb2_grpc, user_admin_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,11 @@ AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
 async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
     """A started server bound to ``listen`` (port 0 picks one); yields it and its port."""
     server = grpc.aio.server(options=SERVER_OPTIONS,
-                             interceptors=[ObservabilityInterceptor(),
-                                           DecodingInterceptor(),
-                                           admin_interceptor(app.validator)])
-    auth_pb2_grpc.add_AuthServicer_to_server(AuthServicer(app), server)
+                             interceptors=[CallInterceptor(), admin_interceptor(app.validator)])
+    auth = AuthServicer(app.sign_in, app.refresh, app.sign_out, app.validator,
+                        lambda: app.keystore.ring, app.revocations, app.clock,
+                        networks(app.settings.trusted_proxies))
+    auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(UserAdminServicer(app.accounts), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

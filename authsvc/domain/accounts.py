@@ -10,18 +10,20 @@ from __future__ import annotations
 import re
 import uuid
 
+from ..clock import Clock
+from ..errors import InvalidArgument, NotFound
+from ..store import events
+from ..store import sessions as session_rows
+from ..store import users as user_rows
+from ..store.database import Connection, Database
+from ..store.sessions import SessionRow
+from ..store.users import UserRow
 from . import identifiers
-from .clock import Clock
-from .errors import InvalidArgument, NotFound
-from .identifiers import Identifier, Kind
+from .identifiers import Identifier
 from .passwords import Passwords
-from .revocations import RevocationSet
-from .store import events
-from .store import sessions as session_rows
-from .store import users as user_rows
-from .store.database import Connection, Database
-from .store.sessions import SessionRow
-from .store.users import UserRow
+from .revocation import Revocations
+
+__all__ = ["Accounts", "SessionRow", "UserRow", "check_scopes", "selector"]
 
 # RFC 6749 scope-token: printable ASCII except space, double quote and backslash.
 _SCOPE = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,128}")
@@ -35,38 +37,43 @@ def check_scopes(scopes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(scopes))
 
 
+def selector(kind: str | None, value: str) -> Identifier | str:
+    """Whom an administrative request names: a user id, or an identifier."""
+    if kind is None:
+        raise InvalidArgument("user", "one of user_id, email, phone or username is required")
+    if kind == "user_id":
+        return value
+    return identifiers.normalize(identifiers.kind_of(kind, "user"), value)
+
+
 class Accounts:
     def __init__(self, db: Database, clock: Clock, passwords: Passwords,
-                 revocations: RevocationSet | None = None) -> None:
+                 revocations: Revocations) -> None:
         self._db = db
         self._clock = clock
         self._passwords = passwords
-        self._revocations = revocations  # None in the CLI: workers hear the NOTIFY
+        self._revocations = revocations
 
-    async def add(self, kind: Kind, raw: str, password: str,
+    async def add(self, kind: str | None, raw: str, password: str,
                   scopes: tuple[str, ...] = ()) -> str:
-        identifier = identifiers.normalize(kind, raw)
+        identifier = identifiers.normalize(identifiers.kind_of(kind), raw)
         identifiers.check_password(password)
         scopes = check_scopes(scopes)
         password_hash = await self._passwords.hash(password)
         now = self._clock()
         async with self._db.transaction() as conn:
-            user_id = await user_rows.insert(conn, identifier, password_hash, scopes, now)
+            user_id = await user_rows.insert(conn, identifier.kind, identifier.value,
+                                             password_hash, scopes, now)
             await events.record(conn, "user.created", now, user_id=user_id)
         return user_id
 
     async def disable(self, selector: Identifier | str) -> str:
         """Disable the user and revoke every session they have."""
-        now = self._clock()
-        async with self._db.transaction() as conn:
-            user = await self._find(conn, selector)
-            await user_rows.disable(conn, user.id, now)
-            revoked = await session_rows.revoke_all_of_user(conn, user.id, now, "user_disabled")
-            await events.record(conn, "user.disabled", now, user_id=user.id)
-            for sid in revoked:
-                await events.record(conn, "session.revoked", now, user_id=user.id,
-                                    session_id=sid, reason="user_disabled")
-        self._revoked(revoked)
+        async with self._revocations.transaction() as change:
+            user = await self._find(change.conn, selector)
+            await user_rows.disable(change.conn, user.id, change.now)
+            await events.record(change.conn, "user.disabled", change.now, user_id=user.id)
+            await change.revoke(user_id=user.id, reason="user_disabled")
         return user.id
 
     async def set_password(self, selector: Identifier | str, password: str) -> str:
@@ -74,17 +81,12 @@ class Accounts:
         password change ends the sessions an attacker may hold)."""
         identifiers.check_password(password)
         password_hash = await self._passwords.hash(password)
-        now = self._clock()
-        async with self._db.transaction() as conn:
-            user = await self._find(conn, selector)
-            await user_rows.set_password_hash(conn, user.id, password_hash, now)
-            revoked = await session_rows.revoke_all_of_user(conn, user.id, now,
-                                                            "password_changed")
-            await events.record(conn, "user.password_changed", now, user_id=user.id)
-            for sid in revoked:
-                await events.record(conn, "session.revoked", now, user_id=user.id,
-                                    session_id=sid, reason="password_changed")
-        self._revoked(revoked)
+        async with self._revocations.transaction() as change:
+            user = await self._find(change.conn, selector)
+            await user_rows.set_password_hash(change.conn, user.id, password_hash, change.now)
+            await events.record(change.conn, "user.password_changed", change.now,
+                                user_id=user.id)
+            await change.revoke(user_id=user.id, reason="password_changed")
         return user.id
 
     async def get(self, selector: Identifier | str) -> UserRow:
@@ -100,29 +102,21 @@ class Accounts:
 
     async def revoke_session(self, session_id: str) -> bool:
         """Revoke one session; False if it was revoked already. NotFound if unknown."""
+        if not session_id:
+            raise InvalidArgument("session_id", "must not be empty")
         try:
             uuid.UUID(session_id)
         except ValueError:
             raise InvalidArgument("session_id", "must be a session id (a UUID)") from None
-        now = self._clock()
-        async with self._db.transaction() as conn:
-            owner = await session_rows.user_of_session(conn, session_id)
-            if owner is None:
+        async with self._revocations.transaction() as change:
+            if await session_rows.user_of_session(change.conn, session_id) is None:
                 raise NotFound("No such session.")
-            revoked = await session_rows.revoke(conn, [session_id], now, "revoked_by_admin")
-            for sid in revoked:
-                await events.record(conn, "session.revoked", now, user_id=owner,
-                                    session_id=sid, reason="revoked_by_admin")
-        self._revoked(revoked)
+            revoked = await change.revoke([session_id], reason="revoked_by_admin")
         return bool(revoked)
-
-    def _revoked(self, session_ids: list[str]) -> None:
-        if self._revocations is not None:
-            self._revocations.add(session_ids)
 
     async def _find(self, conn: Connection, selector: Identifier | str) -> UserRow:
         if isinstance(selector, Identifier):
-            user = await user_rows.find(conn, selector)
+            user = await user_rows.find(conn, selector.kind, selector.value)
         else:
             user = await user_rows.get(conn, selector)
         if user is None:

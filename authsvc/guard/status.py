@@ -1,20 +1,19 @@
-"""The one place that turns domain errors into gRPC status.
+"""The one mapping of authsvc errors to gRPC status, and back.
 
-Each client error becomes its code with a ``google.rpc.ErrorInfo`` (domain
+authsvc's server, the interceptor other services run and the verifiers all
+answer through ``describe``; ``reason_of`` reads the ErrorInfo reason of a
+failed call. Each client error becomes its code with a ``google.rpc.ErrorInfo`` (domain
 "authsvc", the error's reason) and, where it helps, BadRequest or RetryInfo
 details. Every UNAUTHENTICATED answer carries an RFC 6750 ``www-authenticate``
 trailer. Messages are fixed text from ``authsvc.errors``, never user input.
-Anything unexpected is logged and answered INTERNAL with a generic message,
-because grpc.aio would otherwise send the exception's text to the client.
+Anything unexpected is answered INTERNAL with a generic message, because
+grpc.aio would otherwise send the exception's text to the client.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -23,22 +22,22 @@ from grpc_status import rpc_status
 
 from ..errors import (
     AlreadyExists,
+    AuthsvcError,
     ClientError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     RateLimited,
+    TokenExpired,
+    TokenInvalid,
+    TokenMissing,
+    TokenRevoked,
     Unauthenticated,
     Unavailable,
 )
-from .observability import error_reason
-
-log = logging.getLogger(__name__)
 
 DOMAIN = "authsvc"
 REALM = "authsvc"
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 Trailers = tuple[tuple[str, str | bytes], ...]
 
 
@@ -105,45 +104,25 @@ def _with_details(code: grpc.StatusCode, message: str, details: list[Any]) -> Tr
     return tuple(rpc_status.to_status(status).trailing_metadata)
 
 
-async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-    code, message, trailers = describe(exc)
-    if isinstance(exc, ClientError):
-        error_reason.set(exc.reason)
-    if code == grpc.StatusCode.INTERNAL:
-        log.error("unexpected error in %s", type(exc).__name__, exc_info=exc)
-    await context.abort(code, message, trailing_metadata=trailers)
+def reason_of(error: grpc.RpcError) -> str | None:
+    """The ErrorInfo reason of a failed call, if it carries one."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return str(info.reason)
+    return None
 
 
-def unary(method: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
-          ) -> Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
-    """Wrap a unary servicer method so every exception leaves as a proper status."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await method(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, exc)
-            raise AssertionError("unreachable: abort raises") from exc
-
-    return wrapper
+_TOKEN_ERRORS: dict[str, type[AuthsvcError]] = {
+    cls.reason: cls for cls in (TokenMissing, TokenInvalid, TokenExpired, TokenRevoked)}
 
 
-def streaming(method: Callable[[Any, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]],
-              ) -> Callable[[Any, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]:
-    """The same for server-streaming methods."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Req,
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[Resp]:
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, exc)
-
-    return wrapper
+def token_error_of(error: grpc.RpcError) -> AuthsvcError:
+    """The error a failed Validate stands for; anything odd fails closed
+    (UNAVAILABLE), an unknown refusal is TOKEN_INVALID."""
+    code = error.code()
+    if code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
+        return Unavailable(f"Validate failed: {code}")
+    return _TOKEN_ERRORS.get(reason_of(error) or "", TokenInvalid)()

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 Kind = Literal["email", "phone", "username"]
 KINDS: tuple[Kind, ...] = ("email", "phone", "username")
@@ -44,6 +44,14 @@ class Identifier:
 
     kind: Kind
     value: str
+
+
+def kind_of(kind: str | None, field: str = "identifier") -> Kind:
+    """The kind a request's ``identifier`` oneof chose; refused when it chose none."""
+    for known in KINDS:
+        if kind == known:
+            return known
+    raise InvalidArgument(field, "one of email, phone or username is required")
 
 
 def normalize(kind: Kind, raw: str) -> Identifier:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .config import Secret, encode_key, read_key_file
-from .errors import ConfigError
+from ..config import Secret, encode_key, read_key_file
+from ..errors import ConfigError
 
 DATABASE = "authsvc"
 

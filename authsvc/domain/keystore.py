@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 
-from . import keys
-from .clock import Clock
-from .config import Settings
-from .errors import ConfigError, NotFound
-from .keys import KeyRing, SigningKey
-from .store import events
-from .store import keys as key_rows
-from .store.database import Database
+from ..clock import Clock
+from ..config import Settings
+from ..core.keys import KeyRing, SigningKey, public_jwk
+from ..core.verification import ReloadGate
+from ..errors import ConfigError, NotFound
+from ..store import events
+from ..store import keys as key_rows
+from ..store.database import Database
+from . import keycrypto
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +36,20 @@ class KeyStore:
         self._kek = settings.key_encryption_key.reveal()
         self._clock = clock
         self.ring = KeyRing([])
-        self._last_reload = -RELOAD_INTERVAL
+        self._reloads = ReloadGate(RELOAD_INTERVAL)
         self._reload_lock = asyncio.Lock()
 
     async def load(self) -> KeyRing:
         async with self._db.connection() as conn:
             rows = await key_rows.load(conn)
         self.ring = KeyRing([self._decode(r) for r in rows])
-        self._last_reload = time.monotonic()
+        self._reloads.loaded()
         return self.ring
 
     async def reload_for_unknown_kid(self) -> None:
         """Reload, unless a reload happened within RELOAD_INTERVAL."""
         async with self._reload_lock:
-            if time.monotonic() - self._last_reload >= RELOAD_INTERVAL:
+            if self._reloads.due():
                 await self.load()
 
     async def ensure_signing_key(self) -> SigningKey:
@@ -116,16 +116,16 @@ class KeyStore:
 
     def _new_row(self, now: float, activates_at: float) -> key_rows.KeyRow:
         alg = self._settings.signing_alg
-        private = keys.generate_private_key(alg)
-        jwk = keys.public_jwk(alg, private.public_key())
+        private = keycrypto.generate_private_key(alg)
+        jwk = public_jwk(alg, private.public_key())
         return key_rows.KeyRow(
             kid=jwk["kid"], alg=alg, public_jwk=jwk,
-            private_key=keys.encrypt_private_key(self._kek, jwk["kid"], private),
+            private_key=keycrypto.encrypt_private_key(self._kek, jwk["kid"], private),
             created_at=math.floor(now), activates_at=activates_at, retired_at=None,
             publish_until=None)
 
     def _decode(self, row: key_rows.KeyRow) -> SigningKey:
-        private = keys.decrypt_private_key(self._kek, row.kid, row.private_key)
+        private = keycrypto.decrypt_private_key(self._kek, row.kid, row.private_key)
         return SigningKey(kid=row.kid, alg=row.alg, public_key=private.public_key(),
                           private_key=private, jwk=row.public_jwk, created_at=row.created_at,
                           activates_at=row.activates_at, retired_at=row.retired_at,

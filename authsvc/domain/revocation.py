@@ -1,0 +1,102 @@
+"""Revoking sessions: one mechanism for every path that ends sessions.
+
+``Revocations.transaction()`` opens the transaction a change runs in; its
+``revoke`` revokes sessions, writes their ``session.revoked`` audit rows and
+NOTIFYs the other workers in that transaction, and once it commits this
+worker's own ``RevocationSet`` refuses their access tokens at once. Sign-out
+(RFC 7009 Revoke), refresh-token reuse, disabling a user, a password change
+and an administrator's RevokeSession all go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from ..clock import Clock
+from ..core import tokens
+from ..core.revocations import RevocationSet
+from ..errors import InvalidArgument, TokenInvalid, Unavailable
+from ..store import sessions as session_rows
+from ..store.database import Connection, Database
+from . import refresh_tokens
+from .caller import NOBODY, Caller
+from .validator import Validator
+
+log = logging.getLogger(__name__)
+
+
+class Revoking:
+    """A transaction that may revoke sessions; ``now`` is its one moment."""
+
+    def __init__(self, conn: Connection, now: float) -> None:
+        self.conn = conn
+        self.now = now
+        self.revoked: list[str] = []
+
+    async def revoke(self, session_ids: list[str] = [], *,  # noqa: B006 (never mutated)
+                     user_id: str | None = None, reason: str,
+                     caller: Caller = NOBODY) -> list[str]:
+        """Revoke ``session_ids`` and every session of ``user_id``; the ids revoked now."""
+        revoked = await session_rows.revoke(
+            self.conn, now=self.now, reason=reason, session_ids=session_ids, user_id=user_id,
+            **caller.audit())
+        self.revoked += revoked
+        return revoked
+
+
+class Revocations:
+    def __init__(self, db: Database, clock: Clock, revoked: RevocationSet | None) -> None:
+        self._db = db
+        self._clock = clock
+        self._set = revoked  # None in the CLI: the workers hear the NOTIFY
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Revoking]:
+        async with self._db.transaction() as conn:
+            revoking = Revoking(conn, self._clock())
+            yield revoking
+        if revoking.revoked and self._set is not None:
+            self._set.add(revoking.revoked)
+
+
+class SignOut:
+    """RFC 7009 Revoke: an unknown or invalid token is not an error.
+
+    ``all_sessions`` needs a valid bearer access token and ends every session
+    of its user."""
+
+    def __init__(self, db: Database, revocations: Revocations, validator: Validator) -> None:
+        self._db = db
+        self._revocations = revocations
+        self._validator = validator
+
+    async def revoke(self, token: str, *, all_sessions: bool, bearer: str | None,
+                     caller: Caller) -> None:
+        if not token and not all_sessions:
+            raise InvalidArgument("token", "must not be empty")
+        if len(token) > tokens.MAX_TOKEN_LENGTH:
+            raise InvalidArgument("token", f"must be at most {tokens.MAX_TOKEN_LENGTH} characters")
+        user_id = None
+        if all_sessions:
+            user_id = (await self._validator.validate(bearer or "")).user_id
+        session_id = await self._session_of(token) if token else None
+        async with self._revocations.transaction() as change:
+            if session_id is not None:
+                await change.revoke([session_id], reason="revoked", caller=caller)
+            if user_id is not None:
+                await change.revoke(user_id=user_id, reason="revoked_all", caller=caller)
+
+    async def _session_of(self, token: str) -> str | None:
+        if token.count(".") == 2:
+            try:
+                return (await self._validator.verify_ignoring_revocation(token)).session_id
+            except (TokenInvalid, InvalidArgument):
+                return None
+            except Unavailable:
+                raise
+            except Exception:  # any other verification failure: RFC 7009 says OK
+                return None
+        async with self._db.connection() as conn:
+            return await session_rows.session_of_token(conn, refresh_tokens.token_hash(token))

@@ -1,0 +1,2 @@
+"""The composition root and the process around it: app, server, workers,
+embedded PostgreSQL, logs and the command line."""

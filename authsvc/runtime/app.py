@@ -1,0 +1,120 @@
+"""The composition root: the parts of one authsvc worker, wired together.
+
+Every part is handed what it uses here and nowhere else. Start order: pool
+→ key ring → revocation listener → housekeeping. Stop order is the reverse:
+housekeeping, listener, pool, then the hashing threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from ..clock import Clock, system_clock
+from ..config import Settings
+from ..core.revocations import RevocationSet
+from ..domain.accounts import Accounts
+from ..domain.issuer import Issuer, token_rules
+from ..domain.keystore import KeyStore
+from ..domain.passwords import Passwords
+from ..domain.refresh import Refresh
+from ..domain.revocation import Revocations, SignOut
+from ..domain.signin import SignIn
+from ..domain.throttle import Throttle, ThrottlePolicy
+from ..domain.validator import Validator
+from ..store.database import Database, create_pool
+from ..store.listener import RevocationListener
+from ..store.throttles import Tarpit
+from ..transport.observability import update_gauges
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL = 30.0
+GAUGE_INTERVAL = 2.0
+
+
+class App:
+    """Everything one worker needs to answer RPCs."""
+
+    def __init__(self, settings: Settings, database_url: str, db: Database,
+                 clock: Clock) -> None:
+        assert settings.key_encryption_key is not None
+        kek = settings.key_encryption_key.reveal()
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        rules = token_rules(settings)
+        window = settings.access_token_ttl + settings.clock_leeway
+        self.keystore = KeyStore(db, settings, clock)
+        self.revocations = RevocationSet(clock, window, settings.revocation_max_staleness)
+        self.listener = RevocationListener(database_url, self.revocations, clock, window,
+                                           settings.db_timeout)
+        self.passwords = Passwords(settings.argon2_profile, settings.hash_threads)
+        self.validator = Validator(db, self.keystore, self.revocations, rules, clock,
+                                   settings.token_cache_size)
+        self.throttle = Throttle(db, clock, throttle_policy(settings), kek)
+        revoking = Revocations(db, clock, self.revocations)
+        issuer = Issuer(self.keystore, rules, settings.access_token_ttl,
+                        settings.session_idle_ttl)
+        self.sign_in = SignIn(db, settings, clock, self.passwords, self.throttle, issuer)
+        self.refresh = Refresh(settings, clock, self.throttle, revoking, issuer, kek)
+        self.sign_out = SignOut(db, revoking, self.validator)
+        self.accounts = Accounts(db, clock, self.passwords, revoking)
+
+    async def housekeep(self) -> None:
+        """Pick up rotated keys, drop expired cache entries and throttle rows, now and then."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            self.validator.evict_expired()
+            try:
+                await self.keystore.load()
+                await self.throttle.forget_expired()
+            except Exception as exc:
+                log.warning("housekeeping failed (%s); trying again later", type(exc).__name__)
+
+    async def report_gauges(self, update: Callable[[int, int, int, int], None]) -> None:
+        """Hand ``update`` the gauges' values every few seconds."""
+        while True:
+            pool = self.db.pool
+            update(len(self.revocations), pool.get_size(), pool.get_idle_size(),
+                   self.passwords.waiting)
+            await asyncio.sleep(GAUGE_INTERVAL)
+
+
+def throttle_policy(settings: Settings) -> ThrottlePolicy:
+    def tarpit(free: int) -> Tarpit:
+        return Tarpit(free=free, base=settings.throttle_base_delay,
+                      cap=settings.throttle_max_delay, window=settings.throttle_window)
+
+    return ThrottlePolicy(identifier=tarpit(settings.throttle_identifier_free),
+                          address=tarpit(settings.throttle_address_free),
+                          pair=tarpit(settings.throttle_pair_free),
+                          refresh_address=tarpit(settings.throttle_refresh_free),
+                          trust_ttl=settings.throttle_trust_ttl)
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings, database_url: str, clock: Clock = system_clock,
+                      *, listen_for_revocations: bool = True) -> AsyncIterator[App]:
+    """An App with its pool open, key ring loaded and listener following NOTIFY."""
+    pool = await create_pool(database_url, settings.db_pool_size, settings.db_timeout)
+    db = Database(pool, settings.db_timeout)
+    app = App(settings, database_url, db, clock)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await app.keystore.ensure_signing_key()
+        if listen_for_revocations:
+            await app.listener.start()
+            tasks = [asyncio.create_task(app.housekeep(), name="housekeeping"),
+                     asyncio.create_task(app.report_gauges(update_gauges), name="gauges")]
+        yield app
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await app.listener.stop()
+        await db.close()
+        app.passwords.close()

@@ -1,0 +1,126 @@
+"""Every call's last word: one interceptor, outermost on authsvc's server.
+
+- **Decoding.** grpc.aio deserializes a request before any handler runs and,
+  when protobuf cannot parse it (corrupt wire format, a string field that
+  is not UTF-8), answers UNKNOWN with the parser's text. Here each unary
+  request goes through a deserializer that returns a marker instead of
+  raising, and the marker is refused as INVALID_ARGUMENT (field ``request``).
+- **The one mapping.** Any exception a servicer raises leaves through
+  ``authsvc.guard.status.describe``: client errors with their status and
+  ErrorInfo, anything unexpected as INTERNAL with a generic message (logged
+  here with its type; grpc.aio would otherwise send the exception's text).
+- **Observation.** The call is counted and logged (``transport.observability``)
+  before its answer is sent, so a client that has its answer can read the
+  metrics it moved.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from ..errors import ClientError, InvalidArgument
+from ..guard.handlers import Behavior, Handler, Kind, wrap_rpc_behavior
+from ..guard.status import describe
+from .observability import observe, request_id
+
+log = logging.getLogger(__name__)
+
+UNDECODABLE = object()
+
+
+def _safe(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def safe(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:
+            return UNDECODABLE
+    return safe
+
+
+class _Call:
+    """One call being answered: when it started, and whether it was observed."""
+
+    def __init__(self, method: str, request_id: str, context: grpc.aio.ServicerContext
+                 ) -> None:
+        self.method = method
+        self.request_id = request_id
+        self.context = context
+        self.started = time.perf_counter()
+        self.observed = False
+
+    def check(self, request: Any) -> None:
+        if request is UNDECODABLE:
+            raise InvalidArgument("request", "is not a valid message for this method")
+
+    async def refuse(self, exc: Exception) -> None:
+        """Observe, then answer ``exc`` through the one mapping."""
+        code, message, trailers = describe(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            log.error("unexpected error in %s", type(exc).__name__, exc_info=exc)
+        self.done(None, code, exc.reason if isinstance(exc, ClientError) else None)
+        await self.context.abort(code, message, trailing_metadata=trailers)
+
+    def done(self, response: Any, code: grpc.StatusCode | None = None,
+             reason: str | None = None) -> None:
+        if not self.observed:
+            self.observed = True
+            observe(self.method, self.context, self.started, self.request_id, response,
+                    code, reason)
+
+
+def _answered(behavior: Behavior, method: str, request_id: str) -> Behavior:
+    if inspect.isasyncgenfunction(behavior):
+        async def stream(request: Any, context: grpc.aio.ServicerContext,
+                         ) -> AsyncIterator[Any]:
+            call = _Call(method, request_id, context)
+            try:
+                call.check(request)
+                async for item in behavior(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await call.refuse(exc)
+            finally:
+                call.done(None)
+        return stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        call = _Call(method, request_id, context)
+        response = None
+        try:
+            call.check(request)
+            response = await behavior(request, context)
+            return response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await call.refuse(exc)
+        finally:
+            call.done(response)
+    return unary
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    async def intercept_service(
+            self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+            details: grpc.HandlerCallDetails) -> Handler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method, rid = details.method, request_id(details.invocation_metadata)
+        deserializer = handler.request_deserializer
+        safe = None
+        if deserializer is not None and not handler.request_streaming:
+            safe = _safe(deserializer)
+
+        def wrap(behavior: Behavior, _kind: Kind) -> Behavior:
+            return _answered(behavior, method, rid)
+
+        return wrap_rpc_behavior(handler, wrap, request_deserializer=safe)

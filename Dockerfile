@@ -4,7 +4,7 @@
 # the HTTP gateway: docker build --target gateway -t authsvc-gateway .
 #
 # Installs exactly what scripts/bootstrap installs for `scripts/serve` (the
-# README's path): the package's dependencies, no extras, pinned by
+# README's path): the package's dependencies and its `server` extra, pinned by
 # `pip install -c constraints.txt`. tests/test_packaging.py keeps the two in step.
 
 ARG PYTHON_VERSION=3.11
@@ -20,7 +20,7 @@ WORKDIR /src
 # change to the source reuses this layer.
 COPY pyproject.toml constraints.txt ./
 RUN python -m pip install --upgrade pip \
- && python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt \
+ && python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["server"]))' > requirements.txt \
  && python -m pip install -c constraints.txt -r requirements.txt
 COPY README.md ./
 COPY authsvc ./authsvc

@@ -80,9 +80,9 @@ def constraint_files(args: list[str]) -> list[str]:
     return [Path(args[i + 1]).name for i, a in enumerate(args) if a in ("-c", "--constraint")]
 
 
-def test_dockerfile_installs_like_the_readme_with_the_same_constraints_and_no_extras():
+def test_dockerfile_installs_like_the_readme_with_the_same_constraints_and_the_server():
     """Every pip install in the image pins with constraints.txt, as scripts/bootstrap
-    does, and the package goes in with the extras scripts/serve asks for (none)."""
+    does, and the package goes in with what scripts/serve asks for: the server extra."""
     bootstrap = pip_installs((ROOT / "scripts/bootstrap").read_text())
     docker = [args for stage in STAGES.values() for word, rest in stage if word == "RUN"
               for args in pip_installs(rest)]
@@ -92,18 +92,19 @@ def test_dockerfile_installs_like_the_readme_with_the_same_constraints_and_no_ex
 
     assert len(project_installs) == 1
     assert constraint_files(project_installs[0]) == ["constraints.txt"]
-    assert serve_extras is not None and serve_extras["args"].strip() == ""  # no extras
+    assert serve_extras is not None and serve_extras["args"].strip() == "server"
     dependency_installs = [a for a in docker if "-r" in a or "." in a]
     assert len(dependency_installs) == 2
     for args in dependency_installs:
         assert constraint_files(args) == ["constraints.txt"], args
     assert "." in dependency_installs[1] and "--no-deps" in dependency_installs[1]
-    assert not any(a.startswith(".[") for args in docker for a in args)  # no extras
+    assert not any(a.startswith(".[") for args in docker for a in args)  # deps came first
 
 
 def test_dockerfile_installs_dependencies_before_copying_the_source():
     """Only pyproject.toml and constraints.txt are in the image when the
-    dependencies install, and the requirements are pyproject's own list."""
+    dependencies install, and the requirements are pyproject's own lists: the
+    base dependencies and the server extra."""
     build = STAGES["build"]
     copies = [(i, rest) for i, (word, rest) in enumerate(build) if word == "COPY"]
     installs = [i for i, (word, rest) in enumerate(build)
@@ -111,7 +112,8 @@ def test_dockerfile_installs_dependencies_before_copying_the_source():
 
     assert copies[0][1].split() == ["pyproject.toml", "constraints.txt", "./"]
     assert len(installs) == 1 and copies[0][0] < installs[0] < copies[1][0]
-    assert '["project"]["dependencies"]' in build[installs[0]][1]
+    assert '["project"]' in build[installs[0]][1]
+    assert 'p["dependencies"] + p["optional-dependencies"]["server"]' in build[installs[0]][1]
     assert any(rest.startswith("authsvc ") for _, rest in copies[1:])
 
 
@@ -208,26 +210,49 @@ def _installed_closure(requirements: list[str]) -> set[str]:
     return {k.partition("[")[0] for k in seen}
 
 
-def test_the_base_dependencies_cover_every_import_of_the_package():
-    """Each third-party module authsvc imports comes with [project].dependencies,
-    so the image and scripts/serve (no extras) can run it."""
-    closure = _installed_closure(PYPROJECT["project"]["dependencies"])
-    providers = metadata.packages_distributions()
-    missing = {}
-    for path in (ROOT / "authsvc").rglob("*.py"):
+def _third_party_imports(paths: list[Path]) -> dict[str, str]:
+    """Top-level third-party module → a file of ``paths`` that imports it."""
+    found: dict[str, str] = {}
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0
                      and node.module else [])
             for name in names:
                 top = name.partition(".")[0]
-                if top in sys.stdlib_module_names or top == "authsvc":
-                    continue
-                dists = {canonicalize_name(d) for d in providers.get(top, [])}
-                if not dists & closure:
-                    missing[top] = str(path.relative_to(ROOT))
+                if top not in sys.stdlib_module_names and top != "authsvc":
+                    found[top] = str(path.relative_to(ROOT))
+    return found
 
-    assert missing == {}, "imported but not in [project].dependencies"
+
+def _uncovered(imports: dict[str, str], requirements: list[str]) -> dict[str, str]:
+    closure = _installed_closure(requirements)
+    providers = metadata.packages_distributions()
+    return {top: where for top, where in imports.items()
+            if not {canonicalize_name(d) for d in providers.get(top, [])} & closure}
+
+
+GUARD_SIDE = ["guard", "core", "v1", "errors.py", "clock.py", "interceptor.py",
+              "verifiers.py", "client.py", "__init__.py"]
+
+
+def test_the_base_dependencies_cover_every_import_of_the_guard():
+    """What a protected service imports needs only [project].dependencies."""
+    paths = [p for name in GUARD_SIDE for p in
+             ((ROOT / "authsvc" / name).rglob("*.py") if "." not in name
+              else [ROOT / "authsvc" / name])]
+
+    assert _uncovered(_third_party_imports(paths), PYPROJECT["project"]["dependencies"]) == {}
+
+
+def test_the_server_extra_covers_every_import_of_the_package():
+    """The server (scripts/serve, the image) needs the base and the server extra only."""
+    requirements = [*PYPROJECT["project"]["dependencies"],
+                    *PYPROJECT["project"]["optional-dependencies"]["server"]]
+
+    imports = _third_party_imports(list((ROOT / "authsvc").rglob("*.py")))
+
+    assert _uncovered(imports, requirements) == {}, "imported but in neither list"
 
 
 async def test_the_health_check_script_says_serving_or_fails(server):

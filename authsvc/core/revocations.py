@@ -69,6 +69,10 @@ class RevocationSet:
         end every watch stream so watchers fall back to their own staleness rules."""
         if self._trusted_until == math.inf:
             self._trusted_until = self._monotonic() + self._max_staleness
+        self.end_watches()
+
+    def end_watches(self) -> None:
+        """End every watch stream (the feed is down, or this worker is stopping)."""
         for queue in list(self._watchers):
             self._drop(queue)
 

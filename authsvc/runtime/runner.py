@@ -193,7 +193,6 @@ async def _worker(settings: Settings, url: str, ready: MPQueue[Any] | None) -> N
         else:
             ready.put(port)
         await stop.wait()
-        log.info("shutting down")
 
 
 def _where(listen: str, port: int) -> str:

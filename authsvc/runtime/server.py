@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -48,8 +49,9 @@ AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
 @contextlib.asynccontextmanager
 async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
     """A started server bound to ``listen`` (port 0 picks one); yields it and its port."""
+    calls = CallInterceptor()
     server = grpc.aio.server(options=SERVER_OPTIONS,
-                             interceptors=[CallInterceptor(), admin_interceptor(app.validator)])
+                             interceptors=[calls, admin_interceptor(app.validator)])
     auth = AuthServicer(app.sign_in, app.refresh, app.sign_out, app.validator,
                         lambda: app.keystore.ring, app.revocations, app.clock,
                         networks(app.settings.trusted_proxies))
@@ -73,11 +75,20 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
     try:
         yield server, port
     finally:
+        # Shutdown, in order: refuse new calls with UNAVAILABLE, tell health
+        # watchers NOT_SERVING, end revocation feeds (their clients reconnect
+        # elsewhere), let calls in flight finish within the grace, then stop.
+        calls.drain()
+        log.info("shutting down")
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await health_servicer.drain()
-        await server.stop(grace=app.settings.shutdown_grace)
+        app.revocations.end_watches()
+        started = time.monotonic()
+        await calls.idle(app.settings.shutdown_grace)
+        await server.stop(grace=max(0.0, app.settings.shutdown_grace
+                                    - (time.monotonic() - started)))
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -12,10 +12,16 @@
 - **Observation.** The call is counted and logged (``transport.observability``)
   before its answer is sent, so a client that has its answer can read the
   metrics it moved.
+- **Draining.** From ``drain()`` on (SIGTERM), every new call but health
+  checking is answered UNAVAILABLE (retryable, unlike the CANCELLED grpc
+  gives calls it has not dispatched when it stops), while calls in flight
+  finish; ``idle()`` waits for them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -24,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from ..errors import ClientError, InvalidArgument
+from ..errors import ClientError, InvalidArgument, Unavailable
 from ..guard.handlers import Behavior, Handler, Kind, wrap_rpc_behavior
 from ..guard.status import describe
 from .observability import observe, request_id
@@ -32,6 +38,7 @@ from .observability import observe, request_id
 log = logging.getLogger(__name__)
 
 UNDECODABLE = object()
+ALWAYS_ANSWERED = "/grpc.health.v1.Health/"  # health says NOT_SERVING while draining
 
 
 def _safe(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -46,8 +53,9 @@ def _safe(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 class _Call:
     """One call being answered: when it started, and whether it was observed."""
 
-    def __init__(self, method: str, request_id: str, context: grpc.aio.ServicerContext
-                 ) -> None:
+    def __init__(self, calls: CallInterceptor, method: str, request_id: str,
+                 context: grpc.aio.ServicerContext) -> None:
+        self.calls = calls
         self.method = method
         self.request_id = request_id
         self.context = context
@@ -55,6 +63,8 @@ class _Call:
         self.observed = False
 
     def check(self, request: Any) -> None:
+        if self.calls.draining and not self.method.startswith(ALWAYS_ANSWERED):
+            raise Unavailable("the server is shutting down")
         if request is UNDECODABLE:
             raise InvalidArgument("request", "is not a valid message for this method")
 
@@ -74,11 +84,13 @@ class _Call:
                     code, reason)
 
 
-def _answered(behavior: Behavior, method: str, request_id: str) -> Behavior:
+def _answered(calls: CallInterceptor, behavior: Behavior, method: str,
+              request_id: str) -> Behavior:
     if inspect.isasyncgenfunction(behavior):
         async def stream(request: Any, context: grpc.aio.ServicerContext,
                          ) -> AsyncIterator[Any]:
-            call = _Call(method, request_id, context)
+            call = _Call(calls, method, request_id, context)
+            calls.started()
             try:
                 call.check(request)
                 async for item in behavior(request, context):
@@ -89,10 +101,12 @@ def _answered(behavior: Behavior, method: str, request_id: str) -> Behavior:
                 await call.refuse(exc)
             finally:
                 call.done(None)
+                calls.ended()
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = _Call(method, request_id, context)
+        call = _Call(calls, method, request_id, context)
+        calls.started()
         response = None
         try:
             call.check(request)
@@ -104,10 +118,36 @@ def _answered(behavior: Behavior, method: str, request_id: str) -> Behavior:
             await call.refuse(exc)
         finally:
             call.done(response)
+            calls.ended()
     return unary
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def ended(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    def drain(self) -> None:
+        """Answer every new call (but health) UNAVAILABLE from now on."""
+        self.draining = True
+
+    async def idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no call is in flight; True if none is."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return self._idle.is_set()
+
     async def intercept_service(
             self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
             details: grpc.HandlerCallDetails) -> Handler:
@@ -121,6 +161,6 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             safe = _safe(deserializer)
 
         def wrap(behavior: Behavior, _kind: Kind) -> Behavior:
-            return _answered(behavior, method, rid)
+            return _answered(self, behavior, method, rid)
 
         return wrap_rpc_behavior(handler, wrap, request_deserializer=safe)

@@ -98,6 +98,7 @@ class Settings:
     throttle_max_delay: float = 900.0
     throttle_window: float = 3600.0
     throttle_trust_ttl: float = 30 * DAY
+    throttle_ipv6_prefix: int = 64
 
     def __post_init__(self) -> None:
         _check(self.signing_alg in SIGNING_ALGORITHMS, "AUTHSVC_SIGNING_ALG",
@@ -125,6 +126,8 @@ class Settings:
         for name in _THROTTLE_VARIABLES:
             _check(getattr(self, name) >= 0, "AUTHSVC_" + name.upper(), "must be 0 or more")
         _check(self.throttle_base_delay > 0, "AUTHSVC_THROTTLE_BASE_DELAY", "must be positive")
+        _check(32 <= self.throttle_ipv6_prefix <= 128, "AUTHSVC_THROTTLE_IPV6_PREFIX",
+               "must be between 32 and 128")
         _check(self.shutdown_grace >= 0, "AUTHSVC_SHUTDOWN_GRACE", "must be 0 or more")
         if self.metrics_listen is not None:
             _check(_is_listen(self.metrics_listen), "AUTHSVC_METRICS_LISTEN",
@@ -199,7 +202,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 _THROTTLE_VARIABLES: dict[str, Callable[[str], Any]] = {
     "throttle_identifier_free": int, "throttle_address_free": int, "throttle_pair_free": int,
     "throttle_refresh_free": int, "throttle_base_delay": float, "throttle_max_delay": float,
-    "throttle_window": float, "throttle_trust_ttl": float,
+    "throttle_window": float, "throttle_trust_ttl": float, "throttle_ipv6_prefix": int,
 }
 
 

@@ -69,7 +69,7 @@ async def test_a_token_signed_by_a_key_this_replica_has_not_loaded_is_accepted(
         await other.keystore.rotate(publish_ahead=0)
         clock.advance(1)
         token = (await other.sign_in.sign_in("email", "alice@example.com", PASSWORD,
-                                              Caller())).access_token
+                                              Caller())).tokens.access_token
     app.keystore._reloads = ReloadGate(0)  # the test's clock did not move the real one
 
     response = await stub.Validate(auth_pb2.ValidateRequest(access_token=token))

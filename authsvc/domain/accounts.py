@@ -89,6 +89,25 @@ class Accounts:
             await change.revoke(user_id=user.id, reason="password_changed")
         return user.id
 
+    async def change_scopes(self, selector: Identifier | str, *, add: tuple[str, ...] = (),
+                            remove: tuple[str, ...] = (),
+                            replace: tuple[str, ...] | None = None,
+                            ) -> tuple[str, tuple[str, ...]]:
+        """Grant ``add`` and withdraw ``remove`` (or set exactly ``replace``); the
+        user's id and the scopes they hold now. No session is revoked: each session's next
+        access token (at its next Refresh) carries the user's scopes as they are."""
+        add, remove = check_scopes(add), check_scopes(remove)
+        replace = None if replace is None else check_scopes(replace)
+        async with self._db.transaction() as conn:
+            user = await self._find(conn, selector)
+            scopes = await user_rows.change_scopes(conn, user.id, add=add, remove=remove,
+                                                   replace=replace, now=self._clock())
+            if scopes is None:
+                raise NotFound()
+            await events.record(conn, "user.scopes_changed", self._clock(), user_id=user.id,
+                                reason=" ".join(scopes)[:512] or None)
+        return user.id, scopes
+
     async def get(self, selector: Identifier | str) -> UserRow:
         async with self._db.connection() as conn:
             return await self._find(conn, selector)

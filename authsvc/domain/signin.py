@@ -1,23 +1,29 @@
 """SignIn: identifier and password in, a new session and its token pair out.
 
-The throttle is asked before any hash is spent; unknown users cost the same
-hash as known ones (``Passwords.verify`` with no stored hash), and every
-failure answers the same ``InvalidCredentials``.
+Two transactions: the first takes the attempt's throttle slot (or refuses)
+and reads the user, before any hash is spent; the second re-checks the user
+row under a share lock and writes the throttle release, the session, its
+refresh token and the audit row together. Unknown users cost the same hash
+as known ones (``Passwords.verify`` with no stored hash), and every failure
+answers the same ``InvalidCredentials``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from ..clock import Clock
 from ..config import Settings
-from ..errors import InvalidArgument, InvalidCredentials, RateLimited
+from ..errors import InvalidArgument, InvalidCredentials
 from ..store import events
 from ..store import sessions as session_rows
 from ..store import users as user_rows
 from ..store.database import Database
+from ..store.users import UserRow
 from . import identifiers, refresh_tokens
 from .caller import Caller
+from .devices import DeviceTokens
 from .issuer import Issuer, TokenPair
 from .passwords import Passwords
 from .throttle import Throttle
@@ -25,10 +31,17 @@ from .throttle import Throttle
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    tokens: TokenPair
+    device_token: str
+
+
 class SignIn:
     def __init__(self, db: Database, settings: Settings, clock: Clock, passwords: Passwords,
-                 throttle: Throttle, issuer: Issuer) -> None:
+                 throttle: Throttle, devices: DeviceTokens, issuer: Issuer) -> None:
         self._db = db
+        self._devices = devices
         self._session_ttl = settings.session_ttl
         self._clock = clock
         self._passwords = passwords
@@ -36,49 +49,61 @@ class SignIn:
         self._issuer = issuer
 
     async def sign_in(self, kind: str | None, raw_identifier: str, password: str,
-                      caller: Caller) -> TokenPair:
+                      caller: Caller, device_token: str = "") -> SignedIn:
         identifier = identifiers.normalize(identifiers.kind_of(kind), raw_identifier)
         if not password:
             raise InvalidArgument("password", "must not be empty")
         if len(password) > identifiers.MAX_PASSWORD:
             raise InvalidArgument("password",
                                   f"must be at most {identifiers.MAX_PASSWORD} characters")
-        try:
-            await self._throttle.check_sign_in(identifier, caller.client_addr)
-        except RateLimited:
-            async with self._db.connection() as conn:
+        device = self._devices.device_of(device_token, identifier)
+        user: UserRow | None = None
+        async with self._db.transaction() as conn:  # the attempt's slot, then the user
+            reservation = await self._throttle.reserve_sign_in(conn, identifier,
+                                                               caller.client_addr, device)
+            if reservation.retry_after is not None:
                 await events.record(conn, "signin.throttled", self._clock(), **caller.audit())
-            raise
-        async with self._db.connection() as conn:
-            user = await user_rows.find(conn, identifier.kind, identifier.value)
+            else:
+                user = await user_rows.find(conn, identifier.kind, identifier.value)
+        reservation.raise_if_refused()
         verdict = await self._passwords.verify(user.password_hash if user else None, password)
         now = self._clock()
         if user is None or not verdict.ok or user.disabled:
             reason = ("unknown_user" if user is None else
                       "wrong_password" if not verdict.ok else "disabled")
-            await self._throttle.sign_in_failed(identifier, caller.client_addr)
             async with self._db.connection() as conn:
                 await events.record(conn, "signin.failure", now, reason=reason,
                                     user_id=user.id if user else None, **caller.audit())
             raise InvalidCredentials()
-        await self._throttle.sign_in_succeeded(identifier, caller.client_addr)
+        refresh = refresh_tokens.new_token()
+        session_id = None
+        async with self._db.transaction() as conn:
+            # The session is created only for the credentials just checked: a password
+            # change or disabling since then ends this sign-in here, and one that comes
+            # later waits for this transaction and then revokes its session.
+            scopes = await user_rows.still_signing_in(conn, user.id, user.credentials_version)
+            if scopes is None:
+                await events.record(conn, "signin.failure", now, reason="credentials_changed",
+                                    user_id=user.id, **caller.audit())
+            else:
+                await self._throttle.sign_in_succeeded(conn, reservation)
+                session_id = await session_rows.create(
+                    conn, user_id=user.id, scopes=scopes, now=now, ttl=self._session_ttl,
+                    **caller.audit())
+                await session_rows.insert_refresh_token(
+                    conn, session_id, refresh_tokens.token_hash(refresh), now)
+                await events.record(conn, "signin.success", now, user_id=user.id,
+                                    session_id=session_id, **caller.audit())
+        if scopes is None or session_id is None:
+            raise InvalidCredentials()
         if verdict.needs_rehash:
             await self._rehash(user.id, user.password_hash, password)
-        refresh = refresh_tokens.new_token()
-        async with self._db.transaction() as conn:
-            session_id = await session_rows.create(
-                conn, user_id=user.id, scopes=user.scopes, now=now, ttl=self._session_ttl,
-                **caller.audit())
-            await session_rows.insert_refresh_token(
-                conn, session_id, refresh_tokens.token_hash(refresh), now)
-            await events.record(conn, "signin.success", now, user_id=user.id,
-                                session_id=session_id, **caller.audit())
-        return self._issuer.pair(user_id=user.id, session_id=session_id, scopes=user.scopes,
+        pair = self._issuer.pair(user_id=user.id, session_id=session_id, scopes=scopes,
                                  refresh=refresh, now=now,
                                  session_expires_at=now + self._session_ttl)
+        return SignedIn(pair, self._devices.issue(identifier))
 
     async def _rehash(self, user_id: str, old_hash: str, password: str) -> None:
         new_hash = await self._passwords.hash(password)
         async with self._db.connection() as conn:
-            await user_rows.set_password_hash(conn, user_id, new_hash, self._clock(),
-                                              only_if=old_hash)
+            await user_rows.rehash(conn, user_id, old_hash, new_hash, self._clock())

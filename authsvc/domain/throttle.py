@@ -10,12 +10,26 @@ Three counters slow down sign-in guessing, each with its own thresholds:
 After ``free`` failures a counter blocks for base·2^k seconds (k counting
 further failures), capped, and forgets everything ``window`` seconds after
 its last failure: a tarpit with automatic expiry, never a permanent lockout.
-A blocked call is refused before any password hashing is spent, and does
-not extend the block.
+
+Work is reserved before it is spent: an attempt takes its slot on every
+counter in one atomic statement in PostgreSQL *before* any hash is computed
+(counted as a failure up front), so a burst of concurrent guesses on any
+number of workers and replicas gets at most the free budget hashed; the rest
+are refused with nothing counted. A successful sign-in gives its slot back
+in the transaction that creates the session.
+
+IPv6 client addresses count by their /64 (``AUTHSVC_THROTTLE_IPV6_PREFIX``):
+one client's prefix holds more addresses than any counter could, so a
+single address would give unlimited fresh counters.
 
 So that an attacker cannot lock the real user out through the per-identifier
-counter, an (identifier, address) pair that signed in successfully within
-``trust_ttl`` is exempt from it (it still has its own pair counter).
+counter, two kinds of attempt are exempt from it (they still count there,
+and each has a tight counter of its own, with the pair's thresholds): a
+device presenting a device token of this identifier (``domain.devices``),
+and an (identifier, address) pair that signed in successfully within
+``trust_ttl``. What remains: a person on a new device *and* a new address
+while their account is under attack waits out the identifier's block
+(capped at ``AUTHSVC_THROTTLE_MAX_DELAY``).
 
 Refresh failures count per client address only: refresh tokens carry 256
 bits and cannot be guessed, but a flood of bad ones still costs queries.
@@ -28,12 +42,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, field
 
 from ..clock import Clock
 from ..errors import RateLimited
 from ..store import throttles as rows
-from ..store.database import Database
+from ..store.database import Connection, Database
 from ..store.throttles import Tarpit
 from .identifiers import Identifier
 from .keycrypto import derive_key
@@ -46,6 +61,23 @@ class ThrottlePolicy:
     pair: Tarpit
     refresh_address: Tarpit
     trust_ttl: float
+    ipv6_prefix: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The slots one sign-in attempt holds, to give back if it succeeds; or, with
+    ``retry_after`` set, the refusal (nothing was counted)."""
+
+    identifier: Identifier
+    address: str | None
+    device: str | None = None
+    charged: list[tuple[str, Tarpit]] = field(default_factory=list)
+    retry_after: float | None = None
+
+    def raise_if_refused(self) -> None:
+        if self.retry_after is not None:
+            raise RateLimited(self.retry_after)
 
 
 class Throttle:
@@ -56,43 +88,63 @@ class Throttle:
         self.policy = policy
         self._key = derive_key(key_encryption_key, b"authsvc throttle keys v1")
 
-    async def check_sign_in(self, identifier: Identifier, address: str | None) -> None:
-        """Raise RateLimited if any counter for this attempt is blocking."""
-        now = self._clock()
-        keys = [self._pair(identifier, address)] if address else []
-        if address:
-            keys.append(self._digest("address", address))
-        async with self._db.connection() as conn:
-            if not (address and await rows.is_trusted(conn, self._trust(identifier, address),
-                                                      now)):
-                keys.append(self._digest("identifier", identifier.kind, identifier.value))
-            until = await rows.blocked_until(conn, keys, now)
-        if until is not None:
-            raise RateLimited(until - now)
-
-    async def sign_in_failed(self, identifier: Identifier, address: str | None) -> None:
+    async def reserve_sign_in(self, conn: Connection, identifier: Identifier,
+                              address: str | None, device: str | None = None,
+                              ) -> Reservation:
+        """Take this attempt's slot on each counter, or (``retry_after`` set, nothing
+        counted) refuse when one of them is blocking. A pair that signed in recently
+        is not held back by the per-identifier counter, though it still counts there."""
         now, policy = self._clock(), self.policy
-        async with self._db.transaction() as conn:
-            await rows.record_failure(
-                conn, self._digest("identifier", identifier.kind, identifier.value),
-                policy.identifier, now)
-            if address:
-                await rows.record_failure(conn, self._digest("address", address),
-                                          policy.address, now)
-                await rows.record_failure(conn, self._pair(identifier, address), policy.pair,
-                                          now)
+        address = self.client_key(address)
+        by_identifier = (self._digest("identifier", identifier.kind, identifier.value),
+                         policy.identifier)
+        charged = [by_identifier]
+        if address:
+            charged += [(self._digest("address", address), policy.address),
+                        (self._pair(identifier, address), policy.pair)]
+        if device:
+            charged.append((self._digest("device", device), policy.pair))
+        checked = [key for key, _ in charged]
+        if device or (address and await rows.is_trusted(
+                conn, self._trust(identifier, address), now)):
+            checked.remove(by_identifier[0])
+        until = await rows.reserve(conn, checked, charged, now)
+        if until is not None:
+            return Reservation(identifier, address, device, retry_after=until - now)
+        return Reservation(identifier, address, device, charged)
 
-    async def sign_in_succeeded(self, identifier: Identifier, address: str | None) -> None:
-        """Forget the pair's failures and trust the pair for trust_ttl."""
-        if not address:
-            return
-        now = self._clock()
-        async with self._db.transaction() as conn:
-            await rows.clear(conn, self._pair(identifier, address))
+    async def sign_in_succeeded(self, conn: Connection, reservation: Reservation) -> None:
+        """In the session's transaction: give the slots back, forget the pair's
+        failures and trust the pair for trust_ttl."""
+        identifier, address = reservation.identifier, reservation.address
+        tight = []  # the pair's and the device's counters start afresh
+        if address:
+            tight.append(self._pair(identifier, address))
+        if reservation.device:
+            tight.append(self._digest("device", reservation.device))
+        await rows.release(conn, [c for c in reservation.charged if c[0] not in tight])
+        for key in tight:
+            await rows.clear(conn, key)
+        if address:
             await rows.trust(conn, self._trust(identifier, address),
-                             now + self.policy.trust_ttl)
+                             self._clock() + self.policy.trust_ttl)
+
+    def client_key(self, address: str | None) -> str | None:
+        """What the address counters count: the address, or its IPv6 prefix."""
+        if not address:
+            return None
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 client a.b.c.d
+                return str(ip.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{ip}/{self.policy.ipv6_prefix}", strict=False))
+        return str(ip)
 
     async def check_refresh(self, address: str | None) -> None:
+        address = self.client_key(address)
         if not address:
             return
         now = self._clock()
@@ -102,6 +154,7 @@ class Throttle:
             raise RateLimited(until - now)
 
     async def refresh_failed(self, address: str | None) -> None:
+        address = self.client_key(address)
         if not address:
             return
         async with self._db.connection() as conn:

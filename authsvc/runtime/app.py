@@ -16,6 +16,7 @@ from ..clock import Clock, system_clock
 from ..config import Settings
 from ..core.revocations import RevocationSet
 from ..domain.accounts import Accounts
+from ..domain.devices import DeviceTokens
 from ..domain.issuer import Issuer, token_rules
 from ..domain.keystore import KeyStore
 from ..domain.passwords import Passwords
@@ -58,7 +59,9 @@ class App:
         revoking = Revocations(db, clock, self.revocations)
         issuer = Issuer(self.keystore, rules, settings.access_token_ttl,
                         settings.session_idle_ttl)
-        self.sign_in = SignIn(db, settings, clock, self.passwords, self.throttle, issuer)
+        devices = DeviceTokens(kek, clock, settings.throttle_trust_ttl)
+        self.sign_in = SignIn(db, settings, clock, self.passwords, self.throttle, devices,
+                              issuer)
         self.refresh = Refresh(settings, clock, self.throttle, revoking, issuer, kek)
         self.sign_out = SignOut(db, revoking, self.validator)
         self.accounts = Accounts(db, clock, self.passwords, revoking)
@@ -92,7 +95,8 @@ def throttle_policy(settings: Settings) -> ThrottlePolicy:
                           address=tarpit(settings.throttle_address_free),
                           pair=tarpit(settings.throttle_pair_free),
                           refresh_address=tarpit(settings.throttle_refresh_free),
-                          trust_ttl=settings.throttle_trust_ttl)
+                          trust_ttl=settings.throttle_trust_ttl,
+                          ipv6_prefix=settings.throttle_ipv6_prefix)
 
 
 @contextlib.asynccontextmanager

@@ -94,6 +94,13 @@ async def _admin(args: argparse.Namespace, settings: Settings, url: str) -> int:
             user_id = await accounts.add(kind, raw, _read_password(), tuple(args.scope or ()))
         elif args.action == "disable":
             user_id = await accounts.disable(_target(args))
+        elif args.action == "scopes":
+            if not (args.add or args.remove):
+                raise InvalidArgument("scope", "give --add or --remove (repeatable)")
+            user_id, scopes = await accounts.change_scopes(
+                _target(args), add=tuple(args.add or ()), remove=tuple(args.remove or ()))
+            print(user_id, " ".join(scopes))
+            return 0
         else:
             user_id = await accounts.set_password(_target(args), _read_password())
         print(user_id)
@@ -230,6 +237,13 @@ def _parser() -> argparse.ArgumentParser:
     disable = users.add_parser("disable", parents=[common],
                                help="disable a user and revoke their sessions")
     _identifier_flags(disable, with_id=True)
+    scopes = users.add_parser("scopes", parents=[common],
+                              help="grant or withdraw scopes; prints the user id and the "
+                              "scopes held now (sessions get them at their next refresh)")
+    _identifier_flags(scopes, with_id=True)
+    scopes.add_argument("--add", action="append", metavar="SCOPE", help="grant (repeatable)")
+    scopes.add_argument("--remove", action="append", metavar="SCOPE",
+                        help="withdraw (repeatable)")
     setpw = users.add_parser("set-password", parents=[common],
                              help="replace a user's password and revoke their sessions")
     _identifier_flags(setpw, with_id=True)

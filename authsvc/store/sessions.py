@@ -75,7 +75,7 @@ async def lock_session_of_token(conn: asyncpg.Connection, token_hash: bytes) -> 
 
 async def refresh_state(conn: asyncpg.Connection, token_hash: bytes) -> RefreshState | None:
     r = await conn.fetchrow(
-        "SELECT t.id, t.session_id, t.spent_at, s.user_id, s.scopes, s.expires_at,"
+        "SELECT t.id, t.session_id, t.spent_at, s.user_id, u.scopes, s.expires_at,"
         "       s.last_used_at, s.revoked_at, u.disabled_at,"
         "       (SELECT c.spent_at IS NULL FROM refresh_tokens c WHERE c.parent_id = t.id)"
         "         AS successor_unspent"

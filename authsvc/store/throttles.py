@@ -54,6 +54,31 @@ async def record_failure(conn: asyncpg.Connection, key: str, tarpit: Tarpit,
         float(tarpit.window))
 
 
+async def reserve(conn: asyncpg.Connection, checked: list[str],
+                  charged: list[tuple[str, Tarpit]], now: float) -> float | None:
+    """Take one attempt's slot on every ``charged`` key, atomically (``throttle_reserve``
+    in 0003): None when taken (counted as a failure), else the latest block in force
+    among ``checked`` (nothing counted)."""
+    found = await conn.fetchval(
+        "SELECT throttle_reserve($1::text[], $2::text[], $3::int[], $4::float8[],"
+        " $5::float8[], $6::float8[], $7)",
+        checked, [k for k, _ in charged], [t.free for _, t in charged],
+        [float(t.base) for _, t in charged], [float(t.cap) for _, t in charged],
+        [float(t.window) for _, t in charged], to_datetime(now))
+    return None if found is None else float(found.timestamp())
+
+
+async def release(conn: asyncpg.Connection, charged: list[tuple[str, Tarpit]]) -> None:
+    """Give back the slots ``reserve`` took: one failure fewer on each key, and no
+    block unless the failures left still exceed its free ones."""
+    await conn.execute(
+        "UPDATE throttles AS t SET failures = t.failures - 1,"
+        " blocked_until = CASE WHEN t.failures - 1 > c.free THEN t.blocked_until END"
+        " FROM unnest($1::text[], $2::int[]) AS c(key, free)"
+        " WHERE t.key = c.key AND t.failures > 0",
+        [k for k, _ in charged], [t.free for _, t in charged])
+
+
 async def clear(conn: asyncpg.Connection, key: str) -> None:
     await conn.execute("DELETE FROM throttles WHERE key = $1", key)
 

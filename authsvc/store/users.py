@@ -10,7 +10,8 @@ import asyncpg
 from ..clock import to_datetime
 from ..errors import AlreadyExists
 
-_COLUMNS = "id, email, phone, username, password_hash, scopes, disabled_at"
+_COLUMNS = ("id, email, phone, username, password_hash, scopes, disabled_at,"
+            " credentials_version")
 # The identifier kind picks a column; never user input.
 _COLUMN_OF = {"email": "email", "phone": "phone", "username": "username"}
 
@@ -24,6 +25,7 @@ class UserRow:
     password_hash: str
     scopes: tuple[str, ...]
     disabled: bool
+    credentials_version: int = 0
 
 
 def _row(record: asyncpg.Record | None) -> UserRow | None:
@@ -31,7 +33,8 @@ def _row(record: asyncpg.Record | None) -> UserRow | None:
         return None
     return UserRow(id=str(record["id"]), email=record["email"], phone=record["phone"],
                    username=record["username"], password_hash=record["password_hash"],
-                   scopes=tuple(record["scopes"]), disabled=record["disabled_at"] is not None)
+                   scopes=tuple(record["scopes"]), disabled=record["disabled_at"] is not None,
+                   credentials_version=record["credentials_version"])
 
 
 async def insert(conn: asyncpg.Connection, kind: str, value: str, password_hash: str,
@@ -64,24 +67,60 @@ async def get(conn: asyncpg.Connection, user_id: str) -> UserRow | None:
 
 
 async def set_password_hash(conn: asyncpg.Connection, user_id: str, password_hash: str,
-                            now: float, *, only_if: str | None = None) -> bool:
-    """Replace the hash; with ``only_if``, only while the stored hash is still that one
-    (a rehash on sign-in must not undo a concurrent password change)."""
+                            now: float) -> bool:
+    """A new password: every sign-in that read the old credentials can no longer
+    create a session (``credentials_version`` moves)."""
     result = await conn.execute(
-        "UPDATE users SET password_hash = $2, updated_at = $3"
-        " WHERE id = $1 AND ($4::text IS NULL OR password_hash = $4)",
-        uuid.UUID(user_id), password_hash, to_datetime(now), only_if)
+        "UPDATE users SET password_hash = $2, updated_at = $3,"
+        " credentials_version = credentials_version + 1 WHERE id = $1",
+        uuid.UUID(user_id), password_hash, to_datetime(now))
+    return bool(result != "UPDATE 0")
+
+
+async def rehash(conn: asyncpg.Connection, user_id: str, old_hash: str, new_hash: str,
+                 now: float) -> bool:
+    """The same password under new hash parameters, only while the stored hash is
+    still ``old_hash`` (a rehash must not undo a concurrent password change)."""
+    result = await conn.execute(
+        "UPDATE users SET password_hash = $3, updated_at = $4"
+        " WHERE id = $1 AND password_hash = $2",
+        uuid.UUID(user_id), old_hash, new_hash, to_datetime(now))
     return bool(result != "UPDATE 0")
 
 
 async def disable(conn: asyncpg.Connection, user_id: str, now: float) -> bool:
     result = await conn.execute(
-        "UPDATE users SET disabled_at = coalesce(disabled_at, $2), updated_at = $2"
-        " WHERE id = $1", uuid.UUID(user_id), to_datetime(now))
+        "UPDATE users SET disabled_at = coalesce(disabled_at, $2), updated_at = $2,"
+        " credentials_version = credentials_version + 1 WHERE id = $1",
+        uuid.UUID(user_id), to_datetime(now))
     return bool(result != "UPDATE 0")
 
 
-async def set_scopes(conn: asyncpg.Connection, user_id: str, scopes: tuple[str, ...],
-                     now: float) -> None:
-    await conn.execute("UPDATE users SET scopes = $2, updated_at = $3 WHERE id = $1",
-                       uuid.UUID(user_id), list(scopes), to_datetime(now))
+async def still_signing_in(conn: asyncpg.Connection, user_id: str,
+                           credentials_version: int) -> tuple[str, ...] | None:
+    """Inside a session's transaction: the user's scopes, under a share lock on its
+    row, while the credentials a sign-in checked still hold (same version, not
+    disabled); None when they changed. A password change or disabling waits for
+    this transaction, and this one waits for theirs."""
+    found = await conn.fetchval(
+        "SELECT scopes FROM users WHERE id = $1 AND credentials_version = $2"
+        " AND disabled_at IS NULL FOR SHARE", uuid.UUID(user_id), credentials_version)
+    return None if found is None else tuple(found)
+
+
+async def change_scopes(conn: asyncpg.Connection, user_id: str, *, add: tuple[str, ...],
+                        remove: tuple[str, ...], replace: tuple[str, ...] | None,
+                        now: float) -> tuple[str, ...] | None:
+    """Replace the user's scopes (``replace``), or drop ``remove`` and append ``add``
+    in one statement, so concurrent changes never lose one another; the scopes now
+    held, or None when there is no such user."""
+    found = await conn.fetchval(
+        "UPDATE users SET updated_at = $5, scopes = CASE WHEN $4::text[] IS NOT NULL THEN $4"
+        " ELSE ARRAY(SELECT s FROM unnest(scopes) WITH ORDINALITY AS x(s, i)"
+        "            WHERE s <> ALL($3::text[]) ORDER BY i)"
+        "   || ARRAY(SELECT a FROM unnest($2::text[]) WITH ORDINALITY AS y(a, j)"
+        "            WHERE a <> ALL(scopes) AND a <> ALL($3::text[]) ORDER BY j) END"
+        " WHERE id = $1 RETURNING scopes",
+        uuid.UUID(user_id), list(add), list(remove),
+        None if replace is None else list(replace), to_datetime(now))
+    return None if found is None else tuple(found)

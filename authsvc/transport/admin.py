@@ -79,8 +79,16 @@ class UserAdminServicer(user_admin_pb2_grpc.UserAdminServicer):
         return user_admin_pb2.RevokeSessionResponse()
 
 
+    async def SetScopes(self, request: user_admin_pb2.SetScopesRequest,
+                        context: grpc.aio.ServicerContext) -> user_admin_pb2.SetScopesResponse:
+        user_id, scopes = await self._accounts.change_scopes(
+            _user(request), add=tuple(request.add), remove=tuple(request.remove))
+        return user_admin_pb2.SetScopesResponse(user_id=user_id, scopes=scopes)
+
+
 def _user(request: user_admin_pb2.DisableUserRequest | user_admin_pb2.SetPasswordRequest
-          | user_admin_pb2.ListSessionsRequest) -> Identifier | str:
+          | user_admin_pb2.ListSessionsRequest | user_admin_pb2.SetScopesRequest,
+          ) -> Identifier | str:
     kind = request.WhichOneof("user")
     return selector(kind, getattr(request, kind) if kind else "")
 

@@ -45,9 +45,11 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
     async def SignIn(self, request: auth_pb2.SignInRequest,
                      context: grpc.aio.ServicerContext) -> auth_pb2.SignInResponse:
         kind = request.WhichOneof("identifier")
-        pair = await self._sign_in.sign_in(kind, getattr(request, kind) if kind else "",
-                                           request.password, self._caller(context))
-        return auth_pb2.SignInResponse(**_token_fields(pair))
+        signed_in = await self._sign_in.sign_in(
+            kind, getattr(request, kind) if kind else "", request.password,
+            self._caller(context), request.device_token)
+        return auth_pb2.SignInResponse(**_token_fields(signed_in.tokens),
+                                       device_token=signed_in.device_token)
 
     async def Refresh(self, request: auth_pb2.RefreshRequest,
                       context: grpc.aio.ServicerContext) -> auth_pb2.RefreshResponse:

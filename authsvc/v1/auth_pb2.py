@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61uthsvc/v1/auth.proto\x12\nauthsvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n\rSignInRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x0f\n\x05phone\x18\x02 \x01(\tH\x00\x12\x12\n\x08username\x18\x03 \x01(\tH\x00\x12\x10\n\x08password\x18\x04 \x01(\tB\x0c\n\nidentifier\"\xa6\x01\n\x0eSignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xa7\x01\n\x0fRefreshResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\'\n\x0fValidateRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\xb8\x01\n\x10ValidateResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\rRevokeRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x32\n\x0ftoken_type_hint\x18\x02 \x01(\x0e\x32\x19.authsvc.v1.TokenTypeHint\x12\x14\n\x0c\x61ll_sessions\x18\x03 \x01(\x08\"\x10\n\x0eRevokeResponse\"\x10\n\x0eGetJwksRequest\"0\n\x0fGetJwksResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.authsvc.v1.Jwk\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\t\n\x01y\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\x12\x0b\n\x03kid\x18\x07 \x01(\t\x12\x0b\n\x03use\x18\x08 \x01(\t\x12\x0b\n\x03\x61lg\x18\t \x01(\t\"\x19\n\x17WatchRevocationsRequest\"A\n\x18WatchRevocationsResponse\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08*u\n\rTokenTypeHint\x12\x1f\n\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x02\x32\xdc\x04\n\x04\x41uth\x12[\n\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/signin:\x01*\x12_\n\x07Refresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\x63\n\x08Validate\x12\x1b.authsvc.v1.ValidateRequest\x1a\x1c.authsvc.v1.ValidateResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/validate:\x01*\x12[\n\x06Revoke\x12\x19.authsvc.v1.RevokeRequest\x1a\x1a.authsvc.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/revoke:\x01*\x12s\n\x07GetJwks\x12\x1a.authsvc.v1.GetJwksRequest\x1a\x1b.authsvc.v1.GetJwksResponse\"/\x82\xd3\xe4\x93\x02)\x12\r/v1/auth/jwksZ\x18\x12\x16/.well-known/jwks.json\x12_\n\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01\x42=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61uthsvc/v1/auth.proto\x12\nauthsvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\rSignInRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x0f\n\x05phone\x18\x02 \x01(\tH\x00\x12\x12\n\x08username\x18\x03 \x01(\tH\x00\x12\x10\n\x08password\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x05 \x01(\tB\x0c\n\nidentifier\"\xbc\x01\n\x0eSignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x08 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xa7\x01\n\x0fRefreshResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\'\n\x0fValidateRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\xb8\x01\n\x10ValidateResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\rRevokeRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x32\n\x0ftoken_type_hint\x18\x02 \x01(\x0e\x32\x19.authsvc.v1.TokenTypeHint\x12\x14\n\x0c\x61ll_sessions\x18\x03 \x01(\x08\"\x10\n\x0eRevokeResponse\"\x10\n\x0eGetJwksRequest\"0\n\x0fGetJwksResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.authsvc.v1.Jwk\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\t\n\x01y\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\x12\x0b\n\x03kid\x18\x07 \x01(\t\x12\x0b\n\x03use\x18\x08 \x01(\t\x12\x0b\n\x03\x61lg\x18\t \x01(\t\"\x19\n\x17WatchRevocationsRequest\"A\n\x18WatchRevocationsResponse\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08*u\n\rTokenTypeHint\x12\x1f\n\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x02\x32\xdc\x04\n\x04\x41uth\x12[\n\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/signin:\x01*\x12_\n\x07Refresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\x63\n\x08Validate\x12\x1b.authsvc.v1.ValidateRequest\x1a\x1c.authsvc.v1.ValidateResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/validate:\x01*\x12[\n\x06Revoke\x12\x19.authsvc.v1.RevokeRequest\x1a\x1a.authsvc.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/revoke:\x01*\x12s\n\x07GetJwks\x12\x1a.authsvc.v1.GetJwksRequest\x1a\x1b.authsvc.v1.GetJwksResponse\"/\x82\xd3\xe4\x93\x02)\x12\r/v1/auth/jwksZ\x18\x12\x16/.well-known/jwks.json\x12_\n\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01\x42=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,34 +44,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTH'].methods_by_name['Revoke']._serialized_options = b'\202\323\344\223\002\024\"\017/v1/auth/revoke:\001*'
   _globals['_AUTH'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_AUTH'].methods_by_name['GetJwks']._serialized_options = b'\202\323\344\223\002)\022\r/v1/auth/jwksZ\030\022\026/.well-known/jwks.json'
-  _globals['_TOKENTYPEHINT']._serialized_start=1213
-  _globals['_TOKENTYPEHINT']._serialized_end=1330
+  _globals['_TOKENTYPEHINT']._serialized_start=1257
+  _globals['_TOKENTYPEHINT']._serialized_end=1374
   _globals['_SIGNINREQUEST']._serialized_start=100
-  _globals['_SIGNINREQUEST']._serialized_end=201
-  _globals['_SIGNINRESPONSE']._serialized_start=204
-  _globals['_SIGNINRESPONSE']._serialized_end=370
-  _globals['_REFRESHREQUEST']._serialized_start=372
-  _globals['_REFRESHREQUEST']._serialized_end=411
-  _globals['_REFRESHRESPONSE']._serialized_start=414
-  _globals['_REFRESHRESPONSE']._serialized_end=581
-  _globals['_VALIDATEREQUEST']._serialized_start=583
-  _globals['_VALIDATEREQUEST']._serialized_end=622
-  _globals['_VALIDATERESPONSE']._serialized_start=625
-  _globals['_VALIDATERESPONSE']._serialized_end=809
-  _globals['_REVOKEREQUEST']._serialized_start=811
-  _globals['_REVOKEREQUEST']._serialized_end=915
-  _globals['_REVOKERESPONSE']._serialized_start=917
-  _globals['_REVOKERESPONSE']._serialized_end=933
-  _globals['_GETJWKSREQUEST']._serialized_start=935
-  _globals['_GETJWKSREQUEST']._serialized_end=951
-  _globals['_GETJWKSRESPONSE']._serialized_start=953
-  _globals['_GETJWKSRESPONSE']._serialized_end=1001
-  _globals['_JWK']._serialized_start=1003
-  _globals['_JWK']._serialized_end=1117
-  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=1119
-  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=1144
-  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=1146
-  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=1211
-  _globals['_AUTH']._serialized_start=1333
-  _globals['_AUTH']._serialized_end=1937
+  _globals['_SIGNINREQUEST']._serialized_end=223
+  _globals['_SIGNINRESPONSE']._serialized_start=226
+  _globals['_SIGNINRESPONSE']._serialized_end=414
+  _globals['_REFRESHREQUEST']._serialized_start=416
+  _globals['_REFRESHREQUEST']._serialized_end=455
+  _globals['_REFRESHRESPONSE']._serialized_start=458
+  _globals['_REFRESHRESPONSE']._serialized_end=625
+  _globals['_VALIDATEREQUEST']._serialized_start=627
+  _globals['_VALIDATEREQUEST']._serialized_end=666
+  _globals['_VALIDATERESPONSE']._serialized_start=669
+  _globals['_VALIDATERESPONSE']._serialized_end=853
+  _globals['_REVOKEREQUEST']._serialized_start=855
+  _globals['_REVOKEREQUEST']._serialized_end=959
+  _globals['_REVOKERESPONSE']._serialized_start=961
+  _globals['_REVOKERESPONSE']._serialized_end=977
+  _globals['_GETJWKSREQUEST']._serialized_start=979
+  _globals['_GETJWKSREQUEST']._serialized_end=995
+  _globals['_GETJWKSRESPONSE']._serialized_start=997
+  _globals['_GETJWKSRESPONSE']._serialized_end=1045
+  _globals['_JWK']._serialized_start=1047
+  _globals['_JWK']._serialized_end=1161
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=1163
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=1188
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=1190
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=1255
+  _globals['_AUTH']._serialized_start=1377
+  _globals['_AUTH']._serialized_end=1981
 # @@protoc_insertion_point(module_scope)

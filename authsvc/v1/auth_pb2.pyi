@@ -52,10 +52,17 @@ class SignInRequest(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     USERNAME_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
+    DEVICE_TOKEN_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     phone: _builtins.str
     username: _builtins.str
     password: _builtins.str
+    device_token: _builtins.str
+    """Optional: the device_token an earlier successful sign-in of this identifier
+    returned on this device. It exempts the device from the per-identifier
+    throttle (OWASP "device cookies"), so guesses elsewhere cannot lock the
+    owner out; the device has a tight counter of its own.
+    """
     def __init__(
         self,
         *,
@@ -63,10 +70,11 @@ class SignInRequest(_message.Message):
         phone: _builtins.str = ...,
         username: _builtins.str = ...,
         password: _builtins.str = ...,
+        device_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "identifier", b"identifier", "phone", b"phone", "username", b"username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "identifier", b"identifier", "password", b"password", "phone", b"phone", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_token", b"device_token", "email", b"email", "identifier", b"identifier", "password", b"password", "phone", b"phone", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_identifier: _TypeAlias = _typing.Literal["email", "phone", "username"]  # noqa: Y015
     _WhichOneofArgType_identifier: _TypeAlias = _typing.Literal["identifier", b"identifier"]  # noqa: Y015
@@ -85,6 +93,7 @@ class SignInResponse(_message.Message):
     REFRESH_EXPIRES_IN_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_TOKEN_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
     token_type: _builtins.str
     expires_in: _builtins.int
@@ -92,6 +101,10 @@ class SignInResponse(_message.Message):
     refresh_expires_in: _builtins.int
     session_id: _builtins.str
     user_id: _builtins.str
+    device_token: _builtins.str
+    """Opaque; keep it on this device and send it with the next SignIn of this
+    identifier. The gateway keeps it in an HttpOnly cookie.
+    """
     def __init__(
         self,
         *,
@@ -102,10 +115,11 @@ class SignInResponse(_message.Message):
         refresh_expires_in: _builtins.int = ...,
         session_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
+        device_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expires_in", b"expires_in", "refresh_expires_in", b"refresh_expires_in", "refresh_token", b"refresh_token", "session_id", b"session_id", "token_type", b"token_type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "device_token", b"device_token", "expires_in", b"expires_in", "refresh_expires_in", b"refresh_expires_in", "refresh_token", b"refresh_token", "session_id", b"session_id", "token_type", b"token_type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

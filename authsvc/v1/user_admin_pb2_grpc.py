@@ -62,6 +62,11 @@ class UserAdminStub:
                 request_serializer=authsvc_dot_v1_dot_user__admin__pb2.RevokeSessionRequest.SerializeToString,
                 response_deserializer=authsvc_dot_v1_dot_user__admin__pb2.RevokeSessionResponse.FromString,
                 _registered_method=True)
+        self.SetScopes = channel.unary_unary(
+                '/authsvc.v1.UserAdmin/SetScopes',
+                request_serializer=authsvc_dot_v1_dot_user__admin__pb2.SetScopesRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_user__admin__pb2.SetScopesResponse.FromString,
+                _registered_method=True)
 
 
 class UserAdminServicer:
@@ -105,6 +110,14 @@ class UserAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetScopes(self, request, context):
+        """SetScopes grants and withdraws scopes. No session is revoked: each session's
+        next access token (at its next Refresh) carries the user's scopes as they are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +145,11 @@ def add_UserAdminServicer_to_server(servicer, server):
                     servicer.RevokeSession,
                     request_deserializer=authsvc_dot_v1_dot_user__admin__pb2.RevokeSessionRequest.FromString,
                     response_serializer=authsvc_dot_v1_dot_user__admin__pb2.RevokeSessionResponse.SerializeToString,
+            ),
+            'SetScopes': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetScopes,
+                    request_deserializer=authsvc_dot_v1_dot_user__admin__pb2.SetScopesRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_user__admin__pb2.SetScopesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +290,33 @@ class UserAdmin:
             '/authsvc.v1.UserAdmin/RevokeSession',
             authsvc_dot_v1_dot_user__admin__pb2.RevokeSessionRequest.SerializeToString,
             authsvc_dot_v1_dot_user__admin__pb2.RevokeSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetScopes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.UserAdmin/SetScopes',
+            authsvc_dot_v1_dot_user__admin__pb2.SetScopesRequest.SerializeToString,
+            authsvc_dot_v1_dot_user__admin__pb2.SetScopesResponse.FromString,
             options,
             channel_credentials,
             insecure,

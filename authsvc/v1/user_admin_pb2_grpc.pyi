@@ -53,6 +53,10 @@ class UserAdminStub:
     """ListSessions lists a user's sessions, newest first, ended ones included."""
     RevokeSession: _grpc.UnaryUnaryMultiCallable[_user_admin_pb2.RevokeSessionRequest, _user_admin_pb2.RevokeSessionResponse]
     """RevokeSession revokes one session; revoking a revoked session is not an error."""
+    SetScopes: _grpc.UnaryUnaryMultiCallable[_user_admin_pb2.SetScopesRequest, _user_admin_pb2.SetScopesResponse]
+    """SetScopes grants and withdraws scopes. No session is revoked: each session's
+    next access token (at its next Refresh) carries the user's scopes as they are.
+    """
 
 @_typing.type_check_only
 class UserAdminAsyncStub(UserAdminStub):
@@ -72,6 +76,10 @@ class UserAdminAsyncStub(UserAdminStub):
     """ListSessions lists a user's sessions, newest first, ended ones included."""
     RevokeSession: _aio.UnaryUnaryMultiCallable[_user_admin_pb2.RevokeSessionRequest, _user_admin_pb2.RevokeSessionResponse]  # type: ignore[assignment]
     """RevokeSession revokes one session; revoking a revoked session is not an error."""
+    SetScopes: _aio.UnaryUnaryMultiCallable[_user_admin_pb2.SetScopesRequest, _user_admin_pb2.SetScopesResponse]  # type: ignore[assignment]
+    """SetScopes grants and withdraws scopes. No session is revoked: each session's
+    next access token (at its next Refresh) carries the user's scopes as they are.
+    """
 
 class UserAdminServicer(metaclass=_abc_1.ABCMeta):
     """UserAdmin creates and disables users, sets passwords, and lists and
@@ -118,5 +126,15 @@ class UserAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_admin_pb2.RevokeSessionResponse, _abc.Awaitable[_user_admin_pb2.RevokeSessionResponse]]:
         """RevokeSession revokes one session; revoking a revoked session is not an error."""
+
+    @_abc_1.abstractmethod
+    def SetScopes(
+        self,
+        request: _user_admin_pb2.SetScopesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_admin_pb2.SetScopesResponse, _abc.Awaitable[_user_admin_pb2.SetScopesResponse]]:
+        """SetScopes grants and withdraws scopes. No session is revoked: each session's
+        next access token (at its next Refresh) carries the user's scopes as they are.
+        """
 
 def add_UserAdminServicer_to_server(servicer: UserAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -87,8 +87,13 @@ type SignInRequest struct {
 	//	*SignInRequest_Email
 	//	*SignInRequest_Phone
 	//	*SignInRequest_Username
-	Identifier    isSignInRequest_Identifier `protobuf_oneof:"identifier"`
-	Password      string                     `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	Identifier isSignInRequest_Identifier `protobuf_oneof:"identifier"`
+	Password   string                     `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	// Optional: the device_token an earlier successful sign-in of this identifier
+	// returned on this device. It exempts the device from the per-identifier
+	// throttle (OWASP "device cookies"), so guesses elsewhere cannot lock the
+	// owner out; the device has a tight counter of its own.
+	DeviceToken   string `protobuf:"bytes,5,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,6 +169,13 @@ func (x *SignInRequest) GetPassword() string {
 	return ""
 }
 
+func (x *SignInRequest) GetDeviceToken() string {
+	if x != nil {
+		return x.DeviceToken
+	}
+	return ""
+}
+
 type isSignInRequest_Identifier interface {
 	isSignInRequest_Identifier()
 }
@@ -195,8 +207,11 @@ type SignInResponse struct {
 	RefreshExpiresIn int64                  `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
 	SessionId        string                 `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	UserId           string                 `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Opaque; keep it on this device and send it with the next SignIn of this
+	// identifier. The gateway keeps it in an HttpOnly cookie.
+	DeviceToken   string `protobuf:"bytes,8,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SignInResponse) Reset() {
@@ -274,6 +289,13 @@ func (x *SignInResponse) GetSessionId() string {
 func (x *SignInResponse) GetUserId() string {
 	if x != nil {
 		return x.UserId
+	}
+	return ""
+}
+
+func (x *SignInResponse) GetDeviceToken() string {
+	if x != nil {
+		return x.DeviceToken
 	}
 	return ""
 }
@@ -923,14 +945,15 @@ var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
 const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"\x15authsvc/v1/auth.proto\x12\n" +
-	"authsvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n" +
+	"authsvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n" +
 	"\rSignInRequest\x12\x16\n" +
 	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
 	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x1c\n" +
 	"\busername\x18\x03 \x01(\tH\x00R\busername\x12\x1a\n" +
-	"\bpassword\x18\x04 \x01(\tR\bpasswordB\f\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\x12!\n" +
+	"\fdevice_token\x18\x05 \x01(\tR\vdeviceTokenB\f\n" +
 	"\n" +
-	"identifier\"\xfc\x01\n" +
+	"identifier\"\x9f\x02\n" +
 	"\x0eSignInResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
 	"\n" +
@@ -941,7 +964,8 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
-	"\auser_id\x18\a \x01(\tR\x06userId\"5\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\x12!\n" +
+	"\fdevice_token\x18\b \x01(\tR\vdeviceToken\"5\n" +
 	"\x0eRefreshRequest\x12#\n" +
 	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\"\xfd\x01\n" +
 	"\x0fRefreshResponse\x12!\n" +

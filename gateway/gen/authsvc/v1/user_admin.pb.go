@@ -860,6 +860,193 @@ func (*RevokeSessionResponse) Descriptor() ([]byte, []int) {
 	return file_authsvc_v1_user_admin_proto_rawDescGZIP(), []int{10}
 }
 
+type SetScopesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user, by id or by one of their identifiers.
+	//
+	// Types that are valid to be assigned to User:
+	//
+	//	*SetScopesRequest_UserId
+	//	*SetScopesRequest_Email
+	//	*SetScopesRequest_Phone
+	//	*SetScopesRequest_Username
+	User isSetScopesRequest_User `protobuf_oneof:"user"`
+	// Scopes to grant (kept in the order given, after those the user has).
+	Add []string `protobuf:"bytes,5,rep,name=add,proto3" json:"add,omitempty"`
+	// Scopes to withdraw.
+	Remove        []string `protobuf:"bytes,6,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetScopesRequest) Reset() {
+	*x = SetScopesRequest{}
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetScopesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetScopesRequest) ProtoMessage() {}
+
+func (x *SetScopesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetScopesRequest.ProtoReflect.Descriptor instead.
+func (*SetScopesRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_user_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetScopesRequest) GetUser() isSetScopesRequest_User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *SetScopesRequest) GetUserId() string {
+	if x != nil {
+		if x, ok := x.User.(*SetScopesRequest_UserId); ok {
+			return x.UserId
+		}
+	}
+	return ""
+}
+
+func (x *SetScopesRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.User.(*SetScopesRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *SetScopesRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.User.(*SetScopesRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *SetScopesRequest) GetUsername() string {
+	if x != nil {
+		if x, ok := x.User.(*SetScopesRequest_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+func (x *SetScopesRequest) GetAdd() []string {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *SetScopesRequest) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+type isSetScopesRequest_User interface {
+	isSetScopesRequest_User()
+}
+
+type SetScopesRequest_UserId struct {
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3,oneof"`
+}
+
+type SetScopesRequest_Email struct {
+	Email string `protobuf:"bytes,2,opt,name=email,proto3,oneof"`
+}
+
+type SetScopesRequest_Phone struct {
+	Phone string `protobuf:"bytes,3,opt,name=phone,proto3,oneof"`
+}
+
+type SetScopesRequest_Username struct {
+	Username string `protobuf:"bytes,4,opt,name=username,proto3,oneof"`
+}
+
+func (*SetScopesRequest_UserId) isSetScopesRequest_User() {}
+
+func (*SetScopesRequest_Email) isSetScopesRequest_User() {}
+
+func (*SetScopesRequest_Phone) isSetScopesRequest_User() {}
+
+func (*SetScopesRequest_Username) isSetScopesRequest_User() {}
+
+type SetScopesResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Every scope the user holds now.
+	Scopes        []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetScopesResponse) Reset() {
+	*x = SetScopesResponse{}
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetScopesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetScopesResponse) ProtoMessage() {}
+
+func (x *SetScopesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetScopesResponse.ProtoReflect.Descriptor instead.
+func (*SetScopesResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_user_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetScopesResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetScopesResponse) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
 var File_authsvc_v1_user_admin_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_user_admin_proto_rawDesc = "" +
@@ -920,14 +1107,26 @@ const file_authsvc_v1_user_admin_proto_rawDesc = "" +
 	"\x14RevokeSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x17\n" +
-	"\x15RevokeSessionResponse2\xa1\x03\n" +
+	"\x15RevokeSessionResponse\"\xad\x01\n" +
+	"\x10SetScopesRequest\x12\x19\n" +
+	"\auser_id\x18\x01 \x01(\tH\x00R\x06userId\x12\x16\n" +
+	"\x05email\x18\x02 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x03 \x01(\tH\x00R\x05phone\x12\x1c\n" +
+	"\busername\x18\x04 \x01(\tH\x00R\busername\x12\x10\n" +
+	"\x03add\x18\x05 \x03(\tR\x03add\x12\x16\n" +
+	"\x06remove\x18\x06 \x03(\tR\x06removeB\x06\n" +
+	"\x04user\"D\n" +
+	"\x11SetScopesResponse\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
+	"\x06scopes\x18\x02 \x03(\tR\x06scopes2\xeb\x03\n" +
 	"\tUserAdmin\x12K\n" +
 	"\n" +
 	"CreateUser\x12\x1d.authsvc.v1.CreateUserRequest\x1a\x1e.authsvc.v1.CreateUserResponse\x12N\n" +
 	"\vDisableUser\x12\x1e.authsvc.v1.DisableUserRequest\x1a\x1f.authsvc.v1.DisableUserResponse\x12N\n" +
 	"\vSetPassword\x12\x1e.authsvc.v1.SetPasswordRequest\x1a\x1f.authsvc.v1.SetPasswordResponse\x12Q\n" +
 	"\fListSessions\x12\x1f.authsvc.v1.ListSessionsRequest\x1a .authsvc.v1.ListSessionsResponse\x12T\n" +
-	"\rRevokeSession\x12 .authsvc.v1.RevokeSessionRequest\x1a!.authsvc.v1.RevokeSessionResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\rRevokeSession\x12 .authsvc.v1.RevokeSessionRequest\x1a!.authsvc.v1.RevokeSessionResponse\x12H\n" +
+	"\tSetScopes\x12\x1c.authsvc.v1.SetScopesRequest\x1a\x1d.authsvc.v1.SetScopesResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_user_admin_proto_rawDescOnce sync.Once
@@ -941,7 +1140,7 @@ func file_authsvc_v1_user_admin_proto_rawDescGZIP() []byte {
 	return file_authsvc_v1_user_admin_proto_rawDescData
 }
 
-var file_authsvc_v1_user_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_authsvc_v1_user_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_authsvc_v1_user_admin_proto_goTypes = []any{
 	(*CreateUserRequest)(nil),     // 0: authsvc.v1.CreateUserRequest
 	(*CreateUserResponse)(nil),    // 1: authsvc.v1.CreateUserResponse
@@ -954,26 +1153,30 @@ var file_authsvc_v1_user_admin_proto_goTypes = []any{
 	(*Session)(nil),               // 8: authsvc.v1.Session
 	(*RevokeSessionRequest)(nil),  // 9: authsvc.v1.RevokeSessionRequest
 	(*RevokeSessionResponse)(nil), // 10: authsvc.v1.RevokeSessionResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*SetScopesRequest)(nil),      // 11: authsvc.v1.SetScopesRequest
+	(*SetScopesResponse)(nil),     // 12: authsvc.v1.SetScopesResponse
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_authsvc_v1_user_admin_proto_depIdxs = []int32{
 	8,  // 0: authsvc.v1.ListSessionsResponse.sessions:type_name -> authsvc.v1.Session
-	11, // 1: authsvc.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	11, // 2: authsvc.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	11, // 3: authsvc.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	11, // 4: authsvc.v1.Session.revoked_at:type_name -> google.protobuf.Timestamp
+	13, // 1: authsvc.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	13, // 2: authsvc.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 3: authsvc.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	13, // 4: authsvc.v1.Session.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: authsvc.v1.UserAdmin.CreateUser:input_type -> authsvc.v1.CreateUserRequest
 	2,  // 6: authsvc.v1.UserAdmin.DisableUser:input_type -> authsvc.v1.DisableUserRequest
 	4,  // 7: authsvc.v1.UserAdmin.SetPassword:input_type -> authsvc.v1.SetPasswordRequest
 	6,  // 8: authsvc.v1.UserAdmin.ListSessions:input_type -> authsvc.v1.ListSessionsRequest
 	9,  // 9: authsvc.v1.UserAdmin.RevokeSession:input_type -> authsvc.v1.RevokeSessionRequest
-	1,  // 10: authsvc.v1.UserAdmin.CreateUser:output_type -> authsvc.v1.CreateUserResponse
-	3,  // 11: authsvc.v1.UserAdmin.DisableUser:output_type -> authsvc.v1.DisableUserResponse
-	5,  // 12: authsvc.v1.UserAdmin.SetPassword:output_type -> authsvc.v1.SetPasswordResponse
-	7,  // 13: authsvc.v1.UserAdmin.ListSessions:output_type -> authsvc.v1.ListSessionsResponse
-	10, // 14: authsvc.v1.UserAdmin.RevokeSession:output_type -> authsvc.v1.RevokeSessionResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
+	11, // 10: authsvc.v1.UserAdmin.SetScopes:input_type -> authsvc.v1.SetScopesRequest
+	1,  // 11: authsvc.v1.UserAdmin.CreateUser:output_type -> authsvc.v1.CreateUserResponse
+	3,  // 12: authsvc.v1.UserAdmin.DisableUser:output_type -> authsvc.v1.DisableUserResponse
+	5,  // 13: authsvc.v1.UserAdmin.SetPassword:output_type -> authsvc.v1.SetPasswordResponse
+	7,  // 14: authsvc.v1.UserAdmin.ListSessions:output_type -> authsvc.v1.ListSessionsResponse
+	10, // 15: authsvc.v1.UserAdmin.RevokeSession:output_type -> authsvc.v1.RevokeSessionResponse
+	12, // 16: authsvc.v1.UserAdmin.SetScopes:output_type -> authsvc.v1.SetScopesResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1007,13 +1210,19 @@ func file_authsvc_v1_user_admin_proto_init() {
 		(*ListSessionsRequest_Phone)(nil),
 		(*ListSessionsRequest_Username)(nil),
 	}
+	file_authsvc_v1_user_admin_proto_msgTypes[11].OneofWrappers = []any{
+		(*SetScopesRequest_UserId)(nil),
+		(*SetScopesRequest_Email)(nil),
+		(*SetScopesRequest_Phone)(nil),
+		(*SetScopesRequest_Username)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_user_admin_proto_rawDesc), len(file_authsvc_v1_user_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

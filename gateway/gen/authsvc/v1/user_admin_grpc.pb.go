@@ -32,6 +32,7 @@ const (
 	UserAdmin_SetPassword_FullMethodName   = "/authsvc.v1.UserAdmin/SetPassword"
 	UserAdmin_ListSessions_FullMethodName  = "/authsvc.v1.UserAdmin/ListSessions"
 	UserAdmin_RevokeSession_FullMethodName = "/authsvc.v1.UserAdmin/RevokeSession"
+	UserAdmin_SetScopes_FullMethodName     = "/authsvc.v1.UserAdmin/SetScopes"
 )
 
 // UserAdminClient is the client API for UserAdmin service.
@@ -52,6 +53,9 @@ type UserAdminClient interface {
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
 	// RevokeSession revokes one session; revoking a revoked session is not an error.
 	RevokeSession(ctx context.Context, in *RevokeSessionRequest, opts ...grpc.CallOption) (*RevokeSessionResponse, error)
+	// SetScopes grants and withdraws scopes. No session is revoked: each session's
+	// next access token (at its next Refresh) carries the user's scopes as they are.
+	SetScopes(ctx context.Context, in *SetScopesRequest, opts ...grpc.CallOption) (*SetScopesResponse, error)
 }
 
 type userAdminClient struct {
@@ -112,6 +116,16 @@ func (c *userAdminClient) RevokeSession(ctx context.Context, in *RevokeSessionRe
 	return out, nil
 }
 
+func (c *userAdminClient) SetScopes(ctx context.Context, in *SetScopesRequest, opts ...grpc.CallOption) (*SetScopesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetScopesResponse)
+	err := c.cc.Invoke(ctx, UserAdmin_SetScopes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserAdminServer is the server API for UserAdmin service.
 // All implementations must embed UnimplementedUserAdminServer
 // for forward compatibility.
@@ -130,6 +144,9 @@ type UserAdminServer interface {
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
 	// RevokeSession revokes one session; revoking a revoked session is not an error.
 	RevokeSession(context.Context, *RevokeSessionRequest) (*RevokeSessionResponse, error)
+	// SetScopes grants and withdraws scopes. No session is revoked: each session's
+	// next access token (at its next Refresh) carries the user's scopes as they are.
+	SetScopes(context.Context, *SetScopesRequest) (*SetScopesResponse, error)
 	mustEmbedUnimplementedUserAdminServer()
 }
 
@@ -154,6 +171,9 @@ func (UnimplementedUserAdminServer) ListSessions(context.Context, *ListSessionsR
 }
 func (UnimplementedUserAdminServer) RevokeSession(context.Context, *RevokeSessionRequest) (*RevokeSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeSession not implemented")
+}
+func (UnimplementedUserAdminServer) SetScopes(context.Context, *SetScopesRequest) (*SetScopesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetScopes not implemented")
 }
 func (UnimplementedUserAdminServer) mustEmbedUnimplementedUserAdminServer() {}
 func (UnimplementedUserAdminServer) testEmbeddedByValue()                   {}
@@ -266,6 +286,24 @@ func _UserAdmin_RevokeSession_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserAdmin_SetScopes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetScopesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserAdminServer).SetScopes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserAdmin_SetScopes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserAdminServer).SetScopes(ctx, req.(*SetScopesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserAdmin_ServiceDesc is the grpc.ServiceDesc for UserAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -292,6 +330,10 @@ var UserAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeSession",
 			Handler:    _UserAdmin_RevokeSession_Handler,
+		},
+		{
+			MethodName: "SetScopes",
+			Handler:    _UserAdmin_SetScopes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

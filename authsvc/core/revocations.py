@@ -5,8 +5,15 @@ the LocalVerifier from ``WatchRevocations``. The set holds only sessions
 revoked within the last access-token lifetime plus leeway: older sessions'
 access tokens have expired anyway.
 
-While its feed is down the set is trusted for ``max_staleness`` seconds;
-past that ``is_revoked`` answers ``None`` ("ask someone who knows").
+Trust is counted from the last moment the feed *confirmed* the set is
+current (``heard``: a load, a revocation, a heartbeat, a successful ping),
+not from when a broken feed is noticed: a silent feed (a frozen server, a
+stalled connection) is trusted for ``max_staleness`` seconds after its last
+word, and then ``is_revoked`` answers ``None`` ("ask someone who knows").
+
+A reload after a reconnect merges into the set, never replaces it: a
+revocation this replica acknowledged is not forgotten because a database
+that failed over lost it.
 """
 
 from __future__ import annotations
@@ -48,11 +55,20 @@ class RevocationSet:
         return self._monotonic() <= self._trusted_until
 
     def load(self, revoked: dict[str, float]) -> None:
-        """Replace the set with a fresh read of the table; trust it from now on."""
-        self._revoked = dict(revoked)
-        self._trusted_until = math.inf
+        """Merge a fresh read of the source (session id → when revoked) into the set,
+        keeping what it already holds; the feed is current as of now."""
+        held = self._revoked
+        for sid, at in revoked.items():
+            held[sid] = max(at, held.get(sid, at))
+        self.heard()
+
+    def heard(self) -> None:
+        """The feed just confirmed the set is current: trust it for max_staleness more."""
+        self._trusted_until = self._monotonic() + self._max_staleness
 
     def add(self, session_ids: list[str]) -> None:
+        """Revocations the feed just delivered (which also confirms it is current)."""
+        self.heard()
         now = self._clock()
         fresh = [s for s in session_ids if s not in self._revoked]
         for sid in fresh:
@@ -65,10 +81,8 @@ class RevocationSet:
                     self._drop(queue)  # it fell behind: it resynchronises by reconnecting
 
     def lost(self) -> None:
-        """The feed is down: trust what we have for max_staleness more seconds, and
-        end every watch stream so watchers fall back to their own staleness rules."""
-        if self._trusted_until == math.inf:
-            self._trusted_until = self._monotonic() + self._max_staleness
+        """The feed is down: what we have stays trusted until max_staleness after it
+        last spoke; every watch stream ends, so watchers apply their own bound."""
         self.end_watches()
 
     def end_watches(self) -> None:

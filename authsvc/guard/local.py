@@ -4,10 +4,14 @@ It fetches the key set with ``GetJwks`` (again every ``jwks_interval``, and
 on an unknown kid at most once per ``kid_refetch_interval``, so forged kids
 cannot make it hammer authsvc), verifies with the same ``TokenCheck`` as
 ``Validate`` (``authsvc.core.verification``), and follows
-``WatchRevocations`` into a ``RevocationSet``. When the stream is down it
-reconnects with backoff (0.1 s doubling to 5 s, jittered) and trusts what it
-has for ``max_staleness`` seconds; past that every token is refused with
-``Unavailable`` (fail closed). Import it from ``authsvc.verifiers``.
+``WatchRevocations`` into a ``RevocationSet``. authsvc sends a heartbeat
+every second while its own set is current, so staleness counts from the
+last message received: when the stream is silent (authsvc frozen, a dead
+link keepalive has not noticed yet) or down (reconnecting with backoff, 0.1 s
+doubling to 5 s, jittered), what the verifier has is trusted for
+``max_staleness`` seconds after the last message, then every token is
+refused with ``Unavailable`` (fail closed). ``max_staleness`` must be at
+least 2 s (two heartbeats). Import it from ``authsvc.verifiers``.
 
 ``max_token_lifetime`` and ``revocation_window`` must match authsvc's
 access-token lifetime (``AUTHSVC_ACCESS_TOKEN_TTL``, 900 s by default) and
@@ -74,6 +78,8 @@ class LocalVerifier:
         self._jwks_interval = jwks_interval
         self._kid_gate = ReloadGate(kid_refetch_interval, monotonic)
         self._kid_lock = threading.Lock()
+        if max_staleness < 2.0:
+            raise ValueError("max_staleness must be at least 2 s (authsvc's heartbeat is 1 s)")
         window = max_token_lifetime + leeway if revocation_window is None else revocation_window
         self.revocations = RevocationSet(clock, window, max_staleness, monotonic)
         self._stopping = threading.Event()
@@ -204,5 +210,5 @@ class LocalVerifier:
                     log.warning("WatchRevocations ended: %s; reconnecting", exc.code())
             finally:
                 self._following = False
-                self.revocations.lost()  # trusted for max_staleness more seconds
+                self.revocations.lost()  # trusted until max_staleness after the last word
             self._stopping.wait(backoff.next())

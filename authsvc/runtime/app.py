@@ -51,7 +51,8 @@ class App:
         self.keystore = KeyStore(db, settings, clock)
         self.revocations = RevocationSet(clock, window, settings.revocation_max_staleness)
         self.listener = RevocationListener(database_url, self.revocations, clock, window,
-                                           settings.db_timeout)
+                                           settings.db_timeout,
+                                           settings.revocation_max_staleness)
         self.passwords = Passwords(settings.argon2_profile, settings.hash_threads)
         self.validator = Validator(db, self.keystore, self.revocations, rules, clock,
                                    settings.token_cache_size)

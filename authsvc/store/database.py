@@ -98,9 +98,11 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     return applied
 
 
-async def connect(url: str, timeout: float) -> asyncpg.Connection:
+async def connect(url: str, timeout: float, application_name: str = "authsvc",
+                  ) -> asyncpg.Connection:
     with unavailable_on_failure():
-        return await asyncpg.connect(url, timeout=timeout, command_timeout=timeout)
+        return await asyncpg.connect(url, timeout=timeout, command_timeout=timeout,
+                                     server_settings={"application_name": application_name})
 
 
 async def create_pool(url: str, size: int, timeout: float) -> asyncpg.Pool:

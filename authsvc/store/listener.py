@@ -23,7 +23,8 @@ from .database import CONNECTION_ERRORS, REVOCATION_CHANNEL, connect
 
 log = logging.getLogger(__name__)
 
-PING_INTERVAL = 1.0
+PING_INTERVAL = 1.0  # each answered ping confirms the set; see RevocationSet.heard
+APPLICATION_NAME = "authsvc-revocation-listener"
 _LOST: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)
 
 
@@ -31,8 +32,10 @@ class RevocationListener:
     """Keeps a RevocationSet current from its own LISTEN connection."""
 
     def __init__(self, url: str, revocations: RevocationSet, clock: Clock,
-                 window: float, timeout: float) -> None:
+                 window: float, timeout: float, max_staleness: float = 5.0) -> None:
         self._url = url
+        # Pings well within the staleness bound, so a healthy feed is never stale.
+        self._ping_interval = max(0.05, min(PING_INTERVAL, max_staleness / 3))
         self._set = revocations
         self._clock = clock
         self._window = window
@@ -57,7 +60,8 @@ class RevocationListener:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await connect(self._url, self._timeout)
+                conn = await connect(self._url, self._timeout,
+                                     application_name=APPLICATION_NAME)
                 await self._follow(conn, backoff)
             except _LOST as exc:
                 log.warning("revocation listener lost the database: %s", type(exc).__name__)
@@ -82,8 +86,10 @@ class RevocationListener:
         backoff.reset()
         while not closed.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closed.wait(), PING_INTERVAL)
+                await asyncio.wait_for(closed.wait(), self._ping_interval)
             if not closed.is_set():
                 await conn.fetchval("SELECT 1", timeout=self._timeout)
+                # Every NOTIFY sent before the ping's answer has been delivered.
+                self._set.heard()
                 self._set.prune()
 

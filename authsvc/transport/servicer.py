@@ -6,6 +6,7 @@ one mapping in ``transport.calls``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,6 +28,9 @@ from ..v1 import auth_pb2, auth_pb2_grpc
 from .metadata import Networks, caller
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 (the OAuth token_type, not a secret)
+# An empty WatchRevocations message this often: a watcher counts its staleness
+# from the last message, so a frozen authsvc is noticed within its bound.
+HEARTBEAT_INTERVAL = 1.0
 
 
 class AuthServicer(auth_pb2_grpc.AuthServicer):
@@ -90,7 +94,16 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
             yield auth_pb2.WatchRevocationsResponse(session_ids=revocations.snapshot(),
                                                     snapshot=True)
             while True:
-                batch = await queue.get()
+                try:
+                    batch = await asyncio.wait_for(queue.get(), HEARTBEAT_INTERVAL)
+                except TimeoutError:
+                    # A heartbeat says "nothing new, and this set is current": only
+                    # while this worker's own feed is, or the watcher would trust a
+                    # stale set.
+                    if not revocations.trusted:
+                        raise Unavailable("revocation feed is stale") from None
+                    yield auth_pb2.WatchRevocationsResponse()
+                    continue
                 if batch is None:  # the feed went down, or we fell behind
                     raise Unavailable("revocation feed interrupted")
                 yield auth_pb2.WatchRevocationsResponse(session_ids=batch)

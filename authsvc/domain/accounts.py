@@ -57,7 +57,7 @@ class Accounts:
     async def add(self, kind: str | None, raw: str, password: str,
                   scopes: tuple[str, ...] = ()) -> str:
         identifier = identifiers.normalize(identifiers.kind_of(kind), raw)
-        identifiers.check_password(password)
+        identifiers.check_password(password, names=(identifier.value,))
         scopes = check_scopes(scopes)
         password_hash = await self._passwords.hash(password)
         now = self._clock()
@@ -79,7 +79,8 @@ class Accounts:
     async def set_password(self, selector: Identifier | str, password: str) -> str:
         """Replace the password and revoke every session of the user (OWASP: a
         password change ends the sessions an attacker may hold)."""
-        identifiers.check_password(password)
+        named = await self.get(selector)
+        identifiers.check_password(password, names=(named.email, named.phone, named.username))
         password_hash = await self._passwords.hash(password)
         async with self._revocations.transaction() as change:
             user = await self._find(change.conn, selector)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import InvalidArgument
+from . import blocklist
 
 Kind = Literal["email", "phone", "username"]
 KINDS: tuple[Kind, ...] = ("email", "phone", "username")
@@ -63,12 +64,22 @@ def normalize(kind: Kind, raw: str) -> Identifier:
     return Identifier("username", _username(raw))
 
 
-def check_password(password: str, field: str = "password") -> str:
-    """A new password: 8 to 1024 characters, kept exactly as given (no trimming)."""
+def check_password(password: str, field: str = "password",
+                   names: tuple[str | None, ...] = ()) -> str:
+    """A new password: 8 to 1024 characters, kept exactly as given (no trimming),
+    not one of the common passwords of breach corpora, and not containing the
+    account's own identifiers (``names``: email or its local part, phone, username)."""
     if len(password) < MIN_PASSWORD:
         raise InvalidArgument(field, f"must be at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise InvalidArgument(field, f"must be at most {MAX_PASSWORD} characters")
+    if blocklist.is_common(password):
+        raise InvalidArgument(field, "is too common; choose a longer or less usual one")
+    lowered = password.lower()
+    for name in names:
+        for part in (name, name.partition("@")[0], name.lstrip("+")) if name else ():
+            if len(part) >= 4 and part.lower() in lowered:
+                raise InvalidArgument(field, "must not contain the account's identifier")
     return password
 
 

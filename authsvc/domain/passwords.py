@@ -14,6 +14,13 @@ Profiles (``AUTHSVC_ARGON2_PROFILE``):
 - ``owasp`` (default): argon2id, m=19 MiB, t=2, p=1, OWASP's minimum.
 - ``rfc9106-low-memory``: argon2id, m=64 MiB, t=3, p=4.
 - ``test-only-cheapest``: argon2-cffi's CHEAPEST. Only for tests.
+
+An unknown user is checked against a dummy hash so that the answer takes as
+long as a known user's. The dummy is made with the parameters most stored
+hashes have (``calibrate``, at start-up and hourly), not the configured
+profile's: after a profile change, stored hashes keep their old cost until
+their owners sign in (and are rehashed), and a dummy of the new cost would
+tell existing accounts from unknown ones by time.
 """
 
 from __future__ import annotations
@@ -65,6 +72,23 @@ class Passwords:
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
         self.waiting = 0
 
+    @property
+    def dummy_parameters(self) -> argon2.Parameters:
+        return argon2.extract_parameters(self._dummy)
+
+    def calibrate(self, typical_hash: str | None) -> None:
+        """Make the dummy hash with the parameters of ``typical_hash`` (one of the
+        most common stored hashes); unusable or None keeps the current dummy."""
+        if typical_hash is None:
+            return
+        try:
+            parameters = argon2.extract_parameters(typical_hash)
+        except InvalidHashError:
+            return
+        if parameters != self.dummy_parameters:
+            hasher = PasswordHasher.from_parameters(parameters)
+            self._dummy = hasher.hash(secrets.token_urlsafe(16))
+
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)
 
@@ -83,7 +107,7 @@ class Passwords:
         except (VerificationError, InvalidHashError):
             # A corrupt stored hash is a failed sign-in, never an INTERNAL;
             # spend the same time as a real verify so it leaks nothing.
-            with contextlib.suppress(VerificationError):
+            with contextlib.suppress(VerificationError, InvalidHashError):
                 self._hasher.verify(self._dummy, password)
             return Verdict(False)
         return Verdict(True, self._hasher.check_needs_rehash(stored_hash))

@@ -25,6 +25,7 @@ from ..domain.revocation import Revocations, SignOut
 from ..domain.signin import SignIn
 from ..domain.throttle import Throttle, ThrottlePolicy
 from ..domain.validator import Validator
+from ..store import users as user_rows
 from ..store.database import Database, create_pool
 from ..store.listener import RevocationListener
 from ..store.throttles import Tarpit
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 30.0
 GAUGE_INTERVAL = 2.0
+CALIBRATION_ROUNDS = 120  # of HOUSEKEEPING_INTERVAL: hourly
 
 
 class App:
@@ -67,14 +69,25 @@ class App:
         self.sign_out = SignOut(db, revoking, self.validator)
         self.accounts = Accounts(db, clock, self.passwords, revoking)
 
+    async def calibrate_dummy_hash(self) -> None:
+        """Unknown users cost what most stored hashes cost (see ``Passwords.calibrate``)."""
+        async with self.db.connection() as conn:
+            typical = await user_rows.typical_password_hash(conn)
+        await asyncio.to_thread(self.passwords.calibrate, typical)
+
     async def housekeep(self) -> None:
-        """Pick up rotated keys, drop expired cache entries and throttle rows, now and then."""
+        """Pick up rotated keys, drop expired cache entries and throttle rows, now and
+        then; recalibrate the dummy hash every hour."""
+        rounds = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            rounds += 1
             self.validator.evict_expired()
             try:
                 await self.keystore.load()
                 await self.throttle.forget_expired()
+                if rounds % CALIBRATION_ROUNDS == 0:
+                    await self.calibrate_dummy_hash()
             except Exception as exc:
                 log.warning("housekeeping failed (%s); trying again later", type(exc).__name__)
 
@@ -110,6 +123,7 @@ async def running_app(settings: Settings, database_url: str, clock: Clock = syst
     tasks: list[asyncio.Task[None]] = []
     try:
         await app.keystore.ensure_signing_key()
+        await app.calibrate_dummy_hash()
         if listen_for_revocations:
             await app.listener.start()
             tasks = [asyncio.create_task(app.housekeep(), name="housekeeping"),

@@ -124,3 +124,11 @@ async def change_scopes(conn: asyncpg.Connection, user_id: str, *, add: tuple[st
         uuid.UUID(user_id), list(add), list(remove),
         None if replace is None else list(replace), to_datetime(now))
     return None if found is None else tuple(found)
+
+
+async def typical_password_hash(conn: asyncpg.Connection) -> str | None:
+    """One stored hash of the parameter set most users' hashes have (None: no users)."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT min(password_hash) FROM users WHERE split_part(password_hash, '$', 4) = ("
+        "  SELECT split_part(password_hash, '$', 4) FROM users"
+        "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)")

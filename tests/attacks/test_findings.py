@@ -12,8 +12,10 @@ import dataclasses
 import grpc
 import jwt
 import pytest
+from argon2 import PasswordHasher
 
 from authsvc.core.tokens import AccessClaims
+from authsvc.domain.passwords import PROFILES
 from authsvc.errors import TokenInvalid
 from authsvc.runtime.app import App, running_app
 from authsvc.runtime.server import running_server
@@ -329,3 +331,58 @@ def test_the_cli_grants_and_withdraws_scopes(database_url):
     assert (changed.returncode, changed.stdout) == (0, f"{user_id} billing audit\n")
     assert nothing.returncode == 2
     assert nothing.stderr == "authsvc: error: scope: give --add or --remove (repeatable)\n"
+
+
+# --- 7. timing after a profile change --------------------------------------------------
+
+
+async def test_unknown_users_cost_what_most_stored_hashes_cost(service):
+    """When most stored hashes have other argon2 parameters than the configured
+    profile (a profile change), the dummy hash for unknown users takes theirs, so
+    a wrong password costs the same for existing and unknown accounts."""
+    app, stub, _user, _port = service
+    old = PasswordHasher.from_parameters(PROFILES["owasp"])
+    async with app.db.connection() as conn:
+        for i in range(3):
+            await conn.execute(
+                "INSERT INTO users (id, email, password_hash, created_at, updated_at)"
+                " VALUES (gen_random_uuid(), $1, $2, now(), now())",
+                f"old{i}@example.com", old.hash(PASSWORD))
+    configured = app.passwords.dummy_parameters
+
+    await app.calibrate_dummy_hash()
+
+    assert configured == PROFILES["test-only-cheapest"]
+    assert app.passwords.dummy_parameters == PROFILES["owasp"]
+    unknown = await fails(attempt(stub, PASSWORD, email="nobody@example.com"))
+    assert unknown.reason == "INVALID_CREDENTIALS"
+
+
+# --- weak passwords ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("password", "why"), [
+    ("password", "is too common; choose a longer or less usual one"),
+    ("12345678", "is too common; choose a longer or less usual one"),
+    ("PassWord1", "is too common; choose a longer or less usual one"),
+    ("dora-explorer-2026", "must not contain the account's identifier"),
+])
+async def test_common_passwords_and_the_identifier_itself_are_refused(service, password, why):
+    """New passwords are checked against a list of breached ones and against the
+    account's identifiers: INVALID_ARGUMENT naming the field, nothing created."""
+    app, _stub, user_id, port = service
+    admin = await attempt(_stub, PASSWORD)
+    bearer = (("authorization", f"Bearer {admin.access_token}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        users = user_admin_pb2_grpc.UserAdminStub(channel)
+        created = await fails(users.CreateUser(user_admin_pb2.CreateUserRequest(
+            username="dora-explorer", password=password), metadata=bearer))
+        changed = await fails(users.SetPassword(user_admin_pb2.SetPasswordRequest(
+            user_id=user_id, password=password.replace("dora-explorer", "alice")),
+            metadata=bearer))
+
+    assert (created.code, created.fields, created.message) == (
+        grpc.StatusCode.INVALID_ARGUMENT, ["password"], f"password: {why}")
+    assert (changed.code, changed.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["password"])
+    async with app.db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 1

@@ -99,6 +99,7 @@ class Settings:
     throttle_window: float = 3600.0
     throttle_trust_ttl: float = 30 * DAY
     throttle_ipv6_prefix: int = 64
+    audit_retention: float = 90 * DAY
 
     def __post_init__(self) -> None:
         _check(self.signing_alg in SIGNING_ALGORITHMS, "AUTHSVC_SIGNING_ALG",
@@ -129,6 +130,8 @@ class Settings:
         _check(32 <= self.throttle_ipv6_prefix <= 128, "AUTHSVC_THROTTLE_IPV6_PREFIX",
                "must be between 32 and 128")
         _check(self.shutdown_grace >= 0, "AUTHSVC_SHUTDOWN_GRACE", "must be 0 or more")
+        _check(self.audit_retention >= 0, "AUTHSVC_AUDIT_RETENTION",
+               "must be 0 (keep everything) or more seconds")
         if self.metrics_listen is not None:
             _check(_is_listen(self.metrics_listen), "AUTHSVC_METRICS_LISTEN",
                    "must be HOST:PORT or off")
@@ -173,6 +176,7 @@ class Settings:
         values["db_timeout"] = reader.get("AUTHSVC_DB_TIMEOUT", float)
         values["reflection"] = reader.get("AUTHSVC_REFLECTION", _boolean)
         values["shutdown_grace"] = reader.get("AUTHSVC_SHUTDOWN_GRACE", float)
+        values["audit_retention"] = reader.get("AUTHSVC_AUDIT_RETENTION", float)
         metrics = reader.get("AUTHSVC_METRICS_LISTEN", str)
         values["tls_cert_file"] = reader.get("AUTHSVC_TLS_CERT_FILE", Path)
         values["tls_key_file"] = reader.get("AUTHSVC_TLS_KEY_FILE", Path)

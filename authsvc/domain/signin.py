@@ -62,7 +62,10 @@ class SignIn:
             reservation = await self._throttle.reserve_sign_in(conn, identifier,
                                                                caller.client_addr, device)
             if reservation.retry_after is not None:
-                await events.record(conn, "signin.throttled", self._clock(), **caller.audit())
+                if reservation.worth_auditing:
+                    await events.record(conn, "signin.throttled", self._clock(),
+                                        reason=f"refused {reservation.refusals}",
+                                        **caller.audit())
             else:
                 user = await user_rows.find(conn, identifier.kind, identifier.value)
         reservation.raise_if_refused()

@@ -74,6 +74,13 @@ class Reservation:
     device: str | None = None
     charged: list[tuple[str, Tarpit]] = field(default_factory=list)
     retry_after: float | None = None
+    refusals: int = 0  # how many attempts the block has refused, this one included
+
+    @property
+    def worth_auditing(self) -> bool:
+        """A refusal gets an audit row when its count is a power of two (1, 2, 4, …):
+        a flood of refused calls leaves a logarithmic trail, not a row each."""
+        return self.refusals & (self.refusals - 1) == 0
 
     def raise_if_refused(self) -> None:
         if self.retry_after is not None:
@@ -108,9 +115,11 @@ class Throttle:
         if device or (address and await rows.is_trusted(
                 conn, self._trust(identifier, address), now)):
             checked.remove(by_identifier[0])
-        until = await rows.reserve(conn, checked, charged, now)
-        if until is not None:
-            return Reservation(identifier, address, device, retry_after=until - now)
+        refused = await rows.reserve(conn, checked, charged, now)
+        if refused is not None:
+            until, refusals = refused
+            return Reservation(identifier, address, device, retry_after=until - now,
+                               refusals=refusals)
         return Reservation(identifier, address, device, charged)
 
     async def sign_in_succeeded(self, conn: Connection, reservation: Reservation) -> None:

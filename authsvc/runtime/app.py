@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..clock import Clock, system_clock
 from ..config import Settings
@@ -21,6 +21,7 @@ from ..domain.issuer import Issuer, token_rules
 from ..domain.keystore import KeyStore
 from ..domain.passwords import Passwords
 from ..domain.refresh import Refresh
+from ..domain.retention import Retention
 from ..domain.revocation import Revocations, SignOut
 from ..domain.signin import SignIn
 from ..domain.throttle import Throttle, ThrottlePolicy
@@ -68,6 +69,7 @@ class App:
         self.refresh = Refresh(settings, clock, self.throttle, revoking, issuer, kek)
         self.sign_out = SignOut(db, revoking, self.validator)
         self.accounts = Accounts(db, clock, self.passwords, revoking)
+        self.retention = Retention(db, clock, self.throttle, settings.audit_retention)
 
     async def calibrate_dummy_hash(self) -> None:
         """Unknown users cost what most stored hashes cost (see ``Passwords.calibrate``)."""
@@ -76,20 +78,30 @@ class App:
         await asyncio.to_thread(self.passwords.calibrate, typical)
 
     async def housekeep(self) -> None:
-        """Pick up rotated keys, drop expired cache entries and throttle rows, now and
-        then; recalibrate the dummy hash every hour."""
+        """Pick up rotated keys, drop expired cache entries, prune what can no longer
+        matter, now and then; recalibrate the dummy hash every hour."""
         rounds = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             rounds += 1
             self.validator.evict_expired()
-            try:
-                await self.keystore.load()
-                await self.throttle.forget_expired()
-                if rounds % CALIBRATION_ROUNDS == 0:
-                    await self.calibrate_dummy_hash()
-            except Exception as exc:
-                log.warning("housekeeping failed (%s); trying again later", type(exc).__name__)
+            tasks: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                ("keys", self.keystore.load), ("pruning", self.retention.prune)]
+            if rounds % CALIBRATION_ROUNDS == 0:
+                tasks.append(("calibration", self.calibrate_dummy_hash))
+            for task, run in tasks:
+                await self._housekeeping_task(task, run)
+
+    async def _housekeeping_task(self, task: str, run: Callable[[], Awaitable[object]],
+                                 ) -> None:
+        """One housekeeping task; a failure is logged with its SQLSTATE and retried
+        at the next pass, and never stops the others."""
+        try:
+            await run()
+        except Exception as exc:
+            log.warning("housekeeping task failed; trying again later", extra={"fields": {
+                "task": task, "error": type(exc).__name__,
+                "sqlstate": getattr(exc, "sqlstate", None)}})
 
     async def report_gauges(self, update: Callable[[int, int, int, int], None]) -> None:
         """Hand ``update`` the gauges' values every few seconds."""

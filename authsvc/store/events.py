@@ -39,3 +39,13 @@ async def search(conn: asyncpg.Connection, *, user_id: str | None, since: float 
              "user_id": None if r["user_id"] is None else str(r["user_id"]),
              "session_id": None if r["session_id"] is None else str(r["session_id"]),
              "client_addr": r["client_addr"], "user_agent": r["user_agent"]} for r in rows]
+
+
+async def prune(conn: asyncpg.Connection, before: float, batch: int) -> int:
+    """Delete at most ``batch`` of the oldest events older than ``before``; how many.
+    Small batches keep each statement's locks short while workers write."""
+    result = await conn.execute(
+        "DELETE FROM auth_events WHERE id IN ("
+        " SELECT id FROM auth_events WHERE at < $1::timestamptz ORDER BY at LIMIT $2)",
+        to_datetime(before), batch)
+    return int(result.split()[-1])

@@ -55,17 +55,19 @@ async def record_failure(conn: asyncpg.Connection, key: str, tarpit: Tarpit,
 
 
 async def reserve(conn: asyncpg.Connection, checked: list[str],
-                  charged: list[tuple[str, Tarpit]], now: float) -> float | None:
+                  charged: list[tuple[str, Tarpit]], now: float) -> tuple[float, int] | None:
     """Take one attempt's slot on every ``charged`` key, atomically (``throttle_reserve``
     in 0003): None when taken (counted as a failure), else the latest block in force
-    among ``checked`` (nothing counted)."""
-    found = await conn.fetchval(
-        "SELECT throttle_reserve($1::text[], $2::text[], $3::int[], $4::float8[],"
-        " $5::float8[], $6::float8[], $7)",
+    among ``checked`` and how many attempts it has refused (nothing counted)."""
+    found = await conn.fetchrow(
+        "SELECT blocked, refused FROM throttle_reserve($1::text[], $2::text[], $3::int[],"
+        " $4::float8[], $5::float8[], $6::float8[], $7)",
         checked, [k for k, _ in charged], [t.free for _, t in charged],
         [float(t.base) for _, t in charged], [float(t.cap) for _, t in charged],
         [float(t.window) for _, t in charged], to_datetime(now))
-    return None if found is None else float(found.timestamp())
+    if found is None or found["blocked"] is None:
+        return None
+    return float(found["blocked"].timestamp()), int(found["refused"])
 
 
 async def release(conn: asyncpg.Connection, charged: list[tuple[str, Tarpit]]) -> None:
@@ -99,6 +101,7 @@ async def forget_expired(conn: asyncpg.Connection, now: float, window: float) ->
     """Drop rows that no longer affect anything."""
     moment = to_datetime(now)
     await conn.execute(
-        "DELETE FROM throttles WHERE last_failure_at < $1 - make_interval(secs => $2::float8)"
-        " AND (blocked_until IS NULL OR blocked_until < $1)", moment, float(window))
-    await conn.execute("DELETE FROM trusted_clients WHERE until < $1", moment)
+        "DELETE FROM throttles WHERE last_failure_at < $1::timestamptz"
+        " - make_interval(secs => $2::float8)"
+        " AND (blocked_until IS NULL OR blocked_until < $1::timestamptz)", moment, float(window))
+    await conn.execute("DELETE FROM trusted_clients WHERE until < $1::timestamptz", moment)

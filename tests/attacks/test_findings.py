@@ -95,7 +95,8 @@ async def test_a_concurrent_burst_gets_only_the_free_budget_hashed(service):
     assert answers.count("INVALID_CREDENTIALS") + answers.count("OK") == 11
     counts = await event_counts(app)
     assert counts.get("signin.failure", 0) + counts.get("signin.success", 0) == 11
-    assert counts["signin.throttled"] == 29
+    # Refusals 1, 2, 4, 8 and 16 of the block are audited: a trail, not a flood.
+    assert counts["signin.throttled"] == 5
 
 
 async def test_bursts_from_two_replicas_share_one_budget(service, settings, database_url,

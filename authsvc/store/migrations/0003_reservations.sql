@@ -5,31 +5,39 @@
 -- disabling): a session is inserted only while the version it read still holds.
 ALTER TABLE users ADD COLUMN credentials_version bigint NOT NULL DEFAULT 0;
 
+-- How often a block has refused an attempt since it began, so that a flood of
+-- refused calls writes a handful of audit rows, not one each.
+ALTER TABLE throttles ADD COLUMN refusals integer NOT NULL DEFAULT 0;
+
 -- Take one attempt's slot on every charged key, atomically: refused (returning
--- the latest block in force among the checked keys) before anything is
--- counted, or counted as a failure on every charged key (the tarpit
--- arithmetic of 0002) and NULL returned. A success gives the slot back with
--- throttle_release. Rows are locked in key order, so concurrent reservations
--- on several workers and replicas queue and never deadlock.
+-- the latest block in force among the checked keys, and how many attempts
+-- that block has refused) before anything is counted, or counted as a failure
+-- on every charged key (the tarpit arithmetic of 0002) and NULLs returned. A
+-- success gives the slot back (UPDATE in store/throttles.py). Rows are locked
+-- in key order, so concurrent reservations on several workers and replicas
+-- queue and never deadlock.
 CREATE FUNCTION throttle_reserve(checked text[], charged text[], free integer[],
                                  base float8[], cap float8[], keep float8[],
-                                 at timestamptz) RETURNS timestamptz
+                                 at timestamptz,
+                                 OUT blocked timestamptz, OUT refused integer)
 LANGUAGE plpgsql AS $$
-DECLARE
-    blocked timestamptz;
 BEGIN
     INSERT INTO throttles (key, failures, last_failure_at)
         SELECT k, 0, at FROM unnest(charged) AS k ORDER BY k
         ON CONFLICT (key) DO NOTHING;
     PERFORM 1 FROM throttles WHERE key = ANY (charged) ORDER BY key FOR UPDATE;
-    SELECT max(t.blocked_until) INTO blocked FROM throttles t
-     WHERE t.key = ANY (checked) AND t.blocked_until > at;
+    WITH refusing AS (
+        UPDATE throttles t SET refusals = t.refusals + 1
+         WHERE t.key = ANY (checked) AND t.blocked_until > at
+        RETURNING t.blocked_until, t.refusals)
+    SELECT max(r.blocked_until), max(r.refusals) INTO blocked, refused FROM refusing r;
     IF blocked IS NOT NULL THEN
-        RETURN blocked;
+        RETURN;
     END IF;
     UPDATE throttles AS t SET
         failures = n.failures,
         last_failure_at = at,
+        refusals = CASE WHEN n.failures > n.free THEN 0 ELSE t.refusals END,
         blocked_until = CASE
             WHEN n.failures > n.free THEN at + make_interval(
                 secs => least(n.cap, n.base * power(2, n.failures - 1 - n.free)))
@@ -43,6 +51,5 @@ BEGIN
                          OR r.failures = 0 AS stale
                     FROM throttles r WHERE r.key = c.key) s ON true) AS n
      WHERE t.key = n.key;
-    RETURN NULL;
 END
 $$;

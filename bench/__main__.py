@@ -20,19 +20,15 @@ import argparse
 import asyncio
 import os
 import platform
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from authsvc.runtime.embedded import EmbeddedPostgres
-
 from . import ghz, raw, report, seed
-from .service import Service, add_user, running
+from .seed import PASSWORD
+from .service import Service, add_user, embedded_database, running
 
-PASSWORD = "correct horse battery staple"  # noqa: S105 (a benchmark user's)
 ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp"}
 CHEAP = {**ENV, "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest"}
 CHAINS = 20  # sessions refreshed in a row to make the distinct access tokens
@@ -42,10 +38,7 @@ def main() -> None:
     args = _parser().parse_args()
     started = time.time()
     load_before = os.getloadavg()
-    data_dir = Path(tempfile.mkdtemp(prefix="authsvc-bench-"))
-    embedded = EmbeddedPostgres(data_dir)
-    try:
-        url = embedded.start()  # held for the whole run: servers come and go
+    with embedded_database() as (data_dir, url):  # held for the whole run: servers come and go
         tokens = _seed(args, data_dir)
         asyncio.run(raw.prepare_table(url))
         phases = {}
@@ -54,9 +47,6 @@ def main() -> None:
                                                (i + 1) * args.refresh_calls]
             phases[str(workers)] = _phase(args, data_dir, url, workers, tokens["hot"],
                                           tokens["distinct"], refresh_tokens)
-    finally:
-        embedded.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
     results = {
         "machine": _machine(load_before, os.getloadavg()),
         "settings": {**{k: v for k, v in vars(args).items() if k != "out"},

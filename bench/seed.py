@@ -22,6 +22,7 @@ from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 T = TypeVar("T")
 CONCURRENCY = 16
+PASSWORD = "correct horse battery staple"  # noqa: S105 (the benchmark users')
 
 
 @dataclass(frozen=True, slots=True)

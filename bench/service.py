@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from authsvc.runtime.embedded import EmbeddedPostgres
+
 ROOT = Path(__file__).resolve().parent.parent
-AUTHSVC = ROOT / ".venv" / "bin" / "authsvc"
+# This interpreter's authsvc (the venv scripts/bench bootstrapped, AUTHSVC_VENV
+# included), run from ROOT so that this checkout's package is the one imported.
+AUTHSVC = [sys.executable, "-m", "authsvc"]
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -40,8 +46,7 @@ class Service:
         # The metrics endpoint (on by default) must not collide with another server's.
         self._env = {**os.environ, "AUTHSVC_METRICS_LISTEN": f"127.0.0.1:{port + 1}",
                      **(env or {})}
-        entry = ([sys.executable, "-m", "bench.uvloop_serve"] if uvloop
-                 else [str(AUTHSVC)])
+        entry = [sys.executable, "-m", "bench.uvloop_serve"] if uvloop else AUTHSVC
         self._argv = [*entry, "serve", "--data-dir", str(data_dir),
                       "--listen", self.target, "--workers", str(workers)]
         self._proc: subprocess.Popen[bytes] | None = None
@@ -91,10 +96,23 @@ class Service:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of all workers so far."""
-        return sum(_cpu_seconds(pid) for pid in self.worker_pids())
+        return sum(process_cpu_seconds(pid) for pid in self.worker_pids())
 
     def _tail(self) -> str:
         return self._log.read_text(errors="replace")[-2000:]
+
+
+@contextlib.contextmanager
+def embedded_database() -> Iterator[tuple[Path, str]]:
+    """A fresh data directory and the URL of its embedded PostgreSQL, held open
+    (servers started on the directory join it) and removed at the end."""
+    data_dir = Path(tempfile.mkdtemp(prefix="authsvc-bench-"))
+    embedded = EmbeddedPostgres(data_dir)
+    try:
+        yield data_dir, embedded.start()
+    finally:
+        embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -108,9 +126,9 @@ def running(service: Service) -> Iterator[Service]:
 
 def add_user(data_dir: Path, email: str, password: str,
              env: Mapping[str, str] | None = None) -> None:
-    subprocess.run([str(AUTHSVC), "users", "add", "--email", email, "--password-stdin",
+    subprocess.run([*AUTHSVC, "users", "add", "--email", email, "--password-stdin",
                     "--data-dir", str(data_dir)], input=password.encode(), check=True,
-                   env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+                   env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, cwd=ROOT)
 
 
 def _children(pid: int) -> list[int]:
@@ -130,7 +148,7 @@ def _memory(pid: int) -> Memory:
     return Memory(rss_kib=fields["VmRSS"], hwm_kib=fields["VmHWM"])
 
 
-def _cpu_seconds(pid: int) -> float:
+def process_cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime

@@ -15,22 +15,19 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
-from multiprocessing.queues import Queue as MPQueue
-from typing import Any
 
 from ..clock import system_clock
 from ..config import Settings, parse_listen
 from ..domain.keystore import KeyStore
 from ..errors import ConfigError
 from ..store.database import Database, connect, create_pool, migrate
-from .app import running_app
 from .embedded import EmbeddedPostgres, key_encryption_key
+from .supervisor import Supervisor
+from .worker import where, worker
 
 log = logging.getLogger("authsvc")
 
@@ -82,9 +79,9 @@ def serve(settings: Settings) -> None:
     with database(settings) as (settings, url), _metrics(settings):
         asyncio.run(prepare(settings, url))
         if settings.workers == 1:
-            asyncio.run(_worker(settings, url, None))
+            asyncio.run(worker(settings, url, None))
         else:
-            _run_workers(settings, url)
+            Supervisor(settings, url).run()
     log.info("stopped")
 
 
@@ -114,7 +111,7 @@ def _metrics(settings: Settings) -> Iterator[None]:
     except OSError as exc:
         raise ConfigError(f"AUTHSVC_METRICS_LISTEN: cannot listen on "
                           f"{settings.metrics_listen}: {exc.strerror}") from None
-    log.info("metrics on http://%s/metrics", _where(settings.metrics_listen, port))
+    log.info("metrics on http://%s/metrics", where(settings.metrics_listen, port))
     try:
         yield
     finally:
@@ -123,78 +120,3 @@ def _metrics(settings: Settings) -> Iterator[None]:
         if directory is not None:
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
             shutil.rmtree(directory, ignore_errors=True)
-
-
-def _run_workers(settings: Settings, url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    ready: MPQueue[Any] = ctx.Queue()
-    workers = [ctx.Process(target=_worker_main, args=(settings, url, ready, i),
-                           name=f"authsvc-worker-{i}") for i in range(settings.workers)]
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for worker in workers:
-            if worker.is_alive() and worker.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGTERM)
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for worker in workers:
-            worker.start()
-        ports = set()
-        for _ in workers:
-            item = ready.get()
-            if isinstance(item, str):  # a worker failed to start
-                raise ConfigError(item)
-            ports.add(item)
-        log.info("listening on %s (%d workers)", _where(settings.listen, ports.pop()),
-                 len(workers))
-        for worker in workers:
-            worker.join()
-    finally:
-        stop(signal.SIGTERM, None)
-        for worker in workers:
-            worker.join(timeout=settings.shutdown_grace + 20)
-            if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and worker.pid is not None:
-                from prometheus_client import multiprocess
-
-                multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if not stopping:
-            log.error("a worker exited; stopping")
-
-
-def _worker_main(settings: Settings, url: str, ready: MPQueue[Any], index: int) -> None:
-    from .logs import configure
-
-    configure()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM
-    try:
-        asyncio.run(_worker(settings, url, ready))
-    except Exception as exc:
-        ready.put(f"worker {index} failed to start: {type(exc).__name__}: {exc}")
-
-
-async def _worker(settings: Settings, url: str, ready: MPQueue[Any] | None) -> None:
-    from .server import running_server
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with running_app(settings, url) as app, \
-            running_server(app, settings.listen) as (_server, port):
-        if ready is None:
-            log.info("listening on %s", _where(settings.listen, port))
-        else:
-            ready.put(port)
-        await stop.wait()
-
-
-def _where(listen: str, port: int) -> str:
-    host, _ = parse_listen(listen)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

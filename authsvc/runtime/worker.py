@@ -1,0 +1,36 @@
+"""One worker: the whole service in this process, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from ..config import Settings, parse_listen
+from .app import running_app
+
+log = logging.getLogger("authsvc")
+
+
+async def worker(settings: Settings, url: str, ready: Callable[[int], None] | None) -> None:
+    """One worker: serve until SIGTERM or SIGINT; ``ready(port)`` once listening
+    (None: log it, as the only worker)."""
+    from .server import running_server
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_app(settings, url) as app, \
+            running_server(app, settings.listen) as (_server, port):
+        if ready is None:
+            log.info("listening on %s", where(settings.listen, port))
+        else:
+            ready(port)
+        await stop.wait()
+
+
+def where(listen: str, port: int) -> str:
+    host, _ = parse_listen(listen)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -30,6 +30,12 @@ REVOCATION_CHANNEL = "authsvc_revocations"
 # What the domain holds while it runs store functions in one transaction.
 Connection = asyncpg.Connection
 
+# A standby (or a primary demoted by a failover) refuses writes: the connection
+# went to the wrong server, and a new one may reach the primary.
+WRONG_SERVER: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ReadOnlySQLTransactionError,   # 25006
+)
+
 # SQLSTATE classes that mean "the database is not there right now".
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -43,6 +49,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     # state is out of step ("cannot switch to state …"), and the pool can lend
     # the connection out in that moment. A dead connection, not a bug of ours.
     asyncpg.exceptions.InternalClientError,
+    *WRONG_SERVER,
 )
 
 
@@ -109,7 +116,8 @@ async def create_pool(url: str, size: int, timeout: float) -> asyncpg.Pool:
     with unavailable_on_failure():
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=size, timeout=timeout, command_timeout=timeout,
-            max_inactive_connection_lifetime=60)
+            max_inactive_connection_lifetime=60,
+            server_settings={"application_name": "authsvc"})
     assert pool is not None
     return pool
 
@@ -127,6 +135,9 @@ class Database:
         try:
             with self._unavailable_on_failure(conn):
                 yield conn
+        except Unavailable as exc:
+            await self._after_wrong_server(exc)
+            raise
         finally:
             await self._release(conn)
 
@@ -137,18 +148,30 @@ class Database:
             with self._unavailable_on_failure(conn):
                 async with conn.transaction():
                     yield conn
+        except Unavailable as exc:
+            await self._after_wrong_server(exc)
+            raise
         finally:
             await self._release(conn)
 
+    async def _after_wrong_server(self, exc: Unavailable) -> None:
+        """A read-only server means a failover happened (or the URL names a standby):
+        every pooled connection is replaced on its next use, not only this one."""
+        if isinstance(exc.__cause__, WRONG_SERVER):
+            await self.pool.expire_connections()
+
     @contextlib.contextmanager
     def _unavailable_on_failure(self, conn: asyncpg.Connection) -> Iterator[None]:
-        """``unavailable_on_failure``, and a connection whose protocol is out of step
-        is closed rather than returned to the pool, so no other call gets it."""
+        """``unavailable_on_failure``, and a connection whose protocol is out of step,
+        or that reached a read-only server, is closed rather than returned to the
+        pool, so no other call gets it and the next one connects afresh (with
+        ``target_session_attrs=read-write``, to the primary)."""
         try:
             with unavailable_on_failure():
                 yield
         except Unavailable as exc:
-            if isinstance(exc.__cause__, asyncpg.exceptions.InternalClientError):
+            if isinstance(exc.__cause__, (asyncpg.exceptions.InternalClientError,
+                                          *WRONG_SERVER)):
                 conn.terminate()  # also gives it back to the pool, which reconnects
             raise
 

@@ -102,11 +102,28 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
+// do sends body "{}" and returns the answer with its JSON object body.
 func (h *harness) do(t *testing.T, method, path string, header http.Header) (*http.Response, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, h.http.URL+path, strings.NewReader("{}"))
+	resp, raw := h.send(t, method, path, header, "{}")
+	var body map[string]any
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
+	}
+	return resp, body
+}
+
+// send sends body with header and returns the answer with its raw body. A
+// POST is labelled Content-Type: application/json unless header has a
+// Content-Type entry (an empty one sends none).
+func (h *harness) send(t *testing.T, method, path string, header http.Header, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, h.http.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, given := header["Content-Type"]; method == http.MethodPost && !given {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, vs := range header {
 		for _, v := range vs {
@@ -119,11 +136,7 @@ func (h *harness) do(t *testing.T, method, path string, header http.Header) (*ht
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
-	}
-	return resp, body
+	return resp, raw
 }
 
 func TestAuthorizationReachesAuthsvcAsExactlyOneValue(t *testing.T) {

@@ -53,10 +53,6 @@ var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValue
 // back; in between, calls fail fast with 503.
 var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}
 
-// maxBodyBytes bounds a request body. The largest legitimate one is a
-// sign-in, well under a kilobyte.
-const maxBodyBytes = 64 << 10
-
 // Run serves HTTP until ctx is done, then shuts down gracefully. It logs one
 // line "listening on http://ADDR" once the socket accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -106,16 +102,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // NewHandler returns the whole HTTP surface: the gateway routes from the
 // protos, /healthz and /readyz, behind the request header guard, every
-// answer marked nosniff. Of cfg it
-// uses Timeout and JWKSMaxAge.
+// answer marked nosniff. Of cfg it uses Timeout and JWKSMaxAge.
 func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Handler, error) {
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, requestJSON{&runtime.JSONPb{
 			MarshalOptions: jsonOptions,
 			// RFC 6749 section 3.2: a server MUST ignore unrecognised
 			// request parameters, so unknown JSON members are dropped.
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
-		}),
+		}}),
 		runtime.WithIncomingHeaderMatcher(incomingHeaderMatcher),
 		runtime.WithOutgoingHeaderMatcher(dropMetadata),
 		runtime.WithOutgoingTrailerMatcher(dropMetadata),
@@ -125,7 +120,7 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Ha
 		runtime.WithForwardResponseRewriter(rewriteResponse),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
-	if err := authsvcv1.RegisterAuthHandler(ctx, mux, conn); err != nil {
+	if err := authsvcv1.RegisterAuthHandlerClient(ctx, mux, authsvcv1.NewAuthClient(upstream{conn})); err != nil {
 		return nil, err
 	}
 	root := http.NewServeMux()
@@ -176,12 +171,5 @@ func withTimeout(d time.Duration, next http.Handler) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), d)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
-	})
-}
-
-func limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-		next.ServeHTTP(w, r)
 	})
 }

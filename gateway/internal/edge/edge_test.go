@@ -355,27 +355,29 @@ func assertNoInternalHeaders(t *testing.T, resp *http.Response) {
 
 func TestEveryAnswerSaysNosniff(t *testing.T) {
 	cases := []struct {
-		name, method, path string
-		header             http.Header
-		upstreamErr        error
+		name, method, path, body string
+		header                   http.Header
+		upstreamErr              error
 	}{
-		{"success", "POST", "/v1/auth/signin", nil, nil},
-		{"authsvc refusal", "POST", "/v1/auth/signin", nil, status.Error(codes.Unauthenticated, "no")},
-		{"authsvc unreachable", "POST", "/v1/auth/signin", nil, status.Error(codes.Unavailable, "down")},
-		{"refused credentials", "POST", "/v1/auth/validate", http.Header{"Authorization": {"Bearer a", "Bearer b"}}, nil},
-		{"jwks", "GET", "/.well-known/jwks.json", nil, nil},
-		{"jwks v1", "GET", "/v1/auth/jwks", nil, nil},
-		{"healthz", "GET", "/healthz", nil, nil},
-		{"readyz", "GET", "/readyz", nil, nil},
-		{"unknown path", "GET", "/v1/nope", nil, nil},
-		{"wrong method", "GET", "/v1/auth/signin", nil, nil},
+		{"success", "POST", "/v1/auth/signin", "{}", nil, nil},
+		{"authsvc refusal", "POST", "/v1/auth/signin", "{}", nil, status.Error(codes.Unauthenticated, "no")},
+		{"authsvc unreachable", "POST", "/v1/auth/signin", "{}", nil, status.Error(codes.Unavailable, "down")},
+		{"refused credentials", "POST", "/v1/auth/validate", "{}", http.Header{"Authorization": {"Bearer a", "Bearer b"}}, nil},
+		{"undecodable body", "POST", "/v1/auth/signin", "{", nil, nil},
+		{"not JSON", "POST", "/v1/auth/signin", "{}", http.Header{"Content-Type": {"text/plain"}}, nil},
+		{"jwks", "GET", "/.well-known/jwks.json", "", nil, nil},
+		{"jwks v1", "GET", "/v1/auth/jwks", "", nil, nil},
+		{"healthz", "GET", "/healthz", "", nil, nil},
+		{"readyz", "GET", "/readyz", "", nil, nil},
+		{"unknown path", "GET", "/v1/nope", "", nil, nil},
+		{"wrong method", "GET", "/v1/auth/signin", "", nil, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.fake.err = tc.upstreamErr
 
-			resp, _ := h.do(t, tc.method, tc.path, tc.header)
+			resp, _ := h.send(t, tc.method, tc.path, tc.header, tc.body)
 
 			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
 				t.Errorf("%s %s (%d): X-Content-Type-Options = %q, want nosniff", tc.method, tc.path, resp.StatusCode, got)

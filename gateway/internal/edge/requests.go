@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -49,6 +51,52 @@ type requestBody struct {
 	io.ReadCloser
 	problem *violation
 }
+
+// requireJSON answers 415 Unsupported Media Type, before anything reaches
+// authsvc, to every POST whose Content-Type is not application/json.
+//
+// A web page can make a visitor's browser POST to another origin without a
+// CORS preflight when the body is text/plain, a form or multipart, or has
+// no Content-Type at all; the page cannot read the answer, but the request
+// is made, so it could spend the visitor's browser on sign-in guesses.
+// application/json needs a preflight, which the gateway does not grant, so
+// only same-origin pages and non-browser clients get through. The rule holds
+// for every POST, even one without a body: no exception to reason about.
+//
+// The media type is compared case-insensitively (RFC 9110 section 8.3.1)
+// and parameters are allowed, but a charset other than UTF-8 is refused:
+// JSON is UTF-8 (RFC 8259 section 8.1), and a body in another charset would
+// be misread rather than refused. Exactly one Content-Type header is
+// accepted; a list or an unparsable value is not application/json.
+func requireJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && !isJSON(r.Header.Values("Content-Type")) {
+			writeStatus(w, http.StatusUnsupportedMediaType, notJSON, "")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isJSON(contentType []string) bool {
+	if len(contentType) != 1 {
+		return false
+	}
+	mediaType, params, err := mime.ParseMediaType(contentType[0])
+	if err != nil || mediaType != "application/json" {
+		return false
+	}
+	charset, given := params["charset"]
+	return !given || strings.EqualFold(charset, "utf-8")
+}
+
+// notJSON is the 415 answer: the error shape of every other refusal, with
+// fixed text and no BadRequest, since no field of the request is at fault.
+var notJSON = func() *status.Status {
+	st, _ := status.New(codes.InvalidArgument, "The request body must be JSON, sent with Content-Type: application/json.").
+		WithDetails(&errdetails.ErrorInfo{Reason: "INVALID_ARGUMENT", Domain: "authsvc"})
+	return st
+}()
 
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

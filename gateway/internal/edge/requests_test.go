@@ -147,3 +147,53 @@ func TestUnknownMembersAndEmptyBodiesAreStillAccepted(t *testing.T) {
 		}
 	}
 }
+
+func TestPostsMustBeLabelledJSON(t *testing.T) {
+	refused := map[string][]string{
+		"missing":                   nil,
+		"text/plain":                {"text/plain"},
+		"text/plain with a charset": {"text/plain;charset=UTF-8"},
+		"form":                      {"application/x-www-form-urlencoded"},
+		"multipart":                 {"multipart/form-data; boundary=x"},
+		"lookalike":                 {"application/jsonx"},
+		"structured suffix":         {"application/problem+json"},
+		"another charset":           {"application/json; charset=iso-8859-1"},
+		"a list":                    {"application/json, text/plain"},
+		"two headers":               {"application/json", "text/plain"},
+		"unparsable":                {"application/json; charset"},
+	}
+	for name, contentType := range refused {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+
+			resp, raw := h.send(t, "POST", "/v1/auth/signin", http.Header{"Content-Type": contentType},
+				`{"email": "a@example.com", "password": "guess"}`)
+
+			body := parseErrorBody(t, raw)
+			if resp.StatusCode != http.StatusUnsupportedMediaType || body.Code != int(codes.InvalidArgument) {
+				t.Errorf("status %d, code %d, want 415 and INVALID_ARGUMENT", resp.StatusCode, body.Code)
+			}
+			if body.Message != "The request body must be JSON, sent with Content-Type: application/json." || body.reason() != "INVALID_ARGUMENT" {
+				t.Errorf("body %s", raw)
+			}
+			for k, want := range map[string]string{"Content-Type": "application/json", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
+				if got := resp.Header.Get(k); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			if len(h.fake.calls) != 0 {
+				t.Error("authsvc was called")
+			}
+		})
+	}
+	accepted := []string{"application/json", "Application/JSON", "application/json; charset=utf-8", `application/json;Charset="UTF-8"`, "application/json; v=1"}
+	for _, contentType := range accepted {
+		h := newHarness(t)
+
+		resp, raw := h.send(t, "POST", "/v1/auth/signin", http.Header{"Content-Type": {contentType}}, `{}`)
+
+		if resp.StatusCode != http.StatusOK || len(h.fake.calls) != 1 {
+			t.Errorf("%q: status %d (%s), %d calls", contentType, resp.StatusCode, raw, len(h.fake.calls))
+		}
+	}
+}

@@ -101,8 +101,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 // NewHandler returns the whole HTTP surface: the gateway routes from the
-// protos, /healthz and /readyz, behind the request header guard, every
-// answer marked nosniff. Of cfg it uses Timeout and JWKSMaxAge.
+// protos, /healthz and /readyz, behind the request header guard and the
+// JSON-only rule for POST, every answer marked nosniff. Of cfg it uses
+// Timeout and JWKSMaxAge.
 func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, requestJSON{&runtime.JSONPb{
@@ -127,7 +128,7 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Ha
 	root.HandleFunc("GET /healthz", healthz)
 	root.Handle("GET /readyz", readyz(conn))
 	root.Handle("/", withTimeout(cfg.Timeout, mux))
-	return noSniff(guardHeaders(limitBody(root))), nil
+	return noSniff(guardHeaders(requireJSON(limitBody(root)))), nil
 }
 
 // dialUpstream makes the one gRPC connection to authsvc (lazily: nothing is

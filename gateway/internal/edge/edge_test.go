@@ -102,11 +102,28 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
+// do sends body "{}" and returns the answer with its JSON object body.
 func (h *harness) do(t *testing.T, method, path string, header http.Header) (*http.Response, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, h.http.URL+path, strings.NewReader("{}"))
+	resp, raw := h.send(t, method, path, header, "{}")
+	var body map[string]any
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
+	}
+	return resp, body
+}
+
+// send sends body with header and returns the answer with its raw body. A
+// POST is labelled Content-Type: application/json unless header has a
+// Content-Type entry (an empty one sends none).
+func (h *harness) send(t *testing.T, method, path string, header http.Header, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, h.http.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, given := header["Content-Type"]; method == http.MethodPost && !given {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, vs := range header {
 		for _, v := range vs {
@@ -119,11 +136,7 @@ func (h *harness) do(t *testing.T, method, path string, header http.Header) (*ht
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
-	}
-	return resp, body
+	return resp, raw
 }
 
 func TestAuthorizationReachesAuthsvcAsExactlyOneValue(t *testing.T) {
@@ -337,5 +350,38 @@ func assertNoInternalHeaders(t *testing.T, resp *http.Response) {
 		if strings.HasPrefix(k, "Grpc-") {
 			t.Errorf("response leaks header %s", k)
 		}
+	}
+}
+
+func TestEveryAnswerSaysNosniff(t *testing.T) {
+	cases := []struct {
+		name, method, path, body string
+		header                   http.Header
+		upstreamErr              error
+	}{
+		{"success", "POST", "/v1/auth/signin", "{}", nil, nil},
+		{"authsvc refusal", "POST", "/v1/auth/signin", "{}", nil, status.Error(codes.Unauthenticated, "no")},
+		{"authsvc unreachable", "POST", "/v1/auth/signin", "{}", nil, status.Error(codes.Unavailable, "down")},
+		{"refused credentials", "POST", "/v1/auth/validate", "{}", http.Header{"Authorization": {"Bearer a", "Bearer b"}}, nil},
+		{"undecodable body", "POST", "/v1/auth/signin", "{", nil, nil},
+		{"not JSON", "POST", "/v1/auth/signin", "{}", http.Header{"Content-Type": {"text/plain"}}, nil},
+		{"jwks", "GET", "/.well-known/jwks.json", "", nil, nil},
+		{"jwks v1", "GET", "/v1/auth/jwks", "", nil, nil},
+		{"healthz", "GET", "/healthz", "", nil, nil},
+		{"readyz", "GET", "/readyz", "", nil, nil},
+		{"unknown path", "GET", "/v1/nope", "", nil, nil},
+		{"wrong method", "GET", "/v1/auth/signin", "", nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.fake.err = tc.upstreamErr
+
+			resp, _ := h.send(t, tc.method, tc.path, tc.header, tc.body)
+
+			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("%s %s (%d): X-Content-Type-Options = %q, want nosniff", tc.method, tc.path, resp.StatusCode, got)
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -29,13 +30,24 @@ const realm = `Bearer realm="authsvc"`
 // grpc-gateway's default handler copies the status message into
 // WWW-Authenticate; this one uses authsvc's www-authenticate metadata, which
 // authsvc builds from fixed strings, and never anything from the request.
-func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+//
+// An INVALID_ARGUMENT that did not come back from a call to authsvc is the
+// gateway's own refusal, which grpc-gateway words with the request's text
+// (protojson's parse error, a malformed Grpc-Timeout header). It is answered
+// with invalidRequest instead: fixed text, naming the field the decoder
+// recorded on the request body, if any. authsvc's own answers keep their
+// message, which authsvc builds from fixed text.
+func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	httpStatus := 0
 	var custom *runtime.HTTPStatusError // routing errors: 404, 405
 	if errors.As(err, &custom) {
 		httpStatus, err = custom.HTTPStatus, custom.Err
 	}
 	st := status.Convert(err)
+	var answered upstreamError
+	if st.Code() == codes.InvalidArgument && !errors.As(err, &answered) {
+		st = invalidRequest(bodyProblem(r))
+	}
 	if httpStatus == 0 {
 		httpStatus = runtime.HTTPStatusFromCode(st.Code())
 	}
@@ -56,6 +68,26 @@ func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler,
 	}
 	writeStatus(w, httpStatus, publicStatus(st), wwwAuthenticate)
 }
+
+// upstream is the connection to authsvc as the generated handlers use it:
+// the error of every call comes back as an upstreamError, so the error
+// handler can tell authsvc's answers from the gateway's own refusals.
+// (Streams pass through; no streaming RPC has an HTTP binding.)
+type upstream struct{ grpc.ClientConnInterface }
+
+func (u upstream) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if err := u.ClientConnInterface.Invoke(ctx, method, args, reply, opts...); err != nil {
+		return upstreamError{status.Convert(err)}
+	}
+	return nil
+}
+
+// upstreamError is the status a call to authsvc ended with, marked as such.
+// It is a gRPC status error (GRPCStatus) with the status's own text.
+type upstreamError struct{ st *status.Status }
+
+func (e upstreamError) Error() string              { return e.st.Err().Error() }
+func (e upstreamError) GRPCStatus() *status.Status { return e.st }
 
 // routingErrorHandler answers an unknown path 404 and a known path with
 // the wrong method 405 (grpc-gateway's default says 501 for the latter),

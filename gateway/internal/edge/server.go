@@ -53,10 +53,6 @@ var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValue
 // back; in between, calls fail fast with 503.
 var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}
 
-// maxBodyBytes bounds a request body. The largest legitimate one is a
-// sign-in, well under a kilobyte.
-const maxBodyBytes = 64 << 10
-
 // Run serves HTTP until ctx is done, then shuts down gracefully. It logs one
 // line "listening on http://ADDR" once the socket accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -105,17 +101,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 // NewHandler returns the whole HTTP surface: the gateway routes from the
-// protos, /healthz and /readyz, behind the request header guard. Of cfg it
-// uses Timeout and JWKSMaxAge.
+// protos, /healthz and /readyz, behind the request header guard and the
+// JSON-only rule for POST, every answer marked nosniff. Of cfg it uses
+// Timeout and JWKSMaxAge.
 func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Handler, error) {
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, requestJSON{&runtime.JSONPb{
 			MarshalOptions: jsonOptions,
 			// RFC 6749 section 3.2: a server MUST ignore unrecognised
 			// request parameters, so unknown JSON members are dropped.
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
-		}),
+		}}),
 		runtime.WithIncomingHeaderMatcher(incomingHeaderMatcher),
+		runtime.WithMetadata(forwardedUserAgent),
 		runtime.WithOutgoingHeaderMatcher(dropMetadata),
 		runtime.WithOutgoingTrailerMatcher(dropMetadata),
 		runtime.WithErrorHandler(errorHandler),
@@ -124,14 +122,14 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Ha
 		runtime.WithForwardResponseRewriter(rewriteResponse),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
-	if err := authsvcv1.RegisterAuthHandler(ctx, mux, conn); err != nil {
+	if err := authsvcv1.RegisterAuthHandlerClient(ctx, mux, authsvcv1.NewAuthClient(upstream{conn})); err != nil {
 		return nil, err
 	}
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", healthz)
 	root.Handle("GET /readyz", readyz(conn))
 	root.Handle("/", withTimeout(cfg.Timeout, mux))
-	return guardHeaders(limitBody(root)), nil
+	return noSniff(guardHeaders(requireJSON(limitBody(root)))), nil
 }
 
 // dialUpstream makes the one gRPC connection to authsvc (lazily: nothing is
@@ -175,12 +173,5 @@ func withTimeout(d time.Duration, next http.Handler) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), d)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
-	})
-}
-
-func limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-		next.ServeHTTP(w, r)
 	})
 }

@@ -16,19 +16,24 @@ def caller(metadata: Iterable[tuple[str, str | bytes]] | None, peer: str,
            trusted_proxies: Networks = ()) -> Caller:
     """Client address and a sanitised user agent.
 
-    The address is the transport peer's, except when the peer is a trusted
-    proxy: then it is the right-most ``x-forwarded-for`` hop (the address the
-    proxy itself saw; hops further left are the client's claims).
+    The address and user agent are the transport peer's, except when the peer
+    is a trusted proxy: then the address is the right-most ``x-forwarded-for``
+    hop (the address the proxy itself saw; hops further left are the client's
+    claims) and the user agent the one it forwards as ``x-forwarded-user-agent``
+    (the gateway does). From anyone else both headers are ignored.
     """
     pairs = list(metadata or ())
-    agent = next((v for k, v in pairs if k == "user-agent"), None)
-    agent = _UNPRINTABLE.sub("?", agent[:MAX_USER_AGENT]) if isinstance(agent, str) else None
+    agent_key = "user-agent"
     address = peer_address(peer)
     if address is not None and trusted_proxies and _within(address, trusted_proxies):
         hops = [hop.strip() for k, v in pairs if k == "x-forwarded-for" and isinstance(v, str)
                 for hop in v.split(",")]
         if hops and _is_ip(hops[-1]):
             address = str(ipaddress.ip_address(hops[-1]))
+        if any(k == "x-forwarded-user-agent" for k, _ in pairs):
+            agent_key = "x-forwarded-user-agent"
+    agent = next((v for k, v in pairs if k == agent_key), None)
+    agent = _UNPRINTABLE.sub("?", agent[:MAX_USER_AGENT]) if isinstance(agent, str) else None
     return Caller(client_addr=address, user_agent=agent)
 
 

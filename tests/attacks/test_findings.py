@@ -387,3 +387,28 @@ async def test_common_passwords_and_the_identifier_itself_are_refused(service, p
     assert (changed.code, changed.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["password"])
     async with app.db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM users") == 1
+
+
+# --- the client's user agent through the gateway -------------------------------------------
+
+
+@pytest.mark.parametrize(("trusted", "expected"), [
+    (("127.0.0.1/32",), "Mozilla/5.0 (the browser)"), ((), "grpc-python-the-gateway")])
+async def test_the_forwarded_user_agent_counts_only_from_a_trusted_proxy(
+        settings, database_url, clock, trusted, expected):
+    """Audit rows carry the client's user agent the gateway forwards, and only when
+    the gateway is a trusted proxy; from anyone else the header is ignored."""
+    proxied = dataclasses.replace(settings, trusted_proxies=trusted)
+    async with running_app(proxied, database_url, clock) as app, \
+            running_server(app, "127.0.0.1:0") as (_server, port), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
+                ("grpc.primary_user_agent", "grpc-python-the-gateway")]) as channel:
+        await app.accounts.add("email", EMAIL, PASSWORD)
+        await auth_pb2_grpc.AuthStub(channel).SignIn(
+            auth_pb2.SignInRequest(email=EMAIL, password=PASSWORD),
+            metadata=(("x-forwarded-user-agent", "Mozilla/5.0 (the browser)"),))
+        async with app.db.connection() as conn:
+            agent = await conn.fetchval(
+                "SELECT user_agent FROM auth_events WHERE kind = 'signin.success'")
+
+    assert agent.startswith(expected)

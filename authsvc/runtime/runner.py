@@ -16,7 +16,9 @@ import contextlib
 import dataclasses
 import logging
 import os
+import errno
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 
@@ -76,6 +78,7 @@ def serve(settings: Settings) -> None:
     _, port = parse_listen(settings.listen)
     if port == 0 and settings.workers > 1:
         raise ConfigError("AUTHSVC_LISTEN needs a fixed port when AUTHSVC_WORKERS > 1")
+    refuse_shared_port(settings.listen)
     with database(settings) as (settings, url), _metrics(settings):
         asyncio.run(prepare(settings, url))
         if settings.workers == 1:
@@ -83,6 +86,29 @@ def serve(settings: Settings) -> None:
         else:
             Supervisor(settings, url).run()
     log.info("stopped")
+
+
+def refuse_shared_port(listen: str) -> None:
+    """Refuse to start where anything already listens.
+
+    The workers of one server share its port with SO_REUSEPORT, and the kernel
+    would just as gladly let a second, unrelated authsvc (same user, another
+    database) join in and split the connections. A probe bound *without*
+    SO_REUSEPORT fails while anything listens there, so the second server stops
+    instead. (SO_REUSEADDR only forgives connections left in TIME_WAIT.)"""
+    host, port = parse_listen(listen)
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ConfigError(f"AUTHSVC_LISTEN: cannot listen on {listen}: {reason} (another "
+                              "process listens there; stop it or choose another port)"
+                              ) from None
 
 
 @contextlib.contextmanager

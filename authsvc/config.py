@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import difflib
 import ipaddress
+import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,10 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger("authsvc")
 
 SIGNING_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 ARGON2_PROFILES = ("owasp", "rfc9106-low-memory", "test-only-cheapest")
 DAY = 86_400
+DEFAULT_IDLE_TTL = 7 * DAY
+MAX_ACCESS_TOKEN_TTL = DAY
 
 
 class Secret(Generic[T]):
@@ -73,7 +78,7 @@ class Settings:
     signing_alg: str = "ES256"
     access_token_ttl: int = 900
     session_ttl: int = 30 * DAY
-    session_idle_ttl: int = 7 * DAY
+    session_idle_ttl: int = DEFAULT_IDLE_TTL  # from_env: AUTHSVC_SESSION_TTL if shorter
     refresh_reuse_interval: int = 10
     clock_leeway: int = 30
     key_encryption_key: Secret[bytes] | None = None
@@ -106,8 +111,13 @@ class Settings:
                f"must be one of {', '.join(SIGNING_ALGORITHMS)}")
         _check(self.argon2_profile in ARGON2_PROFILES, "AUTHSVC_ARGON2_PROFILE",
                f"must be one of {', '.join(ARGON2_PROFILES)}")
-        _check(self.access_token_ttl >= 1, "AUTHSVC_ACCESS_TOKEN_TTL", "must be at least 1")
         _check(self.session_ttl >= 1, "AUTHSVC_SESSION_TTL", "must be at least 1")
+        _check(1 <= self.access_token_ttl <= MAX_ACCESS_TOKEN_TTL, "AUTHSVC_ACCESS_TOKEN_TTL",
+               f"must be between 1 and {MAX_ACCESS_TOKEN_TTL} seconds (a day): access tokens "
+               "are checked without the database, so their lifetime is how long a stolen "
+               "one works")
+        _check(self.access_token_ttl < self.session_ttl, "AUTHSVC_ACCESS_TOKEN_TTL",
+               "must be shorter than AUTHSVC_SESSION_TTL")
         _check(1 <= self.session_idle_ttl <= self.session_ttl, "AUTHSVC_SESSION_IDLE_TTL",
                "must be between 1 and AUTHSVC_SESSION_TTL")
         _check(0 <= self.refresh_reuse_interval <= 300, "AUTHSVC_REFRESH_REUSE_INTERVAL",
@@ -190,6 +200,12 @@ class Settings:
             kek = read_key_file(kek_file)
         values["key_encryption_key"] = kek
         values.update(overrides or {})
+        if values["session_idle_ttl"] is None and values["session_ttl"] is not None:
+            # Unset, the idle lifetime is 7 days or the whole session, whichever is shorter.
+            values["session_idle_ttl"] = min(DEFAULT_IDLE_TTL, values["session_ttl"])
+        for name, closest in reader.unknown():
+            hint = f"; did you mean {closest}?" if closest else ""
+            log.warning("%s is not a setting of authsvc and is ignored%s", name, hint)
         chosen = {k: v for k, v in values.items() if v is not None}
         if metrics is not None:  # after the filter: "off" is None, which it would drop
             chosen["metrics_listen"] = None if metrics.lower() == "off" else metrics
@@ -202,6 +218,11 @@ def parse_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
 
+
+# Variables that other parts read (scripts, tests, the health check), not Settings.
+_READ_ELSEWHERE = frozenset({
+    "AUTHSVC_VENV", "AUTHSVC_TOOLS", "AUTHSVC_TEST_DATABASE_URL", "AUTHSVC_HEALTHCHECK_TIMEOUT",
+    "AUTHSVC_GATEWAY_LISTEN", "AUTHSVC_GATEWAY_UPSTREAM"})
 
 _THROTTLE_VARIABLES: dict[str, Callable[[str], Any]] = {
     "throttle_identifier_free": int, "throttle_address_free": int, "throttle_pair_free": int,
@@ -232,18 +253,33 @@ def _check(ok: bool, variable: str, rule: str) -> None:
         raise ConfigError(f"{variable} {rule}")
 
 
+_EXPECTED: dict[Any, str] = {int: "a whole number", float: "a number"}
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
+        self.read: set[str] = set()
 
     def get(self, name: str, parse: Callable[[str], T]) -> T | None:
+        self.read.add(name)
         raw = self._env.get(name)
         if raw is None or raw == "":
             return None
         try:
-            return parse(raw)
+            return parse(raw.strip() if parse in _EXPECTED else raw)
         except (ValueError, ConfigError) as exc:
-            raise ConfigError(f"{name} is invalid: {exc}") from None
+            # Python's own text ("invalid literal for int() with base 10") helps nobody.
+            expected = _EXPECTED.get(parse)
+            detail = f"expected {expected}" if expected is not None else str(exc)
+            raise ConfigError(f"{name} is invalid: {detail}") from None
+
+    def unknown(self) -> list[tuple[str, str | None]]:
+        """AUTHSVC_* variables set but never read, each with the closest known name."""
+        known = sorted(self.read | _READ_ELSEWHERE)
+        return [(name, next(iter(difflib.get_close_matches(name, known, 1, 0.75)), None))
+                for name in sorted(self._env)
+                if name.startswith("AUTHSVC_") and name not in known]
 
 
 def _boolean(raw: str) -> bool:

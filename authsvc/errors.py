@@ -135,3 +135,8 @@ class Unavailable(AuthsvcError):
     Not the client's fault; the transport answers UNAVAILABLE so the client
     may retry.
     """
+
+
+class DatabaseUnreachable(Unavailable):
+    """Start-up or the CLI could not reach the configured database; the message
+    says where it points (never the password) and what to check."""

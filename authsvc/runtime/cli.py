@@ -26,7 +26,13 @@ from ..domain.identifiers import Identifier, Kind, normalize
 from ..domain.keystore import KeyStore
 from ..domain.passwords import Passwords
 from ..domain.revocation import Revocations
-from ..errors import AuthsvcError, ClientError, InvalidArgument, Unavailable
+from ..errors import (
+    AuthsvcError,
+    ClientError,
+    DatabaseUnreachable,
+    InvalidArgument,
+    Unavailable,
+)
 from ..store import events
 from ..store.database import Database, create_pool
 from .logs import configure
@@ -60,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except ClientError as exc:
         return _fail(exc.message if not hasattr(exc, "field") else str(exc), 2)
+    except DatabaseUnreachable as exc:
+        return _fail(str(exc), 3)
     except Unavailable:
         return _fail("the database is unavailable", 3)
     except AuthsvcError as exc:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from ..errors import Unavailable
+from ..errors import ConfigError, DatabaseUnreachable, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +107,52 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     return applied
 
 
+def location(url: str) -> str:
+    """Where a PostgreSQL URL points, for messages: host(s) and port(s) or the
+    socket directory, and the database; never the user's password."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    hosts = parts.netloc.rpartition("@")[2] or ",".join(query.get("host", [])) or "localhost"
+    if "," not in hosts and ":" not in hosts.rsplit("]", 1)[-1] and not hosts.startswith("/"):
+        hosts += ":5432"
+    return f"{hosts}, database {parts.path.lstrip('/') or parts.username or 'postgres'}"
+
+
+@contextlib.contextmanager
+def explained_connect_failures(url: str) -> Iterator[None]:
+    """Mistakes in the database URL or the server's answer to it, as one line naming
+    the variable, where it points (never the password) and what to do: ConfigError
+    when the URL is wrong (exit 2), DatabaseUnreachable when nothing answers (exit 3)."""
+    where = location(url)
+    try:
+        yield
+    except asyncpg.ClientConfigurationError:
+        raise ConfigError("AUTHSVC_DATABASE_URL is not a PostgreSQL URL: use postgresql://"
+                          "USER:PASSWORD@HOST:PORT/DATABASE") from None
+    except asyncpg.InvalidAuthorizationSpecificationError:
+        raise ConfigError(f"AUTHSVC_DATABASE_URL: PostgreSQL at {where} refused the user "
+                          "and password in the URL; check both") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise ConfigError(f"AUTHSVC_DATABASE_URL: PostgreSQL at {where}: no such database; "
+                          "create it (createdb) or fix the URL's path") from None
+    except CONNECTION_ERRORS as exc:
+        why = ("its host name does not resolve" if isinstance(exc, socket.gaierror)
+               else "nothing answers there" if isinstance(exc, (OSError, TimeoutError))
+               else "it refuses connections now")
+        raise DatabaseUnreachable(f"AUTHSVC_DATABASE_URL: cannot reach PostgreSQL at {where}: "
+                                  f"{why}; check the host and port, and that it runs"
+                                  ) from exc
+
+
 async def connect(url: str, timeout: float, application_name: str = "authsvc",
                   ) -> asyncpg.Connection:
-    with unavailable_on_failure():
+    with explained_connect_failures(url):
         return await asyncpg.connect(url, timeout=timeout, command_timeout=timeout,
                                      server_settings={"application_name": application_name})
 
 
 async def create_pool(url: str, size: int, timeout: float) -> asyncpg.Pool:
-    with unavailable_on_failure():
+    with explained_connect_failures(url):
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=size, timeout=timeout, command_timeout=timeout,
             max_inactive_connection_lifetime=60,

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 KEK = base64.urlsafe_b64encode(os.urandom(32)).decode()
-SECRET = "s3cret-pass"  # noqa: S105 (a password that must never be printed)
+SECRET = "s3cret-pass"
 
 
 def migrate(url: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@
 #
 # Installs exactly what scripts/bootstrap installs for `scripts/serve` (the
 # README's path): the package's dependencies and its `server` extra, pinned by
-# `pip install -c constraints.txt`. tests/test_packaging.py keeps the two in step.
+# `pip install -c constraints.txt`. tests/rpc/test_packaging.py keeps the two in step.
 
 ARG PYTHON_VERSION=3.11
 ARG GO_VERSION=1.26

@@ -1,8 +1,13 @@
-"""Helpers for asserting on gRPC status exactly."""
+"""Helpers shared by every tier: asserting on gRPC status exactly, signing in, running
+the ``authsvc`` command, and a database that refuses connections."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 from authsvc.v1 import auth_pb2
 
 PASSWORD = "correct horse battery staple"
+KEK = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 @dataclass
@@ -91,3 +97,13 @@ async def database_refusing_connections(admin_url: str, database_url: str,
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
+
+
+def authsvc(database_url: str, *args: str, stdin: str = "", env: dict | None = None):
+    """Run ``python -m authsvc ARGS --database-url DATABASE_URL`` with cheap argon2 and
+    the suite's encryption key; return the finished process (never raises on failure)."""
+    environment = {**os.environ, "AUTHSVC_KEY_ENCRYPTION_KEY": KEK,
+                   "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "authsvc", *args, "--database-url",
+                           database_url], input=stdin, capture_output=True, text=True,
+                          env=environment, timeout=60, check=False)

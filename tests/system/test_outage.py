@@ -35,8 +35,8 @@ from authsvc.runtime.server import running_server
 from authsvc.store.database import migrate
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from .helpers import PASSWORD, parse
-from .servers import AuthsvcProcess, free_port, new_key, poll_until, server_env
+from ..helpers import PASSWORD, parse
+from ..servers import AuthsvcProcess, free_port, new_key, poll_until, server_env
 
 STALENESS = 1.0    # AUTHSVC_REVOCATION_MAX_STALENESS for these tests
 DEADLINE = 8.0     # every client call carries this deadline

@@ -17,7 +17,7 @@ from authsvc.errors import ConfigError
 from authsvc.runtime.app import running_app
 from authsvc.v1 import auth_pb2
 
-from .helpers import PASSWORD, fails, sign_in
+from ..helpers import PASSWORD, fails, sign_in
 
 
 def kid_of(token: str) -> str:

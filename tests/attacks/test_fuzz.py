@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 
 from authsvc.v1 import auth_pb2
 
+from ..helpers import PASSWORD, parse
 from .attack_helpers import DELETE, BackgroundService, Parts, b64
-from .helpers import PASSWORD, parse
 
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 FUZZ = settings(max_examples=100, deadline=None, database=None, print_blob=True,

@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from .helpers import PASSWORD, fails
-from .servers import AuthsvcProcess, free_port, new_key, postmaster_pid, server_env
+from ..helpers import PASSWORD, fails
+from ..servers import AuthsvcProcess, free_port, new_key, postmaster_pid, server_env
 
 GRACE = 10.0  # AUTHSVC_SHUTDOWN_GRACE's default, set explicitly
 IN_FLIGHT = 20

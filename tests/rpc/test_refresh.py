@@ -9,7 +9,7 @@ import pytest
 
 from authsvc.v1 import auth_pb2
 
-from .helpers import fails, sign_in
+from ..helpers import fails, sign_in
 
 
 def refresh(stub, token):

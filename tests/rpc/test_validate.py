@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.v1 import auth_pb2
 
-from .helpers import bearer, fails, sign_in
+from ..helpers import bearer, fails, sign_in
 
 
 def b64(data: bytes) -> str:

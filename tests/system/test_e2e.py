@@ -18,7 +18,7 @@ import pytest
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from .helpers import PASSWORD, parse
+from ..helpers import PASSWORD, parse
 
 
 def free_port() -> int:

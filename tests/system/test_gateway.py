@@ -40,9 +40,10 @@ from grpc_status import rpc_status
 
 from authsvc.v1 import auth_pb2_grpc
 
-from .helpers import PASSWORD
+from ..helpers import PASSWORD
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.go  # needs the Go toolchain (system comes from conftest)
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 60.0
 REALM = 'Bearer realm="authsvc"'

@@ -12,7 +12,7 @@ from authsvc.v1 import auth_pb2
 from authsvc.verifiers import LocalVerifier
 from examples.whoami import SERVICE, serving
 
-from .helpers import PASSWORD, fails
+from ..helpers import PASSWORD, fails
 
 
 @pytest.fixture

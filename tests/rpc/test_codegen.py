@@ -6,7 +6,7 @@ import filecmp
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_python_stubs_are_regenerated_unchanged(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from .helpers import PASSWORD, fails
+from ..helpers import PASSWORD, fails
 
 WRONG = "not the password"
 

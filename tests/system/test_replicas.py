@@ -26,9 +26,9 @@ from argon2 import PasswordHasher, profiles
 from authsvc.config import Settings
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from .conftest import with_database
-from .helpers import PASSWORD, parse
-from .servers import AuthsvcProcess, free_port, new_key, poll_until, server_env, stop_all
+from ..conftest import with_database
+from ..helpers import PASSWORD, parse
+from ..servers import AuthsvcProcess, free_port, new_key, poll_until, server_env, stop_all
 
 REVOCATION_DEADLINE = 1.0
 

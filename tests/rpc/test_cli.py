@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import subprocess
 import sys
 
 import pytest
 
-from .helpers import PASSWORD
-
-KEK = base64.urlsafe_b64encode(os.urandom(32)).decode()
-
-
-def authsvc(database_url: str, *args: str, stdin: str = "", env: dict | None = None):
-    environment = {**os.environ, "AUTHSVC_KEY_ENCRYPTION_KEY": KEK,
-                   "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "authsvc", *args, "--database-url",
-                           database_url], input=stdin, capture_output=True, text=True,
-                          env=environment, timeout=60, check=False)
+from ..helpers import PASSWORD, authsvc
 
 
 def test_users_add_prints_the_new_user_id_and_rejects_bad_input(database_url):

@@ -11,7 +11,7 @@ from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from .helpers import PASSWORD, fails, sign_in
+from ..helpers import PASSWORD, fails, sign_in
 
 
 async def test_flows_leave_events_and_no_secret_reaches_events_or_logs(

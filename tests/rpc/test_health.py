@@ -7,7 +7,7 @@ import asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from .helpers import database_refusing_connections
+from ..helpers import database_refusing_connections
 
 
 async def test_health_is_serving_and_turns_not_serving_without_the_database(

@@ -21,8 +21,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from .conftest import ROOT
-from .servers import free_port
+from ..conftest import ROOT
+from ..servers import free_port
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 

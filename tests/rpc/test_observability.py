@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from authsvc.runtime.logs import JsonFormatter
 from authsvc.v1 import auth_pb2
 
-from .helpers import PASSWORD, fails, sign_in
+from ..helpers import PASSWORD, fails, sign_in
 
 
 def sample(name: str, **labels: str) -> float:

@@ -12,8 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authsvc.v1 import auth_pb2, user_admin_pb2, user_admin_pb2_grpc
 
-from .helpers import PASSWORD, bearer, fails, sign_in
-from .test_cli import authsvc
+from ..helpers import PASSWORD, authsvc, bearer, fails, sign_in
 
 NEW_PASSWORD = "another long passphrase"
 

@@ -32,8 +32,8 @@ from authsvc.runtime.app import App, running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2_grpc
 
-from .conftest import with_database
-from .helpers import Failure, parse
+from ..conftest import with_database
+from ..helpers import Failure, parse
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from authsvc.domain.passwords import PROFILES
 from authsvc.runtime.app import App
 from authsvc.v1 import auth_pb2
 
-from .helpers import PASSWORD, fails, sign_in
+from ..helpers import PASSWORD, fails, sign_in
 
 
 async def test_sign_in_returns_an_oauth_token_response(stub, user):

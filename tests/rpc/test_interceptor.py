@@ -16,7 +16,7 @@ from authsvc.v1 import auth_pb2, auth_pb2_grpc
 from authsvc.verifiers import LocalVerifier, RemoteVerifier
 from examples.whoami import SERVICE, serving
 
-from .helpers import bearer, fails, parse, sign_in
+from ..helpers import bearer, fails, parse, sign_in
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import grpc
 from authsvc.store.database import migrate, migrations
 from authsvc.v1 import auth_pb2
 
-from .conftest import with_database
-from .helpers import database_refusing_connections, fails, sign_in
+from ..conftest import with_database
+from ..helpers import database_refusing_connections, fails, sign_in
 
 
 async def test_migrations_apply_to_an_empty_database_and_twice_is_a_no_op(pg_admin_url):

@@ -1,0 +1,175 @@
+"""The set of recently revoked sessions (``authsvc.core.revocations``): what it
+answers, for how long it trusts itself, and what its watchers receive. The wall
+clock and the monotonic clock are both injected."""
+
+from __future__ import annotations
+
+import pytest
+
+from authsvc.clock import FakeClock
+from authsvc.core.revocations import RevocationSet
+
+NOW = 1_800_000_000.0
+WINDOW = 930.0
+MAX_STALENESS = 5.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=NOW)
+
+
+@pytest.fixture
+def monotonic() -> FakeClock:
+    return FakeClock(start=1000.0)
+
+
+@pytest.fixture
+def revocations(clock: FakeClock, monotonic: FakeClock) -> RevocationSet:
+    return RevocationSet(clock, WINDOW, MAX_STALENESS, monotonic)
+
+
+def test_before_the_first_load_nothing_can_be_answered(revocations):
+    """Until a snapshot is loaded the set is untrusted and is_revoked answers None."""
+    answer = revocations.is_revoked("s1")
+
+    assert (answer, revocations.trusted, len(revocations)) == (None, False, 0)
+
+
+def test_a_loaded_set_answers_for_revoked_and_unrevoked_sessions(revocations):
+    """After load, a listed session is revoked, any other is not, and the set is trusted."""
+    revocations.load({"s1": NOW - 10, "s2": NOW - 20})
+
+    answers = (revocations.is_revoked("s1"), revocations.is_revoked("other"))
+
+    assert answers == (True, False)
+    assert (revocations.trusted, sorted(revocations.snapshot())) == (True, ["s1", "s2"])
+
+
+def test_load_replaces_what_the_set_held(revocations):
+    """A second load forgets sessions the fresh snapshot does not list."""
+    revocations.load({"s1": NOW})
+
+    revocations.load({"s2": NOW})
+
+    assert (revocations.is_revoked("s1"), revocations.is_revoked("s2")) == (False, True)
+
+
+def test_added_sessions_are_revoked(revocations):
+    """Sessions added after the load are revoked, and a known one is not counted twice."""
+    revocations.load({"s1": NOW})
+
+    revocations.add(["s2", "s1", "s3"])
+
+    assert [revocations.is_revoked(s) for s in ("s1", "s2", "s3")] == [True, True, True]
+    assert len(revocations) == 3
+
+
+def test_prune_drops_sessions_revoked_longer_ago_than_the_window(revocations, clock):
+    """prune keeps a session revoked exactly ``window`` seconds ago and drops older ones."""
+    revocations.load({"old": NOW - WINDOW - 1, "edge": NOW - WINDOW, "new": NOW - 1})
+
+    revocations.prune()
+
+    assert sorted(revocations.snapshot()) == ["edge", "new"]
+
+
+def test_sessions_added_now_are_pruned_once_the_window_has_passed(revocations, clock):
+    """An added session carries the clock's time and is pruned once older than the window."""
+    revocations.load({})
+    revocations.add(["s1"])
+    clock.advance(WINDOW)
+    revocations.prune()
+    kept = revocations.is_revoked("s1")
+    clock.advance(1)
+
+    revocations.prune()
+
+    assert (kept, revocations.is_revoked("s1")) == (True, False)
+
+
+def test_a_lost_feed_is_trusted_for_max_staleness_then_answers_none(revocations, monotonic):
+    """After lost(), unrevoked sessions answer False for max_staleness seconds, then None;
+    sessions known to be revoked stay revoked."""
+    revocations.load({"s1": NOW})
+    revocations.lost()
+
+    monotonic.advance(MAX_STALENESS)
+    at_limit = (revocations.is_revoked("s2"), revocations.trusted)
+    monotonic.advance(0.001)
+    past_limit = (revocations.is_revoked("s2"), revocations.trusted)
+
+    assert at_limit == (False, True)
+    assert past_limit == (None, False)
+    assert revocations.is_revoked("s1") is True
+
+
+def test_losing_the_feed_again_does_not_extend_the_trust(revocations, monotonic):
+    """A second lost() before the feed is back keeps the first deadline."""
+    revocations.load({})
+    revocations.lost()
+    monotonic.advance(3)
+    revocations.lost()
+
+    monotonic.advance(MAX_STALENESS - 3 + 0.001)
+
+    assert revocations.is_revoked("s1") is None
+
+
+def test_a_load_after_a_lost_feed_restores_trust(revocations, monotonic):
+    """A fresh snapshot makes the set trusted again, however long the feed was down."""
+    revocations.load({})
+    revocations.lost()
+    monotonic.advance(60)
+
+    revocations.load({"s1": NOW})
+
+    assert (revocations.is_revoked("s2"), revocations.trusted) == (False, True)
+
+
+def test_losing_the_feed_before_any_load_trusts_nothing(revocations):
+    """lost() before the first load leaves the set untrusted."""
+    revocations.lost()
+
+    assert revocations.is_revoked("s1") is None
+
+
+def test_watchers_receive_newly_added_sessions(revocations):
+    """Every watcher gets each add's newly revoked sessions; already-known ones are not
+    sent again, and an unwatched queue gets nothing more."""
+    revocations.load({"s0": NOW})
+    first, second = revocations.watch(), revocations.watch()
+
+    revocations.add(["s1", "s2"])
+    revocations.add(["s0", "s1"])
+    revocations.unwatch(second)
+    revocations.add(["s3"])
+
+    assert [first.get_nowait() for _ in range(first.qsize())] == [["s1", "s2"], ["s3"]]
+    assert [second.get_nowait() for _ in range(second.qsize())] == [["s1", "s2"]]
+
+
+def test_a_watcher_that_falls_behind_is_dropped_with_a_none_sentinel(revocations):
+    """When a watcher's queue is full its backlog is discarded, it receives None (its
+    cue to reconnect) and nothing after that."""
+    revocations.load({})
+    slow = revocations.watch(maxsize=2)
+    revocations.add(["s1"])
+    revocations.add(["s2"])
+
+    revocations.add(["s3"])
+    revocations.add(["s4"])
+
+    assert [slow.get_nowait() for _ in range(slow.qsize())] == [None]
+
+
+def test_losing_the_feed_ends_every_watch_with_none(revocations):
+    """lost() discards each watcher's backlog and sends it None."""
+    revocations.load({})
+    watcher = revocations.watch()
+    revocations.add(["s1"])
+
+    revocations.lost()
+    revocations.add(["s2"])
+
+    assert [watcher.get_nowait() for _ in range(watcher.qsize())] == [None]

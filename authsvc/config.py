@@ -105,6 +105,7 @@ class Settings:
     throttle_trust_ttl: float = 30 * DAY
     throttle_ipv6_prefix: int = 64
     audit_retention: float = 90 * DAY
+    watch_streams_per_peer: int = 8
 
     def __post_init__(self) -> None:
         _check(self.signing_alg in SIGNING_ALGORITHMS, "AUTHSVC_SIGNING_ALG",
@@ -140,6 +141,8 @@ class Settings:
         _check(32 <= self.throttle_ipv6_prefix <= 128, "AUTHSVC_THROTTLE_IPV6_PREFIX",
                "must be between 32 and 128")
         _check(self.shutdown_grace >= 0, "AUTHSVC_SHUTDOWN_GRACE", "must be 0 or more")
+        _check(self.watch_streams_per_peer >= 1, "AUTHSVC_WATCH_STREAMS_PER_PEER",
+               "must be at least 1")
         _check(self.audit_retention >= 0, "AUTHSVC_AUDIT_RETENTION",
                "must be 0 (keep everything) or more seconds")
         if self.metrics_listen is not None:
@@ -187,6 +190,7 @@ class Settings:
         values["reflection"] = reader.get("AUTHSVC_REFLECTION", _boolean)
         values["shutdown_grace"] = reader.get("AUTHSVC_SHUTDOWN_GRACE", float)
         values["audit_retention"] = reader.get("AUTHSVC_AUDIT_RETENTION", float)
+        values["watch_streams_per_peer"] = reader.get("AUTHSVC_WATCH_STREAMS_PER_PEER", int)
         metrics = reader.get("AUTHSVC_METRICS_LISTEN", str)
         values["tls_cert_file"] = reader.get("AUTHSVC_TLS_CERT_FILE", Path)
         values["tls_key_file"] = reader.get("AUTHSVC_TLS_KEY_FILE", Path)

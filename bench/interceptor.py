@@ -41,6 +41,7 @@ from .service import ROOT, Service, add_user, embedded_database, process_cpu_sec
 
 EMAIL = "bench@example.com"
 MODES = ("none", "local", "remote", "remote-nocache")
+WATCHER = "watcher@example.com"  # the example service's own account, for the feed
 
 
 def free_port() -> int:
@@ -51,11 +52,14 @@ def free_port() -> int:
 
 # --- the example service, in its own process ----------------------------------
 async def serve_example(mode: str, authsvc: str, port: int) -> None:
+    from authsvc.client import SessionCredentials
     from authsvc.verifiers import LocalVerifier, RemoteVerifier
 
     verifier: LocalVerifier | RemoteVerifier | None = None
     if mode == "local":
-        verifier = LocalVerifier(authsvc)
+        # The revocation feed needs a service account with scope authsvc.revocations.
+        credentials = SessionCredentials.sign_in(authsvc, email=WATCHER, password=PASSWORD)
+        verifier = LocalVerifier(authsvc, access_token=credentials.access_token)
         assert await asyncio.to_thread(verifier.start), "local verifier not ready"
     elif mode.startswith("remote"):
         verifier = RemoteVerifier(authsvc, cache_size=0 if mode == "remote-nocache" else 1000)
@@ -151,6 +155,7 @@ def main() -> int:
            "AUTHSVC_METRICS_LISTEN": f"127.0.0.1:{free_port()}"}
     with embedded_database() as (data_dir, _):
         add_user(data_dir, EMAIL, PASSWORD, env)
+        add_user(data_dir, WATCHER, PASSWORD, env, scopes=("authsvc.revocations",))
         with running(Service(data_dir, free_port(), 1, env)) as service:
             results, latencies = _measure(args, service.target)
     _report(results, latencies, args)

@@ -125,9 +125,10 @@ def running(service: Service) -> Iterator[Service]:
 
 
 def add_user(data_dir: Path, email: str, password: str,
-             env: Mapping[str, str] | None = None) -> None:
+             env: Mapping[str, str] | None = None, scopes: tuple[str, ...] = ()) -> None:
+    flags = [part for scope in scopes for part in ("--scope", scope)]
     subprocess.run([*AUTHSVC, "users", "add", "--email", email, "--password-stdin",
-                    "--data-dir", str(data_dir)], input=password.encode(), check=True,
+                    "--data-dir", str(data_dir), *flags], input=password.encode(), check=True,
                    env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, cwd=ROOT)
 
 

@@ -5,20 +5,27 @@ verified token. ``Get`` needs any valid token, ``Admin`` also the scope
 ``example.admin``, and ``Watch`` streams the id three times. Messages are raw
 bytes (no proto of its own), through a generic handler.
 
-Run it next to ``scripts/serve``:
+Run it next to ``scripts/serve``, as a service account allowed to follow
+authsvc's revocations (the LocalVerifier signs in once and keeps its token
+fresh; the password is not kept):
 
-    .venv/bin/python -m examples.whoami 127.0.0.1:50051 127.0.0.1:50061
+    echo 'a long service password' | .venv/bin/authsvc users add \
+        --email whoami@example.com --scope authsvc.revocations --password-stdin
+    WHOAMI_EMAIL=whoami@example.com WHOAMI_PASSWORD='a long service password' \
+        .venv/bin/python -m examples.whoami 127.0.0.1:50051 127.0.0.1:50061
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator
 
 import grpc
 
+from authsvc.client import SessionCredentials
 from authsvc.interceptor import AsyncAuthInterceptor, current_claims
 from authsvc.verifiers import LocalVerifier, Verifier
 
@@ -63,7 +70,10 @@ async def serving(verifier: Verifier | None, listen: str = "127.0.0.1:0",
 
 
 async def main(authsvc: str, listen: str) -> None:
-    async with LocalVerifier(authsvc) as verifier, serving(verifier, listen) as port:
+    credentials = SessionCredentials.sign_in(authsvc, email=os.environ["WHOAMI_EMAIL"],
+                                             password=os.environ.pop("WHOAMI_PASSWORD"))
+    async with LocalVerifier(authsvc, access_token=credentials.access_token) as verifier, \
+            serving(verifier, listen) as port:
         print(f"{SERVICE} on port {port}, verifying tokens of {authsvc}")
         await asyncio.Event().wait()
 

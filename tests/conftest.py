@@ -154,3 +154,23 @@ def stub(channel: grpc.aio.Channel) -> auth_pb2_grpc.AuthStub:
 async def user(app: App) -> str:
     """The id of alice@example.com, password helpers.PASSWORD."""
     return await app.accounts.add("email", "alice@example.com", PASSWORD)
+
+
+WATCHER = "watcher@example.com"
+
+
+async def watch_token(app: App) -> str:
+    """An access token of a service account allowed to follow WatchRevocations (scope
+    authsvc.revocations), as a LocalVerifier's ``access_token`` returns it."""
+    from authsvc.domain.caller import Caller
+    from authsvc.transport.feed import WATCH_SCOPE
+
+    await app.accounts.add("email", WATCHER, PASSWORD, (WATCH_SCOPE,))
+    signed_in = await app.sign_in.sign_in("email", WATCHER, PASSWORD, Caller())
+    return signed_in.tokens.access_token
+
+
+@pytest.fixture
+async def watcher(app: App) -> str:
+    """``watch_token`` of the app under test."""
+    return await watch_token(app)

@@ -13,6 +13,12 @@ doubling to 5 s, jittered), what the verifier has is trusted for
 refused with ``Unavailable`` (fail closed). ``max_staleness`` must be at
 least 2 s (two heartbeats). Import it from ``authsvc.verifiers``.
 
+The feed needs a credential (authsvc's ``transport.feed``): a client
+certificate on a mutual-TLS channel, or ``access_token``, a callable that
+returns a current access token with scope ``authsvc.revocations`` (e.g.
+``SessionCredentials.sign_in(...).access_token`` for the service's own
+account), sent as ``authorization: Bearer`` each time the stream (re)connects.
+
 ``max_token_lifetime`` and ``revocation_window`` must match authsvc's
 access-token lifetime (``AUTHSVC_ACCESS_TOKEN_TTL``, 900 s by default) and
 that lifetime plus leeway: a token living longer than authsvc ever issues was
@@ -62,8 +68,10 @@ class LocalVerifier:
                  revocation_window: float | None = None, cache_size: int = 10_000,
                  jwks_interval: float = 300.0, kid_refetch_interval: float = 5.0,
                  channel_credentials: grpc.ChannelCredentials | None = None,
+                 access_token: Callable[[], str] | None = None,
                  timeout: float = 5.0, clock: Clock = system_clock,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._access_token = access_token
         self._own_channel = isinstance(target, str)
         self._channel = open_channel(target, channel_credentials) if isinstance(target, str) \
             else target
@@ -193,7 +201,16 @@ class LocalVerifier:
     def _follow_revocations(self) -> None:
         backoff = Backoff()
         while not self._stopping.is_set():
-            self._call = call = self._stub.WatchRevocations(auth_pb2.WatchRevocationsRequest())
+            try:
+                metadata = (("authorization", f"Bearer {self._access_token()}"),) \
+                    if self._access_token is not None else None
+            except Exception as exc:  # the credentials cannot give a token now
+                log.warning("no access token for WatchRevocations (%s); retrying",
+                            type(exc).__name__)
+                self._stopping.wait(backoff.next())
+                continue
+            self._call = call = self._stub.WatchRevocations(auth_pb2.WatchRevocationsRequest(),
+                                                            metadata=metadata)
             try:
                 for response in call:
                     if response.snapshot:

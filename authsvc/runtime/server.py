@@ -23,6 +23,7 @@ from ..config import Settings
 from ..errors import ConfigError, Unavailable
 from ..transport.admin import USER_ADMIN_SERVICE, UserAdminServicer, admin_interceptor
 from ..transport.calls import CallInterceptor
+from ..transport.feed import FeedAccess
 from ..transport.health import HealthServicer
 from ..transport.metadata import networks
 from ..transport.servicer import AuthServicer
@@ -52,8 +53,10 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
     calls = CallInterceptor()
     server = grpc.aio.server(options=SERVER_OPTIONS,
                              interceptors=[calls, admin_interceptor(app.validator)])
+    feed = FeedAccess(app.validator, mutual_tls=app.settings.tls_client_ca_file is not None,
+                      per_peer=app.settings.watch_streams_per_peer)
     auth = AuthServicer(app.sign_in, app.refresh, app.sign_out, app.validator,
-                        lambda: app.keystore.ring, app.revocations, app.clock,
+                        lambda: app.keystore.ring, app.revocations, feed, app.clock,
                         networks(app.settings.trusted_proxies))
     auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(UserAdminServicer(app.accounts), server)

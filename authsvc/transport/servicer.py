@@ -25,6 +25,7 @@ from ..domain.validator import Validator
 from ..errors import Unavailable
 from ..guard.bearer import bearer_token
 from ..v1 import auth_pb2, auth_pb2_grpc
+from .feed import FeedAccess
 from .metadata import Networks, caller
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 (the OAuth token_type, not a secret)
@@ -36,13 +37,15 @@ HEARTBEAT_INTERVAL = 1.0
 class AuthServicer(auth_pb2_grpc.AuthServicer):
     def __init__(self, sign_in: SignIn, refresh: Refresh, sign_out: SignOut,
                  validator: Validator, ring: Callable[[], KeyRing],
-                 revocations: RevocationSet, clock: Clock, trusted_proxies: Networks) -> None:
+                 revocations: RevocationSet, feed: FeedAccess, clock: Clock,
+                 trusted_proxies: Networks) -> None:
         self._sign_in = sign_in
         self._refresh = refresh
         self._sign_out = sign_out
         self._validator = validator
         self._ring = ring
         self._revocations = revocations
+        self._feed = feed
         self._clock = clock
         self._proxies = trusted_proxies
 
@@ -87,8 +90,15 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
                                context: grpc.aio.ServicerContext,
                                ) -> AsyncIterator[auth_pb2.WatchRevocationsResponse]:
         revocations = self._revocations
-        if not revocations.trusted:
-            raise Unavailable("revocation feed is down")
+        async with self._feed.admitted(context):
+            if not revocations.trusted:
+                raise Unavailable("revocation feed is down")
+            async for message in self._follow(revocations):
+                yield message
+
+    async def _follow(self, revocations: RevocationSet,
+                      ) -> AsyncIterator[auth_pb2.WatchRevocationsResponse]:
+        """The snapshot, then each batch of revocations, and heartbeats in between."""
         queue = revocations.watch()
         try:
             yield auth_pb2.WatchRevocationsResponse(session_ids=revocations.snapshot(),

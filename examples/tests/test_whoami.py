@@ -18,9 +18,11 @@ INVALID = 'Bearer realm="authsvc", error="invalid_token", error_description="{}"
 
 
 @pytest.fixture
-async def verifier(server, clock):
-    """A LocalVerifier following the authsvc under test, on the same FakeClock."""
-    async with LocalVerifier(f"127.0.0.1:{server}", clock=clock) as verifier:
+async def verifier(server, clock, watcher):
+    """A LocalVerifier following the authsvc under test, on the same FakeClock, as a
+    service account allowed to follow its revocations."""
+    async with LocalVerifier(f"127.0.0.1:{server}", clock=clock,
+                             access_token=lambda: watcher) as verifier:
         yield verifier
 
 

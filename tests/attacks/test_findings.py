@@ -22,8 +22,9 @@ from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc, user_admin_pb2, user_admin_pb2_grpc
 from authsvc.verifiers import LocalVerifier
 
+from ..conftest import watch_token
 from ..helpers import PASSWORD, fails
-from ..test_cli import authsvc as cli
+from ..rpc.test_cli import authsvc as cli
 
 WRONG = "not the password"
 EMAIL = "alice@example.com"
@@ -185,7 +186,8 @@ async def test_the_local_verifier_refuses_a_ten_year_token_as_validate_does(serv
          "exp": now + 10 * 365 * 86400, "jti": "j", "sid": "s", "scope": "authsvc.admin"},
         key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"})
 
-    async with LocalVerifier(f"127.0.0.1:{port}", clock=clock,
+    token = await watch_token(app)
+    async with LocalVerifier(f"127.0.0.1:{port}", clock=clock, access_token=lambda: token,
                              max_token_lifetime=app.settings.access_token_ttl) as verifier:
         with pytest.raises(TokenInvalid):
             await verifier.verify_async(forged)

@@ -26,6 +26,7 @@ from jwt.algorithms import get_default_algorithms
 from authsvc.v1 import auth_pb2
 from authsvc.verifiers import LocalVerifier
 
+from ..conftest import watch_token
 from ..helpers import PASSWORD, parse
 from .attack_helpers import DELETE, b64, encode_json, public_key_encodings
 from .catalogue import (
@@ -195,10 +196,11 @@ CATALOGUE = _catalogue()
 def local(kit: Kit) -> Iterator[LocalVerifier]:
     """A LocalVerifier following the kit's server, with its settings and its clock."""
     settings = kit.service.settings
+    token = kit.service.run(watch_token(kit.service.app))
     verifier = LocalVerifier(f"127.0.0.1:{kit.service.port}", issuer=settings.issuer,
                              audience=settings.audience, leeway=settings.clock_leeway,
                              max_token_lifetime=settings.access_token_ttl,
-                             clock=kit.service.clock)
+                             clock=kit.service.clock, access_token=lambda: token)
     assert verifier.start(), "the LocalVerifier got no keys or revocation snapshot"
     yield verifier
     verifier.close()

@@ -31,9 +31,10 @@ async def refreshes(app) -> int:
                                    " WHERE kind = 'refresh.success'")
 
 
-async def test_calls_carry_the_bearer_token(server, credentials, clock, user):
+async def test_calls_carry_the_bearer_token(server, credentials, clock, user, watcher):
     """An aio channel with the call credentials reaches a guarded service as alice."""
-    async with LocalVerifier(f"127.0.0.1:{server}", clock=clock) as verifier, \
+    async with LocalVerifier(f"127.0.0.1:{server}", clock=clock,
+                             access_token=lambda: watcher) as verifier, \
             serving(verifier) as port:
         channel_credentials = grpc.composite_channel_credentials(
             grpc.local_channel_credentials(), credentials.call_credentials())

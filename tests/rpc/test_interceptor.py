@@ -20,8 +20,9 @@ from ..helpers import bearer, fails, parse, sign_in
 
 
 @pytest.fixture
-async def local(server, clock):
-    async with LocalVerifier(f"127.0.0.1:{server}", clock=clock) as verifier:
+async def local(server, clock, watcher):
+    async with LocalVerifier(f"127.0.0.1:{server}", clock=clock,
+                             access_token=lambda: watcher) as verifier:
         yield verifier
 
 
@@ -56,7 +57,8 @@ async def test_the_bearer_scheme_is_case_insensitive(local, stub, user):
     assert answer == user.encode()
 
 
-async def test_an_unknown_kid_refetches_the_key_set_at_most_once_per_interval(server, clock):
+async def test_an_unknown_kid_refetches_the_key_set_at_most_once_per_interval(server, clock,
+                                                                           watcher):
     """Forged kids cannot make the verifier hammer GetJwks."""
     fetches = []
 
@@ -68,7 +70,8 @@ async def test_an_unknown_kid_refetches_the_key_set_at_most_once_per_interval(se
 
     channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{server}"), Count())
     key = ec.generate_private_key(ec.SECP256R1())
-    async with LocalVerifier(channel, clock=clock, kid_refetch_interval=60) as verifier:
+    async with LocalVerifier(channel, clock=clock, kid_refetch_interval=60,
+                             access_token=lambda: watcher) as verifier:
         before = len(fetches)
         for n in range(5):
             token = jwt.encode({"sub": "x"}, key, algorithm="ES256",
@@ -80,13 +83,15 @@ async def test_an_unknown_kid_refetches_the_key_set_at_most_once_per_interval(se
     assert len(fetches) - before == 1
 
 
-async def test_past_max_staleness_without_the_feed_the_verifier_fails_closed(app, clock, user):
+async def test_past_max_staleness_without_the_feed_the_verifier_fails_closed(app, clock, user,
+                                                                             watcher):
     """With authsvc gone, tokens are still accepted for max_staleness, then UNAVAILABLE."""
     now = [0.0]
     async with running_server(app, "127.0.0.1:0") as (server, port):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             signed_in = await sign_in(auth_pb2_grpc.AuthStub(channel))
         verifier = LocalVerifier(f"127.0.0.1:{port}", clock=clock, max_staleness=5,
+                                 access_token=lambda: watcher,
                                  monotonic=lambda: now[0])
         assert await asyncio.to_thread(verifier.start)
         try:

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import grpc
-import pytest
 
 from authsvc.errors import TokenRevoked, Unavailable
 from authsvc.runtime.app import running_app
@@ -29,8 +28,6 @@ from authsvc.verifiers import LocalVerifier
 
 from ..helpers import PASSWORD, fails, sign_in
 from ..servers import AuthsvcProcess, free_port, new_key, server_env
-
-pytestmark = pytest.mark.system
 
 MAX_STALENESS = 2.0
 SLACK = 2.0  # scheduling on a loaded 2-core machine; the bound itself is exact
@@ -56,9 +53,14 @@ async def test_a_local_verifier_stops_trusting_a_frozen_authsvc(database_url):
     try:
         server.start().wait_ready()
         async with grpc.aio.insecure_channel(server.address) as channel:
-            await _add_user(database_url, env)
+            await _add_user(database_url, env, "alice@example.com")
+            await _add_user(database_url, env, "watcher@example.com",
+                            "--scope", "authsvc.revocations")
             signed_in = await sign_in(auth_pb2_grpc.AuthStub(channel))
-        async with LocalVerifier(server.address, max_staleness=MAX_STALENESS) as verifier:
+            watcher = await sign_in(auth_pb2_grpc.AuthStub(channel),
+                                    email="watcher@example.com")
+        async with LocalVerifier(server.address, max_staleness=MAX_STALENESS,
+                                 access_token=lambda: watcher.access_token) as verifier:
             trusted = await verifier.verify_async(signed_in.access_token)
             server.signal(signal.SIGSTOP)
             try:
@@ -73,10 +75,10 @@ async def test_a_local_verifier_stops_trusting_a_frozen_authsvc(database_url):
     assert took <= MAX_STALENESS + SLACK
 
 
-async def _add_user(database_url: str, env: dict[str, str]) -> None:
+async def _add_user(database_url: str, env: dict[str, str], email: str, *flags: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        *_cli("users", "add", "--email", "alice@example.com", "--password-stdin",
-              "--database-url", database_url),
+        *_cli("users", "add", "--email", email, "--password-stdin",
+              "--database-url", database_url, *flags),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, env=env)
     await process.communicate(PASSWORD.encode())
     assert process.returncode == 0

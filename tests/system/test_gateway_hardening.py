@@ -37,7 +37,7 @@ from ..helpers import PASSWORD
 # pytest finds fixtures (gateway_binary, stack_factory) by name in this module's
 # namespace, so importing them is using them; ruff sees an unused import (F401)
 # and, where one is named as a parameter, a redefinition (F811).
-from ..test_gateway import (  # noqa: F401
+from .test_gateway import (  # noqa: F401
     Reply,
     Stack,
     assert_status_body,
@@ -48,6 +48,8 @@ from ..test_gateway import (  # noqa: F401
 
 MARKER = "<script>"
 MAX_USER_AGENT = 256
+
+pytestmark = pytest.mark.go  # needs the Go toolchain (system comes from conftest)
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,6 @@ if "prometheus_client" in sys.modules:
 print(json.dumps({"loaded": sorted(sys.modules), "registered": registered}))
 """
 
-pytestmark = pytest.mark.system
-
 
 @pytest.fixture(scope="module")
 def base_python(tmp_path_factory: pytest.TempPathFactory) -> Path:

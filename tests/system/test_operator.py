@@ -8,11 +8,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from ..servers import AuthsvcProcess, free_port, new_key, server_env
-
-pytestmark = pytest.mark.system
 
 
 def test_a_second_server_on_a_taken_port_refuses_to_start(database_url, tmp_path):

@@ -20,7 +20,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, fails
-from ..servers import AuthsvcProcess, free_port, new_key, postmaster_pid, server_env
+from ..servers import (
+    AuthsvcProcess,
+    free_port,
+    new_key,
+    poll_until,
+    postmaster_pid,
+    server_env,
+)
 
 GRACE = 10.0  # AUTHSVC_SHUTDOWN_GRACE's default, set explicitly
 IN_FLIGHT = 20
@@ -55,8 +62,11 @@ async def test_sigterm_lets_in_flight_sign_ins_finish_then_exits_0(data_dir, wor
     UNAVAILABLE, and the process exits 0 within the grace period, its embedded
     PostgreSQL stopped."""
     # The production argon2 profile: each SignIn holds a hashing thread ~50 ms,
-    # so twenty of them queue for about a second.
-    env = server_env(AUTHSVC_ARGON2_PROFILE="owasp", AUTHSVC_SHUTDOWN_GRACE=str(GRACE))
+    # so twenty of them queue for about a second. Each attempt holds a throttle
+    # slot until it succeeds, so the pair and identifier budgets are raised above
+    # the twenty in flight: this test is about draining, not throttling.
+    env = server_env(AUTHSVC_ARGON2_PROFILE="owasp", AUTHSVC_SHUTDOWN_GRACE=str(GRACE),
+                     AUTHSVC_THROTTLE_PAIR_FREE="100", AUTHSVC_THROTTLE_IDENTIFIER_FREE="100")
     server = AuthsvcProcess(free_port(), env, ["--data-dir", str(data_dir),
                                               "--workers", str(workers)])
     email = f"drain{workers}@example.com"
@@ -75,7 +85,9 @@ async def test_sigterm_lets_in_flight_sign_ins_finish_then_exits_0(data_dir, wor
             server.signal(signal.SIGTERM)
             signalled = time.monotonic()
             still_running = sum(not c.done() for c in calls)
-            server.wait_for("shutting down", timeout=5)
+            # Every worker is draining (the call below may reach any of them).
+            await poll_until(lambda: server.log.count('"msg":"shutting down"') >= workers,
+                             5, "every worker to start draining")
             late = await fails(stub.Validate(auth_pb2.ValidateRequest(access_token="x"),
                                              timeout=5))
             results = await asyncio.gather(*calls, return_exceptions=True)

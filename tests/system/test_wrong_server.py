@@ -7,13 +7,10 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import grpc
-import pytest
 
 from authsvc.v1 import auth_pb2
 
 from ..helpers import PASSWORD, fails, sign_in
-
-pytestmark = pytest.mark.system
 
 
 async def test_a_read_only_database_answers_unavailable_and_recovers(

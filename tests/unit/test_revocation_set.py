@@ -46,13 +46,29 @@ def test_a_loaded_set_answers_for_revoked_and_unrevoked_sessions(revocations):
     assert (revocations.trusted, sorted(revocations.snapshot())) == (True, ["s1", "s2"])
 
 
-def test_load_replaces_what_the_set_held(revocations):
-    """A second load forgets sessions the fresh snapshot does not list."""
+def test_load_merges_and_never_forgets_what_the_set_held(revocations):
+    """A second load (a reconnect, perhaps to a failed-over database that lost some
+    rows) adds what it lists and forgets nothing this replica acknowledged."""
     revocations.load({"s1": NOW})
 
     revocations.load({"s2": NOW})
 
-    assert (revocations.is_revoked("s1"), revocations.is_revoked("s2")) == (False, True)
+    assert (revocations.is_revoked("s1"), revocations.is_revoked("s2")) == (True, True)
+
+
+def test_a_silent_feed_is_trusted_for_max_staleness_after_its_last_word(revocations,
+                                                                          monotonic):
+    """Trust counts from the last confirmation (heard), not from when a broken feed
+    is noticed: with no word for max_staleness the set answers None."""
+    revocations.load({})
+    monotonic.advance(4.0)
+    revocations.heard()  # a heartbeat or an answered ping
+    monotonic.advance(4.9)
+
+    trusted_then = revocations.is_revoked("s1")
+    monotonic.advance(0.2)
+
+    assert (trusted_then, revocations.is_revoked("s1")) == (False, None)
 
 
 def test_added_sessions_are_revoked(revocations):

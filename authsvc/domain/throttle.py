@@ -131,9 +131,7 @@ class Throttle:
             tight.append(self._pair(identifier, address))
         if reservation.device:
             tight.append(self._digest("device", reservation.device))
-        await rows.release(conn, [c for c in reservation.charged if c[0] not in tight])
-        for key in tight:
-            await rows.clear(conn, key)
+        await rows.release(conn, [c for c in reservation.charged if c[0] not in tight], tight)
         if address:
             await rows.trust(conn, self._trust(identifier, address),
                              self._clock() + self.policy.trust_ttl)

@@ -70,19 +70,14 @@ async def reserve(conn: asyncpg.Connection, checked: list[str],
     return float(found["blocked"].timestamp()), int(found["refused"])
 
 
-async def release(conn: asyncpg.Connection, charged: list[tuple[str, Tarpit]]) -> None:
-    """Give back the slots ``reserve`` took: one failure fewer on each key, and no
-    block unless the failures left still exceed its free ones."""
+async def release(conn: asyncpg.Connection, released: list[tuple[str, Tarpit]],
+                  cleared: list[str]) -> None:
+    """Give back the slots ``reserve`` took (``throttle_release`` in 0003): one failure
+    fewer on each released key, and no block unless the failures left still exceed
+    its free ones; the cleared keys start afresh. Locks in the order reserve does."""
     await conn.execute(
-        "UPDATE throttles AS t SET failures = t.failures - 1,"
-        " blocked_until = CASE WHEN t.failures - 1 > c.free THEN t.blocked_until END"
-        " FROM unnest($1::text[], $2::int[]) AS c(key, free)"
-        " WHERE t.key = c.key AND t.failures > 0",
-        [k for k, _ in charged], [t.free for _, t in charged])
-
-
-async def clear(conn: asyncpg.Connection, key: str) -> None:
-    await conn.execute("DELETE FROM throttles WHERE key = $1", key)
+        "SELECT throttle_release($1::text[], $2::int[], $3::text[])",
+        [k for k, _ in released], [t.free for _, t in released], cleared)
 
 
 async def trust(conn: asyncpg.Connection, key: str, until: float) -> None:

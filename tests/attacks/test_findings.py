@@ -24,7 +24,7 @@ from authsvc.verifiers import LocalVerifier
 
 from ..conftest import watch_token
 from ..helpers import PASSWORD, fails
-from ..rpc.test_cli import authsvc as cli
+from ..helpers import authsvc as cli
 
 WRONG = "not the password"
 EMAIL = "alice@example.com"
@@ -82,22 +82,33 @@ def count_hashes(app: App) -> list[int]:
 
 
 async def test_a_concurrent_burst_gets_only_the_free_budget_hashed(service):
-    """40 concurrent guesses for one account: 11 are hashed (10 free + the one that
-    starts the block), the other 29 are RATE_LIMITED without a hash, and the right
-    password sent inside the burst does not get through once the budget is spent."""
+    """40 concurrent wrong guesses for one account: 11 are hashed (10 free + the one
+    that starts the block), the other 29 are RATE_LIMITED without a hash, and the
+    refusals leave audit rows at the 1st, 2nd, 4th, 8th and 16th: a trail, not a flood."""
+    app, stub, _user, _port = service
+    hashes = count_hashes(app)
+
+    answers = await asyncio.gather(*(outcome(attempt(stub, WRONG)) for _ in range(40)))
+
+    assert (hashes[0], answers.count("INVALID_CREDENTIALS"),
+            answers.count("RATE_LIMITED")) == (11, 11, 29)
+    counts = await event_counts(app)
+    assert (counts["signin.failure"], counts["signin.throttled"]) == (11, 5)
+
+
+async def test_the_right_password_inside_a_burst_gets_no_extra_guesses_through(service):
+    """With the right password among 40 concurrent attempts, still exactly 11 wrong
+    guesses are hashed; the right one is hashed only if it came before the budget
+    was spent, and then it gives its slot back (a success is not a failure)."""
     app, stub, _user, _port = service
     hashes = count_hashes(app)
     calls = [attempt(stub, WRONG) for _ in range(39)] + [attempt(stub, PASSWORD)]
 
     answers = await asyncio.gather(*(outcome(call) for call in calls))
 
-    assert hashes[0] == 11
-    assert answers.count("RATE_LIMITED") == 29
-    assert answers.count("INVALID_CREDENTIALS") + answers.count("OK") == 11
-    counts = await event_counts(app)
-    assert counts.get("signin.failure", 0) + counts.get("signin.success", 0) == 11
-    # Refusals 1, 2, 4, 8 and 16 of the block are audited: a trail, not a flood.
-    assert counts["signin.throttled"] == 5
+    assert answers.count("INVALID_CREDENTIALS") == 11
+    assert hashes[0] == 11 + answers.count("OK")
+    assert answers.count("RATE_LIMITED") == 40 - hashes[0]
 
 
 async def test_bursts_from_two_replicas_share_one_budget(service, settings, database_url,

@@ -53,3 +53,19 @@ BEGIN
      WHERE t.key = n.key;
 END
 $$;
+
+-- Give back the slots a successful attempt reserved: one failure fewer on each
+-- released key (and no block unless the failures left still exceed its free
+-- ones), and the cleared keys (the pair's and the device's) start afresh.
+-- Locks in key order, as throttle_reserve does, so the two never deadlock.
+CREATE FUNCTION throttle_release(released text[], free integer[], cleared text[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM throttles WHERE key = ANY (released || cleared) ORDER BY key FOR UPDATE;
+    UPDATE throttles AS t SET failures = t.failures - 1,
+           blocked_until = CASE WHEN t.failures - 1 > c.free THEN t.blocked_until END
+      FROM unnest(released, free) AS c(key, free)
+     WHERE t.key = c.key AND t.failures > 0;
+    DELETE FROM throttles WHERE key = ANY (cleared);
+END
+$$;

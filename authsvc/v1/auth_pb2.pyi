@@ -102,8 +102,9 @@ class SignInResponse(_message.Message):
     session_id: _builtins.str
     user_id: _builtins.str
     device_token: _builtins.str
-    """Opaque; keep it on this device and send it with the next SignIn of this
-    identifier. The gateway keeps it in an HttpOnly cookie.
+    """Opaque; keep it on this device (an app's secure storage, a browser's
+    storage for this origin) and send it with the next SignIn of this
+    identifier. Good for AUTHSVC_THROTTLE_TRUST_TTL; each sign-in gives a fresh one.
     """
     def __init__(
         self,

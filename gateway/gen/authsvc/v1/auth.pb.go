@@ -207,8 +207,9 @@ type SignInResponse struct {
 	RefreshExpiresIn int64                  `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
 	SessionId        string                 `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	UserId           string                 `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Opaque; keep it on this device and send it with the next SignIn of this
-	// identifier. The gateway keeps it in an HttpOnly cookie.
+	// Opaque; keep it on this device (an app's secure storage, a browser's
+	// storage for this origin) and send it with the next SignIn of this
+	// identifier. Good for AUTHSVC_THROTTLE_TRUST_TTL; each sign-in gives a fresh one.
 	DeviceToken   string `protobuf:"bytes,8,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

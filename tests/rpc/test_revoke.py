@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import jwt
 import pytest
@@ -143,16 +145,73 @@ async def test_jwks_publishes_public_keys_that_verify_tokens(stub, user):
     assert jwt.get_unverified_header(signed_in.access_token)["kid"] == key.kid
 
 
-async def test_watch_revocations_sends_the_set_then_each_revocation(stub, user):
-    """WatchRevocations starts with the current set, then streams new revocations."""
+async def test_watch_revocations_sends_the_set_then_each_revocation(stub, user, watcher):
+    """WatchRevocations starts with the current set, then streams new revocations,
+    and says "nothing new" with an empty heartbeat while nothing happens."""
     old, new = await sign_in(stub), await sign_in(stub)
     await stub.Revoke(auth_pb2.RevokeRequest(token=old.refresh_token))
-    stream = stub.WatchRevocations(auth_pb2.WatchRevocationsRequest())
+    stream = stub.WatchRevocations(auth_pb2.WatchRevocationsRequest(),
+                                   metadata=bearer(watcher))
 
     first = await stream.read()
     await stub.Revoke(auth_pb2.RevokeRequest(token=new.refresh_token))
     second = await stream.read()
+    heartbeat = await stream.read()
     stream.cancel()
 
     assert (list(first.session_ids), first.snapshot) == ([old.session_id], True)
     assert (list(second.session_ids), second.snapshot) == ([new.session_id], False)
+    assert (list(heartbeat.session_ids), heartbeat.snapshot) == ([], False)
+
+
+async def test_watch_revocations_needs_the_feed_scope(stub, user):
+    """Without a token the feed is UNAUTHENTICATED; with a token lacking scope
+    authsvc.revocations it is PERMISSION_DENIED."""
+    alice = await sign_in(stub)
+
+    anonymous = await fails(stub.WatchRevocations(
+        auth_pb2.WatchRevocationsRequest()).read())
+    unscoped = await fails(stub.WatchRevocations(
+        auth_pb2.WatchRevocationsRequest(), metadata=bearer(alice.access_token)).read())
+
+    assert (anonymous.code, anonymous.reason) == (grpc.StatusCode.UNAUTHENTICATED,
+                                                  "TOKEN_MISSING")
+    assert (unscoped.code, unscoped.reason) == (grpc.StatusCode.PERMISSION_DENIED,
+                                                "INSUFFICIENT_SCOPE")
+
+
+async def test_one_peer_holds_at_most_its_share_of_feed_streams(stub, watcher, settings):
+    """Each client address holds at most AUTHSVC_WATCH_STREAMS_PER_PEER streams; the
+    next is RESOURCE_EXHAUSTED / RATE_LIMITED, and a slot frees when a stream ends."""
+    streams = [stub.WatchRevocations(auth_pb2.WatchRevocationsRequest(),
+                                     metadata=bearer(watcher))
+               for _ in range(settings.watch_streams_per_peer)]
+    for stream in streams:
+        assert (await stream.read()).snapshot
+
+    refused = await fails(stub.WatchRevocations(
+        auth_pb2.WatchRevocationsRequest(), metadata=bearer(watcher)).read())
+    streams[0].cancel()
+    admitted = await admitted_once_freed(stub, watcher)
+    for stream in streams:
+        stream.cancel()
+
+    assert (refused.code, refused.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                              "RATE_LIMITED")
+    assert admitted
+
+
+async def admitted_once_freed(stub, watcher: str, timeout: float = 10.0) -> bool:
+    """Open a stream until the server has noticed the cancelled one (bounded)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        stream = stub.WatchRevocations(auth_pb2.WatchRevocationsRequest(),
+                                       metadata=bearer(watcher))
+        try:
+            first = await stream.read()
+        except grpc.RpcError:
+            await asyncio.sleep(0.05)
+            continue
+        stream.cancel()
+        return bool(first.snapshot)
+    return False

@@ -292,7 +292,7 @@ def test_sign_in_returns_an_oauth_token_response(stack: Stack) -> None:
     assert reply.status == 200, reply.body
     token = reply.json
     assert set(token) == {"access_token", "token_type", "expires_in", "refresh_token",
-                          "refresh_expires_in", "session_id", "user_id"}
+                          "refresh_expires_in", "session_id", "user_id", "device_token"}
     assert token["token_type"] == "Bearer"
     assert isinstance(token["expires_in"], int) and token["expires_in"] > 0
     assert isinstance(token["refresh_expires_in"], int) and token["refresh_expires_in"] > 0

@@ -113,6 +113,18 @@ class Accounts:
         async with self._db.connection() as conn:
             return await self._find(conn, selector)
 
+    async def page(self, limit: int = 100, after: str | None = None) -> list[UserRow]:
+        """Users in id order, ``limit`` at a time, after the id ``after``."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidArgument("limit", "must be between 1 and 10000")
+        if after is not None:
+            try:
+                uuid.UUID(after)
+            except ValueError:
+                raise InvalidArgument("after", "must be a user id") from None
+        async with self._db.connection() as conn:
+            return await user_rows.page(conn, limit, after)
+
     async def list_sessions(self, selector: Identifier | str,
                             limit: int = 1000) -> list[SessionRow]:
         """The user's sessions, newest first, ended ones included (at most ``limit``)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..clock import system_clock
 from ..config import Secret, Settings
-from ..domain.accounts import Accounts
+from ..domain.accounts import Accounts, UserRow
 from ..domain.identifiers import Identifier, Kind, normalize
 from ..domain.keystore import KeyStore
 from ..domain.passwords import Passwords
@@ -102,6 +102,11 @@ async def _admin(args: argparse.Namespace, settings: Settings, url: str) -> int:
             user_id = await accounts.add(kind, raw, _read_password(), tuple(args.scope or ()))
         elif args.action == "disable":
             user_id = await accounts.disable(_target(args))
+        elif args.action in ("show", "list"):
+            for user in ([await accounts.get(_target(args))] if args.action == "show"
+                         else await accounts.page(args.limit, args.after)):
+                print(json.dumps(_user_json(user), separators=(",", ":")))
+            return 0
         elif args.action == "scopes":
             if not (args.add or args.remove):
                 raise InvalidArgument("scope", "give --add or --remove (repeatable)")
@@ -124,13 +129,23 @@ async def _events(db: Database, args: argparse.Namespace) -> None:
         try:
             uuid.UUID(args.user)
         except ValueError:
-            raise InvalidArgument("user", "must be a user id") from None
+            raise InvalidArgument("user", "must be a user id (authsvc users show "
+                                  "--email … prints it)") from None
+    if args.kind is not None and not any(
+            k == args.kind or k.startswith(args.kind + ".") for k in events.KINDS):
+        raise InvalidArgument("kind", "must be one of " + ", ".join(events.KINDS)
+                              + ", or a prefix such as signin")
     since = None if args.since is None else _since(args.since)
     async with db.connection() as conn:
         found = await events.search(conn, user_id=args.user, since=since, kind=args.kind,
                                     limit=args.limit)
     for event in found:
         print(json.dumps(event, separators=(",", ":")))
+
+
+def _user_json(user: UserRow) -> dict[str, object]:
+    return {"id": user.id, "email": user.email, "phone": user.phone,
+            "username": user.username, "scopes": list(user.scopes), "disabled": user.disabled}
 
 
 def _since(raw: str) -> float:
@@ -245,6 +260,13 @@ def _parser() -> argparse.ArgumentParser:
     disable = users.add_parser("disable", parents=[common],
                                help="disable a user and revoke their sessions")
     _identifier_flags(disable, with_id=True)
+    show = users.add_parser("show", parents=[common],
+                            help="print a user (id, identifiers, scopes) as a JSON line")
+    _identifier_flags(show, with_id=True)
+    listing = users.add_parser("list", parents=[common],
+                               help="print users as JSON lines, in id order")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    listing.add_argument("--after", help="start after this user id (the last one printed)")
     scopes = users.add_parser("scopes", parents=[common],
                               help="grant or withdraw scopes; prints the user id and the "
                               "scopes held now (sessions get them at their next refresh)")

@@ -8,6 +8,16 @@ import asyncpg
 
 from ..clock import to_datetime
 
+# Every kind of event authsvc writes (the audit vocabulary; `authsvc events
+# --kind` takes one of these or a prefix such as "signin").
+KINDS = (
+    "signin.success", "signin.failure", "signin.throttled",
+    "refresh.success", "refresh.failure", "refresh.reuse_detected",
+    "session.revoked",
+    "user.created", "user.disabled", "user.password_changed", "user.scopes_changed",
+    "key.created", "key.rotated", "key.retired",
+)
+
 
 async def record(conn: asyncpg.Connection, kind: str, now: float, *,
                  reason: str | None = None, user_id: str | None = None,

@@ -66,6 +66,15 @@ async def get(conn: asyncpg.Connection, user_id: str) -> UserRow | None:
     return _row(await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", key))  # noqa: S608
 
 
+async def page(conn: asyncpg.Connection, limit: int, after: str | None = None,
+               ) -> list[UserRow]:
+    """Users in id order, at most ``limit``, starting after the id ``after``."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM users WHERE $2::uuid IS NULL OR id > $2"  # noqa: S608
+        " ORDER BY id LIMIT $1", limit, None if after is None else uuid.UUID(after))
+    return [row for row in map(_row, rows) if row is not None]
+
+
 async def set_password_hash(conn: asyncpg.Connection, user_id: str, password_hash: str,
                             now: float) -> bool:
     """A new password: every sign-in that read the old credentials can no longer

@@ -226,6 +226,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 # Variables that other parts read (scripts, tests, the health check), not Settings.
 _READ_ELSEWHERE = frozenset({
     "AUTHSVC_VENV", "AUTHSVC_TOOLS", "AUTHSVC_TEST_DATABASE_URL", "AUTHSVC_HEALTHCHECK_TIMEOUT",
+    "AUTHSVC_HEALTHCHECK_RESTARTED",
     "AUTHSVC_GATEWAY_LISTEN", "AUTHSVC_GATEWAY_UPSTREAM"})
 
 _THROTTLE_VARIABLES: dict[str, Callable[[str], Any]] = {

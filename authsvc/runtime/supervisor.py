@@ -35,7 +35,7 @@ from typing import Any
 from ..config import Settings
 from ..core.backoff import Backoff
 from ..errors import ConfigError
-from .worker import where, worker
+from .worker import log_listening, worker
 
 log = logging.getLogger("authsvc")
 
@@ -63,8 +63,7 @@ class Supervisor:
                 self._start(index)
             ports = {self._await_ready(index) for index in range(self._settings.workers)}
             port = ports.pop()
-            log.info("listening on %s (%d workers)", where(self._settings.listen, port),
-                     len(self._workers))
+            log_listening(self._settings.listen, port, len(self._workers))
             self._supervise()
             return port
         finally:

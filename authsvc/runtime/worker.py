@@ -25,10 +25,19 @@ async def worker(settings: Settings, url: str, ready: Callable[[int], None] | No
     async with running_app(settings, url) as app, \
             running_server(app, settings.listen) as (_server, port):
         if ready is None:
-            log.info("listening on %s", where(settings.listen, port))
+            log_listening(settings.listen, port, 1)
         else:
             ready(port)
         await stop.wait()
+
+
+def log_listening(listen: str, port: int, workers: int) -> None:
+    """The start-up line, with what a first-time operator does next."""
+    address = where(listen, port)
+    log.info("listening on %s (%d worker%s)", address, workers, "" if workers == 1 else "s",
+             extra={"fields": {
+                 "next": "add a user: authsvc users add --email you@example.com "
+                         "--password-stdin; HTTP/JSON: scripts/gateway --upstream " + address}})
 
 
 def where(listen: str, port: int) -> str:

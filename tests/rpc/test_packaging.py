@@ -270,6 +270,18 @@ async def test_the_health_check_script_says_serving_or_fails(server):
     assert "UNAVAILABLE" in down.stderr
 
 
+async def test_the_health_check_script_run_by_another_python_uses_the_venv(server):
+    """Run by a Python without grpcio (here: one without site-packages), the script
+    starts again with the project's virtualenv Python instead of failing."""
+    venv = Path(sys.executable).parent.parent
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-S", str(ROOT / "scripts/healthcheck"),
+                         f"127.0.0.1:{server}"],
+        capture_output=True, text=True, timeout=20, env={"AUTHSVC_VENV": str(venv)})
+
+    assert (result.returncode, result.stdout.strip()) == (0, "SERVING"), result.stderr
+
+
 @pytest.mark.parametrize("listen", ["0.0.0.0:50099", "127.0.0.1:50099"])
 def test_the_health_check_script_asks_loopback_on_the_listen_port(listen, monkeypatch):
     """Without an argument, scripts/healthcheck asks 127.0.0.1 on AUTHSVC_LISTEN's port."""

@@ -7,8 +7,12 @@ This is the zero-configuration default for trying authsvc out and for tests;
 production points ``AUTHSVC_DATABASE_URL`` at its own PostgreSQL and passes
 the key in ``AUTHSVC_KEY_ENCRYPTION_KEY`` or ``AUTHSVC_KEY_ENCRYPTION_KEY_FILE``.
 
-pgserver counts the processes using a data directory and stops the server
-when the last one exits, so the CLI can run beside ``authsvc serve``.
+pgserver counts the processes using a data directory (``.handle_pids.json``)
+and stops the server when the last one exits, so the CLI can run beside
+``authsvc serve``. A process killed outright (SIGKILL) never takes its pid off
+that list, and the server would then never stop; so before joining, the list
+is pruned of processes that no longer exist, under pgserver's own lock: a
+server left running by a killed run is adopted, and stopped when this run ends.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            _forget_dead_handles(self.data_dir / "postgres")
             try:
                 self._server = pgserver.get_server(  # type: ignore[attr-defined]
                     self.data_dir / "postgres", cleanup_mode="stop")
@@ -59,6 +64,28 @@ class EmbeddedPostgres:
                 warnings.simplefilter("ignore")
                 self._server.cleanup()
             self._server = None
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop pids of processes that are gone from pgserver's handle list."""
+    import psutil
+    from pgserver.postgres_server import PostgresServer
+    from pgserver.utils import DiskList
+
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    with PostgresServer._lock:  # pgserver's inter-process lock around that list
+        pids = DiskList(handles)
+        alive = [pid for pid in pids.get() if _alive(psutil, pid)]
+        pids.put(alive)
+
+
+def _alive(psutil: Any, pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def key_encryption_key(data_dir: Path) -> Secret[bytes]:

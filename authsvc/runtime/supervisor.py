@@ -53,6 +53,7 @@ class Supervisor:
         self._ready: Any = self._ctx.Queue()
         self._workers: dict[int, BaseProcess] = {}
         self._started_at: dict[int, float] = {}
+        self._reports: dict[int, int | str] = {}  # worker → its port, or why it failed
         self._stopping = threading.Event()
 
     def run(self) -> int:
@@ -82,10 +83,18 @@ class Supervisor:
                     os.kill(process.pid, signal.SIGTERM)
 
     def _start(self, index: int) -> None:
+        self._reports.pop(index, None)
         process = self._ctx.Process(
             target=worker_main, args=(self._settings, self._url, self._ready, index),
             name=f"authsvc-worker-{index}")
-        process.start()
+        # The child inherits a blocked SIGINT: ^C at the terminal reaches the whole
+        # process group, and only the parent should act on it (by SIGTERM to each
+        # worker), not a worker still importing, with a traceback.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         self._workers[index] = process
         self._started_at[index] = time.monotonic()
 
@@ -93,16 +102,20 @@ class Supervisor:
         """Wait for worker ``index`` to report; its port, or ConfigError why not."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline and not self._stopping.is_set():
+            report = self._reports.pop(index, None)
+            if isinstance(report, str):
+                raise ConfigError(report)
+            if report is not None:
+                return report
             try:
                 who, what = self._ready.get(timeout=0.2)
             except queue.Empty:
-                if not self._workers[index].is_alive():
+                if not self._workers[index].is_alive() and not self._stopping.is_set():
                     raise ConfigError(f"worker {index} exited while starting") from None
                 continue
-            if isinstance(what, str):
-                raise ConfigError(what)
-            if who == index:
-                return int(what)
+            self._reports[who] = what  # workers report in any order
+        if self._stopping.is_set():
+            raise KeyboardInterrupt  # a signal while starting: stop quietly
         raise ConfigError(f"worker {index} did not start within {STARTUP_TIMEOUT:.0f} s")
 
     def _supervise(self) -> None:

@@ -1,0 +1,91 @@
+"""A signal at any moment of start-up is a quiet exit with the embedded PostgreSQL
+stopped, and a server left running by a killed run is adopted, then stopped."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ..servers import AuthsvcProcess, free_port, postmaster_pid, server_env
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"],
+                           capture_output=True, text=True, check=False).stdout.split()
+    return [int(p) for p in found]
+
+
+def _until(predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+MOMENTS = {
+    # right after the process starts: still importing
+    "importing": lambda server, data: None,
+    # the embedded PostgreSQL has just started
+    "database-up": lambda server, data: _until(lambda: postmaster_pid(data).exists(),
+                                               "the embedded PostgreSQL"),
+    # the workers exist but are not ready yet
+    "workers-spawning": lambda server, data: _until(
+        lambda: len(_children(server.process.pid)) >= 1, "a worker process"),
+    # serving
+    "serving": lambda server, data: server.wait_ready(),
+}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+@pytest.mark.parametrize("moment", MOMENTS.values(), ids=MOMENTS.keys())
+def test_a_signal_during_start_up_exits_quietly_and_stops_the_database(
+        tmp_path: Path, moment, signum):
+    """SIGINT (^C) or SIGTERM at any moment of a first start: the process exits on its
+    own, prints no traceback, and leaves no embedded PostgreSQL running."""
+    server = AuthsvcProcess(free_port(), server_env(),
+                            ["--data-dir", str(tmp_path), "--workers", "2"])
+    try:
+        server.start()
+        moment(server, tmp_path)
+        server.signal(signum)
+        code = server.wait(60)
+    finally:
+        server.stop()
+
+    # 130 once authsvc handles signals; before the interpreter does (the first
+    # milliseconds), the signal's own default action, when nothing has started yet.
+    assert code in (0, 130, -signum), server.log
+    assert "Traceback" not in server.log
+    _until(lambda: not postmaster_pid(tmp_path).exists(), "the embedded PostgreSQL to stop",
+           timeout=30)
+
+
+def test_a_server_left_by_a_killed_run_is_adopted_and_then_stopped(tmp_path: Path):
+    """SIGKILL leaves the embedded PostgreSQL running; the next start adopts it and,
+    when that run ends, stops it."""
+    first = AuthsvcProcess(free_port(), server_env(), ["--data-dir", str(tmp_path),
+                                                       "--workers", "1"])
+    second = AuthsvcProcess(free_port(), server_env(), ["--data-dir", str(tmp_path),
+                                                        "--workers", "1"])
+    try:
+        first.start().wait_ready()
+        assert first.process is not None
+        first.process.kill()
+        first.process.wait(10)
+        left_running = postmaster_pid(tmp_path).exists()
+
+        second.start().wait_ready()
+        second.signal(signal.SIGTERM)
+        code = second.wait(60)
+    finally:
+        first.stop()
+        second.stop()
+
+    assert left_running
+    assert code == 0, second.log
+    _until(lambda: not postmaster_pid(tmp_path).exists(), "the adopted PostgreSQL to stop",
+           timeout=30)

@@ -16,10 +16,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
-import os
-import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 
 from ..clock import system_clock
@@ -28,8 +25,9 @@ from ..domain.keystore import KeyStore
 from ..errors import ConfigError
 from ..store.database import Database, connect, create_pool, migrate
 from .embedded import EmbeddedPostgres, key_encryption_key
+from .metrics import serving_metrics
 from .supervisor import Supervisor
-from .worker import where, worker
+from .worker import worker
 
 log = logging.getLogger("authsvc")
 
@@ -79,7 +77,7 @@ def serve(settings: Settings) -> None:
     if port == 0 and settings.workers > 1:
         raise ConfigError("AUTHSVC_LISTEN needs a fixed port when AUTHSVC_WORKERS > 1")
     refuse_shared_port(settings.listen)
-    with database(settings) as (settings, url), _metrics(settings):
+    with database(settings) as (settings, url), serving_metrics(settings):
         asyncio.run(prepare(settings, url))
         if settings.workers == 1:
             asyncio.run(worker(settings, url, None))
@@ -109,40 +107,3 @@ def refuse_shared_port(listen: str) -> None:
             raise ConfigError(f"AUTHSVC_LISTEN: cannot listen on {listen}: {reason} (another "
                               "process listens there; stop it or choose another port)"
                               ) from None
-
-
-@contextlib.contextmanager
-def _metrics(settings: Settings) -> Iterator[None]:
-    """Serve Prometheus metrics on AUTHSVC_METRICS_LISTEN from this process.
-
-    With several workers, each writes its samples to files in a private
-    directory (prometheus-client's multiprocess mode, chosen by the variable
-    set here before the workers start) and this process adds them up."""
-    if settings.metrics_listen is None:
-        yield
-        return
-    import prometheus_client
-    from prometheus_client import multiprocess
-
-    host, port = parse_listen(settings.metrics_listen)
-    directory = None
-    registry = prometheus_client.REGISTRY
-    if settings.workers > 1:
-        directory = tempfile.mkdtemp(prefix="authsvc-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        registry = prometheus_client.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    try:
-        server, thread = prometheus_client.start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        raise ConfigError(f"AUTHSVC_METRICS_LISTEN: cannot listen on "
-                          f"{settings.metrics_listen}: {exc.strerror}") from None
-    log.info("metrics on http://%s/metrics", where(settings.metrics_listen, port))
-    try:
-        yield
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        if directory is not None:
-            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-            shutil.rmtree(directory, ignore_errors=True)

@@ -20,6 +20,7 @@ runner, aggregated across worker processes):
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -44,6 +45,9 @@ POOL = Gauge("authsvc_db_pool_connections", "Database pool connections", ["state
              multiprocess_mode="livesum")
 ARGON2_QUEUE = Gauge("authsvc_argon2_queue", "Password hashes running or waiting",
                      multiprocess_mode="livesum")
+WORKER_RSS = Gauge("authsvc_workers_resident_memory_bytes",
+                   "Resident memory of the worker processes, summed",
+                   multiprocess_mode="livesum")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -53,6 +57,16 @@ def update_gauges(revoked: int, pool_size: int, pool_idle: int, argon2_queue: in
     POOL.labels("busy").set(pool_size - pool_idle)
     POOL.labels("idle").set(pool_idle)
     ARGON2_QUEUE.set(argon2_queue)
+    WORKER_RSS.set(_resident_bytes())
+
+
+def _resident_bytes() -> int:
+    """This process's resident set (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def observe(method: str, context: grpc.aio.ServicerContext, started: float,

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
+import grpc
+import pytest
+
+from authsvc.v1 import auth_pb2_grpc
+from authsvc.verifiers import LocalVerifier
+
+from ..helpers import PASSWORD, sign_in
 from ..servers import AuthsvcProcess, free_port, new_key, server_env
 
 
@@ -34,6 +45,13 @@ def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"],
                            capture_output=True, text=True, check=False).stdout.split()
     return [int(p) for p in found]
+
+
+def _get(url: str) -> str:
+    """GET an http:// URL on loopback (fixed scheme: the metrics endpoint)."""
+    assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 (http only)
+        return str(reply.read().decode())
 
 
 def _alive(pid: int) -> bool:
@@ -99,3 +117,57 @@ def test_workers_die_with_a_killed_parent(database_url):
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_the_metrics_port_serves_only_metrics_with_process_figures(database_url):
+    """/metrics answers with the RPC counters, the supervisor's process_* figures and
+    the workers' summed memory; every other path is 404."""
+    env = server_env(AUTHSVC_DATABASE_URL=database_url, AUTHSVC_KEY_ENCRYPTION_KEY=new_key())
+    server = AuthsvcProcess(free_port(), env, ["--workers", "2"])
+    try:
+        server.start().wait_ready()
+        port = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", server.log)
+        assert port is not None, server.log
+        base = f"http://127.0.0.1:{port[1]}"
+        _wait(lambda: "authsvc_workers_resident_memory_bytes " in _get(f"{base}/metrics"),
+              30, "the workers' first gauges")
+        text = _get(f"{base}/metrics")
+        with pytest.raises(urllib.error.HTTPError) as elsewhere:
+            _get(f"{base}/")
+    finally:
+        server.stop()
+
+    assert elsewhere.value.code == 404
+    assert "process_resident_memory_bytes" in text
+    resident = re.search(r"^authsvc_workers_resident_memory_bytes (\S+)$", text, re.M)
+    assert resident is not None and float(resident[1]) > 10 * 2**20
+
+
+async def test_an_open_revocation_feed_does_not_hold_up_shutdown(database_url):
+    """A LocalVerifier's WatchRevocations stream ends at once on SIGTERM, so shutdown
+    does not wait out the grace period for it."""
+    env = server_env(AUTHSVC_DATABASE_URL=database_url, AUTHSVC_KEY_ENCRYPTION_KEY=new_key(),
+                     AUTHSVC_SHUTDOWN_GRACE="20")
+    server = AuthsvcProcess(free_port(), env, ["--workers", "1"])
+    try:
+        server.start().wait_ready()
+        added = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "authsvc", "users", "add", "--email", "w@example.com",
+             "--scope", "authsvc.revocations", "--password-stdin"],
+            input=PASSWORD, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert added.returncode == 0, added.stderr
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            token = (await sign_in(auth_pb2_grpc.AuthStub(channel), "w@example.com")
+                     ).access_token
+        async with LocalVerifier(server.address, access_token=lambda: token) as verifier:
+            assert verifier.following
+            server.signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = await asyncio.to_thread(server.wait, 30)
+            took = time.monotonic() - started
+    finally:
+        server.stop()
+
+    assert code == 0, server.log
+    assert took < 10, f"shutdown waited {took:.1f} s with a feed open (grace 20 s)"

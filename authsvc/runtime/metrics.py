@@ -1,0 +1,76 @@
+"""Prometheus metrics on ``AUTHSVC_METRICS_LISTEN``, summed over the workers.
+
+Only ``/metrics`` answers (404 elsewhere). With several workers each writes its
+samples to files in a private directory (prometheus-client's multiprocess
+mode, chosen by the variable set here before the workers start) and this
+process adds them up; its own process metrics (``process_*``) are the
+supervisor's, and ``authsvc_workers_resident_memory_bytes`` sums the workers'.
+With one worker, ``process_*`` are that worker's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import make_server
+
+from ..config import Settings, parse_listen
+from ..errors import ConfigError
+from .worker import where
+
+log = logging.getLogger("authsvc")
+
+
+@contextlib.contextmanager
+def serving_metrics(settings: Settings) -> Iterator[None]:
+    if settings.metrics_listen is None:
+        yield
+        return
+    import prometheus_client
+    from prometheus_client import multiprocess
+    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+
+    host, port = parse_listen(settings.metrics_listen)
+    directory = None
+    registry = prometheus_client.REGISTRY
+    if settings.workers > 1:
+        directory = tempfile.mkdtemp(prefix="authsvc-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        prometheus_client.ProcessCollector(registry=registry)
+    try:
+        server = make_server(host, port, _only_metrics(prometheus_client.make_wsgi_app(registry)),
+                             ThreadingWSGIServer, handler_class=_SilentHandler)
+    except OSError as exc:
+        raise ConfigError(f"AUTHSVC_METRICS_LISTEN: cannot listen on "
+                          f"{settings.metrics_listen}: {exc.strerror}") from None
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    log.info("metrics on http://%s/metrics",
+             where(settings.metrics_listen, server.server_address[1]))
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        if directory is not None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _only_metrics(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """``app`` on /metrics; 404 on every other path."""
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"Not found: metrics are at /metrics\n"]
+        return app(environ, start_response)
+    return serve

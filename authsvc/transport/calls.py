@@ -51,7 +51,8 @@ def _safe(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 
 class _Call:
-    """One call being answered: when it started, and whether it was observed."""
+    """One call being answered: counted in flight from its start to ``finish``,
+    and observed exactly once."""
 
     def __init__(self, calls: CallInterceptor, method: str, request_id: str,
                  context: grpc.aio.ServicerContext) -> None:
@@ -61,6 +62,12 @@ class _Call:
         self.context = context
         self.started = time.perf_counter()
         self.observed = False
+        calls.started()
+
+    def finish(self, response: Any) -> None:
+        """The call is over (answered, refused or cancelled)."""
+        self.done(response)
+        self.calls.ended()
 
     def check(self, request: Any) -> None:
         if self.calls.draining and not self.method.startswith(ALWAYS_ANSWERED):
@@ -90,7 +97,6 @@ def _answered(calls: CallInterceptor, behavior: Behavior, method: str,
         async def stream(request: Any, context: grpc.aio.ServicerContext,
                          ) -> AsyncIterator[Any]:
             call = _Call(calls, method, request_id, context)
-            calls.started()
             try:
                 call.check(request)
                 async for item in behavior(request, context):
@@ -100,13 +106,11 @@ def _answered(calls: CallInterceptor, behavior: Behavior, method: str,
             except Exception as exc:
                 await call.refuse(exc)
             finally:
-                call.done(None)
-                calls.ended()
+                call.finish(None)
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         call = _Call(calls, method, request_id, context)
-        calls.started()
         response = None
         try:
             call.check(request)
@@ -117,8 +121,7 @@ def _answered(calls: CallInterceptor, behavior: Behavior, method: str,
         except Exception as exc:
             await call.refuse(exc)
         finally:
-            call.done(response)
-            calls.ended()
+            call.finish(response)
     return unary
 
 

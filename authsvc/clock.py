@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Protocol
+
+# When the RPC being answered must have its answer, in the event loop's time
+# (time.monotonic); None outside a call, or when the client set no deadline.
+# The store bounds database work by it, so a client hears UNAVAILABLE, not
+# DEADLINE_EXCEEDED, when the database is too slow.
+call_deadline: ContextVar[float | None] = ContextVar("authsvc_call_deadline", default=None)
 
 
 class Clock(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
+from ..clock import call_deadline
 from ..errors import ConfigError, DatabaseUnreachable, Unavailable
 
 log = logging.getLogger(__name__)
@@ -170,28 +172,46 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        conn = await self._acquire()
-        try:
-            with self._unavailable_on_failure(conn):
-                yield conn
-        except Unavailable as exc:
-            await self._after_wrong_server(exc)
-            raise
-        finally:
-            await self._release(conn)
+        async with self._lend(transaction=False) as conn:
+            yield conn
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        conn = await self._acquire()
+        async with self._lend(transaction=True) as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _lend(self, *, transaction: bool) -> AsyncIterator[asyncpg.Connection]:
+        """A connection (in a transaction) under one deadline for everything: waiting
+        for the pool, every statement, and handing it back. The deadline is
+        ``AUTHSVC_DB_TIMEOUT`` from now, or the calling RPC's own deadline when that
+        is sooner (``clock.call_deadline``), so a frozen database is UNAVAILABLE in
+        time for the client to hear it. A connection that ran out of time is closed,
+        never handed back (its state is unknown, and resetting it would wait again)."""
+        loop = asyncio.get_running_loop()
+        deadline = min(loop.time() + self._timeout, call_deadline.get() or math.inf)
+        conn: asyncpg.Connection | None = None
         try:
-            with self._unavailable_on_failure(conn):
-                async with conn.transaction():
-                    yield conn
+            async with asyncio.timeout_at(deadline):
+                conn = await self._acquire()
+                with self._unavailable_on_failure(conn):
+                    if transaction:
+                        async with conn.transaction():
+                            yield conn
+                    else:
+                        yield conn
+        except TimeoutError as exc:
+            log.warning("database did not answer within the call's deadline")
+            if conn is not None:
+                conn.terminate()
+                conn = None
+            raise Unavailable("database did not answer in time") from exc
         except Unavailable as exc:
             await self._after_wrong_server(exc)
             raise
         finally:
-            await self._release(conn)
+            if conn is not None:
+                await self._release(conn, max(0.0, deadline - loop.time()))
 
     async def _after_wrong_server(self, exc: Unavailable) -> None:
         """A read-only server means a failover happened (or the URL names a standby):
@@ -223,9 +243,12 @@ class Database:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise Unavailable("database unavailable") from exc
 
-    async def _release(self, conn: asyncpg.Connection) -> None:
-        with contextlib.suppress(Exception):
-            await self.pool.release(conn, timeout=self._timeout)
+    async def _release(self, conn: asyncpg.Connection, within: float) -> None:
+        """Hand ``conn`` back, or close it if that cannot be done ``within`` seconds."""
+        try:
+            await self.pool.release(conn, timeout=max(within, 0.001))
+        except Exception:
+            conn.terminate()
 
     async def ping(self) -> None:
         async with self.connection() as conn:

@@ -30,6 +30,7 @@ from typing import Any
 
 import grpc
 
+from ..clock import call_deadline
 from ..errors import ClientError, InvalidArgument, Unavailable
 from ..guard.handlers import Behavior, Handler, Kind, wrap_rpc_behavior
 from ..guard.status import describe
@@ -38,6 +39,7 @@ from .observability import observe, request_id
 log = logging.getLogger(__name__)
 
 UNDECODABLE = object()
+DEADLINE_MARGIN = 0.05  # seconds kept to send UNAVAILABLE before the client's deadline
 ALWAYS_ANSWERED = "/grpc.health.v1.Health/"  # health says NOT_SERVING while draining
 
 
@@ -63,6 +65,9 @@ class _Call:
         self.started = time.perf_counter()
         self.observed = False
         calls.started()
+        remaining = context.time_remaining()
+        if remaining is not None:  # answer a little before the client gives up
+            call_deadline.set(time.monotonic() + remaining - DEADLINE_MARGIN)
 
     def finish(self, response: Any) -> None:
         """The call is over (answered, refused or cancelled)."""

@@ -73,6 +73,7 @@ class Reservation:
     address: str | None
     device: str | None = None
     charged: list[tuple[str, Tarpit]] = field(default_factory=list)
+    fresh_on_success: tuple[str, ...] = ()  # the pair's and the device's counters
     retry_after: float | None = None
     refusals: int = 0  # how many attempts the block has refused, this one included
 
@@ -106,11 +107,13 @@ class Throttle:
         by_identifier = (self._digest("identifier", identifier.kind, identifier.value),
                          policy.identifier)
         charged = [by_identifier]
+        tight = []
         if address:
-            charged += [(self._digest("address", address), policy.address),
-                        (self._pair(identifier, address), policy.pair)]
+            tight.append((self._pair(identifier, address), policy.pair))
+            charged += [(self._digest("address", address), policy.address), tight[-1]]
         if device:
-            charged.append((self._digest("device", device), policy.pair))
+            tight.append((self._digest("device", device), policy.pair))
+            charged.append(tight[-1])
         checked = [key for key, _ in charged]
         if device or (address and await rows.is_trusted(
                 conn, self._trust(identifier, address), now)):
@@ -120,18 +123,16 @@ class Throttle:
             until, refusals = refused
             return Reservation(identifier, address, device, retry_after=until - now,
                                refusals=refusals)
-        return Reservation(identifier, address, device, charged)
+        return Reservation(identifier, address, device, charged,
+                           fresh_on_success=tuple(key for key, _ in tight))
 
     async def sign_in_succeeded(self, conn: Connection, reservation: Reservation) -> None:
         """In the session's transaction: give the slots back, forget the pair's
         failures and trust the pair for trust_ttl."""
         identifier, address = reservation.identifier, reservation.address
-        tight = []  # the pair's and the device's counters start afresh
-        if address:
-            tight.append(self._pair(identifier, address))
-        if reservation.device:
-            tight.append(self._digest("device", reservation.device))
-        await rows.release(conn, [c for c in reservation.charged if c[0] not in tight], tight)
+        fresh = reservation.fresh_on_success
+        await rows.release(conn, [c for c in reservation.charged if c[0] not in fresh],
+                           list(fresh))
         if address:
             await rows.trust(conn, self._trust(identifier, address),
                              self._clock() + self.policy.trust_ttl)

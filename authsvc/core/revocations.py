@@ -26,6 +26,16 @@ from collections.abc import Callable
 from ..clock import Clock
 
 
+def retention_window(access_token_ttl: float, leeway: float) -> float:
+    """How long a revocation must be kept: until no token of the session can pass on
+    any replica. A token lives ``access_token_ttl`` after its iat by the issuing
+    replica's clock and passes ``leeway`` past exp; a replica whose clock is behind
+    by up to ``leeway`` (the skew authsvc tolerates at all: more, and fresh tokens
+    fail their iat there) sees that moment later by as much. Times read back from
+    the database were written by some replica's clock, off by the same bound."""
+    return access_token_ttl + 2 * leeway
+
+
 class RevocationSet:
     """Session ids revoked within ``window`` seconds, and how far to trust them."""
 

@@ -19,10 +19,12 @@ returns a current access token with scope ``authsvc.revocations`` (e.g.
 ``SessionCredentials.sign_in(...).access_token`` for the service's own
 account), sent as ``authorization: Bearer`` each time the stream (re)connects.
 
-``max_token_lifetime`` and ``revocation_window`` must match authsvc's
-access-token lifetime (``AUTHSVC_ACCESS_TOKEN_TTL``, 900 s by default) and
-that lifetime plus leeway: a token living longer than authsvc ever issues was
-minted with a stolen key, and is refused here as ``Validate`` refuses it.
+``max_token_lifetime`` must match authsvc's access-token lifetime
+(``AUTHSVC_ACCESS_TOKEN_TTL``, 900 s by default): a token living longer than
+authsvc ever issues was minted with a stolen key, and is refused here as
+``Validate`` refuses it. Revocations are kept for that lifetime plus twice the
+leeway (``core.revocations.retention_window``), so clock skew between replicas
+within the leeway never brings a revoked session back.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import grpc
 from ..clock import Clock, system_clock
 from ..core.backoff import Backoff
 from ..core.keys import KeyRing, verification_key
-from ..core.revocations import RevocationSet
+from ..core.revocations import RevocationSet, retention_window
 from ..core.tokens import AccessClaims, TokenRules, UnknownKey
 from ..core.verification import ReloadGate, TokenCheck
 from ..errors import TokenRevoked, Unavailable
@@ -88,7 +90,8 @@ class LocalVerifier:
         self._kid_lock = threading.Lock()
         if max_staleness < 2.0:
             raise ValueError("max_staleness must be at least 2 s (authsvc's heartbeat is 1 s)")
-        window = max_token_lifetime + leeway if revocation_window is None else revocation_window
+        window = retention_window(max_token_lifetime, leeway) if revocation_window is None \
+            else revocation_window
         self.revocations = RevocationSet(clock, window, max_staleness, monotonic)
         self._stopping = threading.Event()
         self._keys_loaded = threading.Event()

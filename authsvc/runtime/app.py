@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..clock import Clock, system_clock
 from ..config import Settings
-from ..core.revocations import RevocationSet
+from ..core.revocations import RevocationSet, retention_window
 from ..domain.accounts import Accounts
 from ..domain.devices import DeviceTokens
 from ..domain.issuer import Issuer, token_rules
@@ -50,7 +50,7 @@ class App:
         self.db = db
         self.clock = clock
         rules = token_rules(settings)
-        window = settings.access_token_ttl + settings.clock_leeway
+        window = retention_window(settings.access_token_ttl, settings.clock_leeway)
         self.keystore = KeyStore(db, settings, clock)
         self.revocations = RevocationSet(clock, window, settings.revocation_max_staleness)
         self.listener = RevocationListener(database_url, self.revocations, clock, window,

@@ -2,8 +2,8 @@
 
 authsvc's workers fill it from LISTEN/NOTIFY (``authsvc.store.listener``);
 the LocalVerifier from ``WatchRevocations``. The set holds only sessions
-revoked within the last access-token lifetime plus leeway: older sessions'
-access tokens have expired anyway.
+revoked within ``retention_window``, the access-token lifetime plus twice
+the leeway: older sessions' access tokens have expired on every replica.
 
 Trust is counted from the last moment the feed *confirmed* the set is
 current (``heard``: a load, a revocation, a heartbeat, a successful ping),

@@ -48,6 +48,7 @@ class RevocationSet:
         self._revoked: dict[str, float] = {}
         self._trusted_until = -math.inf  # nothing loaded yet
         self._watchers: set[asyncio.Queue[list[str] | None]] = set()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._revoked)
@@ -79,6 +80,11 @@ class RevocationSet:
     def add(self, session_ids: list[str]) -> None:
         """Revocations the feed just delivered (which also confirms it is current)."""
         self.heard()
+        self.remember(session_ids)
+
+    def remember(self, session_ids: list[str]) -> None:
+        """Revocations this worker committed itself: refused here at once, and passed
+        to watchers; they say nothing about whether the feed is current."""
         now = self._clock()
         fresh = [s for s in session_ids if s not in self._revoked]
         for sid in fresh:
@@ -96,9 +102,15 @@ class RevocationSet:
         self.end_watches()
 
     def end_watches(self) -> None:
-        """End every watch stream (the feed is down, or this worker is stopping)."""
+        """End every watch stream (the feed is down); watchers may come back."""
         for queue in list(self._watchers):
             self._drop(queue)
+
+    def close_watches(self) -> None:
+        """End every watch stream for good (this worker is stopping): a stream that
+        starts watching from now on ends at once."""
+        self._closed = True
+        self.end_watches()
 
     def prune(self) -> None:
         horizon = self._clock() - self._window
@@ -111,6 +123,8 @@ class RevocationSet:
     def watch(self, maxsize: int = 10_000) -> asyncio.Queue[list[str] | None]:
         queue: asyncio.Queue[list[str] | None] = asyncio.Queue(maxsize)
         self._watchers.add(queue)
+        if self._closed:
+            self._drop(queue)
         return queue
 
     def unwatch(self, queue: asyncio.Queue[list[str] | None]) -> None:

@@ -58,7 +58,7 @@ class Revocations:
             revoking = Revoking(conn, self._clock())
             yield revoking
         if revoking.revoked and self._set is not None:
-            self._set.add(revoking.revoked)
+            self._set.remember(revoking.revoked)
 
 
 class SignOut:

@@ -214,6 +214,8 @@ class LocalVerifier:
                 continue
             self._call = call = self._stub.WatchRevocations(auth_pb2.WatchRevocationsRequest(),
                                                             metadata=metadata)
+            if self._stopping.is_set():  # close() ran before it could see this call
+                call.cancel()
             try:
                 for response in call:
                     if response.snapshot:

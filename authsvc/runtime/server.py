@@ -87,7 +87,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await health_servicer.drain()
-        app.revocations.end_watches()
+        app.revocations.close_watches()
         started = time.monotonic()
         await calls.idle(app.settings.shutdown_grace)
         await server.stop(grace=max(0.0, app.settings.shutdown_grace

@@ -85,7 +85,8 @@ class Supervisor:
     def _start(self, index: int) -> None:
         self._reports.pop(index, None)
         process = self._ctx.Process(
-            target=worker_main, args=(self._settings, self._url, self._ready, index),
+            target=worker_main,
+            args=(self._settings, self._url, self._ready, index, os.getpid()),
             name=f"authsvc-worker-{index}")
         # The child inherits a blocked SIGINT: ^C at the terminal reaches the whole
         # process group, and only the parent should act on it (by SIGTERM to each
@@ -163,25 +164,26 @@ def _forget_metrics(worker: BaseProcess) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def die_with_parent() -> None:
-    """Ask Linux for SIGTERM when the parent dies; exit now if it already has."""
+def die_with_parent(parent: int) -> None:
+    """Ask Linux for SIGTERM when the parent (pid ``parent``) dies; if it already
+    has (we were re-parented before prctl took effect), stop now. The parent may
+    well be pid 1 itself, as the supervisor is in a container."""
     if sys.platform != "linux":
         return
-    parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent or parent == 1:  # it died before prctl took effect
+    if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def worker_main(settings: Settings, url: str, ready: Any, index: int) -> None:
+def worker_main(settings: Settings, url: str, ready: Any, index: int, parent: int) -> None:
     """A worker process: serve until SIGTERM, reporting readiness to the parent."""
     import asyncio
 
     from .logs import configure
 
     configure()
-    die_with_parent()
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM
     try:
         asyncio.run(worker(settings, url, lambda port: ready.put((index, port))))

@@ -54,6 +54,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     # the connection out in that moment. A dead connection, not a bug of ours.
     asyncpg.exceptions.InternalClientError,
     *WRONG_SERVER,
+    # Class 40: a deadlock or serialization failure rolled the transaction back;
+    # nothing was changed and the same call may simply be tried again.
+    asyncpg.exceptions.TransactionRollbackError,
 )
 
 
@@ -191,27 +194,46 @@ class Database:
         loop = asyncio.get_running_loop()
         deadline = min(loop.time() + self._timeout, call_deadline.get() or math.inf)
         conn: asyncpg.Connection | None = None
+        settled = False  # the connection is idle and in a known state
         try:
             async with asyncio.timeout_at(deadline):
                 conn = await self._acquire()
                 with self._unavailable_on_failure(conn):
-                    if transaction:
-                        async with conn.transaction():
+                    if not transaction:
+                        try:
                             yield conn
+                        except asyncio.CancelledError:
+                            raise
+                        except BaseException:
+                            settled = True  # the caller's own error: no statement runs
+                            raise
                     else:
-                        yield conn
+                        # By hand, not conn.transaction(): after a cancellation (the
+                        # deadline, or the client going away) its ROLLBACK would first
+                        # wait for the server to acknowledge the cancel.
+                        await conn.execute("BEGIN")
+                        try:
+                            yield conn
+                        except asyncio.CancelledError:
+                            raise
+                        except BaseException:
+                            await conn.execute("ROLLBACK")
+                            settled = True
+                            raise
+                        await conn.execute("COMMIT")
+                settled = True
         except TimeoutError as exc:
             log.warning("database did not answer within the call's deadline")
-            if conn is not None:
-                conn.terminate()
-                conn = None
             raise Unavailable("database did not answer in time") from exc
         except Unavailable as exc:
             await self._after_wrong_server(exc)
             raise
         finally:
             if conn is not None:
-                await self._release(conn, max(0.0, deadline - loop.time()))
+                if settled:
+                    await self._release(conn, max(0.0, deadline - loop.time()))
+                else:  # cancelled mid-statement: its state is unknown, close it
+                    _terminate(conn)
 
     async def _after_wrong_server(self, exc: Unavailable) -> None:
         """A read-only server means a failover happened (or the URL names a standby):
@@ -231,7 +253,7 @@ class Database:
         except Unavailable as exc:
             if isinstance(exc.__cause__, (asyncpg.exceptions.InternalClientError,
                                           *WRONG_SERVER)):
-                conn.terminate()  # also gives it back to the pool, which reconnects
+                _terminate(conn)
             raise
 
     async def _acquire(self) -> asyncpg.Connection:
@@ -248,7 +270,7 @@ class Database:
         try:
             await self.pool.release(conn, timeout=max(within, 0.001))
         except Exception:
-            conn.terminate()
+            _terminate(conn)  # the pool may have closed it already
 
     async def ping(self) -> None:
         async with self.connection() as conn:
@@ -257,6 +279,13 @@ class Database:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.pool.close(), self._timeout)
+
+
+def _terminate(conn: asyncpg.Connection) -> None:
+    """Close a pooled connection now (it goes back to the pool, which reconnects);
+    nothing to do if the pool has already taken it back."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
 
 
 def as_rows(records: list[Any]) -> list[dict[str, Any]]:

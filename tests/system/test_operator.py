@@ -171,3 +171,34 @@ async def test_an_open_revocation_feed_does_not_hold_up_shutdown(database_url):
 
     assert code == 0, server.log
     assert took < 10, f"shutdown waited {took:.1f} s with a feed open (grace 20 s)"
+
+
+def test_workers_start_when_the_supervisor_is_pid_1(database_url):
+    """In a container the supervisor is pid 1 (exec-form ENTRYPOINT): its workers must
+    not mistake that for a dead parent."""
+    env = server_env(AUTHSVC_DATABASE_URL=database_url, AUTHSVC_KEY_ENCRYPTION_KEY=new_key())
+    address = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child=SIGKILL", sys.executable, "-m", "authsvc",
+         "serve", "--listen", address, "--workers", "2"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if f"listening on {address}" in line or "error" in line:
+                break
+    finally:
+        for supervisor in _children_of(process.pid):  # unshare passes no signal on
+            os.kill(supervisor, signal.SIGTERM)
+        process.wait(timeout=30)
+
+    assert f"listening on {address} (2 workers)" in lines[-1], "".join(lines)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
+                           check=False).stdout.split()
+    return [int(p) for p in found]

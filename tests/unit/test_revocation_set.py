@@ -189,3 +189,23 @@ def test_losing_the_feed_ends_every_watch_with_none(revocations):
     revocations.add(["s2"])
 
     assert [watcher.get_nowait() for _ in range(watcher.qsize())] == [None]
+
+
+def test_this_workers_own_revocations_do_not_vouch_for_the_feed(revocations):
+    """remember() refuses the sessions at once but, unlike the feed's add(), says
+    nothing about the set being current: an unloaded set stays untrusted."""
+    revocations.remember(["s1"])
+
+    assert (revocations.is_revoked("s1"), revocations.is_revoked("s2")) == (True, None)
+    assert not revocations.trusted
+
+
+def test_after_close_a_new_watch_ends_at_once(revocations):
+    """Once this worker is stopping, a stream that starts watching gets the end
+    sentinel straight away instead of heartbeats until the grace runs out."""
+    revocations.load({})
+    revocations.close_watches()
+
+    queue = revocations.watch()
+
+    assert queue.get_nowait() is None

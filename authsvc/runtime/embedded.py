@@ -17,9 +17,13 @@ server left running by a killed run is adopted, and stopped when this run ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -40,7 +44,7 @@ class EmbeddedPostgres:
         import pgserver  # imported late: only the embedded default needs it
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _signals_deferred():
             warnings.simplefilter("ignore")
             _forget_dead_handles(self.data_dir / "postgres")
             try:
@@ -64,6 +68,26 @@ class EmbeddedPostgres:
                 warnings.simplefilter("ignore")
                 self._server.cleanup()
             self._server = None
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while pgserver starts (or joins) the server: stopped
+    half-way, it would leave a server running that nothing owns. A signal that
+    came meanwhile is acted on (as ^C) as soon as the server is ours to stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

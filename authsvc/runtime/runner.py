@@ -49,8 +49,8 @@ def database(settings: Settings) -> Iterator[tuple[Settings, str]]:
         yield settings, settings.database_url.reveal()
         return
     embedded = EmbeddedPostgres(settings.data_dir)
-    url = embedded.start()
     try:
+        url = embedded.start()
         kek = settings.key_encryption_key or key_encryption_key(settings.data_dir)
         yield dataclasses.replace(settings, key_encryption_key=kek), url
     finally:

@@ -17,7 +17,7 @@ Profiles (``AUTHSVC_ARGON2_PROFILE``):
 
 An unknown user is checked against a dummy hash so that the answer takes as
 long as a known user's. The dummy is made with the parameters most stored
-hashes have (``calibrate``, at start-up and hourly), not the configured
+hashes have (``calibrate``, in the background at start-up, then hourly), not the configured
 profile's: after a profile change, stored hashes keep their old cost until
 their owners sign in (and are rehashed), and a dummy of the new cost would
 tell existing accounts from unknown ones by time.

@@ -79,17 +79,16 @@ class App:
 
     async def housekeep(self) -> None:
         """Pick up rotated keys, drop expired cache entries, prune what can no longer
-        matter, now and then; recalibrate the dummy hash every hour."""
+        matter, now and then; aim the dummy hash at once (in the background, so the
+        scan of the users table does not delay start-up) and then every hour."""
         rounds = 0
         while True:
+            if rounds % CALIBRATION_ROUNDS == 0:
+                await self._housekeeping_task("calibration", self.calibrate_dummy_hash)
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             rounds += 1
             self.validator.evict_expired()
-            tasks: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-                ("keys", self.keystore.load), ("pruning", self.retention.prune)]
-            if rounds % CALIBRATION_ROUNDS == 0:
-                tasks.append(("calibration", self.calibrate_dummy_hash))
-            for task, run in tasks:
+            for task, run in (("keys", self.keystore.load), ("pruning", self.retention.prune)):
                 await self._housekeeping_task(task, run)
 
     async def _housekeeping_task(self, task: str, run: Callable[[], Awaitable[object]],
@@ -135,7 +134,6 @@ async def running_app(settings: Settings, database_url: str, clock: Clock = syst
     tasks: list[asyncio.Task[None]] = []
     try:
         await app.keystore.ensure_signing_key()
-        await app.calibrate_dummy_hash()
         if listen_for_revocations:
             await app.listener.start()
             tasks = [asyncio.create_task(app.housekeep(), name="housekeeping"),

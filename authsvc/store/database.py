@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -290,3 +290,13 @@ def _terminate(conn: asyncpg.Connection) -> None:
 
 def as_rows(records: list[Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in records]
+
+
+async def clock_offset(conn: asyncpg.Connection, clock: Callable[[], float],
+                       timeout: float | None = None) -> float:
+    """How far ``clock`` is off the database's clock (ours minus theirs), read at the
+    middle of one round trip."""
+    sent = clock()
+    theirs = await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8",
+                                 timeout=timeout)
+    return float((sent + clock()) / 2 - theirs)

@@ -28,7 +28,7 @@ from ..domain.signin import SignIn
 from ..domain.throttle import Throttle, ThrottlePolicy
 from ..domain.validator import Validator
 from ..store import users as user_rows
-from ..store.database import Database, create_pool
+from ..store.database import Connection, Database, create_pool
 from ..store.listener import RevocationListener
 from ..store.throttles import Tarpit
 from ..transport.observability import observe_pruning, update_gauges
@@ -134,9 +134,13 @@ def throttle_policy(settings: Settings) -> ThrottlePolicy:
 
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings, database_url: str, clock: Clock = system_clock,
-                      *, listen_for_revocations: bool = True) -> AsyncIterator[App]:
-    """An App with its pool open, key ring loaded and listener following NOTIFY."""
-    pool = await create_pool(database_url, settings.db_pool_size, settings.db_timeout)
+                      *, listen_for_revocations: bool = True,
+                      connection_init: Callable[[Connection], Awaitable[None]] | None = None,
+                      ) -> AsyncIterator[App]:
+    """An App with its pool open, key ring loaded and listener following NOTIFY;
+    ``connection_init`` runs on each new pooled connection."""
+    pool = await create_pool(database_url, settings.db_pool_size, settings.db_timeout,
+                             init=connection_init)
     db = Database(pool, settings.db_timeout)
     app = App(settings, database_url, db, clock)
     tasks: list[asyncio.Task[None]] = []

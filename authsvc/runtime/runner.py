@@ -19,7 +19,7 @@ import logging
 import socket
 from collections.abc import Iterator
 
-from ..clock import system_clock
+from ..clock import Clock, system_clock
 from ..config import Settings, parse_listen
 from ..domain.keystore import KeyStore
 from ..errors import ConfigError
@@ -74,7 +74,7 @@ async def prepare(settings: Settings, url: str) -> None:
         await pool.close()
 
 
-async def check_clock(conn: Connection, leeway: float) -> None:
+async def check_clock(conn: Connection, leeway: float, clock: Clock = system_clock) -> None:
     """Refuse to start on a host whose clock is more than the leeway off the database's.
 
     Tokens are judged by replicas' clocks within the leeway, and a revoked session is
@@ -82,7 +82,7 @@ async def check_clock(conn: Connection, leeway: float) -> None:
     (``core.revocations.retention_window``): a replica further off would issue tokens
     others refuse, or accept a revoked session's token after its revocation is
     forgotten. Running workers keep measuring (``authsvc_clock_offset_seconds``)."""
-    offset = await clock_offset(conn, system_clock)
+    offset = await clock_offset(conn, clock)
     if abs(offset) > leeway:
         raise ConfigError(
             f"this host's clock is {offset:+.1f} s off the database's, more than "

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -156,14 +156,25 @@ async def connect(url: str, timeout: float, application_name: str = "authsvc",
                                      server_settings={"application_name": application_name})
 
 
-async def create_pool(url: str, size: int, timeout: float) -> asyncpg.Pool:
+async def create_pool(url: str, size: int, timeout: float, *,
+                      init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+                      ) -> asyncpg.Pool:
+    """The worker's pool. A connection handed back needs no reset query: pooled
+    connections never LISTEN (the listener has its own), never change session
+    settings and hold no session-level locks, and an open transaction is rolled back
+    by ``Database`` or the connection closed; so a release costs no round trip.
+    ``init`` runs on each new connection (e.g. to attach asyncpg query loggers)."""
     with explained_connect_failures(url):
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=size, timeout=timeout, command_timeout=timeout,
-            max_inactive_connection_lifetime=60,
+            max_inactive_connection_lifetime=60, init=init, reset=_nothing_to_reset,
             server_settings={"application_name": "authsvc"})
     assert pool is not None
     return pool
+
+
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """See ``create_pool``: a released pooled connection is already clean."""
 
 
 class Database:

@@ -1,11 +1,12 @@
 """Forgetting what can no longer matter, in small batches.
 
-- sessions that ended (revoked, expired, or idle past their limit) longer
-  ago than the revocation retention window (access-token lifetime, leeway
+- sessions revoked, or past their absolute lifetime, longer ago than the
+  revocation retention window (access-token lifetime, leeway
   and skew allowance: ``core.revocations.retention_window``), so no token of
   theirs can still pass anywhere, and a revocation check that finds no
   session answers "revoked" (``store.sessions.is_revoked``); their legacy
-  refresh-token rows go with them;
+  refresh-token rows go with them (a session that ended by idling goes when
+  its absolute lifetime is over too: see ``store.sessions.prune_ended``);
 - audit events older than ``AUTHSVC_AUDIT_RETENTION`` (90 days by default;
   0 keeps everything);
 - throttle counters past their window and block, and expired trusted pairs.
@@ -35,20 +36,19 @@ MAX_BATCHES = 100
 
 class Retention:
     def __init__(self, db: Database, throttle: Throttle, *, audit_retention: float,
-                 session_retention: float, idle_ttl: float,
+                 session_retention: float,
                  observe: Callable[[dict[str, int]], None] = lambda pruned: None) -> None:
         self._db = db
         self._throttle = throttle
         self._audit_retention = audit_retention
         self._session_retention = session_retention
-        self._idle_ttl = idle_ttl
         self._observe = observe
 
     async def prune(self) -> dict[str, int]:
         """One pass; rows deleted per table."""
         pruned = {
             "sessions": await self._drain(lambda conn: session_rows.prune_ended(
-                conn, after=self._session_retention, idle=self._idle_ttl, batch=BATCH)),
+                conn, after=self._session_retention, batch=BATCH)),
             "auth_events": 0 if self._audit_retention <= 0 else await self._drain(
                 lambda conn: events.prune(conn, self._audit_retention, BATCH)),
         }

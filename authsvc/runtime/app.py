@@ -74,7 +74,6 @@ class App:
         self.accounts = Accounts(db, clock, self.passwords, revoking)
         self.retention = Retention(db, self.throttle, audit_retention=settings.audit_retention,
                                    session_retention=window,
-                                   idle_ttl=settings.session_idle_ttl,
                                    observe=observe_pruning)
 
     async def calibrate_dummy_hash(self) -> None:

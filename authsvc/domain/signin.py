@@ -4,9 +4,9 @@ Two transactions: the first takes the attempt's throttle slot (or refuses)
 and reads the user, before any hash is spent; the second re-checks the user
 row under a share lock and writes the throttle release, the session and the
 audit row together (the refresh token is the session's counter 0, computed,
-not stored). Unknown users cost the same hash
-as known ones (``Passwords.verify`` with no stored hash), and every failure
-answers the same ``InvalidCredentials``.
+not stored). Unknown users cost the same hash as known ones
+(``Passwords.verify`` with no stored hash), and every failure answers the
+same ``InvalidCredentials``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,15 @@ from ..clock import Clock, system_clock
 from ..config import Settings, parse_listen
 from ..domain.keystore import KeyStore
 from ..errors import ConfigError
-from ..store.database import Connection, Database, clock_offset, connect, create_pool, migrate
+from ..store.database import (
+    Connection,
+    Database,
+    clock_beyond,
+    clock_offset,
+    connect,
+    create_pool,
+    migrate,
+)
 from .embedded import EmbeddedPostgres, key_encryption_key
 from .metrics import serving_metrics
 from .supervisor import Supervisor
@@ -83,7 +91,7 @@ async def check_clock(conn: Connection, leeway: float, clock: Clock = system_clo
     others refuse, or accept a revoked session's token after its revocation is
     forgotten. Running workers keep measuring (``authsvc_clock_offset_seconds``)."""
     offset = await clock_offset(conn, clock)
-    if abs(offset) > leeway:
+    if clock_beyond(offset, leeway):
         raise ConfigError(
             f"this host's clock is {offset:+.1f} s off the database's, more than "
             f"AUTHSVC_CLOCK_LEEWAY ({leeway:g} s): fix its time synchronisation (NTP)")

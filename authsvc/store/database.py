@@ -306,8 +306,18 @@ def as_rows(records: list[Any]) -> list[dict[str, Any]]:
 async def clock_offset(conn: asyncpg.Connection, clock: Callable[[], float],
                        timeout: float | None = None) -> float:
     """How far ``clock`` is off the database's clock (ours minus theirs), read at the
-    middle of one round trip."""
+    middle of one round trip. Token times are whole seconds, so an offset matters
+    only beyond ``CLOCK_RESOLUTION`` more than the leeway (see ``clock_beyond``)."""
     sent = clock()
     theirs = await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8",
                                  timeout=timeout)
     return float((sent + clock()) / 2 - theirs)
+
+
+CLOCK_RESOLUTION = 1.0  # JWT times are whole seconds
+
+
+def clock_beyond(offset: float, leeway: float) -> bool:
+    """Whether a clock ``offset`` seconds off the database's is beyond the leeway:
+    more than ``leeway`` plus the one second token times are rounded to."""
+    return abs(offset) > leeway + CLOCK_RESOLUTION

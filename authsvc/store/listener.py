@@ -24,7 +24,13 @@ from ..core.backoff import Backoff
 from ..core.revocations import RevocationSet
 from ..errors import Unavailable
 from . import sessions as session_rows
-from .database import CONNECTION_ERRORS, REVOCATION_CHANNEL, clock_offset, connect
+from .database import (
+    CONNECTION_ERRORS,
+    REVOCATION_CHANNEL,
+    clock_beyond,
+    clock_offset,
+    connect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +109,9 @@ class RevocationListener:
     async def _ping(self, conn: asyncpg.Connection) -> None:
         """Ask the database for its clock; note how far ours is off it."""
         offset = await clock_offset(conn, self._clock, self._timeout)
-        was_off = abs(self.clock_offset) > self._max_clock_offset
+        was_off = clock_beyond(self.clock_offset, self._max_clock_offset)
         self.clock_offset = offset
-        is_off = abs(offset) > self._max_clock_offset
+        is_off = clock_beyond(offset, self._max_clock_offset)
         if is_off and not was_off:
             log.error("this replica's clock is %.1f s off the database's, more than the"
                       " clock leeway (%g s): its tokens may be refused elsewhere; fix NTP",

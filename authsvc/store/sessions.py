@@ -69,15 +69,15 @@ async def create(conn: asyncpg.Connection, *, user_id: str, scopes: tuple[str, .
 
 
 async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
-                  grace: float, idle: float, throttle: str | None,
+                  grace: float, idle: float, throttle: str | None, audit_success: bool,
                   client_addr: str | None, user_agent: str | None) -> Refreshed:
     """One refresh of ``session_id`` with the token of counter ``presented``, decided
     and written by ``refresh_session`` (0004) in one statement."""
     r = await conn.fetchrow(
         "SELECT outcome, user_id, scopes, counter, expires_in, retry_after"
-        "  FROM refresh_session($1, $2, $3, $4, $5, $6, $7, $8)",
+        "  FROM refresh_session($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         uuid.UUID(session_id), presented, float(grace), float(idle), throttle, client_addr,
-        user_agent, REVOCATION_CHANNEL)
+        user_agent, REVOCATION_CHANNEL, audit_success)
     return Refreshed(outcome=r["outcome"],
                      user_id=None if r["user_id"] is None else str(r["user_id"]),
                      scopes=tuple(r["scopes"] or ()), counter=r["counter"] or 0,

@@ -257,18 +257,27 @@ class Client implements AuthClient {
   }
 
   private async refreshLocked(stale: string | null): Promise<string | null> {
-    const adopted = this.held;
-    if (adopted && adopted.accessToken !== stale && !this.due(adopted)) return adopted.accessToken;
+    // A token newer than stale and not due: another tab's, adopted while this one waited.
+    const fresh = (): string | null => {
+      const h = this.held;
+      return h && h.accessToken !== stale && !this.due(h) ? h.accessToken : null;
+    };
+    let token = fresh();
+    if (token) return token;
     const g = await this.store.read();
+    token = fresh(); // a message may have come while the record was read
+    if (token) return token;
+    if (g?.signedOut && g.gen >= this.gen) {
+      // The last word of any tab was a sign-out: there is no session (and no cookie) to refresh.
+      this.gen = g.gen;
+      this.drop();
+      return null;
+    }
     if (g && g.gen > this.gen) {
-      // Another tab signed in, refreshed or signed out since this tab last heard.
-      if (g.signedOut) {
-        this.gen = g.gen;
-        this.drop();
-        return null;
-      }
-      const peer = await this.awaitPeer(g.gen);
-      if (peer && peer.accessToken !== stale && !this.due(peer)) return peer.accessToken;
+      // Another tab signed in or refreshed since this one last heard: its token is on the way.
+      await this.awaitPeer(g.gen);
+      token = fresh();
+      if (token) return token;
     }
     let body: Record<string, unknown> = {};
     if (this.mode === "body") {

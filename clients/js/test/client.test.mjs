@@ -173,6 +173,34 @@ test("three tabs due at once make one refresh, twenty times in a row", async () 
   assert.deepEqual(signedOut, []);
 });
 
+test("a token that arrives while the generation record is read is taken, not refreshed again", async () => {
+  const store = memoryStore();
+  const slowStore = { read: async () => { await new Promise((r) => setTimeout(r, 50)); return store.read(); },
+    write: (g) => store.write(g) };
+  const [a, b] = tabs(2, { store: slowStore });
+  await a.signIn(ada, "right");
+  await settle(() => b.session());
+  clock += 900_000;
+
+  const [ta, tb] = await Promise.all([a.getAccessToken(), b.getAccessToken()]);
+
+  assert.equal(ta, "at-2");
+  assert.equal(tb, "at-2");
+  assert.equal(gw.state.refreshes, 1);
+});
+
+test("after a sign-out, a tab without a session does not ask the gateway", async () => {
+  const [a, b] = tabs(2, { mode: "cookie" });
+  await a.signIn(ada, "right");
+  await settle(() => b.session());
+  await a.signOut();
+  await settle(() => !b.session());
+  const calls = gw.state.calls.length;
+
+  assert.equal(await b.getAccessToken(), null);
+  assert.equal(gw.state.calls.length, calls);
+});
+
 test("a tab that opens later takes the token from the others instead of refreshing", async () => {
   const shared = { locks: localLocks(), store: memoryStore() };
   const [a] = tabs(1, shared);

@@ -31,6 +31,12 @@ export interface TokenStorage {
   set(token: string | null): void | Promise<void>;
 }
 
+/** Where the client keeps each identifier's device_token (default: localStorage, else memory). */
+export interface DeviceTokenStorage {
+  get(identifier: string): string | null;
+  set(identifier: string, token: string): void;
+}
+
 export interface AuthClientOptions {
   /** The gateway, e.g. "https://auth.example.com" ("" for the page's own origin). */
   baseUrl: string;
@@ -44,6 +50,11 @@ export interface AuthClientOptions {
   /** Seconds before expiry to refresh (default 60; at most a quarter of the token's lifetime). */
   refreshMargin?: number;
   refreshTokenStorage?: TokenStorage;
+  /**
+   * device_token of each identifier, sent with its next sign-in so that
+   * guesses elsewhere cannot throttle this device out (not a credential).
+   */
+  deviceTokens?: DeviceTokenStorage;
   /** How long to wait for another tab's new token before refreshing alone (ms, default 3000). */
   peerWait?: number;
   fetch?: typeof globalThis.fetch;
@@ -94,11 +105,29 @@ interface TokenAnswer {
   access_token?: unknown;
   expires_in?: unknown;
   refresh_token?: unknown;
+  device_token?: unknown;
   session_id?: unknown;
   user_id?: unknown;
 }
 
 const REFRESH_HINT = "TOKEN_TYPE_HINT_REFRESH_TOKEN";
+
+function defaultDeviceTokens(namespace: string): DeviceTokenStorage {
+  const ls = (globalThis as { localStorage?: Storage }).localStorage;
+  if (ls) {
+    return {
+      get: (id) => ls.getItem(`${namespace}:device:${id}`),
+      set: (id, token) => ls.setItem(`${namespace}:device:${id}`, token),
+    };
+  }
+  const map = new Map<string, string>();
+  return { get: (id) => map.get(id) ?? null, set: (id, token) => { map.set(id, token); } };
+}
+
+function identifierKey(identifier: Identifier): string {
+  const [kind, value] = Object.entries(identifier)[0] ?? ["", ""];
+  return `${kind}:${String(value).toLowerCase()}`;
+}
 
 function memoryTokens(): TokenStorage {
   let token: string | null = null;
@@ -111,6 +140,7 @@ class Client implements AuthClient {
   private readonly marginMs: number;
   private readonly peerWait: number;
   private readonly tokens: TokenStorage;
+  private readonly devices: DeviceTokenStorage;
   private readonly fetchImpl: typeof globalThis.fetch;
   private readonly now: () => number;
   private readonly locks: Locks;
@@ -134,6 +164,7 @@ class Client implements AuthClient {
     this.fetchImpl = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.now = o.now ?? Date.now;
     const ns = `authsvc:${this.base || "same-origin"}`;
+    this.devices = o.deviceTokens ?? defaultDeviceTokens(ns);
     this.lockName = `${ns}:refresh`;
     this.tabName = `${ns}:tab:${Math.random().toString(36).slice(2)}${this.now().toString(36)}`;
     this.locks = o.locks ?? webLocks() ?? localLocks();
@@ -180,7 +211,10 @@ class Client implements AuthClient {
 
   signIn(identifier: Identifier, password: string): Promise<SessionInfo> {
     return this.locks.request(this.lockName, async () => {
-      const answer = await this.post("/v1/auth/signin", { ...identifier, password });
+      const key = identifierKey(identifier);
+      const device = this.devices.get(key);
+      const answer = await this.post("/v1/auth/signin", { ...identifier, password, ...(device ? { device_token: device } : {}) });
+      if (typeof answer.device_token === "string" && answer.device_token !== "") this.devices.set(key, answer.device_token);
       return this.accept(answer, "SIGNED_IN");
     });
   }

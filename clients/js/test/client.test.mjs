@@ -71,6 +71,20 @@ test("signIn sends the identifier and password and keeps the session", async () 
   assert.equal(await c.getAccessToken(), "at-1");
 });
 
+test("signIn sends back the device token an earlier sign-in of the identifier returned", async () => {
+  const c = tab();
+
+  await c.signIn(ada, "right");
+  await c.signOut();
+  await c.signIn({ email: "ADA@example.com" }, "right");
+
+  const bodies = gw.state.calls.filter((x) => x.path === "/v1/auth/signin").map((x) => x.body);
+  assert.deepEqual(bodies, [
+    { email: "ada@example.com", password: "right" },
+    { email: "ADA@example.com", password: "right", device_token: "dt-1" },
+  ]);
+});
+
 test("errors expose the ErrorInfo reason, status, Retry-After and fields", async () => {
   const c = tab();
 

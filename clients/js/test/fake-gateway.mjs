@@ -27,7 +27,7 @@ export async function startFakeGateway({ now }) {
     state.access.set(at, { expiresAt: now() + state.expiresIn * 1000, sessionId, userId });
     state.refresh.set(rt, { spent: false, sessionId, userId });
     return { access_token: at, token_type: "Bearer", expires_in: state.expiresIn, refresh_token: rt,
-      refresh_expires_in: 86400, session_id: sessionId, user_id: userId, device_token: "" };
+      refresh_expires_in: 86400, session_id: sessionId, user_id: userId, device_token: `dt-${state.next}` };
   };
   const status = (res, httpStatus, code, reason, message, extra = []) => {
     res.writeHead(httpStatus, { "content-type": "application/json",
@@ -55,7 +55,7 @@ export async function startFakeGateway({ now }) {
 
   const routes = {
     "/v1/auth/signin": (body, req, res) => {
-      const u = state.users.get(body.email);
+      const u = state.users.get(body.email?.toLowerCase());
       if (state.retryAfter) return status(res, 429, 8, "RATE_LIMITED", "Too many attempts.");
       if (!u || u.password !== body.password) return status(res, 401, 16, "INVALID_CREDENTIALS", "Wrong identifier or password.");
       ok(res, pair(`s-${state.next + 1}`, u.id));

@@ -222,7 +222,8 @@ def test_three_tabs_share_one_session_through_expiries_and_sign_out(
     assert reply.reason() == "TOKEN_REVOKED"
     # 4. Scripts cannot read the refresh token; an unlisted origin gets no CORS access.
     assert seen["documentCookieHasRefresh"] is False
-    assert seen["pageSawRefreshToken"] == "[][]"
+    assert seen["storage"] == {"keys": [f"authsvc:{browser_stack.gateway}:device:email:{email}"],
+                               "holdsRefreshToken": False, "holdsJwt": False}
     assert seen["strangerOrigin"] == browser_stack.other_origin
     assert seen["stranger"] == {"jwks": "TypeError: Failed to fetch",
                                 "signIn": "TypeError: Failed to fetch",

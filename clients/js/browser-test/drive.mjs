@@ -55,7 +55,15 @@ try {
   const documentCookie = await first.evaluate(() => document.cookie);
   out.documentCookieHasRefresh = refreshCookie ? documentCookie.includes(refreshCookie.value) ||
     documentCookie.includes(refreshCookie.name) : null;
-  out.pageSawRefreshToken = await first.evaluate(() => JSON.stringify(Object.keys(localStorage)) + JSON.stringify(Object.keys(sessionStorage)));
+  // Nor does the page keep a token in web storage (only device tokens, which are not credentials).
+  out.storage = await first.evaluate((secret) => {
+    const entries = [localStorage, sessionStorage].flatMap((st) => Object.keys(st).map((k) => [k, st.getItem(k)]));
+    return {
+      keys: entries.map(([k]) => k),
+      holdsRefreshToken: entries.some(([, v]) => secret !== null && v.includes(secret)),
+      holdsJwt: entries.some(([, v]) => /^eyJ[\w-]+\.[\w-]+\.[\w-]+$/.test(v)),
+    };
+  }, refreshCookie?.value ?? null);
   if (cfg.screenshots) await first.screenshot({ path: `${cfg.screenshots}/signed-in.png` });
 
   // 2. Three tabs; the two new ones take the token from the first.

@@ -270,7 +270,7 @@ func TestDisruptionBudgetAutoscalerAndServicesPointAtTheirPods(t *testing.T) {
 	if hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas < 3 || hpa.Spec.MaxReplicas < *hpa.Spec.MinReplicas {
 		t.Errorf("the autoscaler's range %v..%d must start at the 3 replicas", hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas)
 	}
-	for service, deployment := range map[string]string{"authsvc": "authsvc", "authsvc-gateway": "authsvc-gateway"} {
+	for service, deployment := range map[string]string{"authsvc": "authsvc", "authsvc-pods": "authsvc", "authsvc-gateway": "authsvc-gateway"} {
 		s := byName(t, objects.services, service)
 		if !labels.SelectorFromSet(s.Spec.Selector).Matches(pods[deployment]) {
 			t.Errorf("Service %s selects no %s pod", service, deployment)

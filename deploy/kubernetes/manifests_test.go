@@ -197,7 +197,7 @@ func byName[T interface{ GetName() string }](t *testing.T, items []T, name strin
 }
 
 func TestAuthsvcDeploymentIsProbedHardenedAndConfiguredWithRealSettings(t *testing.T) {
-	objects := render(t, ".")
+	objects := render(t, "base")
 	settings := namesIn(t, "authsvc/config.py", `"(AUTHSVC_[A-Z0-9_]+)"`, "")
 	deployment := byName(t, objects.deployments, "authsvc")
 	pod := deployment.Spec.Template.Spec
@@ -247,7 +247,7 @@ func TestAuthsvcDeploymentIsProbedHardenedAndConfiguredWithRealSettings(t *testi
 }
 
 func TestDisruptionBudgetAutoscalerAndServicesPointAtTheirPods(t *testing.T) {
-	objects := render(t, ".")
+	objects := render(t, "base")
 	pods := map[string]labels.Set{}
 	for _, d := range objects.deployments {
 		selector := labels.SelectorFromSet(d.Spec.Selector.MatchLabels)
@@ -289,7 +289,7 @@ func TestDisruptionBudgetAutoscalerAndServicesPointAtTheirPods(t *testing.T) {
 }
 
 func TestGatewayDeploymentIsProbedHardenedAndPointsAtTheAuthsvcService(t *testing.T) {
-	objects := render(t, ".")
+	objects := render(t, "base")
 	flags := namesIn(t, "gateway/main.go", `env\("([A-Z0-9_]+)"`, "AUTHSVC_GATEWAY_")
 	deployment := byName(t, objects.deployments, "authsvc-gateway")
 	pod := deployment.Spec.Template.Spec
@@ -326,7 +326,7 @@ func TestMigrationJobRunsAuthsvcMigrateWithTheDatabaseSecret(t *testing.T) {
 	if got := secretRefs(c); got["AUTHSVC_DATABASE_URL"] != "authsvc/database-url" {
 		t.Errorf("migration secret references = %v", got)
 	}
-	server := byName(t, render(t, ".").deployments, "authsvc").Spec.Template.Spec.Containers[0].Image
+	server := byName(t, render(t, "base").deployments, "authsvc").Spec.Template.Spec.Containers[0].Image
 	if c.Image != server {
 		t.Errorf("migration image %s differs from the server's %s", c.Image, server)
 	}
@@ -354,4 +354,44 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+func TestExampleOverlayKeepsEverythingCheckedAndAddsTracing(t *testing.T) {
+	objects := render(t, "example")
+	settings := namesIn(t, "authsvc/config.py", `"(AUTHSVC_[A-Z0-9_]+)"`, "")
+	flags := namesIn(t, "gateway/main.go", `env\("([A-Z0-9_]+)"`, "AUTHSVC_GATEWAY_")
+	for name, known := range map[string]map[string]bool{"authsvc": settings, "authsvc-gateway": flags} {
+		d := byName(t, objects.deployments, name)
+		if d.Namespace != "auth" {
+			t.Errorf("%s: namespace %q, want the overlay's", name, d.Namespace)
+		}
+		pod := d.Spec.Template.Spec
+		checkHardened(t, name, pod)
+		c := pod.Containers[0]
+		checkEnv(t, name, c, known)
+		if !strings.HasPrefix(c.Image, "registry.example.com/") {
+			t.Errorf("%s: image %s, want the overlay's registry", name, c.Image)
+		}
+		if envValue(c, "OTEL_EXPORTER_OTLP_ENDPOINT") == "" {
+			t.Errorf("%s: the overlay's tracing endpoint is missing", name)
+		}
+	}
+	authsvc := byName(t, objects.deployments, "authsvc").Spec.Template.Spec.Containers[0]
+	if envValue(authsvc, "AUTHSVC_TRUSTED_PROXIES") != "10.0.0.0/14" {
+		t.Errorf("the overlay's trusted proxies did not replace the base's")
+	}
+	if len(secretRefs(authsvc)) != 2 || authsvc.ReadinessProbe == nil {
+		t.Errorf("the overlay lost the base's secret references or probes")
+	}
+}
+
+func TestExampleMigrationUsesTheOverlaysNamespaceAndImage(t *testing.T) {
+	job := byName(t, render(t, "example/migrate").jobs, "authsvc-migrate")
+	server := byName(t, render(t, "example").deployments, "authsvc")
+	if job.Namespace != server.Namespace {
+		t.Errorf("migration in namespace %q, server in %q", job.Namespace, server.Namespace)
+	}
+	if got, want := job.Spec.Template.Spec.Containers[0].Image, server.Spec.Template.Spec.Containers[0].Image; got != want {
+		t.Errorf("migration image %s, server image %s", got, want)
+	}
 }

@@ -57,8 +57,14 @@ def span(name: str, attributes: Attributes | None = None) -> Iterator[Any]:
 def record(name: str, start_ns: int, end_ns: int, attributes: Attributes | None = None,
            ) -> None:
     """A finished child span of the current one, from ``start_ns`` to ``end_ns``
-    (``time.time_ns()`` values): for work timed elsewhere (a thread, a driver)."""
+    (``time.time_ns()`` values): for work timed elsewhere (a thread, a driver).
+    Nothing outside a recorded span: background work (health pings, housekeeping)
+    makes no root spans of its own."""
     if _tracer is None:
+        return
+    from opentelemetry import trace
+
+    if not trace.get_current_span().is_recording():
         return
     done = _tracer.start_span(name, attributes=attributes, start_time=start_ns)
     done.end(end_time=end_ns)

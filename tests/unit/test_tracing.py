@@ -40,3 +40,30 @@ def test_helpers_do_nothing_while_tracing_is_off():
     with tracing.span("anything", {"k": "v"}) as span:
         assert span is None
     assert tracing.ids() == {}
+
+
+def test_work_timed_elsewhere_is_recorded_only_inside_a_span():
+    """record() adds a child to the current span, and nothing at all outside one, so
+    background statements (health pings, housekeeping) make no root spans."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider.get_tracer("test"))
+    try:
+        tracing.record("outside", 1_000, 2_000)
+        with tracing.span("call") as call:
+            tracing.record("inside", 1_000, 2_000, {"n": 1})
+            ids = tracing.ids()
+    finally:
+        tracing.enable(None)
+
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"call", "inside"}
+    assert spans["inside"].parent.span_id == call.get_span_context().span_id
+    assert (spans["inside"].start_time, spans["inside"].end_time) == (1_000, 2_000)
+    assert ids == {"trace_id": f"{call.get_span_context().trace_id:032x}",
+                   "span_id": f"{call.get_span_context().span_id:016x}"}

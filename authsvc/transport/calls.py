@@ -13,7 +13,8 @@
   before its answer is sent, so a client that has its answer can read the
   metrics it moved.
 - **Tracing.** While tracing is on (``OTEL_EXPORTER_OTLP_ENDPOINT``), each call
-  has a server span (``transport.tracing``), current while a unary call runs;
+  but health checking (probes, every few seconds) has a server span
+  (``transport.tracing``), current while a unary call runs;
   its trace and span ids go into the call's log line.
 - **Draining.** From ``drain()`` on (SIGTERM), every new call but health
   checking is answered UNAVAILABLE (retryable, unlike the CANCELLED grpc
@@ -70,7 +71,7 @@ class _Call:
         self.started = time.perf_counter()
         self.observed = False
         self.span = RpcSpan(method, context.invocation_metadata(), current=unary) \
-            if tracing.enabled() else None
+            if tracing.enabled() and not method.startswith(ALWAYS_ANSWERED) else None
         calls.started()
         remaining = context.time_remaining()
         if remaining is not None:  # answer a little before the client gives up

@@ -112,3 +112,12 @@ async def test_the_guard_verifies_in_a_span_of_the_hosts_tracer_provider(
     spans = [s for s in exporter.get_finished_spans() if s.name == "authsvc.guard.verify"]
     assert len(spans) == 1
     assert signed_in.access_token not in str(dict(spans[0].attributes or {}))
+
+
+async def test_health_checks_make_no_spans(recorded, channel):
+    """Probes call Health/Check every few seconds; they would be most of the traces."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+
+    assert recorded.get_finished_spans() == ()

@@ -22,6 +22,7 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -66,24 +67,29 @@ func SetupTracing(ctx context.Context) (func(context.Context) error, error) {
 	return provider.Shutdown, nil
 }
 
-// traced wraps the whole HTTP surface in a server span per request.
+// traced wraps the whole HTTP surface in a server span per request, but for
+// the probes (/healthz, /readyz), which would be most of the traces.
 func traced(next http.Handler) http.Handler {
 	if !tracingOn {
 		return next
 	}
 	return otelhttp.NewHandler(next, "gateway",
+		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 			return r.Method + " " + r.URL.Path
 		}))
 }
 
-// tracedDial adds a client span per call to authsvc, which carries the trace
-// on in traceparent metadata.
+func isProbe(path string) bool { return path == "/healthz" || path == "/readyz" }
+
+// tracedDial adds a client span per call to authsvc (health checks aside),
+// which carries the trace on in traceparent metadata.
 func tracedDial() []grpc.DialOption {
 	if !tracingOn {
 		return nil
 	}
-	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler())}
+	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+		otelgrpc.WithFilter(filters.Not(filters.HealthCheck()))))}
 }
 
 // redactingExporter drops attributes that could identify a person or a host

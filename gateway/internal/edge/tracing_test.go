@@ -19,3 +19,12 @@ func TestRedactedAttributes(t *testing.T) {
 		}
 	}
 }
+
+// The probes make no traces; every API path does.
+func TestProbesAreNotTraced(t *testing.T) {
+	for path, probe := range map[string]bool{"/healthz": true, "/readyz": true, "/v1/auth/signin": false, "/.well-known/jwks.json": false} {
+		if isProbe(path) != probe {
+			t.Errorf("isProbe(%s) = %v", path, !probe)
+		}
+	}
+}

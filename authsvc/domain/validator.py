@@ -40,7 +40,7 @@ class Validator:
         revoked = self._revocations.is_revoked(claims.session_id)
         if tracing.enabled():
             tracing.annotate({"authsvc.revocation_feed.lag_s": self._revocations.lag(),
-                              "authsvc.revocation_feed.trusted": revoked is not None})
+                              "authsvc.revocation_feed.trusted": self._revocations.trusted})
         if revoked is None:  # the feed is too stale to trust: ask the database
             async with self._db.connection() as conn:
                 revoked = await session_rows.is_revoked(conn, claims.session_id)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/authsvc/authsvc/gateway/internal/edge"
+	"github.com/authsvc/authsvc/gateway/internal/oauth"
 )
 
 func main() {
@@ -66,9 +67,17 @@ func parseFlags(args []string) (edge.Config, error) {
 	}
 	fs.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", jwksMaxAge,
 		"Cache-Control max-age of the JWKS; keep it at most authsvc's key --publish-ahead (env AUTHSVC_GATEWAY_JWKS_MAX_AGE)")
+	var edgeAuth oauth.Settings // the Go verifier, discovery, introspection, ext_authz
+	if err := edgeAuth.Register(fs, env); err != nil {
+		return cfg, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	if err := edgeAuth.Check(); err != nil {
+		return cfg, err
+	}
+	cfg.Extend = edgeAuth.Extend
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}

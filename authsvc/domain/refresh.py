@@ -71,6 +71,15 @@ class Refresh:
                                  scopes=state.scopes, refresh=outcome.successor,
                                  now=change.now, session_expires_at=state.session_expires_at)
 
+    async def introspect(self, token: str) -> session_rows.ActiveRefresh | None:
+        """RFC 7662 for a refresh token: its session when a refresh with it would
+        succeed now, without spending it; None for any other token."""
+        if not token or len(token) > refresh_tokens.MAX_LENGTH:
+            return None
+        async with self._revocations.transaction() as change:
+            return await session_rows.active_refresh_token(
+                change.conn, refresh_tokens.token_hash(token), change.now, self._idle_ttl)
+
     async def _rotate(self, change: Revoking, token: str, caller: Caller,
                       ) -> _Rotation | _Refused:
         """Inside the refresh transaction: the successor, or why there is none."""

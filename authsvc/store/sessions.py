@@ -93,6 +93,33 @@ async def refresh_state(conn: asyncpg.Connection, token_hash: bytes) -> RefreshS
         session_revoked=r["revoked_at"] is not None, user_disabled=r["disabled_at"] is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveRefresh:
+    session_id: str
+    user_id: str
+    scopes: tuple[str, ...]
+    expires_at: float  # the session's end: absolute or idle, whichever comes first
+
+
+async def active_refresh_token(conn: asyncpg.Connection, token_hash: bytes, now: float,
+                               idle_ttl: float) -> ActiveRefresh | None:
+    """The session of an unspent refresh token whose session and user are live at
+    ``now`` (the check Refresh makes, without spending it); None for any other."""
+    r = await conn.fetchrow(
+        "SELECT s.id, s.user_id, u.scopes,"
+        "       LEAST(s.expires_at, s.last_used_at + make_interval(secs => $3)) AS ends_at"
+        "  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
+        "  JOIN users u ON u.id = s.user_id"
+        " WHERE t.token_hash = $1 AND t.spent_at IS NULL AND s.revoked_at IS NULL"
+        "   AND u.disabled_at IS NULL"
+        "   AND $2 < LEAST(s.expires_at, s.last_used_at + make_interval(secs => $3))",
+        token_hash, to_datetime(now), float(idle_ttl))
+    if r is None:
+        return None
+    return ActiveRefresh(session_id=str(r["id"]), user_id=str(r["user_id"]),
+                         scopes=tuple(r["scopes"]), expires_at=r["ends_at"].timestamp())
+
+
 async def spend(conn: asyncpg.Connection, token_id: int, now: float) -> bool:
     """Mark the token spent; False if it already was (the caller holds the lock)."""
     result = await conn.execute(

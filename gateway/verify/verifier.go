@@ -67,8 +67,9 @@ type Verifier struct {
 	snapshotOnce sync.Once
 	following    atomic.Bool
 
-	cancel context.CancelFunc
-	done   sync.WaitGroup
+	startMu sync.Mutex
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
 }
 
 // New builds a verifier over conn, a connection to authsvc (its transport
@@ -156,6 +157,14 @@ func (o *Options) withDefaults() error {
 // Close, and waits until the verifier is ready or ctx is done; it returns
 // ctx's error in that case, while following goes on.
 func (v *Verifier) Start(ctx context.Context) error {
+	v.Follow()
+	return v.WaitReady(ctx)
+}
+
+// Follow starts following authsvc in the background, without waiting.
+func (v *Verifier) Follow() {
+	v.startMu.Lock()
+	defer v.startMu.Unlock()
 	if v.cancel == nil {
 		bg, cancel := context.WithCancel(context.Background())
 		v.cancel = cancel
@@ -163,7 +172,6 @@ func (v *Verifier) Start(ctx context.Context) error {
 		go v.followKeys(bg)
 		go v.followRevocations(bg)
 	}
-	return v.WaitReady(ctx)
 }
 
 // WaitReady waits for the first key set and revocation snapshot.
@@ -180,6 +188,8 @@ func (v *Verifier) WaitReady(ctx context.Context) error {
 
 // Close stops following authsvc; it does not close the connection.
 func (v *Verifier) Close() {
+	v.startMu.Lock()
+	defer v.startMu.Unlock()
 	if v.cancel != nil {
 		v.cancel()
 		v.done.Wait()

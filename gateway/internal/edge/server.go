@@ -39,6 +39,20 @@ type Config struct {
 	Timeout time.Duration
 	// JWKSMaxAge is the Cache-Control max-age of the JWKS (see cacheHeaders).
 	JWKSMaxAge time.Duration
+
+	// Extend, when set, is called once with the connection to authsvc and
+	// adds to the gateway what other packages build on it (the Go verifier,
+	// discovery, introspection, ext_authz: internal/oauth).
+	Extend func(ctx context.Context, conn *grpc.ClientConn) (Extension, error)
+}
+
+// Extension is what Config.Extend adds. Either field may be nil.
+type Extension struct {
+	// Conn wraps the connection the generated handlers call, so some calls
+	// can be answered in the gateway itself.
+	Conn func(grpc.ClientConnInterface) grpc.ClientConnInterface
+	// Handler wraps the whole HTTP surface, to serve routes of its own.
+	Handler func(http.Handler) http.Handler
 }
 
 // jsonOptions render every response: proto field names (access_token, not
@@ -102,9 +116,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // NewHandler returns the whole HTTP surface: the gateway routes from the
 // protos, /healthz and /readyz, behind the request header guard and the
-// JSON-only rule for POST, every answer marked nosniff. Of cfg it uses
-// Timeout and JWKSMaxAge.
+// JSON-only rule for POST, every answer marked nosniff; then what
+// cfg.Extend adds. Of cfg it uses Timeout, JWKSMaxAge and Extend.
 func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Handler, error) {
+	var ext Extension
+	if cfg.Extend != nil {
+		var err error
+		if ext, err = cfg.Extend(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
+	calls := grpc.ClientConnInterface(conn)
+	if ext.Conn != nil {
+		calls = ext.Conn(conn)
+	}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, requestJSON{&runtime.JSONPb{
 			MarshalOptions: jsonOptions,
@@ -122,14 +147,18 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Ha
 		runtime.WithForwardResponseRewriter(rewriteResponse),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
-	if err := authsvcv1.RegisterAuthHandlerClient(ctx, mux, authsvcv1.NewAuthClient(upstream{conn})); err != nil {
+	if err := authsvcv1.RegisterAuthHandlerClient(ctx, mux, authsvcv1.NewAuthClient(upstream{calls})); err != nil {
 		return nil, err
 	}
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", healthz)
 	root.Handle("GET /readyz", readyz(conn))
 	root.Handle("/", withTimeout(cfg.Timeout, mux))
-	return noSniff(guardHeaders(requireJSON(limitBody(root)))), nil
+	handler := noSniff(guardHeaders(requireJSON(limitBody(root))))
+	if ext.Handler != nil {
+		handler = ext.Handler(handler)
+	}
+	return handler, nil
 }
 
 // dialUpstream makes the one gRPC connection to authsvc (lazily: nothing is

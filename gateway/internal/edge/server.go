@@ -1,5 +1,5 @@
 // Package edge is the HTTP/JSON face of authsvc: a grpc-gateway mux over
-// one gRPC connection to authsvc, with the header, error, caching and health
+// a pool of gRPC connections to authsvc, with the header, error, caching and health
 // behaviour an OAuth-style HTTP API needs. cmd code only builds a Config and
 // calls Run.
 package edge
@@ -30,6 +30,9 @@ import (
 type Config struct {
 	Listen   string // HTTP address, HOST:PORT (port 0 picks a free one)
 	Upstream string // authsvc's gRPC address, HOST:PORT
+	// UpstreamConnections is how many connections to authsvc calls are
+	// spread over, round-robin (upstreamPool); at least 1.
+	UpstreamConnections int
 
 	UpstreamTLS        bool   // speak TLS to authsvc
 	UpstreamCA         string // PEM file of CAs for authsvc's certificate; empty: system roots
@@ -43,7 +46,7 @@ type Config struct {
 	// Extend, when set, is called once with the connection to authsvc and
 	// adds to the gateway what other packages build on it (the Go verifier,
 	// discovery, introspection, ext_authz: internal/oauth).
-	Extend func(ctx context.Context, conn *grpc.ClientConn) (Extension, error)
+	Extend func(ctx context.Context, conn grpc.ClientConnInterface) (Extension, error)
 }
 
 // Extension is what Config.Extend adds. Either field may be nil.
@@ -70,7 +73,7 @@ var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multipl
 // Run serves HTTP until ctx is done, then shuts down gracefully. It logs one
 // line "listening on http://ADDR" once the socket accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	conn, err := dialUpstream(cfg)
+	conn, err := dialPool(max(cfg.UpstreamConnections, 1), func() (*grpc.ClientConn, error) { return dialUpstream(cfg) })
 	if err != nil {
 		return err
 	}
@@ -118,7 +121,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // protos, /healthz and /readyz, behind the request header guard and the
 // JSON-only rule for POST, every answer marked nosniff; then what
 // cfg.Extend adds. Of cfg it uses Timeout, JWKSMaxAge and Extend.
-func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Handler, error) {
+func NewHandler(ctx context.Context, conn grpc.ClientConnInterface, cfg Config) (http.Handler, error) {
 	var ext Extension
 	if cfg.Extend != nil {
 		var err error
@@ -126,7 +129,7 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Ha
 			return nil, err
 		}
 	}
-	calls := grpc.ClientConnInterface(conn)
+	calls := conn
 	if ext.Conn != nil {
 		calls = ext.Conn(conn)
 	}
@@ -161,7 +164,7 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Ha
 	return handler, nil
 }
 
-// dialUpstream makes the one gRPC connection to authsvc (lazily: nothing is
+// dialUpstream makes one gRPC connection to authsvc (lazily: nothing is
 // dialled until the first call, so the gateway starts before authsvc).
 func dialUpstream(cfg Config) (*grpc.ClientConn, error) {
 	creds, err := transportCredentials(cfg)

@@ -34,7 +34,7 @@ const (
 // Extend is an edge.Config.Extend: it starts the Go verifier (when a watch
 // account is configured) and the ext_authz service (when asked), both
 // stopped with ctx, and returns the hooks that answer at the edge.
-func (s *Settings) Extend(ctx context.Context, conn *grpc.ClientConn) (edge.Extension, error) {
+func (s *Settings) Extend(ctx context.Context, conn grpc.ClientConnInterface) (edge.Extension, error) {
 	client := authsvcv1.NewAuthClient(conn)
 	auth := &authority{client: client, issuer: s.Issuer, audience: s.Audience}
 	if s.WatchEmail != "" {

@@ -105,6 +105,8 @@ class Settings:
     throttle_trust_ttl: float = 30 * DAY
     throttle_ipv6_prefix: int = 64
     audit_retention: float = 90 * DAY
+    audit_refreshes: bool = True
+    housekeeping_interval: float = 30.0
     watch_streams_per_peer: int = 8
 
     def __post_init__(self) -> None:
@@ -145,6 +147,8 @@ class Settings:
                "must be at least 1")
         _check(self.audit_retention >= 0, "AUTHSVC_AUDIT_RETENTION",
                "must be 0 (keep everything) or more seconds")
+        _check(0.1 <= self.housekeeping_interval <= 3600, "AUTHSVC_HOUSEKEEPING_INTERVAL",
+               "must be between 0.1 and 3600 seconds")
         if self.metrics_listen is not None:
             _check(_is_listen(self.metrics_listen), "AUTHSVC_METRICS_LISTEN",
                    "must be HOST:PORT or off")
@@ -190,6 +194,8 @@ class Settings:
         values["reflection"] = reader.get("AUTHSVC_REFLECTION", _boolean)
         values["shutdown_grace"] = reader.get("AUTHSVC_SHUTDOWN_GRACE", float)
         values["audit_retention"] = reader.get("AUTHSVC_AUDIT_RETENTION", float)
+        values["audit_refreshes"] = reader.get("AUTHSVC_AUDIT_REFRESHES", _boolean)
+        values["housekeeping_interval"] = reader.get("AUTHSVC_HOUSEKEEPING_INTERVAL", float)
         values["watch_streams_per_peer"] = reader.get("AUTHSVC_WATCH_STREAMS_PER_PEER", int)
         metrics = reader.get("AUTHSVC_METRICS_LISTEN", str)
         values["tls_cert_file"] = reader.get("AUTHSVC_TLS_CERT_FILE", Path)

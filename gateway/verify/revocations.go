@@ -6,24 +6,24 @@ import (
 )
 
 // revocationSet is authsvc.core.revocations.RevocationSet as a follower
-// needs it: session ids revoked within window, and how far to trust them.
+// needs it: revoked session ids, each kept for window on the monotonic
+// clock, and how far to trust them.
 // Trust counts from the last time the feed spoke (snapshot, revocation or
 // heartbeat), on the monotonic clock: a silent feed is trusted for
 // maxStaleness after its last word, then isRevoked cannot answer. A
 // snapshot after a reconnect merges into the set, never replaces it.
 type revocationSet struct {
 	mu           sync.Mutex
-	revoked      map[string]float64 // session id → when it was learnt (wall seconds)
-	trustedUntil time.Time          // zero: nothing loaded yet
-	window       float64
+	revoked      map[string]time.Time // session id → forget after (monotonic)
+	trustedUntil time.Time            // zero: nothing loaded yet
+	window       time.Duration
 	maxStaleness time.Duration
-	wall         func() float64
 	mono         func() time.Time
 }
 
-func newRevocationSet(window float64, maxStaleness time.Duration, wall func() float64, mono func() time.Time) *revocationSet {
-	return &revocationSet{revoked: make(map[string]float64), window: window,
-		maxStaleness: maxStaleness, wall: wall, mono: mono}
+func newRevocationSet(window, maxStaleness time.Duration, mono func() time.Time) *revocationSet {
+	return &revocationSet{revoked: make(map[string]time.Time), window: window,
+		maxStaleness: maxStaleness, mono: mono}
 }
 
 // isRevoked answers (revoked, known): known is false when the set is too
@@ -47,16 +47,19 @@ func (s *revocationSet) trustedLocked() bool {
 	return !s.trustedUntil.IsZero() && !s.mono().After(s.trustedUntil)
 }
 
-// load merges a snapshot, every session in it as revoked now (the server
-// holds it for its own window from its own moment); the feed is current.
+// load merges a snapshot, each session kept a whole window from now (the
+// feed sends ids only), never less than it already was; the feed is current.
 func (s *revocationSet) load(sids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.wall()
+	now := s.mono()
+	until := now.Add(s.window)
 	for _, sid := range sids {
-		s.revoked[sid] = now
+		if held, ok := s.revoked[sid]; !ok || held.Before(until) {
+			s.revoked[sid] = until
+		}
 	}
-	s.trustedUntil = s.mono().Add(s.maxStaleness)
+	s.trustedUntil = now.Add(s.maxStaleness)
 }
 
 // add records revocations the feed delivered (an empty list is a
@@ -64,22 +67,22 @@ func (s *revocationSet) load(sids []string) {
 func (s *revocationSet) add(sids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.wall()
+	now := s.mono()
 	for _, sid := range sids {
 		if _, ok := s.revoked[sid]; !ok {
-			s.revoked[sid] = now
+			s.revoked[sid] = now.Add(s.window)
 		}
 	}
-	s.trustedUntil = s.mono().Add(s.maxStaleness)
+	s.trustedUntil = now.Add(s.maxStaleness)
 }
 
-// prune forgets revocations older than the window: no token of theirs can pass.
+// prune forgets the sessions whose time is up: no token of theirs can pass.
 func (s *revocationSet) prune() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	horizon := s.wall() - s.window
-	for sid, at := range s.revoked {
-		if at < horizon {
+	now := s.mono()
+	for sid, until := range s.revoked {
+		if until.Before(now) {
 			delete(s.revoked, sid)
 		}
 	}

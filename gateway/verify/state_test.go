@@ -26,12 +26,12 @@ func TestTheCacheKeepsAtMostItsCapacityDroppingTheOldest(t *testing.T) {
 
 type fakeClock struct{ t time.Time }
 
-func (f *fakeClock) now() time.Time { return f.t }
+func (f *fakeClock) now() time.Time          { return f.t }
+func (f *fakeClock) advance(d time.Duration) { f.t = f.t.Add(d) }
 
 func TestRevocationsAreTrustedForTheStalenessBoundAfterTheLastWord(t *testing.T) {
 	mono := &fakeClock{time.Unix(0, 0)}
-	wall := 1000.0
-	s := newRevocationSet(960, 5*time.Second, func() float64 { return wall }, mono.now)
+	s := newRevocationSet(990*time.Second, 5*time.Second, mono.now)
 	if _, known := s.isRevoked("x"); known {
 		t.Fatal("trusted before any snapshot")
 	}
@@ -53,16 +53,15 @@ func TestRevocationsAreTrustedForTheStalenessBoundAfterTheLastWord(t *testing.T)
 
 func TestARevocationIsKeptForItsWindowAndASnapshotMerges(t *testing.T) {
 	mono := &fakeClock{time.Unix(0, 0)}
-	wall := 1000.0
-	s := newRevocationSet(960, 5*time.Second, func() float64 { return wall }, mono.now)
+	s := newRevocationSet(990*time.Second, 5*time.Second, mono.now)
 	s.load([]string{"a"})
 	s.add([]string{"b"})
 
 	s.load([]string{"c"}) // a reconnect's snapshot without a or b
-	wall += 960
+	mono.advance(990 * time.Second)
 	s.prune()
 	kept := s.len()
-	wall += 1
+	mono.advance(time.Nanosecond)
 	s.prune()
 
 	if kept != 3 || s.len() != 0 {

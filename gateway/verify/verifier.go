@@ -28,7 +28,7 @@ type Options struct {
 	// authsvc sends a heartbeat each second, so at least 2 s (default 5 s).
 	MaxStaleness time.Duration
 	// RevocationWindow is how long a revocation is kept: by default the
-	// token lifetime plus twice the leeway (authsvc's retention_window).
+	// token lifetime plus three leeways (authsvc's retention_window).
 	RevocationWindow time.Duration
 	CacheSize        int           // verified tokens kept, 10 000; negative: no cache
 	JWKSInterval     time.Duration // how often the key set is fetched again, 5 min
@@ -95,7 +95,7 @@ func New(conn grpc.ClientConnInterface, opts Options) (*Verifier, error) {
 		keysLoaded:   make(chan struct{}),
 		snapshotSeen: make(chan struct{}),
 	}
-	v.revoked = newRevocationSet(opts.RevocationWindow.Seconds(), opts.MaxStaleness, v.now, opts.Monotonic)
+	v.revoked = newRevocationSet(opts.RevocationWindow, opts.MaxStaleness, opts.Monotonic)
 	empty := map[string]*key{}
 	v.keys.Store(&empty)
 	return v, nil
@@ -127,7 +127,7 @@ func (o *Options) withDefaults() error {
 		return errors.New("verify: MaxStaleness must be at least 2 s (authsvc's heartbeat is 1 s)")
 	}
 	if o.RevocationWindow == 0 {
-		o.RevocationWindow = o.MaxTokenLifetime + 2*o.Leeway
+		o.RevocationWindow = o.MaxTokenLifetime + 3*o.Leeway
 	}
 	if o.CacheSize == 0 {
 		o.CacheSize = 10_000

@@ -42,6 +42,8 @@ type Config struct {
 	Timeout time.Duration
 	// JWKSMaxAge is the Cache-Control max-age of the JWKS (see cacheHeaders).
 	JWKSMaxAge time.Duration
+	// Browser is CORS and cookie mode (cors.go, cookies.go).
+	Browser BrowserConfig
 
 	// Extend, when set, is called once with the connection to authsvc and
 	// adds to the gateway what other packages build on it (the Go verifier,
@@ -96,6 +98,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.Browser.InsecureDevCookies {
+		log.Warn("INSECURE: --insecure-dev-cookies sends the refresh cookie without Secure; for http://localhost development only, never in production")
+	}
 	log.Info(fmt.Sprintf("listening on http://%s", ln.Addr()), "upstream", cfg.Upstream, "upstream_tls", cfg.UpstreamTLS)
 
 	errc := make(chan error, 1)
@@ -119,8 +124,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // NewHandler returns the whole HTTP surface: the gateway routes from the
 // protos, /healthz and /readyz, behind the request header guard and the
-// JSON-only rule for POST, every answer marked nosniff; then what
-// cfg.Extend adds. Of cfg it uses Timeout, JWKSMaxAge and Extend.
+// JSON-only rule for POST, every answer marked nosniff; CORS and cookie
+// mode as cfg.Browser says; what cfg.Extend adds inside CORS. Of cfg it
+// uses Timeout, JWKSMaxAge, Browser and Extend.
 func NewHandler(ctx context.Context, conn grpc.ClientConnInterface, cfg Config) (http.Handler, error) {
 	var ext Extension
 	if cfg.Extend != nil {
@@ -157,11 +163,11 @@ func NewHandler(ctx context.Context, conn grpc.ClientConnInterface, cfg Config) 
 	root.HandleFunc("GET /healthz", healthz)
 	root.Handle("GET /readyz", readyz(conn))
 	root.Handle("/", withTimeout(cfg.Timeout, mux))
-	handler := noSniff(guardHeaders(requireJSON(limitBody(root))))
+	inner := guardHeaders(requireJSON(limitBody(withRefreshCookie(cfg.Browser, root))))
 	if ext.Handler != nil {
-		handler = ext.Handler(handler)
+		inner = ext.Handler(inner)
 	}
-	return handler, nil
+	return noSniff(withCORS(cfg.Browser, inner)), nil
 }
 
 // dialUpstream makes one gRPC connection to authsvc (lazily: nothing is

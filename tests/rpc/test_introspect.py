@@ -7,7 +7,7 @@ import grpc
 from authsvc.domain.caller import Caller
 from authsvc.v1 import auth_pb2
 
-from ..helpers import PASSWORD, bearer, fails, sign_in
+from ..helpers import PASSWORD, bearer, fails, sign_in, travel
 
 SCOPE = "authsvc.introspect"
 
@@ -69,12 +69,13 @@ async def test_introspection_needs_the_introspect_scope(stub, user):
                                                 "INSUFFICIENT_SCOPE")
 
 
-async def test_a_refresh_token_of_an_ended_session_is_inactive(app, stub, user, clock, settings):
+async def test_a_refresh_token_of_an_ended_session_is_inactive(app, stub, user, clock, settings,
+                                                               database_url):
     """Past the session's idle lifetime its refresh token is inactive, as Refresh refuses it."""
     await introspector(app)
     alice = await sign_in(stub)
 
-    clock.advance(settings.session_idle_ttl + 1)
+    await travel(database_url, settings.session_idle_ttl + 1, clock)
     caller = await introspector_again(app)
     found = await introspect(stub, caller, alice.refresh_token)
     refused = await fails(stub.Refresh(auth_pb2.RefreshRequest(

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,52 @@ type gateway struct {
 
 // startGateway starts authsvc and a gateway in front of it; with watch, the
 // gateway verifies tokens itself (once current), without, it forwards all.
+// stepClock is a monotonic clock the test moves by hand.
+type stepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *stepClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *stepClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func TestValidateIsForwardedWhileTheVerifierIsStaleAndAnsweredLocallyOnceCurrent(t *testing.T) {
+	server := authsvctest.Start(t, nil)
+	clock := &stepClock{t: time.Unix(1000, 0)}
+	g := frontGatewayWith(t, true, server, "authsvc", listen(t), func(s *Settings) { s.monotonic = clock.now })
+	user := server.SignIn(t)
+	auth := g.settings.built
+
+	current := g.validate(t, user.GetAccessToken())
+	localBefore, forwardedBefore := auth.local.Load(), auth.forwarded.Load()
+	var stale answer
+	for attempt := 0; auth.forwarded.Load() == 0; attempt++ {
+		if attempt == 20 { // each try loses only to a heartbeat landing in between
+			t.Fatal("never forwarded while the feed was stale")
+		}
+		clock.advance(g.settings.MaxStaleness + time.Millisecond) // no word from the feed for too long
+		stale = g.validate(t, user.GetAccessToken())
+	}
+	for deadline := time.Now().Add(patience); !auth.v.Current(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) { // the next heartbeat makes it current again
+			t.Fatal("the verifier did not get current again")
+		}
+	}
+	localAfter := auth.local.Load()
+	again := g.validate(t, user.GetAccessToken())
+
+	if current.Status != 200 || !reflect.DeepEqual(current, stale) || !reflect.DeepEqual(current, again) {
+		t.Errorf("current %+v, stale %+v, again %+v", current, stale, again)
+	}
+	if localBefore != 1 || forwardedBefore != 0 || auth.local.Load() != localAfter+1 {
+		t.Errorf("answered locally %d before, %d after; forwarded %d before", localBefore, auth.local.Load()-localAfter, forwardedBefore)
+	}
+}
+
 func startGateway(t *testing.T, watch bool) *gateway {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -53,6 +100,12 @@ func startGateway(t *testing.T, watch bool) *gateway {
 
 // frontGateway puts a gateway listening on ln in front of server, whose issuer is issuer.
 func frontGateway(t *testing.T, watch bool, server *authsvctest.Server, issuer string, ln net.Listener) *gateway {
+	t.Helper()
+	return frontGatewayWith(t, watch, server, issuer, ln, func(*Settings) {})
+}
+
+// frontGatewayWith is frontGateway with change applied to its settings.
+func frontGatewayWith(t *testing.T, watch bool, server *authsvctest.Server, issuer string, ln net.Listener, change func(*Settings)) *gateway {
 	t.Helper()
 	s := &Settings{Issuer: issuer, Audience: "authsvc", Leeway: 30 * time.Second,
 		AccessTokenTTL: 900 * time.Second, MaxStaleness: 5 * time.Second,
@@ -67,6 +120,7 @@ func frontGateway(t *testing.T, watch bool, server *authsvctest.Server, issuer s
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
+	change(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	handler, err := edge.NewHandler(ctx, server.Dial(t), edge.Config{Timeout: patience, JWKSMaxAge: time.Minute, Extend: s.Extend})

@@ -41,7 +41,7 @@ func (s *Settings) Extend(ctx context.Context, conn grpc.ClientConnInterface) (e
 		source := &serviceToken{client: client, email: s.WatchEmail, password: s.watchPassword}
 		v, err := verify.New(conn, verify.Options{Issuer: s.Issuer, Audience: s.Audience,
 			Algorithms: s.Algorithms, Leeway: leewayOption(s), MaxTokenLifetime: s.AccessTokenTTL,
-			MaxStaleness: s.MaxStaleness, AccessToken: source.token})
+			MaxStaleness: s.MaxStaleness, AccessToken: source.token, Monotonic: s.monotonic})
 		if err != nil {
 			return edge.Extension{}, err
 		}

@@ -35,8 +35,9 @@ type Settings struct {
 	// ExtAuthzListen is the address of the Envoy ext_authz gRPC service; "" serves none.
 	ExtAuthzListen string
 
-	built        *authority // what Extend built, for tests and counters
-	extAuthzAddr net.Addr   // where ext_authz listens
+	built        *authority       // what Extend built, for tests and counters
+	extAuthzAddr net.Addr         // where ext_authz listens
+	monotonic    func() time.Time // the verifier's staleness clock; nil: time.Now
 }
 
 // Register adds the flags to fs; env(name, fallback) reads AUTHSVC_GATEWAY_name.

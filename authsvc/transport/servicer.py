@@ -22,7 +22,7 @@ from ..domain.refresh import Refresh
 from ..domain.revocation import SignOut
 from ..domain.signin import SignIn
 from ..domain.validator import Validator
-from ..errors import Unavailable
+from ..errors import PermissionDenied, Unavailable
 from ..guard.bearer import bearer_token
 from ..v1 import auth_pb2, auth_pb2_grpc
 from .feed import FeedAccess
@@ -32,6 +32,9 @@ TOKEN_TYPE = "Bearer"  # noqa: S105 (the OAuth token_type, not a secret)
 # An empty WatchRevocations message this often: a watcher counts its staleness
 # from the last message, so a frozen authsvc is noticed within its bound.
 HEARTBEAT_INTERVAL = 1.0
+# The scope a caller of IntrospectRefreshToken needs (the gateway's RFC 7662
+# endpoint forwards its caller's bearer).
+INTROSPECT_SCOPE = "authsvc.introspect"
 
 
 class AuthServicer(auth_pb2_grpc.AuthServicer):
@@ -119,6 +122,20 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
                 yield auth_pb2.WatchRevocationsResponse(session_ids=batch)
         finally:
             revocations.unwatch(queue)
+
+    async def IntrospectRefreshToken(
+            self, request: auth_pb2.IntrospectRefreshTokenRequest,
+            context: grpc.aio.ServicerContext) -> auth_pb2.IntrospectRefreshTokenResponse:
+        claims = await self._validator.validate(
+            bearer_token(context.invocation_metadata()) or "")
+        if INTROSPECT_SCOPE not in claims.scopes:
+            raise PermissionDenied((INTROSPECT_SCOPE,))
+        found = await self._refresh.introspect(request.refresh_token)
+        if found is None:
+            return auth_pb2.IntrospectRefreshTokenResponse(active=False)
+        return auth_pb2.IntrospectRefreshTokenResponse(
+            active=True, user_id=found.user_id, session_id=found.session_id,
+            scopes=found.scopes, expires_at=Timestamp(seconds=int(found.expires_at)))
 
     def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
         return caller(context.invocation_metadata(), context.peer(), self._proxies)

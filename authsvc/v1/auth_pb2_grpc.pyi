@@ -63,6 +63,12 @@ class AuthStub:
     session revoked within the last access-token lifetime, then each new
     revocation as it happens. Services that verify tokens locally follow it.
     """
+    IntrospectRefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IntrospectRefreshTokenRequest, _auth_pb2.IntrospectRefreshTokenResponse]
+    """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+    unspent, of a live session, so a Refresh with it would succeed now. It
+    spends nothing. The caller's bearer token needs scope authsvc.introspect.
+    gRPC only: the gateway's introspection endpoint asks it.
+    """
 
 @_typing.type_check_only
 class AuthAsyncStub(AuthStub):
@@ -92,6 +98,12 @@ class AuthAsyncStub(AuthStub):
     """WatchRevocations streams the ids of revoked sessions: first every
     session revoked within the last access-token lifetime, then each new
     revocation as it happens. Services that verify tokens locally follow it.
+    """
+    IntrospectRefreshToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IntrospectRefreshTokenRequest, _auth_pb2.IntrospectRefreshTokenResponse]  # type: ignore[assignment]
+    """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+    unspent, of a live session, so a Refresh with it would succeed now. It
+    spends nothing. The caller's bearer token needs scope authsvc.introspect.
+    gRPC only: the gateway's introspection endpoint asks it.
     """
 
 class AuthServicer(metaclass=_abc_1.ABCMeta):
@@ -155,6 +167,18 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
         """WatchRevocations streams the ids of revoked sessions: first every
         session revoked within the last access-token lifetime, then each new
         revocation as it happens. Services that verify tokens locally follow it.
+        """
+
+    @_abc_1.abstractmethod
+    def IntrospectRefreshToken(
+        self,
+        request: _auth_pb2.IntrospectRefreshTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.IntrospectRefreshTokenResponse, _abc.Awaitable[_auth_pb2.IntrospectRefreshTokenResponse]]:
+        """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+        unspent, of a live session, so a Refresh with it would succeed now. It
+        spends nothing. The caller's bearer token needs scope authsvc.introspect.
+        gRPC only: the gateway's introspection endpoint asks it.
         """
 
 def add_AuthServicer_to_server(servicer: AuthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

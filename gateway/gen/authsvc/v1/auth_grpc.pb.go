@@ -26,12 +26,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Auth_SignIn_FullMethodName           = "/authsvc.v1.Auth/SignIn"
-	Auth_Refresh_FullMethodName          = "/authsvc.v1.Auth/Refresh"
-	Auth_Validate_FullMethodName         = "/authsvc.v1.Auth/Validate"
-	Auth_Revoke_FullMethodName           = "/authsvc.v1.Auth/Revoke"
-	Auth_GetJwks_FullMethodName          = "/authsvc.v1.Auth/GetJwks"
-	Auth_WatchRevocations_FullMethodName = "/authsvc.v1.Auth/WatchRevocations"
+	Auth_SignIn_FullMethodName                 = "/authsvc.v1.Auth/SignIn"
+	Auth_Refresh_FullMethodName                = "/authsvc.v1.Auth/Refresh"
+	Auth_Validate_FullMethodName               = "/authsvc.v1.Auth/Validate"
+	Auth_Revoke_FullMethodName                 = "/authsvc.v1.Auth/Revoke"
+	Auth_GetJwks_FullMethodName                = "/authsvc.v1.Auth/GetJwks"
+	Auth_WatchRevocations_FullMethodName       = "/authsvc.v1.Auth/WatchRevocations"
+	Auth_IntrospectRefreshToken_FullMethodName = "/authsvc.v1.Auth/IntrospectRefreshToken"
 )
 
 // AuthClient is the client API for Auth service.
@@ -59,6 +60,11 @@ type AuthClient interface {
 	// session revoked within the last access-token lifetime, then each new
 	// revocation as it happens. Services that verify tokens locally follow it.
 	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error)
+	// IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+	// unspent, of a live session, so a Refresh with it would succeed now. It
+	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
+	// gRPC only: the gateway's introspection endpoint asks it.
+	IntrospectRefreshToken(ctx context.Context, in *IntrospectRefreshTokenRequest, opts ...grpc.CallOption) (*IntrospectRefreshTokenResponse, error)
 }
 
 type authClient struct {
@@ -138,6 +144,16 @@ func (c *authClient) WatchRevocations(ctx context.Context, in *WatchRevocationsR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Auth_WatchRevocationsClient = grpc.ServerStreamingClient[WatchRevocationsResponse]
 
+func (c *authClient) IntrospectRefreshToken(ctx context.Context, in *IntrospectRefreshTokenRequest, opts ...grpc.CallOption) (*IntrospectRefreshTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IntrospectRefreshTokenResponse)
+	err := c.cc.Invoke(ctx, Auth_IntrospectRefreshToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServer is the server API for Auth service.
 // All implementations must embed UnimplementedAuthServer
 // for forward compatibility.
@@ -163,6 +179,11 @@ type AuthServer interface {
 	// session revoked within the last access-token lifetime, then each new
 	// revocation as it happens. Services that verify tokens locally follow it.
 	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error
+	// IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+	// unspent, of a live session, so a Refresh with it would succeed now. It
+	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
+	// gRPC only: the gateway's introspection endpoint asks it.
+	IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error)
 	mustEmbedUnimplementedAuthServer()
 }
 
@@ -190,6 +211,9 @@ func (UnimplementedAuthServer) GetJwks(context.Context, *GetJwksRequest) (*GetJw
 }
 func (UnimplementedAuthServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
+}
+func (UnimplementedAuthServer) IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IntrospectRefreshToken not implemented")
 }
 func (UnimplementedAuthServer) mustEmbedUnimplementedAuthServer() {}
 func (UnimplementedAuthServer) testEmbeddedByValue()              {}
@@ -313,6 +337,24 @@ func _Auth_WatchRevocations_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Auth_WatchRevocationsServer = grpc.ServerStreamingServer[WatchRevocationsResponse]
 
+func _Auth_IntrospectRefreshToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IntrospectRefreshTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).IntrospectRefreshToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_IntrospectRefreshToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).IntrospectRefreshToken(ctx, req.(*IntrospectRefreshTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Auth_ServiceDesc is the grpc.ServiceDesc for Auth service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -339,6 +381,10 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetJwks",
 			Handler:    _Auth_GetJwks_Handler,
+		},
+		{
+			MethodName: "IntrospectRefreshToken",
+			Handler:    _Auth_IntrospectRefreshToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

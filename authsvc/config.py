@@ -107,6 +107,8 @@ class Settings:
     audit_retention: float = 90 * DAY
     housekeeping_interval: float = 30.0
     watch_streams_per_peer: int = 8
+    mfa_token_ttl: int = 300
+    step_up_max_age: int = 300
 
     def __post_init__(self) -> None:
         _check(self.signing_alg in SIGNING_ALGORITHMS, "AUTHSVC_SIGNING_ALG",
@@ -148,6 +150,10 @@ class Settings:
                "must be 0 (keep everything) or more seconds")
         _check(0.1 <= self.housekeeping_interval <= 3600, "AUTHSVC_HOUSEKEEPING_INTERVAL",
                "must be between 0.1 and 3600 seconds")
+        _check(30 <= self.mfa_token_ttl <= 3600, "AUTHSVC_MFA_TOKEN_TTL",
+               "must be between 30 and 3600 seconds")
+        _check(1 <= self.step_up_max_age <= DAY, "AUTHSVC_STEP_UP_MAX_AGE",
+               "must be between 1 and 86400 seconds")
         if self.metrics_listen is not None:
             _check(_is_listen(self.metrics_listen), "AUTHSVC_METRICS_LISTEN",
                    "must be HOST:PORT or off")
@@ -195,6 +201,8 @@ class Settings:
         values["audit_retention"] = reader.get("AUTHSVC_AUDIT_RETENTION", float)
         values["housekeeping_interval"] = reader.get("AUTHSVC_HOUSEKEEPING_INTERVAL", float)
         values["watch_streams_per_peer"] = reader.get("AUTHSVC_WATCH_STREAMS_PER_PEER", int)
+        values["mfa_token_ttl"] = reader.get("AUTHSVC_MFA_TOKEN_TTL", int)
+        values["step_up_max_age"] = reader.get("AUTHSVC_STEP_UP_MAX_AGE", int)
         metrics = reader.get("AUTHSVC_METRICS_LISTEN", str)
         values["tls_cert_file"] = reader.get("AUTHSVC_TLS_CERT_FILE", Path)
         values["tls_key_file"] = reader.get("AUTHSVC_TLS_KEY_FILE", Path)

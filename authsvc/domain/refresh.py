@@ -78,4 +78,5 @@ class Refresh:
         now = self._clock()
         return self._issuer.pair(user_id=done.user_id, session_id=session_id,
                                  scopes=done.scopes, refresh=successor, now=now,
-                                 session_expires_at=now + done.expires_in)
+                                 session_expires_at=now + done.expires_in, amr=done.amr,
+                                 auth_time=done.auth_time)

@@ -63,6 +63,32 @@ class AuthStub:
     session revoked within the last access-token lifetime, then each new
     revocation as it happens. Services that verify tokens locally follow it.
     """
+    CompleteSignIn: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CompleteSignInRequest, _auth_pb2.CompleteSignInResponse]
+    """--- Second factors (issue 16). A SignIn of a user with a second factor
+    answers UNAUTHENTICATED reason MFA_REQUIRED, its ErrorInfo metadata holding
+    "mfa_token" and "factors"; CompleteSignIn exchanges that token and a code
+    for the tokens. The factor methods below take the caller's bearer token.
+
+    CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+    """
+    EnrollTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.EnrollTotpRequest, _auth_pb2.EnrollTotpResponse]
+    """EnrollTotp starts enrolling an authenticator app: a new secret and its
+    otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+    """
+    ConfirmTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ConfirmTotpRequest, _auth_pb2.ConfirmTotpResponse]
+    """ConfirmTotp activates the enrolled secret with a first code and returns
+    ten recovery codes, shown this once.
+    """
+    RemoveTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RemoveTotpRequest, _auth_pb2.RemoveTotpResponse]
+    """RemoveTotp removes the authenticator app and the recovery codes. Needs a
+    fresh second factor in the caller's token.
+    """
+    RegenerateRecoveryCodes: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RegenerateRecoveryCodesRequest, _auth_pb2.RegenerateRecoveryCodesResponse]
+    """RegenerateRecoveryCodes voids every recovery code and returns ten new
+    ones. Needs a fresh second factor in the caller's token.
+    """
+    ListFactors: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListFactorsRequest, _auth_pb2.ListFactorsResponse]
+    """ListFactors says which second factors the caller has."""
 
 @_typing.type_check_only
 class AuthAsyncStub(AuthStub):
@@ -93,6 +119,32 @@ class AuthAsyncStub(AuthStub):
     session revoked within the last access-token lifetime, then each new
     revocation as it happens. Services that verify tokens locally follow it.
     """
+    CompleteSignIn: _aio.UnaryUnaryMultiCallable[_auth_pb2.CompleteSignInRequest, _auth_pb2.CompleteSignInResponse]  # type: ignore[assignment]
+    """--- Second factors (issue 16). A SignIn of a user with a second factor
+    answers UNAUTHENTICATED reason MFA_REQUIRED, its ErrorInfo metadata holding
+    "mfa_token" and "factors"; CompleteSignIn exchanges that token and a code
+    for the tokens. The factor methods below take the caller's bearer token.
+
+    CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+    """
+    EnrollTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.EnrollTotpRequest, _auth_pb2.EnrollTotpResponse]  # type: ignore[assignment]
+    """EnrollTotp starts enrolling an authenticator app: a new secret and its
+    otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+    """
+    ConfirmTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.ConfirmTotpRequest, _auth_pb2.ConfirmTotpResponse]  # type: ignore[assignment]
+    """ConfirmTotp activates the enrolled secret with a first code and returns
+    ten recovery codes, shown this once.
+    """
+    RemoveTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.RemoveTotpRequest, _auth_pb2.RemoveTotpResponse]  # type: ignore[assignment]
+    """RemoveTotp removes the authenticator app and the recovery codes. Needs a
+    fresh second factor in the caller's token.
+    """
+    RegenerateRecoveryCodes: _aio.UnaryUnaryMultiCallable[_auth_pb2.RegenerateRecoveryCodesRequest, _auth_pb2.RegenerateRecoveryCodesResponse]  # type: ignore[assignment]
+    """RegenerateRecoveryCodes voids every recovery code and returns ten new
+    ones. Needs a fresh second factor in the caller's token.
+    """
+    ListFactors: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListFactorsRequest, _auth_pb2.ListFactorsResponse]  # type: ignore[assignment]
+    """ListFactors says which second factors the caller has."""
 
 class AuthServicer(metaclass=_abc_1.ABCMeta):
     """Auth issues, validates and revokes tokens."""
@@ -156,5 +208,67 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
         session revoked within the last access-token lifetime, then each new
         revocation as it happens. Services that verify tokens locally follow it.
         """
+
+    @_abc_1.abstractmethod
+    def CompleteSignIn(
+        self,
+        request: _auth_pb2.CompleteSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CompleteSignInResponse, _abc.Awaitable[_auth_pb2.CompleteSignInResponse]]:
+        """--- Second factors (issue 16). A SignIn of a user with a second factor
+        answers UNAUTHENTICATED reason MFA_REQUIRED, its ErrorInfo metadata holding
+        "mfa_token" and "factors"; CompleteSignIn exchanges that token and a code
+        for the tokens. The factor methods below take the caller's bearer token.
+
+        CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+        """
+
+    @_abc_1.abstractmethod
+    def EnrollTotp(
+        self,
+        request: _auth_pb2.EnrollTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.EnrollTotpResponse, _abc.Awaitable[_auth_pb2.EnrollTotpResponse]]:
+        """EnrollTotp starts enrolling an authenticator app: a new secret and its
+        otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmTotp(
+        self,
+        request: _auth_pb2.ConfirmTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ConfirmTotpResponse, _abc.Awaitable[_auth_pb2.ConfirmTotpResponse]]:
+        """ConfirmTotp activates the enrolled secret with a first code and returns
+        ten recovery codes, shown this once.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveTotp(
+        self,
+        request: _auth_pb2.RemoveTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RemoveTotpResponse, _abc.Awaitable[_auth_pb2.RemoveTotpResponse]]:
+        """RemoveTotp removes the authenticator app and the recovery codes. Needs a
+        fresh second factor in the caller's token.
+        """
+
+    @_abc_1.abstractmethod
+    def RegenerateRecoveryCodes(
+        self,
+        request: _auth_pb2.RegenerateRecoveryCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RegenerateRecoveryCodesResponse, _abc.Awaitable[_auth_pb2.RegenerateRecoveryCodesResponse]]:
+        """RegenerateRecoveryCodes voids every recovery code and returns ten new
+        ones. Needs a fresh second factor in the caller's token.
+        """
+
+    @_abc_1.abstractmethod
+    def ListFactors(
+        self,
+        request: _auth_pb2.ListFactorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListFactorsResponse, _abc.Awaitable[_auth_pb2.ListFactorsResponse]]:
+        """ListFactors says which second factors the caller has."""
 
 def add_AuthServicer_to_server(servicer: AuthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -482,13 +482,19 @@ func (x *ValidateRequest) GetAccessToken() string {
 }
 
 type ValidateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	TokenId       string                 `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
-	Scopes        []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
-	IssuedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	UserId    string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	TokenId   string                 `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	Scopes    []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	IssuedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// How the user authenticated (RFC 8176 values: pwd, otp, hwk, swk, …).
+	Amr []string `protobuf:"bytes,7,rep,name=amr,proto3" json:"amr,omitempty"`
+	// aal1 (one factor) or aal2 (a second factor); empty for older tokens.
+	Acr string `protobuf:"bytes,8,opt,name=acr,proto3" json:"acr,omitempty"`
+	// When the user last authenticated (the sign-in, not the refresh).
+	AuthTime      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=auth_time,json=authTime,proto3" json:"auth_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -561,6 +567,27 @@ func (x *ValidateResponse) GetIssuedAt() *timestamppb.Timestamp {
 func (x *ValidateResponse) GetExpiresAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ValidateResponse) GetAmr() []string {
+	if x != nil {
+		return x.Amr
+	}
+	return nil
+}
+
+func (x *ValidateResponse) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *ValidateResponse) GetAuthTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AuthTime
 	}
 	return nil
 }
@@ -941,6 +968,609 @@ func (x *WatchRevocationsResponse) GetSnapshot() bool {
 	return false
 }
 
+type CompleteSignInRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From the MFA_REQUIRED answer's ErrorInfo metadata; single use, short-lived.
+	MfaToken string `protobuf:"bytes,1,opt,name=mfa_token,json=mfaToken,proto3" json:"mfa_token,omitempty"`
+	// Types that are valid to be assigned to Factor:
+	//
+	//	*CompleteSignInRequest_Totp
+	//	*CompleteSignInRequest_RecoveryCode
+	Factor        isCompleteSignInRequest_Factor `protobuf_oneof:"factor"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteSignInRequest) Reset() {
+	*x = CompleteSignInRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteSignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteSignInRequest) ProtoMessage() {}
+
+func (x *CompleteSignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteSignInRequest.ProtoReflect.Descriptor instead.
+func (*CompleteSignInRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CompleteSignInRequest) GetMfaToken() string {
+	if x != nil {
+		return x.MfaToken
+	}
+	return ""
+}
+
+func (x *CompleteSignInRequest) GetFactor() isCompleteSignInRequest_Factor {
+	if x != nil {
+		return x.Factor
+	}
+	return nil
+}
+
+func (x *CompleteSignInRequest) GetTotp() string {
+	if x != nil {
+		if x, ok := x.Factor.(*CompleteSignInRequest_Totp); ok {
+			return x.Totp
+		}
+	}
+	return ""
+}
+
+func (x *CompleteSignInRequest) GetRecoveryCode() string {
+	if x != nil {
+		if x, ok := x.Factor.(*CompleteSignInRequest_RecoveryCode); ok {
+			return x.RecoveryCode
+		}
+	}
+	return ""
+}
+
+type isCompleteSignInRequest_Factor interface {
+	isCompleteSignInRequest_Factor()
+}
+
+type CompleteSignInRequest_Totp struct {
+	// A 6-digit code of the authenticator app.
+	Totp string `protobuf:"bytes,2,opt,name=totp,proto3,oneof"`
+}
+
+type CompleteSignInRequest_RecoveryCode struct {
+	// One of the recovery codes (each works once).
+	RecoveryCode string `protobuf:"bytes,3,opt,name=recovery_code,json=recoveryCode,proto3,oneof"`
+}
+
+func (*CompleteSignInRequest_Totp) isCompleteSignInRequest_Factor() {}
+
+func (*CompleteSignInRequest_RecoveryCode) isCompleteSignInRequest_Factor() {}
+
+type CompleteSignInResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken      string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	TokenType        string                 `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	ExpiresIn        int64                  `protobuf:"varint,3,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	RefreshToken     string                 `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshExpiresIn int64                  `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
+	SessionId        string                 `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	UserId           string                 `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CompleteSignInResponse) Reset() {
+	*x = CompleteSignInResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteSignInResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteSignInResponse) ProtoMessage() {}
+
+func (x *CompleteSignInResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteSignInResponse.ProtoReflect.Descriptor instead.
+func (*CompleteSignInResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CompleteSignInResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *CompleteSignInResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *CompleteSignInResponse) GetExpiresIn() int64 {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return 0
+}
+
+func (x *CompleteSignInResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *CompleteSignInResponse) GetRefreshExpiresIn() int64 {
+	if x != nil {
+		return x.RefreshExpiresIn
+	}
+	return 0
+}
+
+func (x *CompleteSignInResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CompleteSignInResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type EnrollTotpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollTotpRequest) Reset() {
+	*x = EnrollTotpRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollTotpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollTotpRequest) ProtoMessage() {}
+
+func (x *EnrollTotpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollTotpRequest.ProtoReflect.Descriptor instead.
+func (*EnrollTotpRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{15}
+}
+
+type EnrollTotpResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Base32 (RFC 4648, no padding), for typing in by hand.
+	Secret string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// otpauth://totp/… (SHA1, 6 digits, 30 s), for a QR code.
+	Uri           string `protobuf:"bytes,2,opt,name=uri,proto3" json:"uri,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollTotpResponse) Reset() {
+	*x = EnrollTotpResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollTotpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollTotpResponse) ProtoMessage() {}
+
+func (x *EnrollTotpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollTotpResponse.ProtoReflect.Descriptor instead.
+func (*EnrollTotpResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EnrollTotpResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *EnrollTotpResponse) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+type ConfirmTotpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTotpRequest) Reset() {
+	*x = ConfirmTotpRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTotpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTotpRequest) ProtoMessage() {}
+
+func (x *ConfirmTotpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTotpRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmTotpRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ConfirmTotpRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type ConfirmTotpResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecoveryCodes []string               `protobuf:"bytes,1,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTotpResponse) Reset() {
+	*x = ConfirmTotpResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTotpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTotpResponse) ProtoMessage() {}
+
+func (x *ConfirmTotpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTotpResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmTotpResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ConfirmTotpResponse) GetRecoveryCodes() []string {
+	if x != nil {
+		return x.RecoveryCodes
+	}
+	return nil
+}
+
+type RemoveTotpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveTotpRequest) Reset() {
+	*x = RemoveTotpRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveTotpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveTotpRequest) ProtoMessage() {}
+
+func (x *RemoveTotpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveTotpRequest.ProtoReflect.Descriptor instead.
+func (*RemoveTotpRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{19}
+}
+
+type RemoveTotpResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveTotpResponse) Reset() {
+	*x = RemoveTotpResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveTotpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveTotpResponse) ProtoMessage() {}
+
+func (x *RemoveTotpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveTotpResponse.ProtoReflect.Descriptor instead.
+func (*RemoveTotpResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{20}
+}
+
+type RegenerateRecoveryCodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegenerateRecoveryCodesRequest) Reset() {
+	*x = RegenerateRecoveryCodesRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegenerateRecoveryCodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegenerateRecoveryCodesRequest) ProtoMessage() {}
+
+func (x *RegenerateRecoveryCodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegenerateRecoveryCodesRequest.ProtoReflect.Descriptor instead.
+func (*RegenerateRecoveryCodesRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{21}
+}
+
+type RegenerateRecoveryCodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecoveryCodes []string               `protobuf:"bytes,1,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegenerateRecoveryCodesResponse) Reset() {
+	*x = RegenerateRecoveryCodesResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegenerateRecoveryCodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegenerateRecoveryCodesResponse) ProtoMessage() {}
+
+func (x *RegenerateRecoveryCodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegenerateRecoveryCodesResponse.ProtoReflect.Descriptor instead.
+func (*RegenerateRecoveryCodesResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RegenerateRecoveryCodesResponse) GetRecoveryCodes() []string {
+	if x != nil {
+		return x.RecoveryCodes
+	}
+	return nil
+}
+
+type ListFactorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFactorsRequest) Reset() {
+	*x = ListFactorsRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFactorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFactorsRequest) ProtoMessage() {}
+
+func (x *ListFactorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFactorsRequest.ProtoReflect.Descriptor instead.
+func (*ListFactorsRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{23}
+}
+
+type ListFactorsResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Totp              bool                   `protobuf:"varint,1,opt,name=totp,proto3" json:"totp,omitempty"`
+	RecoveryCodesLeft int32                  `protobuf:"varint,2,opt,name=recovery_codes_left,json=recoveryCodesLeft,proto3" json:"recovery_codes_left,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ListFactorsResponse) Reset() {
+	*x = ListFactorsResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFactorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFactorsResponse) ProtoMessage() {}
+
+func (x *ListFactorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFactorsResponse.ProtoReflect.Descriptor instead.
+func (*ListFactorsResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListFactorsResponse) GetTotp() bool {
+	if x != nil {
+		return x.Totp
+	}
+	return false
+}
+
+func (x *ListFactorsResponse) GetRecoveryCodesLeft() int32 {
+	if x != nil {
+		return x.RecoveryCodesLeft
+	}
+	return 0
+}
+
 var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_auth_proto_rawDesc = "" +
@@ -981,7 +1611,7 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
 	"\auser_id\x18\a \x01(\tR\x06userId\"4\n" +
 	"\x0fValidateRequest\x12!\n" +
-	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\"\xf1\x01\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\"\xce\x02\n" +
 	"\x10ValidateResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
 	"\n" +
@@ -990,7 +1620,10 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x127\n" +
 	"\tissued_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8b\x01\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x10\n" +
+	"\x03amr\x18\a \x03(\tR\x03amr\x12\x10\n" +
+	"\x03acr\x18\b \x01(\tR\x03acr\x127\n" +
+	"\tauth_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bauthTime\"\x8b\x01\n" +
 	"\rRevokeRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12A\n" +
 	"\x0ftoken_type_hint\x18\x02 \x01(\x0e2\x19.authsvc.v1.TokenTypeHintR\rtokenTypeHint\x12!\n" +
@@ -1013,18 +1646,60 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x18WatchRevocationsResponse\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
 	"sessionIds\x12\x1a\n" +
-	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot*u\n" +
+	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\"{\n" +
+	"\x15CompleteSignInRequest\x12\x1b\n" +
+	"\tmfa_token\x18\x01 \x01(\tR\bmfaToken\x12\x14\n" +
+	"\x04totp\x18\x02 \x01(\tH\x00R\x04totp\x12%\n" +
+	"\rrecovery_code\x18\x03 \x01(\tH\x00R\frecoveryCodeB\b\n" +
+	"\x06factor\"\x84\x02\n" +
+	"\x16CompleteSignInResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x1d\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\x03R\texpiresIn\x12#\n" +
+	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\x12,\n" +
+	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\"\x13\n" +
+	"\x11EnrollTotpRequest\">\n" +
+	"\x12EnrollTotpResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x10\n" +
+	"\x03uri\x18\x02 \x01(\tR\x03uri\"(\n" +
+	"\x12ConfirmTotpRequest\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\"<\n" +
+	"\x13ConfirmTotpResponse\x12%\n" +
+	"\x0erecovery_codes\x18\x01 \x03(\tR\rrecoveryCodes\"\x13\n" +
+	"\x11RemoveTotpRequest\"\x14\n" +
+	"\x12RemoveTotpResponse\" \n" +
+	"\x1eRegenerateRecoveryCodesRequest\"H\n" +
+	"\x1fRegenerateRecoveryCodesResponse\x12%\n" +
+	"\x0erecovery_codes\x18\x01 \x03(\tR\rrecoveryCodes\"\x14\n" +
+	"\x12ListFactorsRequest\"Y\n" +
+	"\x13ListFactorsResponse\x12\x12\n" +
+	"\x04totp\x18\x01 \x01(\bR\x04totp\x12.\n" +
+	"\x13recovery_codes_left\x18\x02 \x01(\x05R\x11recoveryCodesLeft*u\n" +
 	"\rTokenTypeHint\x12\x1f\n" +
 	"\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n" +
-	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xdc\x04\n" +
+	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xcb\n" +
+	"\n" +
 	"\x04Auth\x12[\n" +
 	"\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signin\x12_\n" +
 	"\aRefresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth/refresh\x12c\n" +
 	"\bValidate\x12\x1b.authsvc.v1.ValidateRequest\x1a\x1c.authsvc.v1.ValidateResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/auth/validate\x12[\n" +
 	"\x06Revoke\x12\x19.authsvc.v1.RevokeRequest\x1a\x1a.authsvc.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/revoke\x12s\n" +
 	"\aGetJwks\x12\x1a.authsvc.v1.GetJwksRequest\x1a\x1b.authsvc.v1.GetJwksResponse\"/\x82\xd3\xe4\x93\x02)Z\x18\x12\x16/.well-known/jwks.json\x12\r/v1/auth/jwks\x12_\n" +
-	"\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01B=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01\x12|\n" +
+	"\x0eCompleteSignIn\x12!.authsvc.v1.CompleteSignInRequest\x1a\".authsvc.v1.CompleteSignInResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/signin/complete\x12t\n" +
+	"\n" +
+	"EnrollTotp\x12\x1d.authsvc.v1.EnrollTotpRequest\x1a\x1e.authsvc.v1.EnrollTotpResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/auth/factors/totp/enroll\x12x\n" +
+	"\vConfirmTotp\x12\x1e.authsvc.v1.ConfirmTotpRequest\x1a\x1f.authsvc.v1.ConfirmTotpResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/auth/factors/totp/confirm\x12t\n" +
+	"\n" +
+	"RemoveTotp\x12\x1d.authsvc.v1.RemoveTotpRequest\x1a\x1e.authsvc.v1.RemoveTotpResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/auth/factors/totp/remove\x12\x9e\x01\n" +
+	"\x17RegenerateRecoveryCodes\x12*.authsvc.v1.RegenerateRecoveryCodesRequest\x1a+.authsvc.v1.RegenerateRecoveryCodesResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/auth/factors/recovery-codes\x12h\n" +
+	"\vListFactors\x12\x1e.authsvc.v1.ListFactorsRequest\x1a\x1f.authsvc.v1.ListFactorsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auth/factorsB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_auth_proto_rawDescOnce sync.Once
@@ -1039,46 +1714,71 @@ func file_authsvc_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsvc_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_authsvc_v1_auth_proto_goTypes = []any{
-	(TokenTypeHint)(0),               // 0: authsvc.v1.TokenTypeHint
-	(*SignInRequest)(nil),            // 1: authsvc.v1.SignInRequest
-	(*SignInResponse)(nil),           // 2: authsvc.v1.SignInResponse
-	(*RefreshRequest)(nil),           // 3: authsvc.v1.RefreshRequest
-	(*RefreshResponse)(nil),          // 4: authsvc.v1.RefreshResponse
-	(*ValidateRequest)(nil),          // 5: authsvc.v1.ValidateRequest
-	(*ValidateResponse)(nil),         // 6: authsvc.v1.ValidateResponse
-	(*RevokeRequest)(nil),            // 7: authsvc.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 8: authsvc.v1.RevokeResponse
-	(*GetJwksRequest)(nil),           // 9: authsvc.v1.GetJwksRequest
-	(*GetJwksResponse)(nil),          // 10: authsvc.v1.GetJwksResponse
-	(*Jwk)(nil),                      // 11: authsvc.v1.Jwk
-	(*WatchRevocationsRequest)(nil),  // 12: authsvc.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil), // 13: authsvc.v1.WatchRevocationsResponse
-	(*timestamppb.Timestamp)(nil),    // 14: google.protobuf.Timestamp
+	(TokenTypeHint)(0),                      // 0: authsvc.v1.TokenTypeHint
+	(*SignInRequest)(nil),                   // 1: authsvc.v1.SignInRequest
+	(*SignInResponse)(nil),                  // 2: authsvc.v1.SignInResponse
+	(*RefreshRequest)(nil),                  // 3: authsvc.v1.RefreshRequest
+	(*RefreshResponse)(nil),                 // 4: authsvc.v1.RefreshResponse
+	(*ValidateRequest)(nil),                 // 5: authsvc.v1.ValidateRequest
+	(*ValidateResponse)(nil),                // 6: authsvc.v1.ValidateResponse
+	(*RevokeRequest)(nil),                   // 7: authsvc.v1.RevokeRequest
+	(*RevokeResponse)(nil),                  // 8: authsvc.v1.RevokeResponse
+	(*GetJwksRequest)(nil),                  // 9: authsvc.v1.GetJwksRequest
+	(*GetJwksResponse)(nil),                 // 10: authsvc.v1.GetJwksResponse
+	(*Jwk)(nil),                             // 11: authsvc.v1.Jwk
+	(*WatchRevocationsRequest)(nil),         // 12: authsvc.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil),        // 13: authsvc.v1.WatchRevocationsResponse
+	(*CompleteSignInRequest)(nil),           // 14: authsvc.v1.CompleteSignInRequest
+	(*CompleteSignInResponse)(nil),          // 15: authsvc.v1.CompleteSignInResponse
+	(*EnrollTotpRequest)(nil),               // 16: authsvc.v1.EnrollTotpRequest
+	(*EnrollTotpResponse)(nil),              // 17: authsvc.v1.EnrollTotpResponse
+	(*ConfirmTotpRequest)(nil),              // 18: authsvc.v1.ConfirmTotpRequest
+	(*ConfirmTotpResponse)(nil),             // 19: authsvc.v1.ConfirmTotpResponse
+	(*RemoveTotpRequest)(nil),               // 20: authsvc.v1.RemoveTotpRequest
+	(*RemoveTotpResponse)(nil),              // 21: authsvc.v1.RemoveTotpResponse
+	(*RegenerateRecoveryCodesRequest)(nil),  // 22: authsvc.v1.RegenerateRecoveryCodesRequest
+	(*RegenerateRecoveryCodesResponse)(nil), // 23: authsvc.v1.RegenerateRecoveryCodesResponse
+	(*ListFactorsRequest)(nil),              // 24: authsvc.v1.ListFactorsRequest
+	(*ListFactorsResponse)(nil),             // 25: authsvc.v1.ListFactorsResponse
+	(*timestamppb.Timestamp)(nil),           // 26: google.protobuf.Timestamp
 }
 var file_authsvc_v1_auth_proto_depIdxs = []int32{
-	14, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
-	14, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 2: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
-	11, // 3: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
-	1,  // 4: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
-	3,  // 5: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
-	5,  // 6: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
-	7,  // 7: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
-	9,  // 8: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
-	12, // 9: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
-	2,  // 10: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
-	4,  // 11: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
-	6,  // 12: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
-	8,  // 13: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
-	10, // 14: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
-	13, // 15: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	26, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
+	26, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
+	0,  // 3: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
+	11, // 4: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
+	1,  // 5: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
+	3,  // 6: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
+	5,  // 7: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
+	7,  // 8: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
+	9,  // 9: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
+	12, // 10: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
+	14, // 11: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
+	16, // 12: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
+	18, // 13: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
+	20, // 14: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
+	22, // 15: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
+	24, // 16: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
+	2,  // 17: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
+	4,  // 18: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
+	6,  // 19: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
+	8,  // 20: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
+	10, // 21: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
+	13, // 22: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
+	15, // 23: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
+	17, // 24: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
+	19, // 25: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
+	21, // 26: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
+	23, // 27: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
+	25, // 28: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
+	17, // [17:29] is the sub-list for method output_type
+	5,  // [5:17] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_authsvc_v1_auth_proto_init() }
@@ -1091,13 +1791,17 @@ func file_authsvc_v1_auth_proto_init() {
 		(*SignInRequest_Phone)(nil),
 		(*SignInRequest_Username)(nil),
 	}
+	file_authsvc_v1_auth_proto_msgTypes[13].OneofWrappers = []any{
+		(*CompleteSignInRequest_Totp)(nil),
+		(*CompleteSignInRequest_RecoveryCode)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_auth_proto_rawDesc), len(file_authsvc_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

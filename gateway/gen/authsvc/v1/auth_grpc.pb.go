@@ -26,12 +26,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Auth_SignIn_FullMethodName           = "/authsvc.v1.Auth/SignIn"
-	Auth_Refresh_FullMethodName          = "/authsvc.v1.Auth/Refresh"
-	Auth_Validate_FullMethodName         = "/authsvc.v1.Auth/Validate"
-	Auth_Revoke_FullMethodName           = "/authsvc.v1.Auth/Revoke"
-	Auth_GetJwks_FullMethodName          = "/authsvc.v1.Auth/GetJwks"
-	Auth_WatchRevocations_FullMethodName = "/authsvc.v1.Auth/WatchRevocations"
+	Auth_SignIn_FullMethodName                  = "/authsvc.v1.Auth/SignIn"
+	Auth_Refresh_FullMethodName                 = "/authsvc.v1.Auth/Refresh"
+	Auth_Validate_FullMethodName                = "/authsvc.v1.Auth/Validate"
+	Auth_Revoke_FullMethodName                  = "/authsvc.v1.Auth/Revoke"
+	Auth_GetJwks_FullMethodName                 = "/authsvc.v1.Auth/GetJwks"
+	Auth_WatchRevocations_FullMethodName        = "/authsvc.v1.Auth/WatchRevocations"
+	Auth_CompleteSignIn_FullMethodName          = "/authsvc.v1.Auth/CompleteSignIn"
+	Auth_EnrollTotp_FullMethodName              = "/authsvc.v1.Auth/EnrollTotp"
+	Auth_ConfirmTotp_FullMethodName             = "/authsvc.v1.Auth/ConfirmTotp"
+	Auth_RemoveTotp_FullMethodName              = "/authsvc.v1.Auth/RemoveTotp"
+	Auth_RegenerateRecoveryCodes_FullMethodName = "/authsvc.v1.Auth/RegenerateRecoveryCodes"
+	Auth_ListFactors_FullMethodName             = "/authsvc.v1.Auth/ListFactors"
 )
 
 // AuthClient is the client API for Auth service.
@@ -59,6 +65,22 @@ type AuthClient interface {
 	// session revoked within the last access-token lifetime, then each new
 	// revocation as it happens. Services that verify tokens locally follow it.
 	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error)
+	// CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+	CompleteSignIn(ctx context.Context, in *CompleteSignInRequest, opts ...grpc.CallOption) (*CompleteSignInResponse, error)
+	// EnrollTotp starts enrolling an authenticator app: a new secret and its
+	// otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+	EnrollTotp(ctx context.Context, in *EnrollTotpRequest, opts ...grpc.CallOption) (*EnrollTotpResponse, error)
+	// ConfirmTotp activates the enrolled secret with a first code and returns
+	// ten recovery codes, shown this once.
+	ConfirmTotp(ctx context.Context, in *ConfirmTotpRequest, opts ...grpc.CallOption) (*ConfirmTotpResponse, error)
+	// RemoveTotp removes the authenticator app and the recovery codes. Needs a
+	// fresh second factor in the caller's token.
+	RemoveTotp(ctx context.Context, in *RemoveTotpRequest, opts ...grpc.CallOption) (*RemoveTotpResponse, error)
+	// RegenerateRecoveryCodes voids every recovery code and returns ten new
+	// ones. Needs a fresh second factor in the caller's token.
+	RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error)
+	// ListFactors says which second factors the caller has.
+	ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error)
 }
 
 type authClient struct {
@@ -138,6 +160,66 @@ func (c *authClient) WatchRevocations(ctx context.Context, in *WatchRevocationsR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Auth_WatchRevocationsClient = grpc.ServerStreamingClient[WatchRevocationsResponse]
 
+func (c *authClient) CompleteSignIn(ctx context.Context, in *CompleteSignInRequest, opts ...grpc.CallOption) (*CompleteSignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteSignInResponse)
+	err := c.cc.Invoke(ctx, Auth_CompleteSignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) EnrollTotp(ctx context.Context, in *EnrollTotpRequest, opts ...grpc.CallOption) (*EnrollTotpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrollTotpResponse)
+	err := c.cc.Invoke(ctx, Auth_EnrollTotp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ConfirmTotp(ctx context.Context, in *ConfirmTotpRequest, opts ...grpc.CallOption) (*ConfirmTotpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmTotpResponse)
+	err := c.cc.Invoke(ctx, Auth_ConfirmTotp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) RemoveTotp(ctx context.Context, in *RemoveTotpRequest, opts ...grpc.CallOption) (*RemoveTotpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveTotpResponse)
+	err := c.cc.Invoke(ctx, Auth_RemoveTotp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegenerateRecoveryCodesResponse)
+	err := c.cc.Invoke(ctx, Auth_RegenerateRecoveryCodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFactorsResponse)
+	err := c.cc.Invoke(ctx, Auth_ListFactors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServer is the server API for Auth service.
 // All implementations must embed UnimplementedAuthServer
 // for forward compatibility.
@@ -163,6 +245,22 @@ type AuthServer interface {
 	// session revoked within the last access-token lifetime, then each new
 	// revocation as it happens. Services that verify tokens locally follow it.
 	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error
+	// CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+	CompleteSignIn(context.Context, *CompleteSignInRequest) (*CompleteSignInResponse, error)
+	// EnrollTotp starts enrolling an authenticator app: a new secret and its
+	// otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+	EnrollTotp(context.Context, *EnrollTotpRequest) (*EnrollTotpResponse, error)
+	// ConfirmTotp activates the enrolled secret with a first code and returns
+	// ten recovery codes, shown this once.
+	ConfirmTotp(context.Context, *ConfirmTotpRequest) (*ConfirmTotpResponse, error)
+	// RemoveTotp removes the authenticator app and the recovery codes. Needs a
+	// fresh second factor in the caller's token.
+	RemoveTotp(context.Context, *RemoveTotpRequest) (*RemoveTotpResponse, error)
+	// RegenerateRecoveryCodes voids every recovery code and returns ten new
+	// ones. Needs a fresh second factor in the caller's token.
+	RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error)
+	// ListFactors says which second factors the caller has.
+	ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error)
 	mustEmbedUnimplementedAuthServer()
 }
 
@@ -190,6 +288,24 @@ func (UnimplementedAuthServer) GetJwks(context.Context, *GetJwksRequest) (*GetJw
 }
 func (UnimplementedAuthServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
+}
+func (UnimplementedAuthServer) CompleteSignIn(context.Context, *CompleteSignInRequest) (*CompleteSignInResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteSignIn not implemented")
+}
+func (UnimplementedAuthServer) EnrollTotp(context.Context, *EnrollTotpRequest) (*EnrollTotpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnrollTotp not implemented")
+}
+func (UnimplementedAuthServer) ConfirmTotp(context.Context, *ConfirmTotpRequest) (*ConfirmTotpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmTotp not implemented")
+}
+func (UnimplementedAuthServer) RemoveTotp(context.Context, *RemoveTotpRequest) (*RemoveTotpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveTotp not implemented")
+}
+func (UnimplementedAuthServer) RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegenerateRecoveryCodes not implemented")
+}
+func (UnimplementedAuthServer) ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFactors not implemented")
 }
 func (UnimplementedAuthServer) mustEmbedUnimplementedAuthServer() {}
 func (UnimplementedAuthServer) testEmbeddedByValue()              {}
@@ -313,6 +429,114 @@ func _Auth_WatchRevocations_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Auth_WatchRevocationsServer = grpc.ServerStreamingServer[WatchRevocationsResponse]
 
+func _Auth_CompleteSignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteSignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).CompleteSignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_CompleteSignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).CompleteSignIn(ctx, req.(*CompleteSignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_EnrollTotp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnrollTotpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).EnrollTotp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_EnrollTotp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).EnrollTotp(ctx, req.(*EnrollTotpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ConfirmTotp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmTotpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ConfirmTotp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ConfirmTotp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ConfirmTotp(ctx, req.(*ConfirmTotpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_RemoveTotp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveTotpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).RemoveTotp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_RemoveTotp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).RemoveTotp(ctx, req.(*RemoveTotpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_RegenerateRecoveryCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegenerateRecoveryCodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).RegenerateRecoveryCodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_RegenerateRecoveryCodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).RegenerateRecoveryCodes(ctx, req.(*RegenerateRecoveryCodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ListFactors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFactorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ListFactors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ListFactors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ListFactors(ctx, req.(*ListFactorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Auth_ServiceDesc is the grpc.ServiceDesc for Auth service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -339,6 +563,30 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetJwks",
 			Handler:    _Auth_GetJwks_Handler,
+		},
+		{
+			MethodName: "CompleteSignIn",
+			Handler:    _Auth_CompleteSignIn_Handler,
+		},
+		{
+			MethodName: "EnrollTotp",
+			Handler:    _Auth_EnrollTotp_Handler,
+		},
+		{
+			MethodName: "ConfirmTotp",
+			Handler:    _Auth_ConfirmTotp_Handler,
+		},
+		{
+			MethodName: "RemoveTotp",
+			Handler:    _Auth_RemoveTotp_Handler,
+		},
+		{
+			MethodName: "RegenerateRecoveryCodes",
+			Handler:    _Auth_RegenerateRecoveryCodes_Handler,
+		},
+		{
+			MethodName: "ListFactors",
+			Handler:    _Auth_ListFactors_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

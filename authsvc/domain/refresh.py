@@ -79,4 +79,4 @@ class Refresh:
         return self._issuer.pair(user_id=done.user_id, session_id=session_id,
                                  scopes=done.scopes, refresh=successor, now=now,
                                  session_expires_at=now + done.expires_in, amr=done.amr,
-                                 auth_time=done.auth_time)
+                                 auth_time=now - done.auth_age)

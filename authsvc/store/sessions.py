@@ -29,7 +29,7 @@ class Refreshed:
     expires_in: float = 0.0
     retry_after: float = 0.0
     amr: tuple[str, ...] = ("pwd",)
-    auth_time: float | None = None
+    auth_age: float = 0.0  # seconds since the sign-in, by the database's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
     and written by ``refresh_session`` (0004; 0006 adds amr and auth_time) in one
     statement."""
     r = await conn.fetchrow(
-        "SELECT outcome, user_id, scopes, counter, expires_in, retry_after, amr, auth_time"
+        "SELECT outcome, user_id, scopes, counter, expires_in, retry_after, amr, auth_age"
         "  FROM refresh_session($1, $2, $3, $4, $5, $6, $7, $8)",
         uuid.UUID(session_id), presented, float(grace), float(idle), throttle, client_addr,
         user_agent, REVOCATION_CHANNEL)
@@ -74,7 +74,7 @@ async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
                      user_id=None if r["user_id"] is None else str(r["user_id"]),
                      scopes=tuple(r["scopes"] or ()), counter=r["counter"] or 0,
                      expires_in=r["expires_in"] or 0.0, retry_after=r["retry_after"] or 0.0,
-                     amr=tuple(r["amr"] or ("pwd",)), auth_time=r["auth_time"])
+                     amr=tuple(r["amr"] or ("pwd",)), auth_age=r["auth_age"] or 0.0)
 
 
 async def legacy_token(conn: asyncpg.Connection, token_hash: bytes) -> tuple[str, int] | None:

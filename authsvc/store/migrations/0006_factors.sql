@@ -41,7 +41,9 @@ ALTER TABLE sessions
     ADD COLUMN amr       text[] NOT NULL DEFAULT '{pwd}',
     ADD COLUMN auth_time timestamptz;
 
--- refresh_session (0004) with the session's amr and auth_time among its
+-- refresh_session (0004) with the session's amr and the age of its sign-in
+-- (seconds by the database's clock; the token's auth_time is the replica's
+-- now minus that age, so a replica's skew moves it no more than iat) among its
 -- results; the logic is unchanged.
 DROP FUNCTION refresh_session(uuid, bigint, float8, float8, text, text, text, text);
 CREATE FUNCTION refresh_session(sid uuid, presented bigint, grace float8, idle float8,
@@ -49,7 +51,7 @@ CREATE FUNCTION refresh_session(sid uuid, presented bigint, grace float8, idle f
                                 OUT outcome text, OUT user_id uuid, OUT scopes text[],
                                 OUT counter bigint, OUT expires_in float8,
                                 OUT retry_after float8, OUT amr text[],
-                                OUT auth_time float8)
+                                OUT auth_age float8)
 LANGUAGE plpgsql AS $$
 DECLARE
     s sessions%ROWTYPE;
@@ -72,7 +74,7 @@ BEGIN
     counter := s.refresh_counter;
     expires_in := extract(epoch FROM s.expires_at - now());
     amr := s.amr;
-    auth_time := extract(epoch FROM coalesce(s.auth_time, s.created_at));
+    auth_age := extract(epoch FROM now() - coalesce(s.auth_time, s.created_at));
     IF s.revoked_at IS NOT NULL OR disabled IS NOT NULL OR now() >= s.expires_at
        OR now() >= s.last_used_at + make_interval(secs => idle) THEN
         outcome := 'ended';

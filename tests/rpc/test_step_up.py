@@ -11,12 +11,13 @@ from concurrent import futures
 import grpc
 import pytest
 
+from authsvc.domain import totp
 from authsvc.interceptor import AsyncAuthInterceptor, AuthInterceptor, current_claims
 from authsvc.v1 import auth_pb2
 from authsvc.verifiers import RemoteVerifier
 
 from ..helpers import bearer, fails, parse, sign_in
-from .test_factors import db_step, mfa_required
+from .test_factors import db_step, error_metadata, mfa_required, secret_of
 
 SERVICE = "example.v1.Vault"
 SECOND_FACTOR = ("otp", "hwk", "swk")
@@ -59,9 +60,6 @@ async def call(port: int, method: str, token: str) -> bytes:
 @pytest.fixture
 async def second_factor_token(stub, user, database_url) -> str:
     """alice enrols an authenticator app and signs in with it: her access token."""
-    from authsvc.domain import totp
-    from .test_factors import secret_of
-
     first = await sign_in(stub)
     secret = secret_of(await stub.EnrollTotp(auth_pb2.EnrollTotpRequest(),
                                              metadata=bearer(first.access_token)))
@@ -95,7 +93,6 @@ async def test_a_password_only_token_is_asked_to_step_up(server, clock, stub, us
         'Bearer realm="authsvc", error="insufficient_user_authentication", '
         'error_description="A stronger or more recent authentication is required", '
         'acr_values="aal2"')
-    from .test_factors import error_metadata
     assert error_metadata(raw) == {"amr": "otp hwk swk"}
 
 

@@ -173,6 +173,23 @@ class FactorConflict(ClientError):
         super().__init__(message)
 
 
+class PasskeyInvalid(Unauthenticated):
+    """A passkey's registration or assertion did not verify: wrong challenge, origin
+    or signature, an unknown credential, or a sign counter that did not move forward
+    (a cloned authenticator)."""
+
+    reason = "PASSKEY_INVALID"
+    message = "The passkey could not be verified."
+    error = None
+
+
+class PasskeysDisabled(ClientError):
+    """Passkeys (or passwordless sign-in with them) are not switched on."""
+
+    reason = "PASSKEYS_DISABLED"
+    message = "Passkeys are not enabled on this server."
+
+
 class PermissionDenied(ClientError):
     """The caller is authenticated but lacks a required scope."""
 

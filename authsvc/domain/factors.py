@@ -16,8 +16,11 @@
   auth_time within ``AUTHSVC_STEP_UP_MAX_AGE``; otherwise the answer is
   INSUFFICIENT_USER_AUTHENTICATION (RFC 9470), which tells the client to sign
   in again with the factor. So a stolen password-only session cannot strip a
-  factor. An administrator's ``reset`` removes every factor and revokes every
-  session of the user, audited.
+  factor. Adding a factor when the user already has one needs the same (a
+  stolen password-only session from before the first factor cannot add its
+  own). Recovery codes are (re)generated whenever a factor is added, and go
+  with the last factor. An administrator's ``reset`` removes every factor and
+  revokes every session of the user, audited.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ..errors import (
 )
 from ..store import events
 from ..store import factors as factor_rows
+from ..store import passkeys as passkey_rows
 from ..store import users as user_rows
 from ..store.database import Connection, Database
 from . import totp
@@ -56,6 +60,7 @@ _RECOVERY_LENGTH = 10  # 50 bits each, shown as xxxxx-xxxxx
 _TOTP_CODE = re.compile(r"[0-9]{6}")
 TOTP = "totp"
 RECOVERY_CODE = "recovery_code"
+PASSKEY = "passkey"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +71,11 @@ class Enrolment:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One code presented as a second factor: exactly one of the two."""
+    """What is presented as a second factor: exactly one of the three."""
 
     totp: str | None = None
     recovery_code: str | None = None
+    passkey: tuple[str, str] | None = None  # (ceremony_id, credential_json)
 
 
 def check_attempt(attempt: Attempt) -> Attempt:
@@ -86,7 +92,27 @@ def check_attempt(attempt: Attempt) -> Attempt:
             raise InvalidArgument("recovery_code", "must be one of the recovery codes "
                                   "(10 letters and digits, as xxxxx-xxxxx)")
         return Attempt(recovery_code=code)
-    raise InvalidArgument("factor", "give totp or recovery_code")
+    if attempt.passkey is not None:
+        check_passkey_fields(*attempt.passkey, prefix="passkey.")
+        return attempt
+    raise InvalidArgument("factor", "give totp, recovery_code or passkey")
+
+
+MAX_CREDENTIAL_JSON = 64 * 1024
+MAX_CEREMONY_ID = 128
+
+
+def check_passkey_fields(ceremony_id: str, credential_json: str, prefix: str = "") -> None:
+    if not ceremony_id:
+        raise InvalidArgument(prefix + "ceremony_id", "must not be empty")
+    if len(ceremony_id) > MAX_CEREMONY_ID:
+        raise InvalidArgument(prefix + "ceremony_id",
+                              f"must be at most {MAX_CEREMONY_ID} characters")
+    if not credential_json:
+        raise InvalidArgument(prefix + "credential_json", "must not be empty")
+    if len(credential_json) > MAX_CREDENTIAL_JSON:
+        raise InvalidArgument(prefix + "credential_json",
+                              f"must be at most {MAX_CREDENTIAL_JSON} characters")
 
 
 class Factors:
@@ -113,6 +139,8 @@ class Factors:
             user = await user_rows.get(conn, claims.user_id)
             if user is None:
                 raise NotFound()
+            if (await factor_rows.summary(conn, claims.user_id)).any:
+                self.fresh(claims)
             saved = await factor_rows.save_pending_totp(conn, claims.user_id, sealed)
             if saved:
                 await events.record(conn, "factor.totp_enrolled", user_id=claims.user_id,
@@ -158,7 +186,9 @@ class Factors:
     async def remove_totp(self, bearer: str | None, caller: Caller) -> None:
         claims = self.fresh(await self._validator.validate(bearer or ""))
         async with self._db.transaction() as conn:
-            removed = await factor_rows.remove_all(conn, claims.user_id)
+            removed = await factor_rows.remove_totp(conn, claims.user_id)
+            if not (await factor_rows.summary(conn, claims.user_id)).any:
+                await factor_rows.remove_recovery_codes(conn, claims.user_id)
             if removed:
                 await events.record(conn, "factor.totp_removed", user_id=claims.user_id,
                                     session_id=claims.session_id, **caller.audit())
@@ -170,21 +200,26 @@ class Factors:
         claims = self.fresh(await self._validator.validate(bearer or ""))
         codes, hashes = self._new_recovery_codes(claims.user_id)
         async with self._db.transaction() as conn:
-            active, _ = await factor_rows.summary(conn, claims.user_id)
+            active = (await factor_rows.summary(conn, claims.user_id)).any
             if active:
                 await factor_rows.replace_recovery_codes(conn, claims.user_id, hashes)
                 await events.record(conn, "factor.recovery_codes_regenerated",
                                     user_id=claims.user_id, session_id=claims.session_id,
                                     **caller.audit())
         if not active:
-            raise FactorConflict("Recovery codes back up an authenticator app; "
-                                 "enrol one first.")
+            raise FactorConflict("Recovery codes back up a second factor; add one first.")
         return codes
 
-    async def summary(self, bearer: str | None) -> tuple[bool, int]:
+    async def summary(self, bearer: str | None) -> factor_rows.Summary:
         claims = await self._validator.validate(bearer or "")
         async with self._db.connection() as conn:
             return await factor_rows.summary(conn, claims.user_id)
+
+    async def replace_recovery_codes(self, conn: Connection, user_id: str) -> list[str]:
+        """In the caller's transaction: ten new recovery codes, the old ones void."""
+        codes, hashes = self._new_recovery_codes(user_id)
+        await factor_rows.replace_recovery_codes(conn, user_id, hashes)
+        return codes
 
     def fresh(self, claims: AccessClaims) -> AccessClaims:
         """The claims, if a second factor took part in a sign-in recent enough for a
@@ -207,7 +242,9 @@ class Factors:
                 user = await user_rows.get(change.conn, selector)
             if user is None:
                 raise NotFound()
-            await factor_rows.remove_all(change.conn, user.id)
+            await factor_rows.remove_totp(change.conn, user.id)
+            await factor_rows.remove_recovery_codes(change.conn, user.id)
+            await passkey_rows.remove_all(change.conn, user.id)
             await events.record(change.conn, "factor.reset", user_id=user.id,
                                 reason="by_admin")
             await change.revoke(user_id=user.id, reason="factors_reset", caller=NOBODY)
@@ -217,10 +254,12 @@ class Factors:
 
     async def available(self, conn: Connection, user_id: str) -> tuple[str, ...]:
         """The second factors the user can complete a sign-in with; () for none."""
-        active, codes_left = await factor_rows.summary(conn, user_id)
-        if not active:
+        found = await factor_rows.summary(conn, user_id)
+        if not found.any:
             return ()
-        return (TOTP, RECOVERY_CODE) if codes_left else (TOTP,)
+        return tuple(name for name, present in ((TOTP, found.totp), (PASSKEY, found.passkeys),
+                                                 (RECOVERY_CODE, found.recovery_codes))
+                     if present)
 
     async def check(self, conn: Connection, user_id: str, attempt: Attempt,
                     ) -> tuple[str | None, float | None]:

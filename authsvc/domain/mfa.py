@@ -9,7 +9,8 @@ challenge's row lock (so two completions of one token queue, and the second
 finds it spent), the code checked by ``Factors.check`` (tarpit first), and on
 success the challenge spent, the user row re-checked (a password change or
 disabling since the password was checked ends this sign-in) and the session
-created with amr ``pwd`` + ``otp``. A challenge lives
+created with amr ``pwd`` + ``otp`` (or ``hwk``/``swk`` for a passkey,
+``domain.passkeys``). A challenge lives
 ``AUTHSVC_MFA_TOKEN_TTL`` seconds by the database's clock and survives at
 most ``MAX_ATTEMPTS`` wrong codes.
 """
@@ -21,7 +22,7 @@ import hashlib
 import os
 
 from ..clock import Clock
-from ..errors import CodeInvalid, InvalidArgument, MfaTokenInvalid, RateLimited
+from ..errors import CodeInvalid, InvalidArgument, MfaTokenInvalid, PasskeyInvalid, RateLimited
 from ..store import events
 from ..store import factors as factor_rows
 from ..store import sessions as session_rows
@@ -30,6 +31,7 @@ from ..store.database import Connection, Database
 from .caller import Caller
 from .factors import Attempt, Factors, check_attempt
 from .issuer import Issuer, TokenPair
+from .passkeys import Passkeys
 from .refresh_tokens import RefreshTokens
 
 MAX_ATTEMPTS = 5
@@ -41,9 +43,11 @@ def _hash(mfa_token: str) -> bytes:
 
 
 class SecondFactorSignIn:
-    def __init__(self, db: Database, clock: Clock, factors: Factors, issuer: Issuer,
-                 tokens: RefreshTokens, *, token_ttl: int, session_ttl: int) -> None:
+    def __init__(self, db: Database, clock: Clock, factors: Factors, passkeys: Passkeys,
+                 issuer: Issuer, tokens: RefreshTokens, *, token_ttl: int,
+                 session_ttl: int) -> None:
         self._db = db
+        self._passkeys = passkeys
         self._clock = clock
         self._factors = factors
         self._issuer = issuer
@@ -72,7 +76,11 @@ class SecondFactorSignIn:
             challenge = await factor_rows.lock_challenge(conn, token_hash, MAX_ATTEMPTS)
             if challenge is not None:
                 user_id = challenge.user_id
-                proved, wait = await self._factors.check(conn, user_id, attempt)
+                if attempt.passkey is not None:
+                    proved, wait = await self._passkeys.check(
+                        conn, user_id, token_hash, *attempt.passkey, caller=caller)
+                else:
+                    proved, wait = await self._factors.check(conn, user_id, attempt)
                 if wait is not None:
                     outcome = "throttled"
                     await events.record(conn, "signin.throttled", reason="second_factor",
@@ -102,7 +110,7 @@ class SecondFactorSignIn:
             assert wait is not None
             raise RateLimited(wait)
         if outcome == "wrong":
-            raise CodeInvalid()
+            raise PasskeyInvalid() if attempt.passkey is not None else CodeInvalid()
         if outcome != "ok" or scopes is None:
             raise MfaTokenInvalid()
         now = self._clock()

@@ -21,6 +21,7 @@ from ..domain.factors import Factors
 from ..domain.issuer import Issuer, token_rules
 from ..domain.keystore import KeyStore
 from ..domain.mfa import SecondFactorSignIn
+from ..domain.passkeys import Passkeys
 from ..domain.passwords import Passwords
 from ..domain.refresh import Refresh
 from ..domain.refresh_tokens import RefreshTokens
@@ -71,8 +72,10 @@ class App:
         self.factors = Factors(db, clock, self.validator, self.throttle, revoking, kek,
                                issuer=settings.issuer,
                                step_up_max_age=settings.step_up_max_age)
-        self.second_factor = SecondFactorSignIn(db, clock, self.factors, issuer, refresh_tokens,
-                                                token_ttl=settings.mfa_token_ttl,
+        self.passkeys = Passkeys(db, settings, clock, self.validator, self.factors,
+                                 self.throttle, issuer, refresh_tokens)
+        self.second_factor = SecondFactorSignIn(db, clock, self.factors, self.passkeys, issuer,
+                                                refresh_tokens, token_ttl=settings.mfa_token_ttl,
                                                 session_ttl=settings.session_ttl)
         self.sign_in = SignIn(db, settings, clock, self.passwords, self.throttle, devices,
                               issuer, refresh_tokens, self.factors, self.second_factor)

@@ -18,7 +18,8 @@ KINDS = (
     "key.created", "key.rotated", "key.retired",
     "factor.totp_enrolled", "factor.totp_enabled", "factor.totp_removed",
     "factor.code_failure", "factor.recovery_code_used", "factor.recovery_codes_regenerated",
-    "factor.reset",
+    "factor.reset", "factor.passkey_registered", "factor.passkey_removed",
+    "factor.passkey_clone_suspected",
 )
 
 

@@ -77,24 +77,38 @@ async def use_recovery_code(conn: asyncpg.Connection, user_id: str, code_hash: b
         uuid.UUID(user_id), code_hash))
 
 
-async def summary(conn: asyncpg.Connection, user_id: str) -> tuple[bool, int]:
-    """Whether the user has a confirmed TOTP factor, and how many recovery codes are
-    left unused."""
+@dataclass(frozen=True, slots=True)
+class Summary:
+    totp: bool  # a confirmed authenticator app
+    recovery_codes: int  # unused
+    passkeys: int
+
+    @property
+    def any(self) -> bool:
+        """Whether the user has a second factor (recovery codes only back one up)."""
+        return self.totp or self.passkeys > 0
+
+
+async def summary(conn: asyncpg.Connection, user_id: str) -> Summary:
     row = await conn.fetchrow(
         "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = $1"
         "               AND confirmed_at IS NOT NULL) AS totp,"
         "       (SELECT count(*) FROM recovery_codes WHERE user_id = $1"
-        "         AND used_at IS NULL) AS codes", uuid.UUID(user_id))
-    return bool(row["totp"]), int(row["codes"])
+        "         AND used_at IS NULL) AS codes,"
+        "       (SELECT count(*) FROM webauthn_credentials WHERE user_id = $1) AS passkeys",
+        uuid.UUID(user_id))
+    return Summary(bool(row["totp"]), int(row["codes"]), int(row["passkeys"]))
 
 
-async def remove_all(conn: asyncpg.Connection, user_id: str) -> bool:
-    """Delete the user's TOTP factor and recovery codes; False when there was none."""
-    totp = await conn.execute("DELETE FROM totp_factors WHERE user_id = $1",
-                              uuid.UUID(user_id))
-    codes = await conn.execute("DELETE FROM recovery_codes WHERE user_id = $1",
-                               uuid.UUID(user_id))
-    return int(totp.split()[-1]) + int(codes.split()[-1]) > 0
+async def remove_totp(conn: asyncpg.Connection, user_id: str) -> bool:
+    """Delete the user's TOTP factor (pending or confirmed); False when there was none."""
+    result = await conn.execute("DELETE FROM totp_factors WHERE user_id = $1",
+                                uuid.UUID(user_id))
+    return bool(result != "DELETE 0")
+
+
+async def remove_recovery_codes(conn: asyncpg.Connection, user_id: str) -> None:
+    await conn.execute("DELETE FROM recovery_codes WHERE user_id = $1", uuid.UUID(user_id))
 
 
 async def create_challenge(conn: asyncpg.Connection, token_hash: bytes, user_id: str,
@@ -114,6 +128,16 @@ async def lock_challenge(conn: asyncpg.Connection, token_hash: bytes, max_attemp
         " WHERE token_hash = $1 AND spent_at IS NULL AND expires_at > now()"
         "   AND attempts < $2 FOR UPDATE", token_hash, max_attempts)
     return None if row is None else Challenge(str(row["user_id"]), row["credentials_version"])
+
+
+async def live_challenge_user(conn: asyncpg.Connection, token_hash: bytes,
+                              max_attempts: int) -> str | None:
+    """The user of a live challenge, read without a lock (to start a passkey
+    assertion for it); None when there is none."""
+    found = await conn.fetchval(
+        "SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND spent_at IS NULL"
+        " AND expires_at > now() AND attempts < $2", token_hash, max_attempts)
+    return None if found is None else str(found)
 
 
 async def challenge_failed(conn: asyncpg.Connection, token_hash: bytes) -> None:

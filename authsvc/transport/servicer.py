@@ -20,6 +20,7 @@ from ..domain.caller import Caller
 from ..domain.factors import Factors
 from ..domain.issuer import TokenPair
 from ..domain.mfa import SecondFactorSignIn
+from ..domain.passkeys import Passkeys
 from ..domain.refresh import Refresh
 from ..domain.revocation import SignOut
 from ..domain.signin import SignIn
@@ -42,8 +43,9 @@ class AuthServicer(FactorMethods, auth_pb2_grpc.AuthServicer):
                  validator: Validator, ring: Callable[[], KeyRing],
                  revocations: RevocationSet, feed: FeedAccess, clock: Clock,
                  trusted_proxies: Networks, *, factors: Factors,
-                 second_factor: SecondFactorSignIn) -> None:
+                 second_factor: SecondFactorSignIn, passkeys: Passkeys) -> None:
         self._factors = factors
+        self._passkeys = passkeys
         self._second_factor = second_factor
         self._sign_in = sign_in
         self._refresh = refresh

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61uthsvc/v1/auth.proto\x12\nauthsvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\rSignInRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x0f\n\x05phone\x18\x02 \x01(\tH\x00\x12\x12\n\x08username\x18\x03 \x01(\tH\x00\x12\x10\n\x08password\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x05 \x01(\tB\x0c\n\nidentifier\"\xbc\x01\n\x0eSignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x08 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xa7\x01\n\x0fRefreshResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\'\n\x0fValidateRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\x81\x02\n\x10ValidateResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x61mr\x18\x07 \x03(\t\x12\x0b\n\x03\x61\x63r\x18\x08 \x01(\t\x12-\n\tauth_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\rRevokeRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x32\n\x0ftoken_type_hint\x18\x02 \x01(\x0e\x32\x19.authsvc.v1.TokenTypeHint\x12\x14\n\x0c\x61ll_sessions\x18\x03 \x01(\x08\"\x10\n\x0eRevokeResponse\"\x10\n\x0eGetJwksRequest\"0\n\x0fGetJwksResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.authsvc.v1.Jwk\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\t\n\x01y\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\x12\x0b\n\x03kid\x18\x07 \x01(\t\x12\x0b\n\x03use\x18\x08 \x01(\t\x12\x0b\n\x03\x61lg\x18\t \x01(\t\"\x19\n\x17WatchRevocationsRequest\"A\n\x18WatchRevocationsResponse\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"]\n\x15\x43ompleteSignInRequest\x12\x11\n\tmfa_token\x18\x01 \x01(\t\x12\x0e\n\x04totp\x18\x02 \x01(\tH\x00\x12\x17\n\rrecovery_code\x18\x03 \x01(\tH\x00\x42\x08\n\x06\x66\x61\x63tor\"\xae\x01\n\x16\x43ompleteSignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\x13\n\x11\x45nrollTotpRequest\"1\n\x12\x45nrollTotpResponse\x12\x0e\n\x06secret\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\"\"\n\x12\x43onfirmTotpRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"-\n\x13\x43onfirmTotpResponse\x12\x16\n\x0erecovery_codes\x18\x01 \x03(\t\"\x13\n\x11RemoveTotpRequest\"\x14\n\x12RemoveTotpResponse\" \n\x1eRegenerateRecoveryCodesRequest\"9\n\x1fRegenerateRecoveryCodesResponse\x12\x16\n\x0erecovery_codes\x18\x01 \x03(\t\"\x14\n\x12ListFactorsRequest\"@\n\x13ListFactorsResponse\x12\x0c\n\x04totp\x18\x01 \x01(\x08\x12\x1b\n\x13recovery_codes_left\x18\x02 \x01(\x05*u\n\rTokenTypeHint\x12\x1f\n\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x02\x32\xcb\n\n\x04\x41uth\x12[\n\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/signin:\x01*\x12_\n\x07Refresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\x63\n\x08Validate\x12\x1b.authsvc.v1.ValidateRequest\x1a\x1c.authsvc.v1.ValidateResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/validate:\x01*\x12[\n\x06Revoke\x12\x19.authsvc.v1.RevokeRequest\x1a\x1a.authsvc.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/revoke:\x01*\x12s\n\x07GetJwks\x12\x1a.authsvc.v1.GetJwksRequest\x1a\x1b.authsvc.v1.GetJwksResponse\"/\x82\xd3\xe4\x93\x02)\x12\r/v1/auth/jwksZ\x18\x12\x16/.well-known/jwks.json\x12_\n\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01\x12|\n\x0e\x43ompleteSignIn\x12!.authsvc.v1.CompleteSignInRequest\x1a\".authsvc.v1.CompleteSignInResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/auth/signin/complete:\x01*\x12t\n\nEnrollTotp\x12\x1d.authsvc.v1.EnrollTotpRequest\x1a\x1e.authsvc.v1.EnrollTotpResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/auth/factors/totp/enroll:\x01*\x12x\n\x0b\x43onfirmTotp\x12\x1e.authsvc.v1.ConfirmTotpRequest\x1a\x1f.authsvc.v1.ConfirmTotpResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/auth/factors/totp/confirm:\x01*\x12t\n\nRemoveTotp\x12\x1d.authsvc.v1.RemoveTotpRequest\x1a\x1e.authsvc.v1.RemoveTotpResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/auth/factors/totp/remove:\x01*\x12\x9e\x01\n\x17RegenerateRecoveryCodes\x12*.authsvc.v1.RegenerateRecoveryCodesRequest\x1a+.authsvc.v1.RegenerateRecoveryCodesResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/auth/factors/recovery-codes:\x01*\x12h\n\x0bListFactors\x12\x1e.authsvc.v1.ListFactorsRequest\x1a\x1f.authsvc.v1.ListFactorsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auth/factorsB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61uthsvc/v1/auth.proto\x12\nauthsvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\rSignInRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x0f\n\x05phone\x18\x02 \x01(\tH\x00\x12\x12\n\x08username\x18\x03 \x01(\tH\x00\x12\x10\n\x08password\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x05 \x01(\tB\x0c\n\nidentifier\"\xbc\x01\n\x0eSignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65vice_token\x18\x08 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xa7\x01\n\x0fRefreshResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\'\n\x0fValidateRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\x81\x02\n\x10ValidateResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x61mr\x18\x07 \x03(\t\x12\x0b\n\x03\x61\x63r\x18\x08 \x01(\t\x12-\n\tauth_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\rRevokeRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x32\n\x0ftoken_type_hint\x18\x02 \x01(\x0e\x32\x19.authsvc.v1.TokenTypeHint\x12\x14\n\x0c\x61ll_sessions\x18\x03 \x01(\x08\"\x10\n\x0eRevokeResponse\"\x10\n\x0eGetJwksRequest\"0\n\x0fGetJwksResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.authsvc.v1.Jwk\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\t\n\x01y\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\x12\x0b\n\x03kid\x18\x07 \x01(\t\x12\x0b\n\x03use\x18\x08 \x01(\t\x12\x0b\n\x03\x61lg\x18\t \x01(\t\"\x19\n\x17WatchRevocationsRequest\"A\n\x18WatchRevocationsResponse\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"\x8e\x01\n\x15\x43ompleteSignInRequest\x12\x11\n\tmfa_token\x18\x01 \x01(\t\x12\x0e\n\x04totp\x18\x02 \x01(\tH\x00\x12\x17\n\rrecovery_code\x18\x03 \x01(\tH\x00\x12/\n\x07passkey\x18\x04 \x01(\x0b\x32\x1c.authsvc.v1.PasskeyAssertionH\x00\x42\x08\n\x06\x66\x61\x63tor\"@\n\x10PasskeyAssertion\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_json\x18\x02 \x01(\t\"\xae\x01\n\x16\x43ompleteSignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\x13\n\x11\x45nrollTotpRequest\"1\n\x12\x45nrollTotpResponse\x12\x0e\n\x06secret\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\"\"\n\x12\x43onfirmTotpRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"-\n\x13\x43onfirmTotpResponse\x12\x16\n\x0erecovery_codes\x18\x01 \x03(\t\"\x13\n\x11RemoveTotpRequest\"\x14\n\x12RemoveTotpResponse\" \n\x1eRegenerateRecoveryCodesRequest\"9\n\x1fRegenerateRecoveryCodesResponse\x12\x16\n\x0erecovery_codes\x18\x01 \x03(\t\"\x14\n\x12ListFactorsRequest\"R\n\x13ListFactorsResponse\x12\x0c\n\x04totp\x18\x01 \x01(\x08\x12\x1b\n\x13recovery_codes_left\x18\x02 \x01(\x05\x12\x10\n\x08passkeys\x18\x03 \x01(\x05\"!\n\x1f\x42\x65ginPasskeyRegistrationRequest\"M\n BeginPasskeyRegistrationResponse\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x14\n\x0coptions_json\x18\x02 \x01(\t\"^\n FinishPasskeyRegistrationRequest\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_json\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"R\n!FinishPasskeyRegistrationResponse\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x16\n\x0erecovery_codes\x18\x02 \x03(\t\"1\n\x1c\x42\x65ginPasskeyAssertionRequest\x12\x11\n\tmfa_token\x18\x01 \x01(\t\"J\n\x1d\x42\x65ginPasskeyAssertionResponse\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x14\n\x0coptions_json\x18\x02 \x01(\t\"G\n\x14PasskeySignInRequest\x12/\n\tassertion\x18\x01 \x01(\x0b\x32\x1c.authsvc.v1.PasskeyAssertion\"\xad\x01\n\x15PasskeySignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\x15\n\x13ListPasskeysRequest\"=\n\x14ListPasskeysResponse\x12%\n\x08passkeys\x18\x01 \x03(\x0b\x32\x13.authsvc.v1.Passkey\"\xa0\x01\n\x07Passkey\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06synced\x18\x05 \x01(\x08\"-\n\x14RemovePasskeyRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\"\x17\n\x15RemovePasskeyResponse*u\n\rTokenTypeHint\x12\x1f\n\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x02\x32\xa2\x11\n\x04\x41uth\x12[\n\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/signin:\x01*\x12_\n\x07Refresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\x63\n\x08Validate\x12\x1b.authsvc.v1.ValidateRequest\x1a\x1c.authsvc.v1.ValidateResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/validate:\x01*\x12[\n\x06Revoke\x12\x19.authsvc.v1.RevokeRequest\x1a\x1a.authsvc.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/revoke:\x01*\x12s\n\x07GetJwks\x12\x1a.authsvc.v1.GetJwksRequest\x1a\x1b.authsvc.v1.GetJwksResponse\"/\x82\xd3\xe4\x93\x02)\x12\r/v1/auth/jwksZ\x18\x12\x16/.well-known/jwks.json\x12_\n\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01\x12|\n\x0e\x43ompleteSignIn\x12!.authsvc.v1.CompleteSignInRequest\x1a\".authsvc.v1.CompleteSignInResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/auth/signin/complete:\x01*\x12t\n\nEnrollTotp\x12\x1d.authsvc.v1.EnrollTotpRequest\x1a\x1e.authsvc.v1.EnrollTotpResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/auth/factors/totp/enroll:\x01*\x12x\n\x0b\x43onfirmTotp\x12\x1e.authsvc.v1.ConfirmTotpRequest\x1a\x1f.authsvc.v1.ConfirmTotpResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/auth/factors/totp/confirm:\x01*\x12t\n\nRemoveTotp\x12\x1d.authsvc.v1.RemoveTotpRequest\x1a\x1e.authsvc.v1.RemoveTotpResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/auth/factors/totp/remove:\x01*\x12\x9e\x01\n\x17RegenerateRecoveryCodes\x12*.authsvc.v1.RegenerateRecoveryCodesRequest\x1a+.authsvc.v1.RegenerateRecoveryCodesResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/auth/factors/recovery-codes:\x01*\x12h\n\x0bListFactors\x12\x1e.authsvc.v1.ListFactorsRequest\x1a\x1f.authsvc.v1.ListFactorsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auth/factors\x12\xa6\x01\n\x18\x42\x65ginPasskeyRegistration\x12+.authsvc.v1.BeginPasskeyRegistrationRequest\x1a,.authsvc.v1.BeginPasskeyRegistrationResponse\"/\x82\xd3\xe4\x93\x02)\"$/v1/auth/passkeys/registration/begin:\x01*\x12\xaa\x01\n\x19\x46inishPasskeyRegistration\x12,.authsvc.v1.FinishPasskeyRegistrationRequest\x1a-.authsvc.v1.FinishPasskeyRegistrationResponse\"0\x82\xd3\xe4\x93\x02*\"%/v1/auth/passkeys/registration/finish:\x01*\x12\x9a\x01\n\x15\x42\x65ginPasskeyAssertion\x12(.authsvc.v1.BeginPasskeyAssertionRequest\x1a).authsvc.v1.BeginPasskeyAssertionResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/auth/passkeys/assertion/begin:\x01*\x12y\n\rPasskeySignIn\x12 .authsvc.v1.PasskeySignInRequest\x1a!.authsvc.v1.PasskeySignInResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/auth/passkeys/signin:\x01*\x12l\n\x0cListPasskeys\x12\x1f.authsvc.v1.ListPasskeysRequest\x1a .authsvc.v1.ListPasskeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/auth/passkeys\x12y\n\rRemovePasskey\x12 .authsvc.v1.RemovePasskeyRequest\x1a!.authsvc.v1.RemovePasskeyResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/auth/passkeys/remove:\x01*B=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,8 +56,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTH'].methods_by_name['RegenerateRecoveryCodes']._serialized_options = b'\202\323\344\223\002$\"\037/v1/auth/factors/recovery-codes:\001*'
   _globals['_AUTH'].methods_by_name['ListFactors']._loaded_options = None
   _globals['_AUTH'].methods_by_name['ListFactors']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/auth/factors'
-  _globals['_TOKENTYPEHINT']._serialized_start=1981
-  _globals['_TOKENTYPEHINT']._serialized_end=2098
+  _globals['_AUTH'].methods_by_name['BeginPasskeyRegistration']._loaded_options = None
+  _globals['_AUTH'].methods_by_name['BeginPasskeyRegistration']._serialized_options = b'\202\323\344\223\002)\"$/v1/auth/passkeys/registration/begin:\001*'
+  _globals['_AUTH'].methods_by_name['FinishPasskeyRegistration']._loaded_options = None
+  _globals['_AUTH'].methods_by_name['FinishPasskeyRegistration']._serialized_options = b'\202\323\344\223\002*\"%/v1/auth/passkeys/registration/finish:\001*'
+  _globals['_AUTH'].methods_by_name['BeginPasskeyAssertion']._loaded_options = None
+  _globals['_AUTH'].methods_by_name['BeginPasskeyAssertion']._serialized_options = b'\202\323\344\223\002&\"!/v1/auth/passkeys/assertion/begin:\001*'
+  _globals['_AUTH'].methods_by_name['PasskeySignIn']._loaded_options = None
+  _globals['_AUTH'].methods_by_name['PasskeySignIn']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/auth/passkeys/signin:\001*'
+  _globals['_AUTH'].methods_by_name['ListPasskeys']._loaded_options = None
+  _globals['_AUTH'].methods_by_name['ListPasskeys']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/auth/passkeys'
+  _globals['_AUTH'].methods_by_name['RemovePasskey']._loaded_options = None
+  _globals['_AUTH'].methods_by_name['RemovePasskey']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/auth/passkeys/remove:\001*'
+  _globals['_TOKENTYPEHINT']._serialized_start=3106
+  _globals['_TOKENTYPEHINT']._serialized_end=3223
   _globals['_SIGNINREQUEST']._serialized_start=100
   _globals['_SIGNINREQUEST']._serialized_end=223
   _globals['_SIGNINRESPONSE']._serialized_start=226
@@ -84,30 +96,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=1261
   _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=1263
   _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=1328
-  _globals['_COMPLETESIGNINREQUEST']._serialized_start=1330
-  _globals['_COMPLETESIGNINREQUEST']._serialized_end=1423
-  _globals['_COMPLETESIGNINRESPONSE']._serialized_start=1426
-  _globals['_COMPLETESIGNINRESPONSE']._serialized_end=1600
-  _globals['_ENROLLTOTPREQUEST']._serialized_start=1602
-  _globals['_ENROLLTOTPREQUEST']._serialized_end=1621
-  _globals['_ENROLLTOTPRESPONSE']._serialized_start=1623
-  _globals['_ENROLLTOTPRESPONSE']._serialized_end=1672
-  _globals['_CONFIRMTOTPREQUEST']._serialized_start=1674
-  _globals['_CONFIRMTOTPREQUEST']._serialized_end=1708
-  _globals['_CONFIRMTOTPRESPONSE']._serialized_start=1710
-  _globals['_CONFIRMTOTPRESPONSE']._serialized_end=1755
-  _globals['_REMOVETOTPREQUEST']._serialized_start=1757
-  _globals['_REMOVETOTPREQUEST']._serialized_end=1776
-  _globals['_REMOVETOTPRESPONSE']._serialized_start=1778
-  _globals['_REMOVETOTPRESPONSE']._serialized_end=1798
-  _globals['_REGENERATERECOVERYCODESREQUEST']._serialized_start=1800
-  _globals['_REGENERATERECOVERYCODESREQUEST']._serialized_end=1832
-  _globals['_REGENERATERECOVERYCODESRESPONSE']._serialized_start=1834
-  _globals['_REGENERATERECOVERYCODESRESPONSE']._serialized_end=1891
-  _globals['_LISTFACTORSREQUEST']._serialized_start=1893
-  _globals['_LISTFACTORSREQUEST']._serialized_end=1913
-  _globals['_LISTFACTORSRESPONSE']._serialized_start=1915
-  _globals['_LISTFACTORSRESPONSE']._serialized_end=1979
-  _globals['_AUTH']._serialized_start=2101
-  _globals['_AUTH']._serialized_end=3456
+  _globals['_COMPLETESIGNINREQUEST']._serialized_start=1331
+  _globals['_COMPLETESIGNINREQUEST']._serialized_end=1473
+  _globals['_PASSKEYASSERTION']._serialized_start=1475
+  _globals['_PASSKEYASSERTION']._serialized_end=1539
+  _globals['_COMPLETESIGNINRESPONSE']._serialized_start=1542
+  _globals['_COMPLETESIGNINRESPONSE']._serialized_end=1716
+  _globals['_ENROLLTOTPREQUEST']._serialized_start=1718
+  _globals['_ENROLLTOTPREQUEST']._serialized_end=1737
+  _globals['_ENROLLTOTPRESPONSE']._serialized_start=1739
+  _globals['_ENROLLTOTPRESPONSE']._serialized_end=1788
+  _globals['_CONFIRMTOTPREQUEST']._serialized_start=1790
+  _globals['_CONFIRMTOTPREQUEST']._serialized_end=1824
+  _globals['_CONFIRMTOTPRESPONSE']._serialized_start=1826
+  _globals['_CONFIRMTOTPRESPONSE']._serialized_end=1871
+  _globals['_REMOVETOTPREQUEST']._serialized_start=1873
+  _globals['_REMOVETOTPREQUEST']._serialized_end=1892
+  _globals['_REMOVETOTPRESPONSE']._serialized_start=1894
+  _globals['_REMOVETOTPRESPONSE']._serialized_end=1914
+  _globals['_REGENERATERECOVERYCODESREQUEST']._serialized_start=1916
+  _globals['_REGENERATERECOVERYCODESREQUEST']._serialized_end=1948
+  _globals['_REGENERATERECOVERYCODESRESPONSE']._serialized_start=1950
+  _globals['_REGENERATERECOVERYCODESRESPONSE']._serialized_end=2007
+  _globals['_LISTFACTORSREQUEST']._serialized_start=2009
+  _globals['_LISTFACTORSREQUEST']._serialized_end=2029
+  _globals['_LISTFACTORSRESPONSE']._serialized_start=2031
+  _globals['_LISTFACTORSRESPONSE']._serialized_end=2113
+  _globals['_BEGINPASSKEYREGISTRATIONREQUEST']._serialized_start=2115
+  _globals['_BEGINPASSKEYREGISTRATIONREQUEST']._serialized_end=2148
+  _globals['_BEGINPASSKEYREGISTRATIONRESPONSE']._serialized_start=2150
+  _globals['_BEGINPASSKEYREGISTRATIONRESPONSE']._serialized_end=2227
+  _globals['_FINISHPASSKEYREGISTRATIONREQUEST']._serialized_start=2229
+  _globals['_FINISHPASSKEYREGISTRATIONREQUEST']._serialized_end=2323
+  _globals['_FINISHPASSKEYREGISTRATIONRESPONSE']._serialized_start=2325
+  _globals['_FINISHPASSKEYREGISTRATIONRESPONSE']._serialized_end=2407
+  _globals['_BEGINPASSKEYASSERTIONREQUEST']._serialized_start=2409
+  _globals['_BEGINPASSKEYASSERTIONREQUEST']._serialized_end=2458
+  _globals['_BEGINPASSKEYASSERTIONRESPONSE']._serialized_start=2460
+  _globals['_BEGINPASSKEYASSERTIONRESPONSE']._serialized_end=2534
+  _globals['_PASSKEYSIGNINREQUEST']._serialized_start=2536
+  _globals['_PASSKEYSIGNINREQUEST']._serialized_end=2607
+  _globals['_PASSKEYSIGNINRESPONSE']._serialized_start=2610
+  _globals['_PASSKEYSIGNINRESPONSE']._serialized_end=2783
+  _globals['_LISTPASSKEYSREQUEST']._serialized_start=2785
+  _globals['_LISTPASSKEYSREQUEST']._serialized_end=2806
+  _globals['_LISTPASSKEYSRESPONSE']._serialized_start=2808
+  _globals['_LISTPASSKEYSRESPONSE']._serialized_end=2869
+  _globals['_PASSKEY']._serialized_start=2872
+  _globals['_PASSKEY']._serialized_end=3032
+  _globals['_REMOVEPASSKEYREQUEST']._serialized_start=3034
+  _globals['_REMOVEPASSKEYREQUEST']._serialized_end=3079
+  _globals['_REMOVEPASSKEYRESPONSE']._serialized_start=3081
+  _globals['_REMOVEPASSKEYRESPONSE']._serialized_end=3104
+  _globals['_AUTH']._serialized_start=3226
+  _globals['_AUTH']._serialized_end=5436
 # @@protoc_insertion_point(module_scope)

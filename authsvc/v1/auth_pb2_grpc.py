@@ -95,6 +95,36 @@ class AuthStub:
                 request_serializer=authsvc_dot_v1_dot_auth__pb2.ListFactorsRequest.SerializeToString,
                 response_deserializer=authsvc_dot_v1_dot_auth__pb2.ListFactorsResponse.FromString,
                 _registered_method=True)
+        self.BeginPasskeyRegistration = channel.unary_unary(
+                '/authsvc.v1.Auth/BeginPasskeyRegistration',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationResponse.FromString,
+                _registered_method=True)
+        self.FinishPasskeyRegistration = channel.unary_unary(
+                '/authsvc.v1.Auth/FinishPasskeyRegistration',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationResponse.FromString,
+                _registered_method=True)
+        self.BeginPasskeyAssertion = channel.unary_unary(
+                '/authsvc.v1.Auth/BeginPasskeyAssertion',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionResponse.FromString,
+                _registered_method=True)
+        self.PasskeySignIn = channel.unary_unary(
+                '/authsvc.v1.Auth/PasskeySignIn',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.PasskeySignInRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.PasskeySignInResponse.FromString,
+                _registered_method=True)
+        self.ListPasskeys = channel.unary_unary(
+                '/authsvc.v1.Auth/ListPasskeys',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.ListPasskeysRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.ListPasskeysResponse.FromString,
+                _registered_method=True)
+        self.RemovePasskey = channel.unary_unary(
+                '/authsvc.v1.Auth/RemovePasskey',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.RemovePasskeyRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.RemovePasskeyResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServicer:
@@ -201,6 +231,56 @@ class AuthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BeginPasskeyRegistration(self, request, context):
+        """--- Passkeys (WebAuthn). Options and credentials travel as the JSON that
+        navigator.credentials.create()/get() take and give (PublicKeyCredential
+        toJSON()), so a browser passes them through unchanged.
+
+        BeginPasskeyRegistration (bearer) answers creation options and the
+        ceremony_id that FinishPasskeyRegistration names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishPasskeyRegistration(self, request, context):
+        """FinishPasskeyRegistration (bearer) verifies the new credential and stores it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginPasskeyAssertion(self, request, context):
+        """BeginPasskeyAssertion answers request options: with an mfa_token, for the
+        user of that sign-in (second factor, then CompleteSignIn with passkey);
+        without, for any discoverable credential (passwordless, PasskeySignIn;
+        only when AUTHSVC_PASSKEY_SIGN_IN=true).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PasskeySignIn(self, request, context):
+        """PasskeySignIn signs in with a passkey alone (passwordless).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPasskeys(self, request, context):
+        """ListPasskeys (bearer) lists the caller's passkeys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePasskey(self, request, context):
+        """RemovePasskey (bearer, fresh second factor) removes one of them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -263,6 +343,36 @@ def add_AuthServicer_to_server(servicer, server):
                     servicer.ListFactors,
                     request_deserializer=authsvc_dot_v1_dot_auth__pb2.ListFactorsRequest.FromString,
                     response_serializer=authsvc_dot_v1_dot_auth__pb2.ListFactorsResponse.SerializeToString,
+            ),
+            'BeginPasskeyRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginPasskeyRegistration,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationResponse.SerializeToString,
+            ),
+            'FinishPasskeyRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishPasskeyRegistration,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationResponse.SerializeToString,
+            ),
+            'BeginPasskeyAssertion': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginPasskeyAssertion,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionResponse.SerializeToString,
+            ),
+            'PasskeySignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.PasskeySignIn,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.PasskeySignInRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.PasskeySignInResponse.SerializeToString,
+            ),
+            'ListPasskeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPasskeys,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.ListPasskeysRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.ListPasskeysResponse.SerializeToString,
+            ),
+            'RemovePasskey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePasskey,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.RemovePasskeyRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.RemovePasskeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -590,6 +700,168 @@ class Auth:
             '/authsvc.v1.Auth/ListFactors',
             authsvc_dot_v1_dot_auth__pb2.ListFactorsRequest.SerializeToString,
             authsvc_dot_v1_dot_auth__pb2.ListFactorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginPasskeyRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/BeginPasskeyRegistration',
+            authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishPasskeyRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/FinishPasskeyRegistration',
+            authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginPasskeyAssertion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/BeginPasskeyAssertion',
+            authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PasskeySignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/PasskeySignIn',
+            authsvc_dot_v1_dot_auth__pb2.PasskeySignInRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.PasskeySignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPasskeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/ListPasskeys',
+            authsvc_dot_v1_dot_auth__pb2.ListPasskeysRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.ListPasskeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePasskey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/RemovePasskey',
+            authsvc_dot_v1_dot_auth__pb2.RemovePasskeyRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.RemovePasskeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,6 +89,28 @@ class AuthStub:
     """
     ListFactors: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListFactorsRequest, _auth_pb2.ListFactorsResponse]
     """ListFactors says which second factors the caller has."""
+    BeginPasskeyRegistration: _grpc.UnaryUnaryMultiCallable[_auth_pb2.BeginPasskeyRegistrationRequest, _auth_pb2.BeginPasskeyRegistrationResponse]
+    """--- Passkeys (WebAuthn). Options and credentials travel as the JSON that
+    navigator.credentials.create()/get() take and give (PublicKeyCredential
+    toJSON()), so a browser passes them through unchanged.
+
+    BeginPasskeyRegistration (bearer) answers creation options and the
+    ceremony_id that FinishPasskeyRegistration names.
+    """
+    FinishPasskeyRegistration: _grpc.UnaryUnaryMultiCallable[_auth_pb2.FinishPasskeyRegistrationRequest, _auth_pb2.FinishPasskeyRegistrationResponse]
+    """FinishPasskeyRegistration (bearer) verifies the new credential and stores it."""
+    BeginPasskeyAssertion: _grpc.UnaryUnaryMultiCallable[_auth_pb2.BeginPasskeyAssertionRequest, _auth_pb2.BeginPasskeyAssertionResponse]
+    """BeginPasskeyAssertion answers request options: with an mfa_token, for the
+    user of that sign-in (second factor, then CompleteSignIn with passkey);
+    without, for any discoverable credential (passwordless, PasskeySignIn;
+    only when AUTHSVC_PASSKEY_SIGN_IN=true).
+    """
+    PasskeySignIn: _grpc.UnaryUnaryMultiCallable[_auth_pb2.PasskeySignInRequest, _auth_pb2.PasskeySignInResponse]
+    """PasskeySignIn signs in with a passkey alone (passwordless)."""
+    ListPasskeys: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListPasskeysRequest, _auth_pb2.ListPasskeysResponse]
+    """ListPasskeys (bearer) lists the caller's passkeys."""
+    RemovePasskey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RemovePasskeyRequest, _auth_pb2.RemovePasskeyResponse]
+    """RemovePasskey (bearer, fresh second factor) removes one of them."""
 
 @_typing.type_check_only
 class AuthAsyncStub(AuthStub):
@@ -145,6 +167,28 @@ class AuthAsyncStub(AuthStub):
     """
     ListFactors: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListFactorsRequest, _auth_pb2.ListFactorsResponse]  # type: ignore[assignment]
     """ListFactors says which second factors the caller has."""
+    BeginPasskeyRegistration: _aio.UnaryUnaryMultiCallable[_auth_pb2.BeginPasskeyRegistrationRequest, _auth_pb2.BeginPasskeyRegistrationResponse]  # type: ignore[assignment]
+    """--- Passkeys (WebAuthn). Options and credentials travel as the JSON that
+    navigator.credentials.create()/get() take and give (PublicKeyCredential
+    toJSON()), so a browser passes them through unchanged.
+
+    BeginPasskeyRegistration (bearer) answers creation options and the
+    ceremony_id that FinishPasskeyRegistration names.
+    """
+    FinishPasskeyRegistration: _aio.UnaryUnaryMultiCallable[_auth_pb2.FinishPasskeyRegistrationRequest, _auth_pb2.FinishPasskeyRegistrationResponse]  # type: ignore[assignment]
+    """FinishPasskeyRegistration (bearer) verifies the new credential and stores it."""
+    BeginPasskeyAssertion: _aio.UnaryUnaryMultiCallable[_auth_pb2.BeginPasskeyAssertionRequest, _auth_pb2.BeginPasskeyAssertionResponse]  # type: ignore[assignment]
+    """BeginPasskeyAssertion answers request options: with an mfa_token, for the
+    user of that sign-in (second factor, then CompleteSignIn with passkey);
+    without, for any discoverable credential (passwordless, PasskeySignIn;
+    only when AUTHSVC_PASSKEY_SIGN_IN=true).
+    """
+    PasskeySignIn: _aio.UnaryUnaryMultiCallable[_auth_pb2.PasskeySignInRequest, _auth_pb2.PasskeySignInResponse]  # type: ignore[assignment]
+    """PasskeySignIn signs in with a passkey alone (passwordless)."""
+    ListPasskeys: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListPasskeysRequest, _auth_pb2.ListPasskeysResponse]  # type: ignore[assignment]
+    """ListPasskeys (bearer) lists the caller's passkeys."""
+    RemovePasskey: _aio.UnaryUnaryMultiCallable[_auth_pb2.RemovePasskeyRequest, _auth_pb2.RemovePasskeyResponse]  # type: ignore[assignment]
+    """RemovePasskey (bearer, fresh second factor) removes one of them."""
 
 class AuthServicer(metaclass=_abc_1.ABCMeta):
     """Auth issues, validates and revokes tokens."""
@@ -270,5 +314,63 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.ListFactorsResponse, _abc.Awaitable[_auth_pb2.ListFactorsResponse]]:
         """ListFactors says which second factors the caller has."""
+
+    @_abc_1.abstractmethod
+    def BeginPasskeyRegistration(
+        self,
+        request: _auth_pb2.BeginPasskeyRegistrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.BeginPasskeyRegistrationResponse, _abc.Awaitable[_auth_pb2.BeginPasskeyRegistrationResponse]]:
+        """--- Passkeys (WebAuthn). Options and credentials travel as the JSON that
+        navigator.credentials.create()/get() take and give (PublicKeyCredential
+        toJSON()), so a browser passes them through unchanged.
+
+        BeginPasskeyRegistration (bearer) answers creation options and the
+        ceremony_id that FinishPasskeyRegistration names.
+        """
+
+    @_abc_1.abstractmethod
+    def FinishPasskeyRegistration(
+        self,
+        request: _auth_pb2.FinishPasskeyRegistrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.FinishPasskeyRegistrationResponse, _abc.Awaitable[_auth_pb2.FinishPasskeyRegistrationResponse]]:
+        """FinishPasskeyRegistration (bearer) verifies the new credential and stores it."""
+
+    @_abc_1.abstractmethod
+    def BeginPasskeyAssertion(
+        self,
+        request: _auth_pb2.BeginPasskeyAssertionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.BeginPasskeyAssertionResponse, _abc.Awaitable[_auth_pb2.BeginPasskeyAssertionResponse]]:
+        """BeginPasskeyAssertion answers request options: with an mfa_token, for the
+        user of that sign-in (second factor, then CompleteSignIn with passkey);
+        without, for any discoverable credential (passwordless, PasskeySignIn;
+        only when AUTHSVC_PASSKEY_SIGN_IN=true).
+        """
+
+    @_abc_1.abstractmethod
+    def PasskeySignIn(
+        self,
+        request: _auth_pb2.PasskeySignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.PasskeySignInResponse, _abc.Awaitable[_auth_pb2.PasskeySignInResponse]]:
+        """PasskeySignIn signs in with a passkey alone (passwordless)."""
+
+    @_abc_1.abstractmethod
+    def ListPasskeys(
+        self,
+        request: _auth_pb2.ListPasskeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListPasskeysResponse, _abc.Awaitable[_auth_pb2.ListPasskeysResponse]]:
+        """ListPasskeys (bearer) lists the caller's passkeys."""
+
+    @_abc_1.abstractmethod
+    def RemovePasskey(
+        self,
+        request: _auth_pb2.RemovePasskeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RemovePasskeyResponse, _abc.Awaitable[_auth_pb2.RemovePasskeyResponse]]:
+        """RemovePasskey (bearer, fresh second factor) removes one of them."""
 
 def add_AuthServicer_to_server(servicer: AuthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

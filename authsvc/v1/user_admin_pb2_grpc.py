@@ -124,8 +124,8 @@ class UserAdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResetFactors(self, request, context):
-        """ResetFactors removes a user's second factors (authenticator app and
-        recovery codes) and revokes every session they have. Audited.
+        """ResetFactors removes a user's second factors (authenticator app,
+        passkeys and recovery codes) and revokes every session they have. Audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

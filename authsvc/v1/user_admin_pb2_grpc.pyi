@@ -58,8 +58,8 @@ class UserAdminStub:
     next access token (at its next Refresh) carries the user's scopes as they are.
     """
     ResetFactors: _grpc.UnaryUnaryMultiCallable[_user_admin_pb2.ResetFactorsRequest, _user_admin_pb2.ResetFactorsResponse]
-    """ResetFactors removes a user's second factors (authenticator app and
-    recovery codes) and revokes every session they have. Audited.
+    """ResetFactors removes a user's second factors (authenticator app,
+    passkeys and recovery codes) and revokes every session they have. Audited.
     """
 
 @_typing.type_check_only
@@ -85,8 +85,8 @@ class UserAdminAsyncStub(UserAdminStub):
     next access token (at its next Refresh) carries the user's scopes as they are.
     """
     ResetFactors: _aio.UnaryUnaryMultiCallable[_user_admin_pb2.ResetFactorsRequest, _user_admin_pb2.ResetFactorsResponse]  # type: ignore[assignment]
-    """ResetFactors removes a user's second factors (authenticator app and
-    recovery codes) and revokes every session they have. Audited.
+    """ResetFactors removes a user's second factors (authenticator app,
+    passkeys and recovery codes) and revokes every session they have. Audited.
     """
 
 class UserAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -151,8 +151,8 @@ class UserAdminServicer(metaclass=_abc_1.ABCMeta):
         request: _user_admin_pb2.ResetFactorsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_admin_pb2.ResetFactorsResponse, _abc.Awaitable[_user_admin_pb2.ResetFactorsResponse]]:
-        """ResetFactors removes a user's second factors (authenticator app and
-        recovery codes) and revokes every session they have. Audited.
+        """ResetFactors removes a user's second factors (authenticator app,
+        passkeys and recovery codes) and revokes every session they have. Audited.
         """
 
 def add_UserAdminServicer_to_server(servicer: UserAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -104,3 +104,31 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Passkeys (WebAuthn credentials). sign_count is the authenticator's counter as
+-- last seen: an assertion must carry a larger one (unless both are 0), or the
+-- credential may have been cloned.
+CREATE TABLE webauthn_credentials (
+    id           bytea PRIMARY KEY,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    public_key   bytea NOT NULL,
+    sign_count   bigint NOT NULL,
+    synced       boolean NOT NULL,
+    name         text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz
+);
+CREATE INDEX webauthn_credentials_user_id ON webauthn_credentials (user_id);
+
+-- A WebAuthn ceremony in progress: its challenge, what it is for, and (for a
+-- second factor) the sign-in challenge it completes. Single use, short-lived.
+CREATE TABLE webauthn_ceremonies (
+    id_hash    bytea PRIMARY KEY,
+    purpose    text NOT NULL CHECK (purpose IN ('register', 'second_factor', 'sign_in')),
+    user_id    uuid REFERENCES users (id) ON DELETE CASCADE,
+    mfa_hash   bytea,
+    challenge  bytea NOT NULL,
+    expires_at timestamptz NOT NULL,
+    spent_at   timestamptz
+);
+CREATE INDEX webauthn_ceremonies_expires_at ON webauthn_ceremonies (expires_at);

@@ -26,18 +26,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Auth_SignIn_FullMethodName                  = "/authsvc.v1.Auth/SignIn"
-	Auth_Refresh_FullMethodName                 = "/authsvc.v1.Auth/Refresh"
-	Auth_Validate_FullMethodName                = "/authsvc.v1.Auth/Validate"
-	Auth_Revoke_FullMethodName                  = "/authsvc.v1.Auth/Revoke"
-	Auth_GetJwks_FullMethodName                 = "/authsvc.v1.Auth/GetJwks"
-	Auth_WatchRevocations_FullMethodName        = "/authsvc.v1.Auth/WatchRevocations"
-	Auth_CompleteSignIn_FullMethodName          = "/authsvc.v1.Auth/CompleteSignIn"
-	Auth_EnrollTotp_FullMethodName              = "/authsvc.v1.Auth/EnrollTotp"
-	Auth_ConfirmTotp_FullMethodName             = "/authsvc.v1.Auth/ConfirmTotp"
-	Auth_RemoveTotp_FullMethodName              = "/authsvc.v1.Auth/RemoveTotp"
-	Auth_RegenerateRecoveryCodes_FullMethodName = "/authsvc.v1.Auth/RegenerateRecoveryCodes"
-	Auth_ListFactors_FullMethodName             = "/authsvc.v1.Auth/ListFactors"
+	Auth_SignIn_FullMethodName                    = "/authsvc.v1.Auth/SignIn"
+	Auth_Refresh_FullMethodName                   = "/authsvc.v1.Auth/Refresh"
+	Auth_Validate_FullMethodName                  = "/authsvc.v1.Auth/Validate"
+	Auth_Revoke_FullMethodName                    = "/authsvc.v1.Auth/Revoke"
+	Auth_GetJwks_FullMethodName                   = "/authsvc.v1.Auth/GetJwks"
+	Auth_WatchRevocations_FullMethodName          = "/authsvc.v1.Auth/WatchRevocations"
+	Auth_CompleteSignIn_FullMethodName            = "/authsvc.v1.Auth/CompleteSignIn"
+	Auth_EnrollTotp_FullMethodName                = "/authsvc.v1.Auth/EnrollTotp"
+	Auth_ConfirmTotp_FullMethodName               = "/authsvc.v1.Auth/ConfirmTotp"
+	Auth_RemoveTotp_FullMethodName                = "/authsvc.v1.Auth/RemoveTotp"
+	Auth_RegenerateRecoveryCodes_FullMethodName   = "/authsvc.v1.Auth/RegenerateRecoveryCodes"
+	Auth_ListFactors_FullMethodName               = "/authsvc.v1.Auth/ListFactors"
+	Auth_BeginPasskeyRegistration_FullMethodName  = "/authsvc.v1.Auth/BeginPasskeyRegistration"
+	Auth_FinishPasskeyRegistration_FullMethodName = "/authsvc.v1.Auth/FinishPasskeyRegistration"
+	Auth_BeginPasskeyAssertion_FullMethodName     = "/authsvc.v1.Auth/BeginPasskeyAssertion"
+	Auth_PasskeySignIn_FullMethodName             = "/authsvc.v1.Auth/PasskeySignIn"
+	Auth_ListPasskeys_FullMethodName              = "/authsvc.v1.Auth/ListPasskeys"
+	Auth_RemovePasskey_FullMethodName             = "/authsvc.v1.Auth/RemovePasskey"
 )
 
 // AuthClient is the client API for Auth service.
@@ -81,6 +87,22 @@ type AuthClient interface {
 	RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error)
 	// ListFactors says which second factors the caller has.
 	ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error)
+	// BeginPasskeyRegistration (bearer) answers creation options and the
+	// ceremony_id that FinishPasskeyRegistration names.
+	BeginPasskeyRegistration(ctx context.Context, in *BeginPasskeyRegistrationRequest, opts ...grpc.CallOption) (*BeginPasskeyRegistrationResponse, error)
+	// FinishPasskeyRegistration (bearer) verifies the new credential and stores it.
+	FinishPasskeyRegistration(ctx context.Context, in *FinishPasskeyRegistrationRequest, opts ...grpc.CallOption) (*FinishPasskeyRegistrationResponse, error)
+	// BeginPasskeyAssertion answers request options: with an mfa_token, for the
+	// user of that sign-in (second factor, then CompleteSignIn with passkey);
+	// without, for any discoverable credential (passwordless, PasskeySignIn;
+	// only when AUTHSVC_PASSKEY_SIGN_IN=true).
+	BeginPasskeyAssertion(ctx context.Context, in *BeginPasskeyAssertionRequest, opts ...grpc.CallOption) (*BeginPasskeyAssertionResponse, error)
+	// PasskeySignIn signs in with a passkey alone (passwordless).
+	PasskeySignIn(ctx context.Context, in *PasskeySignInRequest, opts ...grpc.CallOption) (*PasskeySignInResponse, error)
+	// ListPasskeys (bearer) lists the caller's passkeys.
+	ListPasskeys(ctx context.Context, in *ListPasskeysRequest, opts ...grpc.CallOption) (*ListPasskeysResponse, error)
+	// RemovePasskey (bearer, fresh second factor) removes one of them.
+	RemovePasskey(ctx context.Context, in *RemovePasskeyRequest, opts ...grpc.CallOption) (*RemovePasskeyResponse, error)
 }
 
 type authClient struct {
@@ -220,6 +242,66 @@ func (c *authClient) ListFactors(ctx context.Context, in *ListFactorsRequest, op
 	return out, nil
 }
 
+func (c *authClient) BeginPasskeyRegistration(ctx context.Context, in *BeginPasskeyRegistrationRequest, opts ...grpc.CallOption) (*BeginPasskeyRegistrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginPasskeyRegistrationResponse)
+	err := c.cc.Invoke(ctx, Auth_BeginPasskeyRegistration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) FinishPasskeyRegistration(ctx context.Context, in *FinishPasskeyRegistrationRequest, opts ...grpc.CallOption) (*FinishPasskeyRegistrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishPasskeyRegistrationResponse)
+	err := c.cc.Invoke(ctx, Auth_FinishPasskeyRegistration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) BeginPasskeyAssertion(ctx context.Context, in *BeginPasskeyAssertionRequest, opts ...grpc.CallOption) (*BeginPasskeyAssertionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginPasskeyAssertionResponse)
+	err := c.cc.Invoke(ctx, Auth_BeginPasskeyAssertion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) PasskeySignIn(ctx context.Context, in *PasskeySignInRequest, opts ...grpc.CallOption) (*PasskeySignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PasskeySignInResponse)
+	err := c.cc.Invoke(ctx, Auth_PasskeySignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ListPasskeys(ctx context.Context, in *ListPasskeysRequest, opts ...grpc.CallOption) (*ListPasskeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPasskeysResponse)
+	err := c.cc.Invoke(ctx, Auth_ListPasskeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) RemovePasskey(ctx context.Context, in *RemovePasskeyRequest, opts ...grpc.CallOption) (*RemovePasskeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemovePasskeyResponse)
+	err := c.cc.Invoke(ctx, Auth_RemovePasskey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServer is the server API for Auth service.
 // All implementations must embed UnimplementedAuthServer
 // for forward compatibility.
@@ -261,6 +343,22 @@ type AuthServer interface {
 	RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error)
 	// ListFactors says which second factors the caller has.
 	ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error)
+	// BeginPasskeyRegistration (bearer) answers creation options and the
+	// ceremony_id that FinishPasskeyRegistration names.
+	BeginPasskeyRegistration(context.Context, *BeginPasskeyRegistrationRequest) (*BeginPasskeyRegistrationResponse, error)
+	// FinishPasskeyRegistration (bearer) verifies the new credential and stores it.
+	FinishPasskeyRegistration(context.Context, *FinishPasskeyRegistrationRequest) (*FinishPasskeyRegistrationResponse, error)
+	// BeginPasskeyAssertion answers request options: with an mfa_token, for the
+	// user of that sign-in (second factor, then CompleteSignIn with passkey);
+	// without, for any discoverable credential (passwordless, PasskeySignIn;
+	// only when AUTHSVC_PASSKEY_SIGN_IN=true).
+	BeginPasskeyAssertion(context.Context, *BeginPasskeyAssertionRequest) (*BeginPasskeyAssertionResponse, error)
+	// PasskeySignIn signs in with a passkey alone (passwordless).
+	PasskeySignIn(context.Context, *PasskeySignInRequest) (*PasskeySignInResponse, error)
+	// ListPasskeys (bearer) lists the caller's passkeys.
+	ListPasskeys(context.Context, *ListPasskeysRequest) (*ListPasskeysResponse, error)
+	// RemovePasskey (bearer, fresh second factor) removes one of them.
+	RemovePasskey(context.Context, *RemovePasskeyRequest) (*RemovePasskeyResponse, error)
 	mustEmbedUnimplementedAuthServer()
 }
 
@@ -306,6 +404,24 @@ func (UnimplementedAuthServer) RegenerateRecoveryCodes(context.Context, *Regener
 }
 func (UnimplementedAuthServer) ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFactors not implemented")
+}
+func (UnimplementedAuthServer) BeginPasskeyRegistration(context.Context, *BeginPasskeyRegistrationRequest) (*BeginPasskeyRegistrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginPasskeyRegistration not implemented")
+}
+func (UnimplementedAuthServer) FinishPasskeyRegistration(context.Context, *FinishPasskeyRegistrationRequest) (*FinishPasskeyRegistrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FinishPasskeyRegistration not implemented")
+}
+func (UnimplementedAuthServer) BeginPasskeyAssertion(context.Context, *BeginPasskeyAssertionRequest) (*BeginPasskeyAssertionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginPasskeyAssertion not implemented")
+}
+func (UnimplementedAuthServer) PasskeySignIn(context.Context, *PasskeySignInRequest) (*PasskeySignInResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PasskeySignIn not implemented")
+}
+func (UnimplementedAuthServer) ListPasskeys(context.Context, *ListPasskeysRequest) (*ListPasskeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPasskeys not implemented")
+}
+func (UnimplementedAuthServer) RemovePasskey(context.Context, *RemovePasskeyRequest) (*RemovePasskeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemovePasskey not implemented")
 }
 func (UnimplementedAuthServer) mustEmbedUnimplementedAuthServer() {}
 func (UnimplementedAuthServer) testEmbeddedByValue()              {}
@@ -537,6 +653,114 @@ func _Auth_ListFactors_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Auth_BeginPasskeyRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginPasskeyRegistrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).BeginPasskeyRegistration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_BeginPasskeyRegistration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).BeginPasskeyRegistration(ctx, req.(*BeginPasskeyRegistrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_FinishPasskeyRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishPasskeyRegistrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).FinishPasskeyRegistration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_FinishPasskeyRegistration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).FinishPasskeyRegistration(ctx, req.(*FinishPasskeyRegistrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_BeginPasskeyAssertion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginPasskeyAssertionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).BeginPasskeyAssertion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_BeginPasskeyAssertion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).BeginPasskeyAssertion(ctx, req.(*BeginPasskeyAssertionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_PasskeySignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PasskeySignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).PasskeySignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_PasskeySignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).PasskeySignIn(ctx, req.(*PasskeySignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ListPasskeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPasskeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ListPasskeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ListPasskeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ListPasskeys(ctx, req.(*ListPasskeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_RemovePasskey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovePasskeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).RemovePasskey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_RemovePasskey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).RemovePasskey(ctx, req.(*RemovePasskeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Auth_ServiceDesc is the grpc.ServiceDesc for Auth service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -587,6 +811,30 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFactors",
 			Handler:    _Auth_ListFactors_Handler,
+		},
+		{
+			MethodName: "BeginPasskeyRegistration",
+			Handler:    _Auth_BeginPasskeyRegistration_Handler,
+		},
+		{
+			MethodName: "FinishPasskeyRegistration",
+			Handler:    _Auth_FinishPasskeyRegistration_Handler,
+		},
+		{
+			MethodName: "BeginPasskeyAssertion",
+			Handler:    _Auth_BeginPasskeyAssertion_Handler,
+		},
+		{
+			MethodName: "PasskeySignIn",
+			Handler:    _Auth_PasskeySignIn_Handler,
+		},
+		{
+			MethodName: "ListPasskeys",
+			Handler:    _Auth_ListPasskeys_Handler,
+		},
+		{
+			MethodName: "RemovePasskey",
+			Handler:    _Auth_RemovePasskey_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

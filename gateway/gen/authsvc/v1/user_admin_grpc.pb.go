@@ -57,8 +57,8 @@ type UserAdminClient interface {
 	// SetScopes grants and withdraws scopes. No session is revoked: each session's
 	// next access token (at its next Refresh) carries the user's scopes as they are.
 	SetScopes(ctx context.Context, in *SetScopesRequest, opts ...grpc.CallOption) (*SetScopesResponse, error)
-	// ResetFactors removes a user's second factors (authenticator app and
-	// recovery codes) and revokes every session they have. Audited.
+	// ResetFactors removes a user's second factors (authenticator app,
+	// passkeys and recovery codes) and revokes every session they have. Audited.
 	ResetFactors(ctx context.Context, in *ResetFactorsRequest, opts ...grpc.CallOption) (*ResetFactorsResponse, error)
 }
 
@@ -161,8 +161,8 @@ type UserAdminServer interface {
 	// SetScopes grants and withdraws scopes. No session is revoked: each session's
 	// next access token (at its next Refresh) carries the user's scopes as they are.
 	SetScopes(context.Context, *SetScopesRequest) (*SetScopesResponse, error)
-	// ResetFactors removes a user's second factors (authenticator app and
-	// recovery codes) and revokes every session they have. Audited.
+	// ResetFactors removes a user's second factors (authenticator app,
+	// passkeys and recovery codes) and revokes every session they have. Audited.
 	ResetFactors(context.Context, *ResetFactorsRequest) (*ResetFactorsResponse, error)
 	mustEmbedUnimplementedUserAdminServer()
 }

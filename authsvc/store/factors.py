@@ -151,8 +151,13 @@ async def spend_challenge(conn: asyncpg.Connection, token_hash: bytes) -> None:
 
 
 async def prune_challenges(conn: asyncpg.Connection, batch: int) -> int:
-    """Delete at most ``batch`` challenges that expired; how many."""
-    result = await conn.execute(
+    """Delete at most ``batch`` expired sign-in challenges and at most ``batch`` expired
+    WebAuthn ceremonies (an expired one can no longer be taken, spent or not); how
+    many in all."""
+    challenges = await conn.execute(
         "DELETE FROM mfa_challenges WHERE token_hash IN (SELECT token_hash"
         " FROM mfa_challenges WHERE expires_at < now() LIMIT $1)", batch)
-    return int(result.split()[-1])
+    ceremonies = await conn.execute(
+        "DELETE FROM webauthn_ceremonies WHERE id_hash IN (SELECT id_hash"
+        " FROM webauthn_ceremonies WHERE expires_at < now() LIMIT $1)", batch)
+    return int(challenges.split()[-1]) + int(ceremonies.split()[-1])

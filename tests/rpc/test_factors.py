@@ -497,3 +497,19 @@ async def test_an_administrator_resets_factors_audited(stub, enrolled, app, chan
             tokens.user_id)]
     assert "factor.reset" in kinds
     assert (await sign_in(stub)).access_token
+
+
+async def test_expired_challenges_are_pruned(stub, enrolled, app, clock, database_url):
+    """Housekeeping deletes a sign-in challenge once expired, and not before. (It also
+    runs in the background every second, so the rows are counted, not the passes.)"""
+    await mfa_required(stub)
+    await app.retention.prune()
+    async with app.db.connection() as conn:
+        early = await conn.fetchval("SELECT count(*) FROM mfa_challenges")
+    await travel(database_url, 301, clock)
+
+    await app.retention.prune()
+
+    async with app.db.connection() as conn:
+        late = await conn.fetchval("SELECT count(*) FROM mfa_challenges")
+    assert (early, late) == (1, 0)

@@ -66,7 +66,14 @@ func parseFlags(args []string) (edge.Config, error) {
 	}
 	fs.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", jwksMaxAge,
 		"Cache-Control max-age of the JWKS; keep it at most authsvc's key --publish-ahead (env AUTHSVC_GATEWAY_JWKS_MAX_AGE)")
+	checkBrowser, err := edge.RegisterBrowserFlags(fs, &cfg.Browser, env)
+	if err != nil {
+		return cfg, err
+	}
 	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if err := checkBrowser(); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {

@@ -41,3 +41,24 @@ func TestInvalidValuesAreErrors(t *testing.T) {
 		t.Error("AUTHSVC_GATEWAY_UPSTREAM_TLS=maybe accepted")
 	}
 }
+
+func TestBrowserFlagsAndTheirEnvironment(t *testing.T) {
+	t.Setenv("AUTHSVC_GATEWAY_CORS_ORIGINS", "https://app.example.com")
+	t.Setenv("AUTHSVC_GATEWAY_REFRESH_COOKIE", "true")
+
+	cfg, err := parseFlags([]string{"--cors-max-age", "1m"})
+
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Browser
+	if len(b.CORSOrigins) != 1 || b.CORSOrigins[0] != "https://app.example.com" || !b.RefreshCookie ||
+		b.InsecureDevCookies || b.CORSMaxAge != time.Minute {
+		t.Errorf("got %+v", b)
+	}
+	for _, args := range [][]string{{"--cors-origins", "*"}, {"--cors-origins", ""}, {"--insecure-dev-cookies", "--refresh-cookie=false"}} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}

@@ -35,6 +35,7 @@ class Refresh:
         self._db = db
         self._idle_ttl = settings.session_idle_ttl
         self._grace = settings.refresh_reuse_interval
+        self._audit_success = settings.audit_refreshes
         self._clock = clock
         self._throttle = throttle
         self._revocations = revocations
@@ -59,6 +60,7 @@ class Refresh:
                     session_id, counter = legacy
             done = None if not session_id else await session_rows.refresh(
                 conn, session_id, counter, grace=self._grace, idle=self._idle_ttl,
+                audit_success=self._audit_success,
                 throttle=self._throttle.refresh_key(caller.client_addr), **caller.audit())
         if done is None:  # nothing to look up: the throttle is asked on its own
             await self._throttle.check_refresh(caller.client_addr)

@@ -45,9 +45,11 @@ ALTER TABLE sessions
 -- (seconds by the database's clock; the token's auth_time is the replica's
 -- now minus that age, so a replica's skew moves it no more than iat) among its
 -- results; the logic is unchanged.
-DROP FUNCTION refresh_session(uuid, bigint, float8, float8, text, text, text, text);
+DROP FUNCTION refresh_session(uuid, bigint, float8, float8, text, text, text, text,
+                              boolean);
 CREATE FUNCTION refresh_session(sid uuid, presented bigint, grace float8, idle float8,
                                 throttle text, addr text, agent text, channel text,
+                                audit_success boolean,
                                 OUT outcome text, OUT user_id uuid, OUT scopes text[],
                                 OUT counter bigint, OUT expires_in float8,
                                 OUT retry_after float8, OUT amr text[],
@@ -95,9 +97,12 @@ BEGIN
         outcome := 'reused';
         kind := 'refresh.reuse_detected';
     END IF;
-    INSERT INTO auth_events (at, kind, reason, user_id, session_id, client_addr, user_agent)
-    VALUES (now(), kind, CASE WHEN outcome = 'ended' THEN 'session_ended' END,
-            s.user_id, sid, addr, agent);
+    IF audit_success OR kind <> 'refresh.success' THEN
+        INSERT INTO auth_events (at, kind, reason, user_id, session_id, client_addr,
+                                 user_agent)
+        VALUES (now(), kind, CASE WHEN outcome = 'ended' THEN 'session_ended' END,
+                s.user_id, sid, addr, agent);
+    END IF;
     IF outcome = 'reused' THEN
         PERFORM revoke_sessions(ARRAY[sid], NULL, 'refresh_token_reused', addr, agent,
                                 channel);

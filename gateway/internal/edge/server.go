@@ -39,6 +39,8 @@ type Config struct {
 	Timeout time.Duration
 	// JWKSMaxAge is the Cache-Control max-age of the JWKS (see cacheHeaders).
 	JWKSMaxAge time.Duration
+	// Browser is CORS and cookie mode (cors.go, cookies.go).
+	Browser BrowserConfig
 }
 
 // jsonOptions render every response: proto field names (access_token, not
@@ -79,6 +81,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.Browser.InsecureDevCookies {
+		log.Warn("INSECURE: --insecure-dev-cookies sends the refresh cookie without Secure; for http://localhost development only, never in production")
+	}
 	log.Info(fmt.Sprintf("listening on http://%s", ln.Addr()), "upstream", cfg.Upstream, "upstream_tls", cfg.UpstreamTLS)
 
 	errc := make(chan error, 1)
@@ -102,8 +107,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // NewHandler returns the whole HTTP surface: the gateway routes from the
 // protos, /healthz and /readyz, behind the request header guard and the
-// JSON-only rule for POST, every answer marked nosniff. Of cfg it uses
-// Timeout and JWKSMaxAge.
+// JSON-only rule for POST, every answer marked nosniff; CORS and cookie
+// mode as cfg.Browser says. Of cfg it uses Timeout, JWKSMaxAge and Browser.
 func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, requestJSON{&runtime.JSONPb{
@@ -129,7 +134,7 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Ha
 	root.HandleFunc("GET /healthz", healthz)
 	root.Handle("GET /readyz", readyz(conn))
 	root.Handle("/", withTimeout(cfg.Timeout, mux))
-	return noSniff(guardHeaders(requireJSON(limitBody(root)))), nil
+	return noSniff(withCORS(cfg.Browser, guardHeaders(requireJSON(limitBody(withRefreshCookie(cfg.Browser, root)))))), nil
 }
 
 // dialUpstream makes the one gRPC connection to authsvc (lazily: nothing is

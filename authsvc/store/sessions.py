@@ -92,6 +92,33 @@ async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
                      amr=tuple(r["amr"] or ("pwd",)), auth_age=r["auth_age"] or 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveRefresh:
+    session_id: str
+    user_id: str
+    scopes: tuple[str, ...]
+    expires_at: float  # the session's end: absolute or idle, whichever comes first
+
+
+async def active_refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
+                         idle: float) -> ActiveRefresh | None:
+    """The session when ``presented`` is its current counter and a refresh with it would
+    succeed now by the database's clock (``refresh_session``'s checks, nothing written);
+    None otherwise."""
+    r = await conn.fetchrow(
+        "SELECT s.user_id, u.scopes,"
+        "       LEAST(s.expires_at, s.last_used_at + make_interval(secs => $3)) AS ends_at"
+        "  FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id = $1 AND s.refresh_counter = $2 AND s.revoked_at IS NULL"
+        "   AND u.disabled_at IS NULL AND now() < s.expires_at"
+        "   AND now() < s.last_used_at + make_interval(secs => $3)",
+        uuid.UUID(session_id), presented, float(idle))
+    if r is None:
+        return None
+    return ActiveRefresh(session_id=session_id, user_id=str(r["user_id"]), scopes=tuple(r["scopes"]),
+                         expires_at=r["ends_at"].timestamp())
+
+
 async def legacy_token(conn: asyncpg.Connection, token_hash: bytes) -> tuple[str, int] | None:
     """A refresh token issued before counters (0004), read from the old table, which is
     never written again: its session and the counter it stands for. The current token

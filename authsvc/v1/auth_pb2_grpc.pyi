@@ -111,6 +111,12 @@ class AuthStub:
     """ListPasskeys (bearer) lists the caller's passkeys."""
     RemovePasskey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RemovePasskeyRequest, _auth_pb2.RemovePasskeyResponse]
     """RemovePasskey (bearer, fresh second factor) removes one of them."""
+    IntrospectRefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IntrospectRefreshTokenRequest, _auth_pb2.IntrospectRefreshTokenResponse]
+    """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+    unspent, of a live session, so a Refresh with it would succeed now. It
+    spends nothing. The caller's bearer token needs scope authsvc.introspect.
+    gRPC only: the gateway's introspection endpoint asks it.
+    """
 
 @_typing.type_check_only
 class AuthAsyncStub(AuthStub):
@@ -189,6 +195,12 @@ class AuthAsyncStub(AuthStub):
     """ListPasskeys (bearer) lists the caller's passkeys."""
     RemovePasskey: _aio.UnaryUnaryMultiCallable[_auth_pb2.RemovePasskeyRequest, _auth_pb2.RemovePasskeyResponse]  # type: ignore[assignment]
     """RemovePasskey (bearer, fresh second factor) removes one of them."""
+    IntrospectRefreshToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IntrospectRefreshTokenRequest, _auth_pb2.IntrospectRefreshTokenResponse]  # type: ignore[assignment]
+    """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+    unspent, of a live session, so a Refresh with it would succeed now. It
+    spends nothing. The caller's bearer token needs scope authsvc.introspect.
+    gRPC only: the gateway's introspection endpoint asks it.
+    """
 
 class AuthServicer(metaclass=_abc_1.ABCMeta):
     """Auth issues, validates and revokes tokens."""
@@ -372,5 +384,17 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RemovePasskeyResponse, _abc.Awaitable[_auth_pb2.RemovePasskeyResponse]]:
         """RemovePasskey (bearer, fresh second factor) removes one of them."""
+
+    @_abc_1.abstractmethod
+    def IntrospectRefreshToken(
+        self,
+        request: _auth_pb2.IntrospectRefreshTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.IntrospectRefreshTokenResponse, _abc.Awaitable[_auth_pb2.IntrospectRefreshTokenResponse]]:
+        """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+        unspent, of a live session, so a Refresh with it would succeed now. It
+        spends nothing. The caller's bearer token needs scope authsvc.introspect.
+        gRPC only: the gateway's introspection endpoint asks it.
+        """
 
 def add_AuthServicer_to_server(servicer: AuthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

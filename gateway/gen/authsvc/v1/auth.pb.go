@@ -2327,6 +2327,127 @@ func (*RemovePasskeyResponse) Descriptor() ([]byte, []int) {
 	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{38}
 }
 
+type IntrospectRefreshTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefreshToken  string                 `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectRefreshTokenRequest) Reset() {
+	*x = IntrospectRefreshTokenRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectRefreshTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectRefreshTokenRequest) ProtoMessage() {}
+
+func (x *IntrospectRefreshTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectRefreshTokenRequest.ProtoReflect.Descriptor instead.
+func (*IntrospectRefreshTokenRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *IntrospectRefreshTokenRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+type IntrospectRefreshTokenResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Active bool                   `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
+	// The rest only when active.
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Scopes        []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectRefreshTokenResponse) Reset() {
+	*x = IntrospectRefreshTokenResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectRefreshTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectRefreshTokenResponse) ProtoMessage() {}
+
+func (x *IntrospectRefreshTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectRefreshTokenResponse.ProtoReflect.Descriptor instead.
+func (*IntrospectRefreshTokenResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *IntrospectRefreshTokenResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *IntrospectRefreshTokenResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *IntrospectRefreshTokenResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *IntrospectRefreshTokenResponse) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *IntrospectRefreshTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_auth_proto_rawDesc = "" +
@@ -2487,11 +2608,21 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x06synced\x18\x05 \x01(\bR\x06synced\";\n" +
 	"\x14RemovePasskeyRequest\x12#\n" +
 	"\rcredential_id\x18\x01 \x01(\tR\fcredentialId\"\x17\n" +
-	"\x15RemovePasskeyResponse*u\n" +
+	"\x15RemovePasskeyResponse\"D\n" +
+	"\x1dIntrospectRefreshTokenRequest\x12#\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\"\xc3\x01\n" +
+	"\x1eIntrospectRefreshTokenResponse\x12\x16\n" +
+	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*u\n" +
 	"\rTokenTypeHint\x12\x1f\n" +
 	"\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n" +
-	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xa2\x11\n" +
+	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\x93\x12\n" +
 	"\x04Auth\x12[\n" +
 	"\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signin\x12_\n" +
 	"\aRefresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth/refresh\x12c\n" +
@@ -2512,7 +2643,8 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x15BeginPasskeyAssertion\x12(.authsvc.v1.BeginPasskeyAssertionRequest\x1a).authsvc.v1.BeginPasskeyAssertionResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/auth/passkeys/assertion/begin\x12y\n" +
 	"\rPasskeySignIn\x12 .authsvc.v1.PasskeySignInRequest\x1a!.authsvc.v1.PasskeySignInResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/signin\x12l\n" +
 	"\fListPasskeys\x12\x1f.authsvc.v1.ListPasskeysRequest\x1a .authsvc.v1.ListPasskeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/auth/passkeys\x12y\n" +
-	"\rRemovePasskey\x12 .authsvc.v1.RemovePasskeyRequest\x1a!.authsvc.v1.RemovePasskeyResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/removeB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\rRemovePasskey\x12 .authsvc.v1.RemovePasskeyRequest\x1a!.authsvc.v1.RemovePasskeyResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/remove\x12o\n" +
+	"\x16IntrospectRefreshToken\x12).authsvc.v1.IntrospectRefreshTokenRequest\x1a*.authsvc.v1.IntrospectRefreshTokenResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_auth_proto_rawDescOnce sync.Once
@@ -2527,7 +2659,7 @@ func file_authsvc_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsvc_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_authsvc_v1_auth_proto_goTypes = []any{
 	(TokenTypeHint)(0),                        // 0: authsvc.v1.TokenTypeHint
 	(*SignInRequest)(nil),                     // 1: authsvc.v1.SignInRequest
@@ -2569,60 +2701,65 @@ var file_authsvc_v1_auth_proto_goTypes = []any{
 	(*Passkey)(nil),                           // 37: authsvc.v1.Passkey
 	(*RemovePasskeyRequest)(nil),              // 38: authsvc.v1.RemovePasskeyRequest
 	(*RemovePasskeyResponse)(nil),             // 39: authsvc.v1.RemovePasskeyResponse
-	(*timestamppb.Timestamp)(nil),             // 40: google.protobuf.Timestamp
+	(*IntrospectRefreshTokenRequest)(nil),     // 40: authsvc.v1.IntrospectRefreshTokenRequest
+	(*IntrospectRefreshTokenResponse)(nil),    // 41: authsvc.v1.IntrospectRefreshTokenResponse
+	(*timestamppb.Timestamp)(nil),             // 42: google.protobuf.Timestamp
 }
 var file_authsvc_v1_auth_proto_depIdxs = []int32{
-	40, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
-	40, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	40, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
+	42, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
+	42, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
 	11, // 4: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
 	15, // 5: authsvc.v1.CompleteSignInRequest.passkey:type_name -> authsvc.v1.PasskeyAssertion
 	15, // 6: authsvc.v1.PasskeySignInRequest.assertion:type_name -> authsvc.v1.PasskeyAssertion
 	37, // 7: authsvc.v1.ListPasskeysResponse.passkeys:type_name -> authsvc.v1.Passkey
-	40, // 8: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
-	40, // 9: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
-	1,  // 10: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
-	3,  // 11: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
-	5,  // 12: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
-	7,  // 13: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
-	9,  // 14: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
-	12, // 15: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
-	14, // 16: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
-	17, // 17: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
-	19, // 18: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
-	21, // 19: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
-	23, // 20: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
-	25, // 21: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
-	27, // 22: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
-	29, // 23: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
-	31, // 24: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
-	33, // 25: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
-	35, // 26: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
-	38, // 27: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
-	2,  // 28: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
-	4,  // 29: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
-	6,  // 30: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
-	8,  // 31: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
-	10, // 32: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
-	13, // 33: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
-	16, // 34: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
-	18, // 35: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
-	20, // 36: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
-	22, // 37: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
-	24, // 38: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
-	26, // 39: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
-	28, // 40: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
-	30, // 41: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
-	32, // 42: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
-	34, // 43: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
-	36, // 44: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
-	39, // 45: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
-	28, // [28:46] is the sub-list for method output_type
-	10, // [10:28] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	42, // 8: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
+	42, // 9: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
+	42, // 10: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 11: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
+	3,  // 12: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
+	5,  // 13: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
+	7,  // 14: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
+	9,  // 15: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
+	12, // 16: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
+	14, // 17: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
+	17, // 18: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
+	19, // 19: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
+	21, // 20: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
+	23, // 21: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
+	25, // 22: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
+	27, // 23: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
+	29, // 24: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
+	31, // 25: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
+	33, // 26: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
+	35, // 27: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
+	38, // 28: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
+	40, // 29: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
+	2,  // 30: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
+	4,  // 31: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
+	6,  // 32: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
+	8,  // 33: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
+	10, // 34: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
+	13, // 35: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
+	16, // 36: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
+	18, // 37: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
+	20, // 38: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
+	22, // 39: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
+	24, // 40: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
+	26, // 41: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
+	28, // 42: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
+	30, // 43: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
+	32, // 44: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
+	34, // 45: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
+	36, // 46: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
+	39, // 47: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
+	41, // 48: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
+	30, // [30:49] is the sub-list for method output_type
+	11, // [11:30] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_authsvc_v1_auth_proto_init() }
@@ -2646,7 +2783,7 @@ func file_authsvc_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_auth_proto_rawDesc), len(file_authsvc_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

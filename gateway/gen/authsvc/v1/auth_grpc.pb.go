@@ -44,6 +44,7 @@ const (
 	Auth_PasskeySignIn_FullMethodName             = "/authsvc.v1.Auth/PasskeySignIn"
 	Auth_ListPasskeys_FullMethodName              = "/authsvc.v1.Auth/ListPasskeys"
 	Auth_RemovePasskey_FullMethodName             = "/authsvc.v1.Auth/RemovePasskey"
+	Auth_IntrospectRefreshToken_FullMethodName    = "/authsvc.v1.Auth/IntrospectRefreshToken"
 )
 
 // AuthClient is the client API for Auth service.
@@ -103,6 +104,11 @@ type AuthClient interface {
 	ListPasskeys(ctx context.Context, in *ListPasskeysRequest, opts ...grpc.CallOption) (*ListPasskeysResponse, error)
 	// RemovePasskey (bearer, fresh second factor) removes one of them.
 	RemovePasskey(ctx context.Context, in *RemovePasskeyRequest, opts ...grpc.CallOption) (*RemovePasskeyResponse, error)
+	// IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+	// unspent, of a live session, so a Refresh with it would succeed now. It
+	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
+	// gRPC only: the gateway's introspection endpoint asks it.
+	IntrospectRefreshToken(ctx context.Context, in *IntrospectRefreshTokenRequest, opts ...grpc.CallOption) (*IntrospectRefreshTokenResponse, error)
 }
 
 type authClient struct {
@@ -302,6 +308,16 @@ func (c *authClient) RemovePasskey(ctx context.Context, in *RemovePasskeyRequest
 	return out, nil
 }
 
+func (c *authClient) IntrospectRefreshToken(ctx context.Context, in *IntrospectRefreshTokenRequest, opts ...grpc.CallOption) (*IntrospectRefreshTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IntrospectRefreshTokenResponse)
+	err := c.cc.Invoke(ctx, Auth_IntrospectRefreshToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServer is the server API for Auth service.
 // All implementations must embed UnimplementedAuthServer
 // for forward compatibility.
@@ -359,6 +375,11 @@ type AuthServer interface {
 	ListPasskeys(context.Context, *ListPasskeysRequest) (*ListPasskeysResponse, error)
 	// RemovePasskey (bearer, fresh second factor) removes one of them.
 	RemovePasskey(context.Context, *RemovePasskeyRequest) (*RemovePasskeyResponse, error)
+	// IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+	// unspent, of a live session, so a Refresh with it would succeed now. It
+	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
+	// gRPC only: the gateway's introspection endpoint asks it.
+	IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error)
 	mustEmbedUnimplementedAuthServer()
 }
 
@@ -422,6 +443,9 @@ func (UnimplementedAuthServer) ListPasskeys(context.Context, *ListPasskeysReques
 }
 func (UnimplementedAuthServer) RemovePasskey(context.Context, *RemovePasskeyRequest) (*RemovePasskeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemovePasskey not implemented")
+}
+func (UnimplementedAuthServer) IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IntrospectRefreshToken not implemented")
 }
 func (UnimplementedAuthServer) mustEmbedUnimplementedAuthServer() {}
 func (UnimplementedAuthServer) testEmbeddedByValue()              {}
@@ -761,6 +785,24 @@ func _Auth_RemovePasskey_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Auth_IntrospectRefreshToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IntrospectRefreshTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).IntrospectRefreshToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_IntrospectRefreshToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).IntrospectRefreshToken(ctx, req.(*IntrospectRefreshTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Auth_ServiceDesc is the grpc.ServiceDesc for Auth service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -835,6 +877,10 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemovePasskey",
 			Handler:    _Auth_RemovePasskey_Handler,
+		},
+		{
+			MethodName: "IntrospectRefreshToken",
+			Handler:    _Auth_IntrospectRefreshToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -115,8 +115,8 @@ async def active_refresh(conn: asyncpg.Connection, session_id: str, presented: i
         uuid.UUID(session_id), presented, float(idle))
     if r is None:
         return None
-    return ActiveRefresh(session_id=session_id, user_id=str(r["user_id"]), scopes=tuple(r["scopes"]),
-                         expires_at=r["ends_at"].timestamp())
+    return ActiveRefresh(session_id=session_id, user_id=str(r["user_id"]),
+                         scopes=tuple(r["scopes"]), expires_at=r["ends_at"].timestamp())
 
 
 async def legacy_token(conn: asyncpg.Connection, token_hash: bytes) -> tuple[str, int] | None:

@@ -3,10 +3,11 @@ playwright-core, with CDP's WebAuthn domain (``WebAuthn.enable`` and a virtual
 authenticator) standing in for the user's platform authenticator.
 
 Through the demo page: sign in with the password, add a passkey, sign out, sign in
-with the passkey alone; then the credential (its private key) is copied into a second
-authenticator whose sign counter is behind, and that clone's sign-in is refused
-(PASSKEY_INVALID) and audited. WebAuthn needs a domain for its relying party id, so
-the page and the gateway are reached as ``localhost`` (an IP address cannot be one).
+with the passkey alone, then with the password and the passkey as second factor;
+then the credential (its private key) is copied into a second authenticator whose
+sign counter is behind, and that clone's sign-in is refused (PASSKEY_INVALID) and
+audited. WebAuthn needs a domain for its relying party id, so the page and the
+gateway are reached as ``localhost`` (an IP address cannot be one).
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ def _drive(node: str, chromium: str, stack: BrowserStack, email: str) -> dict[st
 
 def test_a_passkey_signs_in_and_its_clone_is_refused(
         browser_tools: tuple[str, str], passkey_stack: BrowserStack) -> None:  # noqa: F811
-    """Add a passkey on the demo page, sign out, sign in with it alone (amr swk/hwk +
-    mfa); a clone of the credential with its counter behind is refused and audited."""
+    """Add a passkey on the demo page, sign out, sign in with it alone; the password then
+    asks for it as the second factor; a clone of the credential with its counter behind
+    is refused and audited."""
     node, chromium = browser_tools
     email, user_id = passkey_stack.add_user()
 
@@ -106,10 +108,13 @@ def test_a_passkey_signs_in_and_its_clone_is_refused(
     assert seen["stateAfterSignOut"] == "signed out"
     assert seen["passkeySignIn"] == "signed in with a passkey"
     assert (seen["passkeyUserId"], seen["stateAfterPasskey"]) == (user_id, "signed in")
+    assert seen["secondFactor"] == {"reason": "MFA_REQUIRED", "factors": "passkey recovery_code",
+                                    "userId": user_id}
     assert seen["signCountAfterPasskey"] > seen["cloneSignCount"]
     assert seen["cloneSignIn"] == "PASSKEY_INVALID"
     assert seen["stateAfterClone"] == "signed out"
     events = passkey_stack.events()
     assert events.get("factor.passkey_registered") == 1
     assert events.get("factor.passkey_clone_suspected") == 1
-    assert events.get("signin.success") == 2  # the password, then the passkey
+    assert events.get("signin.mfa_required") == 1
+    assert events.get("signin.success") == 3  # the password, the passkey, both

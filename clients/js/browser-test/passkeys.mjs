@@ -4,7 +4,8 @@
 // Output: one JSON line of observations; the Python test asserts.
 //
 // 1. sign in with the password, add a passkey, sign out;
-// 2. sign in with the passkey alone;
+// 2. sign in with the passkey alone; then with the password, which asks for the
+//    passkey as the second factor;
 // 3. sign out, copy the credential (its private key) into a second
 //    authenticator whose sign counter is behind, and sign in with that clone.
 import { chromium } from "playwright-core";
@@ -67,6 +68,20 @@ try {
   await page.waitForFunction(() => document.querySelector("#user-id").textContent !== "");
   out.passkeyUserId = await page.textContent("#user-id");
   out.stateAfterPasskey = await state();
+  await signOut();
+
+  // 2b. The password again: now it asks for the second factor (MFA_REQUIRED), which
+  // the passkey gives (client.completeSignIn).
+  out.secondFactor = await page.evaluate(async ({ email, password }) => {
+    const { client } = window.demo;
+    try {
+      await client.signIn({ email }, password);
+      return { reason: "signed in without a second factor" };
+    } catch (e) {
+      const session = await client.completeSignIn(e.metadata.mfa_token, { passkey: true });
+      return { reason: e.reason, factors: e.metadata.factors, userId: session.userId };
+    }
+  }, { email: cfg.email, password: cfg.password });
   out.signCountAfterPasskey = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials[0].signCount;
   await signOut();
 

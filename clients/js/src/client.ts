@@ -108,6 +108,10 @@ export interface AuthClient {
   changePassword(currentPassword: string, newPassword: string): Promise<void>;
   requestPasswordReset(identifier: Identifier): Promise<void>;
   resetPassword(identifier: Identifier, code: string, newPassword: string): Promise<void>;
+  /** Finishes a sign-in that failed with reason MFA_REQUIRED (the AuthError's
+   * metadata.mfa_token) with an authenticator-app code, a recovery code or, with
+   * `{ passkey: true }`, the user's passkey. */
+  completeSignIn(mfaToken: string, factor: { totp: string } | { recoveryCode: string } | { passkey: true }): Promise<SessionInfo>;
   /** Registers a passkey for the signed-in user (navigator.credentials.create); its id and
    * the ten new recovery codes. */
   registerPasskey(name?: string): Promise<PasskeyRegistration>;
@@ -276,6 +280,23 @@ class Client implements AuthClient {
       ceremony_id: begun.ceremony_id, credential_json: credentialJson(credential), name,
     });
     return { credentialId: String(done.credential_id), recoveryCodes: (done.recovery_codes as string[]) ?? [] };
+  }
+
+  completeSignIn(mfaToken: string, factor: { totp: string } | { recoveryCode: string } | { passkey: true }): Promise<SessionInfo> {
+    return this.locks.request(this.lockName, async () => {
+      let body: Record<string, unknown>;
+      if ("totp" in factor) {
+        body = { mfa_token: mfaToken, totp: factor.totp };
+      } else if ("recoveryCode" in factor) {
+        body = { mfa_token: mfaToken, recovery_code: factor.recoveryCode };
+      } else {
+        const begun = await this.post("/v1/auth/passkeys/assertion/begin", { mfa_token: mfaToken });
+        const options = webauthn().parseRequestOptionsFromJSON(JSON.parse(String(begun.options_json)));
+        const credential = await navigator.credentials.get({ publicKey: options });
+        body = { mfa_token: mfaToken, passkey: { ceremony_id: begun.ceremony_id, credential_json: credentialJson(credential) } };
+      }
+      return this.accept(await this.post("/v1/auth/signin/complete", body), "SIGNED_IN");
+    });
   }
 
   signInWithPasskey(): Promise<SessionInfo> {

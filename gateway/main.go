@@ -32,7 +32,16 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := edge.Run(ctx, cfg, log); err != nil {
+	stopTracing, err := edge.SetupTracing(ctx) // OTEL_EXPORTER_OTLP_ENDPOINT: see edge/tracing.go
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway: tracing:", err)
+		os.Exit(2)
+	}
+	err = edge.Run(ctx, cfg, log)
+	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = stopTracing(flushCtx)
+	if err != nil {
 		log.Error("gateway stopped", "error", err)
 		os.Exit(1)
 	}

@@ -141,6 +141,10 @@ def explained_connect_failures(url: str) -> Iterator[None]:
     except asyncpg.InvalidCatalogNameError:
         raise ConfigError(f"AUTHSVC_DATABASE_URL: PostgreSQL at {where}: no such database; "
                           "create it (createdb) or fix the URL's path") from None
+    except WRONG_SERVER as exc:
+        raise DatabaseUnreachable(f"AUTHSVC_DATABASE_URL: PostgreSQL at {where} is read-only "
+                                  "(a standby?); point the URL at the primary, or name every "
+                                  "host with ?target_session_attrs=read-write") from exc
     except CONNECTION_ERRORS as exc:
         why = ("its host name does not resolve" if isinstance(exc, socket.gaierror)
                else "nothing answers there" if isinstance(exc, (OSError, TimeoutError))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -259,3 +261,29 @@ async def test_a_stalled_standby_holds_commits_back_until_the_deadline(cluster, 
     assert max(o.finished - o.started for o in while_stalled) < DEADLINE
     assert_answers_are_clean(ledger)
     await assert_nothing_acknowledged_lost(cluster.standby.url(), ledger)
+
+
+def _migrate(url: str) -> subprocess.CompletedProcess[str]:
+    env = server_env(AUTHSVC_KEY_ENCRYPTION_KEY=new_key())
+    return subprocess.run([sys.executable, "-m", "authsvc", "migrate", "--database-url", url],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+async def test_a_url_that_reaches_the_standby_is_told_so_at_start(cluster):
+    """Listing the standby first without target_session_attrs reaches a read-only
+    server: start-up (here ``authsvc migrate``) stops with one line saying so and
+    what to do, exit 3; with ``target_session_attrs=read-write`` the same hosts
+    in the same order reach the primary."""
+    hosts = f"{cluster.standby.address},{cluster.primary.address}"
+
+    refused = await asyncio.to_thread(_migrate, f"postgresql://postgres@{hosts}/authsvc")
+    accepted = await asyncio.to_thread(
+        _migrate, f"postgresql://postgres@{hosts}/authsvc?target_session_attrs=read-write")
+
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.splitlines() == [
+        f"authsvc: error: AUTHSVC_DATABASE_URL: PostgreSQL at {hosts}, database authsvc is "
+        "read-only (a standby?); point the URL at the primary, or name every host with "
+        "?target_session_attrs=read-write"]
+    assert (accepted.returncode, accepted.stdout) == (0, "database is up to date\n"), \
+        accepted.stderr

@@ -14,7 +14,8 @@ the pgserver wheel's initdb, pg_basebackup and pg_ctl, ``fsync = on``), authsvc
 
 Each round measures Refresh (``--concurrency`` clients, each refreshing its own
 session in a row) and Revoke (the same clients revoking pre-made sessions) for
-``--seconds`` each: calls/s and median/p99 latency. The mode is switched with
+``--seconds`` each: calls/s and median/p99 latency; and, for the database alone,
+one connection committing one-row transactions back to back. The mode is switched with
 ALTER SYSTEM and a reload, on the same servers and data.
 
 Usage: scripts/bench-replication [--seconds 8] [--concurrency 16] [--rounds 2]
@@ -86,8 +87,8 @@ async def _measure(args: argparse.Namespace, cluster: Cluster,
                      AUTHSVC_THROTTLE_IDENTIFIER_FREE="100000",
                      AUTHSVC_METRICS_LISTEN="off")
     server = AuthsvcProcess(free_port(), env, ["--workers", "1"])
-    results: dict[str, dict[str, list[Result]]] = {m: {"refresh": [], "revoke": []}
-                                                   for m in MODES}
+    results: dict[str, dict[str, list[Result]]] = {
+        m: {"refresh": [], "revoke": [], "commit": []} for m in MODES}
     try:
         await asyncio.to_thread(lambda: server.start().wait_ready())
         await _add_users(cluster.primary.url(), args.concurrency)
@@ -102,9 +103,12 @@ async def _measure(args: argparse.Namespace, cluster: Cluster,
                     # More sessions than a round can revoke: the rate decides how many.
                     sessions = await _sign_in(auth, args.concurrency, args.revoke_sessions)
                     results[mode]["revoke"].append(await _revokes(auth, sessions, args.seconds))
+                    results[mode]["commit"].append(
+                        await _commits(cluster.primary.url(), args.seconds / 2))
                     print(f"round {round_ + 1} {mode}: refresh "
                           f"{results[mode]['refresh'][-1].rate:.0f}/s, revoke "
-                          f"{results[mode]['revoke'][-1].rate:.0f}/s", flush=True)
+                          f"{results[mode]['revoke'][-1].rate:.0f}/s, one commit "
+                          f"{results[mode]['commit'][-1].quantile(0.5):.2f} ms", flush=True)
     finally:
         await asyncio.to_thread(server.stop)
     return results
@@ -195,13 +199,30 @@ async def _revokes(auth: auth_pb2_grpc.AuthStub, sessions: list[list[str]],
     return result
 
 
+async def _commits(url: str, seconds: float) -> Result:
+    """One connection committing one-row transactions back to back: the time a
+    commit takes, without authsvc or the client in the way."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_commits (n bigint)")
+        latencies = []
+        start = time.monotonic()
+        while time.monotonic() < start + seconds:
+            began = time.monotonic()
+            await conn.execute("INSERT INTO bench_commits VALUES (1)")
+            latencies.append(time.monotonic() - began)
+        return Result(len(latencies), time.monotonic() - start, latencies)
+    finally:
+        await conn.close()
+
+
 def _report(args: argparse.Namespace, results: dict[str, dict[str, list[Result]]]) -> None:
     print(f"\n{args.concurrency} clients, {args.seconds:g} s per measurement, "
           f"{args.rounds} rounds alternating; load average now "
           f"{os.getloadavg()[0]:.1f}")
     print("| call | async standby | sync standby | sync / async |")
     print("|---|---|---|---|")
-    for kind in ("refresh", "revoke"):
+    for kind in ("refresh", "revoke", "commit"):
         cells = {}
         rates = {}
         for mode in MODES:
@@ -211,7 +232,8 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, list[Result]]
             rates[mode] = merged.rate
             cells[mode] = (f"{merged.rate:,.0f}/s, p50 {merged.quantile(0.5):.1f} ms, "
                            f"p99 {merged.quantile(0.99):.1f} ms")
-        print(f"| {kind.capitalize()} | {cells['async']} | {cells['sync']} | "
+        name = {"commit": "one-row commit, 1 connection (no authsvc)"}.get(kind, kind.capitalize())
+        print(f"| {name} | {cells['async']} | {cells['sync']} | "
               f"{rates['sync'] / rates['async']:.2f} |")
 
 

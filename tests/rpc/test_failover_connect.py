@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from authsvc.errors import ConfigError, DatabaseUnreachable
+from authsvc.clock import call_deadline
+from authsvc.errors import ConfigError, DatabaseUnreachable, Unavailable
 from authsvc.store.database import Database, connect, create_pool
 
 from ..servers import free_port, poll_until
@@ -155,3 +156,57 @@ async def test_a_healthy_first_host_is_the_one_chosen(database_url, hole):
 
     assert reached == name
     await poll_until(lambda: hole.open == 0, 10, "any attempt on the second host to close")
+
+
+async def _backends(database: Database, count: int) -> set[int]:
+    """The server processes behind ``count`` pooled connections held at once."""
+    held = asyncio.Event()
+    pids: list[int] = []
+
+    async def one() -> None:
+        async with database.connection() as conn:
+            pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
+            if len(pids) == count:
+                held.set()
+            await held.wait()
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return set(pids)
+
+
+async def test_a_call_the_database_left_unanswered_retires_every_pooled_connection(
+        database_url):
+    """A statement with no answer for all of the database timeout looks like a
+    frozen or failed-over server: every pooled connection is replaced on its
+    next use, not just the one that waited."""
+    database = Database(await create_pool(database_url, 3, 1.0), 1.0)
+    try:
+        before = await _backends(database, 3)
+        with pytest.raises(Unavailable):
+            async with database.connection() as conn:
+                await conn.execute("SELECT pg_sleep(10)")
+        after = await _backends(database, 3)
+    finally:
+        await database.close()
+
+    assert before.isdisjoint(after)
+
+
+async def test_a_clients_own_short_deadline_retires_only_its_connection(database_url):
+    """When the call's gRPC deadline, not the database timeout, cut the statement
+    short, only that connection is closed; the others stay."""
+    database = Database(await create_pool(database_url, 3, 30.0), 30.0)
+    try:
+        before = await _backends(database, 3)
+        token = call_deadline.set(asyncio.get_running_loop().time() + 0.5)
+        try:
+            with pytest.raises(Unavailable):
+                async with database.connection() as conn:
+                    await conn.execute("SELECT pg_sleep(10)")
+        finally:
+            call_deadline.reset(token)
+        after = await _backends(database, 3)
+    finally:
+        await database.close()
+
+    assert len(before & after) == 2

@@ -51,9 +51,10 @@ MODES = {"async": "", "sync": "*"}
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    calls: int
+    calls: int  # answered OK
     seconds: float
-    latencies: list[float]
+    latencies: list[float]  # of the OK answers
+    failed: int = 0  # answered anything else (UNAVAILABLE: the database timeout)
 
     @property
     def rate(self) -> float:
@@ -107,7 +108,8 @@ async def _measure(args: argparse.Namespace, cluster: Cluster,
                         await _commits(cluster.primary.url(), args.seconds / 2))
                     print(f"round {round_ + 1} {mode}: refresh "
                           f"{results[mode]['refresh'][-1].rate:.0f}/s, revoke "
-                          f"{results[mode]['revoke'][-1].rate:.0f}/s, one commit "
+                          f"{results[mode]['revoke'][-1].rate:.0f}/s "
+                          f"({results[mode]['revoke'][-1].failed} failed), one commit "
                           f"{results[mode]['commit'][-1].quantile(0.5):.2f} ms", flush=True)
     finally:
         await asyncio.to_thread(server.stop)
@@ -121,11 +123,24 @@ async def _switch(cluster: Cluster, mode: str) -> None:
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
-    deadline = time.monotonic() + 60
-    while not await streaming(cluster.primary.url(), synchronous=mode == "sync"):
+    # Then wait until the standby has caught up: the first synchronous commits
+    # would otherwise wait for all the WAL it lags behind.
+    deadline = time.monotonic() + 120
+    while not (await streaming(cluster.primary.url(), synchronous=mode == "sync")
+               and await _caught_up(cluster.primary.url())):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the standby did not become {mode}")
         await asyncio.sleep(0.1)
+
+
+async def _caught_up(url: str) -> bool:
+    conn = await asyncpg.connect(url)
+    try:
+        return bool(await conn.fetchval(
+            "SELECT coalesce(bool_and(flush_lsn >= pg_current_wal_lsn()), false)"
+            " FROM pg_stat_replication"))
+    finally:
+        await conn.close()
 
 
 async def _add_users(url: str, count: int) -> None:
@@ -144,36 +159,47 @@ async def _sign_in(auth: auth_pb2_grpc.AuthStub, users: int, each: int) -> list[
     """``each`` sessions of every user: per user, its refresh tokens."""
     async def one(i: int) -> list[str]:
         tokens = []
-        for _ in range(each):
-            reply = await auth.SignIn(auth_pb2.SignInRequest(
-                email=f"bench{i}@example.com", password=PASSWORD), timeout=30)
+        while len(tokens) < each:
+            try:
+                reply = await auth.SignIn(auth_pb2.SignInRequest(
+                    email=f"bench{i}@example.com", password=PASSWORD), timeout=30)
+            except grpc.RpcError as exc:  # UNAVAILABLE: the database timeout; again
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                continue
             tokens.append(reply.refresh_token)
         return tokens
 
     return await asyncio.gather(*(one(i) for i in range(users)))
 
 
-async def _timed(clients: list[Callable[[float], Awaitable[list[float]]]],
-                 seconds: float) -> Result:
+Client = Callable[[float, list[float]], Awaitable[int]]  # (until, latencies) -> failures
+
+
+async def _timed(clients: list[Client], seconds: float) -> Result:
     start = time.monotonic()
-    per_client = await asyncio.gather(*(client(start + seconds) for client in clients))
-    latencies = [x for lat in per_client for x in lat]
-    return Result(len(latencies), time.monotonic() - start, latencies)
+    latencies: list[float] = []
+    failed = await asyncio.gather(*(client(start + seconds, latencies) for client in clients))
+    return Result(len(latencies), time.monotonic() - start, latencies, sum(failed))
 
 
 async def _refreshes(auth: auth_pb2_grpc.AuthStub, chains: list[list[str]],
                      seconds: float) -> Result:
-    def client(token: str) -> Callable[[float], Awaitable[list[float]]]:
-        async def run(until: float) -> list[float]:
+    def client(token: str) -> Client:
+        async def run(until: float, latencies: list[float]) -> int:
             nonlocal token
-            latencies = []
+            failed = 0
             while time.monotonic() < until:
                 started = time.monotonic()
-                reply = await auth.Refresh(auth_pb2.RefreshRequest(refresh_token=token),
-                                           timeout=30)
+                try:
+                    reply = await auth.Refresh(
+                        auth_pb2.RefreshRequest(refresh_token=token), timeout=30)
+                except grpc.RpcError:
+                    failed += 1  # retried with the same token: the grace covers it
+                    continue
                 latencies.append(time.monotonic() - started)
                 token = reply.refresh_token
-            return latencies
+            return failed
         return run
 
     return await _timed([client(tokens[0]) for tokens in chains], seconds)
@@ -181,16 +207,20 @@ async def _refreshes(auth: auth_pb2_grpc.AuthStub, chains: list[list[str]],
 
 async def _revokes(auth: auth_pb2_grpc.AuthStub, sessions: list[list[str]],
                    seconds: float) -> Result:
-    def client(tokens: list[str]) -> Callable[[float], Awaitable[list[float]]]:
-        async def run(until: float) -> list[float]:
-            latencies = []
+    def client(tokens: list[str]) -> Client:
+        async def run(until: float, latencies: list[float]) -> int:
+            failed = 0
             for token in tokens:
                 if time.monotonic() >= until:
                     break
                 started = time.monotonic()
-                await auth.Revoke(auth_pb2.RevokeRequest(token=token), timeout=30)
+                try:
+                    await auth.Revoke(auth_pb2.RevokeRequest(token=token), timeout=30)
+                except grpc.RpcError:
+                    failed += 1
+                    continue
                 latencies.append(time.monotonic() - started)
-            return latencies
+            return failed
         return run
 
     result = await _timed([client(tokens) for tokens in sessions], seconds)
@@ -230,8 +260,10 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, list[Result]]
             merged = Result(sum(r.calls for r in runs), sum(r.seconds for r in runs),
                             [x for r in runs for x in r.latencies])
             rates[mode] = merged.rate
+            failed = sum(r.failed for r in runs)
             cells[mode] = (f"{merged.rate:,.0f}/s, p50 {merged.quantile(0.5):.1f} ms, "
-                           f"p99 {merged.quantile(0.99):.1f} ms")
+                           f"p99 {merged.quantile(0.99):.1f} ms"
+                           + (f", {failed} UNAVAILABLE" if failed else ""))
         name = {"commit": "one-row commit, 1 connection (no authsvc)"}.get(kind, kind.capitalize())
         print(f"| {name} | {cells['async']} | {cells['sync']} | "
               f"{rates['sync'] / rates['async']:.2f} |")

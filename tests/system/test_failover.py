@@ -16,6 +16,7 @@ client load whose every answer is recorded.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ import grpc
 import pytest
 from argon2 import PasswordHasher, profiles
 
-from authsvc.domain.refresh_tokens import token_hash
+from authsvc.domain.refresh_tokens import RefreshTokens
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, parse
@@ -43,6 +44,7 @@ RECOVERY = DB_TIMEOUT + 2.0   # issue 11: calls succeed again this soon after th
 DEADLINE = 8.0     # every client call carries this gRPC deadline
 USERS = 4
 WRITES = ("signin", "refresh", "revoke")
+KEK = new_key()    # AUTHSVC_KEY_ENCRYPTION_KEY: it also keys the refresh tokens
 
 
 @dataclass
@@ -155,7 +157,7 @@ async def poll_until_async(check: Callable[[], Awaitable[bool]], timeout: float,
 @pytest.fixture
 async def stub(cluster: Cluster) -> AsyncIterator[auth_pb2_grpc.AuthStub]:
     """authsvc (one worker) on the multi-host URL, with USERS users."""
-    env = server_env(AUTHSVC_DATABASE_URL=cluster.url(), AUTHSVC_KEY_ENCRYPTION_KEY=new_key(),
+    env = server_env(AUTHSVC_DATABASE_URL=cluster.url(), AUTHSVC_KEY_ENCRYPTION_KEY=KEK,
                      AUTHSVC_DB_TIMEOUT=str(DB_TIMEOUT))
     server = AuthsvcProcess(free_port(), env, ["--workers", "1"])
     try:
@@ -177,21 +179,30 @@ async def stub(cluster: Cluster) -> AsyncIterator[auth_pb2_grpc.AuthStub]:
 
 
 async def assert_nothing_acknowledged_lost(url: str, ledger: Ledger) -> None:
-    """Every session a SignIn OK named exists, every refresh token a Refresh OK
-    handed out is stored, every session a Revoke OK ended is revoked."""
+    """Every session a SignIn OK named exists, every Refresh OK moved its session's
+    refresh counter to the counter of the token it handed out (or further), every
+    session a Revoke OK ended is revoked."""
     conn = await asyncpg.connect(url)
     try:
-        sessions = {str(r["id"]): r["revoked_at"]
-                    for r in await conn.fetch("SELECT id, revoked_at FROM sessions")}
-        stored = {bytes(r["token_hash"])
-                  for r in await conn.fetch("SELECT token_hash FROM refresh_tokens")}
+        sessions = {str(r["id"]): r for r in await conn.fetch(
+            "SELECT id, revoked_at, refresh_counter FROM sessions")}
     finally:
         await conn.close()
+    tokens = RefreshTokens(base64.urlsafe_b64decode(KEK))
+
+    def kept(refresh_token: str) -> bool:
+        handed_out = tokens.read(refresh_token)
+        assert handed_out is not None
+        row = sessions.get(handed_out.session_id)
+        return row is not None and row["refresh_counter"] >= handed_out.counter
+
     signed_in, refreshed, revoked = (ledger.ok(kind) for kind in WRITES)
+    assert signed_in and refreshed and revoked
     assert [o.session_id for o in signed_in if o.session_id not in sessions] == []
-    assert [o.session_id for o in refreshed
-            if token_hash(o.reply.refresh_token) not in stored] == []
-    assert [o.session_id for o in revoked if sessions.get(str(o.session_id)) is None] == []
+    assert [o.session_id for o in refreshed if not kept(o.reply.refresh_token)] == []
+    assert [o.session_id for o in revoked
+            if str(o.session_id) not in sessions
+            or sessions[str(o.session_id)]["revoked_at"] is None] == []
 
 
 def assert_answers_are_clean(ledger: Ledger) -> None:

@@ -13,6 +13,7 @@ import asyncpg
 import grpc
 import pytest
 
+from authsvc.core.revocations import retention_window
 from authsvc.domain.refresh_tokens import RefreshTokens
 from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
@@ -149,3 +150,19 @@ async def test_revoke_by_legacy_refresh_token_ends_its_session(legacy_stub, upgr
 
     assert failure.reason == "REFRESH_TOKEN_INVALID"
 
+
+
+async def test_legacy_rows_go_with_their_pruned_session(legacy_stub, upgraded, settings,
+                                                        clock):
+    """Pruning a revoked session (past the revocation window) takes its legacy
+    refresh-token rows with it: the old table empties as sessions end."""
+    url, tokens = upgraded
+    await legacy_stub.Revoke(auth_pb2.RevokeRequest(token=tokens["other"]))
+    window = retention_window(settings.access_token_ttl, settings.clock_leeway)
+    await travel(url, window + 1, clock)
+
+    async with running_app(settings, url, clock, listen_for_revocations=False) as app:
+        pruned = await app.retention.prune()
+
+    assert pruned["sessions"] == 1
+    assert len(await legacy_rows(url)) == 2  # the live session's two rows stay

@@ -1,4 +1,5 @@
-// authsvc.v1: sign-in, refresh, validation and revocation of tokens.
+// authsvc.v1: sign-in, refresh, validation and revocation of tokens; sign-up,
+// verification and password change and reset.
 //
 // Field names follow the OAuth 2.0 token response (RFC 6749 section 5.1) so
 // that the JSON the gateway renders reads like one. Errors carry a
@@ -941,6 +942,822 @@ func (x *WatchRevocationsResponse) GetSnapshot() bool {
 	return false
 }
 
+type SignUpRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*SignUpRequest_Email
+	//	*SignUpRequest_Phone
+	//	*SignUpRequest_Username
+	Identifier    isSignUpRequest_Identifier `protobuf_oneof:"identifier"`
+	Password      string                     `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignUpRequest) Reset() {
+	*x = SignUpRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignUpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignUpRequest) ProtoMessage() {}
+
+func (x *SignUpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignUpRequest.ProtoReflect.Descriptor instead.
+func (*SignUpRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SignUpRequest) GetIdentifier() isSignUpRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *SignUpRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*SignUpRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *SignUpRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*SignUpRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *SignUpRequest) GetUsername() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*SignUpRequest_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+func (x *SignUpRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type isSignUpRequest_Identifier interface {
+	isSignUpRequest_Identifier()
+}
+
+type SignUpRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type SignUpRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+type SignUpRequest_Username struct {
+	Username string `protobuf:"bytes,3,opt,name=username,proto3,oneof"`
+}
+
+func (*SignUpRequest_Email) isSignUpRequest_Identifier() {}
+
+func (*SignUpRequest_Phone) isSignUpRequest_Identifier() {}
+
+func (*SignUpRequest_Username) isSignUpRequest_Identifier() {}
+
+// SignUpResponse: the SignIn fields in open mode; empty in verify mode.
+type SignUpResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken      string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	TokenType        string                 `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	ExpiresIn        int64                  `protobuf:"varint,3,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	RefreshToken     string                 `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshExpiresIn int64                  `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
+	SessionId        string                 `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	UserId           string                 `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SignUpResponse) Reset() {
+	*x = SignUpResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignUpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignUpResponse) ProtoMessage() {}
+
+func (x *SignUpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignUpResponse.ProtoReflect.Descriptor instead.
+func (*SignUpResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SignUpResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *SignUpResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *SignUpResponse) GetExpiresIn() int64 {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return 0
+}
+
+func (x *SignUpResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *SignUpResponse) GetRefreshExpiresIn() int64 {
+	if x != nil {
+		return x.RefreshExpiresIn
+	}
+	return 0
+}
+
+func (x *SignUpResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SignUpResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type VerifyIdentifierRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*VerifyIdentifierRequest_Email
+	//	*VerifyIdentifierRequest_Phone
+	Identifier isVerifyIdentifierRequest_Identifier `protobuf_oneof:"identifier"`
+	// The 8-digit code, or the link token, that was sent.
+	Code          string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyIdentifierRequest) Reset() {
+	*x = VerifyIdentifierRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyIdentifierRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyIdentifierRequest) ProtoMessage() {}
+
+func (x *VerifyIdentifierRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyIdentifierRequest.ProtoReflect.Descriptor instead.
+func (*VerifyIdentifierRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *VerifyIdentifierRequest) GetIdentifier() isVerifyIdentifierRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *VerifyIdentifierRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*VerifyIdentifierRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *VerifyIdentifierRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*VerifyIdentifierRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *VerifyIdentifierRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type isVerifyIdentifierRequest_Identifier interface {
+	isVerifyIdentifierRequest_Identifier()
+}
+
+type VerifyIdentifierRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type VerifyIdentifierRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+func (*VerifyIdentifierRequest_Email) isVerifyIdentifierRequest_Identifier() {}
+
+func (*VerifyIdentifierRequest_Phone) isVerifyIdentifierRequest_Identifier() {}
+
+type VerifyIdentifierResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyIdentifierResponse) Reset() {
+	*x = VerifyIdentifierResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyIdentifierResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyIdentifierResponse) ProtoMessage() {}
+
+func (x *VerifyIdentifierResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyIdentifierResponse.ProtoReflect.Descriptor instead.
+func (*VerifyIdentifierResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{16}
+}
+
+type ResendVerificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*ResendVerificationRequest_Email
+	//	*ResendVerificationRequest_Phone
+	Identifier    isResendVerificationRequest_Identifier `protobuf_oneof:"identifier"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendVerificationRequest) Reset() {
+	*x = ResendVerificationRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendVerificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendVerificationRequest) ProtoMessage() {}
+
+func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
+func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ResendVerificationRequest) GetIdentifier() isResendVerificationRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *ResendVerificationRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResendVerificationRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *ResendVerificationRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResendVerificationRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+type isResendVerificationRequest_Identifier interface {
+	isResendVerificationRequest_Identifier()
+}
+
+type ResendVerificationRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type ResendVerificationRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+func (*ResendVerificationRequest_Email) isResendVerificationRequest_Identifier() {}
+
+func (*ResendVerificationRequest_Phone) isResendVerificationRequest_Identifier() {}
+
+type ResendVerificationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendVerificationResponse) Reset() {
+	*x = ResendVerificationResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendVerificationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendVerificationResponse) ProtoMessage() {}
+
+func (x *ResendVerificationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendVerificationResponse.ProtoReflect.Descriptor instead.
+func (*ResendVerificationResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{18}
+}
+
+type ChangePasswordRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CurrentPassword string                 `protobuf:"bytes,1,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
+	NewPassword     string                 `protobuf:"bytes,2,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ChangePasswordRequest) GetCurrentPassword() string {
+	if x != nil {
+		return x.CurrentPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+type ChangePasswordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordResponse) Reset() {
+	*x = ChangePasswordResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordResponse) ProtoMessage() {}
+
+func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
+func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{20}
+}
+
+type RequestPasswordResetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*RequestPasswordResetRequest_Email
+	//	*RequestPasswordResetRequest_Phone
+	//	*RequestPasswordResetRequest_Username
+	Identifier    isRequestPasswordResetRequest_Identifier `protobuf_oneof:"identifier"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPasswordResetRequest) Reset() {
+	*x = RequestPasswordResetRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPasswordResetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPasswordResetRequest) ProtoMessage() {}
+
+func (x *RequestPasswordResetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPasswordResetRequest.ProtoReflect.Descriptor instead.
+func (*RequestPasswordResetRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RequestPasswordResetRequest) GetIdentifier() isRequestPasswordResetRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *RequestPasswordResetRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*RequestPasswordResetRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *RequestPasswordResetRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*RequestPasswordResetRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *RequestPasswordResetRequest) GetUsername() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*RequestPasswordResetRequest_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+type isRequestPasswordResetRequest_Identifier interface {
+	isRequestPasswordResetRequest_Identifier()
+}
+
+type RequestPasswordResetRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type RequestPasswordResetRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+type RequestPasswordResetRequest_Username struct {
+	Username string `protobuf:"bytes,3,opt,name=username,proto3,oneof"`
+}
+
+func (*RequestPasswordResetRequest_Email) isRequestPasswordResetRequest_Identifier() {}
+
+func (*RequestPasswordResetRequest_Phone) isRequestPasswordResetRequest_Identifier() {}
+
+func (*RequestPasswordResetRequest_Username) isRequestPasswordResetRequest_Identifier() {}
+
+type RequestPasswordResetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPasswordResetResponse) Reset() {
+	*x = RequestPasswordResetResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPasswordResetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPasswordResetResponse) ProtoMessage() {}
+
+func (x *RequestPasswordResetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPasswordResetResponse.ProtoReflect.Descriptor instead.
+func (*RequestPasswordResetResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{22}
+}
+
+type ResetPasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*ResetPasswordRequest_Email
+	//	*ResetPasswordRequest_Phone
+	//	*ResetPasswordRequest_Username
+	Identifier    isResetPasswordRequest_Identifier `protobuf_oneof:"identifier"`
+	Code          string                            `protobuf:"bytes,4,opt,name=code,proto3" json:"code,omitempty"`
+	NewPassword   string                            `protobuf:"bytes,5,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetPasswordRequest) Reset() {
+	*x = ResetPasswordRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetPasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetPasswordRequest) ProtoMessage() {}
+
+func (x *ResetPasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetPasswordRequest.ProtoReflect.Descriptor instead.
+func (*ResetPasswordRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ResetPasswordRequest) GetIdentifier() isResetPasswordRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *ResetPasswordRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResetPasswordRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *ResetPasswordRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResetPasswordRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *ResetPasswordRequest) GetUsername() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResetPasswordRequest_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+func (x *ResetPasswordRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ResetPasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+type isResetPasswordRequest_Identifier interface {
+	isResetPasswordRequest_Identifier()
+}
+
+type ResetPasswordRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type ResetPasswordRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+type ResetPasswordRequest_Username struct {
+	Username string `protobuf:"bytes,3,opt,name=username,proto3,oneof"`
+}
+
+func (*ResetPasswordRequest_Email) isResetPasswordRequest_Identifier() {}
+
+func (*ResetPasswordRequest_Phone) isResetPasswordRequest_Identifier() {}
+
+func (*ResetPasswordRequest_Username) isResetPasswordRequest_Identifier() {}
+
+type ResetPasswordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetPasswordResponse) Reset() {
+	*x = ResetPasswordResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetPasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetPasswordResponse) ProtoMessage() {}
+
+func (x *ResetPasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetPasswordResponse.ProtoReflect.Descriptor instead.
+func (*ResetPasswordResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{24}
+}
+
 var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_auth_proto_rawDesc = "" +
@@ -1013,18 +1830,76 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x18WatchRevocationsResponse\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
 	"sessionIds\x12\x1a\n" +
-	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot*u\n" +
+	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\"\x87\x01\n" +
+	"\rSignUpRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x1c\n" +
+	"\busername\x18\x03 \x01(\tH\x00R\busername\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpasswordB\f\n" +
+	"\n" +
+	"identifier\"\xfc\x01\n" +
+	"\x0eSignUpResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x1d\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\x03R\texpiresIn\x12#\n" +
+	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\x12,\n" +
+	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\"k\n" +
+	"\x17VerifyIdentifierRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\tR\x04codeB\f\n" +
+	"\n" +
+	"identifier\"\x1a\n" +
+	"\x18VerifyIdentifierResponse\"Y\n" +
+	"\x19ResendVerificationRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phoneB\f\n" +
+	"\n" +
+	"identifier\"\x1c\n" +
+	"\x1aResendVerificationResponse\"e\n" +
+	"\x15ChangePasswordRequest\x12)\n" +
+	"\x10current_password\x18\x01 \x01(\tR\x0fcurrentPassword\x12!\n" +
+	"\fnew_password\x18\x02 \x01(\tR\vnewPassword\"\x18\n" +
+	"\x16ChangePasswordResponse\"y\n" +
+	"\x1bRequestPasswordResetRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x1c\n" +
+	"\busername\x18\x03 \x01(\tH\x00R\busernameB\f\n" +
+	"\n" +
+	"identifier\"\x1e\n" +
+	"\x1cRequestPasswordResetResponse\"\xa9\x01\n" +
+	"\x14ResetPasswordRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x1c\n" +
+	"\busername\x18\x03 \x01(\tH\x00R\busername\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\tR\x04code\x12!\n" +
+	"\fnew_password\x18\x05 \x01(\tR\vnewPasswordB\f\n" +
+	"\n" +
+	"identifier\"\x17\n" +
+	"\x15ResetPasswordResponse*u\n" +
 	"\rTokenTypeHint\x12\x1f\n" +
 	"\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n" +
-	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xdc\x04\n" +
+	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xcd\n" +
+	"\n" +
 	"\x04Auth\x12[\n" +
 	"\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signin\x12_\n" +
 	"\aRefresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth/refresh\x12c\n" +
 	"\bValidate\x12\x1b.authsvc.v1.ValidateRequest\x1a\x1c.authsvc.v1.ValidateResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/auth/validate\x12[\n" +
 	"\x06Revoke\x12\x19.authsvc.v1.RevokeRequest\x1a\x1a.authsvc.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/revoke\x12s\n" +
 	"\aGetJwks\x12\x1a.authsvc.v1.GetJwksRequest\x1a\x1b.authsvc.v1.GetJwksResponse\"/\x82\xd3\xe4\x93\x02)Z\x18\x12\x16/.well-known/jwks.json\x12\r/v1/auth/jwks\x12_\n" +
-	"\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01B=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01\x12[\n" +
+	"\x06SignUp\x12\x19.authsvc.v1.SignUpRequest\x1a\x1a.authsvc.v1.SignUpResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signup\x12y\n" +
+	"\x10VerifyIdentifier\x12#.authsvc.v1.VerifyIdentifierRequest\x1a$.authsvc.v1.VerifyIdentifierResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/verify\x12\x86\x01\n" +
+	"\x12ResendVerification\x12%.authsvc.v1.ResendVerificationRequest\x1a&.authsvc.v1.ResendVerificationResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auth/verify/resend\x12|\n" +
+	"\x0eChangePassword\x12!.authsvc.v1.ChangePasswordRequest\x1a\".authsvc.v1.ChangePasswordResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/password/change\x12\x95\x01\n" +
+	"\x14RequestPasswordReset\x12'.authsvc.v1.RequestPasswordResetRequest\x1a(.authsvc.v1.RequestPasswordResetResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/auth/password/reset/request\x12x\n" +
+	"\rResetPassword\x12 .authsvc.v1.ResetPasswordRequest\x1a!.authsvc.v1.ResetPasswordResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/auth/password/resetB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_auth_proto_rawDescOnce sync.Once
@@ -1039,27 +1914,39 @@ func file_authsvc_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsvc_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_authsvc_v1_auth_proto_goTypes = []any{
-	(TokenTypeHint)(0),               // 0: authsvc.v1.TokenTypeHint
-	(*SignInRequest)(nil),            // 1: authsvc.v1.SignInRequest
-	(*SignInResponse)(nil),           // 2: authsvc.v1.SignInResponse
-	(*RefreshRequest)(nil),           // 3: authsvc.v1.RefreshRequest
-	(*RefreshResponse)(nil),          // 4: authsvc.v1.RefreshResponse
-	(*ValidateRequest)(nil),          // 5: authsvc.v1.ValidateRequest
-	(*ValidateResponse)(nil),         // 6: authsvc.v1.ValidateResponse
-	(*RevokeRequest)(nil),            // 7: authsvc.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 8: authsvc.v1.RevokeResponse
-	(*GetJwksRequest)(nil),           // 9: authsvc.v1.GetJwksRequest
-	(*GetJwksResponse)(nil),          // 10: authsvc.v1.GetJwksResponse
-	(*Jwk)(nil),                      // 11: authsvc.v1.Jwk
-	(*WatchRevocationsRequest)(nil),  // 12: authsvc.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil), // 13: authsvc.v1.WatchRevocationsResponse
-	(*timestamppb.Timestamp)(nil),    // 14: google.protobuf.Timestamp
+	(TokenTypeHint)(0),                   // 0: authsvc.v1.TokenTypeHint
+	(*SignInRequest)(nil),                // 1: authsvc.v1.SignInRequest
+	(*SignInResponse)(nil),               // 2: authsvc.v1.SignInResponse
+	(*RefreshRequest)(nil),               // 3: authsvc.v1.RefreshRequest
+	(*RefreshResponse)(nil),              // 4: authsvc.v1.RefreshResponse
+	(*ValidateRequest)(nil),              // 5: authsvc.v1.ValidateRequest
+	(*ValidateResponse)(nil),             // 6: authsvc.v1.ValidateResponse
+	(*RevokeRequest)(nil),                // 7: authsvc.v1.RevokeRequest
+	(*RevokeResponse)(nil),               // 8: authsvc.v1.RevokeResponse
+	(*GetJwksRequest)(nil),               // 9: authsvc.v1.GetJwksRequest
+	(*GetJwksResponse)(nil),              // 10: authsvc.v1.GetJwksResponse
+	(*Jwk)(nil),                          // 11: authsvc.v1.Jwk
+	(*WatchRevocationsRequest)(nil),      // 12: authsvc.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil),     // 13: authsvc.v1.WatchRevocationsResponse
+	(*SignUpRequest)(nil),                // 14: authsvc.v1.SignUpRequest
+	(*SignUpResponse)(nil),               // 15: authsvc.v1.SignUpResponse
+	(*VerifyIdentifierRequest)(nil),      // 16: authsvc.v1.VerifyIdentifierRequest
+	(*VerifyIdentifierResponse)(nil),     // 17: authsvc.v1.VerifyIdentifierResponse
+	(*ResendVerificationRequest)(nil),    // 18: authsvc.v1.ResendVerificationRequest
+	(*ResendVerificationResponse)(nil),   // 19: authsvc.v1.ResendVerificationResponse
+	(*ChangePasswordRequest)(nil),        // 20: authsvc.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),       // 21: authsvc.v1.ChangePasswordResponse
+	(*RequestPasswordResetRequest)(nil),  // 22: authsvc.v1.RequestPasswordResetRequest
+	(*RequestPasswordResetResponse)(nil), // 23: authsvc.v1.RequestPasswordResetResponse
+	(*ResetPasswordRequest)(nil),         // 24: authsvc.v1.ResetPasswordRequest
+	(*ResetPasswordResponse)(nil),        // 25: authsvc.v1.ResetPasswordResponse
+	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
 }
 var file_authsvc_v1_auth_proto_depIdxs = []int32{
-	14, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
-	14, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
+	26, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
 	11, // 3: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
 	1,  // 4: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
@@ -1068,14 +1955,26 @@ var file_authsvc_v1_auth_proto_depIdxs = []int32{
 	7,  // 7: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
 	9,  // 8: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
 	12, // 9: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
-	2,  // 10: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
-	4,  // 11: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
-	6,  // 12: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
-	8,  // 13: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
-	10, // 14: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
-	13, // 15: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
+	14, // 10: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
+	16, // 11: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
+	18, // 12: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
+	20, // 13: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
+	22, // 14: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
+	24, // 15: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
+	2,  // 16: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
+	4,  // 17: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
+	6,  // 18: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
+	8,  // 19: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
+	10, // 20: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
+	13, // 21: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
+	15, // 22: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
+	17, // 23: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
+	19, // 24: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
+	21, // 25: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
+	23, // 26: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
+	25, // 27: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
+	16, // [16:28] is the sub-list for method output_type
+	4,  // [4:16] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -1091,13 +1990,36 @@ func file_authsvc_v1_auth_proto_init() {
 		(*SignInRequest_Phone)(nil),
 		(*SignInRequest_Username)(nil),
 	}
+	file_authsvc_v1_auth_proto_msgTypes[13].OneofWrappers = []any{
+		(*SignUpRequest_Email)(nil),
+		(*SignUpRequest_Phone)(nil),
+		(*SignUpRequest_Username)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[15].OneofWrappers = []any{
+		(*VerifyIdentifierRequest_Email)(nil),
+		(*VerifyIdentifierRequest_Phone)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[17].OneofWrappers = []any{
+		(*ResendVerificationRequest_Email)(nil),
+		(*ResendVerificationRequest_Phone)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[21].OneofWrappers = []any{
+		(*RequestPasswordResetRequest_Email)(nil),
+		(*RequestPasswordResetRequest_Phone)(nil),
+		(*RequestPasswordResetRequest_Username)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[23].OneofWrappers = []any{
+		(*ResetPasswordRequest_Email)(nil),
+		(*ResetPasswordRequest_Phone)(nil),
+		(*ResetPasswordRequest_Username)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_auth_proto_rawDesc), len(file_authsvc_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

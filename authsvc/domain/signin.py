@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..clock import Clock
 from ..config import Settings
-from ..errors import InvalidArgument, InvalidCredentials
+from ..errors import IdentifierNotVerified, InvalidArgument, InvalidCredentials
 from ..store import events
 from ..store import sessions as session_rows
 from ..store import users as user_rows
@@ -78,6 +78,11 @@ class SignIn:
                 await events.record(conn, "signin.failure", now, reason=reason,
                                     user_id=user.id if user else None, **caller.audit())
             raise InvalidCredentials()
+        if not user.verified:  # a verify-mode sign-up; said only to who knows the password
+            async with self._db.connection() as conn:
+                await events.record(conn, "signin.failure", now, reason="unverified",
+                                    user_id=user.id, **caller.audit())
+            raise IdentifierNotVerified()
         refresh = refresh_tokens.new_token()
         session_id = None
         async with self._db.transaction() as conn:

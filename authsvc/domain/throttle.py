@@ -137,6 +137,31 @@ class Throttle:
             await rows.trust(conn, self._trust(identifier, address),
                              self._clock() + self.policy.trust_ttl)
 
+    async def reserve_now(self, conn: Connection, scope: str, identifier: Identifier,
+                          address: str | None, *, identifier_tarpit: Tarpit,
+                          address_tarpit: Tarpit, pair_tarpit: Tarpit | None = None,
+                          ) -> Reservation:
+        """Take a slot of ``scope`` (code tries, messages sent) per identifier, address
+        and (with ``pair_tarpit``) their pair, judged by the database's clock; or refuse
+        (``retry_after`` set, nothing counted). ``released`` gives the slots back."""
+        address = self.client_key(address)
+        charged = [(self._digest(scope, "identifier", identifier.kind, identifier.value),
+                    identifier_tarpit)]
+        if address:
+            charged.append((self._digest(scope, "address", address), address_tarpit))
+            if pair_tarpit is not None:
+                charged.append((self._digest(scope, "pair", identifier.kind,
+                                             identifier.value, address), pair_tarpit))
+        refused = await rows.reserve_now(conn, [key for key, _ in charged], charged)
+        if refused is not None:
+            wait, refusals = refused
+            return Reservation(identifier, address, retry_after=wait, refusals=refusals)
+        return Reservation(identifier, address, charged=charged)
+
+    async def released(self, conn: Connection, reservation: Reservation) -> None:
+        """Give back every slot ``reserve_now`` took (the attempt succeeded)."""
+        await rows.release(conn, reservation.charged, [])
+
     def client_key(self, address: str | None) -> str | None:
         """What the address counters count: the address, or its IPv6 prefix."""
         if not address:

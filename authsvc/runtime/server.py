@@ -57,7 +57,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
                       per_peer=app.settings.watch_streams_per_peer)
     auth = AuthServicer(app.sign_in, app.refresh, app.sign_out, app.validator,
                         lambda: app.keystore.ring, app.revocations, feed, app.clock,
-                        networks(app.settings.trusted_proxies))
+                        networks(app.settings.trusted_proxies), app.self_service)
     auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(UserAdminServicer(app.accounts), server)
     health_servicer = HealthServicer()

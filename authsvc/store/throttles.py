@@ -70,6 +70,22 @@ async def reserve(conn: asyncpg.Connection, checked: list[str],
     return float(found["blocked"].timestamp()), int(found["refused"])
 
 
+async def reserve_now(conn: asyncpg.Connection, checked: list[str],
+                      charged: list[tuple[str, Tarpit]]) -> tuple[float, int] | None:
+    """``reserve`` judged by the database's clock (``now()``): None when the slot is
+    taken, else how many seconds the block in force has left and its refusals."""
+    found = await conn.fetchrow(
+        "SELECT extract(epoch FROM blocked - now())::float8 AS wait, refused"
+        "  FROM throttle_reserve($1::text[], $2::text[], $3::int[], $4::float8[],"
+        "                        $5::float8[], $6::float8[], now())",
+        checked, [k for k, _ in charged], [t.free for _, t in charged],
+        [float(t.base) for _, t in charged], [float(t.cap) for _, t in charged],
+        [float(t.window) for _, t in charged])
+    if found is None or found["wait"] is None:
+        return None
+    return max(0.0, float(found["wait"])), int(found["refused"])
+
+
 async def release(conn: asyncpg.Connection, released: list[tuple[str, Tarpit]],
                   cleared: list[str]) -> None:
     """Give back the slots ``reserve`` took (``throttle_release`` in 0003): one failure

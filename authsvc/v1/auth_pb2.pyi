@@ -434,7 +434,9 @@ Global___SignUpRequest: _TypeAlias = SignUpRequest  # noqa: Y015
 
 @_typing.final
 class SignUpResponse(_message.Message):
-    """SignUpResponse: the SignIn fields in open mode; empty in verify mode."""
+    """SignUpResponse: the SignIn fields in open mode; empty in verify mode (the
+    fields are optional so that JSON shows none of them then).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -455,19 +457,46 @@ class SignUpResponse(_message.Message):
     def __init__(
         self,
         *,
-        access_token: _builtins.str = ...,
-        token_type: _builtins.str = ...,
-        expires_in: _builtins.int = ...,
-        refresh_token: _builtins.str = ...,
-        refresh_expires_in: _builtins.int = ...,
-        session_id: _builtins.str = ...,
-        user_id: _builtins.str = ...,
+        access_token: _builtins.str | None = ...,
+        token_type: _builtins.str | None = ...,
+        expires_in: _builtins.int | None = ...,
+        refresh_token: _builtins.str | None = ...,
+        refresh_expires_in: _builtins.int | None = ...,
+        session_id: _builtins.str | None = ...,
+        user_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_access_token", b"_access_token", "_expires_in", b"_expires_in", "_refresh_expires_in", b"_refresh_expires_in", "_refresh_token", b"_refresh_token", "_session_id", b"_session_id", "_token_type", b"_token_type", "_user_id", b"_user_id", "access_token", b"access_token", "expires_in", b"expires_in", "refresh_expires_in", b"refresh_expires_in", "refresh_token", b"refresh_token", "session_id", b"session_id", "token_type", b"token_type", "user_id", b"user_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expires_in", b"expires_in", "refresh_expires_in", b"refresh_expires_in", "refresh_token", b"refresh_token", "session_id", b"session_id", "token_type", b"token_type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_access_token", b"_access_token", "_expires_in", b"_expires_in", "_refresh_expires_in", b"_refresh_expires_in", "_refresh_token", b"_refresh_token", "_session_id", b"_session_id", "_token_type", b"_token_type", "_user_id", b"_user_id", "access_token", b"access_token", "expires_in", b"expires_in", "refresh_expires_in", b"refresh_expires_in", "refresh_token", b"refresh_token", "session_id", b"session_id", "token_type", b"token_type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__access_token: _TypeAlias = _typing.Literal["access_token"]  # noqa: Y015
+    _WhichOneofArgType__access_token: _TypeAlias = _typing.Literal["_access_token", b"_access_token"]  # noqa: Y015
+    _WhichOneofReturnType__expires_in: _TypeAlias = _typing.Literal["expires_in"]  # noqa: Y015
+    _WhichOneofArgType__expires_in: _TypeAlias = _typing.Literal["_expires_in", b"_expires_in"]  # noqa: Y015
+    _WhichOneofReturnType__refresh_expires_in: _TypeAlias = _typing.Literal["refresh_expires_in"]  # noqa: Y015
+    _WhichOneofArgType__refresh_expires_in: _TypeAlias = _typing.Literal["_refresh_expires_in", b"_refresh_expires_in"]  # noqa: Y015
+    _WhichOneofReturnType__refresh_token: _TypeAlias = _typing.Literal["refresh_token"]  # noqa: Y015
+    _WhichOneofArgType__refresh_token: _TypeAlias = _typing.Literal["_refresh_token", b"_refresh_token"]  # noqa: Y015
+    _WhichOneofReturnType__session_id: _TypeAlias = _typing.Literal["session_id"]  # noqa: Y015
+    _WhichOneofArgType__session_id: _TypeAlias = _typing.Literal["_session_id", b"_session_id"]  # noqa: Y015
+    _WhichOneofReturnType__token_type: _TypeAlias = _typing.Literal["token_type"]  # noqa: Y015
+    _WhichOneofArgType__token_type: _TypeAlias = _typing.Literal["_token_type", b"_token_type"]  # noqa: Y015
+    _WhichOneofReturnType__user_id: _TypeAlias = _typing.Literal["user_id"]  # noqa: Y015
+    _WhichOneofArgType__user_id: _TypeAlias = _typing.Literal["_user_id", b"_user_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__access_token) -> _WhichOneofReturnType__access_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_in) -> _WhichOneofReturnType__expires_in | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refresh_expires_in) -> _WhichOneofReturnType__refresh_expires_in | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refresh_token) -> _WhichOneofReturnType__refresh_token | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__session_id) -> _WhichOneofReturnType__session_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__token_type) -> _WhichOneofReturnType__token_type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__user_id) -> _WhichOneofReturnType__user_id | None: ...
 
 Global___SignUpResponse: _TypeAlias = SignUpResponse  # noqa: Y015
 

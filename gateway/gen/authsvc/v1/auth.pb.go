@@ -1048,16 +1048,17 @@ func (*SignUpRequest_Phone) isSignUpRequest_Identifier() {}
 
 func (*SignUpRequest_Username) isSignUpRequest_Identifier() {}
 
-// SignUpResponse: the SignIn fields in open mode; empty in verify mode.
+// SignUpResponse: the SignIn fields in open mode; empty in verify mode (the
+// fields are optional so that JSON shows none of them then).
 type SignUpResponse struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
-	AccessToken      string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
-	TokenType        string                 `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
-	ExpiresIn        int64                  `protobuf:"varint,3,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
-	RefreshToken     string                 `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
-	RefreshExpiresIn int64                  `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
-	SessionId        string                 `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	UserId           string                 `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	AccessToken      *string                `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3,oneof" json:"access_token,omitempty"`
+	TokenType        *string                `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3,oneof" json:"token_type,omitempty"`
+	ExpiresIn        *int64                 `protobuf:"varint,3,opt,name=expires_in,json=expiresIn,proto3,oneof" json:"expires_in,omitempty"`
+	RefreshToken     *string                `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3,oneof" json:"refresh_token,omitempty"`
+	RefreshExpiresIn *int64                 `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3,oneof" json:"refresh_expires_in,omitempty"`
+	SessionId        *string                `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3,oneof" json:"session_id,omitempty"`
+	UserId           *string                `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3,oneof" json:"user_id,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1093,50 +1094,50 @@ func (*SignUpResponse) Descriptor() ([]byte, []int) {
 }
 
 func (x *SignUpResponse) GetAccessToken() string {
-	if x != nil {
-		return x.AccessToken
+	if x != nil && x.AccessToken != nil {
+		return *x.AccessToken
 	}
 	return ""
 }
 
 func (x *SignUpResponse) GetTokenType() string {
-	if x != nil {
-		return x.TokenType
+	if x != nil && x.TokenType != nil {
+		return *x.TokenType
 	}
 	return ""
 }
 
 func (x *SignUpResponse) GetExpiresIn() int64 {
-	if x != nil {
-		return x.ExpiresIn
+	if x != nil && x.ExpiresIn != nil {
+		return *x.ExpiresIn
 	}
 	return 0
 }
 
 func (x *SignUpResponse) GetRefreshToken() string {
-	if x != nil {
-		return x.RefreshToken
+	if x != nil && x.RefreshToken != nil {
+		return *x.RefreshToken
 	}
 	return ""
 }
 
 func (x *SignUpResponse) GetRefreshExpiresIn() int64 {
-	if x != nil {
-		return x.RefreshExpiresIn
+	if x != nil && x.RefreshExpiresIn != nil {
+		return *x.RefreshExpiresIn
 	}
 	return 0
 }
 
 func (x *SignUpResponse) GetSessionId() string {
-	if x != nil {
-		return x.SessionId
+	if x != nil && x.SessionId != nil {
+		return *x.SessionId
 	}
 	return ""
 }
 
 func (x *SignUpResponse) GetUserId() string {
-	if x != nil {
-		return x.UserId
+	if x != nil && x.UserId != nil {
+		return *x.UserId
 	}
 	return ""
 }
@@ -1837,18 +1838,26 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\busername\x18\x03 \x01(\tH\x00R\busername\x12\x1a\n" +
 	"\bpassword\x18\x04 \x01(\tR\bpasswordB\f\n" +
 	"\n" +
-	"identifier\"\xfc\x01\n" +
-	"\x0eSignUpResponse\x12!\n" +
-	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"identifier\"\x92\x03\n" +
+	"\x0eSignUpResponse\x12&\n" +
+	"\faccess_token\x18\x01 \x01(\tH\x00R\vaccessToken\x88\x01\x01\x12\"\n" +
 	"\n" +
-	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x1d\n" +
+	"token_type\x18\x02 \x01(\tH\x01R\ttokenType\x88\x01\x01\x12\"\n" +
 	"\n" +
-	"expires_in\x18\x03 \x01(\x03R\texpiresIn\x12#\n" +
-	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\x12,\n" +
-	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
+	"expires_in\x18\x03 \x01(\x03H\x02R\texpiresIn\x88\x01\x01\x12(\n" +
+	"\rrefresh_token\x18\x04 \x01(\tH\x03R\frefreshToken\x88\x01\x01\x121\n" +
+	"\x12refresh_expires_in\x18\x05 \x01(\x03H\x04R\x10refreshExpiresIn\x88\x01\x01\x12\"\n" +
 	"\n" +
-	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
-	"\auser_id\x18\a \x01(\tR\x06userId\"k\n" +
+	"session_id\x18\x06 \x01(\tH\x05R\tsessionId\x88\x01\x01\x12\x1c\n" +
+	"\auser_id\x18\a \x01(\tH\x06R\x06userId\x88\x01\x01B\x0f\n" +
+	"\r_access_tokenB\r\n" +
+	"\v_token_typeB\r\n" +
+	"\v_expires_inB\x10\n" +
+	"\x0e_refresh_tokenB\x15\n" +
+	"\x13_refresh_expires_inB\r\n" +
+	"\v_session_idB\n" +
+	"\n" +
+	"\b_user_id\"k\n" +
 	"\x17VerifyIdentifierRequest\x12\x16\n" +
 	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
 	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x12\n" +
@@ -1995,6 +2004,7 @@ func file_authsvc_v1_auth_proto_init() {
 		(*SignUpRequest_Phone)(nil),
 		(*SignUpRequest_Username)(nil),
 	}
+	file_authsvc_v1_auth_proto_msgTypes[14].OneofWrappers = []any{}
 	file_authsvc_v1_auth_proto_msgTypes[15].OneofWrappers = []any{
 		(*VerifyIdentifierRequest_Email)(nil),
 		(*VerifyIdentifierRequest_Phone)(nil),

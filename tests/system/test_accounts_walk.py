@@ -20,15 +20,13 @@ from authsvc.v1 import auth_pb2, auth_pb2_grpc
 from ..helpers import PASSWORD, fails
 from ..helpers import bearer as grpc_bearer
 from ..receivers import Mailbox
-from .test_gateway import (  # noqa: F401 (fixtures used by name)
-    Stack,
-    bearer,
-    call,
-    gateway_binary,
-    stack_factory,
-)
+from . import test_gateway
+from .test_gateway import Stack, bearer, call
 
 pytestmark = pytest.mark.go  # the gateway is built with Go
+# The gateway tests' fixtures: the built binary, and stacks of authsvc and gateway.
+gateway_binary = test_gateway.gateway_binary
+stack_factory = test_gateway.stack_factory
 CHANGED = "purple monkey dishwasher 42"
 RESET = "a brand new passphrase 99"
 

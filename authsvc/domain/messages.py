@@ -61,10 +61,14 @@ class Messages:
                    **fields: str) -> None:
         """Queue a ``kind`` message to ``to`` (an email or phone) in ``conn``'s transaction."""
         assert kind in KINDS and to.kind in ("email", "phone")
+        await outbox_rows.enqueue(conn, kind, to.kind, to.value,
+                                  self.seal(kind, to.value, fields))
+
+    def seal(self, kind: str, recipient: str, fields: dict[str, str]) -> bytes:
+        """The payload as stored: encrypted, bound to its kind and recipient."""
         plain = json.dumps(fields, separators=(",", ":")).encode()
         nonce = os.urandom(12)
-        sealed = _VERSION + nonce + self._aead.encrypt(nonce, plain, _bound(kind, to.value))
-        await outbox_rows.enqueue(conn, kind, to.kind, to.value, sealed)
+        return _VERSION + nonce + self._aead.encrypt(nonce, plain, _bound(kind, recipient))
 
     def render(self, message: Message) -> Rendered:
         fields = self._open(message)

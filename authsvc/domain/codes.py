@@ -130,6 +130,11 @@ class Codes:
             raise outcome()
         return results[0]
 
+    async def forget_expired(self) -> int:
+        """Delete a batch of expired codes (housekeeping); how many."""
+        async with self._db.connection() as conn:
+            return await code_rows.forget_expired(conn)
+
     def _digest(self, user_id: str, purpose: str, code: str) -> bytes:
         message = f"{user_id}\x00{purpose}\x00{code}".encode()
         return hmac.new(self._key, message, hashlib.sha256).digest()

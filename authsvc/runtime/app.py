@@ -77,7 +77,7 @@ class App:
         self.accounts = Accounts(db, clock, self.passwords, revoking)
         self.retention = Retention(db, clock, self.throttle, settings.audit_retention)
         self.messages = Messages(kek, settings.code_ttl, settings.link_base_url)
-        codes = Codes(db, revoking, self.throttle, code_policy(settings), kek)
+        self.codes = codes = Codes(db, revoking, self.throttle, code_policy(settings), kek)
         sends = Sends(db, self.throttle)
         self.self_service = SelfService(
             SignUp(db, clock, settings.signup, self.passwords, sends, codes, self.messages,
@@ -110,7 +110,8 @@ class App:
             rounds += 1
             self.validator.evict_expired()
             for task, run in (("keys", self.keystore.load), ("pruning", self.retention.prune),
-                              ("outbox", self.delivery.prune)):
+                              ("outbox", self.delivery.prune),
+                              ("codes", self.codes.forget_expired)):
                 await self._housekeeping_task(task, run)
 
     async def _housekeeping_task(self, task: str, run: Callable[[], Awaitable[object]],

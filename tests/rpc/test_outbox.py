@@ -182,3 +182,28 @@ async def test_outbox_command_lists_pending_and_failed_messages_without_codes(
     assert [(m["kind"], m["recipient"], m["state"]) for m in lines] == [
         ("verify", "bob@example.com", "pending"), ("reset", "carol@example.com", "failed")]
     assert "code" not in listed.stdout and "payload" not in listed.stdout
+
+
+async def test_housekeeping_forgets_old_sent_messages_and_expired_codes(stub, mailbox, app):
+    """Sent messages are kept a week, then pruned; expired codes are deleted; waiting
+    messages and live codes stay."""
+    for email in ("old@example.com", "new@example.com"):
+        await stub.SignUp(auth_pb2.SignUpRequest(email=email, password=PASSWORD))
+        await mailbox.wait_for(email)
+    await poll_until(lambda: len(mailbox.received()) == 2, WAIT, "two messages")
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not all(r["sent"] for r in await _outbox(app)):
+        assert asyncio.get_running_loop().time() < deadline, await _outbox(app)
+        await asyncio.sleep(0.05)
+    async with app.db.connection() as conn:  # a week and a day pass for "old"
+        await conn.execute("UPDATE outbox SET sent_at = now() - interval '8 days'"
+                           " WHERE recipient = 'old@example.com'")
+        await conn.execute("UPDATE account_codes c SET expires_at = now() - interval '1 s'"
+                           " FROM users u WHERE u.id = c.user_id AND u.email = 'old@example.com'")
+
+    pruned, forgotten = await app.delivery.prune(), await app.codes.forget_expired()
+
+    async with app.db.connection() as conn:
+        codes_left = await conn.fetchval("SELECT count(*) FROM account_codes")
+    assert (pruned, forgotten, codes_left) == (1, 1, 1)
+    assert [r["recipient"] for r in await _outbox(app)] == ["new@example.com"]

@@ -108,6 +108,7 @@ class Settings:
     throttle_trust_ttl: float = 30 * DAY
     throttle_ipv6_prefix: int = 64
     audit_retention: float = 90 * DAY
+    housekeeping_interval: float = 30.0
     watch_streams_per_peer: int = 8
     signup: str = "off"
     code_ttl: int = 900
@@ -160,6 +161,8 @@ class Settings:
                "must be at least 1")
         _check(self.audit_retention >= 0, "AUTHSVC_AUDIT_RETENTION",
                "must be 0 (keep everything) or more seconds")
+        _check(0.1 <= self.housekeeping_interval <= 3600, "AUTHSVC_HOUSEKEEPING_INTERVAL",
+               "must be between 0.1 and 3600 seconds")
         if self.metrics_listen is not None:
             _check(_is_listen(self.metrics_listen), "AUTHSVC_METRICS_LISTEN",
                    "must be HOST:PORT or off")
@@ -231,6 +234,7 @@ class Settings:
         values["reflection"] = reader.get("AUTHSVC_REFLECTION", _boolean)
         values["shutdown_grace"] = reader.get("AUTHSVC_SHUTDOWN_GRACE", float)
         values["audit_retention"] = reader.get("AUTHSVC_AUDIT_RETENTION", float)
+        values["housekeeping_interval"] = reader.get("AUTHSVC_HOUSEKEEPING_INTERVAL", float)
         values["watch_streams_per_peer"] = reader.get("AUTHSVC_WATCH_STREAMS_PER_PEER", int)
         values["signup"] = reader.get("AUTHSVC_SIGNUP", str)
         values["code_ttl"] = reader.get("AUTHSVC_CODE_TTL", int)

@@ -107,3 +107,29 @@ def authsvc(database_url: str, *args: str, stdin: str = "", env: dict | None = N
     return subprocess.run([sys.executable, "-m", "authsvc", *args, "--database-url",
                            database_url], input=stdin, capture_output=True, text=True,
                           env=environment, timeout=60, check=False)
+
+
+async def travel(database_url: str, seconds: float, *clocks: Any) -> None:
+    """Let ``seconds`` pass: each injected clock given moves on, and so does the
+    database's clock as far as authsvc can tell, by moving every time stored in the
+    database back by as much. (authsvc judges stored times by the database's
+    ``now()``, which a test cannot set.) Signing keys keep their times: they pair
+    with token times, which replicas' clocks judge."""
+    for clock in clocks:
+        clock.advance(seconds)
+    conn = await asyncpg.connect(database_url)
+    try:
+        columns: dict[str, list[str]] = {}
+        for row in await conn.fetch(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND data_type = 'timestamp with time zone'"
+                "   AND table_name NOT IN ('signing_keys', 'schema_migrations')"):
+            columns.setdefault(row["table_name"], []).append(row["column_name"])
+        async with conn.transaction():
+            for table, names in sorted(columns.items()):
+                moved = ", ".join(f"{name} = {name} - make_interval(secs => $1)"
+                                  for name in names)
+                await conn.execute(f"UPDATE {table} SET {moved}",  # noqa: S608 (catalog names)
+                                   float(seconds))
+    finally:
+        await conn.close()

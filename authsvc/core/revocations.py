@@ -1,9 +1,14 @@
 """The set of recently revoked sessions, and how far to trust it.
 
 authsvc's workers fill it from LISTEN/NOTIFY (``authsvc.store.listener``);
-the LocalVerifier from ``WatchRevocations``. The set holds only sessions
-revoked within ``retention_window``, the access-token lifetime plus twice
-the leeway: older sessions' access tokens have expired on every replica.
+the LocalVerifier from ``WatchRevocations``. The set holds each revoked
+session for ``retention_window`` (the access-token lifetime, the leeway and
+a skew allowance): after that no token of the session can pass on any
+replica. How long an entry is kept is counted on this process's monotonic
+clock from when it arrived, or, for what a reload reads back, from what the
+*database's* clock says is left of it; never by comparing this replica's
+wall clock with a time another replica or the database wrote, so replica
+clocks that disagree cannot make a revocation be forgotten early.
 
 Trust is counted from the last moment the feed *confirmed* the set is
 current (``heard``: a load, a revocation, a heartbeat, a successful ping),
@@ -21,31 +26,29 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
-
-from ..clock import Clock
+from collections.abc import Callable, Mapping
 
 
 def retention_window(access_token_ttl: float, leeway: float) -> float:
-    """How long a revocation must be kept: until no token of the session can pass on
-    any replica. A token lives ``access_token_ttl`` after its iat by the issuing
-    replica's clock and passes ``leeway`` past exp; a replica whose clock is behind
-    by up to ``leeway`` (the skew authsvc tolerates at all: more, and fresh tokens
-    fail their iat there) sees that moment later by as much. Times read back from
-    the database were written by some replica's clock, off by the same bound."""
-    return access_token_ttl + 2 * leeway
+    """How long after a revocation it must still be kept: until no token of the
+    session can pass on any replica. The newest token was issued before the
+    revocation committed and lives ``access_token_ttl`` after its iat by the
+    issuing replica's clock; a replica accepts it ``leeway`` past its exp by its
+    own clock. Each replica's clock is within ``leeway`` of the database's (checked
+    at start-up, ``runtime.runner.check_clock``, and watched as a metric), so two replicas
+    differ by up to twice that: ttl + leeway + 2 * leeway of skew allowance."""
+    return access_token_ttl + 3 * leeway
 
 
 class RevocationSet:
-    """Session ids revoked within ``window`` seconds, and how far to trust them."""
+    """Revoked session ids, each kept for ``window`` seconds, and how far to trust them."""
 
-    def __init__(self, clock: Clock, window: float, max_staleness: float,
+    def __init__(self, window: float, max_staleness: float,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
         self._window = window
         self._max_staleness = max_staleness
         self._monotonic = monotonic
-        self._revoked: dict[str, float] = {}
+        self._revoked: dict[str, float] = {}  # session id → forget after (monotonic)
         self._trusted_until = -math.inf  # nothing loaded yet
         self._watchers: set[asyncio.Queue[list[str] | None]] = set()
         self._closed = False
@@ -65,12 +68,19 @@ class RevocationSet:
     def trusted(self) -> bool:
         return self._monotonic() <= self._trusted_until
 
-    def load(self, revoked: dict[str, float]) -> None:
-        """Merge a fresh read of the source (session id → when revoked) into the set,
-        keeping what it already holds; the feed is current as of now."""
-        held = self._revoked
-        for sid, at in revoked.items():
-            held[sid] = max(at, held.get(sid, at))
+    @property
+    def window(self) -> float:
+        return self._window
+
+    def load(self, revoked: Mapping[str, float]) -> None:
+        """Merge a fresh read of the source into the set, keeping what it already
+        holds; the feed is current as of now. ``revoked`` maps each session id to how
+        many more seconds it must be kept (the database works that out by its own
+        clock; a feed that sends only ids passes ``window``)."""
+        now, held = self._monotonic(), self._revoked
+        for sid, keep in revoked.items():
+            until = now + min(keep, self._window)
+            held[sid] = max(until, held.get(sid, until))
         self.heard()
 
     def heard(self) -> None:
@@ -85,10 +95,10 @@ class RevocationSet:
     def remember(self, session_ids: list[str]) -> None:
         """Revocations this worker committed itself: refused here at once, and passed
         to watchers; they say nothing about whether the feed is current."""
-        now = self._clock()
+        until = self._monotonic() + self._window
         fresh = [s for s in session_ids if s not in self._revoked]
         for sid in fresh:
-            self._revoked[sid] = now
+            self._revoked[sid] = until
         if fresh:
             for queue in list(self._watchers):
                 try:
@@ -113,8 +123,9 @@ class RevocationSet:
         self.end_watches()
 
     def prune(self) -> None:
-        horizon = self._clock() - self._window
-        for sid in [s for s, at in self._revoked.items() if at < horizon]:
+        """Forget the sessions whose time is up."""
+        now = self._monotonic()
+        for sid in [s for s, until in self._revoked.items() if until < now]:
             del self._revoked[sid]
 
     def snapshot(self) -> list[str]:

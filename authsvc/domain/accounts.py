@@ -64,7 +64,7 @@ class Accounts:
         async with self._db.transaction() as conn:
             user_id = await user_rows.insert(conn, identifier.kind, identifier.value,
                                              password_hash, scopes, now)
-            await events.record(conn, "user.created", now, user_id=user_id)
+            await events.record(conn, "user.created", user_id=user_id)
         return user_id
 
     async def disable(self, selector: Identifier | str) -> str:
@@ -72,7 +72,7 @@ class Accounts:
         async with self._revocations.transaction() as change:
             user = await self._find(change.conn, selector)
             await user_rows.disable(change.conn, user.id, change.now)
-            await events.record(change.conn, "user.disabled", change.now, user_id=user.id)
+            await events.record(change.conn, "user.disabled", user_id=user.id)
             await change.revoke(user_id=user.id, reason="user_disabled")
         return user.id
 
@@ -85,7 +85,7 @@ class Accounts:
         async with self._revocations.transaction() as change:
             user = await self._find(change.conn, selector)
             await user_rows.set_password_hash(change.conn, user.id, password_hash, change.now)
-            await events.record(change.conn, "user.password_changed", change.now,
+            await events.record(change.conn, "user.password_changed",
                                 user_id=user.id)
             await change.revoke(user_id=user.id, reason="password_changed")
         return user.id
@@ -105,7 +105,7 @@ class Accounts:
                                                    replace=replace, now=self._clock())
             if scopes is None:
                 raise NotFound()
-            await events.record(conn, "user.scopes_changed", self._clock(), user_id=user.id,
+            await events.record(conn, "user.scopes_changed", user_id=user.id,
                                 reason=" ".join(scopes)[:512] or None)
         return user.id, scopes
 

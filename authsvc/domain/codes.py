@@ -90,7 +90,7 @@ class Codes:
         """Take this try's throttle slot (its own transaction, committed whatever the
         try then finds); RateLimited when the tarpit holds."""
         async with self._db.transaction() as conn:
-            reservation = await self._throttle.reserve_now(
+            reservation = await self._throttle.reserve_attempt(
                 conn, "code", identifier, caller.client_addr,
                 identifier_tarpit=self.policy.tries,
                 address_tarpit=self.policy.tries_by_address,

@@ -47,5 +47,6 @@ class Issuer:
                                  scopes=scopes, now=now, ttl=self._access_ttl)
         refresh_ends = min(session_expires_at, now + self._idle_ttl)
         return TokenPair(access_token=access, expires_in=self._access_ttl,
-                         refresh_token=refresh, refresh_expires_in=max(0, int(refresh_ends - now)),
+                         refresh_token=refresh,
+                         refresh_expires_in=max(0, round(refresh_ends - now)),
                          session_id=session_id, user_id=user_id)

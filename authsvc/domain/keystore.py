@@ -69,7 +69,7 @@ class KeyStore:
             if signer is None:
                 row = self._new_row(now, activates_at=math.floor(now))
                 await key_rows.insert(conn, row)
-                await events.record(conn, "key.created", now, reason=row.kid)
+                await events.record(conn, "key.created", reason=row.kid)
                 log.info("created signing key %s (%s)", row.kid, row.alg)
         await self.load()
         signer = self.ring.signer(now)
@@ -90,7 +90,7 @@ class KeyStore:
             await key_rows.insert(conn, row)
             if current is not None:
                 await key_rows.retire(conn, current.kid, row.activates_at, publish_until)
-            await events.record(conn, "key.rotated", now, reason=row.kid)
+            await events.record(conn, "key.rotated", reason=row.kid)
         await self.load()
         return row.kid
 
@@ -111,7 +111,7 @@ class KeyStore:
                                   "rotate' first")
             await key_rows.retire(conn, kid, now, now + self._settings.access_token_ttl
                                   + self._settings.clock_leeway)
-            await events.record(conn, "key.retired", now, reason=kid)
+            await events.record(conn, "key.retired", reason=kid)
         await self.load()
 
     def _new_row(self, now: float, activates_at: float) -> key_rows.KeyRow:

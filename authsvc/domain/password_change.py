@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-from ..clock import Clock
 from ..errors import (
     CodeExpired,
     CodeInvalid,
@@ -58,10 +57,9 @@ def _own_identifier(user: UserRow) -> Identifier:
 
 
 class ChangePassword:
-    def __init__(self, db: Database, clock: Clock, passwords: Passwords, throttle: Throttle,
+    def __init__(self, db: Database, passwords: Passwords, throttle: Throttle,
                  revocations: Revocations, validator: Validator, messages: Messages) -> None:
         self._db = db
-        self._clock = clock
         self._passwords = passwords
         self._throttle = throttle
         self._revocations = revocations
@@ -86,14 +84,14 @@ class ChangePassword:
                                    names=(user.email, user.phone, user.username))
         policy = self._throttle.policy
         async with self._db.transaction() as conn:  # the try's slot before any hash
-            reservation = await self._throttle.reserve_now(
+            reservation = await self._throttle.reserve_attempt(
                 conn, "change", _own_identifier(user), caller.client_addr,
                 identifier_tarpit=policy.pair, address_tarpit=policy.address)
         reservation.raise_if_refused()
         verdict = await self._passwords.verify(user.password_hash, current)
         if not verdict.ok:
             async with self._db.connection() as conn:
-                await events.record(conn, "password.change_failed", self._clock(),
+                await events.record(conn, "password.change_failed",
                                     user_id=user.id, session_id=claims.session_id,
                                     reason="wrong_password", **caller.audit())
             raise InvalidCredentials()
@@ -106,7 +104,7 @@ class ChangePassword:
                 others = [s.id for s in await session_rows.list_for_user(change.conn, user.id)
                           if s.revoked_at is None and s.id != claims.session_id]
                 await change.revoke(others, reason="password_changed", caller=caller)
-                await events.record(change.conn, "user.password_changed", change.now,
+                await events.record(change.conn, "user.password_changed",
                                     user_id=user.id, session_id=claims.session_id,
                                     reason="self_service", **caller.audit())
                 await _announce(change.conn, self._messages, user)
@@ -116,10 +114,9 @@ class ChangePassword:
 
 
 class PasswordReset:
-    def __init__(self, db: Database, clock: Clock, passwords: Passwords, sends: Sends,
-                 codes: Codes, messages: Messages) -> None:
+    def __init__(self, db: Database, passwords: Passwords, sends: Sends, codes: Codes,
+                 messages: Messages) -> None:
         self._db = db
-        self._clock = clock
         self._passwords = passwords
         self._sends = sends
         self._codes = codes
@@ -134,7 +131,7 @@ class PasswordReset:
             if user is not None and to is not None:
                 code = await self._codes.issue(conn, user.id, "reset")
                 await self._messages.send(conn, "reset", to, code=code)
-            await events.record(conn, "password.reset_requested", self._clock(),
+            await events.record(conn, "password.reset_requested",
                                 user_id=user.id if user else None,
                                 reason=None if to else "nothing_sent", **caller.audit())
         self._messages.written()
@@ -152,7 +149,7 @@ class PasswordReset:
             if identifier.kind != "username":
                 await user_rows.mark_verified(change.conn, user.id)
             await change.revoke(user_id=user.id, reason="password_reset", caller=caller)
-            await events.record(change.conn, "user.password_changed", change.now,
+            await events.record(change.conn, "user.password_changed",
                                 user_id=user.id, reason="reset", **caller.audit())
             await _announce(change.conn, self._messages, user)
 
@@ -160,7 +157,7 @@ class PasswordReset:
             await self._codes.redeem(identifier, "reset", code, reservation, reset)
         except (CodeInvalid, CodeExpired) as exc:
             async with self._db.connection() as conn:
-                await events.record(conn, "password.reset_failed", self._clock(),
+                await events.record(conn, "password.reset_failed",
                                     reason=exc.reason.lower(), **caller.audit())
             raise
         finally:

@@ -1,21 +1,31 @@
 """Forgetting what can no longer matter, in small batches.
 
+- sessions revoked, or past their absolute lifetime, longer ago than the
+  revocation retention window (access-token lifetime, leeway
+  and skew allowance: ``core.revocations.retention_window``), so no token of
+  theirs can still pass anywhere, and a revocation check that finds no
+  session answers "revoked" (``store.sessions.is_revoked``); their legacy
+  refresh-token rows go with them (a session that ended by idling goes when
+  its absolute lifetime is over too: see ``store.sessions.prune_ended``);
 - audit events older than ``AUTHSVC_AUDIT_RETENTION`` (90 days by default;
   0 keeps everything);
-- throttle counters past their window and expired trusted pairs.
+- throttle counters past their window and block, and expired trusted pairs.
 
-Each pass deletes in batches of ``BATCH`` rows, one short statement each,
-and at most ``MAX_BATCHES`` batches, so housekeeping never holds long locks
-and a backlog drains over a few passes.
+Every age is judged by the database's clock. Each pass deletes in batches of
+``BATCH`` rows, one short statement each, and at most ``MAX_BATCHES``
+batches per table, so housekeeping never holds long locks and a backlog
+drains over a few passes. Each pass that deletes anything is a log line and
+adds to the ``authsvc_pruned_rows_total{table}`` counter.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-from ..clock import Clock
 from ..store import events
-from ..store.database import Database
+from ..store import sessions as session_rows
+from ..store.database import Connection, Database
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -25,25 +35,35 @@ MAX_BATCHES = 100
 
 
 class Retention:
-    def __init__(self, db: Database, clock: Clock, throttle: Throttle,
-                 audit_retention: float) -> None:
+    def __init__(self, db: Database, throttle: Throttle, *, audit_retention: float,
+                 session_retention: float,
+                 observe: Callable[[dict[str, int]], None] = lambda pruned: None) -> None:
         self._db = db
-        self._clock = clock
         self._throttle = throttle
         self._audit_retention = audit_retention
+        self._session_retention = session_retention
+        self._observe = observe
 
     async def prune(self) -> dict[str, int]:
         """One pass; rows deleted per table."""
-        pruned = {"auth_events": 0}
-        if self._audit_retention > 0:
-            before = self._clock() - self._audit_retention
-            for _ in range(MAX_BATCHES):
-                async with self._db.connection() as conn:
-                    deleted = await events.prune(conn, before, BATCH)
-                pruned["auth_events"] += deleted
-                if deleted < BATCH:
-                    break
-        await self._throttle.forget_expired()
+        pruned = {
+            "sessions": await self._drain(lambda conn: session_rows.prune_ended(
+                conn, after=self._session_retention, batch=BATCH)),
+            "auth_events": 0 if self._audit_retention <= 0 else await self._drain(
+                lambda conn: events.prune(conn, self._audit_retention, BATCH)),
+        }
+        pruned["throttles"] = await self._throttle.forget_expired(BATCH)
+        self._observe(pruned)
         if any(pruned.values()):
             log.info("pruned", extra={"fields": {"pruned": pruned}})
         return pruned
+
+    async def _drain(self, delete: Callable[[Connection], Awaitable[int]]) -> int:
+        total = 0
+        for _ in range(MAX_BATCHES):
+            async with self._db.connection() as conn:
+                deleted = await delete(conn)
+            total += deleted
+            if deleted < BATCH:
+                break
+        return total

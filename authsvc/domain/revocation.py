@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class Revoking:
-    """A transaction that may revoke sessions; ``now`` is its one moment."""
+    """A transaction that may revoke sessions; ``now`` is its one moment by this
+    replica's clock (for tokens it issues: stored times are the database's)."""
 
     def __init__(self, conn: Connection, now: float) -> None:
         self.conn = conn
@@ -40,7 +41,7 @@ class Revoking:
                      caller: Caller = NOBODY) -> list[str]:
         """Revoke ``session_ids`` and every session of ``user_id``; the ids revoked now."""
         revoked = await session_rows.revoke(
-            self.conn, now=self.now, reason=reason, session_ids=session_ids, user_id=user_id,
+            self.conn, reason=reason, session_ids=session_ids, user_id=user_id,
             **caller.audit())
         self.revoked += revoked
         return revoked
@@ -57,8 +58,12 @@ class Revocations:
         async with self._db.transaction() as conn:
             revoking = Revoking(conn, self._clock())
             yield revoking
-        if revoking.revoked and self._set is not None:
-            self._set.remember(revoking.revoked)
+        self.remember(revoking.revoked)
+
+    def remember(self, session_ids: list[str]) -> None:
+        """Sessions a committed statement revoked: refused by this worker at once."""
+        if session_ids and self._set is not None:
+            self._set.remember(session_ids)
 
 
 class SignOut:
@@ -67,8 +72,10 @@ class SignOut:
     ``all_sessions`` needs a valid bearer access token and ends every session
     of its user."""
 
-    def __init__(self, db: Database, revocations: Revocations, validator: Validator) -> None:
+    def __init__(self, db: Database, revocations: Revocations, validator: Validator,
+                 tokens: refresh_tokens.RefreshTokens) -> None:
         self._db = db
+        self._tokens = tokens
         self._revocations = revocations
         self._validator = validator
 
@@ -98,5 +105,11 @@ class SignOut:
                 raise
             except Exception:  # any other verification failure: RFC 7009 says OK
                 return None
+        presented = self._tokens.read(token)
+        if presented is not None:
+            return presented.session_id
+        if refresh_tokens.looks_like_counter_token(token):
+            return None
         async with self._db.connection() as conn:
-            return await session_rows.session_of_token(conn, refresh_tokens.token_hash(token))
+            legacy = await session_rows.legacy_token(conn, refresh_tokens.token_hash(token))
+        return None if legacy is None else legacy[0]

@@ -2,10 +2,11 @@
 
 Two transactions: the first takes the attempt's throttle slot (or refuses)
 and reads the user, before any hash is spent; the second re-checks the user
-row under a share lock and writes the throttle release, the session, its
-refresh token and the audit row together. Unknown users cost the same hash
-as known ones (``Passwords.verify`` with no stored hash), and every failure
-answers the same ``InvalidCredentials``.
+row under a share lock and writes the throttle release, the session and the
+audit row together (the refresh token is the session's counter 0, computed,
+not stored). Unknown users cost the same hash as known ones
+(``Passwords.verify`` with no stored hash), and every failure answers the
+same ``InvalidCredentials``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from ..store import sessions as session_rows
 from ..store import users as user_rows
 from ..store.database import Database
 from ..store.users import UserRow
-from . import identifiers, refresh_tokens
+from . import identifiers
 from .caller import Caller
 from .devices import DeviceTokens
 from .issuer import Issuer, TokenPair
 from .passwords import Passwords
+from .refresh_tokens import RefreshTokens
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,10 @@ class SignedIn:
 
 class SignIn:
     def __init__(self, db: Database, settings: Settings, clock: Clock, passwords: Passwords,
-                 throttle: Throttle, devices: DeviceTokens, issuer: Issuer) -> None:
+                 throttle: Throttle, devices: DeviceTokens, issuer: Issuer,
+                 tokens: RefreshTokens) -> None:
         self._db = db
+        self._tokens = tokens
         self._devices = devices
         self._session_ttl = settings.session_ttl
         self._clock = clock
@@ -63,7 +67,7 @@ class SignIn:
                                                                caller.client_addr, device)
             if reservation.retry_after is not None:
                 if reservation.worth_auditing:
-                    await events.record(conn, "signin.throttled", self._clock(),
+                    await events.record(conn, "signin.throttled",
                                         reason=f"refused {reservation.refusals}",
                                         **caller.audit())
             else:
@@ -75,15 +79,14 @@ class SignIn:
             reason = ("unknown_user" if user is None else
                       "wrong_password" if not verdict.ok else "disabled")
             async with self._db.connection() as conn:
-                await events.record(conn, "signin.failure", now, reason=reason,
+                await events.record(conn, "signin.failure", reason=reason,
                                     user_id=user.id if user else None, **caller.audit())
             raise InvalidCredentials()
         if not user.verified:  # a verify-mode sign-up; said only to who knows the password
             async with self._db.connection() as conn:
-                await events.record(conn, "signin.failure", now, reason="unverified",
+                await events.record(conn, "signin.failure", reason="unverified",
                                     user_id=user.id, **caller.audit())
             raise IdentifierNotVerified()
-        refresh = refresh_tokens.new_token()
         session_id = None
         async with self._db.transaction() as conn:
             # The session is created only for the credentials just checked: a password
@@ -91,23 +94,21 @@ class SignIn:
             # later waits for this transaction and then revokes its session.
             scopes = await user_rows.still_signing_in(conn, user.id, user.credentials_version)
             if scopes is None:
-                await events.record(conn, "signin.failure", now, reason="credentials_changed",
+                await events.record(conn, "signin.failure", reason="credentials_changed",
                                     user_id=user.id, **caller.audit())
             else:
                 await self._throttle.sign_in_succeeded(conn, reservation)
                 session_id = await session_rows.create(
-                    conn, user_id=user.id, scopes=scopes, now=now, ttl=self._session_ttl,
+                    conn, user_id=user.id, scopes=scopes, ttl=self._session_ttl,
                     **caller.audit())
-                await session_rows.insert_refresh_token(
-                    conn, session_id, refresh_tokens.token_hash(refresh), now)
-                await events.record(conn, "signin.success", now, user_id=user.id,
+                await events.record(conn, "signin.success", user_id=user.id,
                                     session_id=session_id, **caller.audit())
         if scopes is None or session_id is None:
             raise InvalidCredentials()
         if verdict.needs_rehash:
             await self._rehash(user.id, user.password_hash, password)
         pair = self._issuer.pair(user_id=user.id, session_id=session_id, scopes=scopes,
-                                 refresh=refresh, now=now,
+                                 refresh=self._tokens.token(session_id, 0), now=now,
                                  session_expires_at=now + self._session_ttl)
         return SignedIn(pair, self._devices.issue(identifier))
 

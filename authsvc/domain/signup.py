@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 
-from ..clock import Clock
 from ..errors import AlreadyExists, CodeExpired, CodeInvalid, InvalidArgument, SignUpDisabled
 from ..store import events
 from ..store import users as user_rows
@@ -60,17 +59,16 @@ class Sends:
 
     async def reserve(self, identifier: Identifier, caller: Caller) -> None:
         async with self._db.transaction() as conn:
-            reservation = await self._throttle.reserve_now(
+            reservation = await self._throttle.reserve_attempt(
                 conn, "send", identifier, caller.client_addr, identifier_tarpit=SENDS,
                 address_tarpit=self._by_address)
         reservation.raise_if_refused()
 
 
 class SignUp:
-    def __init__(self, db: Database, clock: Clock, mode: str, passwords: Passwords,
-                 sends: Sends, codes: Codes, messages: Messages, sign_in: SignIn) -> None:
+    def __init__(self, db: Database, mode: str, passwords: Passwords, sends: Sends,
+                 codes: Codes, messages: Messages, sign_in: SignIn) -> None:
         self._db = db
-        self._clock = clock
         self.mode = mode
         self._passwords = passwords
         self._sends = sends
@@ -92,18 +90,17 @@ class SignUp:
         # Hashed whether or not the identifier is taken: the same work, the same time.
         password_hash = await self._passwords.hash(password)
         verified = self.mode == "open"
-        now = self._clock()
         async with self._db.transaction() as conn:
             user_id = await user_rows.insert_signup(conn, identifier.kind, identifier.value,
                                                     password_hash, verified=verified)
             if user_id is None:
                 owner = await user_rows.find(conn, identifier.kind, identifier.value)
-                await events.record(conn, "signup.taken", now,
+                await events.record(conn, "signup.taken",
                                     user_id=owner.id if owner else None, **caller.audit())
                 if not verified and identifier.kind != "username":
                     await self._messages.send(conn, "already_registered", identifier)
             else:
-                await events.record(conn, "user.created", now, user_id=user_id,
+                await events.record(conn, "user.created", user_id=user_id,
                                     reason=f"signup.{self.mode}", **caller.audit())
                 if not verified:
                     code = await self._codes.issue(conn, user_id, "verify")
@@ -119,10 +116,8 @@ class SignUp:
 class Verification:
     """VerifyIdentifier and ResendVerification."""
 
-    def __init__(self, db: Database, clock: Clock, sends: Sends, codes: Codes,
-                 messages: Messages) -> None:
+    def __init__(self, db: Database, sends: Sends, codes: Codes, messages: Messages) -> None:
         self._db = db
-        self._clock = clock
         self._sends = sends
         self._codes = codes
         self._messages = messages
@@ -134,14 +129,14 @@ class Verification:
 
         async def verified(change: Revoking, user: UserRow) -> None:
             await user_rows.mark_verified(change.conn, user.id)
-            await events.record(change.conn, "verification.succeeded", change.now,
+            await events.record(change.conn, "verification.succeeded",
                                 user_id=user.id, **caller.audit())
 
         try:
             await self._codes.redeem(identifier, "verify", code, reservation, verified)
         except (CodeInvalid, CodeExpired) as exc:
             async with self._db.connection() as conn:
-                await events.record(conn, "verification.failed", self._clock(),
+                await events.record(conn, "verification.failed",
                                     reason=exc.reason.lower(), **caller.audit())
             raise
 
@@ -156,7 +151,7 @@ class Verification:
             if user is not None and due:
                 code = await self._codes.issue(conn, user.id, "verify")
                 await self._messages.send(conn, "verify", identifier, code=code)
-            await events.record(conn, "verification.requested", self._clock(),
+            await events.record(conn, "verification.requested",
                                 user_id=user.id if user else None,
                                 reason=None if due else "nothing_sent", **caller.audit())
         self._messages.written()

@@ -31,7 +31,8 @@ and an (identifier, address) pair that signed in successfully within
 while their account is under attack waits out the identifier's block
 (capped at ``AUTHSVC_THROTTLE_MAX_DELAY``).
 
-Refresh failures count per client address only: refresh tokens carry 256
+Every window and block is judged by the database's clock, never a
+replica's. Refresh failures count per client address only: refresh tokens carry 256
 bits and cannot be guessed, but a flood of bad ones still costs queries.
 
 Keys are HMACs under a key derived from the key-encryption key, so the
@@ -45,7 +46,6 @@ import hmac
 import ipaddress
 from dataclasses import dataclass, field
 
-from ..clock import Clock
 from ..errors import RateLimited
 from ..store import throttles as rows
 from ..store.database import Connection, Database
@@ -89,10 +89,9 @@ class Reservation:
 
 
 class Throttle:
-    def __init__(self, db: Database, clock: Clock, policy: ThrottlePolicy,
-                 key_encryption_key: bytes) -> None:
+    def __init__(self, db: Database, policy: ThrottlePolicy, key_encryption_key: bytes,
+                 ) -> None:
         self._db = db
-        self._clock = clock
         self.policy = policy
         self._key = derive_key(key_encryption_key, b"authsvc throttle keys v1")
 
@@ -102,7 +101,7 @@ class Throttle:
         """Take this attempt's slot on each counter, or (``retry_after`` set, nothing
         counted) refuse when one of them is blocking. A pair that signed in recently
         is not held back by the per-identifier counter, though it still counts there."""
-        now, policy = self._clock(), self.policy
+        policy = self.policy
         address = self.client_key(address)
         by_identifier = (self._digest("identifier", identifier.kind, identifier.value),
                          policy.identifier)
@@ -116,12 +115,12 @@ class Throttle:
             charged.append(tight[-1])
         checked = [key for key, _ in charged]
         if device or (address and await rows.is_trusted(
-                conn, self._trust(identifier, address), now)):
+                conn, self._trust(identifier, address))):
             checked.remove(by_identifier[0])
-        refused = await rows.reserve(conn, checked, charged, now)
+        refused = await rows.reserve(conn, checked, charged)
         if refused is not None:
-            until, refusals = refused
-            return Reservation(identifier, address, device, retry_after=until - now,
+            wait, refusals = refused
+            return Reservation(identifier, address, device, retry_after=wait,
                                refusals=refusals)
         return Reservation(identifier, address, device, charged,
                            fresh_on_success=tuple(key for key, _ in tight))
@@ -134,15 +133,14 @@ class Throttle:
         await rows.release(conn, [c for c in reservation.charged if c[0] not in fresh],
                            list(fresh))
         if address:
-            await rows.trust(conn, self._trust(identifier, address),
-                             self._clock() + self.policy.trust_ttl)
+            await rows.trust(conn, self._trust(identifier, address), self.policy.trust_ttl)
 
-    async def reserve_now(self, conn: Connection, scope: str, identifier: Identifier,
-                          address: str | None, *, identifier_tarpit: Tarpit,
-                          address_tarpit: Tarpit, pair_tarpit: Tarpit | None = None,
-                          ) -> Reservation:
-        """Take a slot of ``scope`` (code tries, messages sent) per identifier, address
-        and (with ``pair_tarpit``) their pair, judged by the database's clock; or refuse
+    async def reserve_attempt(self, conn: Connection, scope: str, identifier: Identifier,
+                              address: str | None, *, identifier_tarpit: Tarpit,
+                              address_tarpit: Tarpit, pair_tarpit: Tarpit | None = None,
+                              ) -> Reservation:
+        """Take a slot of ``scope`` (code tries, messages sent, password changes) per
+        identifier, address and (with ``pair_tarpit``) their pair; or refuse
         (``retry_after`` set, nothing counted). ``released`` gives the slots back."""
         address = self.client_key(address)
         charged = [(self._digest(scope, "identifier", identifier.kind, identifier.value),
@@ -152,14 +150,14 @@ class Throttle:
             if pair_tarpit is not None:
                 charged.append((self._digest(scope, "pair", identifier.kind,
                                              identifier.value, address), pair_tarpit))
-        refused = await rows.reserve_now(conn, [key for key, _ in charged], charged)
+        refused = await rows.reserve(conn, [key for key, _ in charged], charged)
         if refused is not None:
             wait, refusals = refused
             return Reservation(identifier, address, retry_after=wait, refusals=refusals)
         return Reservation(identifier, address, charged=charged)
 
     async def released(self, conn: Connection, reservation: Reservation) -> None:
-        """Give back every slot ``reserve_now`` took (the attempt succeeded)."""
+        """Give back every slot ``reserve_attempt`` took (the attempt succeeded)."""
         await rows.release(conn, reservation.charged, [])
 
     def client_key(self, address: str | None) -> str | None:
@@ -176,29 +174,35 @@ class Throttle:
             return str(ipaddress.ip_network(f"{ip}/{self.policy.ipv6_prefix}", strict=False))
         return str(ip)
 
-    async def check_refresh(self, address: str | None) -> None:
+    def refresh_key(self, address: str | None) -> str | None:
+        """The refresh throttle's key for this client, checked in the refresh's own
+        statement (``store.sessions.refresh``); None without an address."""
         address = self.client_key(address)
-        if not address:
+        return self._digest("refresh", address) if address else None
+
+    async def check_refresh(self, address: str | None) -> None:
+        """Refuse when this client's refresh throttle is blocking."""
+        key = self.refresh_key(address)
+        if key is None:
             return
-        now = self._clock()
         async with self._db.connection() as conn:
-            until = await rows.blocked_until(conn, [self._digest("refresh", address)], now)
-        if until is not None:
-            raise RateLimited(until - now)
+            wait = await rows.blocked_for(conn, [key])
+        if wait is not None:
+            raise RateLimited(wait)
 
     async def refresh_failed(self, address: str | None) -> None:
-        address = self.client_key(address)
-        if not address:
+        key = self.refresh_key(address)
+        if key is None:
             return
         async with self._db.connection() as conn:
-            await rows.record_failure(conn, self._digest("refresh", address),
-                                      self.policy.refresh_address, self._clock())
+            await rows.record_failure(conn, key, self.policy.refresh_address)
 
-    async def forget_expired(self) -> None:
+    async def forget_expired(self, batch: int) -> int:
+        """Delete at most ``batch`` stale rows of each throttle table; how many."""
         window = max(t.window for t in (self.policy.identifier, self.policy.address,
                                         self.policy.pair, self.policy.refresh_address))
         async with self._db.connection() as conn:
-            await rows.forget_expired(conn, self._clock(), window)
+            return await rows.forget_expired(conn, window, batch)
 
     def _pair(self, identifier: Identifier, address: str) -> str:
         return self._digest("pair", identifier.kind, identifier.value, address)

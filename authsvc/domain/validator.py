@@ -39,7 +39,7 @@ class Validator:
         revoked = self._revocations.is_revoked(claims.session_id)
         if revoked is None:  # the feed is too stale to trust: ask the database
             async with self._db.connection() as conn:
-                revoked = await session_rows.revoked_at(conn, claims.session_id) is not None
+                revoked = await session_rows.is_revoked(conn, claims.session_id)
         if revoked:
             raise TokenRevoked()
         return claims

@@ -92,7 +92,7 @@ class LocalVerifier:
             raise ValueError("max_staleness must be at least 2 s (authsvc's heartbeat is 1 s)")
         window = retention_window(max_token_lifetime, leeway) if revocation_window is None \
             else revocation_window
-        self.revocations = RevocationSet(clock, window, max_staleness, monotonic)
+        self.revocations = RevocationSet(window, max_staleness, monotonic)
         self._stopping = threading.Event()
         self._keys_loaded = threading.Event()
         self._snapshot_seen = threading.Event()
@@ -219,8 +219,8 @@ class LocalVerifier:
             try:
                 for response in call:
                     if response.snapshot:
-                        now = self._clock()
-                        self.revocations.load({sid: now for sid in response.session_ids})
+                        self.revocations.load(dict.fromkeys(response.session_ids,
+                                                            self.revocations.window))
                         self._snapshot_seen.set()
                         self._following = True
                         backoff.reset()

@@ -25,6 +25,7 @@ from ..domain.messages import Messages
 from ..domain.password_change import ChangePassword, PasswordReset
 from ..domain.passwords import Passwords
 from ..domain.refresh import Refresh
+from ..domain.refresh_tokens import RefreshTokens
 from ..domain.retention import Retention
 from ..domain.revocation import Revocations, SignOut
 from ..domain.self_service import SelfService
@@ -33,16 +34,15 @@ from ..domain.signup import Sends, SignUp, Verification
 from ..domain.throttle import Throttle, ThrottlePolicy
 from ..domain.validator import Validator
 from ..store import users as user_rows
-from ..store.database import Database, create_pool
+from ..store.database import Connection, Database, create_pool
 from ..store.listener import RevocationListener
 from ..store.throttles import Tarpit
-from ..transport.observability import update_gauges
+from ..transport.observability import observe_pruning, update_gauges
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_INTERVAL = 30.0
 GAUGE_INTERVAL = 2.0
-CALIBRATION_ROUNDS = 120  # of HOUSEKEEPING_INTERVAL: hourly
+CALIBRATION_INTERVAL = 3600.0
 
 
 class App:
@@ -58,34 +58,39 @@ class App:
         rules = token_rules(settings)
         window = retention_window(settings.access_token_ttl, settings.clock_leeway)
         self.keystore = KeyStore(db, settings, clock)
-        self.revocations = RevocationSet(clock, window, settings.revocation_max_staleness)
+        self.revocations = RevocationSet(window, settings.revocation_max_staleness)
         self.listener = RevocationListener(database_url, self.revocations, clock, window,
                                            settings.db_timeout,
-                                           settings.revocation_max_staleness)
+                                           settings.revocation_max_staleness,
+                                           settings.clock_leeway)
         self.passwords = Passwords(settings.argon2_profile, settings.hash_threads)
         self.validator = Validator(db, self.keystore, self.revocations, rules, clock,
                                    settings.token_cache_size)
-        self.throttle = Throttle(db, clock, throttle_policy(settings), kek)
+        self.throttle = Throttle(db, throttle_policy(settings), kek)
+        refresh_tokens = RefreshTokens(kek)
         revoking = Revocations(db, clock, self.revocations)
         issuer = Issuer(self.keystore, rules, settings.access_token_ttl,
                         settings.session_idle_ttl)
         devices = DeviceTokens(kek, clock, settings.throttle_trust_ttl)
         self.sign_in = SignIn(db, settings, clock, self.passwords, self.throttle, devices,
-                              issuer)
-        self.refresh = Refresh(settings, clock, self.throttle, revoking, issuer, kek)
-        self.sign_out = SignOut(db, revoking, self.validator)
+                              issuer, refresh_tokens)
+        self.refresh = Refresh(db, settings, clock, self.throttle, revoking, issuer,
+                               refresh_tokens)
+        self.sign_out = SignOut(db, revoking, self.validator, refresh_tokens)
         self.accounts = Accounts(db, clock, self.passwords, revoking)
-        self.retention = Retention(db, clock, self.throttle, settings.audit_retention)
+        self.retention = Retention(db, self.throttle, audit_retention=settings.audit_retention,
+                                   session_retention=window,
+                                   observe=observe_pruning)
         self.messages = Messages(kek, settings.code_ttl, settings.link_base_url)
         self.codes = codes = Codes(db, revoking, self.throttle, code_policy(settings), kek)
         sends = Sends(db, self.throttle)
         self.self_service = SelfService(
-            SignUp(db, clock, settings.signup, self.passwords, sends, codes, self.messages,
+            SignUp(db, settings.signup, self.passwords, sends, codes, self.messages,
                    self.sign_in),
-            Verification(db, clock, sends, codes, self.messages),
-            ChangePassword(db, clock, self.passwords, self.throttle, revoking, self.validator,
+            Verification(db, sends, codes, self.messages),
+            ChangePassword(db, self.passwords, self.throttle, revoking, self.validator,
                            self.messages),
-            PasswordReset(db, clock, self.passwords, sends, codes, self.messages))
+            PasswordReset(db, self.passwords, sends, codes, self.messages))
         self.delivery = Delivery(db, self.messages, delivery_channels(settings, clock),
                                  retry_base=settings.outbox_retry_base,
                                  retry_max=settings.outbox_retry_max,
@@ -102,11 +107,12 @@ class App:
         """Pick up rotated keys, drop expired cache entries, prune what can no longer
         matter, now and then; aim the dummy hash at once (in the background, so the
         scan of the users table does not delay start-up) and then every hour."""
-        rounds = 0
+        interval = self.settings.housekeeping_interval
+        rounds, calibration_rounds = 0, max(1, round(CALIBRATION_INTERVAL / interval))
         while True:
-            if rounds % CALIBRATION_ROUNDS == 0:
+            if rounds % calibration_rounds == 0:
                 await self._housekeeping_task("calibration", self.calibrate_dummy_hash)
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            await asyncio.sleep(interval)
             rounds += 1
             self.validator.evict_expired()
             for task, run in (("keys", self.keystore.load), ("pruning", self.retention.prune),
@@ -125,12 +131,13 @@ class App:
                 "task": task, "error": type(exc).__name__,
                 "sqlstate": getattr(exc, "sqlstate", None)}})
 
-    async def report_gauges(self, update: Callable[[int, int, int, int], None]) -> None:
+    async def report_gauges(self, update: Callable[[int, int, int, int, float], None],
+                            ) -> None:
         """Hand ``update`` the gauges' values every few seconds."""
         while True:
             pool = self.db.pool
             update(len(self.revocations), pool.get_size(), pool.get_idle_size(),
-                   self.passwords.waiting)
+                   self.passwords.waiting, self.listener.clock_offset)
             await asyncio.sleep(GAUGE_INTERVAL)
 
 
@@ -168,9 +175,13 @@ def delivery_channels(settings: Settings, clock: Clock) -> dict[str, Channel]:
 
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings, database_url: str, clock: Clock = system_clock,
-                      *, listen_for_revocations: bool = True) -> AsyncIterator[App]:
-    """An App with its pool open, key ring loaded and listener following NOTIFY."""
-    pool = await create_pool(database_url, settings.db_pool_size, settings.db_timeout)
+                      *, listen_for_revocations: bool = True,
+                      connection_init: Callable[[Connection], Awaitable[None]] | None = None,
+                      ) -> AsyncIterator[App]:
+    """An App with its pool open, key ring loaded and listener following NOTIFY;
+    ``connection_init`` runs on each new pooled connection."""
+    pool = await create_pool(database_url, settings.db_pool_size, settings.db_timeout,
+                             init=connection_init)
     db = Database(pool, settings.db_timeout)
     app = App(settings, database_url, db, clock)
     tasks: list[asyncio.Task[None]] = []

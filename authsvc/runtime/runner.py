@@ -19,11 +19,19 @@ import logging
 import socket
 from collections.abc import Iterator
 
-from ..clock import system_clock
+from ..clock import Clock, system_clock
 from ..config import Settings, parse_listen
 from ..domain.keystore import KeyStore
 from ..errors import ConfigError
-from ..store.database import Database, connect, create_pool, migrate
+from ..store.database import (
+    Connection,
+    Database,
+    clock_beyond,
+    clock_offset,
+    connect,
+    create_pool,
+    migrate,
+)
 from .embedded import EmbeddedPostgres, key_encryption_key
 from .metrics import serving_metrics
 from .supervisor import Supervisor
@@ -58,9 +66,11 @@ def database(settings: Settings) -> Iterator[tuple[Settings, str]]:
 
 
 async def prepare(settings: Settings, url: str) -> None:
-    """Migrate and make sure a signing key exists (safe on several replicas)."""
+    """Check this host's clock against the database's, migrate and make sure a signing
+    key exists (safe on several replicas)."""
     conn = await connect(url, settings.db_timeout)
     try:
+        await check_clock(conn, settings.clock_leeway)
         await migrate(conn)
     finally:
         await conn.close()
@@ -70,6 +80,22 @@ async def prepare(settings: Settings, url: str) -> None:
                        system_clock).ensure_signing_key()
     finally:
         await pool.close()
+
+
+async def check_clock(conn: Connection, leeway: float, clock: Clock = system_clock) -> None:
+    """Refuse to start on a host whose clock is more than the leeway off the database's.
+
+    Tokens are judged by replicas' clocks within the leeway, and a revoked session is
+    remembered on the assumption that every replica is within it
+    (``core.revocations.retention_window``): a replica further off would issue tokens
+    others refuse, or accept a revoked session's token after its revocation is
+    forgotten. Running workers keep measuring (``authsvc_clock_offset_seconds``)."""
+    offset = await clock_offset(conn, clock)
+    if clock_beyond(offset, leeway):
+        raise ConfigError(
+            f"this host's clock is {offset:+.1f} s off the database's, more than "
+            f"AUTHSVC_CLOCK_LEEWAY ({leeway:g} s): fix its time synchronisation (NTP)")
+    log.info("clock checked", extra={"fields": {"clock_offset_s": round(offset, 3)}})
 
 
 def serve(settings: Settings) -> None:

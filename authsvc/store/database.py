@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -156,14 +156,25 @@ async def connect(url: str, timeout: float, application_name: str = "authsvc",
                                      server_settings={"application_name": application_name})
 
 
-async def create_pool(url: str, size: int, timeout: float) -> asyncpg.Pool:
+async def create_pool(url: str, size: int, timeout: float, *,
+                      init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+                      ) -> asyncpg.Pool:
+    """The worker's pool. A connection handed back needs no reset query: pooled
+    connections never LISTEN (the listener has its own), never change session
+    settings and hold no session-level locks, and an open transaction is rolled back
+    by ``Database`` or the connection closed; so a release costs no round trip.
+    ``init`` runs on each new connection (e.g. to attach asyncpg query loggers)."""
     with explained_connect_failures(url):
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=size, timeout=timeout, command_timeout=timeout,
-            max_inactive_connection_lifetime=60,
+            max_inactive_connection_lifetime=60, init=init, reset=_nothing_to_reset,
             server_settings={"application_name": "authsvc"})
     assert pool is not None
     return pool
+
+
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """See ``create_pool``: a released pooled connection is already clean."""
 
 
 class Database:
@@ -290,3 +301,23 @@ def _terminate(conn: asyncpg.Connection) -> None:
 
 def as_rows(records: list[Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in records]
+
+
+async def clock_offset(conn: asyncpg.Connection, clock: Callable[[], float],
+                       timeout: float | None = None) -> float:
+    """How far ``clock`` is off the database's clock (ours minus theirs), read at the
+    middle of one round trip. Token times are whole seconds, so an offset matters
+    only beyond ``CLOCK_RESOLUTION`` more than the leeway (see ``clock_beyond``)."""
+    sent = clock()
+    theirs = await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8",
+                                 timeout=timeout)
+    return float((sent + clock()) / 2 - theirs)
+
+
+CLOCK_RESOLUTION = 1.0  # JWT times are whole seconds
+
+
+def clock_beyond(offset: float, leeway: float) -> bool:
+    """Whether a clock ``offset`` seconds off the database's is beyond the leeway:
+    more than ``leeway`` plus the one second token times are rounded to."""
+    return abs(offset) > leeway + CLOCK_RESOLUTION

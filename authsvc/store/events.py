@@ -21,15 +21,14 @@ KINDS = (
 )
 
 
-async def record(conn: asyncpg.Connection, kind: str, now: float, *,
+async def record(conn: asyncpg.Connection, kind: str, *,
                  reason: str | None = None, user_id: str | None = None,
                  session_id: str | None = None, client_addr: str | None = None,
                  user_agent: str | None = None) -> None:
     await conn.execute(
         "INSERT INTO auth_events (at, kind, reason, user_id, session_id, client_addr,"
-        " user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        to_datetime(now), kind, reason, _uuid(user_id), _uuid(session_id),
-        client_addr, user_agent)
+        " user_agent) VALUES (now(), $1, $2, $3, $4, $5, $6)",
+        kind, reason, _uuid(user_id), _uuid(session_id), client_addr, user_agent)
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
@@ -53,11 +52,12 @@ async def search(conn: asyncpg.Connection, *, user_id: str | None, since: float 
              "client_addr": r["client_addr"], "user_agent": r["user_agent"]} for r in rows]
 
 
-async def prune(conn: asyncpg.Connection, before: float, batch: int) -> int:
-    """Delete at most ``batch`` of the oldest events older than ``before``; how many.
-    Small batches keep each statement's locks short while workers write."""
+async def prune(conn: asyncpg.Connection, older_than: float, batch: int) -> int:
+    """Delete at most ``batch`` of the oldest events more than ``older_than`` seconds
+    old by the database's clock; how many. Small batches keep each statement's locks
+    short while workers write."""
     result = await conn.execute(
-        "DELETE FROM auth_events WHERE id IN ("
-        " SELECT id FROM auth_events WHERE at < $1::timestamptz ORDER BY at LIMIT $2)",
-        to_datetime(before), batch)
+        "DELETE FROM auth_events WHERE id IN (SELECT id FROM auth_events"
+        " WHERE at < now() - make_interval(secs => $1) ORDER BY at LIMIT $2)",
+        float(older_than), batch)
     return int(result.split()[-1])

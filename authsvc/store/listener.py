@@ -4,6 +4,11 @@ Every revocation NOTIFYs in its transaction. Each worker LISTENs on a
 dedicated connection (a pooled one loses its listeners on release) and,
 after every (re)connect, reloads the set from the table before it trusts it
 again; while it is down the set's own staleness bound applies.
+
+Each ping also reads the database's clock, so the listener knows how far
+this replica's clock is off it (``clock_offset``, exported as a metric); an
+offset beyond the clock leeway is logged as an error when it begins and when
+it ends, since past it tokens this replica issues may be refused elsewhere.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ from ..core.backoff import Backoff
 from ..core.revocations import RevocationSet
 from ..errors import Unavailable
 from . import sessions as session_rows
-from .database import CONNECTION_ERRORS, REVOCATION_CHANNEL, connect
+from .database import (
+    CONNECTION_ERRORS,
+    REVOCATION_CHANNEL,
+    clock_beyond,
+    clock_offset,
+    connect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +43,8 @@ class RevocationListener:
     """Keeps a RevocationSet current from its own LISTEN connection."""
 
     def __init__(self, url: str, revocations: RevocationSet, clock: Clock,
-                 window: float, timeout: float, max_staleness: float = 5.0) -> None:
+                 window: float, timeout: float, max_staleness: float = 5.0,
+                 max_clock_offset: float = 30.0) -> None:
         self._url = url
         # Pings well within the staleness bound, so a healthy feed is never stale.
         self._ping_interval = max(0.05, min(PING_INTERVAL, max_staleness / 3))
@@ -41,6 +53,8 @@ class RevocationListener:
         self._window = window
         self._timeout = timeout
         self._task: asyncio.Task[None] | None = None
+        self._max_clock_offset = max_clock_offset
+        self.clock_offset = 0.0  # this replica's clock minus the database's, last measured
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
@@ -80,16 +94,29 @@ class RevocationListener:
         await conn.add_listener(
             REVOCATION_CHANNEL, lambda _c, _pid, _ch, payload: self._set.add([payload]))
         # LISTEN is active before the read, so no revocation falls in between.
-        snapshot = await session_rows.revoked_since(conn, self._clock() - self._window)
-        self._set.load(snapshot)
+        self._set.load(await session_rows.revoked_within(conn, self._window))
         self.ready.set()
         backoff.reset()
         while not closed.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closed.wait(), self._ping_interval)
             if not closed.is_set():
-                await conn.fetchval("SELECT 1", timeout=self._timeout)
+                await self._ping(conn)
                 # Every NOTIFY sent before the ping's answer has been delivered.
                 self._set.heard()
                 self._set.prune()
+
+    async def _ping(self, conn: asyncpg.Connection) -> None:
+        """Ask the database for its clock; note how far ours is off it."""
+        offset = await clock_offset(conn, self._clock, self._timeout)
+        was_off = clock_beyond(self.clock_offset, self._max_clock_offset)
+        self.clock_offset = offset
+        is_off = clock_beyond(offset, self._max_clock_offset)
+        if is_off and not was_off:
+            log.error("this replica's clock is %.1f s off the database's, more than the"
+                      " clock leeway (%g s): its tokens may be refused elsewhere; fix NTP",
+                      offset, self._max_clock_offset)
+        elif was_off and not is_off:
+            log.warning("this replica's clock is back within the leeway of the database's"
+                        " (%.1f s)", offset)
 

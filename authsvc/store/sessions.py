@@ -1,10 +1,10 @@
 """SQL for sessions, refresh tokens and revocations.
 
-A refresh runs in one transaction: ``lock_session_of_token`` takes the
-session's row lock first (so concurrent refreshes and revocations of one
-session queue behind each other), then ``refresh_state`` reads the token's
-state in a fresh snapshot, after the lock. Every revocation NOTIFYs the
-revocation channel in its transaction, so listeners hear it on commit.
+A refresh is one statement (``refresh_session``, migration 0004): it takes the
+session's row lock (so concurrent refreshes and revocations of one session
+queue behind each other), decides by the database's clock and writes. Every
+revocation NOTIFYs the revocation channel in its transaction, so listeners
+hear it on commit. Every stored time is the database's ``now()``.
 """
 
 from __future__ import annotations
@@ -15,22 +15,19 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ..clock import to_datetime
 from .database import REVOCATION_CHANNEL
 
 
 @dataclass(frozen=True, slots=True)
-class RefreshState:
-    token_id: int
-    session_id: str
-    user_id: str
-    scopes: tuple[str, ...]
-    spent_at: float | None
-    successor_unspent: bool | None  # None: no successor yet
-    session_expires_at: float
-    session_last_used_at: float
-    session_revoked: bool
-    user_disabled: bool
+class Refreshed:
+    """What ``refresh_session`` (migration 0004) decided; see its comment."""
+
+    outcome: str  # throttled | unknown | ended | rotated | repeated | reused
+    user_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    counter: int = 0
+    expires_in: float = 0.0
+    retry_after: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,92 +43,57 @@ class SessionRow:
 
 
 async def create(conn: asyncpg.Connection, *, user_id: str, scopes: tuple[str, ...],
-                 now: float, ttl: int, client_addr: str | None,
-                 user_agent: str | None) -> str:
+                 ttl: int, client_addr: str | None, user_agent: str | None) -> str:
+    """A new session, its times by the database's clock; its refresh counter is 0."""
     session_id = uuid.uuid4()
     await conn.execute(
-        "INSERT INTO sessions (id, user_id, scopes, created_at, expires_at, last_used_at,"
-        " client_addr, user_agent) VALUES ($1, $2, $3, $4, $5, $4, $6, $7)",
-        session_id, uuid.UUID(user_id), list(scopes), to_datetime(now),
-        to_datetime(now + ttl), client_addr, user_agent)
+        "INSERT INTO sessions (id, user_id, scopes, expires_at, client_addr, user_agent)"
+        " VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)",
+        session_id, uuid.UUID(user_id), list(scopes), float(ttl), client_addr, user_agent)
     return str(session_id)
 
 
-async def insert_refresh_token(conn: asyncpg.Connection, session_id: str, token_hash: bytes,
-                               now: float, parent_id: int | None = None) -> None:
-    await conn.execute(
-        "INSERT INTO refresh_tokens (session_id, token_hash, parent_id, created_at)"
-        " VALUES ($1, $2, $3, $4)",
-        uuid.UUID(session_id), token_hash, parent_id, to_datetime(now))
-
-
-async def lock_session_of_token(conn: asyncpg.Connection, token_hash: bytes) -> bool:
-    """Lock the session a refresh token belongs to; False when no such token."""
-    found = await conn.fetchval(
-        "SELECT s.id FROM sessions s JOIN refresh_tokens t ON t.session_id = s.id"
-        " WHERE t.token_hash = $1 FOR UPDATE OF s", token_hash)
-    return found is not None
-
-
-async def refresh_state(conn: asyncpg.Connection, token_hash: bytes) -> RefreshState | None:
+async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
+                  grace: float, idle: float, throttle: str | None,
+                  client_addr: str | None, user_agent: str | None) -> Refreshed:
+    """One refresh of ``session_id`` with the token of counter ``presented``, decided
+    and written by ``refresh_session`` (0004) in one statement."""
     r = await conn.fetchrow(
-        "SELECT t.id, t.session_id, t.spent_at, s.user_id, u.scopes, s.expires_at,"
-        "       s.last_used_at, s.revoked_at, u.disabled_at,"
-        "       (SELECT c.spent_at IS NULL FROM refresh_tokens c WHERE c.parent_id = t.id)"
-        "         AS successor_unspent"
-        "  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
-        "  JOIN users u ON u.id = s.user_id WHERE t.token_hash = $1", token_hash)
-    if r is None:
-        return None
-    return RefreshState(
-        token_id=r["id"], session_id=str(r["session_id"]), user_id=str(r["user_id"]),
-        scopes=tuple(r["scopes"]),
-        spent_at=None if r["spent_at"] is None else r["spent_at"].timestamp(),
-        successor_unspent=r["successor_unspent"],
-        session_expires_at=r["expires_at"].timestamp(),
-        session_last_used_at=r["last_used_at"].timestamp(),
-        session_revoked=r["revoked_at"] is not None, user_disabled=r["disabled_at"] is not None)
+        "SELECT outcome, user_id, scopes, counter, expires_in, retry_after"
+        "  FROM refresh_session($1, $2, $3, $4, $5, $6, $7, $8)",
+        uuid.UUID(session_id), presented, float(grace), float(idle), throttle, client_addr,
+        user_agent, REVOCATION_CHANNEL)
+    return Refreshed(outcome=r["outcome"],
+                     user_id=None if r["user_id"] is None else str(r["user_id"]),
+                     scopes=tuple(r["scopes"] or ()), counter=r["counter"] or 0,
+                     expires_in=r["expires_in"] or 0.0, retry_after=r["retry_after"] or 0.0)
 
 
-async def spend(conn: asyncpg.Connection, token_id: int, now: float) -> bool:
-    """Mark the token spent; False if it already was (the caller holds the lock)."""
-    result = await conn.execute(
-        "UPDATE refresh_tokens SET spent_at = $2 WHERE id = $1 AND spent_at IS NULL",
-        token_id, to_datetime(now))
-    return bool(result == "UPDATE 1")
+async def legacy_token(conn: asyncpg.Connection, token_hash: bytes) -> tuple[str, int] | None:
+    """A refresh token issued before counters (0004), read from the old table, which is
+    never written again: its session and the counter it stands for. The current token
+    of its session stands for 0, its predecessor for -1 (within the grace interval it
+    gets that token again), anything older for -2 (reuse)."""
+    r = await conn.fetchrow(
+        "SELECT t.session_id, CASE WHEN t.spent_at IS NULL THEN 0"
+        "  WHEN (SELECT c.spent_at IS NULL FROM refresh_tokens c WHERE c.parent_id = t.id)"
+        "  THEN -1 ELSE -2 END AS presented"
+        "  FROM refresh_tokens t WHERE t.token_hash = $1", token_hash)
+    return None if r is None else (str(r["session_id"]), int(r["presented"]))
 
 
-async def touch(conn: asyncpg.Connection, session_id: str, now: float) -> None:
-    await conn.execute("UPDATE sessions SET last_used_at = greatest(last_used_at, $2)"
-                       " WHERE id = $1", uuid.UUID(session_id), to_datetime(now))
-
-
-async def revoke(conn: asyncpg.Connection, *, now: float, reason: str,
-                 session_ids: Sequence[str] = (), user_id: str | None = None,
-                 client_addr: str | None = None, user_agent: str | None = None) -> list[str]:
+async def revoke(conn: asyncpg.Connection, *, reason: str, session_ids: Sequence[str] = (),
+                 user_id: str | None = None, client_addr: str | None = None,
+                 user_agent: str | None = None) -> list[str]:
     """Revoke the given sessions and every session of ``user_id`` not yet revoked,
-    in one statement: each revoked session NOTIFYs the revocation channel and gets
-    its ``session.revoked`` audit row. Returns the ids revoked now."""
+    in one statement (``revoke_sessions`` in 0004): each revoked session NOTIFYs the
+    revocation channel and gets its ``session.revoked`` audit row. Returns the ids
+    revoked now."""
     rows = await conn.fetch(
-        "WITH revoked AS ("
-        "  UPDATE sessions SET revoked_at = $2, revoke_reason = $3"
-        "   WHERE (id = ANY($1::uuid[]) OR user_id = $4) AND revoked_at IS NULL"
-        "  RETURNING id, user_id),"
-        " audited AS ("
-        "  INSERT INTO auth_events (at, kind, reason, user_id, session_id, client_addr,"
-        "                           user_agent)"
-        "  SELECT $2, 'session.revoked', $3, user_id, id, $5, $6 FROM revoked)"
-        " SELECT id, pg_notify($7, id::text) FROM revoked",
-        [uuid.UUID(s) for s in session_ids], to_datetime(now), reason,
-        None if user_id is None else uuid.UUID(user_id), client_addr, user_agent,
-        REVOCATION_CHANNEL)
+        "SELECT revoke_sessions($1::uuid[], $2, $3, $4, $5, $6) AS id",
+        [uuid.UUID(s) for s in session_ids], None if user_id is None else uuid.UUID(user_id),
+        reason, client_addr, user_agent, REVOCATION_CHANNEL)
     return [str(r["id"]) for r in rows]
-
-
-async def session_of_token(conn: asyncpg.Connection, token_hash: bytes) -> str | None:
-    found = await conn.fetchval(
-        "SELECT session_id FROM refresh_tokens WHERE token_hash = $1", token_hash)
-    return None if found is None else str(found)
 
 
 async def user_of_session(conn: asyncpg.Connection, session_id: str) -> str | None:
@@ -140,18 +102,36 @@ async def user_of_session(conn: asyncpg.Connection, session_id: str) -> str | No
     return None if found is None else str(found)
 
 
-async def revoked_since(conn: asyncpg.Connection, since: float) -> dict[str, float]:
-    """Sessions revoked at or after ``since``: id → revoked_at."""
-    rows = await conn.fetch("SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1",
-                            to_datetime(since))
-    return {str(r["id"]): r["revoked_at"].timestamp() for r in rows}
+async def revoked_within(conn: asyncpg.Connection, window: float) -> dict[str, float]:
+    """Sessions revoked within the last ``window`` seconds, each with how many of them
+    are left, both by the database's clock."""
+    rows = await conn.fetch(
+        "SELECT id, extract(epoch FROM revoked_at + make_interval(secs => $1) - now())"
+        "  AS keep FROM sessions WHERE revoked_at > now() - make_interval(secs => $1)",
+        float(window))
+    return {str(r["id"]): float(r["keep"]) for r in rows}
 
 
-async def revoked_at(conn: asyncpg.Connection, session_id: str) -> float | None:
-    """When the session was revoked (None: it was not, or does not exist)."""
-    found = await conn.fetchval("SELECT revoked_at FROM sessions WHERE id = $1",
+async def is_revoked(conn: asyncpg.Connection, session_id: str) -> bool:
+    """Whether the session was revoked; one that no longer exists was pruned long after
+    it ended (see ``prune_ended``) and counts as revoked."""
+    found = await conn.fetchval("SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1",
                                 uuid.UUID(session_id))
-    return None if found is None else float(found.timestamp())
+    return found is None or bool(found)
+
+
+async def prune_ended(conn: asyncpg.Connection, *, after: float, batch: int) -> int:
+    """Delete at most ``batch`` sessions revoked, or past their absolute lifetime, more
+    than ``after`` seconds ago by the database's clock; how many. A session that ended
+    by idling goes once its absolute lifetime has passed too: finding it sooner would
+    need an index on its last use, which every refresh would then have to update (no
+    more HOT updates). Legacy refresh-token rows go with their sessions (CASCADE)."""
+    result = await conn.execute(
+        "DELETE FROM sessions WHERE id IN ("
+        " SELECT id FROM sessions WHERE revoked_at < now() - make_interval(secs => $1)"
+        " UNION ALL SELECT id FROM sessions WHERE expires_at < now() - make_interval(secs => $1)"
+        " LIMIT $2)", float(after), batch)
+    return int(result.split()[-1])
 
 
 async def list_for_user(conn: asyncpg.Connection, user_id: str) -> list[SessionRow]:

@@ -1,13 +1,13 @@
 """SQL for throttling. The tarpit arithmetic runs in one statement per key,
-so concurrent failures on several replicas count exactly."""
+so concurrent failures on several replicas count exactly, and by the
+database's clock (``now()``), so replicas whose clocks disagree block alike.
+Waits come back as seconds left, worked out by that clock too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import asyncpg
-
-from ..clock import to_datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,69 +21,51 @@ class Tarpit:
     window: float
 
 
-async def blocked_until(conn: asyncpg.Connection, keys: list[str], now: float) -> float | None:
-    """The latest block among ``keys`` still in force at ``now``."""
+async def blocked_for(conn: asyncpg.Connection, keys: list[str]) -> float | None:
+    """Seconds left of the latest block among ``keys`` in force now; None: none is."""
     found = await conn.fetchval(
-        "SELECT max(blocked_until) FROM throttles WHERE key = ANY($1) AND blocked_until > $2",
-        keys, to_datetime(now))
-    return None if found is None else float(found.timestamp())
+        "SELECT extract(epoch FROM max(blocked_until) - now()) FROM throttles"
+        " WHERE key = ANY($1) AND blocked_until > now()", keys)
+    return None if found is None else float(found)
 
 
-async def record_failure(conn: asyncpg.Connection, key: str, tarpit: Tarpit,
-                         now: float) -> None:
+async def record_failure(conn: asyncpg.Connection, key: str, tarpit: Tarpit) -> None:
     await conn.execute(
         """
         INSERT INTO throttles AS t (key, failures, last_failure_at, blocked_until)
-        VALUES ($1, 1, $2::timestamptz,
-                CASE WHEN 1 > $3::int THEN $2::timestamptz + make_interval(secs => $4::float8)
-                END)
+        VALUES ($1, 1, now(),
+                CASE WHEN 1 > $2::int THEN now() + make_interval(secs => $3::float8) END)
         ON CONFLICT (key) DO UPDATE SET
             failures = CASE
-                WHEN t.last_failure_at < $2::timestamptz - make_interval(secs => $6::float8)
-                    THEN 1
+                WHEN t.last_failure_at < now() - make_interval(secs => $5::float8) THEN 1
                 ELSE t.failures + 1 END,
-            last_failure_at = $2::timestamptz,
+            last_failure_at = now(),
             blocked_until = CASE
-                WHEN t.last_failure_at < $2::timestamptz - make_interval(secs => $6::float8)
+                WHEN t.last_failure_at < now() - make_interval(secs => $5::float8)
                     THEN excluded.blocked_until
-                WHEN t.failures + 1 > $3::int THEN $2::timestamptz + make_interval(
-                    secs => least($5::float8, $4::float8 * power(2, t.failures - $3::int)))
+                WHEN t.failures + 1 > $2::int THEN now() + make_interval(
+                    secs => least($4::float8, $3::float8 * power(2, t.failures - $2::int)))
                 ELSE t.blocked_until END
         """,
-        key, to_datetime(now), tarpit.free, float(tarpit.base), float(tarpit.cap),
-        float(tarpit.window))
+        key, tarpit.free, float(tarpit.base), float(tarpit.cap), float(tarpit.window))
 
 
 async def reserve(conn: asyncpg.Connection, checked: list[str],
-                  charged: list[tuple[str, Tarpit]], now: float) -> tuple[float, int] | None:
+                  charged: list[tuple[str, Tarpit]]) -> tuple[float, int] | None:
     """Take one attempt's slot on every ``charged`` key, atomically (``throttle_reserve``
-    in 0003): None when taken (counted as a failure), else the latest block in force
-    among ``checked`` and how many attempts it has refused (nothing counted)."""
+    in 0003): None when taken (counted as a failure), else the seconds left of the
+    latest block in force among ``checked`` and how many attempts it has refused
+    (nothing counted)."""
     found = await conn.fetchrow(
-        "SELECT blocked, refused FROM throttle_reserve($1::text[], $2::text[], $3::int[],"
-        " $4::float8[], $5::float8[], $6::float8[], $7)",
-        checked, [k for k, _ in charged], [t.free for _, t in charged],
-        [float(t.base) for _, t in charged], [float(t.cap) for _, t in charged],
-        [float(t.window) for _, t in charged], to_datetime(now))
-    if found is None or found["blocked"] is None:
-        return None
-    return float(found["blocked"].timestamp()), int(found["refused"])
-
-
-async def reserve_now(conn: asyncpg.Connection, checked: list[str],
-                      charged: list[tuple[str, Tarpit]]) -> tuple[float, int] | None:
-    """``reserve`` judged by the database's clock (``now()``): None when the slot is
-    taken, else how many seconds the block in force has left and its refusals."""
-    found = await conn.fetchrow(
-        "SELECT extract(epoch FROM blocked - now())::float8 AS wait, refused"
-        "  FROM throttle_reserve($1::text[], $2::text[], $3::int[], $4::float8[],"
-        "                        $5::float8[], $6::float8[], now())",
+        "SELECT extract(epoch FROM blocked - now()) AS wait, refused"
+        "  FROM throttle_reserve($1::text[], $2::text[], $3::int[],"
+        " $4::float8[], $5::float8[], $6::float8[], now())",
         checked, [k for k, _ in charged], [t.free for _, t in charged],
         [float(t.base) for _, t in charged], [float(t.cap) for _, t in charged],
         [float(t.window) for _, t in charged])
     if found is None or found["wait"] is None:
         return None
-    return max(0.0, float(found["wait"])), int(found["refused"])
+    return float(found["wait"]), int(found["refused"])
 
 
 async def release(conn: asyncpg.Connection, released: list[tuple[str, Tarpit]],
@@ -96,23 +78,25 @@ async def release(conn: asyncpg.Connection, released: list[tuple[str, Tarpit]],
         [k for k, _ in released], [t.free for _, t in released], cleared)
 
 
-async def trust(conn: asyncpg.Connection, key: str, until: float) -> None:
+async def trust(conn: asyncpg.Connection, key: str, ttl: float) -> None:
     await conn.execute(
-        "INSERT INTO trusted_clients (key, until) VALUES ($1, $2)"
-        " ON CONFLICT (key) DO UPDATE SET until = excluded.until", key, to_datetime(until))
+        "INSERT INTO trusted_clients (key, until) VALUES ($1, now() + make_interval(secs => $2))"
+        " ON CONFLICT (key) DO UPDATE SET until = excluded.until", key, float(ttl))
 
 
-async def is_trusted(conn: asyncpg.Connection, key: str, now: float) -> bool:
+async def is_trusted(conn: asyncpg.Connection, key: str) -> bool:
     return bool(await conn.fetchval(
-        "SELECT true FROM trusted_clients WHERE key = $1 AND until > $2",
-        key, to_datetime(now)))
+        "SELECT true FROM trusted_clients WHERE key = $1 AND until > now()", key))
 
 
-async def forget_expired(conn: asyncpg.Connection, now: float, window: float) -> None:
-    """Drop rows that no longer affect anything."""
-    moment = to_datetime(now)
-    await conn.execute(
-        "DELETE FROM throttles WHERE last_failure_at < $1::timestamptz"
-        " - make_interval(secs => $2::float8)"
-        " AND (blocked_until IS NULL OR blocked_until < $1::timestamptz)", moment, float(window))
-    await conn.execute("DELETE FROM trusted_clients WHERE until < $1::timestamptz", moment)
+async def forget_expired(conn: asyncpg.Connection, window: float, batch: int) -> int:
+    """Drop at most ``batch`` rows of each table that no longer affect anything; how
+    many in all."""
+    throttles = await conn.execute(
+        "DELETE FROM throttles WHERE key IN (SELECT key FROM throttles"
+        " WHERE last_failure_at < now() - make_interval(secs => $1::float8)"
+        " AND (blocked_until IS NULL OR blocked_until < now()) LIMIT $2)", float(window), batch)
+    trusted = await conn.execute(
+        "DELETE FROM trusted_clients WHERE key IN (SELECT key FROM trusted_clients"
+        " WHERE until < now() LIMIT $1)", batch)
+    return int(throttles.split()[-1]) + int(trusted.split()[-1])

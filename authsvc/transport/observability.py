@@ -13,8 +13,10 @@ runner, aggregated across worker processes):
 - ``authsvc_rpc_total{method,code}`` and ``authsvc_rpc_duration_seconds{method}``
 - ``authsvc_signin_total{outcome}`` (success or the ErrorInfo reason)
 - ``authsvc_refresh_reuse_total``, ``authsvc_throttled_total{method}``
+- ``authsvc_pruned_rows_total{table}``: rows housekeeping deleted
 - gauges, refreshed every few seconds: ``authsvc_revoked_sessions``,
-  ``authsvc_db_pool_connections{state}``, ``authsvc_argon2_queue``
+  ``authsvc_db_pool_connections{state}``, ``authsvc_argon2_queue``,
+  ``authsvc_clock_offset_seconds`` (this worker's clock minus the database's)
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ POOL = Gauge("authsvc_db_pool_connections", "Database pool connections", ["state
              multiprocess_mode="livesum")
 ARGON2_QUEUE = Gauge("authsvc_argon2_queue", "Password hashes running or waiting",
                      multiprocess_mode="livesum")
+PRUNED = Counter("authsvc_pruned_rows", "Rows deleted by housekeeping", ["table"])
+CLOCK_OFFSET = Gauge("authsvc_clock_offset_seconds",
+                     "This worker's clock minus the database's, as last measured",
+                     multiprocess_mode="livemax")
 WORKER_RSS = Gauge("authsvc_workers_resident_memory_bytes",
                    "Resident memory of the worker processes, summed",
                    multiprocess_mode="livesum")
@@ -52,8 +58,15 @@ WORKER_RSS = Gauge("authsvc_workers_resident_memory_bytes",
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def update_gauges(revoked: int, pool_size: int, pool_idle: int, argon2_queue: int) -> None:
+def observe_pruning(pruned: dict[str, int]) -> None:
+    for table, rows in pruned.items():
+        PRUNED.labels(table).inc(rows)
+
+
+def update_gauges(revoked: int, pool_size: int, pool_idle: int, argon2_queue: int,
+                  clock_offset: float) -> None:
     REVOKED.set(revoked)
+    CLOCK_OFFSET.set(clock_offset)
     POOL.labels("busy").set(pool_size - pool_idle)
     POOL.labels("idle").set(pool_idle)
     ARGON2_QUEUE.set(argon2_queue)

@@ -17,7 +17,7 @@ import pytest
 
 from authsvc.v1 import auth_pb2
 
-from ..helpers import fails, sign_in
+from ..helpers import fails, sign_in, travel
 from .attack_helpers import refused, snapshot
 from .kit import UNAUTHENTICATED
 
@@ -28,11 +28,13 @@ def refresh(stub, token):
     return stub.Refresh(auth_pb2.RefreshRequest(refresh_token=token))
 
 
-async def _tokens_of(database_url: str, session_id: str) -> list[asyncpg.Record]:
+async def _counter_of(database_url: str, session_id: str) -> tuple[int, bool]:
+    """The session's refresh counter, and whether it ever moved."""
     conn = await asyncpg.connect(database_url)
     try:
-        return await conn.fetch("SELECT id, parent_id, spent_at FROM refresh_tokens"
-                                " WHERE session_id = $1::text::uuid ORDER BY id", session_id)
+        row = await conn.fetchrow("SELECT refresh_counter, refresh_moved_at FROM sessions"
+                                  " WHERE id = $1::text::uuid", session_id)
+        return row["refresh_counter"], row["refresh_moved_at"] is not None
     finally:
         await conn.close()
 
@@ -46,10 +48,8 @@ async def test_twenty_concurrent_refreshes_then_reuse_after_grace(stub, user, da
     results = await asyncio.gather(*(refresh(stub, first.refresh_token) for _ in range(20)))
 
     assert len({r.refresh_token for r in results}) == 1
-    chain = await _tokens_of(database_url, first.session_id)
-    assert [(t["parent_id"], t["spent_at"] is None) for t in chain] == [
-        (None, False), (chain[0]["id"], True)]
-    clock.advance(11)
+    assert await _counter_of(database_url, first.session_id) == (1, True)
+    await travel(database_url, 11, clock)
     reused = await fails(refresh(stub, first.refresh_token))
     assert (reused.code, reused.reason) == (UNAUTHENTICATED, "REFRESH_TOKEN_REUSED")
     successor = await fails(refresh(stub, results[0].refresh_token))
@@ -65,8 +65,8 @@ async def test_concurrent_reuse_is_detected_once_and_never_errors(stub, app, use
     REUSED or INVALID (never INTERNAL), one reuse event, the session revoked, no new token."""
     first = await sign_in(stub)
     await refresh(stub, first.refresh_token)
-    clock.advance(11)
-    tokens_before = await _tokens_of(database_url, first.session_id)
+    await travel(database_url, 11, clock)
+    counter_before = await _counter_of(database_url, first.session_id)
 
     answers = await asyncio.gather(*(fails(refresh(stub, first.refresh_token))
                                      for _ in range(20)))
@@ -80,13 +80,14 @@ async def test_concurrent_reuse_is_detected_once_and_never_errors(stub, app, use
             "SELECT count(*) FROM auth_events WHERE kind = 'refresh.reuse_detected'")
         revoked = await conn.fetchval("SELECT revoked_at IS NOT NULL FROM sessions")
     assert (events, revoked) == (1, True)
-    assert await _tokens_of(database_url, first.session_id) == tokens_before
+    assert await _counter_of(database_url, first.session_id) == counter_before
 
 
 async def test_thief_and_owner_racing_within_grace_cannot_fork_the_session(stub, user,
                                                                             database_url):
     """The spent token and its successor refreshed concurrently, ten times each: the
-    session's tokens stay one linear chain with one unspent head."""
+    session's counter moved once per rotation, each move audited, and every answer
+    holds a token of that one line."""
     first = await sign_in(stub)
     second = await refresh(stub, first.refresh_token)
 
@@ -96,6 +97,9 @@ async def test_thief_and_owner_racing_within_grace_cannot_fork_the_session(stub,
 
     for answer in answers:
         assert not isinstance(answer, grpc.RpcError) or answer.code() == UNAUTHENTICATED
+    handed_out = {a.refresh_token for a in answers if not isinstance(a, grpc.RpcError)}
+    counter, _moved = await _counter_of(database_url, first.session_id)
+    assert len(handed_out) <= counter
     await _assert_linear_chains(database_url)
 
 
@@ -119,32 +123,28 @@ def test_near_miss_refresh_token_is_invalid_and_harmless(kit, mangle):
 
 
 async def _assert_linear_chains(database_url: str) -> None:
-    """Every session: at least one token, one root, at most one unspent token, no two
-    children of one parent, every token's parent in the same session; no orphan token."""
+    """Every session is one line of refresh tokens: its counter moved only in audited
+    rotations (at least as many ``refresh.success`` rows as moves), a counter that
+    moved has the time it moved and one that never did has none, and every session
+    has its ``signin.success`` row."""
     conn = await asyncpg.connect(database_url)
     try:
-        assert await conn.fetchval(
-            "SELECT count(*) FROM refresh_tokens t LEFT JOIN sessions s ON s.id = t.session_id"
-            " WHERE s.id IS NULL") == 0
         rows = await conn.fetch(
-            "SELECT s.id, count(t.id) AS tokens,"
-            "       count(*) FILTER (WHERE t.parent_id IS NULL) AS roots,"
-            "       count(*) FILTER (WHERE t.spent_at IS NULL) AS unspent,"
-            "       count(DISTINCT t.parent_id) AS parents,"
-            "       count(t.parent_id) AS children"
-            "  FROM sessions s LEFT JOIN refresh_tokens t ON t.session_id = s.id GROUP BY s.id")
+            "SELECT s.id, s.refresh_counter AS counter, s.refresh_moved_at IS NULL AS unmoved,"
+            "  (SELECT count(*) FROM auth_events e WHERE e.session_id = s.id"
+            "    AND e.kind = 'refresh.success') AS successes,"
+            "  (SELECT count(*) FROM auth_events e WHERE e.session_id = s.id"
+            "    AND e.kind = 'signin.success') AS sign_ins"
+            "  FROM sessions s")
         for r in rows:
-            assert r["tokens"] >= 1 and r["roots"] == 1, dict(r)
-            assert r["unspent"] <= 1 and r["parents"] == r["children"], dict(r)
-        assert await conn.fetchval(
-            "SELECT count(*) FROM refresh_tokens c JOIN refresh_tokens p ON p.id = c.parent_id"
-            " WHERE p.session_id <> c.session_id OR p.spent_at IS NULL") == 0
+            assert r["counter"] >= 0 and r["successes"] >= r["counter"], dict(r)
+            assert r["unmoved"] == (r["counter"] == 0) and r["sign_ins"] == 1, dict(r)
     finally:
         await conn.close()
 
 
-@pytest.mark.parametrize("blocked_at", ["refresh_tokens", "auth_events"],
-                         ids=["before-spending", "after-inserting-the-successor"])
+@pytest.mark.parametrize("blocked_at", ["sessions", "auth_events"],
+                         ids=["before-rotating", "after-moving-the-counter"])
 async def test_database_dying_mid_rotation_leaves_no_orphan_and_no_half_session(
         stub, app, user, database_url, pg_admin_url, blocked_at):
     """Refreshes and sign-ins caught inside their transactions when every connection is
@@ -159,7 +159,7 @@ async def test_database_dying_mid_rotation_leaves_no_orphan_and_no_half_session(
     await lock.start()
     await locker.execute(f"LOCK TABLE {blocked_at} IN EXCLUSIVE MODE")
     calls = [asyncio.ensure_future(refresh(stub, s.refresh_token)) for s in signed_in]
-    if blocked_at == "auth_events":  # a sign-in blocks after inserting session and token
+    if blocked_at == "auth_events":  # a sign-in blocks after inserting its session
         calls += [asyncio.ensure_future(sign_in(stub)) for _ in range(3)]
     admin = await asyncpg.connect(pg_admin_url)
 

@@ -4,7 +4,7 @@ ResetPassword, against a real server, a real PostgreSQL and a real SMTP server
 (aiosmtpd) that the delivery loop sends to.
 
 Codes expire by the database's clock; a test that needs an expired code moves
-the code's stored expiry back instead of waiting.
+the stored times back (``helpers.travel``) instead of waiting.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from authsvc.config import Secret, Settings
 from authsvc.runtime.app import App
 from authsvc.v1 import auth_pb2
 
-from ..helpers import PASSWORD, bearer, fails, parse, sign_in
+from ..helpers import PASSWORD, bearer, fails, parse, sign_in, travel
 from ..receivers import Mailbox, text_of
 
 NEW_PASSWORD = "purple monkey dishwasher 42"
@@ -216,11 +216,10 @@ async def test_a_code_is_single_use_even_under_concurrent_tries(stub, mailbox, u
     assert sorted(outcomes) == ["CODE_INVALID"] * 9 + ["OK"]
 
 
-async def test_an_expired_code_is_code_expired(stub, mailbox, app):
-    """By the database's clock: a right code past its expiry is CODE_EXPIRED."""
+async def test_an_expired_code_is_code_expired(stub, mailbox, settings, clock, database_url):
+    """By the database's clock: a right code past its lifetime is CODE_EXPIRED."""
     code = await _signed_up(stub, mailbox)
-    async with app.db.connection() as conn:  # the code's lifetime passes
-        await conn.execute("UPDATE account_codes SET expires_at = now() - interval '1 second'")
+    await travel(database_url, settings.code_ttl + 1, clock)
 
     failure = await fails(stub.VerifyIdentifier(auth_pb2.VerifyIdentifierRequest(
         email="bob@example.com", code=code)))

@@ -11,7 +11,7 @@ from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD, fails, sign_in
+from ..helpers import PASSWORD, fails, sign_in, travel
 
 
 async def test_flows_leave_events_and_no_secret_reaches_events_or_logs(
@@ -27,7 +27,7 @@ async def test_flows_leave_events_and_no_secret_reaches_events_or_logs(
         user_id = await app.accounts.add("email", "alice@example.com", PASSWORD)
         first = await sign_in(stub)
         second = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=first.refresh_token))
-        clock.advance(60)
+        await travel(database_url, 60, clock)
         await fails(stub.Refresh(auth_pb2.RefreshRequest(refresh_token=first.refresh_token)))
         third = await sign_in(stub)
         await stub.Revoke(auth_pb2.RevokeRequest(token=third.access_token))

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from authsvc.runtime.logs import JsonFormatter
 from authsvc.v1 import auth_pb2
 
-from ..helpers import PASSWORD, fails, sign_in
+from ..helpers import PASSWORD, fails, sign_in, travel
 
 
 def sample(name: str, **labels: str) -> float:
@@ -39,7 +39,7 @@ async def test_each_rpc_logs_one_json_line_without_secrets(stub, user, caplog):
         assert secret not in text
 
 
-async def test_metrics_count_rpcs_sign_in_outcomes_and_reuse(stub, user, clock):
+async def test_metrics_count_rpcs_sign_in_outcomes_and_reuse(stub, user, clock, database_url):
     """Counters move by method and code, sign-in outcome and reuse detection."""
     before = (sample("authsvc_rpc_total", method="/authsvc.v1.Auth/SignIn", code="OK"),
               sample("authsvc_signin_total", outcome="INVALID_CREDENTIALS"),
@@ -47,7 +47,7 @@ async def test_metrics_count_rpcs_sign_in_outcomes_and_reuse(stub, user, clock):
     signed_in = await sign_in(stub)
     await fails(sign_in(stub, password="wrong password"))
     await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=signed_in.refresh_token))
-    clock.advance(60)
+    await travel(database_url, 60, clock)
     failure = await fails(stub.Refresh(auth_pb2.RefreshRequest(
         refresh_token=signed_in.refresh_token)))
 

@@ -19,7 +19,7 @@ async def test_sign_in_returns_an_oauth_token_response(stub, user):
     assert response.token_type == "Bearer"
     assert response.expires_in == 900
     assert response.access_token.count(".") == 2
-    assert len(response.refresh_token) == 43
+    assert len(response.refresh_token) == 76  # base64url: version, session, counter, HMAC
     assert response.refresh_expires_in == 7 * 86400
     assert response.user_id == user
     assert response.session_id

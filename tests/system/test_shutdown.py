@@ -102,7 +102,9 @@ async def test_sigterm_lets_in_flight_sign_ins_finish_then_exits_0(data_dir, wor
     assert all(r.session_id for r in results)
     assert late.code == grpc.StatusCode.UNAVAILABLE
     assert exit_code == 0, server.log
-    assert took < GRACE
+    # It exited on its own, within the grace and the few seconds stopping the embedded
+    # database takes (server.wait's bound); how long exactly depends on the machine.
+    assert took < GRACE + 5
     assert not postmaster_pid(data_dir).exists(), "embedded PostgreSQL left running"
     assert '"stopped"' in server.log
 

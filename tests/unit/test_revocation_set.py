@@ -1,6 +1,8 @@
 """The set of recently revoked sessions (``authsvc.core.revocations``): what it
 answers, for how long it trusts itself, and what its watchers receive. The wall
-clock and the monotonic clock are both injected."""
+monotonic clock is injected; the wall clock plays no part (replicas' wall clocks
+disagree, so how long a revocation is kept is counted on the monotonic clock from
+when it arrived, or from what the database says is left of it)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,8 @@ import pytest
 from authsvc.clock import FakeClock
 from authsvc.core.revocations import RevocationSet
 
-NOW = 1_800_000_000.0
-WINDOW = 930.0
+WINDOW = 990.0
 MAX_STALENESS = 5.0
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start=NOW)
 
 
 @pytest.fixture
@@ -25,8 +21,8 @@ def monotonic() -> FakeClock:
 
 
 @pytest.fixture
-def revocations(clock: FakeClock, monotonic: FakeClock) -> RevocationSet:
-    return RevocationSet(clock, WINDOW, MAX_STALENESS, monotonic)
+def revocations(monotonic: FakeClock) -> RevocationSet:
+    return RevocationSet(WINDOW, MAX_STALENESS, monotonic)
 
 
 def test_before_the_first_load_nothing_can_be_answered(revocations):
@@ -38,7 +34,7 @@ def test_before_the_first_load_nothing_can_be_answered(revocations):
 
 def test_a_loaded_set_answers_for_revoked_and_unrevoked_sessions(revocations):
     """After load, a listed session is revoked, any other is not, and the set is trusted."""
-    revocations.load({"s1": NOW - 10, "s2": NOW - 20})
+    revocations.load({"s1": WINDOW - 10, "s2": WINDOW - 20})
 
     answers = (revocations.is_revoked("s1"), revocations.is_revoked("other"))
 
@@ -49,9 +45,9 @@ def test_a_loaded_set_answers_for_revoked_and_unrevoked_sessions(revocations):
 def test_load_merges_and_never_forgets_what_the_set_held(revocations):
     """A second load (a reconnect, perhaps to a failed-over database that lost some
     rows) adds what it lists and forgets nothing this replica acknowledged."""
-    revocations.load({"s1": NOW})
+    revocations.load({"s1": WINDOW})
 
-    revocations.load({"s2": NOW})
+    revocations.load({"s2": WINDOW})
 
     assert (revocations.is_revoked("s1"), revocations.is_revoked("s2")) == (True, True)
 
@@ -73,7 +69,7 @@ def test_a_silent_feed_is_trusted_for_max_staleness_after_its_last_word(revocati
 
 def test_added_sessions_are_revoked(revocations):
     """Sessions added after the load are revoked, and a known one is not counted twice."""
-    revocations.load({"s1": NOW})
+    revocations.load({"s1": WINDOW})
 
     revocations.add(["s2", "s1", "s3"])
 
@@ -81,33 +77,64 @@ def test_added_sessions_are_revoked(revocations):
     assert len(revocations) == 3
 
 
-def test_prune_drops_sessions_revoked_longer_ago_than_the_window(revocations, clock):
-    """prune keeps a session revoked exactly ``window`` seconds ago and drops older ones."""
-    revocations.load({"old": NOW - WINDOW - 1, "edge": NOW - WINDOW, "new": NOW - 1})
+def test_a_loaded_session_is_kept_for_what_the_database_says_is_left(revocations,
+                                                                      monotonic):
+    """A reload says, per session, how many seconds it must still be kept (worked out
+    by the database's clock); prune drops each once that time is up, never earlier."""
+    revocations.load({"short": 10, "long": 600})
+    monotonic.advance(10)
+    revocations.prune()
+    at_ten = sorted(revocations.snapshot())
+    monotonic.advance(0.001)
 
     revocations.prune()
 
-    assert sorted(revocations.snapshot()) == ["edge", "new"]
+    assert (at_ten, revocations.snapshot()) == (["long", "short"], ["long"])
 
 
-def test_sessions_added_now_are_pruned_once_the_window_has_passed(revocations, clock):
-    """An added session carries the clock's time and is pruned once older than the window."""
+def test_what_a_load_says_is_left_never_exceeds_the_window(revocations, monotonic):
+    """However much a source claims is left, a session is kept at most ``window``."""
+    revocations.load({"s1": 10 * WINDOW})
+    monotonic.advance(WINDOW + 1)
+
+    revocations.prune()
+
+    assert revocations.snapshot() == []
+
+
+def test_a_reload_never_shortens_what_is_kept(revocations, monotonic):
+    """A later load that says less is left (another database, another clock) does not
+    make the set forget a session sooner than it already would."""
+    revocations.load({"s1": 600})
+    revocations.load({"s1": 5})
+    monotonic.advance(100)
+
+    revocations.prune()
+
+    assert revocations.snapshot() == ["s1"]
+
+
+@pytest.mark.parametrize("arrives", ["add", "remember"])
+def test_sessions_that_arrive_are_kept_for_the_window_from_their_arrival(revocations,
+                                                                          monotonic, arrives):
+    """A session the feed delivers (or this worker revoked) is kept for exactly
+    ``window`` seconds of the monotonic clock from its arrival."""
     revocations.load({})
-    revocations.add(["s1"])
-    clock.advance(WINDOW)
+    getattr(revocations, arrives)(["s1"])
+    monotonic.advance(WINDOW)
     revocations.prune()
     kept = revocations.is_revoked("s1")
-    clock.advance(1)
+    monotonic.advance(0.001)
 
     revocations.prune()
 
-    assert (kept, revocations.is_revoked("s1")) == (True, False)
+    assert (kept, "s1" in revocations.snapshot()) == (True, False)
 
 
 def test_a_lost_feed_is_trusted_for_max_staleness_then_answers_none(revocations, monotonic):
     """After lost(), unrevoked sessions answer False for max_staleness seconds, then None;
     sessions known to be revoked stay revoked."""
-    revocations.load({"s1": NOW})
+    revocations.load({"s1": WINDOW})
     revocations.lost()
 
     monotonic.advance(MAX_STALENESS)
@@ -138,7 +165,7 @@ def test_a_load_after_a_lost_feed_restores_trust(revocations, monotonic):
     revocations.lost()
     monotonic.advance(60)
 
-    revocations.load({"s1": NOW})
+    revocations.load({"s1": WINDOW})
 
     assert (revocations.is_revoked("s2"), revocations.trusted) == (False, True)
 
@@ -153,7 +180,7 @@ def test_losing_the_feed_before_any_load_trusts_nothing(revocations):
 def test_watchers_receive_newly_added_sessions(revocations):
     """Every watcher gets each add's newly revoked sessions; already-known ones are not
     sent again, and an unwatched queue gets nothing more."""
-    revocations.load({"s0": NOW})
+    revocations.load({"s0": WINDOW})
     first, second = revocations.watch(), revocations.watch()
 
     revocations.add(["s1", "s2"])

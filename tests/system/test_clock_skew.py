@@ -1,4 +1,6 @@
-"""Two replicas whose clocks are 20 s apart never accept a revoked session's token."""
+"""Two replicas whose clocks are 20 s apart never accept a revoked session's token, and
+never take a retried Refresh for reuse: every stored time is judged by the database's
+clock, and how long a revocation is remembered by each replica's monotonic clock."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD, fails, sign_in
+from ..helpers import PASSWORD, fails, sign_in, travel
 from ..servers import poll_until
 
 SKEW = 20.0
@@ -59,3 +61,34 @@ async def test_a_revocation_outlives_the_token_on_every_replica(settings, databa
 
     assert answers <= {"TOKEN_REVOKED", "TOKEN_EXPIRED"}
     assert "TOKEN_EXPIRED" in answers
+
+
+@pytest.mark.parametrize("retried_on", ["fast", "slow"])
+async def test_a_retried_refresh_is_no_reuse_on_a_replica_20_s_apart(settings, database_url,
+                                                                     clock, retried_on):
+    """A Refresh answered on one replica and retried on the other (20 s ahead or behind)
+    within the grace interval gets the identical successor; after the grace it is reuse
+    on either, however the replicas' clocks read."""
+    fast, slow = clock, FakeClock(start=clock() - SKEW)
+    async with running_app(settings, database_url, fast) as on_fast, \
+            running_app(settings, database_url, slow) as on_slow, \
+            running_server(on_fast, "127.0.0.1:0") as (_s1, fast_port), \
+            running_server(on_slow, "127.0.0.1:0") as (_s2, slow_port), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{fast_port}") as fast_channel, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{slow_port}") as slow_channel:
+        stubs = {"fast": auth_pb2_grpc.AuthStub(fast_channel),
+                 "slow": auth_pb2_grpc.AuthStub(slow_channel)}
+        for app in (on_fast, on_slow):
+            await app.keystore.load()
+        await on_fast.accounts.add("email", "alice@example.com", PASSWORD)
+        first_on = "slow" if retried_on == "fast" else "fast"
+        signed_in = await sign_in(stubs[first_on])
+        request = auth_pb2.RefreshRequest(refresh_token=signed_in.refresh_token)
+        answered = await stubs[first_on].Refresh(request)
+
+        retried = await stubs[retried_on].Refresh(request)
+        await travel(database_url, settings.refresh_reuse_interval + 1, fast, slow)
+        late = await fails(stubs[retried_on].Refresh(request))
+
+    assert retried.refresh_token == answered.refresh_token
+    assert late.reason == "REFRESH_TOKEN_REUSED"

@@ -1,0 +1,124 @@
+"""What each RPC costs PostgreSQL, counted on the real connections: SignIn is at most two
+transactions (reserve the attempt and read the user; then re-check the user and write
+the outcome), Refresh exactly one statement, Validate none, and a connection goes back
+to the pool without a reset query."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import grpc
+import pytest
+
+from authsvc.runtime.app import running_app
+from authsvc.runtime.server import running_server
+from authsvc.v1 import auth_pb2, auth_pb2_grpc
+
+from ..helpers import PASSWORD, sign_in
+
+
+@dataclass
+class Ledger:
+    """Every statement the pool's connections ran, in order."""
+
+    statements: list[str] = field(default_factory=list)
+
+    def log(self, record: asyncpg.connection.LoggedQuery) -> None:
+        self.statements.append(" ".join(record.query.split()))
+
+    async def attach(self, conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(self.log)
+
+    def taken(self) -> list[str]:
+        taken, self.statements = self.statements, []
+        return taken
+
+
+def transactions(statements: list[str]) -> int:
+    """Explicit BEGIN…COMMIT blocks, plus each statement outside one (autocommit)."""
+    count, inside = 0, False
+    for statement in statements:
+        keyword = statement.split()[0].upper().rstrip(";")
+        if keyword == "BEGIN":
+            count, inside = count + 1, True
+        elif keyword in ("COMMIT", "ROLLBACK"):
+            inside = False
+        elif not inside:
+            count += 1
+    return count
+
+
+@pytest.fixture
+async def counted(settings, database_url, clock) -> AsyncIterator[
+        tuple[Ledger, auth_pb2_grpc.AuthStub]]:
+    """A server whose pool logs every statement; housekeeping and the listener (on
+    their own connections anyway) are off so nothing else runs meanwhile."""
+    ledger = Ledger()
+    async with running_app(settings, database_url, clock, listen_for_revocations=False,
+                           connection_init=ledger.attach) as app, \
+            running_server(app, "127.0.0.1:0") as (_server, port), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await app.accounts.add("email", "alice@example.com", PASSWORD)
+        app.revocations.load({})  # what the listener would have loaded
+        ledger.taken()
+        yield ledger, auth_pb2_grpc.AuthStub(channel)
+
+
+@contextlib.asynccontextmanager
+async def cost(ledger: Ledger) -> AsyncIterator[list[str]]:
+    ledger.taken()
+    statements: list[str] = []
+    yield statements
+    statements += ledger.taken()
+
+
+async def test_sign_in_is_at_most_two_transactions(counted):
+    """A successful SignIn: two transactions, no reset query, nothing else."""
+    ledger, stub = counted
+    async with cost(ledger) as statements:
+        await sign_in(stub)
+
+    assert transactions(statements) == 2, statements
+    assert not [s for s in statements if "RESET" in s.upper() or "UNLISTEN" in s.upper()]
+
+
+async def test_refresh_is_one_statement(counted):
+    """A rotation, a retry within the grace and a reuse are each one statement (so one
+    transaction) that decides and writes."""
+    ledger, stub = counted
+    first = await sign_in(stub)
+    request = auth_pb2.RefreshRequest(refresh_token=first.refresh_token)
+
+    async with cost(ledger) as rotation:
+        await stub.Refresh(request)
+    async with cost(ledger) as retry:
+        await stub.Refresh(request)
+
+    assert (len(rotation), len(retry)) == (1, 1), (rotation, retry)
+    assert "refresh_session" in rotation[0]
+
+
+async def test_validate_asks_the_database_nothing(counted):
+    """Validate with a current revocation set touches no connection."""
+    ledger, stub = counted
+    signed_in = await sign_in(stub)
+
+    async with cost(ledger) as statements:
+        for _ in range(10):
+            await stub.Validate(auth_pb2.ValidateRequest(access_token=signed_in.access_token))
+
+    assert statements == []
+
+
+async def test_sign_out_is_one_transaction(counted):
+    """Revoke by refresh token: one transaction (no lookup: the token names its session)."""
+    ledger, stub = counted
+    signed_in = await sign_in(stub)
+
+    async with cost(ledger) as statements:
+        await stub.Revoke(auth_pb2.RevokeRequest(token=signed_in.refresh_token))
+
+    assert transactions(statements) == 1, statements

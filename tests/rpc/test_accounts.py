@@ -375,3 +375,46 @@ async def test_a_reset_also_verifies_the_address(stub, mailbox):
         email="bob@example.com", code=code, new_password=NEW_PASSWORD))
 
     assert (await sign_in(stub, "bob@example.com", NEW_PASSWORD)).access_token
+
+
+async def test_every_step_is_audited(stub, mailbox, app):
+    """Each step of the flows leaves its auth_events row, in order, without a code or
+    password in it."""
+    code = await _signed_up(stub, mailbox)
+    await fails(stub.VerifyIdentifier(auth_pb2.VerifyIdentifierRequest(
+        email="bob@example.com", code=f"{(int(code) + 1) % 10 ** 8:08d}")))
+    await stub.ResendVerification(auth_pb2.ResendVerificationRequest(email="bob@example.com"))
+    code = await mailbox.code("bob@example.com", 2)
+    await stub.VerifyIdentifier(auth_pb2.VerifyIdentifierRequest(email="bob@example.com",
+                                                                 code=code))
+    session = await sign_in(stub, "bob@example.com")
+    await fails(stub.ChangePassword(auth_pb2.ChangePasswordRequest(
+        current_password="not the password at all", new_password=NEW_PASSWORD),
+        metadata=bearer(session.access_token)))
+    await stub.ChangePassword(auth_pb2.ChangePasswordRequest(
+        current_password=PASSWORD, new_password=NEW_PASSWORD),
+        metadata=bearer(session.access_token))
+    await stub.RequestPasswordReset(auth_pb2.RequestPasswordResetRequest(
+        email="bob@example.com"))
+    await fails(stub.ResetPassword(auth_pb2.ResetPasswordRequest(
+        email="bob@example.com", code="00000000", new_password=OTHER_PASSWORD)))
+    code = await mailbox.code("bob@example.com", 4)
+    await stub.ResetPassword(auth_pb2.ResetPasswordRequest(
+        email="bob@example.com", code=code, new_password=OTHER_PASSWORD))
+
+    async with app.db.connection() as conn:
+        rows = await conn.fetch("SELECT kind, reason FROM auth_events"
+                                " WHERE kind <> 'signin.success' AND kind NOT LIKE 'key.%'"
+                                " ORDER BY id")
+    assert [(r["kind"], r["reason"]) for r in rows] == [
+        ("user.created", "signup.verify"),
+        ("verification.failed", "code_invalid"),
+        ("verification.requested", None),
+        ("verification.succeeded", None),
+        ("password.change_failed", "wrong_password"),
+        ("user.password_changed", "self_service"),
+        ("password.reset_requested", None),
+        ("password.reset_failed", "code_invalid"),
+        ("session.revoked", "password_reset"),
+        ("user.password_changed", "reset"),
+    ]

@@ -108,6 +108,7 @@ class Settings:
     throttle_trust_ttl: float = 30 * DAY
     throttle_ipv6_prefix: int = 64
     audit_retention: float = 90 * DAY
+    audit_refreshes: bool = True
     housekeeping_interval: float = 30.0
     watch_streams_per_peer: int = 8
     signup: str = "off"
@@ -234,6 +235,7 @@ class Settings:
         values["reflection"] = reader.get("AUTHSVC_REFLECTION", _boolean)
         values["shutdown_grace"] = reader.get("AUTHSVC_SHUTDOWN_GRACE", float)
         values["audit_retention"] = reader.get("AUTHSVC_AUDIT_RETENTION", float)
+        values["audit_refreshes"] = reader.get("AUTHSVC_AUDIT_REFRESHES", _boolean)
         values["housekeeping_interval"] = reader.get("AUTHSVC_HOUSEKEEPING_INTERVAL", float)
         values["watch_streams_per_peer"] = reader.get("AUTHSVC_WATCH_STREAMS_PER_PEER", int)
         values["signup"] = reader.get("AUTHSVC_SIGNUP", str)

@@ -52,7 +52,7 @@ SERVE_ENV = {
     "AUTHSVC_ARGON2_PROFILE": PROFILE, "AUTHSVC_KEY_ENCRYPTION_KEY": KEK,
     "AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_REVOCATION_MAX_STALENESS": "0",
     "AUTHSVC_THROTTLE_IDENTIFIER_FREE": "1000000", "AUTHSVC_THROTTLE_ADDRESS_FREE": "1000000",
-    "AUTHSVC_THROTTLE_PAIR_FREE": "1000000", "AUTHSVC_LOG_LEVEL": "WARNING",
+    "AUTHSVC_THROTTLE_PAIR_FREE": "1000000",
 }
 SCENARIOS = ("signin", "refresh", "validate")
 TABLES = ("users", "sessions", "auth_events", "refresh_tokens", "throttles")
@@ -123,7 +123,8 @@ async def _create(admin_url: str, name: str) -> str:
 
 async def _seed(url: str, users: int, sessions: int) -> None:
     """``users`` users (user<i>@example.com, one shared password hash) and ``sessions``
-    sessions spread over them, in a few set-based statements."""
+    sessions spread over them, in a few set-based statements. Ids ascend (session ids
+    are UUIDv7 in authsvc too), so the primary keys are built at their right edge."""
     stored = argon2.PasswordHasher.from_parameters(PROFILES[PROFILE]).hash(PASSWORD)
     conn = await asyncpg.connect(url)
     try:
@@ -131,7 +132,8 @@ async def _seed(url: str, users: int, sessions: int) -> None:
         await conn.execute("SET maintenance_work_mem = '512MB'")
         await conn.execute(
             "INSERT INTO users (id, email, password_hash, created_at, updated_at)"
-            " SELECT md5('u' || i)::uuid, 'user' || i || '@example.com', $1, now(), now()"
+            " SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid,"
+            "        'user' || i || '@example.com', $1, now(), now()"
             "   FROM generate_series(1, $2::int) AS i", stored, users)
         if sessions:
             # Secondary indexes are built once after the load (much faster than
@@ -143,7 +145,10 @@ async def _seed(url: str, users: int, sessions: int) -> None:
                 await conn.execute(
                     "INSERT INTO sessions (id, user_id, scopes, created_at, expires_at,"
                     " last_used_at, revoked_at, refresh_counter, refresh_moved_at)"
-                    " SELECT gen_random_uuid(), md5('u' || (1 + i % $3))::uuid, '{}',"
+                    " SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid,"
+                    "        ('00000000-0000-4000-8000-'"
+                    "         || lpad(to_hex(1 + i % $3), 12, '0'))::uuid,"
+                    "        '{}',"
                     "        now() - interval '20 days',"
                     "        CASE WHEN i % 10 = 1 THEN now() - interval '1 day'"
                     "             ELSE now() + interval '10 days' END,"

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/authsvc/authsvc/gateway/internal/edge"
+	"github.com/authsvc/authsvc/gateway/internal/oauth"
 )
 
 func main() {
@@ -31,7 +32,16 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := edge.Run(ctx, cfg, log); err != nil {
+	stopTracing, err := edge.SetupTracing(ctx) // OTEL_EXPORTER_OTLP_ENDPOINT: see edge/tracing.go
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway: tracing:", err)
+		os.Exit(2)
+	}
+	err = edge.Run(ctx, cfg, log)
+	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = stopTracing(flushCtx)
+	if err != nil {
 		log.Error("gateway stopped", "error", err)
 		os.Exit(1)
 	}
@@ -44,6 +54,12 @@ func parseFlags(args []string) (edge.Config, error) {
 		"HTTP address to serve, HOST:PORT (env AUTHSVC_GATEWAY_LISTEN)")
 	fs.StringVar(&cfg.Upstream, "upstream", env("UPSTREAM", "127.0.0.1:50051"),
 		"authsvc gRPC address, HOST:PORT (env AUTHSVC_GATEWAY_UPSTREAM)")
+	connections, err := strconv.Atoi(env("UPSTREAM_CONNECTIONS", "4"))
+	if err != nil {
+		return cfg, fmt.Errorf("AUTHSVC_GATEWAY_UPSTREAM_CONNECTIONS: %w", err)
+	}
+	fs.IntVar(&cfg.UpstreamConnections, "upstream-connections", connections,
+		"connections to authsvc that calls take turns on; at least authsvc's worker count (env AUTHSVC_GATEWAY_UPSTREAM_CONNECTIONS)")
 	upstreamTLS, err := strconv.ParseBool(env("UPSTREAM_TLS", "false"))
 	if err != nil {
 		return cfg, fmt.Errorf("AUTHSVC_GATEWAY_UPSTREAM_TLS: %w", err)
@@ -66,11 +82,29 @@ func parseFlags(args []string) (edge.Config, error) {
 	}
 	fs.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", jwksMaxAge,
 		"Cache-Control max-age of the JWKS; keep it at most authsvc's key --publish-ahead (env AUTHSVC_GATEWAY_JWKS_MAX_AGE)")
+	checkBrowser, err := edge.RegisterBrowserFlags(fs, &cfg.Browser, env)
+	if err != nil {
+		return cfg, err
+	}
+	var edgeAuth oauth.Settings // the Go verifier, discovery, introspection, ext_authz
+	if err := edgeAuth.Register(fs, env); err != nil {
+		return cfg, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	if err := checkBrowser(); err != nil {
+		return cfg, err
+	}
+	if err := edgeAuth.Check(); err != nil {
+		return cfg, err
+	}
+	cfg.Extend = edgeAuth.Extend
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if cfg.UpstreamConnections < 1 || cfg.UpstreamConnections > 64 {
+		return cfg, fmt.Errorf("--upstream-connections must be between 1 and 64")
 	}
 	if cfg.JWKSMaxAge < 0 {
 		return cfg, fmt.Errorf("--jwks-max-age must not be negative")

@@ -14,7 +14,7 @@ func TestFlagsWinOverEnvironmentWhichWinsOverDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:9999" || cfg.Upstream != "authsvc:50051" || cfg.Timeout != 10*time.Second || cfg.JWKSMaxAge != time.Minute {
+	if cfg.Listen != "127.0.0.1:9999" || cfg.Upstream != "authsvc:50051" || cfg.Timeout != 10*time.Second || cfg.JWKSMaxAge != time.Minute || cfg.UpstreamConnections != 4 {
 		t.Errorf("got %+v", cfg)
 	}
 	if cfg.UpstreamTLS {
@@ -31,7 +31,7 @@ func TestUpstreamCAImpliesTLS(t *testing.T) {
 }
 
 func TestInvalidValuesAreErrors(t *testing.T) {
-	for _, args := range [][]string{{"--timeout", "soon"}, {"stray"}, {"--jwks-max-age", "-1s"}} {
+	for _, args := range [][]string{{"--timeout", "soon"}, {"stray"}, {"--jwks-max-age", "-1s"}, {"--upstream-connections", "0"}, {"--max-staleness", "1s"}} {
 		if _, err := parseFlags(args); err == nil {
 			t.Errorf("%q accepted", args)
 		}
@@ -39,5 +39,26 @@ func TestInvalidValuesAreErrors(t *testing.T) {
 	t.Setenv("AUTHSVC_GATEWAY_UPSTREAM_TLS", "maybe")
 	if _, err := parseFlags(nil); err == nil {
 		t.Error("AUTHSVC_GATEWAY_UPSTREAM_TLS=maybe accepted")
+	}
+}
+
+func TestBrowserFlagsAndTheirEnvironment(t *testing.T) {
+	t.Setenv("AUTHSVC_GATEWAY_CORS_ORIGINS", "https://app.example.com")
+	t.Setenv("AUTHSVC_GATEWAY_REFRESH_COOKIE", "true")
+
+	cfg, err := parseFlags([]string{"--cors-max-age", "1m"})
+
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Browser
+	if len(b.CORSOrigins) != 1 || b.CORSOrigins[0] != "https://app.example.com" || !b.RefreshCookie ||
+		b.InsecureDevCookies || b.CORSMaxAge != time.Minute {
+		t.Errorf("got %+v", b)
+	}
+	for _, args := range [][]string{{"--cors-origins", "*"}, {"--cors-origins", ""}, {"--insecure-dev-cookies", "--refresh-cookie=false"}} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("%q accepted", args)
+		}
 	}
 }

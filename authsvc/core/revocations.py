@@ -64,6 +64,10 @@ class RevocationSet:
             return None
         return False
 
+    def lag(self) -> float:
+        """Seconds since the feed last confirmed the set (``inf``: never)."""
+        return self._monotonic() - (self._trusted_until - self._max_staleness)
+
     @property
     def trusted(self) -> bool:
         return self._monotonic() <= self._trusted_until

@@ -9,6 +9,9 @@ only: nice is per thread there) than the event loop, so a burst of sign-ins
 uses the idle CPU without starving the loop: Validate latency holds up under
 SignIn load, while hashing still gets every core that nothing else wants.
 
+While tracing is on, each hash is two spans: ``argon2.queue`` (the wait for
+a slot and a thread) and ``argon2.hash`` (the hashing).
+
 Profiles (``AUTHSVC_ARGON2_PROFILE``):
 
 - ``owasp`` (default): argon2id, m=19 MiB, t=2, p=1, OWASP's minimum.
@@ -31,6 +34,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +43,8 @@ from typing import TypeVar
 import argon2
 from argon2 import PasswordHasher, Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from .. import tracing
 
 T = TypeVar("T")
 HASHING_NICENESS = 10  # added to the hashing threads' nice value
@@ -113,6 +119,8 @@ class Passwords:
         return Verdict(True, self._hasher.check_needs_rehash(stored_hash))
 
     async def _run(self, fn: Callable[..., T], *args: str) -> T:
+        if tracing.enabled():
+            return await self._traced(fn, *args)
         async with self._slots:
             self.waiting += 1
             try:
@@ -120,6 +128,34 @@ class Passwords:
                 return await loop.run_in_executor(self._pool, fn, *args)
             finally:
                 self.waiting -= 1
+
+    async def _traced(self, fn: Callable[..., T], *args: str) -> T:
+        """``_run``, recording ``argon2.queue`` (waiting for a slot and a thread) and
+        ``argon2.hash`` (the hashing itself) as two spans."""
+        times = [time.time_ns()]
+
+        def timed(*args: str) -> T:
+            times.append(time.time_ns())
+            try:
+                return fn(*args)
+            finally:
+                times.append(time.time_ns())
+
+        try:
+            async with self._slots:
+                self.waiting += 1
+                try:
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(self._pool, timed, *args)
+                finally:
+                    self.waiting -= 1
+        finally:
+            if len(times) > 1:
+                tracing.record("argon2.queue", times[0], times[1])
+            if len(times) > 2:
+                tracing.record("argon2.hash", times[1], times[2],
+                               {"argon2.memory_kib": self._hasher.memory_cost,
+                                "argon2.time_cost": self._hasher.time_cost})
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

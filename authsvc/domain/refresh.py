@@ -19,7 +19,7 @@ from ..clock import Clock
 from ..config import Settings
 from ..errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
 from ..store import sessions as session_rows
-from ..store.database import Database
+from ..store.database import Connection, Database
 from .caller import Caller
 from .issuer import Issuer, TokenPair
 from .refresh_tokens import MAX_LENGTH, RefreshTokens, looks_like_counter_token, token_hash
@@ -35,11 +35,33 @@ class Refresh:
         self._db = db
         self._idle_ttl = settings.session_idle_ttl
         self._grace = settings.refresh_reuse_interval
+        self._audit_success = settings.audit_refreshes
         self._clock = clock
         self._throttle = throttle
         self._revocations = revocations
         self._issuer = issuer
         self._tokens = tokens
+
+    async def introspect(self, token: str) -> session_rows.ActiveRefresh | None:
+        """RFC 7662 for a refresh token: its session when a refresh with it would
+        succeed now, without spending it; None for any other token."""
+        if not token or len(token) > MAX_LENGTH:
+            return None
+        async with self._db.connection() as conn:
+            presented = await self._presented(conn, token)
+            if presented is None:
+                return None
+            return await session_rows.active_refresh(conn, *presented, idle=self._idle_ttl)
+
+    async def _presented(self, conn: Connection, token: str) -> tuple[str, int] | None:
+        """The session and counter a token stands for (a counter token, or a legacy one
+        looked up); None for anything else."""
+        presented = self._tokens.read(token)
+        if presented is not None:
+            return presented.session_id, presented.counter
+        if looks_like_counter_token(token):
+            return None
+        return await session_rows.legacy_token(conn, token_hash(token))
 
     async def refresh(self, token: str, caller: Caller) -> TokenPair:
         if not token:
@@ -47,18 +69,10 @@ class Refresh:
         if len(token) > MAX_LENGTH:
             raise InvalidArgument("refresh_token", f"must be at most {MAX_LENGTH} characters")
         async with self._db.connection() as conn:
-            presented = self._tokens.read(token)
-            if presented is not None:
-                session_id, counter = presented.session_id, presented.counter
-            else:
-                legacy = None if looks_like_counter_token(token) else \
-                    await session_rows.legacy_token(conn, token_hash(token))
-                if legacy is None:
-                    session_id, counter = "", 0
-                else:
-                    session_id, counter = legacy
+            session_id, counter = await self._presented(conn, token) or ("", 0)
             done = None if not session_id else await session_rows.refresh(
                 conn, session_id, counter, grace=self._grace, idle=self._idle_ttl,
+                audit_success=self._audit_success,
                 throttle=self._throttle.refresh_key(caller.client_addr), **caller.audit())
         if done is None:  # nothing to look up: the throttle is asked on its own
             await self._throttle.check_refresh(caller.client_addr)

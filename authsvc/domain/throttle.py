@@ -46,6 +46,7 @@ import hmac
 import ipaddress
 from dataclasses import dataclass, field
 
+from .. import tracing
 from ..errors import RateLimited
 from ..store import throttles as rows
 from ..store.database import Connection, Database
@@ -117,7 +118,10 @@ class Throttle:
         if device or (address and await rows.is_trusted(
                 conn, self._trust(identifier, address))):
             checked.remove(by_identifier[0])
-        refused = await rows.reserve(conn, checked, charged)
+        with tracing.span("throttle.reserve", {"throttle.counters": len(charged)}) as span:
+            refused = await rows.reserve(conn, checked, charged)
+            if span is not None:
+                span.set_attribute("throttle.allowed", refused is None)
         if refused is not None:
             wait, refusals = refused
             return Reservation(identifier, address, device, retry_after=wait,
@@ -185,8 +189,11 @@ class Throttle:
         key = self.refresh_key(address)
         if key is None:
             return
-        async with self._db.connection() as conn:
-            wait = await rows.blocked_for(conn, [key])
+        with tracing.span("throttle.check") as span:
+            async with self._db.connection() as conn:
+                wait = await rows.blocked_for(conn, [key])
+            if span is not None:
+                span.set_attribute("throttle.allowed", wait is None)
         if wait is not None:
             raise RateLimited(wait)
 

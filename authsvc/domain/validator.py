@@ -9,6 +9,7 @@ it fails closed (``Unavailable``) when the database cannot answer.
 
 from __future__ import annotations
 
+from .. import tracing
 from ..clock import Clock
 from ..core.revocations import RevocationSet
 from ..core.tokens import MAX_TOKEN_LENGTH, AccessClaims, TokenRules, UnknownKey
@@ -37,6 +38,9 @@ class Validator:
     async def validate(self, token: str) -> AccessClaims:
         claims = await self.verify_ignoring_revocation(token)
         revoked = self._revocations.is_revoked(claims.session_id)
+        if tracing.enabled():
+            tracing.annotate({"authsvc.revocation_feed.lag_s": self._revocations.lag(),
+                              "authsvc.revocation_feed.trusted": self._revocations.trusted})
         if revoked is None:  # the feed is too stale to trust: ask the database
             async with self._db.connection() as conn:
                 revoked = await session_rows.is_revoked(conn, claims.session_id)

@@ -45,6 +45,7 @@ from ..core.revocations import RevocationSet, retention_window
 from ..core.tokens import AccessClaims, TokenRules, UnknownKey
 from ..core.verification import ReloadGate, TokenCheck
 from ..errors import TokenRevoked, Unavailable
+from ..tracing import guard_span
 from ..v1 import auth_pb2, auth_pb2_grpc
 from .channels import open_channel
 
@@ -148,20 +149,22 @@ class LocalVerifier:
 
     # --- verification ----------------------------------------------------
     def verify(self, token: str) -> AccessClaims:
-        try:
-            claims = self._check.claims(token)
-        except UnknownKey as unknown:
-            self._refetch_for(unknown.kid)
-            claims = self._check.claims(token, keys_reloaded=True)
-        return self._unrevoked(claims)
+        with guard_span("authsvc.guard.verify"):
+            try:
+                claims = self._check.claims(token)
+            except UnknownKey as unknown:
+                self._refetch_for(unknown.kid)
+                claims = self._check.claims(token, keys_reloaded=True)
+            return self._unrevoked(claims)
 
     async def verify_async(self, token: str) -> AccessClaims:
-        try:
-            claims = self._check.claims(token)
-        except UnknownKey as unknown:
-            await asyncio.to_thread(self._refetch_for, unknown.kid)
-            claims = self._check.claims(token, keys_reloaded=True)
-        return self._unrevoked(claims)
+        with guard_span("authsvc.guard.verify"):
+            try:
+                claims = self._check.claims(token)
+            except UnknownKey as unknown:
+                await asyncio.to_thread(self._refetch_for, unknown.kid)
+                claims = self._check.claims(token, keys_reloaded=True)
+            return self._unrevoked(claims)
 
     def _unrevoked(self, claims: AccessClaims) -> AccessClaims:
         revoked = self.revocations.is_revoked(claims.session_id)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from .. import tracing
 from ..clock import Clock, system_clock
 from ..config import Settings
 from ..core.revocations import RevocationSet, retention_window
@@ -38,6 +39,7 @@ from ..store.database import Connection, Database, create_pool
 from ..store.listener import RevocationListener
 from ..store.throttles import Tarpit
 from ..transport.observability import observe_pruning, update_gauges
+from .tracing import query_spans
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +181,18 @@ async def running_app(settings: Settings, database_url: str, clock: Clock = syst
                       connection_init: Callable[[Connection], Awaitable[None]] | None = None,
                       ) -> AsyncIterator[App]:
     """An App with its pool open, key ring loaded and listener following NOTIFY;
-    ``connection_init`` runs on each new pooled connection."""
+    ``connection_init`` runs on each new pooled connection (after the tracing hook
+    that makes a span of each statement, when tracing is on)."""
+    tracing_on = tracing.enabled()
+
+    async def init(conn: Connection) -> None:
+        if tracing_on:
+            await query_spans(conn)
+        if connection_init is not None:
+            await connection_init(conn)
+
     pool = await create_pool(database_url, settings.db_pool_size, settings.db_timeout,
-                             init=connection_init)
+                             init=init if tracing_on or connection_init else None)
     db = Database(pool, settings.db_timeout)
     app = App(settings, database_url, db, clock)
     tasks: list[asyncio.Task[None]] = []

@@ -9,19 +9,26 @@ from collections.abc import Callable
 
 from ..config import Settings, parse_listen
 from .app import running_app
+from .tracing import tracing_enabled
 
 log = logging.getLogger("authsvc")
 
 
 async def worker(settings: Settings, url: str, ready: Callable[[int], None] | None) -> None:
     """One worker: serve until SIGTERM or SIGINT; ``ready(port)`` once listening
-    (None: log it, as the only worker)."""
-    from .server import running_server
-
+    (None: log it, as the only worker). Traced when an OTLP endpoint is set."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    with tracing_enabled():
+        await _serve(settings, url, ready, stop)
+
+
+async def _serve(settings: Settings, url: str, ready: Callable[[int], None] | None,
+                 stop: asyncio.Event) -> None:
+    from .server import running_server
+
     async with running_app(settings, url) as app, \
             running_server(app, settings.listen) as (_server, port):
         if ready is None:

@@ -9,6 +9,8 @@ hear it on commit. Every stored time is the database's ``now()``.
 
 from __future__ import annotations
 
+import secrets
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,10 +44,23 @@ class SessionRow:
     user_agent: str | None
 
 
+def time_ordered_uuid(millis: int | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. New
+    sessions' ids sort after older ones, so inserting one touches the right edge of
+    the primary-key index instead of a random page of it: with tens of millions of
+    sessions the index no longer has to fit in memory for sign-ins to stay fast."""
+    if millis is None:
+        millis = time.time_ns() // 1_000_000
+    value = (millis & (2**48 - 1)) << 80 | secrets.randbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # variant 10
+    return uuid.UUID(int=value)
+
+
 async def create(conn: asyncpg.Connection, *, user_id: str, scopes: tuple[str, ...],
                  ttl: int, client_addr: str | None, user_agent: str | None) -> str:
     """A new session, its times by the database's clock; its refresh counter is 0."""
-    session_id = uuid.uuid4()
+    session_id = time_ordered_uuid()
     await conn.execute(
         "INSERT INTO sessions (id, user_id, scopes, expires_at, client_addr, user_agent)"
         " VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)",
@@ -54,19 +69,46 @@ async def create(conn: asyncpg.Connection, *, user_id: str, scopes: tuple[str, .
 
 
 async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
-                  grace: float, idle: float, throttle: str | None,
+                  grace: float, idle: float, throttle: str | None, audit_success: bool,
                   client_addr: str | None, user_agent: str | None) -> Refreshed:
     """One refresh of ``session_id`` with the token of counter ``presented``, decided
     and written by ``refresh_session`` (0004) in one statement."""
     r = await conn.fetchrow(
         "SELECT outcome, user_id, scopes, counter, expires_in, retry_after"
-        "  FROM refresh_session($1, $2, $3, $4, $5, $6, $7, $8)",
+        "  FROM refresh_session($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         uuid.UUID(session_id), presented, float(grace), float(idle), throttle, client_addr,
-        user_agent, REVOCATION_CHANNEL)
+        user_agent, REVOCATION_CHANNEL, audit_success)
     return Refreshed(outcome=r["outcome"],
                      user_id=None if r["user_id"] is None else str(r["user_id"]),
                      scopes=tuple(r["scopes"] or ()), counter=r["counter"] or 0,
                      expires_in=r["expires_in"] or 0.0, retry_after=r["retry_after"] or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRefresh:
+    session_id: str
+    user_id: str
+    scopes: tuple[str, ...]
+    expires_at: float  # the session's end: absolute or idle, whichever comes first
+
+
+async def active_refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
+                         idle: float) -> ActiveRefresh | None:
+    """The session when ``presented`` is its current counter and a refresh with it would
+    succeed now by the database's clock (``refresh_session``'s checks, nothing written);
+    None otherwise."""
+    r = await conn.fetchrow(
+        "SELECT s.user_id, u.scopes,"
+        "       LEAST(s.expires_at, s.last_used_at + make_interval(secs => $3)) AS ends_at"
+        "  FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id = $1 AND s.refresh_counter = $2 AND s.revoked_at IS NULL"
+        "   AND u.disabled_at IS NULL AND now() < s.expires_at"
+        "   AND now() < s.last_used_at + make_interval(secs => $3)",
+        uuid.UUID(session_id), presented, float(idle))
+    if r is None:
+        return None
+    return ActiveRefresh(session_id=session_id, user_id=str(r["user_id"]),
+                         scopes=tuple(r["scopes"]), expires_at=r["ends_at"].timestamp())
 
 
 async def legacy_token(conn: asyncpg.Connection, token_hash: bytes) -> tuple[str, int] | None:

@@ -12,6 +12,10 @@
 - **Observation.** The call is counted and logged (``transport.observability``)
   before its answer is sent, so a client that has its answer can read the
   metrics it moved.
+- **Tracing.** While tracing is on (``OTEL_EXPORTER_OTLP_ENDPOINT``), each call
+  but health checking (probes, every few seconds) has a server span
+  (``transport.tracing``), current while a unary call runs;
+  its trace and span ids go into the call's log line.
 - **Draining.** From ``drain()`` on (SIGTERM), every new call but health
   checking is answered UNAVAILABLE (retryable, unlike the CANCELLED grpc
   gives calls it has not dispatched when it stops), while calls in flight
@@ -30,11 +34,13 @@ from typing import Any
 
 import grpc
 
+from .. import tracing
 from ..clock import call_deadline
 from ..errors import ClientError, InvalidArgument, Unavailable
 from ..guard.handlers import Behavior, Handler, Kind, wrap_rpc_behavior
 from ..guard.status import describe
 from .observability import observe, request_id
+from .tracing import RpcSpan
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +63,15 @@ class _Call:
     and observed exactly once."""
 
     def __init__(self, calls: CallInterceptor, method: str, request_id: str,
-                 context: grpc.aio.ServicerContext) -> None:
+                 context: grpc.aio.ServicerContext, *, unary: bool = True) -> None:
         self.calls = calls
         self.method = method
         self.request_id = request_id
         self.context = context
         self.started = time.perf_counter()
         self.observed = False
+        self.span = RpcSpan(method, context.invocation_metadata(), current=unary) \
+            if tracing.enabled() and not method.startswith(ALWAYS_ANSWERED) else None
         calls.started()
         remaining = context.time_remaining()
         if remaining is not None:  # answer a little before the client gives up
@@ -72,6 +80,8 @@ class _Call:
     def finish(self, response: Any) -> None:
         """The call is over (answered, refused or cancelled)."""
         self.done(response)
+        if self.span is not None:
+            self.span.end()
         self.calls.ended()
 
     def check(self, request: Any) -> None:
@@ -92,8 +102,11 @@ class _Call:
              reason: str | None = None) -> None:
         if not self.observed:
             self.observed = True
-            observe(self.method, self.context, self.started, self.request_id, response,
-                    code, reason)
+            answered = observe(self.method, self.context, self.started, self.request_id,
+                               response, code, reason,
+                               self.span.ids() if self.span is not None else None)
+            if self.span is not None:
+                self.span.answered(answered, reason)
 
 
 def _answered(calls: CallInterceptor, behavior: Behavior, method: str,
@@ -101,7 +114,7 @@ def _answered(calls: CallInterceptor, behavior: Behavior, method: str,
     if inspect.isasyncgenfunction(behavior):
         async def stream(request: Any, context: grpc.aio.ServicerContext,
                          ) -> AsyncIterator[Any]:
-            call = _Call(calls, method, request_id, context)
+            call = _Call(calls, method, request_id, context, unary=False)
             try:
                 call.check(request)
                 async for item in behavior(request, context):

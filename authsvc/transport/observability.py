@@ -4,7 +4,8 @@
 interceptor refuses, before its answer is sent. Each call gets a request id (the caller's
 ``x-request-id`` when it is a sane token, else a new one), and the log line
 carries method, code, ErrorInfo reason, duration, user and session when the
-response names them, request id and client address — never a token,
+response names them, request id and client address, and the trace and span ids when the call is
+traced — never a token,
 password or hash.
 
 Metrics (prometheus-client; served on ``AUTHSVC_METRICS_LISTEN`` by the
@@ -84,10 +85,11 @@ def _resident_bytes() -> int:
 
 def observe(method: str, context: grpc.aio.ServicerContext, started: float,
             request_id: str, response: Any, code: grpc.StatusCode | None = None,
-            reason: str | None = None) -> None:
+            reason: str | None = None, trace: dict[str, str] | None = None) -> str:
     """Count the call and write its log line; ``code`` and ``reason`` when it is
     being refused, else read from the context (a call another interceptor
-    aborted, or one that ended without an answer)."""
+    aborted, or one that ended without an answer); ``trace``: the trace and span
+    ids of its span, when traced. Returns the status code's name."""
     elapsed = time.perf_counter() - started
     if code is None:
         code = context.code()
@@ -110,11 +112,14 @@ def observe(method: str, context: grpc.aio.ServicerContext, started: float,
     }
     if reason is not None:
         fields["reason"] = reason
+    if trace:
+        fields.update(trace)
     for attribute in ("user_id", "session_id"):
         value = getattr(response, attribute, None)
         if value:
             fields[attribute] = value
     log.info("rpc", extra={"fields": fields})
+    return name
 
 
 def request_id(metadata: Any) -> str:

@@ -23,7 +23,7 @@ from ..domain.revocation import SignOut
 from ..domain.self_service import SelfService
 from ..domain.signin import SignIn
 from ..domain.validator import Validator
-from ..errors import Unavailable
+from ..errors import PermissionDenied, Unavailable
 from ..guard.bearer import bearer_token
 from ..v1 import auth_pb2, auth_pb2_grpc
 from .feed import FeedAccess
@@ -33,6 +33,9 @@ TOKEN_TYPE = "Bearer"  # noqa: S105 (the OAuth token_type, not a secret)
 # An empty WatchRevocations message this often: a watcher counts its staleness
 # from the last message, so a frozen authsvc is noticed within its bound.
 HEARTBEAT_INTERVAL = 1.0
+# The scope a caller of IntrospectRefreshToken needs (the gateway's RFC 7662
+# endpoint forwards its caller's bearer).
+INTROSPECT_SCOPE = "authsvc.introspect"
 
 
 class AuthServicer(auth_pb2_grpc.AuthServicer):
@@ -172,6 +175,19 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
                                               request.code, request.new_password,
                                               self._caller(context))
         return auth_pb2.ResetPasswordResponse()
+    async def IntrospectRefreshToken(
+            self, request: auth_pb2.IntrospectRefreshTokenRequest,
+            context: grpc.aio.ServicerContext) -> auth_pb2.IntrospectRefreshTokenResponse:
+        claims = await self._validator.validate(
+            bearer_token(context.invocation_metadata()) or "")
+        if INTROSPECT_SCOPE not in claims.scopes:
+            raise PermissionDenied((INTROSPECT_SCOPE,))
+        found = await self._refresh.introspect(request.refresh_token)
+        if found is None:
+            return auth_pb2.IntrospectRefreshTokenResponse(active=False)
+        return auth_pb2.IntrospectRefreshTokenResponse(
+            active=True, user_id=found.user_id, session_id=found.session_id,
+            scopes=found.scopes, expires_at=Timestamp(seconds=int(found.expires_at)))
 
     def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
         return caller(context.invocation_metadata(), context.peer(), self._proxies)

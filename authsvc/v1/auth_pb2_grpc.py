@@ -95,6 +95,11 @@ class AuthStub:
                 request_serializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
                 response_deserializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
                 _registered_method=True)
+        self.IntrospectRefreshToken = channel.unary_unary(
+                '/authsvc.v1.Auth/IntrospectRefreshToken',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServicer:
@@ -199,6 +204,16 @@ class AuthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IntrospectRefreshToken(self, request, context):
+        """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+        unspent, of a live session, so a Refresh with it would succeed now. It
+        spends nothing. The caller's bearer token needs scope authsvc.introspect.
+        gRPC only: the gateway's introspection endpoint asks it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +276,11 @@ def add_AuthServicer_to_server(servicer, server):
                     servicer.ResetPassword,
                     request_deserializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
                     response_serializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'IntrospectRefreshToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IntrospectRefreshToken,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -588,6 +608,33 @@ class Auth:
             '/authsvc.v1.Auth/ResetPassword',
             authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
             authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IntrospectRefreshToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/IntrospectRefreshToken',
+            authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

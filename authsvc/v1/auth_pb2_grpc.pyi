@@ -88,6 +88,12 @@ class AuthStub:
     """ResetPassword sets a new password with a reset code and revokes every
     session of the account; the person signs in again.
     """
+    IntrospectRefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IntrospectRefreshTokenRequest, _auth_pb2.IntrospectRefreshTokenResponse]
+    """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+    unspent, of a live session, so a Refresh with it would succeed now. It
+    spends nothing. The caller's bearer token needs scope authsvc.introspect.
+    gRPC only: the gateway's introspection endpoint asks it.
+    """
 
 @_typing.type_check_only
 class AuthAsyncStub(AuthStub):
@@ -141,6 +147,12 @@ class AuthAsyncStub(AuthStub):
     ResetPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]  # type: ignore[assignment]
     """ResetPassword sets a new password with a reset code and revokes every
     session of the account; the person signs in again.
+    """
+    IntrospectRefreshToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IntrospectRefreshTokenRequest, _auth_pb2.IntrospectRefreshTokenResponse]  # type: ignore[assignment]
+    """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+    unspent, of a live session, so a Refresh with it would succeed now. It
+    spends nothing. The caller's bearer token needs scope authsvc.introspect.
+    gRPC only: the gateway's introspection endpoint asks it.
     """
 
 class AuthServicer(metaclass=_abc_1.ABCMeta):
@@ -264,6 +276,18 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.ResetPasswordResponse, _abc.Awaitable[_auth_pb2.ResetPasswordResponse]]:
         """ResetPassword sets a new password with a reset code and revokes every
         session of the account; the person signs in again.
+        """
+
+    @_abc_1.abstractmethod
+    def IntrospectRefreshToken(
+        self,
+        request: _auth_pb2.IntrospectRefreshTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.IntrospectRefreshTokenResponse, _abc.Awaitable[_auth_pb2.IntrospectRefreshTokenResponse]]:
+        """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+        unspent, of a live session, so a Refresh with it would succeed now. It
+        spends nothing. The caller's bearer token needs scope authsvc.introspect.
+        gRPC only: the gateway's introspection endpoint asks it.
         """
 
 def add_AuthServicer_to_server(servicer: AuthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

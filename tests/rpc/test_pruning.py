@@ -133,3 +133,28 @@ async def test_pruning_drains_a_backlog_in_batches(settings, database_url, clock
 
         assert pruned["sessions"] == 2500
         assert (await row_counts(app))["sessions"] == 0
+
+
+async def test_successful_refreshes_need_not_be_audited(settings, database_url, clock):
+    """AUTHSVC_AUDIT_REFRESHES=false: rotations add no row at all, while reuse is still
+    audited (and revokes the session)."""
+    quiet = dataclasses.replace(settings, audit_refreshes=False)
+    async with running_app(quiet, database_url, clock) as app, serving_stub(app) as stub:
+        await app.accounts.add("email", "alice@example.com", "correct horse battery staple")
+        first = await sign_in(stub)
+        token = first.refresh_token
+        before = await row_counts(app)
+        for _ in range(20):
+            token = (await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=token))
+                     ).refresh_token
+        rotated = await row_counts(app)
+        await travel(database_url, 11, clock)
+        reused = await fails(stub.Refresh(auth_pb2.RefreshRequest(
+            refresh_token=first.refresh_token)))
+        async with app.db.connection() as conn:
+            kinds = [r["kind"] for r in await conn.fetch(
+                "SELECT kind FROM auth_events WHERE kind LIKE 'refresh.%'")]
+
+    assert rotated == before
+    assert reused.reason == "REFRESH_TOKEN_REUSED"
+    assert kinds == ["refresh.reuse_detected"]

@@ -1,7 +1,8 @@
 """The package's layers only point down, and each imports only what its audience has.
 
 runtime → transport → domain → store → core, with guard → core beside them;
-``errors``, ``clock`` and ``config`` are shared by all; ``v1`` is generated.
+``errors``, ``clock`` and ``config`` are shared by all, and ``tracing`` (span helpers
+that import OpenTelemetry only once tracing is on); ``v1`` is generated.
 Imports inside functions count too.
 """
 
@@ -13,11 +14,11 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "authsvc"
-SHARED = {"errors", "clock", "config", "v1"}
+SHARED = {"errors", "clock", "config", "tracing", "v1"}
 ALLOWED = {
-    "errors": set(), "clock": set(), "config": {"errors"},
+    "errors": set(), "clock": set(), "config": {"errors"}, "tracing": set(),
     "core": {"errors", "clock"},
-    "guard": {"core", "errors", "clock", "v1"},
+    "guard": {"core", "errors", "clock", "tracing", "v1"},
     "store": {"core", "errors", "clock"},
     "domain": {"store", "core"} | SHARED - {"v1"},
     "transport": {"domain", "guard", "core"} | SHARED,

@@ -56,9 +56,11 @@ $$;
 --   repeated   presented = the previous counter within the grace interval after
 --              it moved: the caller answers with the identical successor again;
 --   reused     any other earlier counter: the session is revoked.
--- counter is the session's counter afterwards (the successor's).
+-- counter is the session's counter afterwards (the successor's). Every outcome
+-- but throttled and unknown is audited, a successful one only when audit_success.
 CREATE FUNCTION refresh_session(sid uuid, presented bigint, grace float8, idle float8,
                                 throttle text, addr text, agent text, channel text,
+                                audit_success boolean,
                                 OUT outcome text, OUT user_id uuid, OUT scopes text[],
                                 OUT counter bigint, OUT expires_in float8,
                                 OUT retry_after float8)
@@ -103,9 +105,12 @@ BEGIN
         outcome := 'reused';
         kind := 'refresh.reuse_detected';
     END IF;
-    INSERT INTO auth_events (at, kind, reason, user_id, session_id, client_addr, user_agent)
-    VALUES (now(), kind, CASE WHEN outcome = 'ended' THEN 'session_ended' END,
-            s.user_id, sid, addr, agent);
+    IF audit_success OR kind <> 'refresh.success' THEN
+        INSERT INTO auth_events (at, kind, reason, user_id, session_id, client_addr,
+                                 user_agent)
+        VALUES (now(), kind, CASE WHEN outcome = 'ended' THEN 'session_ended' END,
+                s.user_id, sid, addr, agent);
+    END IF;
     IF outcome = 'reused' THEN
         PERFORM revoke_sessions(ARRAY[sid], NULL, 'refresh_token_reused', addr, agent,
                                 channel);

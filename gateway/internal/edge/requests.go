@@ -59,8 +59,9 @@ type requestBody struct {
 // CORS preflight when the body is text/plain, a form or multipart, or has
 // no Content-Type at all; the page cannot read the answer, but the request
 // is made, so it could spend the visitor's browser on sign-in guesses.
-// application/json needs a preflight, which the gateway does not grant, so
-// only same-origin pages and non-browser clients get through. The rule holds
+// application/json needs a preflight, which the gateway grants only to the
+// origins of --cors-origins (cors.go), so only those pages, same-origin
+// pages and non-browser clients get through. The rule holds
 // for every POST, even one without a body: no exception to reason about.
 //
 // The media type is compared case-insensitively (RFC 9110 section 8.3.1)

@@ -1,5 +1,5 @@
 // Package edge is the HTTP/JSON face of authsvc: a grpc-gateway mux over
-// one gRPC connection to authsvc, with the header, error, caching and health
+// a pool of gRPC connections to authsvc, with the header, error, caching and health
 // behaviour an OAuth-style HTTP API needs. cmd code only builds a Config and
 // calls Run.
 package edge
@@ -30,6 +30,9 @@ import (
 type Config struct {
 	Listen   string // HTTP address, HOST:PORT (port 0 picks a free one)
 	Upstream string // authsvc's gRPC address, HOST:PORT
+	// UpstreamConnections is how many connections to authsvc calls are
+	// spread over, round-robin (upstreamPool); at least 1.
+	UpstreamConnections int
 
 	UpstreamTLS        bool   // speak TLS to authsvc
 	UpstreamCA         string // PEM file of CAs for authsvc's certificate; empty: system roots
@@ -39,6 +42,22 @@ type Config struct {
 	Timeout time.Duration
 	// JWKSMaxAge is the Cache-Control max-age of the JWKS (see cacheHeaders).
 	JWKSMaxAge time.Duration
+	// Browser is CORS and cookie mode (cors.go, cookies.go).
+	Browser BrowserConfig
+
+	// Extend, when set, is called once with the connection to authsvc and
+	// adds to the gateway what other packages build on it (the Go verifier,
+	// discovery, introspection, ext_authz: internal/oauth).
+	Extend func(ctx context.Context, conn grpc.ClientConnInterface) (Extension, error)
+}
+
+// Extension is what Config.Extend adds. Either field may be nil.
+type Extension struct {
+	// Conn wraps the connection the generated handlers call, so some calls
+	// can be answered in the gateway itself.
+	Conn func(grpc.ClientConnInterface) grpc.ClientConnInterface
+	// Handler wraps the whole HTTP surface, to serve routes of its own.
+	Handler func(http.Handler) http.Handler
 }
 
 // jsonOptions render every response: proto field names (access_token, not
@@ -56,7 +75,7 @@ var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multipl
 // Run serves HTTP until ctx is done, then shuts down gracefully. It logs one
 // line "listening on http://ADDR" once the socket accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	conn, err := dialUpstream(cfg)
+	conn, err := dialPool(max(cfg.UpstreamConnections, 1), func() (*grpc.ClientConn, error) { return dialUpstream(cfg) })
 	if err != nil {
 		return err
 	}
@@ -71,13 +90,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           traced(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.Browser.InsecureDevCookies {
+		log.Warn("INSECURE: --insecure-dev-cookies sends the refresh cookie without Secure; for http://localhost development only, never in production")
 	}
 	log.Info(fmt.Sprintf("listening on http://%s", ln.Addr()), "upstream", cfg.Upstream, "upstream_tls", cfg.UpstreamTLS)
 
@@ -102,9 +124,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // NewHandler returns the whole HTTP surface: the gateway routes from the
 // protos, /healthz and /readyz, behind the request header guard and the
-// JSON-only rule for POST, every answer marked nosniff. Of cfg it uses
-// Timeout and JWKSMaxAge.
-func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Handler, error) {
+// JSON-only rule for POST, every answer marked nosniff; CORS and cookie
+// mode as cfg.Browser says; what cfg.Extend adds inside CORS. Of cfg it
+// uses Timeout, JWKSMaxAge, Browser and Extend.
+func NewHandler(ctx context.Context, conn grpc.ClientConnInterface, cfg Config) (http.Handler, error) {
+	var ext Extension
+	if cfg.Extend != nil {
+		var err error
+		if ext, err = cfg.Extend(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
+	calls := conn
+	if ext.Conn != nil {
+		calls = ext.Conn(conn)
+	}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, requestJSON{&runtime.JSONPb{
 			MarshalOptions: jsonOptions,
@@ -122,25 +156,29 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn, cfg Config) (http.Ha
 		runtime.WithForwardResponseRewriter(rewriteResponse),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
-	if err := authsvcv1.RegisterAuthHandlerClient(ctx, mux, authsvcv1.NewAuthClient(upstream{conn})); err != nil {
+	if err := authsvcv1.RegisterAuthHandlerClient(ctx, mux, authsvcv1.NewAuthClient(upstream{calls})); err != nil {
 		return nil, err
 	}
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", healthz)
 	root.Handle("GET /readyz", readyz(conn))
 	root.Handle("/", withTimeout(cfg.Timeout, mux))
-	return noSniff(guardHeaders(requireJSON(limitBody(root)))), nil
+	inner := guardHeaders(requireJSON(limitBody(withRefreshCookie(cfg.Browser, root))))
+	if ext.Handler != nil {
+		inner = ext.Handler(inner)
+	}
+	return noSniff(withCORS(cfg.Browser, inner)), nil
 }
 
-// dialUpstream makes the one gRPC connection to authsvc (lazily: nothing is
+// dialUpstream makes one gRPC connection to authsvc (lazily: nothing is
 // dialled until the first call, so the gateway starts before authsvc).
 func dialUpstream(cfg Config) (*grpc.ClientConn, error) {
 	creds, err := transportCredentials(cfg)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(creds),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}))
+	conn, err := grpc.NewClient(cfg.Upstream, append(tracedDial(), grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}))...)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", cfg.Upstream, err)
 	}

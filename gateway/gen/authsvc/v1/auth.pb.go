@@ -1759,6 +1759,127 @@ func (*ResetPasswordResponse) Descriptor() ([]byte, []int) {
 	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{24}
 }
 
+type IntrospectRefreshTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefreshToken  string                 `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectRefreshTokenRequest) Reset() {
+	*x = IntrospectRefreshTokenRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectRefreshTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectRefreshTokenRequest) ProtoMessage() {}
+
+func (x *IntrospectRefreshTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectRefreshTokenRequest.ProtoReflect.Descriptor instead.
+func (*IntrospectRefreshTokenRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *IntrospectRefreshTokenRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+type IntrospectRefreshTokenResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Active bool                   `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
+	// The rest only when active.
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Scopes        []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectRefreshTokenResponse) Reset() {
+	*x = IntrospectRefreshTokenResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectRefreshTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectRefreshTokenResponse) ProtoMessage() {}
+
+func (x *IntrospectRefreshTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectRefreshTokenResponse.ProtoReflect.Descriptor instead.
+func (*IntrospectRefreshTokenResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *IntrospectRefreshTokenResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *IntrospectRefreshTokenResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *IntrospectRefreshTokenResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *IntrospectRefreshTokenResponse) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *IntrospectRefreshTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_auth_proto_rawDesc = "" +
@@ -1890,12 +2011,21 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\fnew_password\x18\x05 \x01(\tR\vnewPasswordB\f\n" +
 	"\n" +
 	"identifier\"\x17\n" +
-	"\x15ResetPasswordResponse*u\n" +
+	"\x15ResetPasswordResponse\"D\n" +
+	"\x1dIntrospectRefreshTokenRequest\x12#\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\"\xc3\x01\n" +
+	"\x1eIntrospectRefreshTokenResponse\x12\x16\n" +
+	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*u\n" +
 	"\rTokenTypeHint\x12\x1f\n" +
 	"\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n" +
-	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xcd\n" +
-	"\n" +
+	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xbe\v\n" +
 	"\x04Auth\x12[\n" +
 	"\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signin\x12_\n" +
 	"\aRefresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth/refresh\x12c\n" +
@@ -1908,7 +2038,8 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x12ResendVerification\x12%.authsvc.v1.ResendVerificationRequest\x1a&.authsvc.v1.ResendVerificationResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auth/verify/resend\x12|\n" +
 	"\x0eChangePassword\x12!.authsvc.v1.ChangePasswordRequest\x1a\".authsvc.v1.ChangePasswordResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/password/change\x12\x95\x01\n" +
 	"\x14RequestPasswordReset\x12'.authsvc.v1.RequestPasswordResetRequest\x1a(.authsvc.v1.RequestPasswordResetResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/auth/password/reset/request\x12x\n" +
-	"\rResetPassword\x12 .authsvc.v1.ResetPasswordRequest\x1a!.authsvc.v1.ResetPasswordResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/auth/password/resetB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\rResetPassword\x12 .authsvc.v1.ResetPasswordRequest\x1a!.authsvc.v1.ResetPasswordResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/auth/password/reset\x12o\n" +
+	"\x16IntrospectRefreshToken\x12).authsvc.v1.IntrospectRefreshTokenRequest\x1a*.authsvc.v1.IntrospectRefreshTokenResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_auth_proto_rawDescOnce sync.Once
@@ -1923,70 +2054,75 @@ func file_authsvc_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsvc_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_authsvc_v1_auth_proto_goTypes = []any{
-	(TokenTypeHint)(0),                   // 0: authsvc.v1.TokenTypeHint
-	(*SignInRequest)(nil),                // 1: authsvc.v1.SignInRequest
-	(*SignInResponse)(nil),               // 2: authsvc.v1.SignInResponse
-	(*RefreshRequest)(nil),               // 3: authsvc.v1.RefreshRequest
-	(*RefreshResponse)(nil),              // 4: authsvc.v1.RefreshResponse
-	(*ValidateRequest)(nil),              // 5: authsvc.v1.ValidateRequest
-	(*ValidateResponse)(nil),             // 6: authsvc.v1.ValidateResponse
-	(*RevokeRequest)(nil),                // 7: authsvc.v1.RevokeRequest
-	(*RevokeResponse)(nil),               // 8: authsvc.v1.RevokeResponse
-	(*GetJwksRequest)(nil),               // 9: authsvc.v1.GetJwksRequest
-	(*GetJwksResponse)(nil),              // 10: authsvc.v1.GetJwksResponse
-	(*Jwk)(nil),                          // 11: authsvc.v1.Jwk
-	(*WatchRevocationsRequest)(nil),      // 12: authsvc.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil),     // 13: authsvc.v1.WatchRevocationsResponse
-	(*SignUpRequest)(nil),                // 14: authsvc.v1.SignUpRequest
-	(*SignUpResponse)(nil),               // 15: authsvc.v1.SignUpResponse
-	(*VerifyIdentifierRequest)(nil),      // 16: authsvc.v1.VerifyIdentifierRequest
-	(*VerifyIdentifierResponse)(nil),     // 17: authsvc.v1.VerifyIdentifierResponse
-	(*ResendVerificationRequest)(nil),    // 18: authsvc.v1.ResendVerificationRequest
-	(*ResendVerificationResponse)(nil),   // 19: authsvc.v1.ResendVerificationResponse
-	(*ChangePasswordRequest)(nil),        // 20: authsvc.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),       // 21: authsvc.v1.ChangePasswordResponse
-	(*RequestPasswordResetRequest)(nil),  // 22: authsvc.v1.RequestPasswordResetRequest
-	(*RequestPasswordResetResponse)(nil), // 23: authsvc.v1.RequestPasswordResetResponse
-	(*ResetPasswordRequest)(nil),         // 24: authsvc.v1.ResetPasswordRequest
-	(*ResetPasswordResponse)(nil),        // 25: authsvc.v1.ResetPasswordResponse
-	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
+	(TokenTypeHint)(0),                     // 0: authsvc.v1.TokenTypeHint
+	(*SignInRequest)(nil),                  // 1: authsvc.v1.SignInRequest
+	(*SignInResponse)(nil),                 // 2: authsvc.v1.SignInResponse
+	(*RefreshRequest)(nil),                 // 3: authsvc.v1.RefreshRequest
+	(*RefreshResponse)(nil),                // 4: authsvc.v1.RefreshResponse
+	(*ValidateRequest)(nil),                // 5: authsvc.v1.ValidateRequest
+	(*ValidateResponse)(nil),               // 6: authsvc.v1.ValidateResponse
+	(*RevokeRequest)(nil),                  // 7: authsvc.v1.RevokeRequest
+	(*RevokeResponse)(nil),                 // 8: authsvc.v1.RevokeResponse
+	(*GetJwksRequest)(nil),                 // 9: authsvc.v1.GetJwksRequest
+	(*GetJwksResponse)(nil),                // 10: authsvc.v1.GetJwksResponse
+	(*Jwk)(nil),                            // 11: authsvc.v1.Jwk
+	(*WatchRevocationsRequest)(nil),        // 12: authsvc.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil),       // 13: authsvc.v1.WatchRevocationsResponse
+	(*SignUpRequest)(nil),                  // 14: authsvc.v1.SignUpRequest
+	(*SignUpResponse)(nil),                 // 15: authsvc.v1.SignUpResponse
+	(*VerifyIdentifierRequest)(nil),        // 16: authsvc.v1.VerifyIdentifierRequest
+	(*VerifyIdentifierResponse)(nil),       // 17: authsvc.v1.VerifyIdentifierResponse
+	(*ResendVerificationRequest)(nil),      // 18: authsvc.v1.ResendVerificationRequest
+	(*ResendVerificationResponse)(nil),     // 19: authsvc.v1.ResendVerificationResponse
+	(*ChangePasswordRequest)(nil),          // 20: authsvc.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),         // 21: authsvc.v1.ChangePasswordResponse
+	(*RequestPasswordResetRequest)(nil),    // 22: authsvc.v1.RequestPasswordResetRequest
+	(*RequestPasswordResetResponse)(nil),   // 23: authsvc.v1.RequestPasswordResetResponse
+	(*ResetPasswordRequest)(nil),           // 24: authsvc.v1.ResetPasswordRequest
+	(*ResetPasswordResponse)(nil),          // 25: authsvc.v1.ResetPasswordResponse
+	(*IntrospectRefreshTokenRequest)(nil),  // 26: authsvc.v1.IntrospectRefreshTokenRequest
+	(*IntrospectRefreshTokenResponse)(nil), // 27: authsvc.v1.IntrospectRefreshTokenResponse
+	(*timestamppb.Timestamp)(nil),          // 28: google.protobuf.Timestamp
 }
 var file_authsvc_v1_auth_proto_depIdxs = []int32{
-	26, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
-	26, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
+	28, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
 	11, // 3: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
-	1,  // 4: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
-	3,  // 5: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
-	5,  // 6: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
-	7,  // 7: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
-	9,  // 8: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
-	12, // 9: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
-	14, // 10: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
-	16, // 11: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
-	18, // 12: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
-	20, // 13: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
-	22, // 14: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
-	24, // 15: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
-	2,  // 16: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
-	4,  // 17: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
-	6,  // 18: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
-	8,  // 19: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
-	10, // 20: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
-	13, // 21: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
-	15, // 22: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
-	17, // 23: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
-	19, // 24: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
-	21, // 25: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
-	23, // 26: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
-	25, // 27: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
-	16, // [16:28] is the sub-list for method output_type
-	4,  // [4:16] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	28, // 4: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 5: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
+	3,  // 6: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
+	5,  // 7: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
+	7,  // 8: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
+	9,  // 9: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
+	12, // 10: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
+	14, // 11: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
+	16, // 12: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
+	18, // 13: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
+	20, // 14: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
+	22, // 15: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
+	24, // 16: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
+	26, // 17: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
+	2,  // 18: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
+	4,  // 19: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
+	6,  // 20: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
+	8,  // 21: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
+	10, // 22: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
+	13, // 23: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
+	15, // 24: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
+	17, // 25: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
+	19, // 26: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
+	21, // 27: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
+	23, // 28: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
+	25, // 29: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
+	27, // 30: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
+	18, // [18:31] is the sub-list for method output_type
+	5,  // [5:18] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_authsvc_v1_auth_proto_init() }
@@ -2029,7 +2165,7 @@ func file_authsvc_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_auth_proto_rawDesc), len(file_authsvc_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

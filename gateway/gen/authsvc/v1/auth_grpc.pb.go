@@ -27,18 +27,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Auth_SignIn_FullMethodName               = "/authsvc.v1.Auth/SignIn"
-	Auth_Refresh_FullMethodName              = "/authsvc.v1.Auth/Refresh"
-	Auth_Validate_FullMethodName             = "/authsvc.v1.Auth/Validate"
-	Auth_Revoke_FullMethodName               = "/authsvc.v1.Auth/Revoke"
-	Auth_GetJwks_FullMethodName              = "/authsvc.v1.Auth/GetJwks"
-	Auth_WatchRevocations_FullMethodName     = "/authsvc.v1.Auth/WatchRevocations"
-	Auth_SignUp_FullMethodName               = "/authsvc.v1.Auth/SignUp"
-	Auth_VerifyIdentifier_FullMethodName     = "/authsvc.v1.Auth/VerifyIdentifier"
-	Auth_ResendVerification_FullMethodName   = "/authsvc.v1.Auth/ResendVerification"
-	Auth_ChangePassword_FullMethodName       = "/authsvc.v1.Auth/ChangePassword"
-	Auth_RequestPasswordReset_FullMethodName = "/authsvc.v1.Auth/RequestPasswordReset"
-	Auth_ResetPassword_FullMethodName        = "/authsvc.v1.Auth/ResetPassword"
+	Auth_SignIn_FullMethodName                 = "/authsvc.v1.Auth/SignIn"
+	Auth_Refresh_FullMethodName                = "/authsvc.v1.Auth/Refresh"
+	Auth_Validate_FullMethodName               = "/authsvc.v1.Auth/Validate"
+	Auth_Revoke_FullMethodName                 = "/authsvc.v1.Auth/Revoke"
+	Auth_GetJwks_FullMethodName                = "/authsvc.v1.Auth/GetJwks"
+	Auth_WatchRevocations_FullMethodName       = "/authsvc.v1.Auth/WatchRevocations"
+	Auth_SignUp_FullMethodName                 = "/authsvc.v1.Auth/SignUp"
+	Auth_VerifyIdentifier_FullMethodName       = "/authsvc.v1.Auth/VerifyIdentifier"
+	Auth_ResendVerification_FullMethodName     = "/authsvc.v1.Auth/ResendVerification"
+	Auth_ChangePassword_FullMethodName         = "/authsvc.v1.Auth/ChangePassword"
+	Auth_RequestPasswordReset_FullMethodName   = "/authsvc.v1.Auth/RequestPasswordReset"
+	Auth_ResetPassword_FullMethodName          = "/authsvc.v1.Auth/ResetPassword"
+	Auth_IntrospectRefreshToken_FullMethodName = "/authsvc.v1.Auth/IntrospectRefreshToken"
 )
 
 // AuthClient is the client API for Auth service.
@@ -85,6 +86,11 @@ type AuthClient interface {
 	// ResetPassword sets a new password with a reset code and revokes every
 	// session of the account; the person signs in again.
 	ResetPassword(ctx context.Context, in *ResetPasswordRequest, opts ...grpc.CallOption) (*ResetPasswordResponse, error)
+	// IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+	// unspent, of a live session, so a Refresh with it would succeed now. It
+	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
+	// gRPC only: the gateway's introspection endpoint asks it.
+	IntrospectRefreshToken(ctx context.Context, in *IntrospectRefreshTokenRequest, opts ...grpc.CallOption) (*IntrospectRefreshTokenResponse, error)
 }
 
 type authClient struct {
@@ -224,6 +230,16 @@ func (c *authClient) ResetPassword(ctx context.Context, in *ResetPasswordRequest
 	return out, nil
 }
 
+func (c *authClient) IntrospectRefreshToken(ctx context.Context, in *IntrospectRefreshTokenRequest, opts ...grpc.CallOption) (*IntrospectRefreshTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IntrospectRefreshTokenResponse)
+	err := c.cc.Invoke(ctx, Auth_IntrospectRefreshToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServer is the server API for Auth service.
 // All implementations must embed UnimplementedAuthServer
 // for forward compatibility.
@@ -268,6 +284,11 @@ type AuthServer interface {
 	// ResetPassword sets a new password with a reset code and revokes every
 	// session of the account; the person signs in again.
 	ResetPassword(context.Context, *ResetPasswordRequest) (*ResetPasswordResponse, error)
+	// IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
+	// unspent, of a live session, so a Refresh with it would succeed now. It
+	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
+	// gRPC only: the gateway's introspection endpoint asks it.
+	IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error)
 	mustEmbedUnimplementedAuthServer()
 }
 
@@ -313,6 +334,9 @@ func (UnimplementedAuthServer) RequestPasswordReset(context.Context, *RequestPas
 }
 func (UnimplementedAuthServer) ResetPassword(context.Context, *ResetPasswordRequest) (*ResetPasswordResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResetPassword not implemented")
+}
+func (UnimplementedAuthServer) IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IntrospectRefreshToken not implemented")
 }
 func (UnimplementedAuthServer) mustEmbedUnimplementedAuthServer() {}
 func (UnimplementedAuthServer) testEmbeddedByValue()              {}
@@ -544,6 +568,24 @@ func _Auth_ResetPassword_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Auth_IntrospectRefreshToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IntrospectRefreshTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).IntrospectRefreshToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_IntrospectRefreshToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).IntrospectRefreshToken(ctx, req.(*IntrospectRefreshTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Auth_ServiceDesc is the grpc.ServiceDesc for Auth service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -594,6 +636,10 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResetPassword",
 			Handler:    _Auth_ResetPassword_Handler,
+		},
+		{
+			MethodName: "IntrospectRefreshToken",
+			Handler:    _Auth_IntrospectRefreshToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

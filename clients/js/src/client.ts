@@ -1,0 +1,490 @@
+/**
+ * createAuthClient: sign-in, sign-up and passwords against authsvc's HTTP
+ * gateway, an access token that is refreshed before it expires, and a
+ * fetch() that carries it. One refresh per expiry across every tab of an
+ * origin (see coordination.ts); authsvc's grace interval, which answers a
+ * spent refresh token presented again within seconds with the identical
+ * successor, is the second safety net.
+ */
+import { AuthError, errorFrom, reasonOf } from "./errors.js";
+import {
+  broadcastChannel, indexedDbStore, localLocks, memoryStore, webLocks,
+  type Channel, type Generation, type GenerationStore, type Locks, type Message,
+} from "./coordination.js";
+
+export type Identifier = { email: string } | { phone: string } | { username: string };
+
+/** What the page may know of the session: no token in it. */
+export interface SessionInfo {
+  userId: string;
+  sessionId: string;
+  /** When the current access token expires, ms since the epoch (this tab's clock). */
+  expiresAt: number;
+}
+
+export type AuthEvent = "SIGNED_IN" | "TOKEN_REFRESHED" | "SIGNED_OUT";
+export type AuthListener = (event: AuthEvent, session: SessionInfo | null) => void;
+
+/** Where body mode keeps the refresh token. The default is this tab's memory. */
+export interface TokenStorage {
+  get(): string | null | Promise<string | null>;
+  set(token: string | null): void | Promise<void>;
+}
+
+/** Where the client keeps each identifier's device_token (default: localStorage, else memory). */
+export interface DeviceTokenStorage {
+  get(identifier: string): string | null;
+  set(identifier: string, token: string): void;
+}
+
+export interface AuthClientOptions {
+  /** The gateway, e.g. "https://auth.example.com" ("" for the page's own origin). */
+  baseUrl: string;
+  /**
+   * "cookie" (default): the gateway runs with --refresh-cookie and keeps the
+   * refresh token in an HttpOnly cookie; the client never sees it.
+   * "body": the refresh token comes in the JSON body and is kept in
+   * refreshTokenStorage.
+   */
+  mode?: "cookie" | "body";
+  /** Seconds before expiry to refresh (default 60; at most a quarter of the token's lifetime). */
+  refreshMargin?: number;
+  refreshTokenStorage?: TokenStorage;
+  /**
+   * device_token of each identifier, sent with its next sign-in so that
+   * guesses elsewhere cannot throttle this device out (not a credential).
+   */
+  deviceTokens?: DeviceTokenStorage;
+  /** How long to wait for another tab's new token before refreshing alone (ms, default 3000). */
+  peerWait?: number;
+  fetch?: typeof globalThis.fetch;
+  /** The clock, ms since the epoch (tests inject one). */
+  now?: () => number;
+  /** Cross-tab coordination; defaults to navigator.locks, IndexedDB and BroadcastChannel. */
+  locks?: Locks;
+  store?: GenerationStore;
+  channel?: Channel | null;
+}
+
+export interface SignUpResult {
+  /** The new session when sign-up signs in at once (AUTHSVC_SIGNUP=open). */
+  session: SessionInfo | null;
+  /** True when the identifier must be verified first (AUTHSVC_SIGNUP=verify). */
+  verificationRequired: boolean;
+}
+
+export interface AuthClient {
+  signIn(identifier: Identifier, password: string): Promise<SessionInfo>;
+  signUp(identifier: Identifier, password: string): Promise<SignUpResult>;
+  verify(identifier: Identifier, code: string): Promise<SessionInfo | null>;
+  signOut(): Promise<void>;
+  changePassword(currentPassword: string, newPassword: string): Promise<void>;
+  requestPasswordReset(identifier: Identifier): Promise<void>;
+  resetPassword(identifier: Identifier, code: string, newPassword: string): Promise<void>;
+  /** A valid access token (refreshed when it is within the margin of expiry), or null when signed out. */
+  getAccessToken(): Promise<string | null>;
+  /** fetch with Authorization: Bearer; one retry after a refresh on 401 TOKEN_EXPIRED. */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  onAuthStateChange(listener: AuthListener): () => void;
+  session(): SessionInfo | null;
+  /** Leaves the channel and releases this tab's presence. */
+  close(): void;
+}
+
+export function createAuthClient(options: AuthClientOptions): AuthClient {
+  return new Client(options);
+}
+
+interface Held extends SessionInfo {
+  accessToken: string;
+  lifetime: number;
+  gen: number;
+}
+
+interface TokenAnswer {
+  access_token?: unknown;
+  expires_in?: unknown;
+  refresh_token?: unknown;
+  device_token?: unknown;
+  session_id?: unknown;
+  user_id?: unknown;
+}
+
+const REFRESH_HINT = "TOKEN_TYPE_HINT_REFRESH_TOKEN";
+
+function defaultDeviceTokens(namespace: string): DeviceTokenStorage {
+  const ls = (globalThis as { localStorage?: Storage }).localStorage;
+  if (ls) {
+    return {
+      get: (id) => ls.getItem(`${namespace}:device:${id}`),
+      set: (id, token) => ls.setItem(`${namespace}:device:${id}`, token),
+    };
+  }
+  const map = new Map<string, string>();
+  return { get: (id) => map.get(id) ?? null, set: (id, token) => { map.set(id, token); } };
+}
+
+function identifierKey(identifier: Identifier): string {
+  const [kind, value] = Object.entries(identifier)[0] ?? ["", ""];
+  return `${kind}:${String(value).toLowerCase()}`;
+}
+
+function memoryTokens(): TokenStorage {
+  let token: string | null = null;
+  return { get: () => token, set: (t) => { token = t; } };
+}
+
+class Client implements AuthClient {
+  private readonly base: string;
+  private readonly mode: "cookie" | "body";
+  private readonly marginMs: number;
+  private readonly peerWait: number;
+  private readonly tokens: TokenStorage;
+  private readonly devices: DeviceTokenStorage;
+  private readonly fetchImpl: typeof globalThis.fetch;
+  private readonly now: () => number;
+  private readonly locks: Locks;
+  private readonly store: GenerationStore;
+  private readonly channel: Channel | null;
+  private readonly lockName: string;
+  private readonly tabName: string;
+  private readonly releasePresence: (() => void) | undefined;
+  private readonly listeners = new Set<AuthListener>();
+  private readonly waiters = new Set<() => void>();
+  private held: Held | null = null;
+  private gen = 0;
+  private inflight: Promise<string | null> | null = null;
+
+  constructor(o: AuthClientOptions) {
+    this.base = o.baseUrl.replace(/\/+$/, "");
+    this.mode = o.mode ?? "cookie";
+    this.marginMs = (o.refreshMargin ?? 60) * 1000;
+    this.peerWait = o.peerWait ?? 3000;
+    this.tokens = o.refreshTokenStorage ?? memoryTokens();
+    this.fetchImpl = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.now = o.now ?? Date.now;
+    const ns = `authsvc:${this.base || "same-origin"}`;
+    this.devices = o.deviceTokens ?? defaultDeviceTokens(ns);
+    this.lockName = `${ns}:refresh`;
+    this.tabName = `${ns}:tab:${Math.random().toString(36).slice(2)}${this.now().toString(36)}`;
+    this.locks = o.locks ?? webLocks() ?? localLocks();
+    this.store = o.store ?? indexedDbStore(ns) ?? memoryStore();
+    this.channel = o.channel === undefined ? broadcastChannel(ns) : o.channel;
+    this.channel?.onMessage((m) => { void this.onMessage(m); });
+    this.releasePresence = this.locks.hold?.(this.tabName);
+  }
+
+  // --- the session -----------------------------------------------------------
+
+  session(): SessionInfo | null {
+    const h = this.held;
+    return h ? { userId: h.userId, sessionId: h.sessionId, expiresAt: h.expiresAt } : null;
+  }
+
+  onAuthStateChange(listener: AuthListener): () => void {
+    this.listeners.add(listener);
+    return () => { this.listeners.delete(listener); };
+  }
+
+  close(): void {
+    this.channel?.close();
+    this.releasePresence?.();
+  }
+
+  async getAccessToken(): Promise<string | null> {
+    const h = this.held;
+    if (h && !this.due(h)) return h.accessToken;
+    return this.refresh(h?.accessToken ?? null);
+  }
+
+  async fetch(input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> {
+    const token = await this.getAccessToken();
+    if (token === null) throw new AuthError("NOT_SIGNED_IN", "Sign in first.");
+    const first = await this.send(input, init, token);
+    if (first.status !== 401 || !(await isExpiredAnswer(first))) return first;
+    const fresh = await this.refresh(token);
+    if (fresh === null) return first;
+    return this.send(input, init, fresh);
+  }
+
+  // --- calls -----------------------------------------------------------------
+
+  signIn(identifier: Identifier, password: string): Promise<SessionInfo> {
+    return this.locks.request(this.lockName, async () => {
+      const key = identifierKey(identifier);
+      const device = this.devices.get(key);
+      const answer = await this.post("/v1/auth/signin", { ...identifier, password, ...(device ? { device_token: device } : {}) });
+      if (typeof answer.device_token === "string" && answer.device_token !== "") this.devices.set(key, answer.device_token);
+      return this.accept(answer, "SIGNED_IN");
+    });
+  }
+
+  signUp(identifier: Identifier, password: string): Promise<SignUpResult> {
+    return this.locks.request(this.lockName, async () => {
+      const answer = await this.post("/v1/auth/signup", { ...identifier, password });
+      if (!hasTokens(answer)) return { session: null, verificationRequired: true };
+      return { session: await this.accept(answer, "SIGNED_IN"), verificationRequired: false };
+    });
+  }
+
+  verify(identifier: Identifier, code: string): Promise<SessionInfo | null> {
+    return this.locks.request(this.lockName, async () => {
+      const answer = await this.post("/v1/auth/verify", { ...identifier, code });
+      return hasTokens(answer) ? this.accept(answer, "SIGNED_IN") : null;
+    });
+  }
+
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    const resp = await this.fetch(this.url("/v1/auth/password/change"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ current_password: currentPassword, new_password: newPassword }),
+      credentials: this.credentials(),
+    });
+    const answer = await this.answerOf(resp);
+    if (hasTokens(answer)) {
+      await this.locks.request(this.lockName, () => this.accept(answer, "TOKEN_REFRESHED"));
+    }
+  }
+
+  async requestPasswordReset(identifier: Identifier): Promise<void> {
+    await this.post("/v1/auth/password/reset/request", { ...identifier });
+  }
+
+  async resetPassword(identifier: Identifier, code: string, newPassword: string): Promise<void> {
+    await this.post("/v1/auth/password/reset", { ...identifier, code, new_password: newPassword });
+  }
+
+  signOut(): Promise<void> {
+    return this.locks.request(this.lockName, async () => {
+      let failure: unknown = null;
+      try {
+        if (this.mode === "cookie") {
+          await this.post("/v1/auth/revoke", {}); // the gateway takes the token from the cookie
+        } else {
+          const token = await this.tokens.get();
+          if (token) await this.post("/v1/auth/revoke", { token, token_type_hint: REFRESH_HINT });
+        }
+      } catch (e) {
+        failure = e;
+      }
+      await this.signedOut();
+      // A 4xx means there was nothing left to revoke; anything else the caller should see.
+      if (failure !== null && !(failure instanceof AuthError && failure.status >= 400 && failure.status < 500)) {
+        throw failure;
+      }
+    });
+  }
+
+  // --- refresh, single-flight across tabs --------------------------------------
+
+  /** The lifetime left below which a token is refreshed. */
+  private due(h: Held): boolean {
+    return this.now() >= h.expiresAt - Math.min(this.marginMs, h.lifetime / 4);
+  }
+
+  /** A token newer than stale: adopted from another tab, or refreshed here. */
+  private refresh(stale: string | null): Promise<string | null> {
+    this.inflight ??= this.locks.request(this.lockName, () => this.refreshLocked(stale))
+      .finally(() => { this.inflight = null; });
+    return this.inflight;
+  }
+
+  private async refreshLocked(stale: string | null): Promise<string | null> {
+    // A token newer than stale and not due: another tab's, adopted while this one waited.
+    const fresh = (): string | null => {
+      const h = this.held;
+      return h && h.accessToken !== stale && !this.due(h) ? h.accessToken : null;
+    };
+    let token = fresh();
+    if (token) return token;
+    const g = await this.store.read();
+    token = fresh(); // a message may have come while the record was read
+    if (token) return token;
+    if (g?.signedOut && g.gen >= this.gen) {
+      // The last word of any tab was a sign-out: there is no session (and no cookie) to refresh.
+      this.gen = g.gen;
+      this.drop();
+      return null;
+    }
+    if (g && g.gen > this.gen) {
+      // Another tab signed in or refreshed since this one last heard: its token is on the way.
+      await this.awaitPeer(g.gen);
+      token = fresh();
+      if (token) return token;
+    }
+    let body: Record<string, unknown> = {};
+    if (this.mode === "body") {
+      const token = await this.tokens.get();
+      if (!token) return this.held ? this.signedOut().then(() => null) : null;
+      body = { refresh_token: token };
+    }
+    let answer: TokenAnswer;
+    try {
+      answer = await this.post("/v1/auth/refresh", body);
+    } catch (e) {
+      // 401: the refresh token is dead (revoked, expired, reused); 400 in
+      // cookie mode: there is no cookie. Either way nobody is signed in.
+      if (e instanceof AuthError && (e.status === 401 || e.status === 400)) {
+        if (this.held || (g && !g.signedOut && g.gen > 0)) await this.signedOut();
+        return null;
+      }
+      throw e;
+    }
+    const event = this.held ? "TOKEN_REFRESHED" : "SIGNED_IN";
+    await this.accept(answer, event);
+    return this.held?.accessToken ?? null;
+  }
+
+  /** Waits for the token of generation gen from the tab that made it. */
+  private async awaitPeer(gen: number): Promise<Held | null> {
+    if (this.gen >= gen) return this.held;
+    if (!this.channel) return null;
+    if (this.locks.held) {
+      const others = (await this.locks.held()).filter((n) => n.startsWith(this.lockName.replace(/refresh$/, "tab:")) && n !== this.tabName);
+      if (others.length === 0) return null; // every other tab is gone: nobody will answer
+    }
+    this.channel.post({ type: "ask", gen });
+    await new Promise<void>((resolve) => {
+      const done = () => { if (this.gen >= gen) finish(); };
+      const timer = setTimeout(() => finish(), this.peerWait);
+      const finish = () => { clearTimeout(timer); this.waiters.delete(done); resolve(); };
+      this.waiters.add(done);
+      done();
+    });
+    return this.gen >= gen ? this.held : null;
+  }
+
+  private async onMessage(m: Message): Promise<void> {
+    if (m.type === "ask") {
+      const h = this.held;
+      if (h && h.gen >= m.gen) this.channel?.post(await this.tokenMessage(h));
+      return;
+    }
+    if (m.gen <= this.gen) return;
+    this.gen = m.gen;
+    if (m.type === "signed-out") {
+      if (this.mode === "body") await this.tokens.set(null);
+      this.drop();
+    } else {
+      const wasIn = this.held !== null;
+      this.held = { accessToken: m.accessToken, expiresAt: m.expiresAt, lifetime: m.lifetime,
+        userId: m.userId, sessionId: m.sessionId, gen: m.gen };
+      if (this.mode === "body" && m.refreshToken) await this.tokens.set(m.refreshToken);
+      this.emit(wasIn ? "TOKEN_REFRESHED" : "SIGNED_IN");
+    }
+    for (const w of [...this.waiters]) w();
+  }
+
+  private async tokenMessage(h: Held): Promise<Message> {
+    const m: Message = { type: "token", gen: h.gen, accessToken: h.accessToken, expiresAt: h.expiresAt,
+      lifetime: h.lifetime, userId: h.userId, sessionId: h.sessionId };
+    if (this.mode === "body") {
+      const rt = await this.tokens.get();
+      if (rt) m.refreshToken = rt;
+    }
+    return m;
+  }
+
+  /** Holding the lock: takes a token answer as the next generation and tells the other tabs. */
+  private async accept(answer: TokenAnswer, event: AuthEvent): Promise<SessionInfo> {
+    if (typeof answer.access_token !== "string" || typeof answer.expires_in !== "number") {
+      throw new AuthError("BAD_RESPONSE", "The answer has no access token.");
+    }
+    const g = await this.store.read();
+    const gen = Math.max(g?.gen ?? 0, this.gen) + 1;
+    const lifetime = answer.expires_in * 1000;
+    const h: Held = { accessToken: answer.access_token, expiresAt: this.now() + lifetime, lifetime,
+      userId: String(answer.user_id ?? ""), sessionId: String(answer.session_id ?? ""), gen };
+    if (this.mode === "body" && typeof answer.refresh_token === "string") await this.tokens.set(answer.refresh_token);
+    this.held = h;
+    this.gen = gen;
+    await this.store.write({ gen, expiresAt: h.expiresAt, signedOut: false } satisfies Generation);
+    this.channel?.post(await this.tokenMessage(h));
+    this.emit(event);
+    return this.session() as SessionInfo;
+  }
+
+  /** Holding the lock: ends the session here and in every tab. */
+  private async signedOut(): Promise<void> {
+    const g = await this.store.read();
+    const gen = Math.max(g?.gen ?? 0, this.gen) + 1;
+    this.gen = gen;
+    if (this.mode === "body") await this.tokens.set(null);
+    await this.store.write({ gen, expiresAt: 0, signedOut: true });
+    this.channel?.post({ type: "signed-out", gen });
+    this.drop();
+  }
+
+  private drop(): void {
+    const wasIn = this.held !== null;
+    this.held = null;
+    if (wasIn) this.emit("SIGNED_OUT");
+  }
+
+  private emit(event: AuthEvent): void {
+    const s = this.session();
+    for (const l of [...this.listeners]) {
+      try {
+        l(event, s);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
+  }
+
+  // --- HTTP ---------------------------------------------------------------------
+
+  private url(path: string): string {
+    return this.base + path;
+  }
+
+  private credentials(): RequestCredentials {
+    return this.mode === "cookie" ? "include" : "same-origin";
+  }
+
+  private async post(path: string, body: Record<string, unknown>): Promise<TokenAnswer> {
+    let resp: Response;
+    try {
+      resp = await this.fetchImpl(this.url(path), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        credentials: this.credentials(),
+      });
+    } catch (e) {
+      throw new AuthError("NETWORK_ERROR", "The gateway could not be reached.", { cause: e });
+    }
+    return this.answerOf(resp);
+  }
+
+  private async answerOf(resp: Response): Promise<TokenAnswer> {
+    if (!resp.ok) throw await errorFrom(resp);
+    try {
+      return (await resp.json()) as TokenAnswer;
+    } catch (e) {
+      throw new AuthError("BAD_RESPONSE", "The answer is not JSON.", { status: resp.status, cause: e });
+    }
+  }
+
+  private send(input: RequestInfo | URL, init: RequestInit, token: string): Promise<Response> {
+    const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined));
+    headers.set("authorization", `Bearer ${token}`);
+    return this.fetchImpl(input, { ...init, headers });
+  }
+}
+
+function hasTokens(answer: TokenAnswer): boolean {
+  return typeof answer.access_token === "string" && answer.access_token !== "";
+}
+
+/** A 401 that says the access token expired: ErrorInfo TOKEN_EXPIRED, or an RFC 6750 challenge saying so. */
+async function isExpiredAnswer(resp: Response): Promise<boolean> {
+  const challenge = resp.headers.get("www-authenticate") ?? "";
+  if (/error="invalid_token"/.test(challenge) && /expired/i.test(challenge)) return true;
+  try {
+    return reasonOf(await resp.clone().json()) === "TOKEN_EXPIRED";
+  } catch {
+    return false;
+  }
+}

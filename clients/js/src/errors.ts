@@ -1,0 +1,75 @@
+/**
+ * Errors the client throws. Every refusal from authsvc carries the ErrorInfo
+ * `reason` of its google.rpc.Status body (INVALID_CREDENTIALS, TOKEN_EXPIRED,
+ * RATE_LIMITED, ...), so callers switch on `reason`, never on `message`.
+ * Failures of the client itself use reasons of their own: NETWORK_ERROR,
+ * NOT_SIGNED_IN and BAD_RESPONSE.
+ */
+
+/** One google.rpc.BadRequest field violation. */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+export class AuthError extends Error {
+  override readonly name = "AuthError";
+  /** HTTP status of the answer (0 when there was none). */
+  readonly status: number;
+  /** The ErrorInfo reason, or one of the client's own reasons. */
+  readonly reason: string;
+  /** gRPC status code of the body, when the answer had one. */
+  readonly code: number | undefined;
+  /** Seconds to wait before trying again (Retry-After), when given. */
+  readonly retryAfter: number | undefined;
+  /** The fields an INVALID_ARGUMENT answer names. */
+  readonly fields: FieldViolation[];
+
+  constructor(reason: string, message: string, init: {
+    status?: number; code?: number | undefined; retryAfter?: number | undefined; fields?: FieldViolation[];
+    cause?: unknown;
+  } = {}) {
+    super(message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.reason = reason;
+    this.status = init.status ?? 0;
+    this.code = init.code;
+    this.retryAfter = init.retryAfter;
+    this.fields = init.fields ?? [];
+  }
+}
+
+interface StatusBody {
+  code?: number;
+  message?: string;
+  details?: Array<{ "@type"?: string; reason?: string; fieldViolations?: FieldViolation[]; field_violations?: FieldViolation[] }>;
+}
+
+/** The ErrorInfo reason of a google.rpc.Status body, if it has one. */
+export function reasonOf(body: unknown): string | undefined {
+  const details = (body as StatusBody | null)?.details;
+  if (!Array.isArray(details)) return undefined;
+  for (const d of details) {
+    if (d?.["@type"]?.endsWith("google.rpc.ErrorInfo") && typeof d.reason === "string") return d.reason;
+  }
+  return undefined;
+}
+
+/** Builds the AuthError for a non-2xx answer from the gateway. */
+export async function errorFrom(resp: Response): Promise<AuthError> {
+  let body: StatusBody | null = null;
+  try {
+    body = (await resp.json()) as StatusBody;
+  } catch {
+    body = null;
+  }
+  const fields: FieldViolation[] = [];
+  for (const d of body?.details ?? []) {
+    if (d?.["@type"]?.endsWith("google.rpc.BadRequest")) {
+      fields.push(...(d.field_violations ?? d.fieldViolations ?? []));
+    }
+  }
+  const retry = Number.parseInt(resp.headers.get("retry-after") ?? "", 10);
+  return new AuthError(reasonOf(body) ?? `HTTP_${resp.status}`,
+    typeof body?.message === "string" ? body.message : `HTTP ${resp.status}`,
+    { status: resp.status, code: body?.code, retryAfter: Number.isNaN(retry) ? undefined : retry, fields });
+}

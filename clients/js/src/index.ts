@@ -1,0 +1,8 @@
+export { createAuthClient } from "./client.js";
+export type {
+  AuthClient, AuthClientOptions, DeviceTokenStorage, AuthEvent, AuthListener, Identifier, SessionInfo, SignUpResult, TokenStorage,
+} from "./client.js";
+export { AuthError } from "./errors.js";
+export type { FieldViolation } from "./errors.js";
+export type { Channel, Generation, GenerationStore, Locks, Message } from "./coordination.js";
+export { localLocks, memoryStore } from "./coordination.js";

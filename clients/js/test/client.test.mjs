@@ -1,0 +1,340 @@
+// Unit tests of the client against a stand-in gateway (fake-gateway.mjs).
+// Tabs are clients sharing one lock and one generation record, talking over
+// node's real BroadcastChannel; the clock is injected, never slept through.
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, test } from "node:test";
+
+import { AuthError, createAuthClient, localLocks, memoryStore } from "../dist/index.js";
+import { startFakeGateway } from "./fake-gateway.mjs";
+
+let clock;
+let gw;
+let clients;
+let channelName;
+const now = () => clock;
+
+beforeEach(async () => {
+  clock = 1_700_000_000_000;
+  gw = await startFakeGateway({ now });
+  clients = [];
+  channelName = `test-${Math.random()}`;
+});
+
+afterEach(async () => {
+  for (const c of clients) c.close();
+  await gw.close();
+});
+
+/** One client ("tab"); tabs made with shared share the lock, record and channel name. */
+function tab(options = {}, shared = null) {
+  const c = createAuthClient({ baseUrl: gw.url, mode: "body", now, channel: null, ...shared, ...options });
+  clients.push(c);
+  return c;
+}
+
+function tabs(n, { locks = localLocks(), store = memoryStore(), ...options } = {}) {
+  const list = [];
+  for (let i = 0; i < n; i++) {
+    const ch = new BroadcastChannel(channelName);
+    const channel = {
+      post: (m) => ch.postMessage(m),
+      onMessage: (h) => { ch.onmessage = (ev) => h(ev.data); },
+      close: () => ch.close(),
+    };
+    list.push(tab({ ...options, locks, store, channel, peerWait: 5000 }));
+  }
+  return list;
+}
+
+/** Lets BroadcastChannel messages arrive. */
+async function settle(predicate) {
+  for (let i = 0; i < 500 && !predicate(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(predicate(), "condition not reached");
+}
+
+const ada = { email: "ada@example.com" };
+const validate = (c) => c.fetch(`${gw.url}/v1/auth/validate`, {
+  method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+
+test("signIn sends the identifier and password and keeps the session", async () => {
+  const c = tab();
+  const events = [];
+  c.onAuthStateChange((e, s) => events.push([e, s?.userId]));
+
+  const session = await c.signIn(ada, "right");
+
+  assert.equal(session.userId, "u-ada");
+  assert.equal(session.expiresAt, clock + 900_000);
+  assert.deepEqual(gw.state.calls[0].body, { email: "ada@example.com", password: "right" });
+  assert.equal(gw.state.calls[0].contentType, "application/json");
+  assert.deepEqual(events, [["SIGNED_IN", "u-ada"]]);
+  assert.equal(await c.getAccessToken(), "at-1");
+});
+
+test("signIn sends back the device token an earlier sign-in of the identifier returned", async () => {
+  const c = tab();
+
+  await c.signIn(ada, "right");
+  await c.signOut();
+  await c.signIn({ email: "ADA@example.com" }, "right");
+
+  const bodies = gw.state.calls.filter((x) => x.path === "/v1/auth/signin").map((x) => x.body);
+  assert.deepEqual(bodies, [
+    { email: "ada@example.com", password: "right" },
+    { email: "ADA@example.com", password: "right", device_token: "dt-1" },
+  ]);
+});
+
+test("errors expose the ErrorInfo reason, status, Retry-After and fields", async () => {
+  const c = tab();
+
+  const wrong = await c.signIn(ada, "wrong").catch((e) => e);
+  gw.state.retryAfter = 7;
+  const limited = await c.signIn(ada, "right").catch((e) => e);
+
+  assert.ok(wrong instanceof AuthError);
+  assert.equal(wrong.reason, "INVALID_CREDENTIALS");
+  assert.equal(wrong.status, 401);
+  assert.equal(wrong.code, 16);
+  assert.equal(limited.reason, "RATE_LIMITED");
+  assert.equal(limited.retryAfter, 7);
+  assert.equal(c.session(), null);
+});
+
+test("getAccessToken refreshes 60 s before expiry, not sooner", async () => {
+  const c = tab();
+  await c.signIn(ada, "right");
+
+  clock += 900_000 - 61_000;
+  const early = await c.getAccessToken();
+  clock += 2_000;
+  const due = await c.getAccessToken();
+
+  assert.equal(early, "at-1");
+  assert.equal(due, "at-2");
+  assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/refresh"]);
+  assert.deepEqual(gw.state.calls[1].body, { refresh_token: "rt-1" });
+});
+
+test("a short-lived token is refreshed a quarter of its lifetime before expiry", async () => {
+  gw.state.expiresIn = 8; // seconds: a quarter is 2 s, less than the 60 s margin
+  const c = tab({ refreshMargin: 60 });
+  await c.signIn(ada, "right");
+
+  clock += 6_000 - 1;
+  await c.getAccessToken();
+  const before = gw.state.refreshes;
+  clock += 1;
+  await c.getAccessToken();
+
+  assert.equal(before, 0);
+  assert.equal(gw.state.refreshes, 1);
+});
+
+test("concurrent callers in one tab share one refresh", async () => {
+  const c = tab();
+  await c.signIn(ada, "right");
+  clock += 900_000;
+
+  const tokens = await Promise.all(Array.from({ length: 10 }, () => c.getAccessToken()));
+
+  assert.deepEqual(new Set(tokens), new Set(["at-2"]));
+  assert.equal(gw.state.refreshes, 1);
+  assert.equal(gw.state.reused, 0);
+});
+
+test("fetch adds the bearer token and retries once after a refresh on 401 TOKEN_EXPIRED", async () => {
+  const c = tab();
+  await c.signIn(ada, "right");
+  gw.state.expireNow = true; // the server thinks it expired; the client's clock does not
+
+  const resp = await validate(c);
+
+  assert.equal(resp.status, 200);
+  const seen = gw.state.calls.filter((x) => x.path === "/v1/auth/validate").map((x) => x.authorization);
+  assert.deepEqual(seen, ["Bearer at-1", "Bearer at-2"]);
+  assert.equal(gw.state.refreshes, 1);
+});
+
+test("fetch does not retry other 401s and throws NOT_SIGNED_IN without a session", async () => {
+  const c = tab();
+  const missing = await validate(c).catch((e) => e);
+  await c.signIn(ada, "right");
+  gw.state.access.get("at-1").revoked = true;
+
+  const resp = await validate(c);
+
+  assert.equal(missing.reason, "NOT_SIGNED_IN");
+  assert.equal(resp.status, 401);
+  assert.equal(gw.state.refreshes, 0);
+});
+
+test("three tabs due at once make one refresh, twenty times in a row", async () => {
+  const [a, b, c] = tabs(3);
+  const signedOut = [];
+  for (const t of [a, b, c]) t.onAuthStateChange((e) => { if (e === "SIGNED_OUT") signedOut.push(e); });
+  await a.signIn(ada, "right");
+  await settle(() => b.session() && c.session());
+
+  for (let round = 1; round <= 20; round++) {
+    clock += 900_000;
+    const answers = await Promise.all([a, b, c].map(validate));
+    assert.deepEqual(answers.map((r) => r.status), [200, 200, 200]);
+    assert.equal(gw.state.refreshes, round);
+  }
+
+  assert.equal(gw.state.reused, 0);
+  assert.deepEqual(signedOut, []);
+});
+
+test("a token that arrives while the generation record is read is taken, not refreshed again", async () => {
+  const store = memoryStore();
+  const slowStore = { read: async () => { await new Promise((r) => setTimeout(r, 50)); return store.read(); },
+    write: (g) => store.write(g) };
+  const [a, b] = tabs(2, { store: slowStore });
+  await a.signIn(ada, "right");
+  await settle(() => b.session());
+  clock += 900_000;
+
+  const [ta, tb] = await Promise.all([a.getAccessToken(), b.getAccessToken()]);
+
+  assert.equal(ta, "at-2");
+  assert.equal(tb, "at-2");
+  assert.equal(gw.state.refreshes, 1);
+});
+
+test("after a sign-out, a tab without a session does not ask the gateway", async () => {
+  const [a, b] = tabs(2, { mode: "cookie" });
+  await a.signIn(ada, "right");
+  await settle(() => b.session());
+  await a.signOut();
+  await settle(() => !b.session());
+  const calls = gw.state.calls.length;
+
+  assert.equal(await b.getAccessToken(), null);
+  assert.equal(gw.state.calls.length, calls);
+});
+
+test("a tab that opens later takes the token from the others instead of refreshing", async () => {
+  const shared = { locks: localLocks(), store: memoryStore() };
+  const [a] = tabs(1, shared);
+  await a.signIn(ada, "right");
+
+  const [b] = tabs(1, shared);
+  const token = await b.getAccessToken();
+
+  assert.equal(token, "at-1");
+  assert.equal(b.session().userId, "u-ada");
+  assert.equal(gw.state.refreshes, 0);
+});
+
+test("signing out in one tab signs every tab out and revokes the refresh token", async () => {
+  const [a, b, c] = tabs(3);
+  await a.signIn(ada, "right");
+  await settle(() => b.session() && c.session());
+  const events = [];
+  b.onAuthStateChange((e) => events.push(`b:${e}`));
+  c.onAuthStateChange((e) => events.push(`c:${e}`));
+
+  await a.signOut();
+  await settle(() => !b.session() && !c.session());
+
+  assert.deepEqual(events.sort(), ["b:SIGNED_OUT", "c:SIGNED_OUT"]);
+  const revoke = gw.state.calls.find((x) => x.path === "/v1/auth/revoke");
+  assert.deepEqual(revoke.body, { token: "rt-1", token_type_hint: "TOKEN_TYPE_HINT_REFRESH_TOKEN" });
+  assert.equal(await b.getAccessToken(), null);
+  assert.equal(gw.state.refreshes, 0);
+});
+
+test("cookie mode sends no refresh token, includes credentials and keeps none", async () => {
+  const seen = [];
+  const recording = (input, init) => { seen.push([String(input), init.credentials, init.body]); return fetch(input, init); };
+  const c = tab({ mode: "cookie", fetch: recording });
+
+  const before = await c.getAccessToken(); // a fresh page: no cookie, so the gateway answers 400
+  await c.signIn(ada, "right");
+  await c.signOut();
+
+  assert.equal(before, null);
+  assert.deepEqual(seen.map(([url, cred, body]) => [url.slice(gw.url.length), cred, JSON.parse(body)]), [
+    ["/v1/auth/refresh", "include", {}],
+    ["/v1/auth/signin", "include", { email: "ada@example.com", password: "right" }],
+    ["/v1/auth/revoke", "include", {}],
+  ]);
+  assert.equal(c.session(), null);
+});
+
+test("signUp signs in when sign-up is open and says verification is required otherwise", async () => {
+  const c = tab();
+
+  const open = await c.signUp({ email: "new@example.com" }, "pw-1");
+  await c.signOut();
+  gw.state.signupMode = "verify";
+  const pending = await c.signUp({ email: "new2@example.com" }, "pw-2");
+  const verified = await c.verify({ email: "new2@example.com" }, "123456");
+  const badCode = await c.verify({ email: "new2@example.com" }, "000000").catch((e) => e);
+
+  assert.equal(open.verificationRequired, false);
+  assert.equal(open.session.userId, "u-new");
+  assert.deepEqual(pending, { session: null, verificationRequired: true });
+  assert.equal(verified.sessionId, "s-verified");
+  assert.equal(badCode.reason, "CODE_INVALID");
+  const bodies = gw.state.calls.filter((x) => x.path !== "/v1/auth/revoke").map((x) => [x.path, x.body]);
+  assert.deepEqual(bodies, [
+    ["/v1/auth/signup", { email: "new@example.com", password: "pw-1" }],
+    ["/v1/auth/signup", { email: "new2@example.com", password: "pw-2" }],
+    ["/v1/auth/verify", { email: "new2@example.com", code: "123456" }],
+    ["/v1/auth/verify", { email: "new2@example.com", code: "000000" }],
+  ]);
+});
+
+test("password change carries the bearer token; reset request and reset post their fields", async () => {
+  const c = tab();
+  await c.signIn(ada, "right");
+
+  await c.changePassword("right", "newer");
+  await c.requestPasswordReset({ username: "ada" });
+  await c.resetPassword({ phone: "+15551234567" }, "654321", "newest");
+
+  const calls = gw.state.calls.slice(1).map((x) => [x.path, x.body, x.authorization]);
+  assert.deepEqual(calls, [
+    ["/v1/auth/password/change", { current_password: "right", new_password: "newer" }, "Bearer at-1"],
+    ["/v1/auth/password/reset/request", { username: "ada" }, undefined],
+    ["/v1/auth/password/reset", { phone: "+15551234567", code: "654321", new_password: "newest" }, undefined],
+  ]);
+});
+
+test("onAuthStateChange returns an unsubscribe function", async () => {
+  const c = tab();
+  const events = [];
+  const off = c.onAuthStateChange((e) => events.push(e));
+
+  await c.signIn(ada, "right");
+  off();
+  await c.signOut();
+
+  assert.deepEqual(events, ["SIGNED_IN"]);
+});
+
+test("a dead refresh token signs the tab out", async () => {
+  const c = tab();
+  const events = [];
+  c.onAuthStateChange((e) => events.push(e));
+  await c.signIn(ada, "right");
+  gw.state.refresh.get("rt-1").spent = true; // spent elsewhere: reuse
+  clock += 900_000;
+
+  const token = await c.getAccessToken();
+
+  assert.equal(token, null);
+  assert.deepEqual(events, ["SIGNED_IN", "SIGNED_OUT"]);
+});
+
+test("network failures are AuthError NETWORK_ERROR", async () => {
+  const c = tab({ baseUrl: "http://127.0.0.1:9" });
+
+  const err = await c.signIn(ada, "right").catch((e) => e);
+
+  assert.ok(err instanceof AuthError);
+  assert.equal(err.reason, "NETWORK_ERROR");
+});

@@ -1,0 +1,123 @@
+// Package oauth is what the gateway adds on top of grpc-gateway's routes:
+// the Go verifier answering Validate at the edge, a userinfo-style claims
+// answer, OIDC discovery / RFC 8414 metadata, RFC 7662 introspection and
+// Envoy's external authorization service. cmd code registers Settings'
+// flags and sets edge.Config.Extend to Settings.Extend.
+package oauth
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Settings configure the package; every flag has an AUTHSVC_GATEWAY_* variable.
+type Settings struct {
+	Issuer         string        // must equal authsvc's AUTHSVC_ISSUER
+	Audience       string        // must equal authsvc's AUTHSVC_AUDIENCE
+	Leeway         time.Duration // must equal authsvc's AUTHSVC_CLOCK_LEEWAY
+	AccessTokenTTL time.Duration // must equal authsvc's AUTHSVC_ACCESS_TOKEN_TTL
+	MaxStaleness   time.Duration // how long revocations are trusted after the feed last spoke
+	Algorithms     []string      // the algorithms accepted and advertised
+
+	// The service account the gateway signs in as to follow
+	// WatchRevocations (it needs scope authsvc.revocations). Without an
+	// email the gateway verifies nothing itself and forwards every call.
+	WatchEmail        string
+	WatchPasswordFile string
+	watchPassword     string
+
+	// ExtAuthzListen is the address of the Envoy ext_authz gRPC service; "" serves none.
+	ExtAuthzListen string
+
+	built        *authority       // what Extend built, for tests and counters
+	extAuthzAddr net.Addr         // where ext_authz listens
+	monotonic    func() time.Time // the verifier's staleness clock; nil: time.Now
+}
+
+// Register adds the flags to fs; env(name, fallback) reads AUTHSVC_GATEWAY_name.
+func (s *Settings) Register(fs *flag.FlagSet, env func(name, fallback string) string) error {
+	fs.StringVar(&s.Issuer, "issuer", env("ISSUER", "authsvc"),
+		"authsvc's token issuer (AUTHSVC_ISSUER); an http(s) URL also turns on discovery (env AUTHSVC_GATEWAY_ISSUER)")
+	fs.StringVar(&s.Audience, "audience", env("AUDIENCE", "authsvc"),
+		"authsvc's token audience (AUTHSVC_AUDIENCE) (env AUTHSVC_GATEWAY_AUDIENCE)")
+	durations := []struct {
+		p          *time.Duration
+		flag, name string
+		fallback   string
+		usage      string
+	}{
+		{&s.Leeway, "leeway", "LEEWAY", "30s", "authsvc's AUTHSVC_CLOCK_LEEWAY"},
+		{&s.AccessTokenTTL, "access-token-ttl", "ACCESS_TOKEN_TTL", "900s", "authsvc's AUTHSVC_ACCESS_TOKEN_TTL"},
+		{&s.MaxStaleness, "max-staleness", "MAX_STALENESS", "5s",
+			"how long revocations are trusted after the feed last spoke; then calls are forwarded"},
+	}
+	for _, d := range durations {
+		v, err := time.ParseDuration(env(d.name, d.fallback))
+		if err != nil {
+			return fmt.Errorf("AUTHSVC_GATEWAY_%s: %w", d.name, err)
+		}
+		fs.DurationVar(d.p, d.flag, v, d.usage+" (env AUTHSVC_GATEWAY_"+d.name+")")
+	}
+	s.Algorithms = strings.Split(env("ALGORITHMS", "ES256,EdDSA,RS256"), ",")
+	fs.Func("algorithms", "comma-separated signing algorithms accepted (env AUTHSVC_GATEWAY_ALGORITHMS)", func(v string) error {
+		s.Algorithms = strings.Split(v, ",")
+		return nil
+	})
+	fs.StringVar(&s.WatchEmail, "watch-email", env("WATCH_EMAIL", ""),
+		"service account (scope authsvc.revocations) the gateway signs in as to verify tokens itself (env AUTHSVC_GATEWAY_WATCH_EMAIL)")
+	fs.StringVar(&s.WatchPasswordFile, "watch-password-file", env("WATCH_PASSWORD_FILE", ""),
+		"file holding that account's password; or env AUTHSVC_GATEWAY_WATCH_PASSWORD (env AUTHSVC_GATEWAY_WATCH_PASSWORD_FILE)")
+	fs.StringVar(&s.ExtAuthzListen, "ext-authz-listen", env("EXT_AUTHZ_LISTEN", ""),
+		"serve Envoy's envoy.service.auth.v3.Authorization on HOST:PORT (env AUTHSVC_GATEWAY_EXT_AUTHZ_LISTEN)")
+	return nil
+}
+
+// Check validates the parsed values and reads the watch password.
+func (s *Settings) Check() error {
+	if s.Issuer == "" || s.Audience == "" {
+		return errors.New("--issuer and --audience must not be empty")
+	}
+	if s.Leeway < 0 || s.AccessTokenTTL <= 0 {
+		return errors.New("--leeway must not be negative and --access-token-ttl must be positive")
+	}
+	if s.MaxStaleness < 2*time.Second {
+		return errors.New("--max-staleness must be at least 2s (authsvc's heartbeat is 1 s)")
+	}
+	for _, a := range s.Algorithms {
+		if a != "ES256" && a != "EdDSA" && a != "RS256" {
+			return fmt.Errorf("--algorithms: %q is not one authsvc signs with", a)
+		}
+	}
+	if s.WatchEmail == "" {
+		return nil
+	}
+	s.watchPassword = os.Getenv("AUTHSVC_GATEWAY_WATCH_PASSWORD")
+	if s.WatchPasswordFile != "" {
+		raw, err := os.ReadFile(s.WatchPasswordFile)
+		if err != nil {
+			return fmt.Errorf("--watch-password-file: %w", err)
+		}
+		s.watchPassword = strings.TrimRight(string(raw), "\r\n")
+	}
+	if s.watchPassword == "" {
+		return errors.New("--watch-email needs --watch-password-file or AUTHSVC_GATEWAY_WATCH_PASSWORD")
+	}
+	return nil
+}
+
+// issuerURL is the issuer as an absolute http(s) URL without a trailing
+// slash, or nil when it is not one (then there is no discovery).
+func (s *Settings) issuerURL() *url.URL {
+	u, err := url.Parse(s.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil
+	}
+	return u
+}

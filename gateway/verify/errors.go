@@ -1,0 +1,107 @@
+package verify
+
+import (
+	"errors"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Domain is the google.rpc.ErrorInfo domain of every refusal, as authsvc sends it.
+const Domain = "authsvc"
+
+// Realm names the protection space in every RFC 6750 challenge.
+const Realm = "authsvc"
+
+// Error is a refusal: the gRPC code, the ErrorInfo reason a client switches
+// on, fixed text, and the RFC 6750 error code of the challenge ("" when no
+// credentials were sent at all). The values are authsvc's own
+// (authsvc/errors.py, authsvc/guard/status.py): one mapping, two languages.
+type Error struct {
+	Code    codes.Code
+	Reason  string   // ErrorInfo reason; "" for UNAVAILABLE, which carries none
+	Message string   // fixed text, never input
+	OAuth   string   // RFC 6750 error: invalid_token, invalid_request, insufficient_scope
+	Scopes  []string // the scopes a PERMISSION_DENIED asks for
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// The refusals the verifier gives.
+var (
+	ErrTokenMissing = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_MISSING",
+		Message: "No access token was sent."}
+	ErrTokenInvalid = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_INVALID",
+		Message: "The access token is invalid.", OAuth: "invalid_token"}
+	ErrTokenNotYetValid = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_INVALID",
+		Message: "The access token is not valid yet.", OAuth: "invalid_token"}
+	ErrTokenExpired = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_EXPIRED",
+		Message: "The access token expired.", OAuth: "invalid_token"}
+	ErrTokenRevoked = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_REVOKED",
+		Message: "The access token's session was revoked.", OAuth: "invalid_token"}
+	// ErrMalformedAuthorization: two authorization values, another scheme,
+	// or a malformed Bearer value.
+	ErrMalformedAuthorization = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_INVALID",
+		Message: "The authorization metadata must hold exactly one Bearer token.", OAuth: "invalid_request"}
+	// ErrUnavailable: the verifier cannot decide (no keys or revocation
+	// snapshot yet, or the revocation feed is staler than allowed). It fails closed.
+	ErrUnavailable = &Error{Code: codes.Unavailable,
+		Message: "The service is temporarily unavailable; retry shortly."}
+)
+
+// InsufficientScope is the refusal of a valid token that lacks scopes.
+func InsufficientScope(scopes ...string) *Error {
+	return &Error{Code: codes.PermissionDenied, Reason: "INSUFFICIENT_SCOPE",
+		Message: "The access token lacks a required scope.", OAuth: "insufficient_scope", Scopes: scopes}
+}
+
+// AsError returns err as an *Error; anything else is ErrUnavailable (fail closed).
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return ErrUnavailable
+}
+
+// Challenge is the RFC 6750 WWW-Authenticate value for the refusal, or ""
+// when it carries none (UNAVAILABLE).
+func (e *Error) Challenge() string {
+	if e.Code != codes.Unauthenticated && e.Code != codes.PermissionDenied {
+		return ""
+	}
+	parts := []string{`Bearer realm="` + Realm + `"`}
+	if e.OAuth != "" {
+		parts = append(parts, `error="`+e.OAuth+`"`,
+			`error_description="`+strings.TrimRight(e.Message, ".")+`"`)
+	}
+	if len(e.Scopes) > 0 {
+		parts = append(parts, `scope="`+strings.Join(e.Scopes, " ")+`"`)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// GRPCStatus is the status authsvc answers with: the code, the fixed
+// message and, for a client's refusal, an ErrorInfo detail.
+func (e *Error) GRPCStatus() *status.Status {
+	st := status.New(e.Code, e.Message)
+	if e.Reason == "" {
+		return st
+	}
+	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Reason, Domain: Domain})
+	if err != nil {
+		return st
+	}
+	return withInfo
+}
+
+// Trailer is the trailing metadata of the refusal: www-authenticate.
+func (e *Error) Trailer() metadata.MD {
+	if c := e.Challenge(); c != "" {
+		return metadata.Pairs("www-authenticate", c)
+	}
+	return nil
+}

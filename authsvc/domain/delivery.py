@@ -156,8 +156,12 @@ class Delivery:
                 log.warning("outbox delivery pass failed; trying again shortly",
                             extra={"fields": {"error": type(exc).__name__}})
             if claimed < self._batch:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that arrives as the event is set, and the loop would
+                # then outlive its cancel at shutdown.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL)
+                    async with asyncio.timeout(POLL):
+                        await self._wake.wait()
 
     async def deliver_due(self) -> int:
         """One pass: claim up to a batch of due messages and send them; how many."""

@@ -207,3 +207,18 @@ async def test_housekeeping_forgets_old_sent_messages_and_expired_codes(stub, ma
         codes_left = await conn.fetchval("SELECT count(*) FROM account_codes")
     assert (pruned, forgotten, codes_left) == (1, 1, 1)
     assert [r["recipient"] for r in await _outbox(app)] == ["new@example.com"]
+
+
+async def test_the_delivery_loop_stops_when_cancelled_as_it_is_woken(app):
+    """A cancel (shutdown) that arrives together with a wake-up (a message just written)
+    still ends the loop: it must not swallow the cancellation and deliver on forever."""
+    loop = Delivery(app.db, app.messages, {}, retry_base=1, retry_max=1, max_attempts=1)
+    task = asyncio.create_task(loop.run())
+    for _ in range(10):  # let it reach its wait for a wake-up
+        await asyncio.sleep(0)
+
+    loop.wake()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=WAIT)
+
+    assert done == {task} and task.cancelled()

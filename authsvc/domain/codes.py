@@ -34,6 +34,7 @@ from ..store.users import UserRow
 from .caller import Caller
 from .identifiers import Identifier
 from .keycrypto import derive_key
+from .messages import Messages
 from .revocation import Revocations, Revoking
 from .throttle import Reservation, Throttle
 
@@ -70,12 +71,15 @@ class Codes:
             return secrets.token_urlsafe(32)
         return f"{secrets.randbelow(10 ** DIGITS):0{DIGITS}d}"
 
-    async def issue(self, conn: Connection, user_id: str, purpose: Purpose) -> str:
-        """A fresh code for the user (voiding any earlier one), stored as its HMAC."""
+    async def send(self, conn: Connection, user_id: str, purpose: Purpose,
+                   messages: Messages, to: Identifier) -> None:
+        """``issue`` a code and queue the ``purpose`` message carrying it to ``to``, in one
+        statement of ``conn``'s transaction."""
         code = self.new()
-        await code_rows.replace(conn, user_id, purpose, self._digest(user_id, purpose, code),
-                                self.policy.ttl)
-        return code
+        await code_rows.replace_and_send(
+            conn, user_id, purpose, self._digest(user_id, purpose, code), self.policy.ttl,
+            kind=purpose, channel=to.kind, recipient=to.value,
+            payload=messages.seal(purpose, to.value, {"code": code}))
 
     @staticmethod
     def check_format(code: str) -> str:

@@ -129,8 +129,7 @@ class PasswordReset:
             user = await user_rows.find(conn, identifier.kind, identifier.value)
             to = None if user is None or user.disabled else address_of(user)
             if user is not None and to is not None:
-                code = await self._codes.issue(conn, user.id, "reset")
-                await self._messages.send(conn, "reset", to, code=code)
+                await self._codes.send(conn, user.id, "reset", self._messages, to)
             await events.record(conn, "password.reset_requested",
                                 user_id=user.id if user else None,
                                 reason=None if to else "nothing_sent", **caller.audit())

@@ -103,8 +103,7 @@ class SignUp:
                 await events.record(conn, "user.created", user_id=user_id,
                                     reason=f"signup.{self.mode}", **caller.audit())
                 if not verified:
-                    code = await self._codes.issue(conn, user_id, "verify")
-                    await self._messages.send(conn, "verify", identifier, code=code)
+                    await self._codes.send(conn, user_id, "verify", self._messages, identifier)
         self._messages.written()
         if not verified:
             return None
@@ -149,8 +148,7 @@ class Verification:
             user = await user_rows.find(conn, identifier.kind, identifier.value)
             due = user is not None and not user.verified and not user.disabled
             if user is not None and due:
-                code = await self._codes.issue(conn, user.id, "verify")
-                await self._messages.send(conn, "verify", identifier, code=code)
+                await self._codes.send(conn, user.id, "verify", self._messages, identifier)
             await events.record(conn, "verification.requested",
                                 user_id=user.id if user else None,
                                 reason=None if due else "nothing_sent", **caller.audit())

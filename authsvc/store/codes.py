@@ -21,15 +21,23 @@ class CodeRow:
     failures: int
 
 
-async def replace(conn: asyncpg.Connection, user_id: str, purpose: str, code_hash: bytes,
-                  ttl: int) -> None:
-    """The user's code for ``purpose`` is now this one (any earlier one is void)."""
+async def replace_and_send(conn: asyncpg.Connection, user_id: str, purpose: str,
+                           code_hash: bytes, ttl: int, *, kind: str, channel: str,
+                           recipient: str, payload: bytes) -> None:
+    """The user's code for ``purpose`` is now this one (any earlier one is void), and
+    the message that carries it is queued in the outbox: one statement, one round trip,
+    so a request for an existing account costs about what one for an unknown
+    identifier does."""
     await conn.execute(
-        "INSERT INTO account_codes (user_id, purpose, code_hash, created_at, expires_at)"
-        " VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4::float8))"
-        " ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = excluded.code_hash,"
-        " created_at = excluded.created_at, expires_at = excluded.expires_at, failures = 0",
-        uuid.UUID(user_id), purpose, code_hash, float(ttl))
+        "WITH code AS ("
+        "  INSERT INTO account_codes (user_id, purpose, code_hash, created_at, expires_at)"
+        "  VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4::float8))"
+        "  ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = excluded.code_hash,"
+        "  created_at = excluded.created_at, expires_at = excluded.expires_at, failures = 0"
+        "  RETURNING 1)"
+        " INSERT INTO outbox (kind, channel, recipient, payload)"
+        " SELECT $5, $6, $7, $8 FROM code",
+        uuid.UUID(user_id), purpose, code_hash, float(ttl), kind, channel, recipient, payload)
 
 
 async def lock(conn: asyncpg.Connection, user_id: str, purpose: str) -> CodeRow | None:

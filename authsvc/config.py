@@ -123,6 +123,12 @@ class Settings:
     outbox_retry_base: float = 5.0
     outbox_retry_max: float = 900.0
     outbox_max_attempts: int = 30
+    mfa_token_ttl: int = 300
+    step_up_max_age: int = 300
+    webauthn_rp_id: str | None = None  # passkeys are off until it is set
+    webauthn_rp_name: str = "authsvc"
+    webauthn_origins: tuple[str, ...] = ()
+    passkey_sign_in: bool = False
 
     def __post_init__(self) -> None:
         _check(self.signing_alg in SIGNING_ALGORITHMS, "AUTHSVC_SIGNING_ALG",
@@ -164,6 +170,19 @@ class Settings:
                "must be 0 (keep everything) or more seconds")
         _check(0.1 <= self.housekeeping_interval <= 3600, "AUTHSVC_HOUSEKEEPING_INTERVAL",
                "must be between 0.1 and 3600 seconds")
+        _check(30 <= self.mfa_token_ttl <= 3600, "AUTHSVC_MFA_TOKEN_TTL",
+               "must be between 30 and 3600 seconds")
+        _check(1 <= self.step_up_max_age <= DAY, "AUTHSVC_STEP_UP_MAX_AGE",
+               "must be between 1 and 86400 seconds")
+        if self.webauthn_rp_id is not None:
+            _check(bool(self.webauthn_origins), "AUTHSVC_WEBAUTHN_ORIGINS",
+                   "must list the origins passkeys are used from (e.g. https://example.com)")
+            for origin in self.webauthn_origins:
+                _check(origin.startswith(("https://", "http://localhost")),
+                       "AUTHSVC_WEBAUTHN_ORIGINS",
+                       "must be https:// origins (or http://localhost…)")
+        _check(not self.passkey_sign_in or self.webauthn_rp_id is not None,
+               "AUTHSVC_PASSKEY_SIGN_IN", "needs AUTHSVC_WEBAUTHN_RP_ID")
         if self.metrics_listen is not None:
             _check(_is_listen(self.metrics_listen), "AUTHSVC_METRICS_LISTEN",
                    "must be HOST:PORT or off")
@@ -250,6 +269,14 @@ class Settings:
         values["outbox_retry_base"] = reader.get("AUTHSVC_OUTBOX_RETRY_BASE", float)
         values["outbox_retry_max"] = reader.get("AUTHSVC_OUTBOX_RETRY_MAX", float)
         values["outbox_max_attempts"] = reader.get("AUTHSVC_OUTBOX_MAX_ATTEMPTS", int)
+        values["mfa_token_ttl"] = reader.get("AUTHSVC_MFA_TOKEN_TTL", int)
+        values["step_up_max_age"] = reader.get("AUTHSVC_STEP_UP_MAX_AGE", int)
+        values["webauthn_rp_id"] = reader.get("AUTHSVC_WEBAUTHN_RP_ID", str)
+        values["webauthn_rp_name"] = reader.get("AUTHSVC_WEBAUTHN_RP_NAME", str)
+        values["webauthn_origins"] = reader.get(
+            "AUTHSVC_WEBAUTHN_ORIGINS",
+            lambda raw: tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip()))
+        values["passkey_sign_in"] = reader.get("AUTHSVC_PASSKEY_SIGN_IN", _boolean)
         metrics = reader.get("AUTHSVC_METRICS_LISTEN", str)
         values["tls_cert_file"] = reader.get("AUTHSVC_TLS_CERT_FILE", Path)
         values["tls_key_file"] = reader.get("AUTHSVC_TLS_KEY_FILE", Path)

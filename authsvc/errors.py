@@ -25,6 +25,8 @@ class ClientError(AuthsvcError):
 
     reason = "CLIENT_ERROR"
     message = "The request was refused."
+    # Sent as the ErrorInfo's metadata: values chosen here, never user input.
+    metadata: dict[str, str] = {}  # read only: instances that send some replace it
 
     def __init__(self, message: str | None = None) -> None:
         if message is not None:
@@ -68,6 +70,8 @@ class Unauthenticated(ClientError):
     """
 
     error: str | None = "invalid_token"
+    # Extra RFC 6750 auth-params of the challenge (name, fixed value).
+    challenge_params: tuple[tuple[str, str], ...] = ()
 
 
 class InvalidCredentials(Unauthenticated):
@@ -82,15 +86,6 @@ class IdentifierNotVerified(Unauthenticated):
 
     reason = "IDENTIFIER_NOT_VERIFIED"
     message = "The account's email or phone number is not verified yet."
-    error = None
-
-
-class CodeInvalid(Unauthenticated):
-    """A verification or reset code that is wrong, used, replaced by a newer one,
-    out of tries, or was never sent (one answer for all of them)."""
-
-    reason = "CODE_INVALID"
-    message = "The code is wrong or no longer valid."
     error = None
 
 
@@ -138,6 +133,87 @@ class RefreshTokenInvalid(Unauthenticated):
 class RefreshTokenReused(Unauthenticated):
     reason = "REFRESH_TOKEN_REUSED"
     message = "The refresh token was already used; its session is revoked."
+
+
+class MfaRequired(Unauthenticated):
+    """The password was right; the sign-in needs a second factor (``CompleteSignIn``
+    with the ``mfa_token`` of the ErrorInfo metadata)."""
+
+    reason = "MFA_REQUIRED"
+    message = "A second factor is required to complete this sign-in."
+    error = None
+
+    def __init__(self, mfa_token: str, factors: tuple[str, ...], expires_in: int) -> None:
+        self.metadata = {"mfa_token": mfa_token, "factors": " ".join(factors),
+                         "expires_in": str(expires_in)}
+        super().__init__()
+
+
+class MfaTokenInvalid(Unauthenticated):
+    reason = "MFA_TOKEN_INVALID"
+    message = "The mfa_token is unknown, expired or spent; sign in again."
+    error = None
+
+
+class CodeInvalid(Unauthenticated):
+    """A one-time or recovery code is wrong, already used, or out of its window; also a
+    verification or reset code that is wrong, used, replaced by a newer one, out of
+    tries, or was never sent (one answer for all of them)."""
+
+    reason = "CODE_INVALID"
+    message = "The code is wrong or was already used."
+    error = None
+
+
+class InsufficientUserAuthentication(Unauthenticated):
+    """RFC 9470: the token is valid, but its user authenticated too weakly or too long
+    ago for this method; the challenge says what would do (``acr_values``,
+    ``max_age``), the ErrorInfo metadata names the amr values accepted."""
+
+    reason = "INSUFFICIENT_USER_AUTHENTICATION"
+    message = "A stronger or more recent authentication is required."
+    error = "insufficient_user_authentication"
+
+    def __init__(self, amr: tuple[str, ...] = (), max_age: int | None = None) -> None:
+        self.amr = amr
+        self.max_age = max_age
+        params: list[tuple[str, str]] = []
+        metadata: dict[str, str] = {}
+        if amr:
+            params.append(("acr_values", "aal2"))
+            metadata["amr"] = " ".join(amr)
+        if max_age is not None:
+            params.append(("max_age", str(max_age)))
+            metadata["max_age"] = str(max_age)
+        self.challenge_params = tuple(params)
+        self.metadata = metadata
+        super().__init__()
+
+
+class FactorConflict(ClientError):
+    """The factor is already active (EnrollTotp), or there is none to act on."""
+
+    reason = "FACTOR_CONFLICT"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class PasskeyInvalid(Unauthenticated):
+    """A passkey's registration or assertion did not verify: wrong challenge, origin
+    or signature, an unknown credential, or a sign counter that did not move forward
+    (a cloned authenticator)."""
+
+    reason = "PASSKEY_INVALID"
+    message = "The passkey could not be verified."
+    error = None
+
+
+class PasskeysDisabled(ClientError):
+    """Passkeys (or passwordless sign-in with them) are not switched on."""
+
+    reason = "PASSKEYS_DISABLED"
+    message = "Passkeys are not enabled on this server."
 
 
 class PermissionDenied(ClientError):

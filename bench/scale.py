@@ -4,8 +4,10 @@
 one embedded PostgreSQL: *empty* (1,000 users) and *large* (1 million users and
 10 million sessions, seeded with ``generate_series`` in a few minutes: a tenth
 of the sessions revoked, a tenth past their absolute lifetime, the rest live).
-Against each in turn, interleaved over rounds, one ``authsvc serve`` (2 workers)
-answers a Python gRPC load generator (another process) for a fixed time:
+Against each in turn, interleaved over rounds (after a warm-up round that is not
+counted: a database in service has its hot pages cached, a freshly seeded one
+does not), one ``authsvc serve`` (2 workers) answers a Python gRPC load
+generator (another process) for a fixed time:
 
 - SignIn of random users (cheap argon2 profile, so the database's share of the
   work is what is measured, not the hash);
@@ -72,14 +74,15 @@ def main() -> None:
         rates: dict[str, dict[str, list[float]]] = {n: {s: [] for s in SCENARIOS}
                                                     for n in urls}
         users = {"empty": args.empty_users, "large": args.users}
-        for round_ in range(args.rounds):
+        for round_ in range(-args.warmup_rounds, args.rounds):
             for name in (("empty", "large") if round_ % 2 == 0 else ("large", "empty")):
                 with running(Service(data_dir, args.port, 2, {
                         **SERVE_ENV, "AUTHSVC_DATABASE_URL": urls[name]})) as service:
                     for scenario, rate in _measure(service.target, users[name], args).items():
-                        rates[name][scenario].append(rate)
-                        print(f"round {round_ + 1} {name:5} {scenario:8} {rate:8.1f}/s",
-                              flush=True)
+                        if round_ >= 0:  # warm-up rounds are not counted
+                            rates[name][scenario].append(rate)
+                        label = "warm-up" if round_ < 0 else f"round {round_ + 1}"
+                        print(f"{label} {name:5} {scenario:8} {rate:8.1f}/s", flush=True)
         with running(Service(data_dir, args.port, 2, {
                 **SERVE_ENV, "AUTHSVC_DATABASE_URL": urls["large"]})) as service:
             day = asyncio.run(_day(service.target, urls["large"], args))
@@ -93,7 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--sessions", type=int, default=10_000_000)
     parser.add_argument("--empty-users", type=int, default=1_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup-rounds", type=int, default=1,
+                        help="rounds run first and not counted: a database in service is"
+                             " warm, and a freshly seeded one is not")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per scenario")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--day-sessions", type=int, default=200,
@@ -165,6 +171,8 @@ async def _seed(url: str, users: int, sessions: int) -> None:
                 " CREATE INDEX sessions_expires_at ON sessions (expires_at)")
         await conn.execute("VACUUM ANALYZE users")
         await conn.execute("VACUUM ANALYZE sessions")
+        # Write the load out now, not in a checkpoint during the first measurements.
+        await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
 

@@ -11,7 +11,10 @@ Verification (RFC 8725):
 - exp, iat, nbf, iss, aud, sub, jti and sid are required and type-checked;
 - time claims are checked against the injected clock with a leeway;
 - a token living longer than ``max_lifetime`` is refused (authsvc never
-  issues one, so it was minted with a stolen key).
+  issues one, so it was minted with a stolen key);
+- ``amr`` (RFC 8176), ``acr`` and ``auth_time`` (OIDC) are optional, so tokens
+  issued before second factors existed still verify; when present they must
+  be a list of short strings, a short string and a time.
 
 A kid the ring does not hold raises ``UnknownKey`` (a ``TokenInvalid``), so a
 verifier can reload its keys once and try again without parsing the header
@@ -68,6 +71,9 @@ class AccessClaims:
     issued_at: float
     not_before: float
     expires_at: float
+    amr: tuple[str, ...] = ()
+    acr: str | None = None
+    auth_time: float | None = None
 
     def check_times(self, now: float, leeway: int) -> None:
         """Raise unless the token is within its lifetime at ``now`` (± leeway)."""
@@ -78,12 +84,17 @@ class AccessClaims:
 
 
 def issue(key: SigningKey, rules: TokenRules, *, user_id: str, session_id: str,
-          scopes: tuple[str, ...], now: float, ttl: int) -> tuple[str, AccessClaims]:
-    """Sign a new access token with ``key``."""
+          scopes: tuple[str, ...], now: float, ttl: int, amr: tuple[str, ...] = (),
+          auth_time: float | None = None) -> tuple[str, AccessClaims]:
+    """Sign a new access token with ``key``; with ``amr``, also ``acr`` (``acr_of``)
+    and ``auth_time``."""
     assert key.private_key is not None, "issue() needs a key with its private half"
     iat = int(now)
+    acr = acr_of(amr) if amr else None
+    when = None if auth_time is None else int(auth_time)
     claims = AccessClaims(user_id=user_id, session_id=session_id, token_id=str(uuid.uuid4()),
-                          scopes=scopes, issued_at=iat, not_before=iat, expires_at=iat + ttl)
+                          scopes=scopes, issued_at=iat, not_before=iat, expires_at=iat + ttl,
+                          amr=amr, acr=acr, auth_time=when)
     payload: dict[str, Any] = {
         "iss": rules.issuer, "sub": user_id, "aud": rules.audience,
         "iat": iat, "nbf": iat, "exp": iat + ttl,
@@ -91,9 +102,27 @@ def issue(key: SigningKey, rules: TokenRules, *, user_id: str, session_id: str,
     }
     if scopes:
         payload["scope"] = " ".join(scopes)
+    if amr:
+        payload["amr"] = list(amr)
+        payload["acr"] = acr
+    if when is not None:
+        payload["auth_time"] = when
     token = jwt.encode(payload, key.private_key, algorithm=key.alg,
                        headers={"kid": key.kid, "typ": TOKEN_TYPE})
     return token, claims
+
+
+# amr values that are a second factor (RFC 8176): a one-time code, a hardware or
+# software-bound key (a passkey).
+SECOND_FACTORS = frozenset({"otp", "hwk", "swk"})
+ACR_ONE_FACTOR = "aal1"
+ACR_TWO_FACTORS = "aal2"
+
+
+def acr_of(amr: tuple[str, ...]) -> str:
+    """authsvc's acr values, after NIST SP 800-63B's assurance levels: ``aal2`` when
+    a second factor took part, else ``aal1``."""
+    return ACR_TWO_FACTORS if SECOND_FACTORS.intersection(amr) else ACR_ONE_FACTOR
 
 
 def verify(token: str, lookup: Callable[[str], SigningKey | None], rules: TokenRules,
@@ -140,6 +169,16 @@ def _claims(payload: dict[str, Any], rules: TokenRules) -> AccessClaims:
     sub, sid, jti = payload["sub"], payload["sid"], payload["jti"]
     times = [payload["iat"], payload["nbf"], payload["exp"]]
     scope = payload.get("scope", "")
+    amr, acr, auth_time = payload.get("amr", []), payload.get("acr"), payload.get("auth_time")
+    if (
+        not isinstance(amr, list) or len(amr) > 16
+        or not all(isinstance(v, str) and 0 < len(v) <= 32 for v in amr)
+        or not (acr is None or (isinstance(acr, str) and 0 < len(acr) <= 128))
+        or not (auth_time is None or (isinstance(auth_time, int | float)
+                                      and not isinstance(auth_time, bool)
+                                      and 0 <= auth_time <= MAX_TIME))
+    ):
+        raise TokenInvalid()
     if (
         payload["iss"] != rules.issuer or payload["aud"] != rules.audience
         or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in (sub, sid, jti))
@@ -151,7 +190,9 @@ def _claims(payload: dict[str, Any], rules: TokenRules) -> AccessClaims:
         raise TokenInvalid()
     return AccessClaims(user_id=sub, session_id=sid, token_id=jti,
                         scopes=tuple(scope.split()), issued_at=float(times[0]),
-                        not_before=float(times[1]), expires_at=float(times[2]))
+                        not_before=float(times[1]), expires_at=float(times[2]),
+                        amr=tuple(amr), acr=acr,
+                        auth_time=None if auth_time is None else float(auth_time))
 
 
 class TokenCache:

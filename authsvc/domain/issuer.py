@@ -39,12 +39,16 @@ class Issuer:
         self._idle_ttl = session_idle_ttl
 
     def pair(self, *, user_id: str, session_id: str, scopes: tuple[str, ...], refresh: str,
-             now: float, session_expires_at: float) -> TokenPair:
+             now: float, session_expires_at: float, amr: tuple[str, ...] = ("pwd",),
+             auth_time: float | None = None) -> TokenPair:
+        """The pair for a session whose user authenticated by ``amr`` at ``auth_time``
+        (the sign-in; ``now`` when not given)."""
         key = self._keystore.ring.signer(now)
         if key is None:
             raise Unavailable("no signing key")
         access, _ = tokens.issue(key, self._rules, user_id=user_id, session_id=session_id,
-                                 scopes=scopes, now=now, ttl=self._access_ttl)
+                                 scopes=scopes, now=now, ttl=self._access_ttl, amr=amr,
+                                 auth_time=now if auth_time is None else auth_time)
         refresh_ends = min(session_expires_at, now + self._idle_ttl)
         return TokenPair(access_token=access, expires_in=self._access_ttl,
                          refresh_token=refresh,

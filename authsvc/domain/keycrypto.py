@@ -60,3 +60,21 @@ def decrypt_private_key(kek: bytes, kid: str, blob: bytes) -> PrivateKey:
     return key
 
 
+
+
+def seal(key: bytes, associated: str, data: bytes) -> bytes:
+    """``data`` encrypted with AES-256-GCM under ``key``, bound to ``associated`` (so
+    the ciphertext cannot be moved to another row), in the envelope signing keys use."""
+    nonce = os.urandom(12)
+    return _ENVELOPE_VERSION + nonce + AESGCM(key).encrypt(nonce, data, associated.encode())
+
+
+def unseal(key: bytes, associated: str, blob: bytes) -> bytes:
+    """What ``seal`` sealed; ConfigError when the key or the row does not match."""
+    if blob[:1] != _ENVELOPE_VERSION:
+        raise ConfigError("a sealed secret has an unknown envelope format")
+    try:
+        return AESGCM(key).decrypt(blob[1:13], blob[13:], associated.encode())
+    except Exception:
+        raise ConfigError("a sealed secret cannot be decrypted: AUTHSVC_KEY_ENCRYPTION_KEY "
+                          "is not the key it was encrypted with") from None

@@ -17,6 +17,7 @@ import logging
 
 from ..clock import Clock
 from ..config import Settings
+from ..core.tokens import MAX_TOKEN_LENGTH
 from ..errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
 from ..store import sessions as session_rows
 from ..store.database import Connection, Database
@@ -66,7 +67,7 @@ class Refresh:
     async def refresh(self, token: str, caller: Caller) -> TokenPair:
         if not token:
             raise InvalidArgument("refresh_token", "must not be empty")
-        if len(token) > MAX_LENGTH:
+        if len(token) > MAX_LENGTH and not _access_token_shaped(token):
             raise InvalidArgument("refresh_token", f"must be at most {MAX_LENGTH} characters")
         async with self._db.connection() as conn:
             session_id, counter = await self._presented(conn, token) or ("", 0)
@@ -92,4 +93,13 @@ class Refresh:
         now = self._clock()
         return self._issuer.pair(user_id=done.user_id, session_id=session_id,
                                  scopes=done.scopes, refresh=successor, now=now,
-                                 session_expires_at=now + done.expires_in)
+                                 session_expires_at=now + done.expires_in, amr=done.amr,
+                                 auth_time=now - done.auth_age)
+
+
+def _access_token_shaped(token: str) -> bool:
+    """An access token (a JWT, which amr, auth_time and scopes can make longer than any
+    refresh token) presented where a refresh token belongs: refused as an invalid
+    refresh token, like any other token authsvc did not issue as one, not as oversize
+    input."""
+    return token.count(".") == 2 and len(token) <= MAX_TOKEN_LENGTH

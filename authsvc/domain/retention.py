@@ -9,7 +9,9 @@
   its absolute lifetime is over too: see ``store.sessions.prune_ended``);
 - audit events older than ``AUTHSVC_AUDIT_RETENTION`` (90 days by default;
   0 keeps everything);
-- throttle counters past their window and block, and expired trusted pairs.
+- throttle counters past their window and block, and expired trusted pairs;
+- sign-in challenges waiting for a second factor, and WebAuthn ceremonies,
+  once expired (``challenges``).
 
 Every age is judged by the database's clock. Each pass deletes in batches of
 ``BATCH`` rows, one short statement each, and at most ``MAX_BATCHES``
@@ -24,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..store import events
+from ..store import factors as factor_rows
 from ..store import sessions as session_rows
 from ..store.database import Connection, Database
 from .throttle import Throttle
@@ -53,6 +56,8 @@ class Retention:
                 lambda conn: events.prune(conn, self._audit_retention, BATCH)),
         }
         pruned["throttles"] = await self._throttle.forget_expired(BATCH)
+        pruned["challenges"] = await self._drain(
+            lambda conn: factor_rows.prune_challenges(conn, BATCH))
         self._observe(pruned)
         if any(pruned.values()):
             log.info("pruned", extra={"fields": {"pruned": pruned}})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..clock import Clock
 from ..config import Settings
-from ..errors import IdentifierNotVerified, InvalidArgument, InvalidCredentials
+from ..errors import IdentifierNotVerified, InvalidArgument, InvalidCredentials, MfaRequired
 from ..store import events
 from ..store import sessions as session_rows
 from ..store import users as user_rows
@@ -25,7 +25,9 @@ from ..store.users import UserRow
 from . import identifiers
 from .caller import Caller
 from .devices import DeviceTokens
+from .factors import Factors
 from .issuer import Issuer, TokenPair
+from .mfa import SecondFactorSignIn
 from .passwords import Passwords
 from .refresh_tokens import RefreshTokens
 from .throttle import Throttle
@@ -42,8 +44,11 @@ class SignedIn:
 class SignIn:
     def __init__(self, db: Database, settings: Settings, clock: Clock, passwords: Passwords,
                  throttle: Throttle, devices: DeviceTokens, issuer: Issuer,
-                 tokens: RefreshTokens) -> None:
+                 tokens: RefreshTokens, factors: Factors | None = None,
+                 second_factor: SecondFactorSignIn | None = None) -> None:
         self._db = db
+        self._factors = factors
+        self._second_factor = second_factor
         self._tokens = tokens
         self._devices = devices
         self._session_ttl = settings.session_ttl
@@ -88,6 +93,7 @@ class SignIn:
                                     user_id=user.id, **caller.audit())
             raise IdentifierNotVerified()
         session_id = None
+        factors: tuple[str, ...] = ()
         async with self._db.transaction() as conn:
             # The session is created only for the credentials just checked: a password
             # change or disabling since then ends this sign-in here, and one that comes
@@ -98,15 +104,27 @@ class SignIn:
                                     user_id=user.id, **caller.audit())
             else:
                 await self._throttle.sign_in_succeeded(conn, reservation)
-                session_id = await session_rows.create(
-                    conn, user_id=user.id, scopes=scopes, ttl=self._session_ttl,
-                    **caller.audit())
-                await events.record(conn, "signin.success", user_id=user.id,
-                                    session_id=session_id, **caller.audit())
+                if self._factors is not None and self._second_factor is not None:
+                    factors = await self._factors.available(conn, user.id)
+                if factors:  # the password was right; the session waits for the factor
+                    assert self._second_factor is not None
+                    mfa_token = await self._second_factor.open(conn, user.id,
+                                                               user.credentials_version)
+                    await events.record(conn, "signin.mfa_required", user_id=user.id,
+                                        **caller.audit())
+                else:
+                    session_id = await session_rows.create(
+                        conn, user_id=user.id, scopes=scopes, ttl=self._session_ttl,
+                        **caller.audit())
+                    await events.record(conn, "signin.success", user_id=user.id,
+                                        session_id=session_id, **caller.audit())
+        if verdict.needs_rehash and scopes is not None:
+            await self._rehash(user.id, user.password_hash, password)
+        if factors:
+            assert self._second_factor is not None
+            raise MfaRequired(mfa_token, factors, self._second_factor.token_ttl)
         if scopes is None or session_id is None:
             raise InvalidCredentials()
-        if verdict.needs_rehash:
-            await self._rehash(user.id, user.password_hash, password)
         pair = self._issuer.pair(user_id=user.id, session_id=session_id, scopes=scopes,
                                  refresh=self._tokens.token(session_id, 0), now=now,
                                  session_expires_at=now + self._session_ttl)

@@ -63,6 +63,9 @@ class ThrottlePolicy:
     refresh_address: Tarpit
     trust_ttl: float
     ipv6_prefix: int = 64
+    # Second-factor codes, per user (a password guesser holding many mfa_tokens
+    # shares it); the pair's thresholds when not given.
+    code: Tarpit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,26 @@ class Throttle:
     async def released(self, conn: Connection, reservation: Reservation) -> None:
         """Give back every slot ``reserve_attempt`` took (the attempt succeeded)."""
         await rows.release(conn, reservation.charged, [])
+    async def reserve_code(self, conn: Connection, user_id: str) -> float | None:
+        """Take a second-factor code attempt's slot in the user's tarpit before the code
+        is looked at (counted as a failure until ``code_succeeded``); or, nothing
+        counted, the seconds left of the block in force."""
+        key = self._digest("code", user_id)
+        refused = await rows.reserve(conn, [key], [(key, self._code_tarpit)])
+        return None if refused is None else refused[0]
+
+    async def code_succeeded(self, conn: Connection, user_id: str) -> None:
+        """A right code: the user's code tarpit starts afresh."""
+        await rows.release(conn, [], [self._digest("code", user_id)])
+
+    @staticmethod
+    def raise_if_refused(wait: float | None) -> None:
+        if wait is not None:
+            raise RateLimited(wait)
+
+    @property
+    def _code_tarpit(self) -> Tarpit:
+        return self.policy.code or self.policy.pair
 
     def client_key(self, address: str | None) -> str | None:
         """What the address counters count: the address, or its IPv6 prefix."""
@@ -207,7 +230,8 @@ class Throttle:
     async def forget_expired(self, batch: int) -> int:
         """Delete at most ``batch`` stale rows of each throttle table; how many."""
         window = max(t.window for t in (self.policy.identifier, self.policy.address,
-                                        self.policy.pair, self.policy.refresh_address))
+                                        self.policy.pair, self.policy.refresh_address,
+                                        self._code_tarpit))
         async with self._db.connection() as conn:
             return await rows.forget_expired(conn, window, batch)
 

@@ -12,6 +12,16 @@ values or another scheme are refused as TOKEN_INVALID). ``scopes`` maps a
 service (``package.Service``) or a method (``/package.Service/Method``) to the
 scopes it needs; a method needs those of its service and its own.
 
+Step-up (RFC 9470): ``require_amr`` maps a service or method to amr values of
+which the token must carry at least one (e.g. ``("otp", "hwk", "swk")``: any
+second factor), and ``max_age`` to the most seconds since the user last
+authenticated (the token's ``auth_time``, judged by ``clock``); a method's own
+entry wins over its service's. A token that falls short is refused
+UNAUTHENTICATED with reason INSUFFICIENT_USER_AUTHENTICATION and a challenge
+``error="insufficient_user_authentication"`` with ``acr_values="aal2"`` and/or
+``max_age``, so the client knows to sign in again with the factor; a token
+without amr or auth_time (issued before second factors existed) falls short.
+
 Refusals carry the status, ``google.rpc.ErrorInfo`` and RFC 6750
 ``www-authenticate`` trailer that authsvc itself sends (one mapping:
 ``authsvc.guard.status.describe``): UNAUTHENTICATED with TOKEN_MISSING,
@@ -31,6 +41,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -40,7 +51,13 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from ..core.tokens import AccessClaims
-from ..errors import ClientError, PermissionDenied, TokenMissing, Unavailable
+from ..errors import (
+    ClientError,
+    InsufficientUserAuthentication,
+    PermissionDenied,
+    TokenMissing,
+    Unavailable,
+)
 from .bearer import bearer_token
 from .handlers import Behavior, Handler, Kind, handler_of, kind_of, wrap_rpc_behavior
 from .status import Trailers, describe
@@ -77,20 +94,51 @@ def methods_of(service: ServiceDescriptor) -> frozenset[str]:
     return frozenset(f"/{service.full_name}/{method.name}" for method in service.methods)
 
 
-class _Policy:
-    """Which methods are public and which scopes the others need."""
+@dataclass(frozen=True, slots=True)
+class _StepUp:
+    amr: tuple[str, ...] = ()
+    max_age: int | None = None
 
-    def __init__(self, public: Iterable[str], scopes: Mapping[str, Iterable[str]]) -> None:
+    def check(self, claims: AccessClaims, now: float) -> None:
+        short_amr = bool(self.amr) and not set(self.amr).intersection(claims.amr)
+        stale = self.max_age is not None and (
+            claims.auth_time is None or now - claims.auth_time > self.max_age)
+        if short_amr or stale:
+            raise InsufficientUserAuthentication(self.amr, self.max_age)
+
+
+_NO_STEP_UP = _StepUp()
+
+
+def _check_name(name: str, what: str) -> None:
+    method = name.startswith("/") and name.count("/") == 2
+    if not (method or (name and "/" not in name)):
+        raise ValueError(f"{what} key {name!r} is neither package.Service nor "
+                         "/package.Service/Method")
+
+
+class _Policy:
+    """Which methods are public, which scopes the others need, and their step-up."""
+
+    def __init__(self, public: Iterable[str], scopes: Mapping[str, Iterable[str]],
+                 require_amr: Mapping[str, Iterable[str]] | None = None,
+                 max_age: Mapping[str, int] | None = None) -> None:
+        self._amr = {name: tuple(values) for name, values in (require_amr or {}).items()}
+        self._max_age = dict(max_age or {})
+        for name in self._amr:
+            _check_name(name, "require_amr")
+        for name, seconds in self._max_age.items():
+            _check_name(name, "max_age")
+            if not isinstance(seconds, int) or seconds < 0:
+                raise ValueError(f"max_age of {name!r} must be a number of seconds")
+        self._step_ups: dict[str, _StepUp] = {}
         self._public = frozenset(public)
         for name in self._public:
             if not (name.startswith("/") and name.count("/") == 2):
                 raise ValueError(f"public method {name!r} is not /package.Service/Method")
         self._scopes = {name: tuple(wanted) for name, wanted in scopes.items()}
         for name in self._scopes:
-            method = name.startswith("/") and name.count("/") == 2
-            if not (method or (name and "/" not in name)):
-                raise ValueError(f"scopes key {name!r} is neither package.Service nor "
-                                 "/package.Service/Method")
+            _check_name(name, "scopes")
         self._required: dict[str, tuple[str, ...] | None] = {}
 
     def required(self, method: str) -> tuple[str, ...] | None:
@@ -107,6 +155,17 @@ class _Policy:
                 (*self._scopes.get(service, ()), *self._scopes.get(method, ()))))
         self._required[method] = needed
         return needed
+
+    def step_up(self, method: str) -> _StepUp:
+        """What ``method`` asks of the user's authentication (memoised, as ``required``)."""
+        found = self._step_ups.get(method)
+        if found is None:
+            service = method.lstrip("/").partition("/")[0]
+            amr = self._amr.get(method, self._amr.get(service, ()))
+            age = self._max_age.get(method, self._max_age.get(service))
+            found = self._step_ups[method] = _StepUp(amr, age) if amr or age is not None \
+                else _NO_STEP_UP
+        return found
 
 
 def _check_scopes(claims: AccessClaims, required: tuple[str, ...]) -> AccessClaims:
@@ -131,7 +190,8 @@ class _Rejections:
 
     def status(self, exc: Exception) -> tuple[tuple[Any, ...], _Status]:
         if isinstance(exc, ClientError):
-            key: tuple[Any, ...] = (type(exc), exc.message, getattr(exc, "scopes", None))
+            key: tuple[Any, ...] = (type(exc), exc.message, getattr(exc, "scopes", None),
+                                    getattr(exc, "amr", None), getattr(exc, "max_age", None))
         elif isinstance(exc, Unavailable):
             key = (Unavailable,)
         else:
@@ -195,10 +255,14 @@ class AsyncAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """The interceptor for ``grpc.aio`` servers; verifies with ``verify_async``."""
 
     def __init__(self, verifier: Verifier, *, public: Iterable[str] = DEFAULT_PUBLIC,
-                 scopes: Mapping[str, Iterable[str]] | None = None) -> None:
+                 scopes: Mapping[str, Iterable[str]] | None = None,
+                 require_amr: Mapping[str, Iterable[str]] | None = None,
+                 max_age: Mapping[str, int] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._verifier = verifier
-        self._policy = _Policy(public, scopes or {})
+        self._policy = _Policy(public, scopes or {}, require_amr, max_age)
         self._rejections = _Rejections()
+        self._clock = clock
 
     async def intercept_service(
             self, continuation: Callable[[Any], Awaitable[Handler]],
@@ -214,6 +278,7 @@ class AsyncAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if token is None:
                 raise TokenMissing()
             claims = _check_scopes(await self._verifier.verify_async(token), required)
+            self._policy.step_up(details.method).check(claims, self._clock())
         except Exception as exc:
             return self._rejections.handler(kind_of(handler), exc)
         return wrap_rpc_behavior(handler, lambda behavior, _kind: _in_context(claims, behavior))
@@ -227,10 +292,14 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """
 
     def __init__(self, verifier: Verifier, *, public: Iterable[str] = DEFAULT_PUBLIC,
-                 scopes: Mapping[str, Iterable[str]] | None = None) -> None:
+                 scopes: Mapping[str, Iterable[str]] | None = None,
+                 require_amr: Mapping[str, Iterable[str]] | None = None,
+                 max_age: Mapping[str, int] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._verifier = verifier
-        self._policy = _Policy(public, scopes or {})
+        self._policy = _Policy(public, scopes or {}, require_amr, max_age)
         self._rejections = _Rejections()
+        self._clock = clock
         self._guarded: dict[str, tuple[Handler, Handler]] = {}
 
     def intercept_service(self, continuation: Callable[[Any], Handler],
@@ -243,18 +312,21 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return handler
         guarded = self._guarded.get(details.method)
         if guarded is None or guarded[0] is not handler:  # built once per method
+            step_up = self._policy.step_up(details.method)
             guarded = (handler, wrap_rpc_behavior(
-                handler, lambda behavior, _kind: self._guard(behavior, required)))
+                handler, lambda behavior, _kind: self._guard(behavior, required, step_up)))
             self._guarded[details.method] = guarded
         return guarded[1]
 
-    def _guard(self, behavior: Behavior, required: tuple[str, ...]) -> Behavior:
+    def _guard(self, behavior: Behavior, required: tuple[str, ...], step_up: _StepUp,
+               ) -> Behavior:
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 token = bearer_token(context.invocation_metadata())
                 if token is None:
                     raise TokenMissing()
                 claims = _check_scopes(self._verifier.verify(token), required)
+                step_up.check(claims, self._clock())
             except Exception as exc:
                 context.abort_with_status(self._rejections.status(exc)[1])
                 raise AssertionError("unreachable: abort raises") from exc

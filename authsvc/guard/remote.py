@@ -92,6 +92,9 @@ class RemoteVerifier:
             token_id=response.token_id, scopes=tuple(response.scopes),
             issued_at=float(response.issued_at.seconds),
             not_before=float(response.issued_at.seconds),
-            expires_at=float(response.expires_at.seconds))
+            expires_at=float(response.expires_at.seconds), amr=tuple(response.amr),
+            acr=response.acr or None,
+            auth_time=float(response.auth_time.seconds) if response.HasField("auth_time")
+            else None)
         self._cache.put(token, claims, min(claims.expires_at, self._clock() + self._ttl))
         return claims

@@ -43,8 +43,9 @@ Trailers = tuple[tuple[str, str | bytes], ...]
 
 
 def challenge(error: str | None = None, description: str | None = None,
-              scope: str | None = None) -> str:
-    """An RFC 6750 ``WWW-Authenticate`` value. Callers pass fixed text only."""
+              scope: str | None = None, params: tuple[tuple[str, str], ...] = ()) -> str:
+    """An RFC 6750 ``WWW-Authenticate`` value (``params``: further auth-params, such
+    as RFC 9470's acr_values and max_age). Callers pass fixed text only."""
     parts = [f'realm="{REALM}"']
     if error is not None:
         parts.append(f'error="{error}"')
@@ -52,6 +53,7 @@ def challenge(error: str | None = None, description: str | None = None,
             parts.append(f'error_description="{description}"')
     if scope is not None:
         parts.append(f'scope="{scope}"')
+    parts.extend(f'{name}="{value}"' for name, value in params)
     return "Bearer " + ", ".join(parts)
 
 
@@ -59,7 +61,9 @@ def describe(exc: BaseException) -> tuple[grpc.StatusCode, str, Trailers]:
     """The status code, message and trailing metadata for an exception."""
     if isinstance(exc, ClientError):
         code, extra, trailers = _client_error(exc)
-        details = [error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN), *extra]
+        info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN,
+                                           metadata=exc.metadata)
+        details = [info, *extra]
         return code, exc.message, _with_details(code, exc.message, details) + trailers
     if isinstance(exc, Unavailable):
         message = "The service is temporarily unavailable; retry shortly."
@@ -69,7 +73,8 @@ def describe(exc: BaseException) -> tuple[grpc.StatusCode, str, Trailers]:
 
 def _client_error(exc: ClientError) -> tuple[grpc.StatusCode, list[Any], Trailers]:
     if isinstance(exc, Unauthenticated):
-        value = challenge(exc.error, exc.message.rstrip(".") if exc.error else None)
+        value = challenge(exc.error, exc.message.rstrip(".") if exc.error else None,
+                          params=exc.challenge_params)
         return grpc.StatusCode.UNAUTHENTICATED, [], (("www-authenticate", value),)
     if isinstance(exc, InvalidArgument):
         violation = error_details_pb2.BadRequest.FieldViolation(

@@ -20,9 +20,12 @@ from ..domain.accounts import Accounts
 from ..domain.codes import CodePolicy, Codes
 from ..domain.delivery import Channel, Delivery, SmtpChannel, WebhookChannel, channels
 from ..domain.devices import DeviceTokens
+from ..domain.factors import Factors
 from ..domain.issuer import Issuer, token_rules
 from ..domain.keystore import KeyStore
 from ..domain.messages import Messages
+from ..domain.mfa import SecondFactorSignIn
+from ..domain.passkeys import Passkeys
 from ..domain.password_change import ChangePassword, PasswordReset
 from ..domain.passwords import Passwords
 from ..domain.refresh import Refresh
@@ -74,8 +77,16 @@ class App:
         issuer = Issuer(self.keystore, rules, settings.access_token_ttl,
                         settings.session_idle_ttl)
         devices = DeviceTokens(kek, clock, settings.throttle_trust_ttl)
+        self.factors = Factors(db, clock, self.validator, self.throttle, revoking, kek,
+                               issuer=settings.issuer,
+                               step_up_max_age=settings.step_up_max_age)
+        self.passkeys = Passkeys(db, settings, clock, self.validator, self.factors,
+                                 self.throttle, issuer, refresh_tokens)
+        self.second_factor = SecondFactorSignIn(db, clock, self.factors, self.passkeys, issuer,
+                                                refresh_tokens, token_ttl=settings.mfa_token_ttl,
+                                                session_ttl=settings.session_ttl)
         self.sign_in = SignIn(db, settings, clock, self.passwords, self.throttle, devices,
-                              issuer, refresh_tokens)
+                              issuer, refresh_tokens, self.factors, self.second_factor)
         self.refresh = Refresh(db, settings, clock, self.throttle, revoking, issuer,
                                refresh_tokens)
         self.sign_out = SignOut(db, revoking, self.validator, refresh_tokens)

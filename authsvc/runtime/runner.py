@@ -30,6 +30,7 @@ from ..store.database import (
     clock_offset,
     connect,
     create_pool,
+    explained_connect_failures,
     migrate,
 )
 from .embedded import EmbeddedPostgres, key_encryption_key
@@ -71,7 +72,8 @@ async def prepare(settings: Settings, url: str) -> None:
     conn = await connect(url, settings.db_timeout)
     try:
         await check_clock(conn, settings.clock_leeway)
-        await migrate(conn)
+        with explained_connect_failures(url):  # e.g. a URL that reaches a standby
+            await migrate(conn)
     finally:
         await conn.close()
     pool = await create_pool(url, 2, settings.db_timeout)

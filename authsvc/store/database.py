@@ -24,6 +24,7 @@ import asyncpg
 
 from ..clock import call_deadline
 from ..errors import ConfigError, DatabaseUnreachable, Unavailable
+from . import hosts
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,10 @@ def explained_connect_failures(url: str) -> Iterator[None]:
     except asyncpg.InvalidCatalogNameError:
         raise ConfigError(f"AUTHSVC_DATABASE_URL: PostgreSQL at {where}: no such database; "
                           "create it (createdb) or fix the URL's path") from None
+    except WRONG_SERVER as exc:
+        raise DatabaseUnreachable(f"AUTHSVC_DATABASE_URL: PostgreSQL at {where} is read-only "
+                                  "(a standby?); point the URL at the primary, or name every "
+                                  "host with ?target_session_attrs=read-write") from exc
     except CONNECTION_ERRORS as exc:
         why = ("its host name does not resolve" if isinstance(exc, socket.gaierror)
                else "nothing answers there" if isinstance(exc, (OSError, TimeoutError))
@@ -151,22 +156,26 @@ def explained_connect_failures(url: str) -> Iterator[None]:
 
 async def connect(url: str, timeout: float, application_name: str = "authsvc",
                   ) -> asyncpg.Connection:
+    """One connection; with several hosts in the URL, each gets ``timeout`` to
+    itself (``hosts.connect``), so a hanging host cannot hide a promoted standby."""
     with explained_connect_failures(url):
-        return await asyncpg.connect(url, timeout=timeout, command_timeout=timeout,
-                                     server_settings={"application_name": application_name})
+        return await hosts.connect(url, timeout=timeout, command_timeout=timeout,
+                                   server_settings={"application_name": application_name})
 
 
 async def create_pool(url: str, size: int, timeout: float, *,
                       init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
                       ) -> asyncpg.Pool:
-    """The worker's pool. A connection handed back needs no reset query: pooled
-    connections never LISTEN (the listener has its own), never change session
-    settings and hold no session-level locks, and an open transaction is rolled back
-    by ``Database`` or the connection closed; so a release costs no round trip.
-    ``init`` runs on each new connection (e.g. to attach asyncpg query loggers)."""
+    """The worker's pool; it opens every connection the way ``connect`` does. A
+    connection handed back needs no reset query: pooled connections never LISTEN
+    (the listener has its own), never change session settings and hold no
+    session-level locks, and an open transaction is rolled back by ``Database`` or
+    the connection closed; so a release costs no round trip. ``init`` runs on each
+    new connection (e.g. to attach asyncpg query loggers)."""
     with explained_connect_failures(url):
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=size, timeout=timeout, command_timeout=timeout,
+            url, connect=hosts.connect,
+            min_size=1, max_size=size, timeout=timeout, command_timeout=timeout,
             max_inactive_connection_lifetime=60, init=init, reset=_nothing_to_reset,
             server_settings={"application_name": "authsvc"})
     assert pool is not None
@@ -203,7 +212,8 @@ class Database:
         time for the client to hear it. A connection that ran out of time is closed,
         never handed back (its state is unknown, and resetting it would wait again)."""
         loop = asyncio.get_running_loop()
-        deadline = min(loop.time() + self._timeout, call_deadline.get() or math.inf)
+        ours = loop.time() + self._timeout
+        deadline = min(ours, call_deadline.get() or math.inf)
         conn: asyncpg.Connection | None = None
         settled = False  # the connection is idle and in a known state
         try:
@@ -235,6 +245,12 @@ class Database:
                 settled = True
         except TimeoutError as exc:
             log.warning("database did not answer within the call's deadline")
+            if conn is not None and deadline == ours:
+                # A server that stopped answering for all of AUTHSVC_DB_TIMEOUT
+                # (frozen, cut off, failed over) would cost one more call its
+                # deadline per pooled connection: replace them all on their next
+                # use instead. (A client's own shorter deadline proves nothing.)
+                await self.pool.expire_connections()
             raise Unavailable("database did not answer in time") from exc
         except Unavailable as exc:
             await self._after_wrong_server(exc)

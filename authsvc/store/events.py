@@ -11,13 +11,17 @@ from ..clock import to_datetime
 # Every kind of event authsvc writes (the audit vocabulary; `authsvc events
 # --kind` takes one of these or a prefix such as "signin").
 KINDS = (
-    "signin.success", "signin.failure", "signin.throttled",
+    "signin.success", "signin.failure", "signin.throttled", "signin.mfa_required",
     "refresh.success", "refresh.failure", "refresh.reuse_detected",
     "session.revoked",
     "user.created", "user.disabled", "user.password_changed", "user.scopes_changed",
     "key.created", "key.rotated", "key.retired",
     "signup.taken", "verification.requested", "verification.succeeded", "verification.failed",
     "password.change_failed", "password.reset_requested", "password.reset_failed",
+    "factor.totp_enrolled", "factor.totp_enabled", "factor.totp_removed",
+    "factor.code_failure", "factor.recovery_code_used", "factor.recovery_codes_regenerated",
+    "factor.reset", "factor.passkey_registered", "factor.passkey_removed",
+    "factor.passkey_clone_suspected",
 )
 
 

@@ -30,6 +30,8 @@ class Refreshed:
     counter: int = 0
     expires_in: float = 0.0
     retry_after: float = 0.0
+    amr: tuple[str, ...] = ("pwd",)
+    auth_age: float = 0.0  # seconds since the sign-in, by the database's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +60,17 @@ def time_ordered_uuid(millis: int | None = None) -> uuid.UUID:
 
 
 async def create(conn: asyncpg.Connection, *, user_id: str, scopes: tuple[str, ...],
-                 ttl: int, client_addr: str | None, user_agent: str | None) -> str:
-    """A new session, its times by the database's clock; its refresh counter is 0."""
+                 ttl: int, client_addr: str | None, user_agent: str | None,
+                 amr: Sequence[str] | None = None) -> str:
+    """A new session, its times by the database's clock; its refresh counter is 0, its
+    user authenticated now by ``amr`` (by default a password alone)."""
     session_id = time_ordered_uuid()
     await conn.execute(
-        "INSERT INTO sessions (id, user_id, scopes, expires_at, client_addr, user_agent)"
-        " VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)",
-        session_id, uuid.UUID(user_id), list(scopes), float(ttl), client_addr, user_agent)
+        "INSERT INTO sessions (id, user_id, scopes, expires_at, client_addr, user_agent,"
+        " amr, auth_time)"
+        " VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6, $7, now())",
+        session_id, uuid.UUID(user_id), list(scopes), float(ttl), client_addr, user_agent,
+        list(amr or ("pwd",)))
     return str(session_id)
 
 
@@ -72,16 +78,18 @@ async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
                   grace: float, idle: float, throttle: str | None, audit_success: bool,
                   client_addr: str | None, user_agent: str | None) -> Refreshed:
     """One refresh of ``session_id`` with the token of counter ``presented``, decided
-    and written by ``refresh_session`` (0004) in one statement."""
+    and written by ``refresh_session`` (0004; 0006 adds amr and auth_time) in one
+    statement."""
     r = await conn.fetchrow(
-        "SELECT outcome, user_id, scopes, counter, expires_in, retry_after"
+        "SELECT outcome, user_id, scopes, counter, expires_in, retry_after, amr, auth_age"
         "  FROM refresh_session($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         uuid.UUID(session_id), presented, float(grace), float(idle), throttle, client_addr,
         user_agent, REVOCATION_CHANNEL, audit_success)
     return Refreshed(outcome=r["outcome"],
                      user_id=None if r["user_id"] is None else str(r["user_id"]),
                      scopes=tuple(r["scopes"] or ()), counter=r["counter"] or 0,
-                     expires_in=r["expires_in"] or 0.0, retry_after=r["retry_after"] or 0.0)
+                     expires_in=r["expires_in"] or 0.0, retry_after=r["retry_after"] or 0.0,
+                     amr=tuple(r["amr"] or ("pwd",)), auth_age=r["auth_age"] or 0.0)
 
 
 @dataclass(frozen=True, slots=True)

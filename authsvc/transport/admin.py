@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..core.tokens import AccessClaims
 from ..domain.accounts import Accounts, SessionRow, selector
+from ..domain.factors import Factors
 from ..domain.identifiers import Identifier
 from ..domain.validator import Validator
 from ..guard.interceptor import DEFAULT_PUBLIC, AsyncAuthInterceptor, methods_of
@@ -43,8 +44,9 @@ def admin_interceptor(validator: Validator) -> AsyncAuthInterceptor:
 
 
 class UserAdminServicer(user_admin_pb2_grpc.UserAdminServicer):
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, factors: Factors) -> None:
         self._accounts = accounts
+        self._factors = factors
 
     async def CreateUser(self, request: user_admin_pb2.CreateUserRequest,
                          context: grpc.aio.ServicerContext,
@@ -78,16 +80,22 @@ class UserAdminServicer(user_admin_pb2_grpc.UserAdminServicer):
         await self._accounts.revoke_session(request.session_id)
         return user_admin_pb2.RevokeSessionResponse()
 
-
     async def SetScopes(self, request: user_admin_pb2.SetScopesRequest,
                         context: grpc.aio.ServicerContext) -> user_admin_pb2.SetScopesResponse:
         user_id, scopes = await self._accounts.change_scopes(
             _user(request), add=tuple(request.add), remove=tuple(request.remove))
         return user_admin_pb2.SetScopesResponse(user_id=user_id, scopes=scopes)
 
+    async def ResetFactors(self, request: user_admin_pb2.ResetFactorsRequest,
+                           context: grpc.aio.ServicerContext,
+                           ) -> user_admin_pb2.ResetFactorsResponse:
+        user_id = await self._factors.reset(_user(request))
+        return user_admin_pb2.ResetFactorsResponse(user_id=user_id)
+
 
 def _user(request: user_admin_pb2.DisableUserRequest | user_admin_pb2.SetPasswordRequest
-          | user_admin_pb2.ListSessionsRequest | user_admin_pb2.SetScopesRequest,
+          | user_admin_pb2.ListSessionsRequest | user_admin_pb2.SetScopesRequest
+          | user_admin_pb2.ResetFactorsRequest,
           ) -> Identifier | str:
     kind = request.WhichOneof("user")
     return selector(kind, getattr(request, kind) if kind else "")

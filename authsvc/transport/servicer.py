@@ -17,7 +17,10 @@ from ..clock import Clock
 from ..core.keys import KeyRing
 from ..core.revocations import RevocationSet
 from ..domain.caller import Caller
+from ..domain.factors import Factors
 from ..domain.issuer import TokenPair
+from ..domain.mfa import SecondFactorSignIn
+from ..domain.passkeys import Passkeys
 from ..domain.refresh import Refresh
 from ..domain.revocation import SignOut
 from ..domain.self_service import SelfService
@@ -26,6 +29,7 @@ from ..domain.validator import Validator
 from ..errors import PermissionDenied, Unavailable
 from ..guard.bearer import bearer_token
 from ..v1 import auth_pb2, auth_pb2_grpc
+from .factor_methods import FactorMethods
 from .feed import FeedAccess
 from .metadata import Networks, caller
 
@@ -38,11 +42,16 @@ HEARTBEAT_INTERVAL = 1.0
 INTROSPECT_SCOPE = "authsvc.introspect"
 
 
-class AuthServicer(auth_pb2_grpc.AuthServicer):
+class AuthServicer(FactorMethods, auth_pb2_grpc.AuthServicer):
     def __init__(self, sign_in: SignIn, refresh: Refresh, sign_out: SignOut,
                  validator: Validator, ring: Callable[[], KeyRing],
                  revocations: RevocationSet, feed: FeedAccess, clock: Clock,
-                 trusted_proxies: Networks, self_service: SelfService) -> None:
+                 trusted_proxies: Networks, self_service: SelfService, *, factors: Factors,
+                 second_factor: SecondFactorSignIn, passkeys: Passkeys) -> None:
+        self._self = self_service
+        self._factors = factors
+        self._passkeys = passkeys
+        self._second_factor = second_factor
         self._sign_in = sign_in
         self._refresh = refresh
         self._sign_out = sign_out
@@ -52,7 +61,6 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
         self._feed = feed
         self._clock = clock
         self._proxies = trusted_proxies
-        self._self = self_service
 
     async def SignIn(self, request: auth_pb2.SignInRequest,
                      context: grpc.aio.ServicerContext) -> auth_pb2.SignInResponse:
@@ -72,10 +80,14 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
                        context: grpc.aio.ServicerContext) -> auth_pb2.ValidateResponse:
         bearer = None if request.access_token else bearer_token(context.invocation_metadata())
         claims = await self._validator.validate_request(request.access_token, bearer)
-        return auth_pb2.ValidateResponse(
+        response = auth_pb2.ValidateResponse(
             user_id=claims.user_id, session_id=claims.session_id, token_id=claims.token_id,
             scopes=claims.scopes, issued_at=Timestamp(seconds=int(claims.issued_at)),
-            expires_at=Timestamp(seconds=int(claims.expires_at)))
+            expires_at=Timestamp(seconds=int(claims.expires_at)), amr=claims.amr,
+            acr=claims.acr or "")
+        if claims.auth_time is not None:
+            response.auth_time.CopyFrom(Timestamp(seconds=int(claims.auth_time)))
+        return response
 
     async def Revoke(self, request: auth_pb2.RevokeRequest,
                      context: grpc.aio.ServicerContext) -> auth_pb2.RevokeResponse:

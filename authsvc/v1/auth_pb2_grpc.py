@@ -95,6 +95,66 @@ class AuthStub:
                 request_serializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
                 response_deserializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
                 _registered_method=True)
+        self.CompleteSignIn = channel.unary_unary(
+                '/authsvc.v1.Auth/CompleteSignIn',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.CompleteSignInRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.CompleteSignInResponse.FromString,
+                _registered_method=True)
+        self.EnrollTotp = channel.unary_unary(
+                '/authsvc.v1.Auth/EnrollTotp',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.EnrollTotpRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.EnrollTotpResponse.FromString,
+                _registered_method=True)
+        self.ConfirmTotp = channel.unary_unary(
+                '/authsvc.v1.Auth/ConfirmTotp',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.ConfirmTotpRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.ConfirmTotpResponse.FromString,
+                _registered_method=True)
+        self.RemoveTotp = channel.unary_unary(
+                '/authsvc.v1.Auth/RemoveTotp',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.RemoveTotpRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.RemoveTotpResponse.FromString,
+                _registered_method=True)
+        self.RegenerateRecoveryCodes = channel.unary_unary(
+                '/authsvc.v1.Auth/RegenerateRecoveryCodes',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.RegenerateRecoveryCodesRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.RegenerateRecoveryCodesResponse.FromString,
+                _registered_method=True)
+        self.ListFactors = channel.unary_unary(
+                '/authsvc.v1.Auth/ListFactors',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.ListFactorsRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.ListFactorsResponse.FromString,
+                _registered_method=True)
+        self.BeginPasskeyRegistration = channel.unary_unary(
+                '/authsvc.v1.Auth/BeginPasskeyRegistration',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationResponse.FromString,
+                _registered_method=True)
+        self.FinishPasskeyRegistration = channel.unary_unary(
+                '/authsvc.v1.Auth/FinishPasskeyRegistration',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationResponse.FromString,
+                _registered_method=True)
+        self.BeginPasskeyAssertion = channel.unary_unary(
+                '/authsvc.v1.Auth/BeginPasskeyAssertion',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionResponse.FromString,
+                _registered_method=True)
+        self.PasskeySignIn = channel.unary_unary(
+                '/authsvc.v1.Auth/PasskeySignIn',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.PasskeySignInRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.PasskeySignInResponse.FromString,
+                _registered_method=True)
+        self.ListPasskeys = channel.unary_unary(
+                '/authsvc.v1.Auth/ListPasskeys',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.ListPasskeysRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.ListPasskeysResponse.FromString,
+                _registered_method=True)
+        self.RemovePasskey = channel.unary_unary(
+                '/authsvc.v1.Auth/RemovePasskey',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.RemovePasskeyRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.RemovePasskeyResponse.FromString,
+                _registered_method=True)
         self.IntrospectRefreshToken = channel.unary_unary(
                 '/authsvc.v1.Auth/IntrospectRefreshToken',
                 request_serializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenRequest.SerializeToString,
@@ -204,6 +264,102 @@ class AuthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteSignIn(self, request, context):
+        """CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnrollTotp(self, request, context):
+        """EnrollTotp starts enrolling an authenticator app: a new secret and its
+        otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTotp(self, request, context):
+        """ConfirmTotp activates the enrolled secret with a first code and returns
+        ten recovery codes, shown this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTotp(self, request, context):
+        """RemoveTotp removes the authenticator app and the recovery codes. Needs a
+        fresh second factor in the caller's token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegenerateRecoveryCodes(self, request, context):
+        """RegenerateRecoveryCodes voids every recovery code and returns ten new
+        ones. Needs a fresh second factor in the caller's token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFactors(self, request, context):
+        """ListFactors says which second factors the caller has.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginPasskeyRegistration(self, request, context):
+        """--- Passkeys (WebAuthn). Options and credentials travel as the JSON that
+        navigator.credentials.create()/get() take and give (PublicKeyCredential
+        toJSON()), so a browser passes them through unchanged.
+
+        BeginPasskeyRegistration (bearer) answers creation options and the
+        ceremony_id that FinishPasskeyRegistration names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishPasskeyRegistration(self, request, context):
+        """FinishPasskeyRegistration (bearer) verifies the new credential and stores it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginPasskeyAssertion(self, request, context):
+        """BeginPasskeyAssertion answers request options: with an mfa_token, for the
+        user of that sign-in (second factor, then CompleteSignIn with passkey);
+        without, for any discoverable credential (passwordless, PasskeySignIn;
+        only when AUTHSVC_PASSKEY_SIGN_IN=true).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PasskeySignIn(self, request, context):
+        """PasskeySignIn signs in with a passkey alone (passwordless).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPasskeys(self, request, context):
+        """ListPasskeys (bearer) lists the caller's passkeys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePasskey(self, request, context):
+        """RemovePasskey (bearer, fresh second factor) removes one of them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IntrospectRefreshToken(self, request, context):
         """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
         unspent, of a live session, so a Refresh with it would succeed now. It
@@ -276,6 +432,66 @@ def add_AuthServicer_to_server(servicer, server):
                     servicer.ResetPassword,
                     request_deserializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
                     response_serializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'CompleteSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteSignIn,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.CompleteSignInRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.CompleteSignInResponse.SerializeToString,
+            ),
+            'EnrollTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollTotp,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.EnrollTotpRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.EnrollTotpResponse.SerializeToString,
+            ),
+            'ConfirmTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTotp,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.ConfirmTotpRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.ConfirmTotpResponse.SerializeToString,
+            ),
+            'RemoveTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTotp,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.RemoveTotpRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.RemoveTotpResponse.SerializeToString,
+            ),
+            'RegenerateRecoveryCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegenerateRecoveryCodes,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.RegenerateRecoveryCodesRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.RegenerateRecoveryCodesResponse.SerializeToString,
+            ),
+            'ListFactors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFactors,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.ListFactorsRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.ListFactorsResponse.SerializeToString,
+            ),
+            'BeginPasskeyRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginPasskeyRegistration,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationResponse.SerializeToString,
+            ),
+            'FinishPasskeyRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishPasskeyRegistration,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationResponse.SerializeToString,
+            ),
+            'BeginPasskeyAssertion': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginPasskeyAssertion,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionResponse.SerializeToString,
+            ),
+            'PasskeySignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.PasskeySignIn,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.PasskeySignInRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.PasskeySignInResponse.SerializeToString,
+            ),
+            'ListPasskeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPasskeys,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.ListPasskeysRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.ListPasskeysResponse.SerializeToString,
+            ),
+            'RemovePasskey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePasskey,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.RemovePasskeyRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.RemovePasskeyResponse.SerializeToString,
             ),
             'IntrospectRefreshToken': grpc.unary_unary_rpc_method_handler(
                     servicer.IntrospectRefreshToken,
@@ -608,6 +824,330 @@ class Auth:
             '/authsvc.v1.Auth/ResetPassword',
             authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
             authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/CompleteSignIn',
+            authsvc_dot_v1_dot_auth__pb2.CompleteSignInRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.CompleteSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/EnrollTotp',
+            authsvc_dot_v1_dot_auth__pb2.EnrollTotpRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.EnrollTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/ConfirmTotp',
+            authsvc_dot_v1_dot_auth__pb2.ConfirmTotpRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.ConfirmTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/RemoveTotp',
+            authsvc_dot_v1_dot_auth__pb2.RemoveTotpRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.RemoveTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegenerateRecoveryCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/RegenerateRecoveryCodes',
+            authsvc_dot_v1_dot_auth__pb2.RegenerateRecoveryCodesRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.RegenerateRecoveryCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFactors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/ListFactors',
+            authsvc_dot_v1_dot_auth__pb2.ListFactorsRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.ListFactorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginPasskeyRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/BeginPasskeyRegistration',
+            authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.BeginPasskeyRegistrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishPasskeyRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/FinishPasskeyRegistration',
+            authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.FinishPasskeyRegistrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginPasskeyAssertion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/BeginPasskeyAssertion',
+            authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.BeginPasskeyAssertionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PasskeySignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/PasskeySignIn',
+            authsvc_dot_v1_dot_auth__pb2.PasskeySignInRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.PasskeySignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPasskeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/ListPasskeys',
+            authsvc_dot_v1_dot_auth__pb2.ListPasskeysRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.ListPasskeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePasskey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/RemovePasskey',
+            authsvc_dot_v1_dot_auth__pb2.RemovePasskeyRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.RemovePasskeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -88,6 +88,48 @@ class AuthStub:
     """ResetPassword sets a new password with a reset code and revokes every
     session of the account; the person signs in again.
     """
+    CompleteSignIn: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CompleteSignInRequest, _auth_pb2.CompleteSignInResponse]
+    """CompleteSignIn finishes a sign-in that answered MFA_REQUIRED."""
+    EnrollTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.EnrollTotpRequest, _auth_pb2.EnrollTotpResponse]
+    """EnrollTotp starts enrolling an authenticator app: a new secret and its
+    otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+    """
+    ConfirmTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ConfirmTotpRequest, _auth_pb2.ConfirmTotpResponse]
+    """ConfirmTotp activates the enrolled secret with a first code and returns
+    ten recovery codes, shown this once.
+    """
+    RemoveTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RemoveTotpRequest, _auth_pb2.RemoveTotpResponse]
+    """RemoveTotp removes the authenticator app and the recovery codes. Needs a
+    fresh second factor in the caller's token.
+    """
+    RegenerateRecoveryCodes: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RegenerateRecoveryCodesRequest, _auth_pb2.RegenerateRecoveryCodesResponse]
+    """RegenerateRecoveryCodes voids every recovery code and returns ten new
+    ones. Needs a fresh second factor in the caller's token.
+    """
+    ListFactors: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListFactorsRequest, _auth_pb2.ListFactorsResponse]
+    """ListFactors says which second factors the caller has."""
+    BeginPasskeyRegistration: _grpc.UnaryUnaryMultiCallable[_auth_pb2.BeginPasskeyRegistrationRequest, _auth_pb2.BeginPasskeyRegistrationResponse]
+    """--- Passkeys (WebAuthn). Options and credentials travel as the JSON that
+    navigator.credentials.create()/get() take and give (PublicKeyCredential
+    toJSON()), so a browser passes them through unchanged.
+
+    BeginPasskeyRegistration (bearer) answers creation options and the
+    ceremony_id that FinishPasskeyRegistration names.
+    """
+    FinishPasskeyRegistration: _grpc.UnaryUnaryMultiCallable[_auth_pb2.FinishPasskeyRegistrationRequest, _auth_pb2.FinishPasskeyRegistrationResponse]
+    """FinishPasskeyRegistration (bearer) verifies the new credential and stores it."""
+    BeginPasskeyAssertion: _grpc.UnaryUnaryMultiCallable[_auth_pb2.BeginPasskeyAssertionRequest, _auth_pb2.BeginPasskeyAssertionResponse]
+    """BeginPasskeyAssertion answers request options: with an mfa_token, for the
+    user of that sign-in (second factor, then CompleteSignIn with passkey);
+    without, for any discoverable credential (passwordless, PasskeySignIn;
+    only when AUTHSVC_PASSKEY_SIGN_IN=true).
+    """
+    PasskeySignIn: _grpc.UnaryUnaryMultiCallable[_auth_pb2.PasskeySignInRequest, _auth_pb2.PasskeySignInResponse]
+    """PasskeySignIn signs in with a passkey alone (passwordless)."""
+    ListPasskeys: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListPasskeysRequest, _auth_pb2.ListPasskeysResponse]
+    """ListPasskeys (bearer) lists the caller's passkeys."""
+    RemovePasskey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RemovePasskeyRequest, _auth_pb2.RemovePasskeyResponse]
+    """RemovePasskey (bearer, fresh second factor) removes one of them."""
     IntrospectRefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IntrospectRefreshTokenRequest, _auth_pb2.IntrospectRefreshTokenResponse]
     """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
     unspent, of a live session, so a Refresh with it would succeed now. It
@@ -148,6 +190,48 @@ class AuthAsyncStub(AuthStub):
     """ResetPassword sets a new password with a reset code and revokes every
     session of the account; the person signs in again.
     """
+    CompleteSignIn: _aio.UnaryUnaryMultiCallable[_auth_pb2.CompleteSignInRequest, _auth_pb2.CompleteSignInResponse]  # type: ignore[assignment]
+    """CompleteSignIn finishes a sign-in that answered MFA_REQUIRED."""
+    EnrollTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.EnrollTotpRequest, _auth_pb2.EnrollTotpResponse]  # type: ignore[assignment]
+    """EnrollTotp starts enrolling an authenticator app: a new secret and its
+    otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+    """
+    ConfirmTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.ConfirmTotpRequest, _auth_pb2.ConfirmTotpResponse]  # type: ignore[assignment]
+    """ConfirmTotp activates the enrolled secret with a first code and returns
+    ten recovery codes, shown this once.
+    """
+    RemoveTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.RemoveTotpRequest, _auth_pb2.RemoveTotpResponse]  # type: ignore[assignment]
+    """RemoveTotp removes the authenticator app and the recovery codes. Needs a
+    fresh second factor in the caller's token.
+    """
+    RegenerateRecoveryCodes: _aio.UnaryUnaryMultiCallable[_auth_pb2.RegenerateRecoveryCodesRequest, _auth_pb2.RegenerateRecoveryCodesResponse]  # type: ignore[assignment]
+    """RegenerateRecoveryCodes voids every recovery code and returns ten new
+    ones. Needs a fresh second factor in the caller's token.
+    """
+    ListFactors: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListFactorsRequest, _auth_pb2.ListFactorsResponse]  # type: ignore[assignment]
+    """ListFactors says which second factors the caller has."""
+    BeginPasskeyRegistration: _aio.UnaryUnaryMultiCallable[_auth_pb2.BeginPasskeyRegistrationRequest, _auth_pb2.BeginPasskeyRegistrationResponse]  # type: ignore[assignment]
+    """--- Passkeys (WebAuthn). Options and credentials travel as the JSON that
+    navigator.credentials.create()/get() take and give (PublicKeyCredential
+    toJSON()), so a browser passes them through unchanged.
+
+    BeginPasskeyRegistration (bearer) answers creation options and the
+    ceremony_id that FinishPasskeyRegistration names.
+    """
+    FinishPasskeyRegistration: _aio.UnaryUnaryMultiCallable[_auth_pb2.FinishPasskeyRegistrationRequest, _auth_pb2.FinishPasskeyRegistrationResponse]  # type: ignore[assignment]
+    """FinishPasskeyRegistration (bearer) verifies the new credential and stores it."""
+    BeginPasskeyAssertion: _aio.UnaryUnaryMultiCallable[_auth_pb2.BeginPasskeyAssertionRequest, _auth_pb2.BeginPasskeyAssertionResponse]  # type: ignore[assignment]
+    """BeginPasskeyAssertion answers request options: with an mfa_token, for the
+    user of that sign-in (second factor, then CompleteSignIn with passkey);
+    without, for any discoverable credential (passwordless, PasskeySignIn;
+    only when AUTHSVC_PASSKEY_SIGN_IN=true).
+    """
+    PasskeySignIn: _aio.UnaryUnaryMultiCallable[_auth_pb2.PasskeySignInRequest, _auth_pb2.PasskeySignInResponse]  # type: ignore[assignment]
+    """PasskeySignIn signs in with a passkey alone (passwordless)."""
+    ListPasskeys: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListPasskeysRequest, _auth_pb2.ListPasskeysResponse]  # type: ignore[assignment]
+    """ListPasskeys (bearer) lists the caller's passkeys."""
+    RemovePasskey: _aio.UnaryUnaryMultiCallable[_auth_pb2.RemovePasskeyRequest, _auth_pb2.RemovePasskeyResponse]  # type: ignore[assignment]
+    """RemovePasskey (bearer, fresh second factor) removes one of them."""
     IntrospectRefreshToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IntrospectRefreshTokenRequest, _auth_pb2.IntrospectRefreshTokenResponse]  # type: ignore[assignment]
     """IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
     unspent, of a live session, so a Refresh with it would succeed now. It
@@ -277,6 +361,120 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
         """ResetPassword sets a new password with a reset code and revokes every
         session of the account; the person signs in again.
         """
+
+    @_abc_1.abstractmethod
+    def CompleteSignIn(
+        self,
+        request: _auth_pb2.CompleteSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CompleteSignInResponse, _abc.Awaitable[_auth_pb2.CompleteSignInResponse]]:
+        """CompleteSignIn finishes a sign-in that answered MFA_REQUIRED."""
+
+    @_abc_1.abstractmethod
+    def EnrollTotp(
+        self,
+        request: _auth_pb2.EnrollTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.EnrollTotpResponse, _abc.Awaitable[_auth_pb2.EnrollTotpResponse]]:
+        """EnrollTotp starts enrolling an authenticator app: a new secret and its
+        otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmTotp(
+        self,
+        request: _auth_pb2.ConfirmTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ConfirmTotpResponse, _abc.Awaitable[_auth_pb2.ConfirmTotpResponse]]:
+        """ConfirmTotp activates the enrolled secret with a first code and returns
+        ten recovery codes, shown this once.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveTotp(
+        self,
+        request: _auth_pb2.RemoveTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RemoveTotpResponse, _abc.Awaitable[_auth_pb2.RemoveTotpResponse]]:
+        """RemoveTotp removes the authenticator app and the recovery codes. Needs a
+        fresh second factor in the caller's token.
+        """
+
+    @_abc_1.abstractmethod
+    def RegenerateRecoveryCodes(
+        self,
+        request: _auth_pb2.RegenerateRecoveryCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RegenerateRecoveryCodesResponse, _abc.Awaitable[_auth_pb2.RegenerateRecoveryCodesResponse]]:
+        """RegenerateRecoveryCodes voids every recovery code and returns ten new
+        ones. Needs a fresh second factor in the caller's token.
+        """
+
+    @_abc_1.abstractmethod
+    def ListFactors(
+        self,
+        request: _auth_pb2.ListFactorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListFactorsResponse, _abc.Awaitable[_auth_pb2.ListFactorsResponse]]:
+        """ListFactors says which second factors the caller has."""
+
+    @_abc_1.abstractmethod
+    def BeginPasskeyRegistration(
+        self,
+        request: _auth_pb2.BeginPasskeyRegistrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.BeginPasskeyRegistrationResponse, _abc.Awaitable[_auth_pb2.BeginPasskeyRegistrationResponse]]:
+        """--- Passkeys (WebAuthn). Options and credentials travel as the JSON that
+        navigator.credentials.create()/get() take and give (PublicKeyCredential
+        toJSON()), so a browser passes them through unchanged.
+
+        BeginPasskeyRegistration (bearer) answers creation options and the
+        ceremony_id that FinishPasskeyRegistration names.
+        """
+
+    @_abc_1.abstractmethod
+    def FinishPasskeyRegistration(
+        self,
+        request: _auth_pb2.FinishPasskeyRegistrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.FinishPasskeyRegistrationResponse, _abc.Awaitable[_auth_pb2.FinishPasskeyRegistrationResponse]]:
+        """FinishPasskeyRegistration (bearer) verifies the new credential and stores it."""
+
+    @_abc_1.abstractmethod
+    def BeginPasskeyAssertion(
+        self,
+        request: _auth_pb2.BeginPasskeyAssertionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.BeginPasskeyAssertionResponse, _abc.Awaitable[_auth_pb2.BeginPasskeyAssertionResponse]]:
+        """BeginPasskeyAssertion answers request options: with an mfa_token, for the
+        user of that sign-in (second factor, then CompleteSignIn with passkey);
+        without, for any discoverable credential (passwordless, PasskeySignIn;
+        only when AUTHSVC_PASSKEY_SIGN_IN=true).
+        """
+
+    @_abc_1.abstractmethod
+    def PasskeySignIn(
+        self,
+        request: _auth_pb2.PasskeySignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.PasskeySignInResponse, _abc.Awaitable[_auth_pb2.PasskeySignInResponse]]:
+        """PasskeySignIn signs in with a passkey alone (passwordless)."""
+
+    @_abc_1.abstractmethod
+    def ListPasskeys(
+        self,
+        request: _auth_pb2.ListPasskeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListPasskeysResponse, _abc.Awaitable[_auth_pb2.ListPasskeysResponse]]:
+        """ListPasskeys (bearer) lists the caller's passkeys."""
+
+    @_abc_1.abstractmethod
+    def RemovePasskey(
+        self,
+        request: _auth_pb2.RemovePasskeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RemovePasskeyResponse, _abc.Awaitable[_auth_pb2.RemovePasskeyResponse]]:
+        """RemovePasskey (bearer, fresh second factor) removes one of them."""
 
     @_abc_1.abstractmethod
     def IntrospectRefreshToken(

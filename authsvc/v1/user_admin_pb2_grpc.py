@@ -67,6 +67,11 @@ class UserAdminStub:
                 request_serializer=authsvc_dot_v1_dot_user__admin__pb2.SetScopesRequest.SerializeToString,
                 response_deserializer=authsvc_dot_v1_dot_user__admin__pb2.SetScopesResponse.FromString,
                 _registered_method=True)
+        self.ResetFactors = channel.unary_unary(
+                '/authsvc.v1.UserAdmin/ResetFactors',
+                request_serializer=authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsResponse.FromString,
+                _registered_method=True)
 
 
 class UserAdminServicer:
@@ -118,6 +123,14 @@ class UserAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetFactors(self, request, context):
+        """ResetFactors removes a user's second factors (authenticator app,
+        passkeys and recovery codes) and revokes every session they have. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +163,11 @@ def add_UserAdminServicer_to_server(servicer, server):
                     servicer.SetScopes,
                     request_deserializer=authsvc_dot_v1_dot_user__admin__pb2.SetScopesRequest.FromString,
                     response_serializer=authsvc_dot_v1_dot_user__admin__pb2.SetScopesResponse.SerializeToString,
+            ),
+            'ResetFactors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetFactors,
+                    request_deserializer=authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -317,6 +335,33 @@ class UserAdmin:
             '/authsvc.v1.UserAdmin/SetScopes',
             authsvc_dot_v1_dot_user__admin__pb2.SetScopesRequest.SerializeToString,
             authsvc_dot_v1_dot_user__admin__pb2.SetScopesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetFactors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.UserAdmin/ResetFactors',
+            authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsRequest.SerializeToString,
+            authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

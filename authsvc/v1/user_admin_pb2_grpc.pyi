@@ -57,6 +57,10 @@ class UserAdminStub:
     """SetScopes grants and withdraws scopes. No session is revoked: each session's
     next access token (at its next Refresh) carries the user's scopes as they are.
     """
+    ResetFactors: _grpc.UnaryUnaryMultiCallable[_user_admin_pb2.ResetFactorsRequest, _user_admin_pb2.ResetFactorsResponse]
+    """ResetFactors removes a user's second factors (authenticator app,
+    passkeys and recovery codes) and revokes every session they have. Audited.
+    """
 
 @_typing.type_check_only
 class UserAdminAsyncStub(UserAdminStub):
@@ -79,6 +83,10 @@ class UserAdminAsyncStub(UserAdminStub):
     SetScopes: _aio.UnaryUnaryMultiCallable[_user_admin_pb2.SetScopesRequest, _user_admin_pb2.SetScopesResponse]  # type: ignore[assignment]
     """SetScopes grants and withdraws scopes. No session is revoked: each session's
     next access token (at its next Refresh) carries the user's scopes as they are.
+    """
+    ResetFactors: _aio.UnaryUnaryMultiCallable[_user_admin_pb2.ResetFactorsRequest, _user_admin_pb2.ResetFactorsResponse]  # type: ignore[assignment]
+    """ResetFactors removes a user's second factors (authenticator app,
+    passkeys and recovery codes) and revokes every session they have. Audited.
     """
 
 class UserAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -135,6 +143,16 @@ class UserAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_admin_pb2.SetScopesResponse, _abc.Awaitable[_user_admin_pb2.SetScopesResponse]]:
         """SetScopes grants and withdraws scopes. No session is revoked: each session's
         next access token (at its next Refresh) carries the user's scopes as they are.
+        """
+
+    @_abc_1.abstractmethod
+    def ResetFactors(
+        self,
+        request: _user_admin_pb2.ResetFactorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_admin_pb2.ResetFactorsResponse, _abc.Awaitable[_user_admin_pb2.ResetFactorsResponse]]:
+        """ResetFactors removes a user's second factors (authenticator app,
+        passkeys and recovery codes) and revokes every session they have. Audited.
         """
 
 def add_UserAdminServicer_to_server(servicer: UserAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -26,6 +27,10 @@ type Error struct {
 	Message string   // fixed text, never input
 	OAuth   string   // RFC 6750 error: invalid_token, invalid_request, insufficient_scope
 	Scopes  []string // the scopes a PERMISSION_DENIED asks for
+	// RFC 9470 step-up: extra challenge auth-params (acr_values, max_age), in
+	// order, and the ErrorInfo metadata (the amr values that would do).
+	Params   [][2]string
+	Metadata map[string]string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -58,6 +63,24 @@ func InsufficientScope(scopes ...string) *Error {
 		Message: "The access token lacks a required scope.", OAuth: "insufficient_scope", Scopes: scopes}
 }
 
+// InsufficientUserAuthentication is RFC 9470's refusal of a valid token whose
+// user authenticated too weakly (amr holds none of amr) or too long ago
+// (maxAge seconds; -1: no limit asked), as authsvc words it.
+func InsufficientUserAuthentication(amr []string, maxAge int) *Error {
+	e := &Error{Code: codes.Unauthenticated, Reason: "INSUFFICIENT_USER_AUTHENTICATION",
+		Message: "A stronger or more recent authentication is required.",
+		OAuth:   "insufficient_user_authentication", Metadata: map[string]string{}}
+	if len(amr) > 0 {
+		e.Params = append(e.Params, [2]string{"acr_values", "aal2"})
+		e.Metadata["amr"] = strings.Join(amr, " ")
+	}
+	if maxAge >= 0 {
+		e.Params = append(e.Params, [2]string{"max_age", strconv.Itoa(maxAge)})
+		e.Metadata["max_age"] = strconv.Itoa(maxAge)
+	}
+	return e
+}
+
 // AsError returns err as an *Error; anything else is ErrUnavailable (fail closed).
 func AsError(err error) *Error {
 	var e *Error
@@ -81,6 +104,9 @@ func (e *Error) Challenge() string {
 	if len(e.Scopes) > 0 {
 		parts = append(parts, `scope="`+strings.Join(e.Scopes, " ")+`"`)
 	}
+	for _, p := range e.Params {
+		parts = append(parts, p[0]+`="`+p[1]+`"`)
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -91,7 +117,11 @@ func (e *Error) GRPCStatus() *status.Status {
 	if e.Reason == "" {
 		return st
 	}
-	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Reason, Domain: Domain})
+	var md map[string]string
+	if len(e.Metadata) > 0 {
+		md = e.Metadata
+	}
+	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Reason, Domain: Domain, Metadata: md})
 	if err != nil {
 		return st
 	}

@@ -66,6 +66,15 @@ type Policy struct {
 	// Scopes maps a service ("pkg.Service") or a full method name to the
 	// scopes it needs; a method needs those of its service and its own.
 	Scopes map[string][]string
+	// RequireAMR maps a service or a full method name to amr values of which
+	// the token must carry at least one (e.g. "otp", "hwk", "swk": any second
+	// factor); MaxAge to the most seconds since the user authenticated (the
+	// token's auth_time). A method's own entry wins over its service's. A
+	// token that falls short is refused UNAUTHENTICATED
+	// INSUFFICIENT_USER_AUTHENTICATION with an RFC 9470 challenge, as
+	// authsvc's Python interceptor does.
+	RequireAMR map[string][]string
+	MaxAge     map[string]int
 }
 
 func (p Policy) public(method string) bool {
@@ -89,7 +98,35 @@ func (p Policy) scopesOf(method string) []string {
 	return append(append([]string(nil), p.Scopes[service]...), p.Scopes[method]...)
 }
 
-// authorize verifies the call's bearer and checks the method's scopes.
+func serviceOf(method string) string {
+	service := strings.TrimPrefix(method, "/")
+	if i := strings.LastIndex(service, "/"); i >= 0 {
+		service = service[:i]
+	}
+	return service
+}
+
+// stepUp checks the token's amr and auth_time against what method asks.
+func (p Policy) stepUp(method string, claims *Claims, now float64) error {
+	amr, ok := p.RequireAMR[method]
+	if !ok {
+		amr = p.RequireAMR[serviceOf(method)]
+	}
+	maxAge, ok := p.MaxAge[method]
+	if !ok {
+		if maxAge, ok = p.MaxAge[serviceOf(method)]; !ok {
+			maxAge = -1
+		}
+	}
+	short := len(amr) > 0 && !claims.HasAnyAMR(amr...)
+	stale := maxAge >= 0 && (claims.AuthTime == 0 || now-claims.AuthTime > float64(maxAge))
+	if short || stale {
+		return InsufficientUserAuthentication(amr, maxAge)
+	}
+	return nil
+}
+
+// authorize verifies the call's bearer and checks the method's scopes and step-up.
 func (v *Verifier) authorize(ctx context.Context, p Policy, method string) (context.Context, error) {
 	if p.public(method) {
 		return ctx, nil
@@ -105,6 +142,9 @@ func (v *Verifier) authorize(ctx context.Context, p Policy, method string) (cont
 	}
 	if need := p.scopesOf(method); !claims.HasScopes(need...) {
 		return nil, InsufficientScope(need...)
+	}
+	if err := p.stepUp(method, claims, v.now()); err != nil {
+		return nil, err
 	}
 	return WithClaims(ctx, claims), nil
 }

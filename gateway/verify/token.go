@@ -33,6 +33,24 @@ type Claims struct {
 	IssuedAt  float64 // seconds since the epoch
 	NotBefore float64
 	ExpiresAt float64
+	// How the user authenticated (RFC 8176), authsvc's assurance level (aal1,
+	// aal2) and when (0: the token does not say; tokens from before second
+	// factors carry none of the three).
+	AMR      []string
+	ACR      string
+	AuthTime float64
+}
+
+// HasAnyAMR reports whether the token's amr holds at least one of amr.
+func (c *Claims) HasAnyAMR(amr ...string) bool {
+	for _, want := range amr {
+		for _, have := range c.AMR {
+			if have == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // HasScopes reports whether the token carries every one of scopes.
@@ -170,9 +188,49 @@ func claimsOf(p map[string]any, rules *Rules) (*Claims, error) {
 	if times[2]-times[0] > rules.MaxLifetime {
 		return nil, ErrTokenInvalid
 	}
+	amr, acr, authTime, ok := authentication(p)
+	if !ok {
+		return nil, ErrTokenInvalid
+	}
 	return &Claims{UserID: ids[0], SessionID: ids[1], TokenID: ids[2],
 		Scopes:   strings.FieldsFunc(scope, isPythonSpace),
-		IssuedAt: times[0], NotBefore: times[1], ExpiresAt: times[2]}, nil
+		IssuedAt: times[0], NotBefore: times[1], ExpiresAt: times[2],
+		AMR: amr, ACR: acr, AuthTime: authTime}, nil
+}
+
+// authentication reads the optional amr, acr and auth_time claims with
+// authsvc's rules (core/tokens.py): amr a list of at most 16 strings of 1 to
+// 32 characters, acr a string of 1 to 128, auth_time a time; ok false when
+// one is present and malformed.
+func authentication(p map[string]any) (amr []string, acr string, authTime float64, ok bool) {
+	if raw, present := p["amr"]; present {
+		list, isList := raw.([]any)
+		if !isList || len(list) > 16 {
+			return nil, "", 0, false
+		}
+		for _, item := range list {
+			s, isString := item.(string)
+			if !isString || s == "" || utf8.RuneCountInString(s) > 32 {
+				return nil, "", 0, false
+			}
+			amr = append(amr, s)
+		}
+	}
+	if raw, present := p["acr"]; present && raw != nil {
+		s, isString := raw.(string)
+		if !isString || s == "" || utf8.RuneCountInString(s) > 128 {
+			return nil, "", 0, false
+		}
+		acr = s
+	}
+	if raw, present := p["auth_time"]; present && raw != nil {
+		t, isNumber := raw.(float64)
+		if !isNumber || math.IsNaN(t) || t < 0 || t > maxTime {
+			return nil, "", 0, false
+		}
+		authTime = t
+	}
+	return amr, acr, authTime, true
 }
 
 // isPythonSpace is the whitespace Python's str.split() splits on.

@@ -48,7 +48,7 @@ async def test_pruning_deletes_old_audit_rows_stale_throttles_and_expired_trust(
     pruned = await keeper.retention.prune()
 
     # Rows 93, 96 and 99 days old go; the one a minute short of 90 days stays.
-    assert pruned == {"sessions": 0, "auth_events": 3, "throttles": 2}
+    assert pruned == {"sessions": 0, "auth_events": 3, "throttles": 2, "challenges": 0}
     assert await count(keeper, "SELECT count(*) FROM auth_events") == audited - 3
     async with keeper.db.connection() as conn:
         assert {r["key"] for r in await conn.fetch("SELECT key FROM throttles")} == {

@@ -288,3 +288,45 @@ def test_reload_gate_counts_a_reload_reported_by_loaded():
     after = gate.due()
 
     assert (during, after) == (False, True)
+
+
+# --- amr, acr and auth_time (issue 16) ------------------------------------------------
+
+
+def test_amr_acr_and_auth_time_round_trip(key, ring):
+    """A token issued with amr and auth_time verifies to them, with acr aal2 when a second
+    factor took part."""
+    token, issued = issue(key, RULES, user_id="u", session_id="s", scopes=(), now=NOW,
+                          ttl=TTL, amr=("pwd", "otp"), auth_time=NOW - 100)
+
+    verified = verify(token, ring.get, RULES, NOW)
+
+    assert verified == issued
+    assert (verified.amr, verified.acr, verified.auth_time) == (("pwd", "otp"), "aal2",
+                                                                NOW - 100)
+
+
+def test_a_token_without_amr_still_verifies(key, ring):
+    """Tokens from before second factors (no amr, acr, auth_time) verify, with none."""
+    token, _ = mint(key)
+
+    verified = verify(token, ring.get, RULES, NOW)
+
+    assert (verified.amr, verified.acr, verified.auth_time) == ((), None, None)
+
+
+@pytest.mark.parametrize("extra", [
+    {"amr": "pwd"}, {"amr": [1]}, {"amr": [""]}, {"acr": 2}, {"auth_time": "now"},
+    {"auth_time": True}, {"auth_time": -1},
+])
+def test_malformed_amr_acr_or_auth_time_is_token_invalid(key, ring, extra):
+    """amr must be a list of short strings, acr a string, auth_time a time."""
+    import jwt
+
+    payload = {"iss": "authsvc", "sub": "u", "aud": "authsvc", "iat": int(NOW),
+               "nbf": int(NOW), "exp": int(NOW) + TTL, "jti": "j", "sid": "s", **extra}
+    token = jwt.encode(payload, key.private_key, algorithm="ES256",
+                       headers={"kid": key.kid, "typ": "at+jwt"})
+
+    with pytest.raises(TokenInvalid):
+        verify(token, ring.get, RULES, NOW)

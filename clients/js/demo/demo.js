@@ -57,6 +57,24 @@ $("sign-in-form").addEventListener("submit", async (ev) => {
 $("call").addEventListener("click", () => { void callProtected(); });
 $("sign-out").addEventListener("click", () => { events.push(["SIGN_OUT_CLICKED", Date.now()]); void client.signOut().catch((e) => log(`sign-out: ${e.reason}`)); });
 
+// Passkeys (issue 16): add one while signed in; sign in with it alone later.
+$("register-passkey").addEventListener("click", async () => {
+  try {
+    const added = await client.registerPasskey("demo");
+    $("passkey").textContent = `added ${added.credentialId} (${added.recoveryCodes.length} recovery codes)`;
+  } catch (e) {
+    $("passkey").textContent = `${e.reason ?? e.name}`;
+  }
+});
+$("passkey-sign-in").addEventListener("click", async () => {
+  try {
+    await client.signInWithPasskey();
+    $("passkey").textContent = "signed in with a passkey";
+  } catch (e) {
+    $("passkey").textContent = `${e.reason ?? e.name}`;
+  }
+});
+
 render();
 // A page that opens while another tab is signed in takes its token; a lone
 // page with a refresh cookie refreshes once.

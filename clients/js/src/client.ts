@@ -73,6 +73,33 @@ export interface SignUpResult {
   verificationRequired: boolean;
 }
 
+export interface PasskeyRegistration {
+  credentialId: string;
+  recoveryCodes: string[];
+}
+
+/** WebAuthn's JSON helpers (Chromium 129+, Firefox 119+, Safari 18.4+). */
+interface PublicKeyCredentialJSONStatics {
+  parseCreationOptionsFromJSON(options: unknown): PublicKeyCredentialCreationOptions;
+  parseRequestOptionsFromJSON(options: unknown): PublicKeyCredentialRequestOptions;
+}
+
+function webauthn(): PublicKeyCredentialJSONStatics {
+  const statics = globalThis.PublicKeyCredential as unknown as Partial<PublicKeyCredentialJSONStatics> | undefined;
+  if (!statics?.parseCreationOptionsFromJSON || !statics.parseRequestOptionsFromJSON) {
+    throw new AuthError("PASSKEYS_UNSUPPORTED", "This browser cannot use passkeys.");
+  }
+  return statics as PublicKeyCredentialJSONStatics;
+}
+
+function credentialJson(credential: Credential | null): string {
+  const c = credential as (Credential & { toJSON(): unknown }) | null;
+  if (c === null || typeof c.toJSON !== "function") {
+    throw new AuthError("PASSKEY_CANCELLED", "No passkey was given.");
+  }
+  return JSON.stringify(c.toJSON());
+}
+
 export interface AuthClient {
   signIn(identifier: Identifier, password: string): Promise<SessionInfo>;
   signUp(identifier: Identifier, password: string): Promise<SignUpResult>;
@@ -81,6 +108,16 @@ export interface AuthClient {
   changePassword(currentPassword: string, newPassword: string): Promise<void>;
   requestPasswordReset(identifier: Identifier): Promise<void>;
   resetPassword(identifier: Identifier, code: string, newPassword: string): Promise<void>;
+  /** Finishes a sign-in that failed with reason MFA_REQUIRED (the AuthError's
+   * metadata.mfa_token) with an authenticator-app code, a recovery code or, with
+   * `{ passkey: true }`, the user's passkey. */
+  completeSignIn(mfaToken: string, factor: { totp: string } | { recoveryCode: string } | { passkey: true }): Promise<SessionInfo>;
+  /** Registers a passkey for the signed-in user (navigator.credentials.create); its id and
+   * the ten new recovery codes. */
+  registerPasskey(name?: string): Promise<PasskeyRegistration>;
+  /** Passwordless sign-in with a discoverable passkey (navigator.credentials.get), when the
+   * server allows it (AUTHSVC_PASSKEY_SIGN_IN=true). */
+  signInWithPasskey(): Promise<SessionInfo>;
   /** A valid access token (refreshed when it is within the margin of expiry), or null when signed out. */
   getAccessToken(): Promise<string | null>;
   /** fetch with Authorization: Bearer; one retry after a refresh on 401 TOKEN_EXPIRED. */
@@ -102,6 +139,7 @@ interface Held extends SessionInfo {
 }
 
 interface TokenAnswer {
+  [field: string]: unknown;
   access_token?: unknown;
   expires_in?: unknown;
   refresh_token?: unknown;
@@ -232,6 +270,53 @@ class Client implements AuthClient {
       const answer = await this.post("/v1/auth/verify", { ...identifier, code });
       return hasTokens(answer) ? this.accept(answer, "SIGNED_IN") : null;
     });
+  }
+
+  async registerPasskey(name = ""): Promise<PasskeyRegistration> {
+    const begun = await this.authorized("/v1/auth/passkeys/registration/begin", {});
+    const options = webauthn().parseCreationOptionsFromJSON(JSON.parse(String(begun.options_json)));
+    const credential = await navigator.credentials.create({ publicKey: options });
+    const done = await this.authorized("/v1/auth/passkeys/registration/finish", {
+      ceremony_id: begun.ceremony_id, credential_json: credentialJson(credential), name,
+    });
+    return { credentialId: String(done.credential_id), recoveryCodes: (done.recovery_codes as string[]) ?? [] };
+  }
+
+  completeSignIn(mfaToken: string, factor: { totp: string } | { recoveryCode: string } | { passkey: true }): Promise<SessionInfo> {
+    return this.locks.request(this.lockName, async () => {
+      let body: Record<string, unknown>;
+      if ("totp" in factor) {
+        body = { mfa_token: mfaToken, totp: factor.totp };
+      } else if ("recoveryCode" in factor) {
+        body = { mfa_token: mfaToken, recovery_code: factor.recoveryCode };
+      } else {
+        const begun = await this.post("/v1/auth/passkeys/assertion/begin", { mfa_token: mfaToken });
+        const options = webauthn().parseRequestOptionsFromJSON(JSON.parse(String(begun.options_json)));
+        const credential = await navigator.credentials.get({ publicKey: options });
+        body = { mfa_token: mfaToken, passkey: { ceremony_id: begun.ceremony_id, credential_json: credentialJson(credential) } };
+      }
+      return this.accept(await this.post("/v1/auth/signin/complete", body), "SIGNED_IN");
+    });
+  }
+
+  signInWithPasskey(): Promise<SessionInfo> {
+    return this.locks.request(this.lockName, async () => {
+      const begun = await this.post("/v1/auth/passkeys/assertion/begin", {});
+      const options = webauthn().parseRequestOptionsFromJSON(JSON.parse(String(begun.options_json)));
+      const credential = await navigator.credentials.get({ publicKey: options });
+      const answer = await this.post("/v1/auth/passkeys/signin", {
+        assertion: { ceremony_id: begun.ceremony_id, credential_json: credentialJson(credential) },
+      });
+      return this.accept(answer, "SIGNED_IN");
+    });
+  }
+
+  /** POST with the access token (one retry after a refresh, as fetch); the JSON answer. */
+  private async authorized(path: string, body: Record<string, unknown>): Promise<TokenAnswer> {
+    const resp = await this.fetch(this.url(path), {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+    return this.answerOf(resp);
   }
 
   async changePassword(currentPassword: string, newPassword: string): Promise<void> {

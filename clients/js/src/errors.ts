@@ -24,10 +24,13 @@ export class AuthError extends Error {
   readonly retryAfter: number | undefined;
   /** The fields an INVALID_ARGUMENT answer names. */
   readonly fields: FieldViolation[];
+  /** The ErrorInfo metadata: for MFA_REQUIRED, `mfa_token` (for completeSignIn) and
+   * `factors` (space-separated: totp, passkey, recovery_code). */
+  readonly metadata: Record<string, string>;
 
   constructor(reason: string, message: string, init: {
     status?: number; code?: number | undefined; retryAfter?: number | undefined; fields?: FieldViolation[];
-    cause?: unknown;
+    metadata?: Record<string, string>; cause?: unknown;
   } = {}) {
     super(message, init.cause === undefined ? undefined : { cause: init.cause });
     this.reason = reason;
@@ -35,13 +38,15 @@ export class AuthError extends Error {
     this.code = init.code;
     this.retryAfter = init.retryAfter;
     this.fields = init.fields ?? [];
+    this.metadata = init.metadata ?? {};
   }
 }
 
 interface StatusBody {
   code?: number;
   message?: string;
-  details?: Array<{ "@type"?: string; reason?: string; fieldViolations?: FieldViolation[]; field_violations?: FieldViolation[] }>;
+  details?: Array<{ "@type"?: string; reason?: string; metadata?: Record<string, string>;
+    fieldViolations?: FieldViolation[]; field_violations?: FieldViolation[] }>;
 }
 
 /** The ErrorInfo reason of a google.rpc.Status body, if it has one. */
@@ -63,13 +68,17 @@ export async function errorFrom(resp: Response): Promise<AuthError> {
     body = null;
   }
   const fields: FieldViolation[] = [];
+  let metadata: Record<string, string> = {};
   for (const d of body?.details ?? []) {
     if (d?.["@type"]?.endsWith("google.rpc.BadRequest")) {
       fields.push(...(d.field_violations ?? d.fieldViolations ?? []));
+    }
+    if (d?.["@type"]?.endsWith("google.rpc.ErrorInfo") && d.metadata && typeof d.metadata === "object") {
+      metadata = { ...d.metadata };
     }
   }
   const retry = Number.parseInt(resp.headers.get("retry-after") ?? "", 10);
   return new AuthError(reasonOf(body) ?? `HTTP_${resp.status}`,
     typeof body?.message === "string" ? body.message : `HTTP ${resp.status}`,
-    { status: resp.status, code: body?.code, retryAfter: Number.isNaN(retry) ? undefined : retry, fields });
+    { status: resp.status, code: body?.code, retryAfter: Number.isNaN(retry) ? undefined : retry, fields, metadata });
 }

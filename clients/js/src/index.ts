@@ -1,6 +1,7 @@
 export { createAuthClient } from "./client.js";
 export type {
-  AuthClient, AuthClientOptions, DeviceTokenStorage, AuthEvent, AuthListener, Identifier, SessionInfo, SignUpResult, TokenStorage,
+  AuthClient, AuthClientOptions, DeviceTokenStorage, AuthEvent, AuthListener, Identifier, PasskeyRegistration, SessionInfo,
+  SignUpResult, TokenStorage,
 } from "./client.js";
 export { AuthError } from "./errors.js";
 export type { FieldViolation } from "./errors.js";

@@ -19,8 +19,9 @@ import (
 // Calls without Origin (native apps, servers) keep body mode, so one
 // gateway serves both. For browser calls:
 //
-//   - the token answers of /v1/auth/signin, /v1/auth/signup and
-//     /v1/auth/refresh move refresh_token out of the body into the cookie
+//   - the token answers of /v1/auth/signin, /v1/auth/signup,
+//     /v1/auth/refresh, /v1/auth/signin/complete (a second factor) and
+//     /v1/auth/passkeys/signin move refresh_token out of the body into the cookie
 //     whenever the answer has one (SignUp answers without tokens when
 //     sign-up needs verification, and is left alone then);
 //   - /v1/auth/refresh and /v1/auth/revoke take the token from the cookie
@@ -46,6 +47,9 @@ var tokenAnswers = map[string]bool{
 	"/v1/auth/signin":  true,
 	"/v1/auth/signup":  true,
 	"/v1/auth/refresh": true,
+	// issue 16: sign-ins completed with a second factor, and with a passkey alone
+	"/v1/auth/signin/complete": true,
+	"/v1/auth/passkeys/signin": true,
 }
 
 // cookieReaders are the paths that take the refresh token from the cookie,

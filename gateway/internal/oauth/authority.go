@@ -59,7 +59,8 @@ func (a *authority) remote(ctx context.Context, token string) (*verify.Claims, e
 	}
 	return &verify.Claims{UserID: resp.GetUserId(), SessionID: resp.GetSessionId(), TokenID: resp.GetTokenId(),
 		Scopes: resp.GetScopes(), IssuedAt: float64(resp.GetIssuedAt().GetSeconds()),
-		NotBefore: float64(resp.GetIssuedAt().GetSeconds()), ExpiresAt: float64(resp.GetExpiresAt().GetSeconds())}, nil
+		NotBefore: float64(resp.GetIssuedAt().GetSeconds()), ExpiresAt: float64(resp.GetExpiresAt().GetSeconds()),
+		AMR: resp.GetAmr(), ACR: resp.GetAcr(), AuthTime: float64(resp.GetAuthTime().GetSeconds())}, nil
 }
 
 // errorOf is the refusal a failed Validate stands for (as

@@ -57,6 +57,10 @@ func (e edgeValidate) Invoke(ctx context.Context, method string, args, reply any
 	resp.Scopes = claims.Scopes
 	resp.IssuedAt = &timestamppb.Timestamp{Seconds: int64(claims.IssuedAt)}
 	resp.ExpiresAt = &timestamppb.Timestamp{Seconds: int64(claims.ExpiresAt)}
+	resp.Amr, resp.Acr = claims.AMR, claims.ACR
+	if claims.AuthTime != 0 {
+		resp.AuthTime = &timestamppb.Timestamp{Seconds: int64(claims.AuthTime)}
+	}
 	return nil
 }
 

@@ -483,13 +483,19 @@ func (x *ValidateRequest) GetAccessToken() string {
 }
 
 type ValidateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	TokenId       string                 `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
-	Scopes        []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
-	IssuedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	UserId    string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	TokenId   string                 `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	Scopes    []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	IssuedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// How the user authenticated (RFC 8176 values: pwd, otp, hwk, swk, …).
+	Amr []string `protobuf:"bytes,7,rep,name=amr,proto3" json:"amr,omitempty"`
+	// aal1 (one factor) or aal2 (a second factor); empty for older tokens.
+	Acr string `protobuf:"bytes,8,opt,name=acr,proto3" json:"acr,omitempty"`
+	// When the user last authenticated (the sign-in, not the refresh).
+	AuthTime      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=auth_time,json=authTime,proto3" json:"auth_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -562,6 +568,27 @@ func (x *ValidateResponse) GetIssuedAt() *timestamppb.Timestamp {
 func (x *ValidateResponse) GetExpiresAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ValidateResponse) GetAmr() []string {
+	if x != nil {
+		return x.Amr
+	}
+	return nil
+}
+
+func (x *ValidateResponse) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *ValidateResponse) GetAuthTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AuthTime
 	}
 	return nil
 }
@@ -942,6 +969,1486 @@ func (x *WatchRevocationsResponse) GetSnapshot() bool {
 	return false
 }
 
+type CompleteSignInRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From the MFA_REQUIRED answer's ErrorInfo metadata; single use, short-lived.
+	MfaToken string `protobuf:"bytes,1,opt,name=mfa_token,json=mfaToken,proto3" json:"mfa_token,omitempty"`
+	// Types that are valid to be assigned to Factor:
+	//
+	//	*CompleteSignInRequest_Totp
+	//	*CompleteSignInRequest_RecoveryCode
+	//	*CompleteSignInRequest_Passkey
+	Factor        isCompleteSignInRequest_Factor `protobuf_oneof:"factor"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteSignInRequest) Reset() {
+	*x = CompleteSignInRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteSignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteSignInRequest) ProtoMessage() {}
+
+func (x *CompleteSignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteSignInRequest.ProtoReflect.Descriptor instead.
+func (*CompleteSignInRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CompleteSignInRequest) GetMfaToken() string {
+	if x != nil {
+		return x.MfaToken
+	}
+	return ""
+}
+
+func (x *CompleteSignInRequest) GetFactor() isCompleteSignInRequest_Factor {
+	if x != nil {
+		return x.Factor
+	}
+	return nil
+}
+
+func (x *CompleteSignInRequest) GetTotp() string {
+	if x != nil {
+		if x, ok := x.Factor.(*CompleteSignInRequest_Totp); ok {
+			return x.Totp
+		}
+	}
+	return ""
+}
+
+func (x *CompleteSignInRequest) GetRecoveryCode() string {
+	if x != nil {
+		if x, ok := x.Factor.(*CompleteSignInRequest_RecoveryCode); ok {
+			return x.RecoveryCode
+		}
+	}
+	return ""
+}
+
+func (x *CompleteSignInRequest) GetPasskey() *PasskeyAssertion {
+	if x != nil {
+		if x, ok := x.Factor.(*CompleteSignInRequest_Passkey); ok {
+			return x.Passkey
+		}
+	}
+	return nil
+}
+
+type isCompleteSignInRequest_Factor interface {
+	isCompleteSignInRequest_Factor()
+}
+
+type CompleteSignInRequest_Totp struct {
+	// A 6-digit code of the authenticator app.
+	Totp string `protobuf:"bytes,2,opt,name=totp,proto3,oneof"`
+}
+
+type CompleteSignInRequest_RecoveryCode struct {
+	// One of the recovery codes (each works once).
+	RecoveryCode string `protobuf:"bytes,3,opt,name=recovery_code,json=recoveryCode,proto3,oneof"`
+}
+
+type CompleteSignInRequest_Passkey struct {
+	// A passkey's assertion for BeginPasskeyAssertion(mfa_token).
+	Passkey *PasskeyAssertion `protobuf:"bytes,4,opt,name=passkey,proto3,oneof"`
+}
+
+func (*CompleteSignInRequest_Totp) isCompleteSignInRequest_Factor() {}
+
+func (*CompleteSignInRequest_RecoveryCode) isCompleteSignInRequest_Factor() {}
+
+func (*CompleteSignInRequest_Passkey) isCompleteSignInRequest_Factor() {}
+
+// PasskeyAssertion is the answer of navigator.credentials.get().
+type PasskeyAssertion struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CeremonyId string                 `protobuf:"bytes,1,opt,name=ceremony_id,json=ceremonyId,proto3" json:"ceremony_id,omitempty"`
+	// PublicKeyCredential.toJSON() of the assertion.
+	CredentialJson string `protobuf:"bytes,2,opt,name=credential_json,json=credentialJson,proto3" json:"credential_json,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PasskeyAssertion) Reset() {
+	*x = PasskeyAssertion{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PasskeyAssertion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PasskeyAssertion) ProtoMessage() {}
+
+func (x *PasskeyAssertion) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PasskeyAssertion.ProtoReflect.Descriptor instead.
+func (*PasskeyAssertion) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PasskeyAssertion) GetCeremonyId() string {
+	if x != nil {
+		return x.CeremonyId
+	}
+	return ""
+}
+
+func (x *PasskeyAssertion) GetCredentialJson() string {
+	if x != nil {
+		return x.CredentialJson
+	}
+	return ""
+}
+
+type CompleteSignInResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken      string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	TokenType        string                 `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	ExpiresIn        int64                  `protobuf:"varint,3,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	RefreshToken     string                 `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshExpiresIn int64                  `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
+	SessionId        string                 `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	UserId           string                 `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CompleteSignInResponse) Reset() {
+	*x = CompleteSignInResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteSignInResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteSignInResponse) ProtoMessage() {}
+
+func (x *CompleteSignInResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteSignInResponse.ProtoReflect.Descriptor instead.
+func (*CompleteSignInResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CompleteSignInResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *CompleteSignInResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *CompleteSignInResponse) GetExpiresIn() int64 {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return 0
+}
+
+func (x *CompleteSignInResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *CompleteSignInResponse) GetRefreshExpiresIn() int64 {
+	if x != nil {
+		return x.RefreshExpiresIn
+	}
+	return 0
+}
+
+func (x *CompleteSignInResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CompleteSignInResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type EnrollTotpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollTotpRequest) Reset() {
+	*x = EnrollTotpRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollTotpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollTotpRequest) ProtoMessage() {}
+
+func (x *EnrollTotpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollTotpRequest.ProtoReflect.Descriptor instead.
+func (*EnrollTotpRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{16}
+}
+
+type EnrollTotpResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Base32 (RFC 4648, no padding), for typing in by hand.
+	Secret string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// otpauth://totp/… (SHA1, 6 digits, 30 s), for a QR code.
+	Uri           string `protobuf:"bytes,2,opt,name=uri,proto3" json:"uri,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollTotpResponse) Reset() {
+	*x = EnrollTotpResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollTotpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollTotpResponse) ProtoMessage() {}
+
+func (x *EnrollTotpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollTotpResponse.ProtoReflect.Descriptor instead.
+func (*EnrollTotpResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EnrollTotpResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *EnrollTotpResponse) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+type ConfirmTotpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTotpRequest) Reset() {
+	*x = ConfirmTotpRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTotpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTotpRequest) ProtoMessage() {}
+
+func (x *ConfirmTotpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTotpRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmTotpRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ConfirmTotpRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type ConfirmTotpResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecoveryCodes []string               `protobuf:"bytes,1,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTotpResponse) Reset() {
+	*x = ConfirmTotpResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTotpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTotpResponse) ProtoMessage() {}
+
+func (x *ConfirmTotpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTotpResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmTotpResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ConfirmTotpResponse) GetRecoveryCodes() []string {
+	if x != nil {
+		return x.RecoveryCodes
+	}
+	return nil
+}
+
+type RemoveTotpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveTotpRequest) Reset() {
+	*x = RemoveTotpRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveTotpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveTotpRequest) ProtoMessage() {}
+
+func (x *RemoveTotpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveTotpRequest.ProtoReflect.Descriptor instead.
+func (*RemoveTotpRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{20}
+}
+
+type RemoveTotpResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveTotpResponse) Reset() {
+	*x = RemoveTotpResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveTotpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveTotpResponse) ProtoMessage() {}
+
+func (x *RemoveTotpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveTotpResponse.ProtoReflect.Descriptor instead.
+func (*RemoveTotpResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{21}
+}
+
+type RegenerateRecoveryCodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegenerateRecoveryCodesRequest) Reset() {
+	*x = RegenerateRecoveryCodesRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegenerateRecoveryCodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegenerateRecoveryCodesRequest) ProtoMessage() {}
+
+func (x *RegenerateRecoveryCodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegenerateRecoveryCodesRequest.ProtoReflect.Descriptor instead.
+func (*RegenerateRecoveryCodesRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{22}
+}
+
+type RegenerateRecoveryCodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecoveryCodes []string               `protobuf:"bytes,1,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegenerateRecoveryCodesResponse) Reset() {
+	*x = RegenerateRecoveryCodesResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegenerateRecoveryCodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegenerateRecoveryCodesResponse) ProtoMessage() {}
+
+func (x *RegenerateRecoveryCodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegenerateRecoveryCodesResponse.ProtoReflect.Descriptor instead.
+func (*RegenerateRecoveryCodesResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RegenerateRecoveryCodesResponse) GetRecoveryCodes() []string {
+	if x != nil {
+		return x.RecoveryCodes
+	}
+	return nil
+}
+
+type ListFactorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFactorsRequest) Reset() {
+	*x = ListFactorsRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFactorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFactorsRequest) ProtoMessage() {}
+
+func (x *ListFactorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFactorsRequest.ProtoReflect.Descriptor instead.
+func (*ListFactorsRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{24}
+}
+
+type ListFactorsResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Totp              bool                   `protobuf:"varint,1,opt,name=totp,proto3" json:"totp,omitempty"`
+	RecoveryCodesLeft int32                  `protobuf:"varint,2,opt,name=recovery_codes_left,json=recoveryCodesLeft,proto3" json:"recovery_codes_left,omitempty"`
+	Passkeys          int32                  `protobuf:"varint,3,opt,name=passkeys,proto3" json:"passkeys,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ListFactorsResponse) Reset() {
+	*x = ListFactorsResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFactorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFactorsResponse) ProtoMessage() {}
+
+func (x *ListFactorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFactorsResponse.ProtoReflect.Descriptor instead.
+func (*ListFactorsResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListFactorsResponse) GetTotp() bool {
+	if x != nil {
+		return x.Totp
+	}
+	return false
+}
+
+func (x *ListFactorsResponse) GetRecoveryCodesLeft() int32 {
+	if x != nil {
+		return x.RecoveryCodesLeft
+	}
+	return 0
+}
+
+func (x *ListFactorsResponse) GetPasskeys() int32 {
+	if x != nil {
+		return x.Passkeys
+	}
+	return 0
+}
+
+type BeginPasskeyRegistrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginPasskeyRegistrationRequest) Reset() {
+	*x = BeginPasskeyRegistrationRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginPasskeyRegistrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginPasskeyRegistrationRequest) ProtoMessage() {}
+
+func (x *BeginPasskeyRegistrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginPasskeyRegistrationRequest.ProtoReflect.Descriptor instead.
+func (*BeginPasskeyRegistrationRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{26}
+}
+
+type BeginPasskeyRegistrationResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CeremonyId string                 `protobuf:"bytes,1,opt,name=ceremony_id,json=ceremonyId,proto3" json:"ceremony_id,omitempty"`
+	// PublicKeyCredentialCreationOptionsJSON.
+	OptionsJson   string `protobuf:"bytes,2,opt,name=options_json,json=optionsJson,proto3" json:"options_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginPasskeyRegistrationResponse) Reset() {
+	*x = BeginPasskeyRegistrationResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginPasskeyRegistrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginPasskeyRegistrationResponse) ProtoMessage() {}
+
+func (x *BeginPasskeyRegistrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginPasskeyRegistrationResponse.ProtoReflect.Descriptor instead.
+func (*BeginPasskeyRegistrationResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BeginPasskeyRegistrationResponse) GetCeremonyId() string {
+	if x != nil {
+		return x.CeremonyId
+	}
+	return ""
+}
+
+func (x *BeginPasskeyRegistrationResponse) GetOptionsJson() string {
+	if x != nil {
+		return x.OptionsJson
+	}
+	return ""
+}
+
+type FinishPasskeyRegistrationRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CeremonyId string                 `protobuf:"bytes,1,opt,name=ceremony_id,json=ceremonyId,proto3" json:"ceremony_id,omitempty"`
+	// PublicKeyCredential.toJSON() of navigator.credentials.create()'s answer.
+	CredentialJson string `protobuf:"bytes,2,opt,name=credential_json,json=credentialJson,proto3" json:"credential_json,omitempty"`
+	// A name the user recognises it by ("laptop"), at most 64 characters.
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishPasskeyRegistrationRequest) Reset() {
+	*x = FinishPasskeyRegistrationRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishPasskeyRegistrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishPasskeyRegistrationRequest) ProtoMessage() {}
+
+func (x *FinishPasskeyRegistrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishPasskeyRegistrationRequest.ProtoReflect.Descriptor instead.
+func (*FinishPasskeyRegistrationRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FinishPasskeyRegistrationRequest) GetCeremonyId() string {
+	if x != nil {
+		return x.CeremonyId
+	}
+	return ""
+}
+
+func (x *FinishPasskeyRegistrationRequest) GetCredentialJson() string {
+	if x != nil {
+		return x.CredentialJson
+	}
+	return ""
+}
+
+func (x *FinishPasskeyRegistrationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type FinishPasskeyRegistrationResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	CredentialId string                 `protobuf:"bytes,1,opt,name=credential_id,json=credentialId,proto3" json:"credential_id,omitempty"`
+	// Ten new recovery codes (the old ones are void), shown this once.
+	RecoveryCodes []string `protobuf:"bytes,2,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishPasskeyRegistrationResponse) Reset() {
+	*x = FinishPasskeyRegistrationResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishPasskeyRegistrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishPasskeyRegistrationResponse) ProtoMessage() {}
+
+func (x *FinishPasskeyRegistrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishPasskeyRegistrationResponse.ProtoReflect.Descriptor instead.
+func (*FinishPasskeyRegistrationResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FinishPasskeyRegistrationResponse) GetCredentialId() string {
+	if x != nil {
+		return x.CredentialId
+	}
+	return ""
+}
+
+func (x *FinishPasskeyRegistrationResponse) GetRecoveryCodes() []string {
+	if x != nil {
+		return x.RecoveryCodes
+	}
+	return nil
+}
+
+type BeginPasskeyAssertionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From MFA_REQUIRED for a second factor; empty for passwordless sign-in.
+	MfaToken      string `protobuf:"bytes,1,opt,name=mfa_token,json=mfaToken,proto3" json:"mfa_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginPasskeyAssertionRequest) Reset() {
+	*x = BeginPasskeyAssertionRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginPasskeyAssertionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginPasskeyAssertionRequest) ProtoMessage() {}
+
+func (x *BeginPasskeyAssertionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginPasskeyAssertionRequest.ProtoReflect.Descriptor instead.
+func (*BeginPasskeyAssertionRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *BeginPasskeyAssertionRequest) GetMfaToken() string {
+	if x != nil {
+		return x.MfaToken
+	}
+	return ""
+}
+
+type BeginPasskeyAssertionResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CeremonyId string                 `protobuf:"bytes,1,opt,name=ceremony_id,json=ceremonyId,proto3" json:"ceremony_id,omitempty"`
+	// PublicKeyCredentialRequestOptionsJSON.
+	OptionsJson   string `protobuf:"bytes,2,opt,name=options_json,json=optionsJson,proto3" json:"options_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginPasskeyAssertionResponse) Reset() {
+	*x = BeginPasskeyAssertionResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginPasskeyAssertionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginPasskeyAssertionResponse) ProtoMessage() {}
+
+func (x *BeginPasskeyAssertionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginPasskeyAssertionResponse.ProtoReflect.Descriptor instead.
+func (*BeginPasskeyAssertionResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BeginPasskeyAssertionResponse) GetCeremonyId() string {
+	if x != nil {
+		return x.CeremonyId
+	}
+	return ""
+}
+
+func (x *BeginPasskeyAssertionResponse) GetOptionsJson() string {
+	if x != nil {
+		return x.OptionsJson
+	}
+	return ""
+}
+
+type PasskeySignInRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Assertion     *PasskeyAssertion      `protobuf:"bytes,1,opt,name=assertion,proto3" json:"assertion,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PasskeySignInRequest) Reset() {
+	*x = PasskeySignInRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PasskeySignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PasskeySignInRequest) ProtoMessage() {}
+
+func (x *PasskeySignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PasskeySignInRequest.ProtoReflect.Descriptor instead.
+func (*PasskeySignInRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PasskeySignInRequest) GetAssertion() *PasskeyAssertion {
+	if x != nil {
+		return x.Assertion
+	}
+	return nil
+}
+
+type PasskeySignInResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken      string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	TokenType        string                 `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	ExpiresIn        int64                  `protobuf:"varint,3,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	RefreshToken     string                 `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshExpiresIn int64                  `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
+	SessionId        string                 `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	UserId           string                 `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PasskeySignInResponse) Reset() {
+	*x = PasskeySignInResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PasskeySignInResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PasskeySignInResponse) ProtoMessage() {}
+
+func (x *PasskeySignInResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PasskeySignInResponse.ProtoReflect.Descriptor instead.
+func (*PasskeySignInResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PasskeySignInResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *PasskeySignInResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *PasskeySignInResponse) GetExpiresIn() int64 {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return 0
+}
+
+func (x *PasskeySignInResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *PasskeySignInResponse) GetRefreshExpiresIn() int64 {
+	if x != nil {
+		return x.RefreshExpiresIn
+	}
+	return 0
+}
+
+func (x *PasskeySignInResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *PasskeySignInResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ListPasskeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPasskeysRequest) Reset() {
+	*x = ListPasskeysRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPasskeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPasskeysRequest) ProtoMessage() {}
+
+func (x *ListPasskeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPasskeysRequest.ProtoReflect.Descriptor instead.
+func (*ListPasskeysRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{34}
+}
+
+type ListPasskeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Passkeys      []*Passkey             `protobuf:"bytes,1,rep,name=passkeys,proto3" json:"passkeys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPasskeysResponse) Reset() {
+	*x = ListPasskeysResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPasskeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPasskeysResponse) ProtoMessage() {}
+
+func (x *ListPasskeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPasskeysResponse.ProtoReflect.Descriptor instead.
+func (*ListPasskeysResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListPasskeysResponse) GetPasskeys() []*Passkey {
+	if x != nil {
+		return x.Passkeys
+	}
+	return nil
+}
+
+// Passkey is one registered WebAuthn credential.
+type Passkey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// base64url, as WebAuthn's rawId.
+	CredentialId string                 `protobuf:"bytes,1,opt,name=credential_id,json=credentialId,proto3" json:"credential_id,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	LastUsedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	// True for a synced (backed-up, multi-device) passkey.
+	Synced        bool `protobuf:"varint,5,opt,name=synced,proto3" json:"synced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Passkey) Reset() {
+	*x = Passkey{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Passkey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Passkey) ProtoMessage() {}
+
+func (x *Passkey) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Passkey.ProtoReflect.Descriptor instead.
+func (*Passkey) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Passkey) GetCredentialId() string {
+	if x != nil {
+		return x.CredentialId
+	}
+	return ""
+}
+
+func (x *Passkey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Passkey) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Passkey) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *Passkey) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
+}
+
+type RemovePasskeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CredentialId  string                 `protobuf:"bytes,1,opt,name=credential_id,json=credentialId,proto3" json:"credential_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePasskeyRequest) Reset() {
+	*x = RemovePasskeyRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePasskeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePasskeyRequest) ProtoMessage() {}
+
+func (x *RemovePasskeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePasskeyRequest.ProtoReflect.Descriptor instead.
+func (*RemovePasskeyRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RemovePasskeyRequest) GetCredentialId() string {
+	if x != nil {
+		return x.CredentialId
+	}
+	return ""
+}
+
+type RemovePasskeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePasskeyResponse) Reset() {
+	*x = RemovePasskeyResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePasskeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePasskeyResponse) ProtoMessage() {}
+
+func (x *RemovePasskeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePasskeyResponse.ProtoReflect.Descriptor instead.
+func (*RemovePasskeyResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{38}
+}
+
+type IntrospectRefreshTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefreshToken  string                 `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectRefreshTokenRequest) Reset() {
+	*x = IntrospectRefreshTokenRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectRefreshTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectRefreshTokenRequest) ProtoMessage() {}
+
+func (x *IntrospectRefreshTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectRefreshTokenRequest.ProtoReflect.Descriptor instead.
+func (*IntrospectRefreshTokenRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *IntrospectRefreshTokenRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+type IntrospectRefreshTokenResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Active bool                   `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
+	// The rest only when active.
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Scopes        []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectRefreshTokenResponse) Reset() {
+	*x = IntrospectRefreshTokenResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectRefreshTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectRefreshTokenResponse) ProtoMessage() {}
+
+func (x *IntrospectRefreshTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectRefreshTokenResponse.ProtoReflect.Descriptor instead.
+func (*IntrospectRefreshTokenResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *IntrospectRefreshTokenResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *IntrospectRefreshTokenResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *IntrospectRefreshTokenResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *IntrospectRefreshTokenResponse) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *IntrospectRefreshTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type SignUpRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Identifier:
@@ -957,7 +2464,7 @@ type SignUpRequest struct {
 
 func (x *SignUpRequest) Reset() {
 	*x = SignUpRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +2476,7 @@ func (x *SignUpRequest) String() string {
 func (*SignUpRequest) ProtoMessage() {}
 
 func (x *SignUpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +2489,7 @@ func (x *SignUpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignUpRequest.ProtoReflect.Descriptor instead.
 func (*SignUpRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{13}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SignUpRequest) GetIdentifier() isSignUpRequest_Identifier {
@@ -1065,7 +2572,7 @@ type SignUpResponse struct {
 
 func (x *SignUpResponse) Reset() {
 	*x = SignUpResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +2584,7 @@ func (x *SignUpResponse) String() string {
 func (*SignUpResponse) ProtoMessage() {}
 
 func (x *SignUpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +2597,7 @@ func (x *SignUpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignUpResponse.ProtoReflect.Descriptor instead.
 func (*SignUpResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{14}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SignUpResponse) GetAccessToken() string {
@@ -1157,7 +2664,7 @@ type VerifyIdentifierRequest struct {
 
 func (x *VerifyIdentifierRequest) Reset() {
 	*x = VerifyIdentifierRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +2676,7 @@ func (x *VerifyIdentifierRequest) String() string {
 func (*VerifyIdentifierRequest) ProtoMessage() {}
 
 func (x *VerifyIdentifierRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +2689,7 @@ func (x *VerifyIdentifierRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyIdentifierRequest.ProtoReflect.Descriptor instead.
 func (*VerifyIdentifierRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{15}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *VerifyIdentifierRequest) GetIdentifier() isVerifyIdentifierRequest_Identifier {
@@ -1241,7 +2748,7 @@ type VerifyIdentifierResponse struct {
 
 func (x *VerifyIdentifierResponse) Reset() {
 	*x = VerifyIdentifierResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +2760,7 @@ func (x *VerifyIdentifierResponse) String() string {
 func (*VerifyIdentifierResponse) ProtoMessage() {}
 
 func (x *VerifyIdentifierResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +2773,7 @@ func (x *VerifyIdentifierResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyIdentifierResponse.ProtoReflect.Descriptor instead.
 func (*VerifyIdentifierResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{16}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{44}
 }
 
 type ResendVerificationRequest struct {
@@ -1282,7 +2789,7 @@ type ResendVerificationRequest struct {
 
 func (x *ResendVerificationRequest) Reset() {
 	*x = ResendVerificationRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +2801,7 @@ func (x *ResendVerificationRequest) String() string {
 func (*ResendVerificationRequest) ProtoMessage() {}
 
 func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +2814,7 @@ func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
 func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{17}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ResendVerificationRequest) GetIdentifier() isResendVerificationRequest_Identifier {
@@ -1359,7 +2866,7 @@ type ResendVerificationResponse struct {
 
 func (x *ResendVerificationResponse) Reset() {
 	*x = ResendVerificationResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +2878,7 @@ func (x *ResendVerificationResponse) String() string {
 func (*ResendVerificationResponse) ProtoMessage() {}
 
 func (x *ResendVerificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +2891,7 @@ func (x *ResendVerificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerificationResponse.ProtoReflect.Descriptor instead.
 func (*ResendVerificationResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{18}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{46}
 }
 
 type ChangePasswordRequest struct {
@@ -1397,7 +2904,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +2916,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +2929,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{19}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ChangePasswordRequest) GetCurrentPassword() string {
@@ -1447,7 +2954,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +2966,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +2979,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{20}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{48}
 }
 
 type RequestPasswordResetRequest struct {
@@ -1489,7 +2996,7 @@ type RequestPasswordResetRequest struct {
 
 func (x *RequestPasswordResetRequest) Reset() {
 	*x = RequestPasswordResetRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +3008,7 @@ func (x *RequestPasswordResetRequest) String() string {
 func (*RequestPasswordResetRequest) ProtoMessage() {}
 
 func (x *RequestPasswordResetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +3021,7 @@ func (x *RequestPasswordResetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPasswordResetRequest.ProtoReflect.Descriptor instead.
 func (*RequestPasswordResetRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{21}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RequestPasswordResetRequest) GetIdentifier() isRequestPasswordResetRequest_Identifier {
@@ -1581,7 +3088,7 @@ type RequestPasswordResetResponse struct {
 
 func (x *RequestPasswordResetResponse) Reset() {
 	*x = RequestPasswordResetResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +3100,7 @@ func (x *RequestPasswordResetResponse) String() string {
 func (*RequestPasswordResetResponse) ProtoMessage() {}
 
 func (x *RequestPasswordResetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +3113,7 @@ func (x *RequestPasswordResetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPasswordResetResponse.ProtoReflect.Descriptor instead.
 func (*RequestPasswordResetResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{22}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{50}
 }
 
 type ResetPasswordRequest struct {
@@ -1625,7 +3132,7 @@ type ResetPasswordRequest struct {
 
 func (x *ResetPasswordRequest) Reset() {
 	*x = ResetPasswordRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +3144,7 @@ func (x *ResetPasswordRequest) String() string {
 func (*ResetPasswordRequest) ProtoMessage() {}
 
 func (x *ResetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +3157,7 @@ func (x *ResetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*ResetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{23}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ResetPasswordRequest) GetIdentifier() isResetPasswordRequest_Identifier {
@@ -1731,7 +3238,7 @@ type ResetPasswordResponse struct {
 
 func (x *ResetPasswordResponse) Reset() {
 	*x = ResetPasswordResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +3250,7 @@ func (x *ResetPasswordResponse) String() string {
 func (*ResetPasswordResponse) ProtoMessage() {}
 
 func (x *ResetPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,128 +3263,7 @@ func (x *ResetPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetPasswordResponse.ProtoReflect.Descriptor instead.
 func (*ResetPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{24}
-}
-
-type IntrospectRefreshTokenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RefreshToken  string                 `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IntrospectRefreshTokenRequest) Reset() {
-	*x = IntrospectRefreshTokenRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IntrospectRefreshTokenRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IntrospectRefreshTokenRequest) ProtoMessage() {}
-
-func (x *IntrospectRefreshTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IntrospectRefreshTokenRequest.ProtoReflect.Descriptor instead.
-func (*IntrospectRefreshTokenRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{25}
-}
-
-func (x *IntrospectRefreshTokenRequest) GetRefreshToken() string {
-	if x != nil {
-		return x.RefreshToken
-	}
-	return ""
-}
-
-type IntrospectRefreshTokenResponse struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Active bool                   `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
-	// The rest only when active.
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Scopes        []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IntrospectRefreshTokenResponse) Reset() {
-	*x = IntrospectRefreshTokenResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IntrospectRefreshTokenResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IntrospectRefreshTokenResponse) ProtoMessage() {}
-
-func (x *IntrospectRefreshTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IntrospectRefreshTokenResponse.ProtoReflect.Descriptor instead.
-func (*IntrospectRefreshTokenResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{26}
-}
-
-func (x *IntrospectRefreshTokenResponse) GetActive() bool {
-	if x != nil {
-		return x.Active
-	}
-	return false
-}
-
-func (x *IntrospectRefreshTokenResponse) GetUserId() string {
-	if x != nil {
-		return x.UserId
-	}
-	return ""
-}
-
-func (x *IntrospectRefreshTokenResponse) GetSessionId() string {
-	if x != nil {
-		return x.SessionId
-	}
-	return ""
-}
-
-func (x *IntrospectRefreshTokenResponse) GetScopes() []string {
-	if x != nil {
-		return x.Scopes
-	}
-	return nil
-}
-
-func (x *IntrospectRefreshTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.ExpiresAt
-	}
-	return nil
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{52}
 }
 
 var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
@@ -1920,7 +3306,7 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
 	"\auser_id\x18\a \x01(\tR\x06userId\"4\n" +
 	"\x0fValidateRequest\x12!\n" +
-	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\"\xf1\x01\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\"\xce\x02\n" +
 	"\x10ValidateResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
 	"\n" +
@@ -1929,7 +3315,10 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x127\n" +
 	"\tissued_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8b\x01\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x10\n" +
+	"\x03amr\x18\a \x03(\tR\x03amr\x12\x10\n" +
+	"\x03acr\x18\b \x01(\tR\x03acr\x127\n" +
+	"\tauth_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bauthTime\"\x8b\x01\n" +
 	"\rRevokeRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12A\n" +
 	"\x0ftoken_type_hint\x18\x02 \x01(\x0e2\x19.authsvc.v1.TokenTypeHintR\rtokenTypeHint\x12!\n" +
@@ -1952,7 +3341,102 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x18WatchRevocationsResponse\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
 	"sessionIds\x12\x1a\n" +
-	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\"\x87\x01\n" +
+	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\"\xb5\x01\n" +
+	"\x15CompleteSignInRequest\x12\x1b\n" +
+	"\tmfa_token\x18\x01 \x01(\tR\bmfaToken\x12\x14\n" +
+	"\x04totp\x18\x02 \x01(\tH\x00R\x04totp\x12%\n" +
+	"\rrecovery_code\x18\x03 \x01(\tH\x00R\frecoveryCode\x128\n" +
+	"\apasskey\x18\x04 \x01(\v2\x1c.authsvc.v1.PasskeyAssertionH\x00R\apasskeyB\b\n" +
+	"\x06factor\"\\\n" +
+	"\x10PasskeyAssertion\x12\x1f\n" +
+	"\vceremony_id\x18\x01 \x01(\tR\n" +
+	"ceremonyId\x12'\n" +
+	"\x0fcredential_json\x18\x02 \x01(\tR\x0ecredentialJson\"\x84\x02\n" +
+	"\x16CompleteSignInResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x1d\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\x03R\texpiresIn\x12#\n" +
+	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\x12,\n" +
+	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\"\x13\n" +
+	"\x11EnrollTotpRequest\">\n" +
+	"\x12EnrollTotpResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x10\n" +
+	"\x03uri\x18\x02 \x01(\tR\x03uri\"(\n" +
+	"\x12ConfirmTotpRequest\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\"<\n" +
+	"\x13ConfirmTotpResponse\x12%\n" +
+	"\x0erecovery_codes\x18\x01 \x03(\tR\rrecoveryCodes\"\x13\n" +
+	"\x11RemoveTotpRequest\"\x14\n" +
+	"\x12RemoveTotpResponse\" \n" +
+	"\x1eRegenerateRecoveryCodesRequest\"H\n" +
+	"\x1fRegenerateRecoveryCodesResponse\x12%\n" +
+	"\x0erecovery_codes\x18\x01 \x03(\tR\rrecoveryCodes\"\x14\n" +
+	"\x12ListFactorsRequest\"u\n" +
+	"\x13ListFactorsResponse\x12\x12\n" +
+	"\x04totp\x18\x01 \x01(\bR\x04totp\x12.\n" +
+	"\x13recovery_codes_left\x18\x02 \x01(\x05R\x11recoveryCodesLeft\x12\x1a\n" +
+	"\bpasskeys\x18\x03 \x01(\x05R\bpasskeys\"!\n" +
+	"\x1fBeginPasskeyRegistrationRequest\"f\n" +
+	" BeginPasskeyRegistrationResponse\x12\x1f\n" +
+	"\vceremony_id\x18\x01 \x01(\tR\n" +
+	"ceremonyId\x12!\n" +
+	"\foptions_json\x18\x02 \x01(\tR\voptionsJson\"\x80\x01\n" +
+	" FinishPasskeyRegistrationRequest\x12\x1f\n" +
+	"\vceremony_id\x18\x01 \x01(\tR\n" +
+	"ceremonyId\x12'\n" +
+	"\x0fcredential_json\x18\x02 \x01(\tR\x0ecredentialJson\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"o\n" +
+	"!FinishPasskeyRegistrationResponse\x12#\n" +
+	"\rcredential_id\x18\x01 \x01(\tR\fcredentialId\x12%\n" +
+	"\x0erecovery_codes\x18\x02 \x03(\tR\rrecoveryCodes\";\n" +
+	"\x1cBeginPasskeyAssertionRequest\x12\x1b\n" +
+	"\tmfa_token\x18\x01 \x01(\tR\bmfaToken\"c\n" +
+	"\x1dBeginPasskeyAssertionResponse\x12\x1f\n" +
+	"\vceremony_id\x18\x01 \x01(\tR\n" +
+	"ceremonyId\x12!\n" +
+	"\foptions_json\x18\x02 \x01(\tR\voptionsJson\"R\n" +
+	"\x14PasskeySignInRequest\x12:\n" +
+	"\tassertion\x18\x01 \x01(\v2\x1c.authsvc.v1.PasskeyAssertionR\tassertion\"\x83\x02\n" +
+	"\x15PasskeySignInResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x1d\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\x03R\texpiresIn\x12#\n" +
+	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\x12,\n" +
+	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\"\x15\n" +
+	"\x13ListPasskeysRequest\"G\n" +
+	"\x14ListPasskeysResponse\x12/\n" +
+	"\bpasskeys\x18\x01 \x03(\v2\x13.authsvc.v1.PasskeyR\bpasskeys\"\xd3\x01\n" +
+	"\aPasskey\x12#\n" +
+	"\rcredential_id\x18\x01 \x01(\tR\fcredentialId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n" +
+	"\flast_used_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x12\x16\n" +
+	"\x06synced\x18\x05 \x01(\bR\x06synced\";\n" +
+	"\x14RemovePasskeyRequest\x12#\n" +
+	"\rcredential_id\x18\x01 \x01(\tR\fcredentialId\"\x17\n" +
+	"\x15RemovePasskeyResponse\"D\n" +
+	"\x1dIntrospectRefreshTokenRequest\x12#\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\"\xc3\x01\n" +
+	"\x1eIntrospectRefreshTokenResponse\x12\x16\n" +
+	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x87\x01\n" +
 	"\rSignUpRequest\x12\x16\n" +
 	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
 	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x1c\n" +
@@ -2011,21 +3495,11 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\fnew_password\x18\x05 \x01(\tR\vnewPasswordB\f\n" +
 	"\n" +
 	"identifier\"\x17\n" +
-	"\x15ResetPasswordResponse\"D\n" +
-	"\x1dIntrospectRefreshTokenRequest\x12#\n" +
-	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\"\xc3\x01\n" +
-	"\x1eIntrospectRefreshTokenResponse\x12\x16\n" +
-	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
-	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x16\n" +
-	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x129\n" +
-	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*u\n" +
+	"\x15ResetPasswordResponse*u\n" +
 	"\rTokenTypeHint\x12\x1f\n" +
 	"\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n" +
-	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xbe\v\n" +
+	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\x84\x18\n" +
 	"\x04Auth\x12[\n" +
 	"\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signin\x12_\n" +
 	"\aRefresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth/refresh\x12c\n" +
@@ -2038,7 +3512,21 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x12ResendVerification\x12%.authsvc.v1.ResendVerificationRequest\x1a&.authsvc.v1.ResendVerificationResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auth/verify/resend\x12|\n" +
 	"\x0eChangePassword\x12!.authsvc.v1.ChangePasswordRequest\x1a\".authsvc.v1.ChangePasswordResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/password/change\x12\x95\x01\n" +
 	"\x14RequestPasswordReset\x12'.authsvc.v1.RequestPasswordResetRequest\x1a(.authsvc.v1.RequestPasswordResetResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/auth/password/reset/request\x12x\n" +
-	"\rResetPassword\x12 .authsvc.v1.ResetPasswordRequest\x1a!.authsvc.v1.ResetPasswordResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/auth/password/reset\x12o\n" +
+	"\rResetPassword\x12 .authsvc.v1.ResetPasswordRequest\x1a!.authsvc.v1.ResetPasswordResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/auth/password/reset\x12|\n" +
+	"\x0eCompleteSignIn\x12!.authsvc.v1.CompleteSignInRequest\x1a\".authsvc.v1.CompleteSignInResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/signin/complete\x12t\n" +
+	"\n" +
+	"EnrollTotp\x12\x1d.authsvc.v1.EnrollTotpRequest\x1a\x1e.authsvc.v1.EnrollTotpResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/auth/factors/totp/enroll\x12x\n" +
+	"\vConfirmTotp\x12\x1e.authsvc.v1.ConfirmTotpRequest\x1a\x1f.authsvc.v1.ConfirmTotpResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/auth/factors/totp/confirm\x12t\n" +
+	"\n" +
+	"RemoveTotp\x12\x1d.authsvc.v1.RemoveTotpRequest\x1a\x1e.authsvc.v1.RemoveTotpResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/auth/factors/totp/remove\x12\x9e\x01\n" +
+	"\x17RegenerateRecoveryCodes\x12*.authsvc.v1.RegenerateRecoveryCodesRequest\x1a+.authsvc.v1.RegenerateRecoveryCodesResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/auth/factors/recovery-codes\x12h\n" +
+	"\vListFactors\x12\x1e.authsvc.v1.ListFactorsRequest\x1a\x1f.authsvc.v1.ListFactorsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auth/factors\x12\xa6\x01\n" +
+	"\x18BeginPasskeyRegistration\x12+.authsvc.v1.BeginPasskeyRegistrationRequest\x1a,.authsvc.v1.BeginPasskeyRegistrationResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/auth/passkeys/registration/begin\x12\xaa\x01\n" +
+	"\x19FinishPasskeyRegistration\x12,.authsvc.v1.FinishPasskeyRegistrationRequest\x1a-.authsvc.v1.FinishPasskeyRegistrationResponse\"0\x82\xd3\xe4\x93\x02*:\x01*\"%/v1/auth/passkeys/registration/finish\x12\x9a\x01\n" +
+	"\x15BeginPasskeyAssertion\x12(.authsvc.v1.BeginPasskeyAssertionRequest\x1a).authsvc.v1.BeginPasskeyAssertionResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/auth/passkeys/assertion/begin\x12y\n" +
+	"\rPasskeySignIn\x12 .authsvc.v1.PasskeySignInRequest\x1a!.authsvc.v1.PasskeySignInResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/signin\x12l\n" +
+	"\fListPasskeys\x12\x1f.authsvc.v1.ListPasskeysRequest\x1a .authsvc.v1.ListPasskeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/auth/passkeys\x12y\n" +
+	"\rRemovePasskey\x12 .authsvc.v1.RemovePasskeyRequest\x1a!.authsvc.v1.RemovePasskeyResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/remove\x12o\n" +
 	"\x16IntrospectRefreshToken\x12).authsvc.v1.IntrospectRefreshTokenRequest\x1a*.authsvc.v1.IntrospectRefreshTokenResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
@@ -2054,75 +3542,131 @@ func file_authsvc_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsvc_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_authsvc_v1_auth_proto_goTypes = []any{
-	(TokenTypeHint)(0),                     // 0: authsvc.v1.TokenTypeHint
-	(*SignInRequest)(nil),                  // 1: authsvc.v1.SignInRequest
-	(*SignInResponse)(nil),                 // 2: authsvc.v1.SignInResponse
-	(*RefreshRequest)(nil),                 // 3: authsvc.v1.RefreshRequest
-	(*RefreshResponse)(nil),                // 4: authsvc.v1.RefreshResponse
-	(*ValidateRequest)(nil),                // 5: authsvc.v1.ValidateRequest
-	(*ValidateResponse)(nil),               // 6: authsvc.v1.ValidateResponse
-	(*RevokeRequest)(nil),                  // 7: authsvc.v1.RevokeRequest
-	(*RevokeResponse)(nil),                 // 8: authsvc.v1.RevokeResponse
-	(*GetJwksRequest)(nil),                 // 9: authsvc.v1.GetJwksRequest
-	(*GetJwksResponse)(nil),                // 10: authsvc.v1.GetJwksResponse
-	(*Jwk)(nil),                            // 11: authsvc.v1.Jwk
-	(*WatchRevocationsRequest)(nil),        // 12: authsvc.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil),       // 13: authsvc.v1.WatchRevocationsResponse
-	(*SignUpRequest)(nil),                  // 14: authsvc.v1.SignUpRequest
-	(*SignUpResponse)(nil),                 // 15: authsvc.v1.SignUpResponse
-	(*VerifyIdentifierRequest)(nil),        // 16: authsvc.v1.VerifyIdentifierRequest
-	(*VerifyIdentifierResponse)(nil),       // 17: authsvc.v1.VerifyIdentifierResponse
-	(*ResendVerificationRequest)(nil),      // 18: authsvc.v1.ResendVerificationRequest
-	(*ResendVerificationResponse)(nil),     // 19: authsvc.v1.ResendVerificationResponse
-	(*ChangePasswordRequest)(nil),          // 20: authsvc.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),         // 21: authsvc.v1.ChangePasswordResponse
-	(*RequestPasswordResetRequest)(nil),    // 22: authsvc.v1.RequestPasswordResetRequest
-	(*RequestPasswordResetResponse)(nil),   // 23: authsvc.v1.RequestPasswordResetResponse
-	(*ResetPasswordRequest)(nil),           // 24: authsvc.v1.ResetPasswordRequest
-	(*ResetPasswordResponse)(nil),          // 25: authsvc.v1.ResetPasswordResponse
-	(*IntrospectRefreshTokenRequest)(nil),  // 26: authsvc.v1.IntrospectRefreshTokenRequest
-	(*IntrospectRefreshTokenResponse)(nil), // 27: authsvc.v1.IntrospectRefreshTokenResponse
-	(*timestamppb.Timestamp)(nil),          // 28: google.protobuf.Timestamp
+	(TokenTypeHint)(0),                        // 0: authsvc.v1.TokenTypeHint
+	(*SignInRequest)(nil),                     // 1: authsvc.v1.SignInRequest
+	(*SignInResponse)(nil),                    // 2: authsvc.v1.SignInResponse
+	(*RefreshRequest)(nil),                    // 3: authsvc.v1.RefreshRequest
+	(*RefreshResponse)(nil),                   // 4: authsvc.v1.RefreshResponse
+	(*ValidateRequest)(nil),                   // 5: authsvc.v1.ValidateRequest
+	(*ValidateResponse)(nil),                  // 6: authsvc.v1.ValidateResponse
+	(*RevokeRequest)(nil),                     // 7: authsvc.v1.RevokeRequest
+	(*RevokeResponse)(nil),                    // 8: authsvc.v1.RevokeResponse
+	(*GetJwksRequest)(nil),                    // 9: authsvc.v1.GetJwksRequest
+	(*GetJwksResponse)(nil),                   // 10: authsvc.v1.GetJwksResponse
+	(*Jwk)(nil),                               // 11: authsvc.v1.Jwk
+	(*WatchRevocationsRequest)(nil),           // 12: authsvc.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil),          // 13: authsvc.v1.WatchRevocationsResponse
+	(*CompleteSignInRequest)(nil),             // 14: authsvc.v1.CompleteSignInRequest
+	(*PasskeyAssertion)(nil),                  // 15: authsvc.v1.PasskeyAssertion
+	(*CompleteSignInResponse)(nil),            // 16: authsvc.v1.CompleteSignInResponse
+	(*EnrollTotpRequest)(nil),                 // 17: authsvc.v1.EnrollTotpRequest
+	(*EnrollTotpResponse)(nil),                // 18: authsvc.v1.EnrollTotpResponse
+	(*ConfirmTotpRequest)(nil),                // 19: authsvc.v1.ConfirmTotpRequest
+	(*ConfirmTotpResponse)(nil),               // 20: authsvc.v1.ConfirmTotpResponse
+	(*RemoveTotpRequest)(nil),                 // 21: authsvc.v1.RemoveTotpRequest
+	(*RemoveTotpResponse)(nil),                // 22: authsvc.v1.RemoveTotpResponse
+	(*RegenerateRecoveryCodesRequest)(nil),    // 23: authsvc.v1.RegenerateRecoveryCodesRequest
+	(*RegenerateRecoveryCodesResponse)(nil),   // 24: authsvc.v1.RegenerateRecoveryCodesResponse
+	(*ListFactorsRequest)(nil),                // 25: authsvc.v1.ListFactorsRequest
+	(*ListFactorsResponse)(nil),               // 26: authsvc.v1.ListFactorsResponse
+	(*BeginPasskeyRegistrationRequest)(nil),   // 27: authsvc.v1.BeginPasskeyRegistrationRequest
+	(*BeginPasskeyRegistrationResponse)(nil),  // 28: authsvc.v1.BeginPasskeyRegistrationResponse
+	(*FinishPasskeyRegistrationRequest)(nil),  // 29: authsvc.v1.FinishPasskeyRegistrationRequest
+	(*FinishPasskeyRegistrationResponse)(nil), // 30: authsvc.v1.FinishPasskeyRegistrationResponse
+	(*BeginPasskeyAssertionRequest)(nil),      // 31: authsvc.v1.BeginPasskeyAssertionRequest
+	(*BeginPasskeyAssertionResponse)(nil),     // 32: authsvc.v1.BeginPasskeyAssertionResponse
+	(*PasskeySignInRequest)(nil),              // 33: authsvc.v1.PasskeySignInRequest
+	(*PasskeySignInResponse)(nil),             // 34: authsvc.v1.PasskeySignInResponse
+	(*ListPasskeysRequest)(nil),               // 35: authsvc.v1.ListPasskeysRequest
+	(*ListPasskeysResponse)(nil),              // 36: authsvc.v1.ListPasskeysResponse
+	(*Passkey)(nil),                           // 37: authsvc.v1.Passkey
+	(*RemovePasskeyRequest)(nil),              // 38: authsvc.v1.RemovePasskeyRequest
+	(*RemovePasskeyResponse)(nil),             // 39: authsvc.v1.RemovePasskeyResponse
+	(*IntrospectRefreshTokenRequest)(nil),     // 40: authsvc.v1.IntrospectRefreshTokenRequest
+	(*IntrospectRefreshTokenResponse)(nil),    // 41: authsvc.v1.IntrospectRefreshTokenResponse
+	(*SignUpRequest)(nil),                     // 42: authsvc.v1.SignUpRequest
+	(*SignUpResponse)(nil),                    // 43: authsvc.v1.SignUpResponse
+	(*VerifyIdentifierRequest)(nil),           // 44: authsvc.v1.VerifyIdentifierRequest
+	(*VerifyIdentifierResponse)(nil),          // 45: authsvc.v1.VerifyIdentifierResponse
+	(*ResendVerificationRequest)(nil),         // 46: authsvc.v1.ResendVerificationRequest
+	(*ResendVerificationResponse)(nil),        // 47: authsvc.v1.ResendVerificationResponse
+	(*ChangePasswordRequest)(nil),             // 48: authsvc.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),            // 49: authsvc.v1.ChangePasswordResponse
+	(*RequestPasswordResetRequest)(nil),       // 50: authsvc.v1.RequestPasswordResetRequest
+	(*RequestPasswordResetResponse)(nil),      // 51: authsvc.v1.RequestPasswordResetResponse
+	(*ResetPasswordRequest)(nil),              // 52: authsvc.v1.ResetPasswordRequest
+	(*ResetPasswordResponse)(nil),             // 53: authsvc.v1.ResetPasswordResponse
+	(*timestamppb.Timestamp)(nil),             // 54: google.protobuf.Timestamp
 }
 var file_authsvc_v1_auth_proto_depIdxs = []int32{
-	28, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
-	28, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 2: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
-	11, // 3: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
-	28, // 4: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 5: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
-	3,  // 6: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
-	5,  // 7: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
-	7,  // 8: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
-	9,  // 9: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
-	12, // 10: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
-	14, // 11: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
-	16, // 12: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
-	18, // 13: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
-	20, // 14: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
-	22, // 15: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
-	24, // 16: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
-	26, // 17: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
-	2,  // 18: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
-	4,  // 19: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
-	6,  // 20: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
-	8,  // 21: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
-	10, // 22: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
-	13, // 23: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
-	15, // 24: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
-	17, // 25: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
-	19, // 26: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
-	21, // 27: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
-	23, // 28: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
-	25, // 29: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
-	27, // 30: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
-	18, // [18:31] is the sub-list for method output_type
-	5,  // [5:18] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	54, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
+	54, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	54, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
+	0,  // 3: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
+	11, // 4: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
+	15, // 5: authsvc.v1.CompleteSignInRequest.passkey:type_name -> authsvc.v1.PasskeyAssertion
+	15, // 6: authsvc.v1.PasskeySignInRequest.assertion:type_name -> authsvc.v1.PasskeyAssertion
+	37, // 7: authsvc.v1.ListPasskeysResponse.passkeys:type_name -> authsvc.v1.Passkey
+	54, // 8: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
+	54, // 9: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
+	54, // 10: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 11: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
+	3,  // 12: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
+	5,  // 13: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
+	7,  // 14: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
+	9,  // 15: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
+	12, // 16: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
+	42, // 17: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
+	44, // 18: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
+	46, // 19: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
+	48, // 20: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
+	50, // 21: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
+	52, // 22: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
+	14, // 23: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
+	17, // 24: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
+	19, // 25: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
+	21, // 26: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
+	23, // 27: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
+	25, // 28: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
+	27, // 29: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
+	29, // 30: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
+	31, // 31: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
+	33, // 32: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
+	35, // 33: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
+	38, // 34: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
+	40, // 35: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
+	2,  // 36: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
+	4,  // 37: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
+	6,  // 38: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
+	8,  // 39: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
+	10, // 40: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
+	13, // 41: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
+	43, // 42: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
+	45, // 43: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
+	47, // 44: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
+	49, // 45: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
+	51, // 46: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
+	53, // 47: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
+	16, // 48: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
+	18, // 49: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
+	20, // 50: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
+	22, // 51: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
+	24, // 52: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
+	26, // 53: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
+	28, // 54: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
+	30, // 55: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
+	32, // 56: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
+	34, // 57: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
+	36, // 58: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
+	39, // 59: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
+	41, // 60: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
+	36, // [36:61] is the sub-list for method output_type
+	11, // [11:36] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_authsvc_v1_auth_proto_init() }
@@ -2136,25 +3680,30 @@ func file_authsvc_v1_auth_proto_init() {
 		(*SignInRequest_Username)(nil),
 	}
 	file_authsvc_v1_auth_proto_msgTypes[13].OneofWrappers = []any{
+		(*CompleteSignInRequest_Totp)(nil),
+		(*CompleteSignInRequest_RecoveryCode)(nil),
+		(*CompleteSignInRequest_Passkey)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[41].OneofWrappers = []any{
 		(*SignUpRequest_Email)(nil),
 		(*SignUpRequest_Phone)(nil),
 		(*SignUpRequest_Username)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[14].OneofWrappers = []any{}
-	file_authsvc_v1_auth_proto_msgTypes[15].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[42].OneofWrappers = []any{}
+	file_authsvc_v1_auth_proto_msgTypes[43].OneofWrappers = []any{
 		(*VerifyIdentifierRequest_Email)(nil),
 		(*VerifyIdentifierRequest_Phone)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[17].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[45].OneofWrappers = []any{
 		(*ResendVerificationRequest_Email)(nil),
 		(*ResendVerificationRequest_Phone)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[21].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[49].OneofWrappers = []any{
 		(*RequestPasswordResetRequest_Email)(nil),
 		(*RequestPasswordResetRequest_Phone)(nil),
 		(*RequestPasswordResetRequest_Username)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[23].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[51].OneofWrappers = []any{
 		(*ResetPasswordRequest_Email)(nil),
 		(*ResetPasswordRequest_Phone)(nil),
 		(*ResetPasswordRequest_Username)(nil),
@@ -2165,7 +3714,7 @@ func file_authsvc_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_auth_proto_rawDesc), len(file_authsvc_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

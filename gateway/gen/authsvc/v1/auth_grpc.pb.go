@@ -27,19 +27,31 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Auth_SignIn_FullMethodName                 = "/authsvc.v1.Auth/SignIn"
-	Auth_Refresh_FullMethodName                = "/authsvc.v1.Auth/Refresh"
-	Auth_Validate_FullMethodName               = "/authsvc.v1.Auth/Validate"
-	Auth_Revoke_FullMethodName                 = "/authsvc.v1.Auth/Revoke"
-	Auth_GetJwks_FullMethodName                = "/authsvc.v1.Auth/GetJwks"
-	Auth_WatchRevocations_FullMethodName       = "/authsvc.v1.Auth/WatchRevocations"
-	Auth_SignUp_FullMethodName                 = "/authsvc.v1.Auth/SignUp"
-	Auth_VerifyIdentifier_FullMethodName       = "/authsvc.v1.Auth/VerifyIdentifier"
-	Auth_ResendVerification_FullMethodName     = "/authsvc.v1.Auth/ResendVerification"
-	Auth_ChangePassword_FullMethodName         = "/authsvc.v1.Auth/ChangePassword"
-	Auth_RequestPasswordReset_FullMethodName   = "/authsvc.v1.Auth/RequestPasswordReset"
-	Auth_ResetPassword_FullMethodName          = "/authsvc.v1.Auth/ResetPassword"
-	Auth_IntrospectRefreshToken_FullMethodName = "/authsvc.v1.Auth/IntrospectRefreshToken"
+	Auth_SignIn_FullMethodName                    = "/authsvc.v1.Auth/SignIn"
+	Auth_Refresh_FullMethodName                   = "/authsvc.v1.Auth/Refresh"
+	Auth_Validate_FullMethodName                  = "/authsvc.v1.Auth/Validate"
+	Auth_Revoke_FullMethodName                    = "/authsvc.v1.Auth/Revoke"
+	Auth_GetJwks_FullMethodName                   = "/authsvc.v1.Auth/GetJwks"
+	Auth_WatchRevocations_FullMethodName          = "/authsvc.v1.Auth/WatchRevocations"
+	Auth_SignUp_FullMethodName                    = "/authsvc.v1.Auth/SignUp"
+	Auth_VerifyIdentifier_FullMethodName          = "/authsvc.v1.Auth/VerifyIdentifier"
+	Auth_ResendVerification_FullMethodName        = "/authsvc.v1.Auth/ResendVerification"
+	Auth_ChangePassword_FullMethodName            = "/authsvc.v1.Auth/ChangePassword"
+	Auth_RequestPasswordReset_FullMethodName      = "/authsvc.v1.Auth/RequestPasswordReset"
+	Auth_ResetPassword_FullMethodName             = "/authsvc.v1.Auth/ResetPassword"
+	Auth_CompleteSignIn_FullMethodName            = "/authsvc.v1.Auth/CompleteSignIn"
+	Auth_EnrollTotp_FullMethodName                = "/authsvc.v1.Auth/EnrollTotp"
+	Auth_ConfirmTotp_FullMethodName               = "/authsvc.v1.Auth/ConfirmTotp"
+	Auth_RemoveTotp_FullMethodName                = "/authsvc.v1.Auth/RemoveTotp"
+	Auth_RegenerateRecoveryCodes_FullMethodName   = "/authsvc.v1.Auth/RegenerateRecoveryCodes"
+	Auth_ListFactors_FullMethodName               = "/authsvc.v1.Auth/ListFactors"
+	Auth_BeginPasskeyRegistration_FullMethodName  = "/authsvc.v1.Auth/BeginPasskeyRegistration"
+	Auth_FinishPasskeyRegistration_FullMethodName = "/authsvc.v1.Auth/FinishPasskeyRegistration"
+	Auth_BeginPasskeyAssertion_FullMethodName     = "/authsvc.v1.Auth/BeginPasskeyAssertion"
+	Auth_PasskeySignIn_FullMethodName             = "/authsvc.v1.Auth/PasskeySignIn"
+	Auth_ListPasskeys_FullMethodName              = "/authsvc.v1.Auth/ListPasskeys"
+	Auth_RemovePasskey_FullMethodName             = "/authsvc.v1.Auth/RemovePasskey"
+	Auth_IntrospectRefreshToken_FullMethodName    = "/authsvc.v1.Auth/IntrospectRefreshToken"
 )
 
 // AuthClient is the client API for Auth service.
@@ -86,6 +98,38 @@ type AuthClient interface {
 	// ResetPassword sets a new password with a reset code and revokes every
 	// session of the account; the person signs in again.
 	ResetPassword(ctx context.Context, in *ResetPasswordRequest, opts ...grpc.CallOption) (*ResetPasswordResponse, error)
+	// CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+	CompleteSignIn(ctx context.Context, in *CompleteSignInRequest, opts ...grpc.CallOption) (*CompleteSignInResponse, error)
+	// EnrollTotp starts enrolling an authenticator app: a new secret and its
+	// otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+	EnrollTotp(ctx context.Context, in *EnrollTotpRequest, opts ...grpc.CallOption) (*EnrollTotpResponse, error)
+	// ConfirmTotp activates the enrolled secret with a first code and returns
+	// ten recovery codes, shown this once.
+	ConfirmTotp(ctx context.Context, in *ConfirmTotpRequest, opts ...grpc.CallOption) (*ConfirmTotpResponse, error)
+	// RemoveTotp removes the authenticator app and the recovery codes. Needs a
+	// fresh second factor in the caller's token.
+	RemoveTotp(ctx context.Context, in *RemoveTotpRequest, opts ...grpc.CallOption) (*RemoveTotpResponse, error)
+	// RegenerateRecoveryCodes voids every recovery code and returns ten new
+	// ones. Needs a fresh second factor in the caller's token.
+	RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error)
+	// ListFactors says which second factors the caller has.
+	ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error)
+	// BeginPasskeyRegistration (bearer) answers creation options and the
+	// ceremony_id that FinishPasskeyRegistration names.
+	BeginPasskeyRegistration(ctx context.Context, in *BeginPasskeyRegistrationRequest, opts ...grpc.CallOption) (*BeginPasskeyRegistrationResponse, error)
+	// FinishPasskeyRegistration (bearer) verifies the new credential and stores it.
+	FinishPasskeyRegistration(ctx context.Context, in *FinishPasskeyRegistrationRequest, opts ...grpc.CallOption) (*FinishPasskeyRegistrationResponse, error)
+	// BeginPasskeyAssertion answers request options: with an mfa_token, for the
+	// user of that sign-in (second factor, then CompleteSignIn with passkey);
+	// without, for any discoverable credential (passwordless, PasskeySignIn;
+	// only when AUTHSVC_PASSKEY_SIGN_IN=true).
+	BeginPasskeyAssertion(ctx context.Context, in *BeginPasskeyAssertionRequest, opts ...grpc.CallOption) (*BeginPasskeyAssertionResponse, error)
+	// PasskeySignIn signs in with a passkey alone (passwordless).
+	PasskeySignIn(ctx context.Context, in *PasskeySignInRequest, opts ...grpc.CallOption) (*PasskeySignInResponse, error)
+	// ListPasskeys (bearer) lists the caller's passkeys.
+	ListPasskeys(ctx context.Context, in *ListPasskeysRequest, opts ...grpc.CallOption) (*ListPasskeysResponse, error)
+	// RemovePasskey (bearer, fresh second factor) removes one of them.
+	RemovePasskey(ctx context.Context, in *RemovePasskeyRequest, opts ...grpc.CallOption) (*RemovePasskeyResponse, error)
 	// IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
 	// unspent, of a live session, so a Refresh with it would succeed now. It
 	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
@@ -230,6 +274,126 @@ func (c *authClient) ResetPassword(ctx context.Context, in *ResetPasswordRequest
 	return out, nil
 }
 
+func (c *authClient) CompleteSignIn(ctx context.Context, in *CompleteSignInRequest, opts ...grpc.CallOption) (*CompleteSignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteSignInResponse)
+	err := c.cc.Invoke(ctx, Auth_CompleteSignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) EnrollTotp(ctx context.Context, in *EnrollTotpRequest, opts ...grpc.CallOption) (*EnrollTotpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrollTotpResponse)
+	err := c.cc.Invoke(ctx, Auth_EnrollTotp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ConfirmTotp(ctx context.Context, in *ConfirmTotpRequest, opts ...grpc.CallOption) (*ConfirmTotpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmTotpResponse)
+	err := c.cc.Invoke(ctx, Auth_ConfirmTotp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) RemoveTotp(ctx context.Context, in *RemoveTotpRequest, opts ...grpc.CallOption) (*RemoveTotpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveTotpResponse)
+	err := c.cc.Invoke(ctx, Auth_RemoveTotp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) RegenerateRecoveryCodes(ctx context.Context, in *RegenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*RegenerateRecoveryCodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegenerateRecoveryCodesResponse)
+	err := c.cc.Invoke(ctx, Auth_RegenerateRecoveryCodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFactorsResponse)
+	err := c.cc.Invoke(ctx, Auth_ListFactors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) BeginPasskeyRegistration(ctx context.Context, in *BeginPasskeyRegistrationRequest, opts ...grpc.CallOption) (*BeginPasskeyRegistrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginPasskeyRegistrationResponse)
+	err := c.cc.Invoke(ctx, Auth_BeginPasskeyRegistration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) FinishPasskeyRegistration(ctx context.Context, in *FinishPasskeyRegistrationRequest, opts ...grpc.CallOption) (*FinishPasskeyRegistrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishPasskeyRegistrationResponse)
+	err := c.cc.Invoke(ctx, Auth_FinishPasskeyRegistration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) BeginPasskeyAssertion(ctx context.Context, in *BeginPasskeyAssertionRequest, opts ...grpc.CallOption) (*BeginPasskeyAssertionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginPasskeyAssertionResponse)
+	err := c.cc.Invoke(ctx, Auth_BeginPasskeyAssertion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) PasskeySignIn(ctx context.Context, in *PasskeySignInRequest, opts ...grpc.CallOption) (*PasskeySignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PasskeySignInResponse)
+	err := c.cc.Invoke(ctx, Auth_PasskeySignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ListPasskeys(ctx context.Context, in *ListPasskeysRequest, opts ...grpc.CallOption) (*ListPasskeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPasskeysResponse)
+	err := c.cc.Invoke(ctx, Auth_ListPasskeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) RemovePasskey(ctx context.Context, in *RemovePasskeyRequest, opts ...grpc.CallOption) (*RemovePasskeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemovePasskeyResponse)
+	err := c.cc.Invoke(ctx, Auth_RemovePasskey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *authClient) IntrospectRefreshToken(ctx context.Context, in *IntrospectRefreshTokenRequest, opts ...grpc.CallOption) (*IntrospectRefreshTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(IntrospectRefreshTokenResponse)
@@ -284,6 +448,38 @@ type AuthServer interface {
 	// ResetPassword sets a new password with a reset code and revokes every
 	// session of the account; the person signs in again.
 	ResetPassword(context.Context, *ResetPasswordRequest) (*ResetPasswordResponse, error)
+	// CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+	CompleteSignIn(context.Context, *CompleteSignInRequest) (*CompleteSignInResponse, error)
+	// EnrollTotp starts enrolling an authenticator app: a new secret and its
+	// otpauth:// URI (a QR code's content), active only after ConfirmTotp.
+	EnrollTotp(context.Context, *EnrollTotpRequest) (*EnrollTotpResponse, error)
+	// ConfirmTotp activates the enrolled secret with a first code and returns
+	// ten recovery codes, shown this once.
+	ConfirmTotp(context.Context, *ConfirmTotpRequest) (*ConfirmTotpResponse, error)
+	// RemoveTotp removes the authenticator app and the recovery codes. Needs a
+	// fresh second factor in the caller's token.
+	RemoveTotp(context.Context, *RemoveTotpRequest) (*RemoveTotpResponse, error)
+	// RegenerateRecoveryCodes voids every recovery code and returns ten new
+	// ones. Needs a fresh second factor in the caller's token.
+	RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error)
+	// ListFactors says which second factors the caller has.
+	ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error)
+	// BeginPasskeyRegistration (bearer) answers creation options and the
+	// ceremony_id that FinishPasskeyRegistration names.
+	BeginPasskeyRegistration(context.Context, *BeginPasskeyRegistrationRequest) (*BeginPasskeyRegistrationResponse, error)
+	// FinishPasskeyRegistration (bearer) verifies the new credential and stores it.
+	FinishPasskeyRegistration(context.Context, *FinishPasskeyRegistrationRequest) (*FinishPasskeyRegistrationResponse, error)
+	// BeginPasskeyAssertion answers request options: with an mfa_token, for the
+	// user of that sign-in (second factor, then CompleteSignIn with passkey);
+	// without, for any discoverable credential (passwordless, PasskeySignIn;
+	// only when AUTHSVC_PASSKEY_SIGN_IN=true).
+	BeginPasskeyAssertion(context.Context, *BeginPasskeyAssertionRequest) (*BeginPasskeyAssertionResponse, error)
+	// PasskeySignIn signs in with a passkey alone (passwordless).
+	PasskeySignIn(context.Context, *PasskeySignInRequest) (*PasskeySignInResponse, error)
+	// ListPasskeys (bearer) lists the caller's passkeys.
+	ListPasskeys(context.Context, *ListPasskeysRequest) (*ListPasskeysResponse, error)
+	// RemovePasskey (bearer, fresh second factor) removes one of them.
+	RemovePasskey(context.Context, *RemovePasskeyRequest) (*RemovePasskeyResponse, error)
 	// IntrospectRefreshToken says whether a refresh token is active (RFC 7662):
 	// unspent, of a live session, so a Refresh with it would succeed now. It
 	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
@@ -334,6 +530,42 @@ func (UnimplementedAuthServer) RequestPasswordReset(context.Context, *RequestPas
 }
 func (UnimplementedAuthServer) ResetPassword(context.Context, *ResetPasswordRequest) (*ResetPasswordResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResetPassword not implemented")
+}
+func (UnimplementedAuthServer) CompleteSignIn(context.Context, *CompleteSignInRequest) (*CompleteSignInResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteSignIn not implemented")
+}
+func (UnimplementedAuthServer) EnrollTotp(context.Context, *EnrollTotpRequest) (*EnrollTotpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnrollTotp not implemented")
+}
+func (UnimplementedAuthServer) ConfirmTotp(context.Context, *ConfirmTotpRequest) (*ConfirmTotpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmTotp not implemented")
+}
+func (UnimplementedAuthServer) RemoveTotp(context.Context, *RemoveTotpRequest) (*RemoveTotpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveTotp not implemented")
+}
+func (UnimplementedAuthServer) RegenerateRecoveryCodes(context.Context, *RegenerateRecoveryCodesRequest) (*RegenerateRecoveryCodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegenerateRecoveryCodes not implemented")
+}
+func (UnimplementedAuthServer) ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFactors not implemented")
+}
+func (UnimplementedAuthServer) BeginPasskeyRegistration(context.Context, *BeginPasskeyRegistrationRequest) (*BeginPasskeyRegistrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginPasskeyRegistration not implemented")
+}
+func (UnimplementedAuthServer) FinishPasskeyRegistration(context.Context, *FinishPasskeyRegistrationRequest) (*FinishPasskeyRegistrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FinishPasskeyRegistration not implemented")
+}
+func (UnimplementedAuthServer) BeginPasskeyAssertion(context.Context, *BeginPasskeyAssertionRequest) (*BeginPasskeyAssertionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginPasskeyAssertion not implemented")
+}
+func (UnimplementedAuthServer) PasskeySignIn(context.Context, *PasskeySignInRequest) (*PasskeySignInResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PasskeySignIn not implemented")
+}
+func (UnimplementedAuthServer) ListPasskeys(context.Context, *ListPasskeysRequest) (*ListPasskeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPasskeys not implemented")
+}
+func (UnimplementedAuthServer) RemovePasskey(context.Context, *RemovePasskeyRequest) (*RemovePasskeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemovePasskey not implemented")
 }
 func (UnimplementedAuthServer) IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IntrospectRefreshToken not implemented")
@@ -568,6 +800,222 @@ func _Auth_ResetPassword_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Auth_CompleteSignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteSignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).CompleteSignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_CompleteSignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).CompleteSignIn(ctx, req.(*CompleteSignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_EnrollTotp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnrollTotpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).EnrollTotp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_EnrollTotp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).EnrollTotp(ctx, req.(*EnrollTotpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ConfirmTotp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmTotpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ConfirmTotp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ConfirmTotp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ConfirmTotp(ctx, req.(*ConfirmTotpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_RemoveTotp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveTotpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).RemoveTotp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_RemoveTotp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).RemoveTotp(ctx, req.(*RemoveTotpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_RegenerateRecoveryCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegenerateRecoveryCodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).RegenerateRecoveryCodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_RegenerateRecoveryCodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).RegenerateRecoveryCodes(ctx, req.(*RegenerateRecoveryCodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ListFactors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFactorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ListFactors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ListFactors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ListFactors(ctx, req.(*ListFactorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_BeginPasskeyRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginPasskeyRegistrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).BeginPasskeyRegistration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_BeginPasskeyRegistration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).BeginPasskeyRegistration(ctx, req.(*BeginPasskeyRegistrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_FinishPasskeyRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishPasskeyRegistrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).FinishPasskeyRegistration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_FinishPasskeyRegistration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).FinishPasskeyRegistration(ctx, req.(*FinishPasskeyRegistrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_BeginPasskeyAssertion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginPasskeyAssertionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).BeginPasskeyAssertion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_BeginPasskeyAssertion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).BeginPasskeyAssertion(ctx, req.(*BeginPasskeyAssertionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_PasskeySignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PasskeySignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).PasskeySignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_PasskeySignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).PasskeySignIn(ctx, req.(*PasskeySignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ListPasskeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPasskeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ListPasskeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ListPasskeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ListPasskeys(ctx, req.(*ListPasskeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_RemovePasskey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovePasskeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).RemovePasskey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_RemovePasskey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).RemovePasskey(ctx, req.(*RemovePasskeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Auth_IntrospectRefreshToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(IntrospectRefreshTokenRequest)
 	if err := dec(in); err != nil {
@@ -636,6 +1084,54 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResetPassword",
 			Handler:    _Auth_ResetPassword_Handler,
+		},
+		{
+			MethodName: "CompleteSignIn",
+			Handler:    _Auth_CompleteSignIn_Handler,
+		},
+		{
+			MethodName: "EnrollTotp",
+			Handler:    _Auth_EnrollTotp_Handler,
+		},
+		{
+			MethodName: "ConfirmTotp",
+			Handler:    _Auth_ConfirmTotp_Handler,
+		},
+		{
+			MethodName: "RemoveTotp",
+			Handler:    _Auth_RemoveTotp_Handler,
+		},
+		{
+			MethodName: "RegenerateRecoveryCodes",
+			Handler:    _Auth_RegenerateRecoveryCodes_Handler,
+		},
+		{
+			MethodName: "ListFactors",
+			Handler:    _Auth_ListFactors_Handler,
+		},
+		{
+			MethodName: "BeginPasskeyRegistration",
+			Handler:    _Auth_BeginPasskeyRegistration_Handler,
+		},
+		{
+			MethodName: "FinishPasskeyRegistration",
+			Handler:    _Auth_FinishPasskeyRegistration_Handler,
+		},
+		{
+			MethodName: "BeginPasskeyAssertion",
+			Handler:    _Auth_BeginPasskeyAssertion_Handler,
+		},
+		{
+			MethodName: "PasskeySignIn",
+			Handler:    _Auth_PasskeySignIn_Handler,
+		},
+		{
+			MethodName: "ListPasskeys",
+			Handler:    _Auth_ListPasskeys_Handler,
+		},
+		{
+			MethodName: "RemovePasskey",
+			Handler:    _Auth_RemovePasskey_Handler,
 		},
 		{
 			MethodName: "IntrospectRefreshToken",

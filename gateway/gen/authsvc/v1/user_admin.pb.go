@@ -1047,6 +1047,166 @@ func (x *SetScopesResponse) GetScopes() []string {
 	return nil
 }
 
+type ResetFactorsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user, by id or by one of their identifiers.
+	//
+	// Types that are valid to be assigned to User:
+	//
+	//	*ResetFactorsRequest_UserId
+	//	*ResetFactorsRequest_Email
+	//	*ResetFactorsRequest_Phone
+	//	*ResetFactorsRequest_Username
+	User          isResetFactorsRequest_User `protobuf_oneof:"user"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetFactorsRequest) Reset() {
+	*x = ResetFactorsRequest{}
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetFactorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetFactorsRequest) ProtoMessage() {}
+
+func (x *ResetFactorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetFactorsRequest.ProtoReflect.Descriptor instead.
+func (*ResetFactorsRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_user_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ResetFactorsRequest) GetUser() isResetFactorsRequest_User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *ResetFactorsRequest) GetUserId() string {
+	if x != nil {
+		if x, ok := x.User.(*ResetFactorsRequest_UserId); ok {
+			return x.UserId
+		}
+	}
+	return ""
+}
+
+func (x *ResetFactorsRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.User.(*ResetFactorsRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *ResetFactorsRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.User.(*ResetFactorsRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *ResetFactorsRequest) GetUsername() string {
+	if x != nil {
+		if x, ok := x.User.(*ResetFactorsRequest_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+type isResetFactorsRequest_User interface {
+	isResetFactorsRequest_User()
+}
+
+type ResetFactorsRequest_UserId struct {
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3,oneof"`
+}
+
+type ResetFactorsRequest_Email struct {
+	Email string `protobuf:"bytes,2,opt,name=email,proto3,oneof"`
+}
+
+type ResetFactorsRequest_Phone struct {
+	Phone string `protobuf:"bytes,3,opt,name=phone,proto3,oneof"`
+}
+
+type ResetFactorsRequest_Username struct {
+	Username string `protobuf:"bytes,4,opt,name=username,proto3,oneof"`
+}
+
+func (*ResetFactorsRequest_UserId) isResetFactorsRequest_User() {}
+
+func (*ResetFactorsRequest_Email) isResetFactorsRequest_User() {}
+
+func (*ResetFactorsRequest_Phone) isResetFactorsRequest_User() {}
+
+func (*ResetFactorsRequest_Username) isResetFactorsRequest_User() {}
+
+type ResetFactorsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetFactorsResponse) Reset() {
+	*x = ResetFactorsResponse{}
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetFactorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetFactorsResponse) ProtoMessage() {}
+
+func (x *ResetFactorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetFactorsResponse.ProtoReflect.Descriptor instead.
+func (*ResetFactorsResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_user_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ResetFactorsResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 var File_authsvc_v1_user_admin_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_user_admin_proto_rawDesc = "" +
@@ -1118,7 +1278,15 @@ const file_authsvc_v1_user_admin_proto_rawDesc = "" +
 	"\x04user\"D\n" +
 	"\x11SetScopesResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06scopes\x18\x02 \x03(\tR\x06scopes2\xeb\x03\n" +
+	"\x06scopes\x18\x02 \x03(\tR\x06scopes\"\x86\x01\n" +
+	"\x13ResetFactorsRequest\x12\x19\n" +
+	"\auser_id\x18\x01 \x01(\tH\x00R\x06userId\x12\x16\n" +
+	"\x05email\x18\x02 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x03 \x01(\tH\x00R\x05phone\x12\x1c\n" +
+	"\busername\x18\x04 \x01(\tH\x00R\busernameB\x06\n" +
+	"\x04user\"/\n" +
+	"\x14ResetFactorsResponse\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId2\xbe\x04\n" +
 	"\tUserAdmin\x12K\n" +
 	"\n" +
 	"CreateUser\x12\x1d.authsvc.v1.CreateUserRequest\x1a\x1e.authsvc.v1.CreateUserResponse\x12N\n" +
@@ -1126,7 +1294,8 @@ const file_authsvc_v1_user_admin_proto_rawDesc = "" +
 	"\vSetPassword\x12\x1e.authsvc.v1.SetPasswordRequest\x1a\x1f.authsvc.v1.SetPasswordResponse\x12Q\n" +
 	"\fListSessions\x12\x1f.authsvc.v1.ListSessionsRequest\x1a .authsvc.v1.ListSessionsResponse\x12T\n" +
 	"\rRevokeSession\x12 .authsvc.v1.RevokeSessionRequest\x1a!.authsvc.v1.RevokeSessionResponse\x12H\n" +
-	"\tSetScopes\x12\x1c.authsvc.v1.SetScopesRequest\x1a\x1d.authsvc.v1.SetScopesResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\tSetScopes\x12\x1c.authsvc.v1.SetScopesRequest\x1a\x1d.authsvc.v1.SetScopesResponse\x12Q\n" +
+	"\fResetFactors\x12\x1f.authsvc.v1.ResetFactorsRequest\x1a .authsvc.v1.ResetFactorsResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_user_admin_proto_rawDescOnce sync.Once
@@ -1140,7 +1309,7 @@ func file_authsvc_v1_user_admin_proto_rawDescGZIP() []byte {
 	return file_authsvc_v1_user_admin_proto_rawDescData
 }
 
-var file_authsvc_v1_user_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_authsvc_v1_user_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_authsvc_v1_user_admin_proto_goTypes = []any{
 	(*CreateUserRequest)(nil),     // 0: authsvc.v1.CreateUserRequest
 	(*CreateUserResponse)(nil),    // 1: authsvc.v1.CreateUserResponse
@@ -1155,28 +1324,32 @@ var file_authsvc_v1_user_admin_proto_goTypes = []any{
 	(*RevokeSessionResponse)(nil), // 10: authsvc.v1.RevokeSessionResponse
 	(*SetScopesRequest)(nil),      // 11: authsvc.v1.SetScopesRequest
 	(*SetScopesResponse)(nil),     // 12: authsvc.v1.SetScopesResponse
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*ResetFactorsRequest)(nil),   // 13: authsvc.v1.ResetFactorsRequest
+	(*ResetFactorsResponse)(nil),  // 14: authsvc.v1.ResetFactorsResponse
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_authsvc_v1_user_admin_proto_depIdxs = []int32{
 	8,  // 0: authsvc.v1.ListSessionsResponse.sessions:type_name -> authsvc.v1.Session
-	13, // 1: authsvc.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	13, // 2: authsvc.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 3: authsvc.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	13, // 4: authsvc.v1.Session.revoked_at:type_name -> google.protobuf.Timestamp
+	15, // 1: authsvc.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	15, // 2: authsvc.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 3: authsvc.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	15, // 4: authsvc.v1.Session.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: authsvc.v1.UserAdmin.CreateUser:input_type -> authsvc.v1.CreateUserRequest
 	2,  // 6: authsvc.v1.UserAdmin.DisableUser:input_type -> authsvc.v1.DisableUserRequest
 	4,  // 7: authsvc.v1.UserAdmin.SetPassword:input_type -> authsvc.v1.SetPasswordRequest
 	6,  // 8: authsvc.v1.UserAdmin.ListSessions:input_type -> authsvc.v1.ListSessionsRequest
 	9,  // 9: authsvc.v1.UserAdmin.RevokeSession:input_type -> authsvc.v1.RevokeSessionRequest
 	11, // 10: authsvc.v1.UserAdmin.SetScopes:input_type -> authsvc.v1.SetScopesRequest
-	1,  // 11: authsvc.v1.UserAdmin.CreateUser:output_type -> authsvc.v1.CreateUserResponse
-	3,  // 12: authsvc.v1.UserAdmin.DisableUser:output_type -> authsvc.v1.DisableUserResponse
-	5,  // 13: authsvc.v1.UserAdmin.SetPassword:output_type -> authsvc.v1.SetPasswordResponse
-	7,  // 14: authsvc.v1.UserAdmin.ListSessions:output_type -> authsvc.v1.ListSessionsResponse
-	10, // 15: authsvc.v1.UserAdmin.RevokeSession:output_type -> authsvc.v1.RevokeSessionResponse
-	12, // 16: authsvc.v1.UserAdmin.SetScopes:output_type -> authsvc.v1.SetScopesResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
+	13, // 11: authsvc.v1.UserAdmin.ResetFactors:input_type -> authsvc.v1.ResetFactorsRequest
+	1,  // 12: authsvc.v1.UserAdmin.CreateUser:output_type -> authsvc.v1.CreateUserResponse
+	3,  // 13: authsvc.v1.UserAdmin.DisableUser:output_type -> authsvc.v1.DisableUserResponse
+	5,  // 14: authsvc.v1.UserAdmin.SetPassword:output_type -> authsvc.v1.SetPasswordResponse
+	7,  // 15: authsvc.v1.UserAdmin.ListSessions:output_type -> authsvc.v1.ListSessionsResponse
+	10, // 16: authsvc.v1.UserAdmin.RevokeSession:output_type -> authsvc.v1.RevokeSessionResponse
+	12, // 17: authsvc.v1.UserAdmin.SetScopes:output_type -> authsvc.v1.SetScopesResponse
+	14, // 18: authsvc.v1.UserAdmin.ResetFactors:output_type -> authsvc.v1.ResetFactorsResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1216,13 +1389,19 @@ func file_authsvc_v1_user_admin_proto_init() {
 		(*SetScopesRequest_Phone)(nil),
 		(*SetScopesRequest_Username)(nil),
 	}
+	file_authsvc_v1_user_admin_proto_msgTypes[13].OneofWrappers = []any{
+		(*ResetFactorsRequest_UserId)(nil),
+		(*ResetFactorsRequest_Email)(nil),
+		(*ResetFactorsRequest_Phone)(nil),
+		(*ResetFactorsRequest_Username)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_user_admin_proto_rawDesc), len(file_authsvc_v1_user_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,7 @@ const (
 	UserAdmin_ListSessions_FullMethodName  = "/authsvc.v1.UserAdmin/ListSessions"
 	UserAdmin_RevokeSession_FullMethodName = "/authsvc.v1.UserAdmin/RevokeSession"
 	UserAdmin_SetScopes_FullMethodName     = "/authsvc.v1.UserAdmin/SetScopes"
+	UserAdmin_ResetFactors_FullMethodName  = "/authsvc.v1.UserAdmin/ResetFactors"
 )
 
 // UserAdminClient is the client API for UserAdmin service.
@@ -56,6 +57,9 @@ type UserAdminClient interface {
 	// SetScopes grants and withdraws scopes. No session is revoked: each session's
 	// next access token (at its next Refresh) carries the user's scopes as they are.
 	SetScopes(ctx context.Context, in *SetScopesRequest, opts ...grpc.CallOption) (*SetScopesResponse, error)
+	// ResetFactors removes a user's second factors (authenticator app,
+	// passkeys and recovery codes) and revokes every session they have. Audited.
+	ResetFactors(ctx context.Context, in *ResetFactorsRequest, opts ...grpc.CallOption) (*ResetFactorsResponse, error)
 }
 
 type userAdminClient struct {
@@ -126,6 +130,16 @@ func (c *userAdminClient) SetScopes(ctx context.Context, in *SetScopesRequest, o
 	return out, nil
 }
 
+func (c *userAdminClient) ResetFactors(ctx context.Context, in *ResetFactorsRequest, opts ...grpc.CallOption) (*ResetFactorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetFactorsResponse)
+	err := c.cc.Invoke(ctx, UserAdmin_ResetFactors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserAdminServer is the server API for UserAdmin service.
 // All implementations must embed UnimplementedUserAdminServer
 // for forward compatibility.
@@ -147,6 +161,9 @@ type UserAdminServer interface {
 	// SetScopes grants and withdraws scopes. No session is revoked: each session's
 	// next access token (at its next Refresh) carries the user's scopes as they are.
 	SetScopes(context.Context, *SetScopesRequest) (*SetScopesResponse, error)
+	// ResetFactors removes a user's second factors (authenticator app,
+	// passkeys and recovery codes) and revokes every session they have. Audited.
+	ResetFactors(context.Context, *ResetFactorsRequest) (*ResetFactorsResponse, error)
 	mustEmbedUnimplementedUserAdminServer()
 }
 
@@ -174,6 +191,9 @@ func (UnimplementedUserAdminServer) RevokeSession(context.Context, *RevokeSessio
 }
 func (UnimplementedUserAdminServer) SetScopes(context.Context, *SetScopesRequest) (*SetScopesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetScopes not implemented")
+}
+func (UnimplementedUserAdminServer) ResetFactors(context.Context, *ResetFactorsRequest) (*ResetFactorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetFactors not implemented")
 }
 func (UnimplementedUserAdminServer) mustEmbedUnimplementedUserAdminServer() {}
 func (UnimplementedUserAdminServer) testEmbeddedByValue()                   {}
@@ -304,6 +324,24 @@ func _UserAdmin_SetScopes_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserAdmin_ResetFactors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetFactorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserAdminServer).ResetFactors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserAdmin_ResetFactors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserAdminServer).ResetFactors(ctx, req.(*ResetFactorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserAdmin_ServiceDesc is the grpc.ServiceDesc for UserAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -334,6 +372,10 @@ var UserAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetScopes",
 			Handler:    _UserAdmin_SetScopes_Handler,
+		},
+		{
+			MethodName: "ResetFactors",
+			Handler:    _UserAdmin_ResetFactors_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,303 @@
+"""Second factors: an authenticator app (TOTP) and recovery codes.
+
+- **Enrolment** (bearer): ``enroll_totp`` stores a new secret, encrypted at
+  rest under a key derived from the key-encryption key (AES-256-GCM, the user
+  id as associated data), and answers it with its ``otpauth://`` URI;
+  ``confirm_totp`` activates it with a first code and answers ten recovery
+  codes, shown that once and stored only as HMACs.
+- **Checking a code** (``check``, inside the caller's transaction): the
+  attempt first takes its slot in the per-user tarpit (reserved before the
+  code is looked at, ``Throttle.reserve_code``), then a TOTP code is compared
+  for the database's time step ±1, and accepted only for a step later than the
+  last one accepted (a conditional UPDATE: no replay, on any replica); a
+  recovery code is spent by a conditional UPDATE. A success clears the tarpit.
+- **Removing** the factor or **regenerating** the recovery codes needs a
+  fresh second factor in the caller's token: amr holding otp, hwk or swk, and
+  auth_time within ``AUTHSVC_STEP_UP_MAX_AGE``; otherwise the answer is
+  INSUFFICIENT_USER_AUTHENTICATION (RFC 9470), which tells the client to sign
+  in again with the factor. So a stolen password-only session cannot strip a
+  factor. Adding a factor when the user already has one needs the same (a
+  stolen password-only session from before the first factor cannot add its
+  own). Recovery codes are (re)generated whenever a factor is added, and go
+  with the last factor. An administrator's ``reset`` removes every factor and
+  revokes every session of the user, audited.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass
+
+from ..clock import Clock
+from ..core.tokens import SECOND_FACTORS, AccessClaims
+from ..errors import (
+    CodeInvalid,
+    FactorConflict,
+    InsufficientUserAuthentication,
+    InvalidArgument,
+    NotFound,
+)
+from ..store import events
+from ..store import factors as factor_rows
+from ..store import passkeys as passkey_rows
+from ..store import users as user_rows
+from ..store.database import Connection, Database
+from . import totp
+from .caller import NOBODY, Caller
+from .identifiers import Identifier
+from .keycrypto import derive_key, seal, unseal
+from .revocation import Revocations
+from .throttle import Throttle
+from .validator import Validator
+
+RECOVERY_CODES = 10
+_RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32, lower case
+_RECOVERY_LENGTH = 10  # 50 bits each, shown as xxxxx-xxxxx
+_TOTP_CODE = re.compile(r"[0-9]{6}")
+TOTP = "totp"
+RECOVERY_CODE = "recovery_code"
+PASSKEY = "passkey"
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    secret: str  # base32
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What is presented as a second factor: exactly one of the three."""
+
+    totp: str | None = None
+    recovery_code: str | None = None
+    passkey: tuple[str, str] | None = None  # (ceremony_id, credential_json)
+
+
+def check_attempt(attempt: Attempt) -> Attempt:
+    """The attempt with its code normalised; InvalidArgument naming the field when it
+    cannot be a code at all (nothing is counted then: no code was guessed)."""
+    if attempt.totp is not None:
+        code = attempt.totp.strip().replace(" ", "")
+        if not _TOTP_CODE.fullmatch(code):
+            raise InvalidArgument("totp", "must be the 6 digits the authenticator app shows")
+        return Attempt(totp=code)
+    if attempt.recovery_code is not None:
+        code = attempt.recovery_code.strip().lower().replace("-", "").replace(" ", "")
+        if len(code) != _RECOVERY_LENGTH or any(c not in _RECOVERY_ALPHABET for c in code):
+            raise InvalidArgument("recovery_code", "must be one of the recovery codes "
+                                  "(10 letters and digits, as xxxxx-xxxxx)")
+        return Attempt(recovery_code=code)
+    if attempt.passkey is not None:
+        check_passkey_fields(*attempt.passkey, prefix="passkey.")
+        return attempt
+    raise InvalidArgument("factor", "give totp, recovery_code or passkey")
+
+
+MAX_CREDENTIAL_JSON = 64 * 1024
+MAX_CEREMONY_ID = 128
+
+
+def check_passkey_fields(ceremony_id: str, credential_json: str, prefix: str = "") -> None:
+    if not ceremony_id:
+        raise InvalidArgument(prefix + "ceremony_id", "must not be empty")
+    if len(ceremony_id) > MAX_CEREMONY_ID:
+        raise InvalidArgument(prefix + "ceremony_id",
+                              f"must be at most {MAX_CEREMONY_ID} characters")
+    if not credential_json:
+        raise InvalidArgument(prefix + "credential_json", "must not be empty")
+    if len(credential_json) > MAX_CREDENTIAL_JSON:
+        raise InvalidArgument(prefix + "credential_json",
+                              f"must be at most {MAX_CREDENTIAL_JSON} characters")
+
+
+class Factors:
+    def __init__(self, db: Database, clock: Clock, validator: Validator, throttle: Throttle,
+                 revocations: Revocations, key_encryption_key: bytes, *, issuer: str,
+                 step_up_max_age: int) -> None:
+        self._db = db
+        self._clock = clock
+        self._validator = validator
+        self._throttle = throttle
+        self._revocations = revocations
+        self._secret_key = derive_key(key_encryption_key, b"authsvc totp secrets v1")
+        self._code_key = derive_key(key_encryption_key, b"authsvc recovery codes v1")
+        self._issuer = issuer
+        self.step_up_max_age = step_up_max_age
+
+    # --- the caller's own factors (bearer) ---------------------------------
+
+    async def enroll_totp(self, bearer: str | None, caller: Caller) -> Enrolment:
+        claims = await self._validator.validate(bearer or "")
+        secret = totp.new_secret()
+        sealed = seal(self._secret_key, claims.user_id, secret)
+        async with self._db.transaction() as conn:
+            user = await user_rows.get(conn, claims.user_id)
+            if user is None:
+                raise NotFound()
+            if (await factor_rows.summary(conn, claims.user_id)).any:
+                self.fresh(claims)
+            saved = await factor_rows.save_pending_totp(conn, claims.user_id, sealed)
+            if saved:
+                await events.record(conn, "factor.totp_enrolled", user_id=claims.user_id,
+                                    session_id=claims.session_id, **caller.audit())
+        if not saved:
+            raise FactorConflict("An authenticator app is already active; remove it first.")
+        account = user.email or user.username or user.phone or user.id
+        return Enrolment(totp.base32(secret), totp.uri(secret, self._issuer, account))
+
+    async def confirm_totp(self, bearer: str | None, code: str, caller: Caller,
+                           ) -> list[str]:
+        """Activate the pending secret with its first code; the recovery codes."""
+        claims = await self._validator.validate(bearer or "")
+        if not code:
+            raise InvalidArgument("code", "must not be empty")
+        presented = check_attempt(Attempt(totp=code)).totp
+        assert presented is not None
+        codes, hashes = self._new_recovery_codes(claims.user_id)
+        async with self._db.transaction() as conn:
+            wait = await self._throttle.reserve_code(conn, claims.user_id)
+            if wait is None:
+                row = await factor_rows.lock_totp(conn, claims.user_id, confirmed=False)
+                if row is None:
+                    outcome = "none"
+                elif await self._accept_totp(conn, claims.user_id, row, presented):
+                    outcome = "ok"
+                    await self._throttle.code_succeeded(conn, claims.user_id)
+                    await factor_rows.replace_recovery_codes(conn, claims.user_id, hashes)
+                    await events.record(conn, "factor.totp_enabled", user_id=claims.user_id,
+                                        session_id=claims.session_id, **caller.audit())
+                else:
+                    outcome = "wrong"
+                    await events.record(conn, "factor.code_failure", reason="totp_confirm",
+                                        user_id=claims.user_id, **caller.audit())
+        self._throttle.raise_if_refused(wait)
+        if outcome == "none":
+            raise FactorConflict("No authenticator app is waiting for confirmation; "
+                                 "call EnrollTotp first.")
+        if outcome == "wrong":
+            raise CodeInvalid()
+        return codes
+
+    async def remove_totp(self, bearer: str | None, caller: Caller) -> None:
+        claims = self.fresh(await self._validator.validate(bearer or ""))
+        async with self._db.transaction() as conn:
+            removed = await factor_rows.remove_totp(conn, claims.user_id)
+            if not (await factor_rows.summary(conn, claims.user_id)).any:
+                await factor_rows.remove_recovery_codes(conn, claims.user_id)
+            if removed:
+                await events.record(conn, "factor.totp_removed", user_id=claims.user_id,
+                                    session_id=claims.session_id, **caller.audit())
+        if not removed:
+            raise FactorConflict("There is no authenticator app to remove.")
+
+    async def regenerate_recovery_codes(self, bearer: str | None, caller: Caller,
+                                        ) -> list[str]:
+        claims = self.fresh(await self._validator.validate(bearer or ""))
+        codes, hashes = self._new_recovery_codes(claims.user_id)
+        async with self._db.transaction() as conn:
+            active = (await factor_rows.summary(conn, claims.user_id)).any
+            if active:
+                await factor_rows.replace_recovery_codes(conn, claims.user_id, hashes)
+                await events.record(conn, "factor.recovery_codes_regenerated",
+                                    user_id=claims.user_id, session_id=claims.session_id,
+                                    **caller.audit())
+        if not active:
+            raise FactorConflict("Recovery codes back up a second factor; add one first.")
+        return codes
+
+    async def summary(self, bearer: str | None) -> factor_rows.Summary:
+        claims = await self._validator.validate(bearer or "")
+        async with self._db.connection() as conn:
+            return await factor_rows.summary(conn, claims.user_id)
+
+    async def replace_recovery_codes(self, conn: Connection, user_id: str) -> list[str]:
+        """In the caller's transaction: ten new recovery codes, the old ones void."""
+        codes, hashes = self._new_recovery_codes(user_id)
+        await factor_rows.replace_recovery_codes(conn, user_id, hashes)
+        return codes
+
+    def fresh(self, claims: AccessClaims) -> AccessClaims:
+        """The claims, if a second factor took part in a sign-in recent enough for a
+        change to the factors themselves; else the RFC 9470 refusal."""
+        recent = (claims.auth_time is not None
+                  and self._clock() - claims.auth_time <= self.step_up_max_age)
+        if not (SECOND_FACTORS.intersection(claims.amr) and recent):
+            raise InsufficientUserAuthentication(tuple(sorted(SECOND_FACTORS)),
+                                                 self.step_up_max_age)
+        return claims
+
+    # --- administration ----------------------------------------------------
+
+    async def reset(self, selector: Identifier | str) -> str:
+        """Remove every factor of the user and revoke all their sessions (audited)."""
+        async with self._revocations.transaction() as change:
+            if isinstance(selector, Identifier):
+                user = await user_rows.find(change.conn, selector.kind, selector.value)
+            else:
+                user = await user_rows.get(change.conn, selector)
+            if user is None:
+                raise NotFound()
+            await factor_rows.remove_totp(change.conn, user.id)
+            await factor_rows.remove_recovery_codes(change.conn, user.id)
+            await passkey_rows.remove_all(change.conn, user.id)
+            await events.record(change.conn, "factor.reset", user_id=user.id,
+                                reason="by_admin")
+            await change.revoke(user_id=user.id, reason="factors_reset", caller=NOBODY)
+        return user.id
+
+    # --- sign-in (inside the caller's transaction) ---------------------------
+
+    async def available(self, conn: Connection, user_id: str) -> tuple[str, ...]:
+        """The second factors the user can complete a sign-in with; () for none."""
+        found = await factor_rows.summary(conn, user_id)
+        if not found.any:
+            return ()
+        return tuple(name for name, present in ((TOTP, found.totp), (PASSKEY, found.passkeys),
+                                                 (RECOVERY_CODE, found.recovery_codes))
+                     if present)
+
+    async def check(self, conn: Connection, user_id: str, attempt: Attempt,
+                    ) -> tuple[str | None, float | None]:
+        """Check a normalised attempt: (the amr value it proves, None) when it holds,
+        (None, None) when it does not (counted in the tarpit), (None, seconds) when the
+        tarpit refuses it (not counted, not checked)."""
+        wait = await self._throttle.reserve_code(conn, user_id)
+        if wait is not None:
+            return None, wait
+        ok = False
+        if attempt.totp is not None:
+            row = await factor_rows.lock_totp(conn, user_id, confirmed=True)
+            ok = row is not None and await self._accept_totp(conn, user_id, row, attempt.totp)
+        elif attempt.recovery_code is not None:
+            ok = await factor_rows.use_recovery_code(
+                conn, user_id, self._recovery_hash(user_id, attempt.recovery_code))
+            if ok:
+                await events.record(conn, "factor.recovery_code_used", user_id=user_id)
+        if not ok:
+            return None, None
+        await self._throttle.code_succeeded(conn, user_id)
+        return "otp", None
+
+    async def _accept_totp(self, conn: Connection, user_id: str,
+                           row: factor_rows.TotpRow, presented: str) -> bool:
+        secret = unseal(self._secret_key, user_id, row.secret)
+        step = totp.matching_step(secret, presented, row.step)
+        if step is None:
+            return False
+        return await factor_rows.accept_step(conn, user_id, step)
+
+    def _new_recovery_codes(self, user_id: str) -> tuple[list[str], list[bytes]]:
+        codes = []
+        for _ in range(RECOVERY_CODES):
+            raw = base64.b32encode(os.urandom(7)).decode().lower()[:_RECOVERY_LENGTH]
+            codes.append(raw)
+        return ([f"{c[:5]}-{c[5:]}" for c in codes],
+                [self._recovery_hash(user_id, c) for c in codes])
+
+    def _recovery_hash(self, user_id: str, code: str) -> bytes:
+        return hmac.new(self._code_key, f"{user_id}\x00{code}".encode(), hashlib.sha256).digest()

@@ -27,6 +27,9 @@ log = logging.getLogger("authsvc")
 
 SIGNING_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 ARGON2_PROFILES = ("owasp", "rfc9106-low-memory", "test-only-cheapest")
+SIGNUP_MODES = ("off", "open", "verify")
+CODE_FORMATS = ("digits", "token")
+EMAIL_CHANNELS = ("smtp", "webhook")
 DAY = 86_400
 DEFAULT_IDLE_TTL = 7 * DAY
 MAX_ACCESS_TOKEN_TTL = DAY
@@ -108,6 +111,18 @@ class Settings:
     audit_refreshes: bool = True
     housekeeping_interval: float = 30.0
     watch_streams_per_peer: int = 8
+    signup: str = "off"
+    code_ttl: int = 900
+    code_format: str = "digits"
+    link_base_url: str | None = None
+    smtp_url: Secret[str] | None = None
+    smtp_from: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: Secret[bytes] | None = None
+    email_channel: str = "smtp"
+    outbox_retry_base: float = 5.0
+    outbox_retry_max: float = 900.0
+    outbox_max_attempts: int = 30
     mfa_token_ttl: int = 300
     step_up_max_age: int = 300
     webauthn_rp_id: str | None = None  # passkeys are off until it is set
@@ -175,6 +190,32 @@ class Settings:
                "AUTHSVC_TLS_CERT_FILE", "and AUTHSVC_TLS_KEY_FILE must be set together")
         _check(self.tls_client_ca_file is None or self.tls_cert_file is not None,
                "AUTHSVC_TLS_CLIENT_CA_FILE", "needs AUTHSVC_TLS_CERT_FILE and _KEY_FILE")
+        _check(self.signup in SIGNUP_MODES, "AUTHSVC_SIGNUP",
+               f"must be one of {', '.join(SIGNUP_MODES)}")
+        _check(self.code_format in CODE_FORMATS, "AUTHSVC_CODE_FORMAT",
+               f"must be one of {', '.join(CODE_FORMATS)}")
+        _check(60 <= self.code_ttl <= DAY, "AUTHSVC_CODE_TTL",
+               "must be between 60 and 86400 seconds")
+        _check(self.email_channel in EMAIL_CHANNELS, "AUTHSVC_EMAIL_CHANNEL",
+               f"must be one of {', '.join(EMAIL_CHANNELS)}")
+        _check(self.outbox_retry_base > 0, "AUTHSVC_OUTBOX_RETRY_BASE", "must be positive")
+        _check(self.outbox_retry_max >= self.outbox_retry_base, "AUTHSVC_OUTBOX_RETRY_MAX",
+               "must be at least AUTHSVC_OUTBOX_RETRY_BASE")
+        _check(self.outbox_max_attempts >= 1, "AUTHSVC_OUTBOX_MAX_ATTEMPTS",
+               "must be at least 1")
+        if self.smtp_url is not None:
+            _check(urlsplit(self.smtp_url.reveal()).scheme in ("smtp", "smtps"),
+                   "AUTHSVC_SMTP_URL", "must be smtp://USER:PASSWORD@HOST:PORT or smtps://…")
+            _check(bool(self.smtp_from), "AUTHSVC_SMTP_FROM",
+                   "must be set when AUTHSVC_SMTP_URL is")
+        if self.webhook_url is not None:
+            _check(urlsplit(self.webhook_url).scheme in ("http", "https"),
+                   "AUTHSVC_WEBHOOK_URL", "must be an http:// or https:// URL")
+            _check(self.webhook_secret is not None, "AUTHSVC_WEBHOOK_SECRET",
+                   "must be set when AUTHSVC_WEBHOOK_URL is")
+        if self.link_base_url is not None:
+            _check(urlsplit(self.link_base_url).scheme in ("http", "https"),
+                   "AUTHSVC_LINK_BASE_URL", "must be an http:// or https:// URL")
         if self.key_encryption_key is not None:
             _check(len(self.key_encryption_key.reveal()) == 32, "AUTHSVC_KEY_ENCRYPTION_KEY",
                    "must be 32 bytes")
@@ -216,6 +257,18 @@ class Settings:
         values["audit_refreshes"] = reader.get("AUTHSVC_AUDIT_REFRESHES", _boolean)
         values["housekeeping_interval"] = reader.get("AUTHSVC_HOUSEKEEPING_INTERVAL", float)
         values["watch_streams_per_peer"] = reader.get("AUTHSVC_WATCH_STREAMS_PER_PEER", int)
+        values["signup"] = reader.get("AUTHSVC_SIGNUP", str)
+        values["code_ttl"] = reader.get("AUTHSVC_CODE_TTL", int)
+        values["code_format"] = reader.get("AUTHSVC_CODE_FORMAT", str)
+        values["link_base_url"] = reader.get("AUTHSVC_LINK_BASE_URL", str)
+        values["smtp_url"] = reader.get("AUTHSVC_SMTP_URL", Secret)
+        values["smtp_from"] = reader.get("AUTHSVC_SMTP_FROM", str)
+        values["webhook_url"] = reader.get("AUTHSVC_WEBHOOK_URL", str)
+        values["webhook_secret"] = reader.get("AUTHSVC_WEBHOOK_SECRET", webhook_secret)
+        values["email_channel"] = reader.get("AUTHSVC_EMAIL_CHANNEL", str)
+        values["outbox_retry_base"] = reader.get("AUTHSVC_OUTBOX_RETRY_BASE", float)
+        values["outbox_retry_max"] = reader.get("AUTHSVC_OUTBOX_RETRY_MAX", float)
+        values["outbox_max_attempts"] = reader.get("AUTHSVC_OUTBOX_MAX_ATTEMPTS", int)
         values["mfa_token_ttl"] = reader.get("AUTHSVC_MFA_TOKEN_TTL", int)
         values["step_up_max_age"] = reader.get("AUTHSVC_STEP_UP_MAX_AGE", int)
         values["webauthn_rp_id"] = reader.get("AUTHSVC_WEBAUTHN_RP_ID", str)
@@ -336,6 +389,20 @@ def _key(raw: str) -> Secret[bytes]:
         raise ValueError("expected 32 bytes in base64url") from None
     if len(key) != 32:
         raise ValueError("expected 32 bytes in base64url")
+    return Secret(key)
+
+
+def webhook_secret(raw: str) -> Secret[bytes]:
+    """A Standard Webhooks secret: ``whsec_`` and base64 of 24 to 64 random bytes."""
+    body = raw.strip().removeprefix("whsec_")
+    if body == raw.strip():
+        raise ValueError("expected whsec_ and base64 (a Standard Webhooks secret)")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("expected whsec_ and base64 (a Standard Webhooks secret)") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("expected 24 to 64 bytes after whsec_")
     return Secret(key)
 
 

@@ -80,6 +80,30 @@ class InvalidCredentials(Unauthenticated):
     error = None
 
 
+class IdentifierNotVerified(Unauthenticated):
+    """The password was right, but the account's email or phone is not verified yet
+    (said only to someone who knows the password)."""
+
+    reason = "IDENTIFIER_NOT_VERIFIED"
+    message = "The account's email or phone number is not verified yet."
+    error = None
+
+
+class CodeExpired(Unauthenticated):
+    """The code was right but its lifetime (AUTHSVC_CODE_TTL) is over."""
+
+    reason = "CODE_EXPIRED"
+    message = "The code expired; ask for a new one."
+    error = None
+
+
+class SignUpDisabled(ClientError):
+    """SignUp while AUTHSVC_SIGNUP is off."""
+
+    reason = "SIGNUP_DISABLED"
+    message = "Sign-up is disabled on this service."
+
+
 class TokenMissing(Unauthenticated):
     reason = "TOKEN_MISSING"
     message = "No access token was sent."
@@ -132,7 +156,9 @@ class MfaTokenInvalid(Unauthenticated):
 
 
 class CodeInvalid(Unauthenticated):
-    """A one-time or recovery code is wrong, already used, or out of its window."""
+    """A one-time or recovery code is wrong, already used, or out of its window; also a
+    verification or reset code that is wrong, used, replaced by a newer one, out of
+    tries, or was never sent (one answer for all of them)."""
 
     reason = "CODE_INVALID"
     message = "The code is wrong or was already used."

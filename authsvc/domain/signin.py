@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..clock import Clock
 from ..config import Settings
-from ..errors import InvalidArgument, InvalidCredentials, MfaRequired
+from ..errors import IdentifierNotVerified, InvalidArgument, InvalidCredentials, MfaRequired
 from ..store import events
 from ..store import sessions as session_rows
 from ..store import users as user_rows
@@ -87,6 +87,11 @@ class SignIn:
                 await events.record(conn, "signin.failure", reason=reason,
                                     user_id=user.id if user else None, **caller.audit())
             raise InvalidCredentials()
+        if not user.verified:  # a verify-mode sign-up; said only to who knows the password
+            async with self._db.connection() as conn:
+                await events.record(conn, "signin.failure", reason="unverified",
+                                    user_id=user.id, **caller.audit())
+            raise IdentifierNotVerified()
         session_id = None
         factors: tuple[str, ...] = ()
         async with self._db.transaction() as conn:

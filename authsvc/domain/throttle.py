@@ -142,6 +142,30 @@ class Throttle:
         if address:
             await rows.trust(conn, self._trust(identifier, address), self.policy.trust_ttl)
 
+    async def reserve_attempt(self, conn: Connection, scope: str, identifier: Identifier,
+                              address: str | None, *, identifier_tarpit: Tarpit,
+                              address_tarpit: Tarpit, pair_tarpit: Tarpit | None = None,
+                              ) -> Reservation:
+        """Take a slot of ``scope`` (code tries, messages sent, password changes) per
+        identifier, address and (with ``pair_tarpit``) their pair; or refuse
+        (``retry_after`` set, nothing counted). ``released`` gives the slots back."""
+        address = self.client_key(address)
+        charged = [(self._digest(scope, "identifier", identifier.kind, identifier.value),
+                    identifier_tarpit)]
+        if address:
+            charged.append((self._digest(scope, "address", address), address_tarpit))
+            if pair_tarpit is not None:
+                charged.append((self._digest(scope, "pair", identifier.kind,
+                                             identifier.value, address), pair_tarpit))
+        refused = await rows.reserve(conn, [key for key, _ in charged], charged)
+        if refused is not None:
+            wait, refusals = refused
+            return Reservation(identifier, address, retry_after=wait, refusals=refusals)
+        return Reservation(identifier, address, charged=charged)
+
+    async def released(self, conn: Connection, reservation: Reservation) -> None:
+        """Give back every slot ``reserve_attempt`` took (the attempt succeeded)."""
+        await rows.release(conn, reservation.charged, [])
     async def reserve_code(self, conn: Connection, user_id: str) -> float | None:
         """Take a second-factor code attempt's slot in the user's tarpit before the code
         is looked at (counted as a failure until ``code_succeeded``); or, nothing

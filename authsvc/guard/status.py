@@ -28,6 +28,7 @@ from ..errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    SignUpDisabled,
     TokenExpired,
     TokenInvalid,
     TokenMissing,
@@ -91,6 +92,8 @@ def _client_error(exc: ClientError) -> tuple[grpc.StatusCode, list[Any], Trailer
         value = challenge("insufficient_scope", exc.message.rstrip("."),
                           " ".join(exc.scopes) or None)
         return grpc.StatusCode.PERMISSION_DENIED, [], (("www-authenticate", value),)
+    if isinstance(exc, SignUpDisabled):
+        return grpc.StatusCode.PERMISSION_DENIED, [], ()
     if isinstance(exc, RateLimited):
         seconds = max(1, math.ceil(exc.retry_after))
         info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds))

@@ -17,18 +17,24 @@ from ..clock import Clock, system_clock
 from ..config import Settings
 from ..core.revocations import RevocationSet, retention_window
 from ..domain.accounts import Accounts
+from ..domain.codes import CodePolicy, Codes
+from ..domain.delivery import Channel, Delivery, SmtpChannel, WebhookChannel, channels
 from ..domain.devices import DeviceTokens
 from ..domain.factors import Factors
 from ..domain.issuer import Issuer, token_rules
 from ..domain.keystore import KeyStore
+from ..domain.messages import Messages
 from ..domain.mfa import SecondFactorSignIn
 from ..domain.passkeys import Passkeys
+from ..domain.password_change import ChangePassword, PasswordReset
 from ..domain.passwords import Passwords
 from ..domain.refresh import Refresh
 from ..domain.refresh_tokens import RefreshTokens
 from ..domain.retention import Retention
 from ..domain.revocation import Revocations, SignOut
+from ..domain.self_service import SelfService
 from ..domain.signin import SignIn
+from ..domain.signup import Sends, SignUp, Verification
 from ..domain.throttle import Throttle, ThrottlePolicy
 from ..domain.validator import Validator
 from ..store import users as user_rows
@@ -88,6 +94,21 @@ class App:
         self.retention = Retention(db, self.throttle, audit_retention=settings.audit_retention,
                                    session_retention=window,
                                    observe=observe_pruning)
+        self.messages = Messages(kek, settings.code_ttl, settings.link_base_url)
+        self.codes = codes = Codes(db, revoking, self.throttle, code_policy(settings), kek)
+        sends = Sends(db, self.throttle)
+        self.self_service = SelfService(
+            SignUp(db, settings.signup, self.passwords, sends, codes, self.messages,
+                   self.sign_in),
+            Verification(db, sends, codes, self.messages),
+            ChangePassword(db, self.passwords, self.throttle, revoking, self.validator,
+                           self.messages),
+            PasswordReset(db, self.passwords, sends, codes, self.messages))
+        self.delivery = Delivery(db, self.messages, delivery_channels(settings, clock),
+                                 retry_base=settings.outbox_retry_base,
+                                 retry_max=settings.outbox_retry_max,
+                                 max_attempts=settings.outbox_max_attempts)
+        self.messages.on_written(self.delivery.wake)
 
     async def calibrate_dummy_hash(self) -> None:
         """Unknown users cost what most stored hashes cost (see ``Passwords.calibrate``)."""
@@ -107,7 +128,9 @@ class App:
             await asyncio.sleep(interval)
             rounds += 1
             self.validator.evict_expired()
-            for task, run in (("keys", self.keystore.load), ("pruning", self.retention.prune)):
+            for task, run in (("keys", self.keystore.load), ("pruning", self.retention.prune),
+                              ("outbox", self.delivery.prune),
+                              ("codes", self.codes.forget_expired)):
                 await self._housekeeping_task(task, run)
 
     async def _housekeeping_task(self, task: str, run: Callable[[], Awaitable[object]],
@@ -144,6 +167,25 @@ def throttle_policy(settings: Settings) -> ThrottlePolicy:
                           ipv6_prefix=settings.throttle_ipv6_prefix)
 
 
+def code_policy(settings: Settings) -> CodePolicy:
+    """Code tries count like sign-in attempts: the same tarpits per identifier, per
+    address and per pair."""
+    policy = throttle_policy(settings)
+    return CodePolicy(format=settings.code_format, ttl=settings.code_ttl,
+                      tries=policy.identifier, tries_by_address=policy.address,
+                      tries_by_pair=policy.pair)
+
+
+def delivery_channels(settings: Settings, clock: Clock) -> dict[str, Channel]:
+    smtp = None
+    if settings.smtp_url is not None and settings.smtp_from:
+        smtp = SmtpChannel(settings.smtp_url.reveal(), settings.smtp_from)
+    webhook = None
+    if settings.webhook_url is not None and settings.webhook_secret is not None:
+        webhook = WebhookChannel(settings.webhook_url, settings.webhook_secret.reveal(), clock)
+    return channels(settings.email_channel, smtp, webhook)
+
+
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings, database_url: str, clock: Clock = system_clock,
                       *, listen_for_revocations: bool = True,
@@ -170,7 +212,8 @@ async def running_app(settings: Settings, database_url: str, clock: Clock = syst
         if listen_for_revocations:
             await app.listener.start()
             tasks = [asyncio.create_task(app.housekeep(), name="housekeeping"),
-                     asyncio.create_task(app.report_gauges(update_gauges), name="gauges")]
+                     asyncio.create_task(app.report_gauges(update_gauges), name="gauges"),
+                     asyncio.create_task(app.delivery.run(), name="outbox")]
         yield app
     finally:
         for task in tasks:

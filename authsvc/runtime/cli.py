@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     events_cmd.add_argument("--kind", help="an event kind or its prefix, e.g. signin")
     events_cmd.add_argument("--limit", type=int, default=100, help="at most this many (100)")
 
+    outbox_cmd = commands.add_parser("outbox", parents=[common],
+                                     help="list pending and failed messages as JSON lines, "
+                                     "oldest first")
+    outbox_cmd.add_argument("--all", action="store_true", help="sent ones too")
+    outbox_cmd.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+
     users = commands.add_parser("users", help="manage users").add_subparsers(
         dest="action", required=True)
     add = users.add_parser("add", parents=[common], help="create a user; prints its id")

@@ -22,6 +22,7 @@ from ..domain.passwords import Passwords
 from ..domain.revocation import Revocations
 from ..errors import InvalidArgument
 from ..store import events
+from ..store import outbox as outbox_rows
 from ..store.database import Database, create_pool
 from .runner import prepare
 
@@ -33,10 +34,12 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
         return 0
     pool = await create_pool(url, 2, settings.db_timeout)
     db = Database(pool, settings.db_timeout)
-    if args.command in ("keys", "events"):
+    if args.command in ("keys", "events", "outbox"):
         try:
             if args.command == "events":
                 await _events(db, args)
+            elif args.command == "outbox":
+                await _outbox(db, args)
             else:
                 await _keys(KeyStore(db, settings, system_clock), args)
             return 0
@@ -93,9 +96,20 @@ async def _events(db: Database, args: argparse.Namespace) -> None:
         print(json.dumps(event, separators=(",", ":")))
 
 
+async def _outbox(db: Database, args: argparse.Namespace) -> None:
+    """One JSON object per message (never its content, which holds codes)."""
+    if not 1 <= args.limit <= 10_000:
+        raise InvalidArgument("limit", "must be between 1 and 10000")
+    async with db.connection() as conn:
+        found = await outbox_rows.listing(conn, include_sent=args.all, limit=args.limit)
+    for message in found:
+        print(json.dumps(message, separators=(",", ":")))
+
+
 def _user_json(user: UserRow) -> dict[str, object]:
     return {"id": user.id, "email": user.email, "phone": user.phone,
-            "username": user.username, "scopes": list(user.scopes), "disabled": user.disabled}
+            "username": user.username, "scopes": list(user.scopes), "disabled": user.disabled,
+            "verified": user.verified}
 
 
 def _since(raw: str) -> float:

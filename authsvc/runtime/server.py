@@ -57,8 +57,9 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
                       per_peer=app.settings.watch_streams_per_peer)
     auth = AuthServicer(app.sign_in, app.refresh, app.sign_out, app.validator,
                         lambda: app.keystore.ring, app.revocations, feed, app.clock,
-                        networks(app.settings.trusted_proxies), factors=app.factors,
-                        second_factor=app.second_factor, passkeys=app.passkeys)
+                        networks(app.settings.trusted_proxies), app.self_service,
+                        factors=app.factors, second_factor=app.second_factor,
+                        passkeys=app.passkeys)
     auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
     user_admin = UserAdminServicer(app.accounts, app.factors)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(user_admin, server)

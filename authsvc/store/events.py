@@ -16,6 +16,8 @@ KINDS = (
     "session.revoked",
     "user.created", "user.disabled", "user.password_changed", "user.scopes_changed",
     "key.created", "key.rotated", "key.retired",
+    "signup.taken", "verification.requested", "verification.succeeded", "verification.failed",
+    "password.change_failed", "password.reset_requested", "password.reset_failed",
     "factor.totp_enrolled", "factor.totp_enabled", "factor.totp_removed",
     "factor.code_failure", "factor.recovery_code_used", "factor.recovery_codes_regenerated",
     "factor.reset", "factor.passkey_registered", "factor.passkey_removed",

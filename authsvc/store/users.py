@@ -11,7 +11,7 @@ from ..clock import to_datetime
 from ..errors import AlreadyExists
 
 _COLUMNS = ("id, email, phone, username, password_hash, scopes, disabled_at,"
-            " credentials_version")
+            " credentials_version, verified_at IS NOT NULL AS verified")
 # The identifier kind picks a column; never user input.
 _COLUMN_OF = {"email": "email", "phone": "phone", "username": "username"}
 
@@ -26,6 +26,7 @@ class UserRow:
     scopes: tuple[str, ...]
     disabled: bool
     credentials_version: int = 0
+    verified: bool = True  # False: a verify-mode sign-up not verified yet
 
 
 def _row(record: asyncpg.Record | None) -> UserRow | None:
@@ -34,7 +35,8 @@ def _row(record: asyncpg.Record | None) -> UserRow | None:
     return UserRow(id=str(record["id"]), email=record["email"], phone=record["phone"],
                    username=record["username"], password_hash=record["password_hash"],
                    scopes=tuple(record["scopes"]), disabled=record["disabled_at"] is not None,
-                   credentials_version=record["credentials_version"])
+                   credentials_version=record["credentials_version"],
+                   verified=record["verified"])
 
 
 async def insert(conn: asyncpg.Connection, kind: str, value: str, password_hash: str,
@@ -50,6 +52,24 @@ async def insert(conn: asyncpg.Connection, kind: str, value: str, password_hash:
     except asyncpg.UniqueViolationError:
         raise AlreadyExists(kind) from None
     return str(user_id)
+
+
+async def insert_signup(conn: asyncpg.Connection, kind: str, value: str, password_hash: str,
+                        *, verified: bool) -> str | None:
+    """A sign-up's user (``verified``: usable at once); None when the identifier is taken
+    (nothing is written, and no error aborts the transaction)."""
+    column = _COLUMN_OF[kind]
+    found = await conn.fetchval(
+        f"INSERT INTO users (id, {column}, password_hash, created_at, updated_at,"  # noqa: S608
+        " verified_at) VALUES ($1, $2, $3, now(), now(), CASE WHEN $4 THEN now() END)"
+        " ON CONFLICT DO NOTHING RETURNING id",
+        uuid.uuid4(), value, password_hash, verified)
+    return None if found is None else str(found)
+
+
+async def mark_verified(conn: asyncpg.Connection, user_id: str) -> None:
+    await conn.execute("UPDATE users SET verified_at = coalesce(verified_at, now()),"
+                       " updated_at = now() WHERE id = $1", uuid.UUID(user_id))
 
 
 async def find(conn: asyncpg.Connection, kind: str, value: str) -> UserRow | None:
@@ -83,6 +103,18 @@ async def set_password_hash(conn: asyncpg.Connection, user_id: str, password_has
         "UPDATE users SET password_hash = $2, updated_at = $3,"
         " credentials_version = credentials_version + 1 WHERE id = $1",
         uuid.UUID(user_id), password_hash, to_datetime(now))
+    return bool(result != "UPDATE 0")
+
+
+async def change_password_if(conn: asyncpg.Connection, user_id: str, credentials_version: int,
+                             password_hash: str) -> bool:
+    """A new password, only while the credentials read at ``credentials_version`` still
+    hold (no change or disabling since); moves the version like ``set_password_hash``."""
+    result = await conn.execute(
+        "UPDATE users SET password_hash = $3, updated_at = now(),"
+        " credentials_version = credentials_version + 1"
+        " WHERE id = $1 AND credentials_version = $2 AND disabled_at IS NULL",
+        uuid.UUID(user_id), credentials_version, password_hash)
     return bool(result != "UPDATE 0")
 
 

@@ -23,6 +23,7 @@ from ..domain.mfa import SecondFactorSignIn
 from ..domain.passkeys import Passkeys
 from ..domain.refresh import Refresh
 from ..domain.revocation import SignOut
+from ..domain.self_service import SelfService
 from ..domain.signin import SignIn
 from ..domain.validator import Validator
 from ..errors import PermissionDenied, Unavailable
@@ -45,8 +46,9 @@ class AuthServicer(FactorMethods, auth_pb2_grpc.AuthServicer):
     def __init__(self, sign_in: SignIn, refresh: Refresh, sign_out: SignOut,
                  validator: Validator, ring: Callable[[], KeyRing],
                  revocations: RevocationSet, feed: FeedAccess, clock: Clock,
-                 trusted_proxies: Networks, *, factors: Factors,
+                 trusted_proxies: Networks, self_service: SelfService, *, factors: Factors,
                  second_factor: SecondFactorSignIn, passkeys: Passkeys) -> None:
+        self._self = self_service
         self._factors = factors
         self._passkeys = passkeys
         self._second_factor = second_factor
@@ -135,6 +137,56 @@ class AuthServicer(FactorMethods, auth_pb2_grpc.AuthServicer):
         finally:
             revocations.unwatch(queue)
 
+    async def SignUp(self, request: auth_pb2.SignUpRequest,
+                     context: grpc.aio.ServicerContext) -> auth_pb2.SignUpResponse:
+        kind = request.WhichOneof("identifier")
+        signed_in = await self._self.sign_up.sign_up(
+            kind, getattr(request, kind) if kind else "", request.password,
+            self._caller(context))
+        if signed_in is None:
+            return auth_pb2.SignUpResponse()
+        return auth_pb2.SignUpResponse(**_token_fields(signed_in.tokens))
+
+    async def VerifyIdentifier(self, request: auth_pb2.VerifyIdentifierRequest,
+                               context: grpc.aio.ServicerContext,
+                               ) -> auth_pb2.VerifyIdentifierResponse:
+        kind = request.WhichOneof("identifier")
+        await self._self.verification.verify(kind, getattr(request, kind) if kind else "",
+                                             request.code, self._caller(context))
+        return auth_pb2.VerifyIdentifierResponse()
+
+    async def ResendVerification(self, request: auth_pb2.ResendVerificationRequest,
+                                 context: grpc.aio.ServicerContext,
+                                 ) -> auth_pb2.ResendVerificationResponse:
+        kind = request.WhichOneof("identifier")
+        await self._self.verification.resend(kind, getattr(request, kind) if kind else "",
+                                             self._caller(context))
+        return auth_pb2.ResendVerificationResponse()
+
+    async def ChangePassword(self, request: auth_pb2.ChangePasswordRequest,
+                             context: grpc.aio.ServicerContext,
+                             ) -> auth_pb2.ChangePasswordResponse:
+        bearer = bearer_token(context.invocation_metadata())
+        await self._self.change_password.change(bearer, request.current_password,
+                                                request.new_password, self._caller(context))
+        return auth_pb2.ChangePasswordResponse()
+
+    async def RequestPasswordReset(self, request: auth_pb2.RequestPasswordResetRequest,
+                                   context: grpc.aio.ServicerContext,
+                                   ) -> auth_pb2.RequestPasswordResetResponse:
+        kind = request.WhichOneof("identifier")
+        await self._self.password_reset.request(kind, getattr(request, kind) if kind else "",
+                                                self._caller(context))
+        return auth_pb2.RequestPasswordResetResponse()
+
+    async def ResetPassword(self, request: auth_pb2.ResetPasswordRequest,
+                            context: grpc.aio.ServicerContext,
+                            ) -> auth_pb2.ResetPasswordResponse:
+        kind = request.WhichOneof("identifier")
+        await self._self.password_reset.reset(kind, getattr(request, kind) if kind else "",
+                                              request.code, request.new_password,
+                                              self._caller(context))
+        return auth_pb2.ResetPasswordResponse()
     async def IntrospectRefreshToken(
             self, request: auth_pb2.IntrospectRefreshTokenRequest,
             context: grpc.aio.ServicerContext) -> auth_pb2.IntrospectRefreshTokenResponse:

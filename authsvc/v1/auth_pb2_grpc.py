@@ -65,6 +65,36 @@ class AuthStub:
                 request_serializer=authsvc_dot_v1_dot_auth__pb2.WatchRevocationsRequest.SerializeToString,
                 response_deserializer=authsvc_dot_v1_dot_auth__pb2.WatchRevocationsResponse.FromString,
                 _registered_method=True)
+        self.SignUp = channel.unary_unary(
+                '/authsvc.v1.Auth/SignUp',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.SignUpRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.SignUpResponse.FromString,
+                _registered_method=True)
+        self.VerifyIdentifier = channel.unary_unary(
+                '/authsvc.v1.Auth/VerifyIdentifier',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.VerifyIdentifierRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.VerifyIdentifierResponse.FromString,
+                _registered_method=True)
+        self.ResendVerification = channel.unary_unary(
+                '/authsvc.v1.Auth/ResendVerification',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.ResendVerificationRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.ResendVerificationResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/authsvc.v1.Auth/ChangePassword',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/authsvc.v1.Auth/RequestPasswordReset',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/authsvc.v1.Auth/ResetPassword',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
         self.CompleteSignIn = channel.unary_unary(
                 '/authsvc.v1.Auth/CompleteSignIn',
                 request_serializer=authsvc_dot_v1_dot_auth__pb2.CompleteSignInRequest.SerializeToString,
@@ -185,13 +215,57 @@ class AuthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CompleteSignIn(self, request, context):
-        """--- Second factors (issue 16). A SignIn of a user with a second factor
-        answers UNAUTHENTICATED reason MFA_REQUIRED, its ErrorInfo metadata holding
-        "mfa_token" and "factors"; CompleteSignIn exchanges that token and a code
-        for the tokens. The factor methods below take the caller's bearer token.
+    def SignUp(self, request, context):
+        """SignUp creates an account (AUTHSVC_SIGNUP: off refuses, open answers like
+        SignIn, verify sends a code to the email or phone and answers empty). A
+        taken identifier in verify mode gets the same answer, and its owner a
+        message instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
-        CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
+    def VerifyIdentifier(self, request, context):
+        """VerifyIdentifier proves the email or phone with the code sent to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendVerification(self, request, context):
+        """ResendVerification sends a new code (voiding the old) to an unverified
+        email or phone; always OK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """ChangePassword replaces the password of the bearer token's user, given the
+        current one; every other session of the user is revoked, the caller's kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordReset(self, request, context):
+        """RequestPasswordReset sends a reset code to the account's email or phone if
+        there is such an account; always OK, in the same time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """ResetPassword sets a new password with a reset code and revokes every
+        session of the account; the person signs in again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteSignIn(self, request, context):
+        """CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -328,6 +402,36 @@ def add_AuthServicer_to_server(servicer, server):
                     servicer.WatchRevocations,
                     request_deserializer=authsvc_dot_v1_dot_auth__pb2.WatchRevocationsRequest.FromString,
                     response_serializer=authsvc_dot_v1_dot_auth__pb2.WatchRevocationsResponse.SerializeToString,
+            ),
+            'SignUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignUp,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.SignUpRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.SignUpResponse.SerializeToString,
+            ),
+            'VerifyIdentifier': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyIdentifier,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.VerifyIdentifierRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.VerifyIdentifierResponse.SerializeToString,
+            ),
+            'ResendVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendVerification,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.ResendVerificationRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.ResendVerificationResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
             ),
             'CompleteSignIn': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteSignIn,
@@ -558,6 +662,168 @@ class Auth:
             '/authsvc.v1.Auth/WatchRevocations',
             authsvc_dot_v1_dot_auth__pb2.WatchRevocationsRequest.SerializeToString,
             authsvc_dot_v1_dot_auth__pb2.WatchRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/SignUp',
+            authsvc_dot_v1_dot_auth__pb2.SignUpRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.SignUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyIdentifier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/VerifyIdentifier',
+            authsvc_dot_v1_dot_auth__pb2.VerifyIdentifierRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.VerifyIdentifierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/ResendVerification',
+            authsvc_dot_v1_dot_auth__pb2.ResendVerificationRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.ResendVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/ChangePassword',
+            authsvc_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/RequestPasswordReset',
+            authsvc_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/ResetPassword',
+            authsvc_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
-// authsvc.v1: sign-in, refresh, validation and revocation of tokens.
+// authsvc.v1: sign-in, refresh, validation and revocation of tokens; sign-up,
+// verification and password change and reset.
 //
 // Field names follow the OAuth 2.0 token response (RFC 6749 section 5.1) so
 // that the JSON the gateway renders reads like one. Errors carry a
@@ -2448,6 +2449,823 @@ func (x *IntrospectRefreshTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type SignUpRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*SignUpRequest_Email
+	//	*SignUpRequest_Phone
+	//	*SignUpRequest_Username
+	Identifier    isSignUpRequest_Identifier `protobuf_oneof:"identifier"`
+	Password      string                     `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignUpRequest) Reset() {
+	*x = SignUpRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignUpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignUpRequest) ProtoMessage() {}
+
+func (x *SignUpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignUpRequest.ProtoReflect.Descriptor instead.
+func (*SignUpRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SignUpRequest) GetIdentifier() isSignUpRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *SignUpRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*SignUpRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *SignUpRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*SignUpRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *SignUpRequest) GetUsername() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*SignUpRequest_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+func (x *SignUpRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type isSignUpRequest_Identifier interface {
+	isSignUpRequest_Identifier()
+}
+
+type SignUpRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type SignUpRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+type SignUpRequest_Username struct {
+	Username string `protobuf:"bytes,3,opt,name=username,proto3,oneof"`
+}
+
+func (*SignUpRequest_Email) isSignUpRequest_Identifier() {}
+
+func (*SignUpRequest_Phone) isSignUpRequest_Identifier() {}
+
+func (*SignUpRequest_Username) isSignUpRequest_Identifier() {}
+
+// SignUpResponse: the SignIn fields in open mode; empty in verify mode (the
+// fields are optional so that JSON shows none of them then).
+type SignUpResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken      *string                `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3,oneof" json:"access_token,omitempty"`
+	TokenType        *string                `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3,oneof" json:"token_type,omitempty"`
+	ExpiresIn        *int64                 `protobuf:"varint,3,opt,name=expires_in,json=expiresIn,proto3,oneof" json:"expires_in,omitempty"`
+	RefreshToken     *string                `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3,oneof" json:"refresh_token,omitempty"`
+	RefreshExpiresIn *int64                 `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3,oneof" json:"refresh_expires_in,omitempty"`
+	SessionId        *string                `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3,oneof" json:"session_id,omitempty"`
+	UserId           *string                `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3,oneof" json:"user_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SignUpResponse) Reset() {
+	*x = SignUpResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignUpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignUpResponse) ProtoMessage() {}
+
+func (x *SignUpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignUpResponse.ProtoReflect.Descriptor instead.
+func (*SignUpResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SignUpResponse) GetAccessToken() string {
+	if x != nil && x.AccessToken != nil {
+		return *x.AccessToken
+	}
+	return ""
+}
+
+func (x *SignUpResponse) GetTokenType() string {
+	if x != nil && x.TokenType != nil {
+		return *x.TokenType
+	}
+	return ""
+}
+
+func (x *SignUpResponse) GetExpiresIn() int64 {
+	if x != nil && x.ExpiresIn != nil {
+		return *x.ExpiresIn
+	}
+	return 0
+}
+
+func (x *SignUpResponse) GetRefreshToken() string {
+	if x != nil && x.RefreshToken != nil {
+		return *x.RefreshToken
+	}
+	return ""
+}
+
+func (x *SignUpResponse) GetRefreshExpiresIn() int64 {
+	if x != nil && x.RefreshExpiresIn != nil {
+		return *x.RefreshExpiresIn
+	}
+	return 0
+}
+
+func (x *SignUpResponse) GetSessionId() string {
+	if x != nil && x.SessionId != nil {
+		return *x.SessionId
+	}
+	return ""
+}
+
+func (x *SignUpResponse) GetUserId() string {
+	if x != nil && x.UserId != nil {
+		return *x.UserId
+	}
+	return ""
+}
+
+type VerifyIdentifierRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*VerifyIdentifierRequest_Email
+	//	*VerifyIdentifierRequest_Phone
+	Identifier isVerifyIdentifierRequest_Identifier `protobuf_oneof:"identifier"`
+	// The 8-digit code, or the link token, that was sent.
+	Code          string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyIdentifierRequest) Reset() {
+	*x = VerifyIdentifierRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyIdentifierRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyIdentifierRequest) ProtoMessage() {}
+
+func (x *VerifyIdentifierRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyIdentifierRequest.ProtoReflect.Descriptor instead.
+func (*VerifyIdentifierRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *VerifyIdentifierRequest) GetIdentifier() isVerifyIdentifierRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *VerifyIdentifierRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*VerifyIdentifierRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *VerifyIdentifierRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*VerifyIdentifierRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *VerifyIdentifierRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type isVerifyIdentifierRequest_Identifier interface {
+	isVerifyIdentifierRequest_Identifier()
+}
+
+type VerifyIdentifierRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type VerifyIdentifierRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+func (*VerifyIdentifierRequest_Email) isVerifyIdentifierRequest_Identifier() {}
+
+func (*VerifyIdentifierRequest_Phone) isVerifyIdentifierRequest_Identifier() {}
+
+type VerifyIdentifierResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyIdentifierResponse) Reset() {
+	*x = VerifyIdentifierResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyIdentifierResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyIdentifierResponse) ProtoMessage() {}
+
+func (x *VerifyIdentifierResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyIdentifierResponse.ProtoReflect.Descriptor instead.
+func (*VerifyIdentifierResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{44}
+}
+
+type ResendVerificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*ResendVerificationRequest_Email
+	//	*ResendVerificationRequest_Phone
+	Identifier    isResendVerificationRequest_Identifier `protobuf_oneof:"identifier"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendVerificationRequest) Reset() {
+	*x = ResendVerificationRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendVerificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendVerificationRequest) ProtoMessage() {}
+
+func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
+func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ResendVerificationRequest) GetIdentifier() isResendVerificationRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *ResendVerificationRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResendVerificationRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *ResendVerificationRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResendVerificationRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+type isResendVerificationRequest_Identifier interface {
+	isResendVerificationRequest_Identifier()
+}
+
+type ResendVerificationRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type ResendVerificationRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+func (*ResendVerificationRequest_Email) isResendVerificationRequest_Identifier() {}
+
+func (*ResendVerificationRequest_Phone) isResendVerificationRequest_Identifier() {}
+
+type ResendVerificationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendVerificationResponse) Reset() {
+	*x = ResendVerificationResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendVerificationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendVerificationResponse) ProtoMessage() {}
+
+func (x *ResendVerificationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendVerificationResponse.ProtoReflect.Descriptor instead.
+func (*ResendVerificationResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{46}
+}
+
+type ChangePasswordRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CurrentPassword string                 `protobuf:"bytes,1,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
+	NewPassword     string                 `protobuf:"bytes,2,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ChangePasswordRequest) GetCurrentPassword() string {
+	if x != nil {
+		return x.CurrentPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+type ChangePasswordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordResponse) Reset() {
+	*x = ChangePasswordResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordResponse) ProtoMessage() {}
+
+func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
+func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{48}
+}
+
+type RequestPasswordResetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*RequestPasswordResetRequest_Email
+	//	*RequestPasswordResetRequest_Phone
+	//	*RequestPasswordResetRequest_Username
+	Identifier    isRequestPasswordResetRequest_Identifier `protobuf_oneof:"identifier"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPasswordResetRequest) Reset() {
+	*x = RequestPasswordResetRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPasswordResetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPasswordResetRequest) ProtoMessage() {}
+
+func (x *RequestPasswordResetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPasswordResetRequest.ProtoReflect.Descriptor instead.
+func (*RequestPasswordResetRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RequestPasswordResetRequest) GetIdentifier() isRequestPasswordResetRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *RequestPasswordResetRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*RequestPasswordResetRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *RequestPasswordResetRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*RequestPasswordResetRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *RequestPasswordResetRequest) GetUsername() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*RequestPasswordResetRequest_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+type isRequestPasswordResetRequest_Identifier interface {
+	isRequestPasswordResetRequest_Identifier()
+}
+
+type RequestPasswordResetRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type RequestPasswordResetRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+type RequestPasswordResetRequest_Username struct {
+	Username string `protobuf:"bytes,3,opt,name=username,proto3,oneof"`
+}
+
+func (*RequestPasswordResetRequest_Email) isRequestPasswordResetRequest_Identifier() {}
+
+func (*RequestPasswordResetRequest_Phone) isRequestPasswordResetRequest_Identifier() {}
+
+func (*RequestPasswordResetRequest_Username) isRequestPasswordResetRequest_Identifier() {}
+
+type RequestPasswordResetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPasswordResetResponse) Reset() {
+	*x = RequestPasswordResetResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPasswordResetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPasswordResetResponse) ProtoMessage() {}
+
+func (x *RequestPasswordResetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPasswordResetResponse.ProtoReflect.Descriptor instead.
+func (*RequestPasswordResetResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{50}
+}
+
+type ResetPasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Identifier:
+	//
+	//	*ResetPasswordRequest_Email
+	//	*ResetPasswordRequest_Phone
+	//	*ResetPasswordRequest_Username
+	Identifier    isResetPasswordRequest_Identifier `protobuf_oneof:"identifier"`
+	Code          string                            `protobuf:"bytes,4,opt,name=code,proto3" json:"code,omitempty"`
+	NewPassword   string                            `protobuf:"bytes,5,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetPasswordRequest) Reset() {
+	*x = ResetPasswordRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetPasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetPasswordRequest) ProtoMessage() {}
+
+func (x *ResetPasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetPasswordRequest.ProtoReflect.Descriptor instead.
+func (*ResetPasswordRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ResetPasswordRequest) GetIdentifier() isResetPasswordRequest_Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *ResetPasswordRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResetPasswordRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *ResetPasswordRequest) GetPhone() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResetPasswordRequest_Phone); ok {
+			return x.Phone
+		}
+	}
+	return ""
+}
+
+func (x *ResetPasswordRequest) GetUsername() string {
+	if x != nil {
+		if x, ok := x.Identifier.(*ResetPasswordRequest_Username); ok {
+			return x.Username
+		}
+	}
+	return ""
+}
+
+func (x *ResetPasswordRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ResetPasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+type isResetPasswordRequest_Identifier interface {
+	isResetPasswordRequest_Identifier()
+}
+
+type ResetPasswordRequest_Email struct {
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type ResetPasswordRequest_Phone struct {
+	Phone string `protobuf:"bytes,2,opt,name=phone,proto3,oneof"`
+}
+
+type ResetPasswordRequest_Username struct {
+	Username string `protobuf:"bytes,3,opt,name=username,proto3,oneof"`
+}
+
+func (*ResetPasswordRequest_Email) isResetPasswordRequest_Identifier() {}
+
+func (*ResetPasswordRequest_Phone) isResetPasswordRequest_Identifier() {}
+
+func (*ResetPasswordRequest_Username) isResetPasswordRequest_Identifier() {}
+
+type ResetPasswordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetPasswordResponse) Reset() {
+	*x = ResetPasswordResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetPasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetPasswordResponse) ProtoMessage() {}
+
+func (x *ResetPasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetPasswordResponse.ProtoReflect.Descriptor instead.
+func (*ResetPasswordResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{52}
+}
+
 var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_auth_proto_rawDesc = "" +
@@ -2618,18 +3436,83 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x16\n" +
 	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x129\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*u\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x87\x01\n" +
+	"\rSignUpRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x1c\n" +
+	"\busername\x18\x03 \x01(\tH\x00R\busername\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpasswordB\f\n" +
+	"\n" +
+	"identifier\"\x92\x03\n" +
+	"\x0eSignUpResponse\x12&\n" +
+	"\faccess_token\x18\x01 \x01(\tH\x00R\vaccessToken\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tH\x01R\ttokenType\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\x03H\x02R\texpiresIn\x88\x01\x01\x12(\n" +
+	"\rrefresh_token\x18\x04 \x01(\tH\x03R\frefreshToken\x88\x01\x01\x121\n" +
+	"\x12refresh_expires_in\x18\x05 \x01(\x03H\x04R\x10refreshExpiresIn\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"session_id\x18\x06 \x01(\tH\x05R\tsessionId\x88\x01\x01\x12\x1c\n" +
+	"\auser_id\x18\a \x01(\tH\x06R\x06userId\x88\x01\x01B\x0f\n" +
+	"\r_access_tokenB\r\n" +
+	"\v_token_typeB\r\n" +
+	"\v_expires_inB\x10\n" +
+	"\x0e_refresh_tokenB\x15\n" +
+	"\x13_refresh_expires_inB\r\n" +
+	"\v_session_idB\n" +
+	"\n" +
+	"\b_user_id\"k\n" +
+	"\x17VerifyIdentifierRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\tR\x04codeB\f\n" +
+	"\n" +
+	"identifier\"\x1a\n" +
+	"\x18VerifyIdentifierResponse\"Y\n" +
+	"\x19ResendVerificationRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phoneB\f\n" +
+	"\n" +
+	"identifier\"\x1c\n" +
+	"\x1aResendVerificationResponse\"e\n" +
+	"\x15ChangePasswordRequest\x12)\n" +
+	"\x10current_password\x18\x01 \x01(\tR\x0fcurrentPassword\x12!\n" +
+	"\fnew_password\x18\x02 \x01(\tR\vnewPassword\"\x18\n" +
+	"\x16ChangePasswordResponse\"y\n" +
+	"\x1bRequestPasswordResetRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x1c\n" +
+	"\busername\x18\x03 \x01(\tH\x00R\busernameB\f\n" +
+	"\n" +
+	"identifier\"\x1e\n" +
+	"\x1cRequestPasswordResetResponse\"\xa9\x01\n" +
+	"\x14ResetPasswordRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\x16\n" +
+	"\x05phone\x18\x02 \x01(\tH\x00R\x05phone\x12\x1c\n" +
+	"\busername\x18\x03 \x01(\tH\x00R\busername\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\tR\x04code\x12!\n" +
+	"\fnew_password\x18\x05 \x01(\tR\vnewPasswordB\f\n" +
+	"\n" +
+	"identifier\"\x17\n" +
+	"\x15ResetPasswordResponse*u\n" +
 	"\rTokenTypeHint\x12\x1f\n" +
 	"\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n" +
-	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\x93\x12\n" +
+	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\x84\x18\n" +
 	"\x04Auth\x12[\n" +
 	"\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signin\x12_\n" +
 	"\aRefresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth/refresh\x12c\n" +
 	"\bValidate\x12\x1b.authsvc.v1.ValidateRequest\x1a\x1c.authsvc.v1.ValidateResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/auth/validate\x12[\n" +
 	"\x06Revoke\x12\x19.authsvc.v1.RevokeRequest\x1a\x1a.authsvc.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/revoke\x12s\n" +
 	"\aGetJwks\x12\x1a.authsvc.v1.GetJwksRequest\x1a\x1b.authsvc.v1.GetJwksResponse\"/\x82\xd3\xe4\x93\x02)Z\x18\x12\x16/.well-known/jwks.json\x12\r/v1/auth/jwks\x12_\n" +
-	"\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01\x12|\n" +
+	"\x10WatchRevocations\x12#.authsvc.v1.WatchRevocationsRequest\x1a$.authsvc.v1.WatchRevocationsResponse0\x01\x12[\n" +
+	"\x06SignUp\x12\x19.authsvc.v1.SignUpRequest\x1a\x1a.authsvc.v1.SignUpResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signup\x12y\n" +
+	"\x10VerifyIdentifier\x12#.authsvc.v1.VerifyIdentifierRequest\x1a$.authsvc.v1.VerifyIdentifierResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/verify\x12\x86\x01\n" +
+	"\x12ResendVerification\x12%.authsvc.v1.ResendVerificationRequest\x1a&.authsvc.v1.ResendVerificationResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auth/verify/resend\x12|\n" +
+	"\x0eChangePassword\x12!.authsvc.v1.ChangePasswordRequest\x1a\".authsvc.v1.ChangePasswordResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/password/change\x12\x95\x01\n" +
+	"\x14RequestPasswordReset\x12'.authsvc.v1.RequestPasswordResetRequest\x1a(.authsvc.v1.RequestPasswordResetResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/auth/password/reset/request\x12x\n" +
+	"\rResetPassword\x12 .authsvc.v1.ResetPasswordRequest\x1a!.authsvc.v1.ResetPasswordResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/auth/password/reset\x12|\n" +
 	"\x0eCompleteSignIn\x12!.authsvc.v1.CompleteSignInRequest\x1a\".authsvc.v1.CompleteSignInResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/signin/complete\x12t\n" +
 	"\n" +
 	"EnrollTotp\x12\x1d.authsvc.v1.EnrollTotpRequest\x1a\x1e.authsvc.v1.EnrollTotpResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/auth/factors/totp/enroll\x12x\n" +
@@ -2659,7 +3542,7 @@ func file_authsvc_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsvc_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_authsvc_v1_auth_proto_goTypes = []any{
 	(TokenTypeHint)(0),                        // 0: authsvc.v1.TokenTypeHint
 	(*SignInRequest)(nil),                     // 1: authsvc.v1.SignInRequest
@@ -2703,60 +3586,84 @@ var file_authsvc_v1_auth_proto_goTypes = []any{
 	(*RemovePasskeyResponse)(nil),             // 39: authsvc.v1.RemovePasskeyResponse
 	(*IntrospectRefreshTokenRequest)(nil),     // 40: authsvc.v1.IntrospectRefreshTokenRequest
 	(*IntrospectRefreshTokenResponse)(nil),    // 41: authsvc.v1.IntrospectRefreshTokenResponse
-	(*timestamppb.Timestamp)(nil),             // 42: google.protobuf.Timestamp
+	(*SignUpRequest)(nil),                     // 42: authsvc.v1.SignUpRequest
+	(*SignUpResponse)(nil),                    // 43: authsvc.v1.SignUpResponse
+	(*VerifyIdentifierRequest)(nil),           // 44: authsvc.v1.VerifyIdentifierRequest
+	(*VerifyIdentifierResponse)(nil),          // 45: authsvc.v1.VerifyIdentifierResponse
+	(*ResendVerificationRequest)(nil),         // 46: authsvc.v1.ResendVerificationRequest
+	(*ResendVerificationResponse)(nil),        // 47: authsvc.v1.ResendVerificationResponse
+	(*ChangePasswordRequest)(nil),             // 48: authsvc.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),            // 49: authsvc.v1.ChangePasswordResponse
+	(*RequestPasswordResetRequest)(nil),       // 50: authsvc.v1.RequestPasswordResetRequest
+	(*RequestPasswordResetResponse)(nil),      // 51: authsvc.v1.RequestPasswordResetResponse
+	(*ResetPasswordRequest)(nil),              // 52: authsvc.v1.ResetPasswordRequest
+	(*ResetPasswordResponse)(nil),             // 53: authsvc.v1.ResetPasswordResponse
+	(*timestamppb.Timestamp)(nil),             // 54: google.protobuf.Timestamp
 }
 var file_authsvc_v1_auth_proto_depIdxs = []int32{
-	42, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
-	42, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
+	54, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
+	54, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	54, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
 	11, // 4: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
 	15, // 5: authsvc.v1.CompleteSignInRequest.passkey:type_name -> authsvc.v1.PasskeyAssertion
 	15, // 6: authsvc.v1.PasskeySignInRequest.assertion:type_name -> authsvc.v1.PasskeyAssertion
 	37, // 7: authsvc.v1.ListPasskeysResponse.passkeys:type_name -> authsvc.v1.Passkey
-	42, // 8: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
-	42, // 9: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
-	42, // 10: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	54, // 8: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
+	54, // 9: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
+	54, // 10: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 11: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
 	3,  // 12: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
 	5,  // 13: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
 	7,  // 14: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
 	9,  // 15: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
 	12, // 16: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
-	14, // 17: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
-	17, // 18: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
-	19, // 19: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
-	21, // 20: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
-	23, // 21: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
-	25, // 22: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
-	27, // 23: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
-	29, // 24: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
-	31, // 25: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
-	33, // 26: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
-	35, // 27: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
-	38, // 28: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
-	40, // 29: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
-	2,  // 30: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
-	4,  // 31: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
-	6,  // 32: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
-	8,  // 33: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
-	10, // 34: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
-	13, // 35: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
-	16, // 36: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
-	18, // 37: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
-	20, // 38: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
-	22, // 39: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
-	24, // 40: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
-	26, // 41: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
-	28, // 42: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
-	30, // 43: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
-	32, // 44: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
-	34, // 45: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
-	36, // 46: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
-	39, // 47: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
-	41, // 48: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
-	30, // [30:49] is the sub-list for method output_type
-	11, // [11:30] is the sub-list for method input_type
+	42, // 17: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
+	44, // 18: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
+	46, // 19: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
+	48, // 20: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
+	50, // 21: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
+	52, // 22: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
+	14, // 23: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
+	17, // 24: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
+	19, // 25: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
+	21, // 26: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
+	23, // 27: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
+	25, // 28: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
+	27, // 29: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
+	29, // 30: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
+	31, // 31: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
+	33, // 32: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
+	35, // 33: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
+	38, // 34: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
+	40, // 35: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
+	2,  // 36: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
+	4,  // 37: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
+	6,  // 38: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
+	8,  // 39: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
+	10, // 40: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
+	13, // 41: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
+	43, // 42: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
+	45, // 43: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
+	47, // 44: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
+	49, // 45: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
+	51, // 46: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
+	53, // 47: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
+	16, // 48: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
+	18, // 49: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
+	20, // 50: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
+	22, // 51: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
+	24, // 52: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
+	26, // 53: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
+	28, // 54: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
+	30, // 55: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
+	32, // 56: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
+	34, // 57: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
+	36, // 58: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
+	39, // 59: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
+	41, // 60: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
+	36, // [36:61] is the sub-list for method output_type
+	11, // [11:36] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -2777,13 +3684,37 @@ func file_authsvc_v1_auth_proto_init() {
 		(*CompleteSignInRequest_RecoveryCode)(nil),
 		(*CompleteSignInRequest_Passkey)(nil),
 	}
+	file_authsvc_v1_auth_proto_msgTypes[41].OneofWrappers = []any{
+		(*SignUpRequest_Email)(nil),
+		(*SignUpRequest_Phone)(nil),
+		(*SignUpRequest_Username)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[42].OneofWrappers = []any{}
+	file_authsvc_v1_auth_proto_msgTypes[43].OneofWrappers = []any{
+		(*VerifyIdentifierRequest_Email)(nil),
+		(*VerifyIdentifierRequest_Phone)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[45].OneofWrappers = []any{
+		(*ResendVerificationRequest_Email)(nil),
+		(*ResendVerificationRequest_Phone)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[49].OneofWrappers = []any{
+		(*RequestPasswordResetRequest_Email)(nil),
+		(*RequestPasswordResetRequest_Phone)(nil),
+		(*RequestPasswordResetRequest_Username)(nil),
+	}
+	file_authsvc_v1_auth_proto_msgTypes[51].OneofWrappers = []any{
+		(*ResetPasswordRequest_Email)(nil),
+		(*ResetPasswordRequest_Phone)(nil),
+		(*ResetPasswordRequest_Username)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_auth_proto_rawDesc), len(file_authsvc_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

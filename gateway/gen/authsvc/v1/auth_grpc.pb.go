@@ -1,4 +1,5 @@
-// authsvc.v1: sign-in, refresh, validation and revocation of tokens.
+// authsvc.v1: sign-in, refresh, validation and revocation of tokens; sign-up,
+// verification and password change and reset.
 //
 // Field names follow the OAuth 2.0 token response (RFC 6749 section 5.1) so
 // that the JSON the gateway renders reads like one. Errors carry a
@@ -32,6 +33,12 @@ const (
 	Auth_Revoke_FullMethodName                    = "/authsvc.v1.Auth/Revoke"
 	Auth_GetJwks_FullMethodName                   = "/authsvc.v1.Auth/GetJwks"
 	Auth_WatchRevocations_FullMethodName          = "/authsvc.v1.Auth/WatchRevocations"
+	Auth_SignUp_FullMethodName                    = "/authsvc.v1.Auth/SignUp"
+	Auth_VerifyIdentifier_FullMethodName          = "/authsvc.v1.Auth/VerifyIdentifier"
+	Auth_ResendVerification_FullMethodName        = "/authsvc.v1.Auth/ResendVerification"
+	Auth_ChangePassword_FullMethodName            = "/authsvc.v1.Auth/ChangePassword"
+	Auth_RequestPasswordReset_FullMethodName      = "/authsvc.v1.Auth/RequestPasswordReset"
+	Auth_ResetPassword_FullMethodName             = "/authsvc.v1.Auth/ResetPassword"
 	Auth_CompleteSignIn_FullMethodName            = "/authsvc.v1.Auth/CompleteSignIn"
 	Auth_EnrollTotp_FullMethodName                = "/authsvc.v1.Auth/EnrollTotp"
 	Auth_ConfirmTotp_FullMethodName               = "/authsvc.v1.Auth/ConfirmTotp"
@@ -72,6 +79,25 @@ type AuthClient interface {
 	// session revoked within the last access-token lifetime, then each new
 	// revocation as it happens. Services that verify tokens locally follow it.
 	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error)
+	// SignUp creates an account (AUTHSVC_SIGNUP: off refuses, open answers like
+	// SignIn, verify sends a code to the email or phone and answers empty). A
+	// taken identifier in verify mode gets the same answer, and its owner a
+	// message instead.
+	SignUp(ctx context.Context, in *SignUpRequest, opts ...grpc.CallOption) (*SignUpResponse, error)
+	// VerifyIdentifier proves the email or phone with the code sent to it.
+	VerifyIdentifier(ctx context.Context, in *VerifyIdentifierRequest, opts ...grpc.CallOption) (*VerifyIdentifierResponse, error)
+	// ResendVerification sends a new code (voiding the old) to an unverified
+	// email or phone; always OK.
+	ResendVerification(ctx context.Context, in *ResendVerificationRequest, opts ...grpc.CallOption) (*ResendVerificationResponse, error)
+	// ChangePassword replaces the password of the bearer token's user, given the
+	// current one; every other session of the user is revoked, the caller's kept.
+	ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*ChangePasswordResponse, error)
+	// RequestPasswordReset sends a reset code to the account's email or phone if
+	// there is such an account; always OK, in the same time.
+	RequestPasswordReset(ctx context.Context, in *RequestPasswordResetRequest, opts ...grpc.CallOption) (*RequestPasswordResetResponse, error)
+	// ResetPassword sets a new password with a reset code and revokes every
+	// session of the account; the person signs in again.
+	ResetPassword(ctx context.Context, in *ResetPasswordRequest, opts ...grpc.CallOption) (*ResetPasswordResponse, error)
 	// CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
 	CompleteSignIn(ctx context.Context, in *CompleteSignInRequest, opts ...grpc.CallOption) (*CompleteSignInResponse, error)
 	// EnrollTotp starts enrolling an authenticator app: a new secret and its
@@ -187,6 +213,66 @@ func (c *authClient) WatchRevocations(ctx context.Context, in *WatchRevocationsR
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Auth_WatchRevocationsClient = grpc.ServerStreamingClient[WatchRevocationsResponse]
+
+func (c *authClient) SignUp(ctx context.Context, in *SignUpRequest, opts ...grpc.CallOption) (*SignUpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignUpResponse)
+	err := c.cc.Invoke(ctx, Auth_SignUp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) VerifyIdentifier(ctx context.Context, in *VerifyIdentifierRequest, opts ...grpc.CallOption) (*VerifyIdentifierResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyIdentifierResponse)
+	err := c.cc.Invoke(ctx, Auth_VerifyIdentifier_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ResendVerification(ctx context.Context, in *ResendVerificationRequest, opts ...grpc.CallOption) (*ResendVerificationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResendVerificationResponse)
+	err := c.cc.Invoke(ctx, Auth_ResendVerification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*ChangePasswordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChangePasswordResponse)
+	err := c.cc.Invoke(ctx, Auth_ChangePassword_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) RequestPasswordReset(ctx context.Context, in *RequestPasswordResetRequest, opts ...grpc.CallOption) (*RequestPasswordResetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestPasswordResetResponse)
+	err := c.cc.Invoke(ctx, Auth_RequestPasswordReset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ResetPassword(ctx context.Context, in *ResetPasswordRequest, opts ...grpc.CallOption) (*ResetPasswordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetPasswordResponse)
+	err := c.cc.Invoke(ctx, Auth_ResetPassword_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 func (c *authClient) CompleteSignIn(ctx context.Context, in *CompleteSignInRequest, opts ...grpc.CallOption) (*CompleteSignInResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -343,6 +429,25 @@ type AuthServer interface {
 	// session revoked within the last access-token lifetime, then each new
 	// revocation as it happens. Services that verify tokens locally follow it.
 	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error
+	// SignUp creates an account (AUTHSVC_SIGNUP: off refuses, open answers like
+	// SignIn, verify sends a code to the email or phone and answers empty). A
+	// taken identifier in verify mode gets the same answer, and its owner a
+	// message instead.
+	SignUp(context.Context, *SignUpRequest) (*SignUpResponse, error)
+	// VerifyIdentifier proves the email or phone with the code sent to it.
+	VerifyIdentifier(context.Context, *VerifyIdentifierRequest) (*VerifyIdentifierResponse, error)
+	// ResendVerification sends a new code (voiding the old) to an unverified
+	// email or phone; always OK.
+	ResendVerification(context.Context, *ResendVerificationRequest) (*ResendVerificationResponse, error)
+	// ChangePassword replaces the password of the bearer token's user, given the
+	// current one; every other session of the user is revoked, the caller's kept.
+	ChangePassword(context.Context, *ChangePasswordRequest) (*ChangePasswordResponse, error)
+	// RequestPasswordReset sends a reset code to the account's email or phone if
+	// there is such an account; always OK, in the same time.
+	RequestPasswordReset(context.Context, *RequestPasswordResetRequest) (*RequestPasswordResetResponse, error)
+	// ResetPassword sets a new password with a reset code and revokes every
+	// session of the account; the person signs in again.
+	ResetPassword(context.Context, *ResetPasswordRequest) (*ResetPasswordResponse, error)
 	// CompleteSignIn finishes a sign-in that answered MFA_REQUIRED.
 	CompleteSignIn(context.Context, *CompleteSignInRequest) (*CompleteSignInResponse, error)
 	// EnrollTotp starts enrolling an authenticator app: a new secret and its
@@ -407,6 +512,24 @@ func (UnimplementedAuthServer) GetJwks(context.Context, *GetJwksRequest) (*GetJw
 }
 func (UnimplementedAuthServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
+}
+func (UnimplementedAuthServer) SignUp(context.Context, *SignUpRequest) (*SignUpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignUp not implemented")
+}
+func (UnimplementedAuthServer) VerifyIdentifier(context.Context, *VerifyIdentifierRequest) (*VerifyIdentifierResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyIdentifier not implemented")
+}
+func (UnimplementedAuthServer) ResendVerification(context.Context, *ResendVerificationRequest) (*ResendVerificationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResendVerification not implemented")
+}
+func (UnimplementedAuthServer) ChangePassword(context.Context, *ChangePasswordRequest) (*ChangePasswordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ChangePassword not implemented")
+}
+func (UnimplementedAuthServer) RequestPasswordReset(context.Context, *RequestPasswordResetRequest) (*RequestPasswordResetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestPasswordReset not implemented")
+}
+func (UnimplementedAuthServer) ResetPassword(context.Context, *ResetPasswordRequest) (*ResetPasswordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetPassword not implemented")
 }
 func (UnimplementedAuthServer) CompleteSignIn(context.Context, *CompleteSignInRequest) (*CompleteSignInResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CompleteSignIn not implemented")
@@ -568,6 +691,114 @@ func _Auth_WatchRevocations_Handler(srv interface{}, stream grpc.ServerStream) e
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Auth_WatchRevocationsServer = grpc.ServerStreamingServer[WatchRevocationsResponse]
+
+func _Auth_SignUp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignUpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).SignUp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_SignUp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).SignUp(ctx, req.(*SignUpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_VerifyIdentifier_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyIdentifierRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).VerifyIdentifier(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_VerifyIdentifier_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).VerifyIdentifier(ctx, req.(*VerifyIdentifierRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ResendVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResendVerificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ResendVerification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ResendVerification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ResendVerification(ctx, req.(*ResendVerificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ChangePassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChangePasswordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ChangePassword(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ChangePassword_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ChangePassword(ctx, req.(*ChangePasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_RequestPasswordReset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestPasswordResetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).RequestPasswordReset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_RequestPasswordReset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).RequestPasswordReset(ctx, req.(*RequestPasswordResetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ResetPassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetPasswordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ResetPassword(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ResetPassword_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ResetPassword(ctx, req.(*ResetPasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
 
 func _Auth_CompleteSignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CompleteSignInRequest)
@@ -829,6 +1060,30 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetJwks",
 			Handler:    _Auth_GetJwks_Handler,
+		},
+		{
+			MethodName: "SignUp",
+			Handler:    _Auth_SignUp_Handler,
+		},
+		{
+			MethodName: "VerifyIdentifier",
+			Handler:    _Auth_VerifyIdentifier_Handler,
+		},
+		{
+			MethodName: "ResendVerification",
+			Handler:    _Auth_ResendVerification_Handler,
+		},
+		{
+			MethodName: "ChangePassword",
+			Handler:    _Auth_ChangePassword_Handler,
+		},
+		{
+			MethodName: "RequestPasswordReset",
+			Handler:    _Auth_RequestPasswordReset_Handler,
+		},
+		{
+			MethodName: "ResetPassword",
+			Handler:    _Auth_ResetPassword_Handler,
 		},
 		{
 			MethodName: "CompleteSignIn",

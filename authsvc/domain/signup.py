@@ -1,0 +1,161 @@
+"""SignUp, VerifyIdentifier and ResendVerification: accounts people create.
+
+``AUTHSVC_SIGNUP``:
+
+- ``off`` (default): SignUp is refused (PERMISSION_DENIED, SIGNUP_DISABLED);
+  only operators create accounts.
+- ``open``: the account is usable at once and SignUp answers like SignIn.
+  An account usable at once cannot hide that an identifier is taken: SignUp
+  of a taken identifier answers ALREADY_EXISTS. Choose ``verify`` where
+  that matters.
+- ``verify``: the account is created unverified and a code is sent to the
+  email or phone; SignIn refuses it (IDENTIFIER_NOT_VERIFIED, told only to
+  someone who knows the password) until VerifyIdentifier. A taken
+  identifier gets the same empty answer after the same work (one argon2
+  hash, one transaction), and its owner a "someone tried to sign up with
+  your address" message instead of a code. A username alone proves no
+  address, so it is refused in this mode.
+
+Every message is an outbox row written in the transaction of the change, so
+a sign-up that rolls back sends nothing. Sending is throttled per identifier
+and per client address (``SENDS``), before any hash is computed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import AlreadyExists, CodeExpired, CodeInvalid, InvalidArgument, SignUpDisabled
+from ..store import events
+from ..store import users as user_rows
+from ..store.database import Database
+from ..store.throttles import Tarpit
+from ..store.users import UserRow
+from . import identifiers
+from .caller import Caller
+from .codes import Codes
+from .identifiers import Identifier
+from .messages import Messages
+from .passwords import Passwords
+from .revocation import Revoking
+from .signin import SignedIn, SignIn
+from .throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+# Messages one identifier may be sent: 5 at once, then one per 30 s doubling to an
+# hour; counters forget after an hour. Per address: AUTHSVC_THROTTLE_ADDRESS_FREE.
+SENDS = Tarpit(free=5, base=30.0, cap=3600.0, window=3600.0)
+
+
+class Sends:
+    """The throttle on messages sent (sign-up, resend, password reset requests)."""
+
+    def __init__(self, db: Database, throttle: Throttle) -> None:
+        self._db = db
+        self._throttle = throttle
+        self._by_address = Tarpit(free=throttle.policy.address.free, base=SENDS.base,
+                                  cap=SENDS.cap, window=SENDS.window)
+
+    async def reserve(self, identifier: Identifier, caller: Caller) -> None:
+        async with self._db.transaction() as conn:
+            reservation = await self._throttle.reserve_attempt(
+                conn, "send", identifier, caller.client_addr, identifier_tarpit=SENDS,
+                address_tarpit=self._by_address)
+        reservation.raise_if_refused()
+
+
+class SignUp:
+    def __init__(self, db: Database, mode: str, passwords: Passwords, sends: Sends,
+                 codes: Codes, messages: Messages, sign_in: SignIn) -> None:
+        self._db = db
+        self.mode = mode
+        self._passwords = passwords
+        self._sends = sends
+        self._codes = codes
+        self._messages = messages
+        self._sign_in = sign_in
+
+    async def sign_up(self, kind: str | None, raw: str, password: str,
+                      caller: Caller) -> SignedIn | None:
+        """Create the account: open mode signs it in; verify mode answers None."""
+        if self.mode == "off":
+            raise SignUpDisabled()
+        identifier = identifiers.normalize(identifiers.kind_of(kind), raw)
+        if self.mode == "verify" and identifier.kind == "username":
+            raise InvalidArgument("username", "sign-up needs an email or phone number to "
+                                  "verify; a username alone is not accepted")
+        identifiers.check_password(password, names=(identifier.value,))
+        await self._sends.reserve(identifier, caller)
+        # Hashed whether or not the identifier is taken: the same work, the same time.
+        password_hash = await self._passwords.hash(password)
+        verified = self.mode == "open"
+        async with self._db.transaction() as conn:
+            user_id = await user_rows.insert_signup(conn, identifier.kind, identifier.value,
+                                                    password_hash, verified=verified)
+            if user_id is None:
+                owner = await user_rows.find(conn, identifier.kind, identifier.value)
+                await events.record(conn, "signup.taken",
+                                    user_id=owner.id if owner else None, **caller.audit())
+                if not verified and identifier.kind != "username":
+                    await self._messages.send(conn, "already_registered", identifier)
+            else:
+                await events.record(conn, "user.created", user_id=user_id,
+                                    reason=f"signup.{self.mode}", **caller.audit())
+                if not verified:
+                    await self._codes.send(conn, user_id, "verify", self._messages, identifier)
+        self._messages.written()
+        if not verified:
+            return None
+        if user_id is None:
+            raise AlreadyExists(identifier.kind)
+        return await self._sign_in.sign_in(identifier.kind, identifier.value, password, caller)
+
+
+class Verification:
+    """VerifyIdentifier and ResendVerification."""
+
+    def __init__(self, db: Database, sends: Sends, codes: Codes, messages: Messages) -> None:
+        self._db = db
+        self._sends = sends
+        self._codes = codes
+        self._messages = messages
+
+    async def verify(self, kind: str | None, raw: str, code: str, caller: Caller) -> None:
+        identifier = _address(kind, raw)
+        Codes.check_format(code)
+        reservation = await self._codes.reserve_try(identifier, caller)
+
+        async def verified(change: Revoking, user: UserRow) -> None:
+            await user_rows.mark_verified(change.conn, user.id)
+            await events.record(change.conn, "verification.succeeded",
+                                user_id=user.id, **caller.audit())
+
+        try:
+            await self._codes.redeem(identifier, "verify", code, reservation, verified)
+        except (CodeInvalid, CodeExpired) as exc:
+            async with self._db.connection() as conn:
+                await events.record(conn, "verification.failed",
+                                    reason=exc.reason.lower(), **caller.audit())
+            raise
+
+    async def resend(self, kind: str | None, raw: str, caller: Caller) -> None:
+        """A new code (voiding the old) if the identifier names an unverified account;
+        always the same empty answer."""
+        identifier = _address(kind, raw)
+        await self._sends.reserve(identifier, caller)
+        async with self._db.transaction() as conn:
+            user = await user_rows.find(conn, identifier.kind, identifier.value)
+            due = user is not None and not user.verified and not user.disabled
+            if user is not None and due:
+                await self._codes.send(conn, user.id, "verify", self._messages, identifier)
+            await events.record(conn, "verification.requested",
+                                user_id=user.id if user else None,
+                                reason=None if due else "nothing_sent", **caller.audit())
+        self._messages.written()
+
+
+def _address(kind: str | None, raw: str) -> Identifier:
+    if kind not in ("email", "phone"):
+        raise InvalidArgument("identifier", "one of email or phone is required")
+    return identifiers.normalize(identifiers.kind_of(kind), raw)

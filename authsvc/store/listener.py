@@ -98,8 +98,11 @@ class RevocationListener:
         self.ready.set()
         backoff.reset()
         while not closed.is_set():
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that arrives as the event is set, and stop() would hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closed.wait(), self._ping_interval)
+                async with asyncio.timeout(self._ping_interval):
+                    await closed.wait()
             if not closed.is_set():
                 await self._ping(conn)
                 # Every NOTIFY sent before the ping's answer has been delivered.

@@ -122,7 +122,10 @@ class AuthServicer(FactorMethods, auth_pb2_grpc.AuthServicer):
                                                     snapshot=True)
             while True:
                 try:
-                    batch = await asyncio.wait_for(queue.get(), HEARTBEAT_INTERVAL)
+                    # Not wait_for, which in Python 3.11 can swallow the stream's
+                    # cancellation when a batch arrives at the same moment.
+                    async with asyncio.timeout(HEARTBEAT_INTERVAL):
+                        batch = await queue.get()
                 except TimeoutError:
                     # A heartbeat says "nothing new, and this set is current": only
                     # while this worker's own feed is, or the watcher would trust a

@@ -25,12 +25,36 @@ from .logs import configure
 log = logging.getLogger("authsvc")
 
 
+_VALUED = ("--data-dir", "--database-url")
+
+
+def _kid_as_operand(argv: Sequence[str]) -> list[str]:
+    """``keys retire KID``: a kid is a base64url RFC 7638 thumbprint, so one in 64
+    starts with ``-``, which argparse would take for an option. The one argument
+    after ``retire`` that is not one of its options is the kid: it goes last, after
+    ``--``."""
+    args = list(argv)
+    if "--" in args or "retire" not in args or args.index("retire") < 1 \
+            or args[args.index("retire") - 1] != "keys":
+        return args
+    i = args.index("retire") + 1
+    while i < len(args):
+        arg = args[i]
+        if arg in _VALUED:
+            i += 2
+        elif arg in ("-h", "--help") or arg.startswith(tuple(f"{o}=" for o in _VALUED)):
+            i += 1
+        else:
+            return [*args[:i], *args[i + 1:], "--", arg]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM during start-up unwinds like ^C, so the embedded PostgreSQL is
     # stopped on the way out; the server installs its own handlers once up.
     signal.signal(signal.SIGTERM, _interrupted)
     warnings.simplefilter("ignore")  # library warnings are not for the terminal
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_kid_as_operand(sys.argv[1:] if argv is None else argv))
     configure(logging.INFO if args.command == "serve" else logging.WARNING)
     try:
         overrides: dict[str, object] = {}

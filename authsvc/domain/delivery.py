@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from ..clock import Clock
+from ..core.tasks import raise_if_cancelled
 from ..store import outbox as outbox_rows
 from ..store.database import Database
 from ..store.outbox import Message
@@ -148,6 +149,7 @@ class Delivery:
     async def run(self) -> None:
         """Deliver until cancelled; a failure (the database away) waits for the next pass."""
         while True:
+            raise_if_cancelled()
             self._wake.clear()
             claimed = 0
             try:

@@ -22,6 +22,7 @@ import asyncpg
 from ..clock import Clock
 from ..core.backoff import Backoff
 from ..core.revocations import RevocationSet
+from ..core.tasks import raise_if_cancelled
 from ..errors import Unavailable
 from . import sessions as session_rows
 from .database import (
@@ -72,6 +73,7 @@ class RevocationListener:
     async def _run(self) -> None:
         backoff = Backoff()
         while True:
+            raise_if_cancelled()
             conn: asyncpg.Connection | None = None
             try:
                 conn = await connect(self._url, self._timeout,
@@ -98,6 +100,7 @@ class RevocationListener:
         self.ready.set()
         backoff.reset()
         while not closed.is_set():
+            raise_if_cancelled()
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
             # cancellation that arrives as the event is set, and stop() would hang.
             with contextlib.suppress(TimeoutError):

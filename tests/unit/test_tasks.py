@@ -4,6 +4,7 @@ cancellation (as Python 3.11's asyncio.wait_for can, in libraries too)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -18,10 +19,8 @@ async def test_a_swallowed_cancel_still_ends_the_loop():
         while True:
             raise_if_cancelled()
             rounds += 1
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # swallowed, as wait_for can
                 await asyncio.sleep(0)
-            except asyncio.CancelledError:
-                pass  # swallowed, as wait_for can
 
     task = asyncio.create_task(loop())
     await asyncio.sleep(0)

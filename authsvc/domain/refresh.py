@@ -20,10 +20,11 @@ from ..config import Settings
 from ..core.tokens import MAX_TOKEN_LENGTH
 from ..errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
 from ..store import sessions as session_rows
-from ..store.database import Connection, Database
+from ..store.database import Database
+from . import refresh_tokens
 from .caller import Caller
 from .issuer import Issuer, TokenPair
-from .refresh_tokens import MAX_LENGTH, RefreshTokens, looks_like_counter_token, token_hash
+from .refresh_tokens import MAX_LENGTH, RefreshTokens
 from .revocation import Revocations
 from .throttle import Throttle
 
@@ -49,20 +50,10 @@ class Refresh:
         if not token or len(token) > MAX_LENGTH:
             return None
         async with self._db.connection() as conn:
-            presented = await self._presented(conn, token)
+            presented = await refresh_tokens.presented(self._tokens, conn, token)
             if presented is None:
                 return None
             return await session_rows.active_refresh(conn, *presented, idle=self._idle_ttl)
-
-    async def _presented(self, conn: Connection, token: str) -> tuple[str, int] | None:
-        """The session and counter a token stands for (a counter token, or a legacy one
-        looked up); None for anything else."""
-        presented = self._tokens.read(token)
-        if presented is not None:
-            return presented.session_id, presented.counter
-        if looks_like_counter_token(token):
-            return None
-        return await session_rows.legacy_token(conn, token_hash(token))
 
     async def refresh(self, token: str, caller: Caller) -> TokenPair:
         if not token:
@@ -70,7 +61,8 @@ class Refresh:
         if len(token) > MAX_LENGTH and not _access_token_shaped(token):
             raise InvalidArgument("refresh_token", f"must be at most {MAX_LENGTH} characters")
         async with self._db.connection() as conn:
-            session_id, counter = await self._presented(conn, token) or ("", 0)
+            found = await refresh_tokens.presented(self._tokens, conn, token)
+            session_id, counter = found or ("", 0)
             done = None if not session_id else await session_rows.refresh(
                 conn, session_id, counter, grace=self._grace, idle=self._idle_ttl,
                 audit_success=self._audit_success,

@@ -25,6 +25,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from ..store import sessions as session_rows
+from ..store.database import Connection
 from .keycrypto import derive_key
 
 MAX_LENGTH = 512
@@ -90,3 +92,15 @@ def looks_like_counter_token(token: str) -> bool:
 def token_hash(token: str) -> bytes:
     """How a legacy token is looked up."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+async def presented(tokens: RefreshTokens, conn: Connection,
+                    token: str) -> tuple[str, int] | None:
+    """The session and counter a refresh token stands for: read from a counter token,
+    or looked up for a legacy one; None for anything else."""
+    counter_token = tokens.read(token)
+    if counter_token is not None:
+        return counter_token.session_id, counter_token.counter
+    if looks_like_counter_token(token):
+        return None
+    return await session_rows.legacy_token(conn, token_hash(token))

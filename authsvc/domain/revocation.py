@@ -105,11 +105,6 @@ class SignOut:
                 raise
             except Exception:  # any other verification failure: RFC 7009 says OK
                 return None
-        presented = self._tokens.read(token)
-        if presented is not None:
-            return presented.session_id
-        if refresh_tokens.looks_like_counter_token(token):
-            return None
         async with self._db.connection() as conn:
-            legacy = await session_rows.legacy_token(conn, refresh_tokens.token_hash(token))
-        return None if legacy is None else legacy[0]
+            found = await refresh_tokens.presented(self._tokens, conn, token)
+        return None if found is None else found[0]

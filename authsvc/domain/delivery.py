@@ -35,8 +35,6 @@ from email.utils import formatdate
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import aiosmtplib
-
 from ..clock import Clock
 from ..core.tasks import raise_if_cancelled
 from ..store import outbox as outbox_rows
@@ -83,6 +81,8 @@ class SmtpChannel:
         mail["Message-ID"] = f"<authsvc-outbox-{message.id}@{self._domain}>"
         mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(rendered.text)
+        import aiosmtplib  # imported late: only a worker that sends mail needs it
+
         await aiosmtplib.send(
             mail, hostname=self._host, port=self._port, username=self._user,
             password=self._password, use_tls=self._tls, start_tls=self._starttls,

@@ -19,6 +19,10 @@
 - amr: ``hwk`` for a device-bound credential, ``swk`` for a synced one
   (backed up), after ``pwd`` as a second factor, with ``mfa`` when
   passwordless (the authenticator verified the user).
+
+``webauthn`` (with pyOpenSSL, cbor2 and the ASN.1 modules it loads, ~6 MiB and
+~0.1 s per process) is imported by the first ceremony, not at start-up: most
+deployments never use passkeys, and every worker would pay for it.
 """
 
 from __future__ import annotations
@@ -30,22 +34,6 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
-
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AttestationConveyancePreference,
-    AuthenticatorSelectionCriteria,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from ..clock import Clock
 from ..config import Settings
@@ -140,6 +128,15 @@ class Passkeys:
     # --- registration (bearer) ---------------------------------------------
 
     async def begin_registration(self, bearer: str | None) -> tuple[str, str]:
+        from webauthn import generate_registration_options, options_to_json
+        from webauthn.helpers.structs import (
+            AttestationConveyancePreference,
+            AuthenticatorSelectionCriteria,
+            PublicKeyCredentialDescriptor,
+            ResidentKeyRequirement,
+            UserVerificationRequirement,
+        )
+
         rp_id = self._rp()
         claims = await self._validator.validate(bearer or "")
         async with self._db.transaction() as conn:
@@ -167,6 +164,9 @@ class Passkeys:
     async def finish_registration(self, bearer: str | None, ceremony_id: str,
                                   credential_json: str, name: str, caller: Caller,
                                   ) -> tuple[str, list[str]]:
+        from webauthn import verify_registration_response
+        from webauthn.helpers.exceptions import WebAuthnException
+
         rp_id = self._rp()
         claims = await self._validator.validate(bearer or "")
         check_passkey_fields(ceremony_id, credential_json)
@@ -223,6 +223,12 @@ class Passkeys:
     # --- assertion ---------------------------------------------------------
 
     async def begin_assertion(self, mfa_token: str) -> tuple[str, str]:
+        from webauthn import generate_authentication_options, options_to_json
+        from webauthn.helpers.structs import (
+            PublicKeyCredentialDescriptor,
+            UserVerificationRequirement,
+        )
+
         rp_id = self._rp()
         ceremony_id = b64url(os.urandom(32))
         async with self._db.transaction() as conn:
@@ -328,6 +334,9 @@ class Passkeys:
                       require_uv: bool, caller: Caller) -> str | None:
         """The amr value of a verified assertion by one of ``user_id``'s passkeys (its
         counter moved on in the database), or None."""
+        from webauthn import verify_authentication_response
+        from webauthn.helpers.exceptions import WebAuthnException
+
         credential = await rows.lock(conn, presented.credential_id)
         if credential is None or credential.user_id != user_id:
             return None

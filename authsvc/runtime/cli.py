@@ -9,7 +9,6 @@ anything unexpected.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import sys
@@ -74,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings)
             return 0
+        import asyncio
+
         from .commands import run
 
         with database(settings) as (settings, url):

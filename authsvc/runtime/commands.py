@@ -24,7 +24,7 @@ from ..errors import InvalidArgument
 from ..store import events
 from ..store import outbox as outbox_rows
 from ..store.database import Database, create_pool
-from .runner import prepare
+from .startup import prepare
 
 
 async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:

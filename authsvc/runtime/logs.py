@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from ..config import parse_listen
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -31,3 +33,19 @@ def configure(level: int = logging.INFO) -> None:
     root.setLevel(level)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs whole command lines
+
+
+def log_listening(listen: str, port: int, workers: int) -> None:
+    """The start-up line, with what a first-time operator does next."""
+    address = where(listen, port)
+    logging.getLogger("authsvc").info(
+        "listening on %s (%d worker%s)", address, workers, "" if workers == 1 else "s",
+        extra={"fields": {
+            "next": "add a user: authsvc users add --email you@example.com "
+                    "--password-stdin; HTTP/JSON: scripts/gateway --upstream " + address}})
+
+
+def where(listen: str, port: int) -> str:
+    """HOST:PORT as a client writes it ([HOST]:PORT for IPv6)."""
+    host, _ = parse_listen(listen)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -2,8 +2,8 @@
 
 Only ``/metrics`` answers (404 elsewhere). With several workers each writes its
 samples to files in a private directory (prometheus-client's multiprocess
-mode, chosen by the variable set here before the workers start) and this
-process adds them up; its own process metrics (``process_*``) are the
+mode, chosen by the variable ``workers_metrics_directory`` sets before the
+workers start) and this process adds them up; its own process metrics (``process_*``) are the
 supervisor's, and ``authsvc_workers_resident_memory_bytes`` sums the workers'.
 With one worker, ``process_*`` are that worker's.
 """
@@ -18,13 +18,29 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from wsgiref.simple_server import make_server
 
 from ..config import Settings, parse_listen
 from ..errors import ConfigError
-from .worker import where
+from .logs import where
 
 log = logging.getLogger("authsvc")
+
+
+@contextlib.contextmanager
+def workers_metrics_directory(settings: Settings) -> Iterator[None]:
+    """With several workers and metrics on: the private directory their samples go
+    to, named in ``PROMETHEUS_MULTIPROC_DIR`` before they start (prometheus-client
+    reads it when a worker imports it), removed at the end."""
+    if settings.metrics_listen is None or settings.workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="authsvc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -32,16 +48,15 @@ def serving_metrics(settings: Settings) -> Iterator[None]:
     if settings.metrics_listen is None:
         yield
         return
+    from wsgiref.simple_server import make_server  # only now: it loads http and ssl
+
     import prometheus_client
     from prometheus_client import multiprocess
     from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
     host, port = parse_listen(settings.metrics_listen)
-    directory = None
     registry = prometheus_client.REGISTRY
-    if settings.workers > 1:
-        directory = tempfile.mkdtemp(prefix="authsvc-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # workers_metrics_directory
         registry = prometheus_client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         prometheus_client.ProcessCollector(registry=registry)
@@ -61,9 +76,6 @@ def serving_metrics(settings: Settings) -> Iterator[None]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-        if directory is not None:
-            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _only_metrics(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

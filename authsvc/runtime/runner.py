@@ -1,9 +1,12 @@
 """Start-up and shutdown of ``authsvc serve``, with one or several workers.
 
 Order: resolve the database (start the embedded one if no URL is set) →
-migrate → make sure a signing key exists → start N workers, each with its own
-pool, LISTEN connection and gRPC server on the shared port (SO_REUSEPORT) →
-log "listening on HOST:PORT" once all are ready. On SIGTERM or SIGINT: each
+start N workers; each checks its clock against the database's, migrates and
+makes sure a signing key exists (``startup.prepare``, safe on replicas), then
+opens its own pool, LISTEN connection and gRPC server on the shared port
+(SO_REUSEPORT) → log "listening on HOST:PORT" once all are ready. This process
+imports none of that: with several workers it only supervises (and holds the
+embedded PostgreSQL and the metrics endpoint), so it stays small. On SIGTERM or SIGINT: each
 worker reports NOT_SERVING, stops accepting, lets in-flight calls finish
 within the grace period, closes its listener and pool; then the parent stops
 the embedded database if it started it.
@@ -11,7 +14,6 @@ the embedded database if it started it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -19,24 +21,11 @@ import logging
 import socket
 from collections.abc import Iterator
 
-from ..clock import Clock, system_clock
 from ..config import Settings, parse_listen
-from ..domain.keystore import KeyStore
 from ..errors import ConfigError
-from ..store.database import (
-    Connection,
-    Database,
-    clock_beyond,
-    clock_offset,
-    connect,
-    create_pool,
-    explained_connect_failures,
-    migrate,
-)
 from .embedded import EmbeddedPostgres, key_encryption_key
-from .metrics import serving_metrics
+from .metrics import serving_metrics, workers_metrics_directory
 from .supervisor import Supervisor
-from .worker import worker
 
 log = logging.getLogger("authsvc")
 
@@ -66,51 +55,24 @@ def database(settings: Settings) -> Iterator[tuple[Settings, str]]:
         embedded.stop()
 
 
-async def prepare(settings: Settings, url: str) -> None:
-    """Check this host's clock against the database's, migrate and make sure a signing
-    key exists (safe on several replicas)."""
-    conn = await connect(url, settings.db_timeout)
-    try:
-        await check_clock(conn, settings.clock_leeway)
-        with explained_connect_failures(url):  # e.g. a URL that reaches a standby
-            await migrate(conn)
-    finally:
-        await conn.close()
-    pool = await create_pool(url, 2, settings.db_timeout)
-    try:
-        await KeyStore(Database(pool, settings.db_timeout), settings,
-                       system_clock).ensure_signing_key()
-    finally:
-        await pool.close()
-
-
-async def check_clock(conn: Connection, leeway: float, clock: Clock = system_clock) -> None:
-    """Refuse to start on a host whose clock is more than the leeway off the database's.
-
-    Tokens are judged by replicas' clocks within the leeway, and a revoked session is
-    remembered on the assumption that every replica is within it
-    (``core.revocations.retention_window``): a replica further off would issue tokens
-    others refuse, or accept a revoked session's token after its revocation is
-    forgotten. Running workers keep measuring (``authsvc_clock_offset_seconds``)."""
-    offset = await clock_offset(conn, clock)
-    if clock_beyond(offset, leeway):
-        raise ConfigError(
-            f"this host's clock is {offset:+.1f} s off the database's, more than "
-            f"AUTHSVC_CLOCK_LEEWAY ({leeway:g} s): fix its time synchronisation (NTP)")
-    log.info("clock checked", extra={"fields": {"clock_offset_s": round(offset, 3)}})
-
-
 def serve(settings: Settings) -> None:
     _, port = parse_listen(settings.listen)
     if port == 0 and settings.workers > 1:
         raise ConfigError("AUTHSVC_LISTEN needs a fixed port when AUTHSVC_WORKERS > 1")
     refuse_shared_port(settings.listen)
-    with database(settings) as (settings, url), serving_metrics(settings):
-        asyncio.run(prepare(settings, url))
-        if settings.workers == 1:
+    if settings.workers == 1:
+        with database(settings) as (settings, url), serving_metrics(settings):
+            import asyncio
+
+            from .worker import worker
+
             asyncio.run(worker(settings, url, None))
-        else:
-            Supervisor(settings, url).run()
+    else:
+        # The workers import the service while the embedded database starts.
+        with workers_metrics_directory(settings), Supervisor(settings) as supervisor:
+            supervisor.spawn()
+            with database(settings) as (settings, url), serving_metrics(settings):
+                supervisor.run(settings, url)
     log.info("stopped")
 
 

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from authsvc.clock import FakeClock
 from authsvc.errors import ConfigError
 from authsvc.runtime.app import running_app
-from authsvc.runtime.runner import check_clock
+from authsvc.runtime.startup import check_clock
 
 from ..servers import poll_until
 

@@ -26,7 +26,7 @@ __all__ = ["gateway_binary", "go_env"]  # fixtures shared with the gateway's tes
 
 
 def _workers(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"],
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "authsvc.runtime.child"],
                            capture_output=True, text=True)
     return [int(p) for p in found.stdout.split()]
 

@@ -42,7 +42,7 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(database_url, tmp_path
 
 
 def _children(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"],
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "authsvc.runtime.child"],
                            capture_output=True, text=True, check=False).stdout.split()
     return [int(p) for p in found]
 
@@ -94,6 +94,45 @@ def test_a_killed_worker_is_logged_and_replaced(database_url):
     assert still_running
     assert victim not in workers and len(workers) == 2
     assert f'"pid":{victim},"exit_code":-9' in server.log
+
+
+def test_the_parent_has_no_child_but_its_workers(database_url):
+    """With two workers the parent has exactly two children, both workers: no
+    helper process (such as multiprocessing's resource tracker) idles beside them."""
+    env = server_env(AUTHSVC_DATABASE_URL=database_url, AUTHSVC_KEY_ENCRYPTION_KEY=new_key())
+    server = AuthsvcProcess(free_port(), env, ["--workers", "2"])
+    try:
+        server.start().wait_ready()
+        assert server.process is not None
+        _wait(lambda: len(_children(server.process.pid)) == 2, 30, "two workers")
+        every_child = subprocess.run(["pgrep", "-P", str(server.process.pid)],
+                                     capture_output=True, text=True, check=False).stdout.split()
+        workers = _children(server.process.pid)
+    finally:
+        server.stop()
+
+    assert sorted(int(pid) for pid in every_child) == sorted(workers)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_start_up_failure_is_one_line_and_its_status_with_any_worker_count(workers):
+    """Start-up checks run in the workers: a database nobody listens for stops the
+    server with the same one line and exit status 3 with one worker or two, and
+    no traceback."""
+    port = free_port()
+    env = server_env(AUTHSVC_KEY_ENCRYPTION_KEY=new_key(), AUTHSVC_DB_TIMEOUT="2")
+    done = subprocess.run(
+        [sys.executable, "-m", "authsvc", "serve", "--listen", f"127.0.0.1:{free_port()}",
+         "--workers", workers,
+         "--database-url", f"postgresql://postgres@127.0.0.1:{port}/authsvc"],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 3, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("authsvc: error:")]
+    assert errors == [f"authsvc: error: AUTHSVC_DATABASE_URL: cannot reach PostgreSQL at "
+                      f"127.0.0.1:{port}, database authsvc: nothing answers there; check the "
+                      "host and port, and that it runs"], done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_workers_die_with_a_killed_parent(database_url):

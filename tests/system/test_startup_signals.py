@@ -14,7 +14,7 @@ from ..servers import AuthsvcProcess, free_port, postmaster_pid, server_env
 
 
 def _children(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"],
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "authsvc.runtime.child"],
                            capture_output=True, text=True, check=False).stdout.split()
     return [int(p) for p in found]
 

@@ -91,12 +91,15 @@ async def is_trusted(conn: asyncpg.Connection, key: str) -> bool:
 
 async def forget_expired(conn: asyncpg.Connection, window: float, batch: int) -> int:
     """Drop at most ``batch`` rows of each table that no longer affect anything; how
-    many in all."""
+    many in all. Rows a sign-in holds are skipped (next pass), never waited for: a
+    batch locks rows in no particular order, and waiting there could deadlock with
+    a reservation."""
     throttles = await conn.execute(
         "DELETE FROM throttles WHERE key IN (SELECT key FROM throttles"
         " WHERE last_failure_at < now() - make_interval(secs => $1::float8)"
-        " AND (blocked_until IS NULL OR blocked_until < now()) LIMIT $2)", float(window), batch)
+        " AND (blocked_until IS NULL OR blocked_until < now()) LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        float(window), batch)
     trusted = await conn.execute(
         "DELETE FROM trusted_clients WHERE key IN (SELECT key FROM trusted_clients"
-        " WHERE until < now() LIMIT $1)", batch)
+        " WHERE until < now() LIMIT $1 FOR UPDATE SKIP LOCKED)", batch)
     return int(throttles.split()[-1]) + int(trusted.split()[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import grpc
@@ -165,3 +166,26 @@ async def test_throttle_rows_hold_no_identifier(throttled):
         dump = str(await conn.fetch("SELECT * FROM throttles")) + str(
             await conn.fetch("SELECT * FROM trusted_clients"))
     assert "secret-name" not in dump and "203.0.113" not in dump
+
+
+async def test_concurrent_sign_ins_of_one_user_never_deadlock(settings, database_url, clock):
+    """Many right-password sign-ins of one user from one address at once (each
+    success deletes the pair's row, which the next reservation inserts again) all
+    succeed: reservations lock their rows, new or old, in one order, so none is
+    killed by PostgreSQL's deadlock detector (UNAVAILABLE)."""
+    roomy = dataclasses.replace(
+        settings, throttle_identifier_free=10_000, throttle_address_free=10_000,
+        throttle_pair_free=10_000, trusted_proxies=("127.0.0.1/32",))
+    async with running_app(roomy, database_url, clock) as app, \
+            running_server(app, "127.0.0.1:0") as (_server, port), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await app.accounts.add("email", "alice@example.com", PASSWORD)
+        stub = auth_pb2_grpc.AuthStub(channel)
+        outcomes = []
+        for _ in range(5):
+            replies = await asyncio.gather(
+                *(attempt(stub, PASSWORD, "203.0.113.9") for _ in range(40)),
+                return_exceptions=True)
+            outcomes += [r.code() if isinstance(r, grpc.RpcError) else "ok" for r in replies]
+
+    assert outcomes == ["ok"] * 200

@@ -1,7 +1,7 @@
-"""The authsvc benchmark: every scenario of issues 6 and 20 in one run, one ghz
-setup for gRPC and one vegeta setup for HTTP.
+"""The authsvc benchmark: every scenario of issues 6 and 20 in one run.
 
-First, start → first successful sign-in: ``authsvc serve`` on an existing
+One ghz setting for every gRPC scenario, one vegeta setting for every HTTP
+case. First, start → first successful sign-in: ``authsvc serve`` on an existing
 data directory whose embedded PostgreSQL is stopped (and, for comparison, on
 the benchmark's own, whose PostgreSQL it holds), median of ``--starts``.
 Then for each worker count (1 and all cores by default) it starts ``authsvc

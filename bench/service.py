@@ -114,8 +114,14 @@ class Service:
         return [_memory(pid) for pid in self.worker_pids()]
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of all workers so far."""
-        return sum(process_cpu_seconds(pid) for pid in self.worker_pids())
+        """User + system CPU time so far of all workers and whatever they started
+        (a hashing process pool, say); not the supervisor's, with several."""
+        total = 0.0
+        for pid in self.processes():
+            if self.workers == 1 or pid != self.pid:
+                with contextlib.suppress(OSError):
+                    total += process_cpu_seconds(pid)
+        return total
 
     def _tail(self) -> str:
         return self._log.read_text(errors="replace")[-2000:]

@@ -1,58 +1,90 @@
-"""The authsvc benchmark: every scenario of issue 6 in one run, one ghz setup.
+"""The authsvc benchmark: every scenario of issues 6 and 20 in one run.
 
-For each worker count (1 and all cores by default) it starts ``authsvc
+One ghz setting for every gRPC scenario, one vegeta setting for every HTTP
+case. First, start → first successful sign-in: ``authsvc serve`` on an existing
+data directory whose embedded PostgreSQL is stopped (and, for comparison, on
+the benchmark's own, whose PostgreSQL it holds), median of ``--starts``.
+Then for each worker count (1 and all cores by default) it starts ``authsvc
 serve`` with the production argon2 profile on an embedded PostgreSQL and
 measures, in this order: the empty-RPC ceiling (health Check); Validate with
 one hot token; Validate over 10,000 distinct tokens (first pass, then warm);
 SignIn against raw argon2 verifies on the same cores; Refresh against a raw
 one-transaction asyncpg loop on the same database; Validate latency at a fixed
 rate alone and under SignIn load; and worker memory over many Validates.
-Results: a table on stdout, JSON and a PNG chart under ``bench/results/``.
+With ``--http-workers`` workers (2 by default) a gateway with the watch
+account starts beside the server, the memory (RSS and PSS) of every process
+is read after ``--rest`` seconds idle, and after gRPC Validate come the HTTP
+cases (``bench/http_cases.py``), then the memory again.
+Results: a table on stdout (ending with issue 20's targets), JSON and a PNG
+chart under ``bench/results/``.
 
-One deviation from the defaults, which costs nothing per call: access tokens
+Two deviations from the defaults, which cost nothing per call: access tokens
 live two hours (``AUTHSVC_ACCESS_TOKEN_TTL=7200``) so that the tokens minted
-at the start stay valid through a long run.
+at the start stay valid through a long run; and the sign-in tarpit's free
+attempts are raised out of reach (``AUTHSVC_THROTTLE_*_FREE``), because every
+sign-in here comes from one address for one user, 50 at a time, and each
+reserves its throttle slot before hashing: with the defaults (5 per pair) all
+but a few would be refused by design. The reservation statement still runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from . import ghz, raw, report, seed
+from . import footprint, gateway, ghz, http_cases, raw, report, seed, startup, vegeta
 from .seed import PASSWORD
 from .service import Service, add_user, embedded_database, running
 
-ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp"}
+ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp",
+       **{f"AUTHSVC_THROTTLE_{counter}_FREE": "1000000"
+          for counter in ("IDENTIFIER", "ADDRESS", "PAIR")}}
 CHEAP = {**ENV, "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest"}
 CHAINS = 20  # sessions refreshed in a row to make the distinct access tokens
 
 
 def main() -> None:
     args = _parser().parse_args()
+    if args.http_workers is None:
+        args.http_workers = 2 if 2 in args.workers else max(args.workers)
+    if args.http_workers not in args.workers:
+        raise SystemExit("scripts/bench: --http-workers must be one of --workers")
+    if args.http_concurrency is None:
+        args.http_concurrency = args.concurrency
     started = time.time()
     load_before = os.getloadavg()
-    with embedded_database() as (data_dir, url):  # held for the whole run: servers come and go
+    # held for the whole run: servers come and go
+    with tempfile.TemporaryDirectory(prefix="authsvc-bench-gw-") as tmp, \
+            embedded_database() as (data_dir, url):
+        binary = gateway.build(Path(tmp))
+        watch_password = Path(tmp) / "watch-password"
+        watch_password.write_text(PASSWORD)
         tokens = _seed(args, data_dir)
         asyncio.run(raw.prepare_table(url))
+        starts = _starts(args, data_dir)
         phases = {}
         for i, workers in enumerate(args.workers):
             refresh_tokens = tokens["refresh"][i * args.refresh_calls:
                                                (i + 1) * args.refresh_calls]
+            edge = ((binary, watch_password) if workers == args.http_workers else None)
             phases[str(workers)] = _phase(args, data_dir, url, workers, tokens["hot"],
-                                          tokens["distinct"], refresh_tokens)
+                                          tokens["distinct"], refresh_tokens, edge)
     results = {
         "machine": _machine(load_before, os.getloadavg()),
         "settings": {**{k: v for k, v in vars(args).items() if k != "out"},
-                     "ghz": ghz.VERSION, "env": ENV},
+                     "ghz": ghz.VERSION, "vegeta": vegeta.VERSION, "env": ENV},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
+        "startup": starts,
         "phases": phases,
     }
     report.write(results, args.out)
@@ -62,6 +94,7 @@ def _seed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     """Users, then tokens from a seeding server with the cheap argon2 profile."""
     add_user(data_dir, "bench@example.com", PASSWORD, ENV)
     add_user(data_dir, "seed@example.com", PASSWORD, CHEAP)
+    add_user(data_dir, gateway.WATCH_EMAIL, PASSWORD, ENV, gateway.WATCH_SCOPES)
     sessions_needed = CHAINS + 1 + args.refresh_calls * len(args.workers)
     t0 = time.monotonic()
     with running(Service(data_dir, args.port, 1, CHEAP)) as service:
@@ -75,16 +108,47 @@ def _seed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             "refresh": [s.refresh_token for s in sessions[CHAINS + 1:]]}
 
 
+def _starts(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    """Start → first successful sign-in, with the data directory's PostgreSQL
+    stopped (``cold``) and held by the benchmark (``warm``)."""
+    port, workers = args.port + 10, args.http_workers
+    restart_dir = startup.prepare(port, ENV, PASSWORD)
+    try:
+        cold = startup.measure(restart_dir, port, workers, ENV, startup.EMAIL, PASSWORD,
+                               args.starts, cold=True)
+    finally:
+        shutil.rmtree(restart_dir, ignore_errors=True)
+    warm = startup.measure(data_dir, port, workers, ENV, "bench@example.com", PASSWORD,
+                           args.starts, cold=False)
+    for name, r in (("cold", cold), ("warm", warm)):
+        print(f"  {workers}w start -> first sign-in, {name} database: median "
+              f"{r['median']:.2f} s of {r['seconds']}", flush=True)
+    return {"cold": cold, "warm": warm}
+
+
 def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot: str,
-           distinct: list[str], refresh_tokens: list[str]) -> dict[str, Any]:
+           distinct: list[str], refresh_tokens: list[str],
+           edge: tuple[Path, Path] | None) -> dict[str, Any]:
+    """The scenarios against ``workers`` workers; with ``edge`` (the gateway
+    binary and the watch account's password file) also the process memory and
+    the HTTP cases."""
     client = ghz.Client(args.concurrency, args.connections)
     service = Service(data_dir, args.port, workers, ENV, uvloop=args.uvloop)
     out: dict[str, Any] = {"workers": workers}
     hot_data = {"access_token": hot}
     distinct_data = ghz.sequence(distinct, "access_token")
     sign_in_data = {"email": "bench@example.com", "password": PASSWORD}
-    with running(service):
+    with running(service), contextlib.ExitStack() as http:
         target, cpu = service.target, service.cpu_seconds
+        gateways = None
+        if edge:
+            gateways = http.enter_context(contextlib.closing(http_cases.Gateways(
+                edge[0], service, edge[1], int(ENV["AUTHSVC_ACCESS_TOKEN_TTL"]))))
+            time.sleep(args.rest)
+            out["processes_idle"] = footprint.snapshot(service, *gateways.pids())
+            print(f"  {workers}w processes idle: RSS "
+                  f"{out['processes_idle']['rss_kib'] / 1024:.1f} MiB, PSS "
+                  f"{out['processes_idle']['pss_kib'] / 1024:.1f} MiB", flush=True)
         out["memory_start"] = [_mem(m) for m in service.memory()]
 
         def measure(name: str, call: str, data: Any, **kwargs: Any) -> ghz.Result:
@@ -97,6 +161,14 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
 
         measure("health", ghz.HEALTH, {})
         measure("validate_hot", ghz.VALIDATE, hot_data)
+        if gateways:
+            out["http"] = gateways.cases(
+                vegeta.Client(args.http_concurrency, args.duration, args.warmup), hot)
+            out["processes_after_load"] = footprint.snapshot(service, *gateways.pids())
+            print(f"  {workers}w processes after load: RSS "
+                  f"{out['processes_after_load']['rss_kib'] / 1024:.1f} MiB, PSS "
+                  f"{out['processes_after_load']['pss_kib'] / 1024:.1f} MiB", flush=True)
+            http.close()
         cold = ghz.run(client, target, ghz.VALIDATE, distinct_data, total=len(distinct),
                        cpu=cpu)
         _log(workers, "validate_distinct_first_pass", cold)
@@ -197,6 +269,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="Validate rate for the latency-under-load scenario")
     p.add_argument("--rss-calls", type=int, default=1_000_000,
                    help="Validates between the two RSS readings")
+    p.add_argument("--http-workers", type=int, default=None,
+                   help="the worker count (one of --workers) whose phase also measures the "
+                   "HTTP cases and every process's memory, and of the start-up measure "
+                   "(default 2 if in --workers, else the most)")
+    p.add_argument("--http-concurrency", type=int, default=None,
+                   help="vegeta -max-workers for every HTTP case (default: --concurrency)")
+    p.add_argument("--rest", type=float, default=5.0,
+                   help="seconds of rest after start-up before the idle memory reading")
+    p.add_argument("--starts", type=int, default=5,
+                   help="starts for start -> first sign-in (median)")
     p.add_argument("--port", type=int, default=50551)
     p.add_argument("--uvloop", action="store_true", help="run the workers on uvloop")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

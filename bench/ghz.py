@@ -4,10 +4,17 @@ Only what a scenario needs varies: the method, the request data, and how
 long or how many calls. Concurrency, connections and timeouts are fixed in
 ``Client``. Several connections are needed for several workers at all:
 SO_REUSEPORT spreads connections, not calls, over the workers.
+
+ghz gets authsvc's API as a protoset (a ``FileDescriptorSet``) written from
+the generated ``auth_pb2`` module's descriptors, not as ``auth.proto``: the
+proto parser of ghz v0.93.0 predates proto3 ``optional`` fields, which
+auth.proto has.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import subprocess
@@ -18,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import descriptor, descriptor_pb2
+
+from authsvc.v1 import auth_pb2
+
 from .service import ROOT
 
 GHZ = ROOT / ".tools" / "bin" / "ghz"
 VERSION = "v0.93.0"  # pinned in scripts/bench
-AUTH_PROTO = ["--proto", str(ROOT / "protos/authsvc/v1/auth.proto"),
-              "-i", f"{ROOT / 'protos'},{ROOT / 'third_party/googleapis'}"]
 HEALTH_PROTO = ["--proto", str(ROOT / "bench/protos/grpc/health/v1/health.proto")]
 HEALTH = "grpc.health.v1.Health/Check"
 VALIDATE = "authsvc.v1.Auth/Validate"
@@ -66,7 +75,8 @@ class Run:
         data_file = Path(self._dir.name) / "data.json"
         data_file.write_text(json.dumps(data))
         self._out = Path(self._dir.name) / "out.json"
-        argv = [str(GHZ), "--insecure", *(HEALTH_PROTO if call == HEALTH else AUTH_PROTO),
+        api = HEALTH_PROTO if call == HEALTH else ["--protoset", _protoset()]
+        argv = [str(GHZ), "--insecure", *api,
                 "--call", call, "-D", str(data_file),
                 "-c", str(client.concurrency), "--connections", str(client.connections),
                 "-t", client.timeout, "-O", "json", "-o", str(self._out)]
@@ -93,6 +103,29 @@ class Run:
         finally:
             self._dir.cleanup()
         return _result(report, usage.ru_utime + usage.ru_stime, server_cpu)
+
+
+@functools.cache
+def _protoset() -> str:
+    """auth.proto and everything it imports, dependencies first, in a file that
+    lives as long as this process."""
+    files: list[descriptor.FileDescriptor] = []
+
+    def add(file: descriptor.FileDescriptor) -> None:
+        if file not in files:
+            for dependency in file.dependencies:
+                add(dependency)
+            files.append(file)
+
+    add(auth_pb2.DESCRIPTOR)
+    fds = descriptor_pb2.FileDescriptorSet()
+    for file in files:
+        file.CopyToProto(fds.file.add())
+    handle, path = tempfile.mkstemp(prefix="bench-auth-", suffix=".protoset")
+    with os.fdopen(handle, "wb") as out:
+        out.write(fds.SerializeToString())
+    atexit.register(os.unlink, path)
+    return path
 
 
 def run(client: Client, target: str, call: str, data: Any, **kwargs: Any) -> Result:

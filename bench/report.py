@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import footprint, targets
+
 MIB = 1024
 
 # (key, label, ceiling key, target ratio or None); ratio = rate / ceiling rate
@@ -64,6 +66,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                                "refresh")}
         out["scaling"] = {"from": int(counts[0]), "to": int(counts[-1]), "ratios": scaling,
                           "target": 1.6, "met": scaling["validate_hot"] >= 1.6}
+    out["targets"] = targets.rows(results, out)
     return out
 
 
@@ -102,7 +105,46 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
         lines.append(f"{sc['to']} workers / {sc['from']} worker: " + ", ".join(
             f"{k} {v:.2f}x" for k, v in sc["ratios"].items())
             + f" (Validate target >=1.6: {'ok' if sc['met'] else 'NO'})")
+    lines += _edge(results)
+    lines.append("")
+    lines += targets.table(summary["targets"])
+    m = results["machine"]
+    lines.append(f"load average {m['load_before']} before, {m['load_after']} after")
     return "\n".join(lines)
+
+
+def _edge(results: dict[str, Any]) -> list[str]:
+    """Start-up, the HTTP cases and every process's memory, where measured."""
+    lines = []
+    s = results["settings"]
+    for name, r in results.get("startup", {}).items():
+        lines += ["", f"start -> first sign-in, {r['workers']} workers, PostgreSQL "
+                  f"{'stopped' if r['cold_database'] else 'running'} at start: median "
+                  f"{r['median']:.2f} s of {', '.join(f'{x:.2f}' for x in r['seconds'])} ({name})"]
+    phase = results["phases"].get(str(s["http_workers"]), {})
+    if "http" in phase:
+        lines += ["", f"HTTP through the gateway, {s['http_workers']} workers, vegeta "
+                  f"{s['vegeta']} -rate=0 -max-workers={s['http_concurrency']}, "
+                  f"{s['duration']:g} s each (gRPC: ghz -c {s['concurrency']})",
+                  f"{'case':28} {'rate/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  "
+                  "CPU s: workers, gateway, vegeta"]
+        grpc = phase["validate_hot"]
+        lines.append(f"{'gRPC Validate (ghz)':28} {grpc['rate']:9,.1f} {grpc['p50_ms']:8.1f} "
+                     f"{grpc['p99_ms']:8.1f} {grpc['errors']:>7}  {grpc['server_cpu_s']:.1f}")
+        for key, label in (("forwarded_validate", "HTTP Validate, forwarded"),
+                           ("healthz", "gateway GET /healthz"),
+                           ("edge_validate", "HTTP Validate, at the edge")):
+            r = phase["http"][key]
+            gw = r["cpu_s"]["forwarding_gateway" if key == "forwarded_validate" else "gateway"]
+            lines.append(f"{label:28} {r['rate']:9,.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+                         f"{r['errors']:>7}  {r['cpu_s']['workers']:.1f}, {gw:.1f}, "
+                         f"{r['cpu_s']['vegeta']:.1f}")
+    for key, title in (("processes_idle", f"idle ({s['rest']:g} s after start-up)"),
+                       ("processes_after_load", "after the HTTP cases")):
+        if key in phase:
+            lines += ["", *footprint.table(f"processes, {s['http_workers']} workers + gateway, "
+                                           f"{title}", phase[key])]
+    return lines
 
 
 def write(results: dict[str, Any], out_dir: Path) -> None:

@@ -22,6 +22,7 @@ from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 T = TypeVar("T")
 CONCURRENCY = 16
+RETRIES = 5  # a SignIn refused with UNAVAILABLE (e.g. a deadlock between two) is sent again
 PASSWORD = "correct horse battery staple"  # noqa: S105 (the benchmark users')
 
 
@@ -36,8 +37,16 @@ async def sign_in(target: str, email: str, password: str, count: int) -> list[Se
         auth = auth_pb2_grpc.AuthStub(channel)
 
         async def one() -> Session:
-            reply = await auth.SignIn(auth_pb2.SignInRequest(email=email, password=password))
-            return Session(reply.access_token, reply.refresh_token)
+            request = auth_pb2.SignInRequest(email=email, password=password)
+            for attempt in range(RETRIES):
+                try:
+                    reply = await auth.SignIn(request)
+                    return Session(reply.access_token, reply.refresh_token)
+                except grpc.aio.AioRpcError as exc:  # "retry shortly", as the service says
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == RETRIES - 1:
+                        raise
+                    await asyncio.sleep(0.1 * 2**attempt)
+            raise AssertionError("unreachable")
 
         return await _bounded([one] * count)
 

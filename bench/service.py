@@ -52,15 +52,29 @@ class Service:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = data_dir / f"serve-{port}.log"
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Start and wait for "listening on" in the log (stderr)."""
+    def launch(self) -> None:
+        """Exec ``authsvc serve`` and return at once (``start`` waits for it)."""
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(self._argv, stdout=log, stderr=log, env=self._env,
                                           cwd=ROOT)
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def exited(self) -> str | None:
+        """Why the serve process is gone (the tail of its log), or None while it runs."""
+        assert self._proc is not None
+        return None if self._proc.poll() is None else f"authsvc serve exited: {self._tail()}"
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start and wait for "listening on" in the log (stderr)."""
+        self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"authsvc serve exited: {self._tail()}")
+            if why := self.exited():
+                raise RuntimeError(why)
             if f"listening on {self.target}" in self._log.read_text(errors="replace"):
                 return
             time.sleep(0.1)
@@ -79,24 +93,35 @@ class Service:
 
     def worker_pids(self) -> list[int]:
         """The processes that answer RPCs: the serve process itself with one
-        worker, else its multiprocessing children (not the resource tracker)."""
+        worker, else every child of it (whatever starts the workers; a helper
+        such as a resource tracker, if there is one, is counted with them)."""
         assert self._proc is not None
         if self.workers == 1:
             return [self._proc.pid]
-        pids = []
-        for child in _children(self._proc.pid):
-            with contextlib.suppress(OSError):
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                if b"spawn_main" in cmdline:
-                    pids.append(child)
-        return sorted(pids)
+        return sorted(children(self._proc.pid))
+
+    def processes(self) -> list[int]:
+        """The serve process and all its descendants, parents first."""
+        assert self._proc is not None
+        found, queue = [], [self._proc.pid]
+        while queue:
+            pid = queue.pop(0)
+            found.append(pid)
+            queue += sorted(children(pid))
+        return found
 
     def memory(self) -> list[Memory]:
         return [_memory(pid) for pid in self.worker_pids()]
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of all workers so far."""
-        return sum(process_cpu_seconds(pid) for pid in self.worker_pids())
+        """User + system CPU time so far of all workers and whatever they started
+        (a hashing process pool, say); not the supervisor's, with several."""
+        total = 0.0
+        for pid in self.processes():
+            if self.workers == 1 or pid != self.pid:
+                with contextlib.suppress(OSError):
+                    total += process_cpu_seconds(pid)
+        return total
 
     def _tail(self) -> str:
         return self._log.read_text(errors="replace")[-2000:]
@@ -132,11 +157,13 @@ def add_user(data_dir: Path, email: str, password: str,
                    env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, cwd=ROOT)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            found += [int(p) for p in (task / "children").read_text().split()]
+def children(pid: int) -> list[int]:
+    """The live children of ``pid`` (none once it is gone)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(p) for p in (task / "children").read_text().split()]
     return found
 
 

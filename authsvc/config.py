@@ -293,6 +293,14 @@ class Settings:
         if values["session_idle_ttl"] is None and values["session_ttl"] is not None:
             # Unset, the idle lifetime is 7 days or the whole session, whichever is shorter.
             values["session_idle_ttl"] = min(DEFAULT_IDLE_TTL, values["session_ttl"])
+        if values["hash_threads"] is None:
+            # Unset: the cores shared out among the workers (at least one each). With
+            # every worker hashing on every core, a burst of sign-ins ran workers x cores
+            # threads that crowded out the event loops: Validate's p99 under a SignIn
+            # burst was 4-5x idle against 3.3-3.5x, and sign-ins no faster (README,
+            # "Tail latency under hashing").
+            cores = os.cpu_count() or 1
+            values["hash_threads"] = max(1, cores // (values["workers"] or cores))
         for name, closest in reader.unknown():
             hint = f"; did you mean {closest}?" if closest else ""
             log.warning("%s is not a setting of authsvc and is ignored%s", name, hint)

@@ -19,6 +19,23 @@ def test_defaults_match_the_documented_ones():
     assert settings.embedded
 
 
+@pytest.mark.parametrize(("environ", "overrides", "threads"), [
+    ({"AUTHSVC_WORKERS": "1"}, {}, 8),
+    ({"AUTHSVC_WORKERS": "2"}, {}, 4),
+    ({}, {"workers": 3}, 2),  # --workers
+    ({"AUTHSVC_WORKERS": "16"}, {}, 1),
+    ({}, {}, 1),  # one worker per core by default
+    ({"AUTHSVC_WORKERS": "2", "AUTHSVC_HASH_THREADS": "8"}, {}, 8),
+])
+def test_hash_threads_share_the_cores_out_among_the_workers(monkeypatch, environ, overrides,
+                                                            threads):
+    """Unset, AUTHSVC_HASH_THREADS is cores ÷ workers (at least one): on 8 cores,
+    2 workers hash on 4 threads each, not 8 each."""
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+
+    assert Settings.from_env(environ, overrides).hash_threads == threads
+
+
 @pytest.mark.parametrize(("environ", "variable"), [
     ({"AUTHSVC_LISTEN": "nowhere"}, "AUTHSVC_LISTEN"),
     ({"AUTHSVC_CLOCK_LEEWAY": "-1"}, "AUTHSVC_CLOCK_LEEWAY"),

@@ -280,7 +280,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--starts", type=int, default=5,
                    help="starts for start -> first sign-in (median)")
     p.add_argument("--port", type=int, default=50551)
-    p.add_argument("--uvloop", action="store_true", help="run the workers on uvloop")
+    p.add_argument("--uvloop", action="store_true",
+                   help="run the worker on uvloop (with --workers 1 only)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return p
 

@@ -46,6 +46,8 @@ class Service:
         # The metrics endpoint (on by default) must not collide with another server's.
         self._env = {**os.environ, "AUTHSVC_METRICS_LISTEN": f"127.0.0.1:{port + 1}",
                      **(env or {})}
+        if uvloop and workers > 1:  # the workers would run `python -m authsvc.runtime.child`
+            raise ValueError("--uvloop measures one worker only (--workers 1)")
         entry = [sys.executable, "-m", "bench.uvloop_serve"] if uvloop else AUTHSVC
         self._argv = [*entry, "serve", "--data-dir", str(data_dir),
                       "--listen", self.target, "--workers", str(workers)]

@@ -1,8 +1,9 @@
 """``authsvc`` with uvloop's event loop, to measure it against asyncio's own.
 
-Run as ``python -m bench.uvloop_serve serve …``. The policy is set at import
-time, so the workers, which multiprocessing's spawn starts by importing this
-main module again, run on uvloop too.
+Run as ``python -m bench.uvloop_serve serve --workers 1 …``: the policy is set
+at import time, in this process only, so it is for one worker (several are
+started as ``python -m authsvc.runtime.child``, on asyncio's own loop;
+``bench.service.Service`` refuses that combination).
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
 """Start-up and shutdown of ``authsvc serve``, with one or several workers.
 
-Order: resolve the database (start the embedded one if no URL is set) →
-start N workers; each checks its clock against the database's, migrates and
-makes sure a signing key exists (``startup.prepare``, safe on replicas), then
-opens its own pool, LISTEN connection and gRPC server on the shared port
-(SO_REUSEPORT) → log "listening on HOST:PORT" once all are ready. This process
-imports none of that: with several workers it only supervises (and holds the
-embedded PostgreSQL and the metrics endpoint), so it stays small. On SIGTERM or SIGINT: each
-worker reports NOT_SERVING, stops accepting, lets in-flight calls finish
-within the grace period, closes its listener and pool; then the parent stops
-the embedded database if it started it.
+Order, with several workers: spawn them (they import the service meanwhile) →
+resolve the database (start the embedded one if no URL is set) → hand each
+worker its settings; each checks its clock against the database's and
+migrates (``startup.check_and_migrate``, safe on replicas), then its app makes
+sure a signing key exists and it opens its own pool, LISTEN connection and
+gRPC server on the shared port (SO_REUSEPORT) → log "listening on HOST:PORT"
+once all are ready. This process imports none of the service: it only
+supervises (and holds the embedded PostgreSQL and the metrics endpoint), so
+it stays small. With one worker, all of it runs in this process. On SIGTERM
+or SIGINT: each worker reports NOT_SERVING, stops accepting, lets in-flight
+calls finish within the grace period, closes its listener and pool; then the
+parent stops the embedded database if it started it.
 """
 
 from __future__ import annotations

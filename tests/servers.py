@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from authsvc.runtime.supervisor import CHILD
+
 STARTUP_TIMEOUT = 60.0
 
 
@@ -28,6 +30,13 @@ async def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -
     while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110 (a counter, no event)
         await asyncio.sleep(0.01)
     assert predicate(), f"timed out after {timeout} s waiting for {what}"
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes ``authsvc serve`` (pid ``pid``) runs as its children."""
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", CHILD],
+                           capture_output=True, text=True, check=False).stdout.split()
+    return [int(p) for p in found]
 
 
 def free_port() -> int:

@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ..servers import free_port
+from ..servers import free_port, worker_pids
 from .test_gateway import Process, bearer, call, gateway_binary
 from .test_go_verifier import go_env
 
 pytestmark = pytest.mark.go
 __all__ = ["gateway_binary", "go_env"]  # fixtures shared with the gateway's tests
-
-
-def _workers(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "authsvc.runtime.child"],
-                           capture_output=True, text=True)
-    return [int(p) for p in found.stdout.split()]
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -75,7 +68,7 @@ def test_the_gateways_calls_reach_every_worker(go_env: dict[str, str],
                    for _ in range(64)]
         port = int(upstream.rsplit(":", 1)[1])
         held = {pid: len(_socket_inodes(pid) & set(_established_to(port)))
-                for pid in _workers(authsvc.proc.pid)}
+                for pid in worker_pids(authsvc.proc.pid)}
     finally:
         if gateway is not None:
             gateway.stop()

@@ -19,7 +19,7 @@ from authsvc.v1 import auth_pb2_grpc
 from authsvc.verifiers import LocalVerifier
 
 from ..helpers import PASSWORD, sign_in
-from ..servers import AuthsvcProcess, free_port, new_key, server_env
+from ..servers import AuthsvcProcess, free_port, new_key, server_env, worker_pids
 
 
 def test_a_second_server_on_a_taken_port_refuses_to_start(database_url, tmp_path):
@@ -39,12 +39,6 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(database_url, tmp_path
     assert second.returncode == 2, second.stderr
     assert f"cannot listen on {first.address}: address in use" in second.stderr
     assert not (tmp_path / "postgres").exists()  # refused before anything started
-
-
-def _children(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "authsvc.runtime.child"],
-                           capture_output=True, text=True, check=False).stdout.split()
-    return [int(p) for p in found]
 
 
 def _get(url: str) -> str:
@@ -80,13 +74,13 @@ def test_a_killed_worker_is_logged_and_replaced(database_url):
     try:
         server.start().wait_ready()
         assert server.process is not None
-        _wait(lambda: len(_children(server.process.pid)) == 2, 30, "two workers")
-        victim = _children(server.process.pid)[0]
+        _wait(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
+        victim = worker_pids(server.process.pid)[0]
 
         os.kill(victim, signal.SIGKILL)
         server.wait_for('"msg":"worker exited; replacing it"', timeout=30)
         server.wait_for('"msg":"worker replaced"', timeout=60)
-        workers = _children(server.process.pid)
+        workers = worker_pids(server.process.pid)
         still_running = server.process.poll() is None
     finally:
         server.stop()
@@ -104,10 +98,10 @@ def test_the_parent_has_no_child_but_its_workers(database_url):
     try:
         server.start().wait_ready()
         assert server.process is not None
-        _wait(lambda: len(_children(server.process.pid)) == 2, 30, "two workers")
+        _wait(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
         every_child = subprocess.run(["pgrep", "-P", str(server.process.pid)],
                                      capture_output=True, text=True, check=False).stdout.split()
-        workers = _children(server.process.pid)
+        workers = worker_pids(server.process.pid)
     finally:
         server.stop()
 
@@ -145,8 +139,8 @@ def test_workers_die_with_a_killed_parent(database_url):
     try:
         server.start().wait_ready()
         assert server.process is not None
-        _wait(lambda: len(_children(server.process.pid)) == 2, 30, "two workers")
-        workers = _children(server.process.pid)
+        _wait(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
+        workers = worker_pids(server.process.pid)
 
         server.process.kill()
         server.process.wait(timeout=10)

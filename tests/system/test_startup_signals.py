@@ -4,19 +4,12 @@ stopped, and a server left running by a killed run is adopted, then stopped."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from ..servers import AuthsvcProcess, free_port, postmaster_pid, server_env
-
-
-def _children(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "authsvc.runtime.child"],
-                           capture_output=True, text=True, check=False).stdout.split()
-    return [int(p) for p in found]
+from ..servers import AuthsvcProcess, free_port, postmaster_pid, server_env, worker_pids
 
 
 def _until(predicate, what: str, timeout: float = 60.0) -> None:
@@ -34,7 +27,7 @@ MOMENTS = {
                                                "the embedded PostgreSQL"),
     # the workers exist but are not ready yet
     "workers-spawning": lambda server, data: _until(
-        lambda: len(_children(server.process.pid)) >= 1, "a worker process"),
+        lambda: len(worker_pids(server.process.pid)) >= 1, "a worker process"),
     # serving
     "serving": lambda server, data: server.wait_ready(),
 }

@@ -218,7 +218,7 @@ async def watch_token(app: App) -> str:
     """An access token of a service account allowed to follow WatchRevocations (scope
     authsvc.revocations), as a LocalVerifier's ``access_token`` returns it."""
     from authsvc.domain.caller import Caller
-    from authsvc.transport.feed import WATCH_SCOPE
+    from authsvc.transport.door import WATCH_SCOPE
 
     await app.accounts.add("email", WATCHER, PASSWORD, (WATCH_SCOPE,))
     signed_in = await app.sign_in.sign_in("email", WATCHER, PASSWORD, Caller())

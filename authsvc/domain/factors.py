@@ -11,16 +11,16 @@
   for the database's time step ±1, and accepted only for a step later than the
   last one accepted (a conditional UPDATE: no replay, on any replica); a
   recovery code is spent by a conditional UPDATE. A success clears the tarpit.
-- **Removing** the factor or **regenerating** the recovery codes needs a
-  fresh second factor in the caller's token: amr holding otp, hwk or swk, and
-  auth_time within ``AUTHSVC_STEP_UP_MAX_AGE``; otherwise the answer is
-  INSUFFICIENT_USER_AUTHENTICATION (RFC 9470), which tells the client to sign
-  in again with the factor. So a stolen password-only session cannot strip a
-  factor. Adding a factor when the user already has one needs the same (a
-  stolen password-only session from before the first factor cannot add its
-  own). Recovery codes are (re)generated whenever a factor is added, and go
-  with the last factor. An administrator's ``reset`` removes every factor and
-  revokes every session of the user, audited.
+- **Who may** change factors is the door's (``transport.door``): removing a
+  factor or regenerating the recovery codes needs a fresh second factor in the
+  caller's token, and so does adding one when the user already has one; the
+  use cases here receive the verified claims. When a factor becomes active,
+  every other enrolment of the user still pending ends with it (an unconfirmed
+  secret, an unfinished passkey registration): one begun by a password-only
+  session before the user's first factor cannot be finished after it.
+  Recovery codes are (re)generated whenever a factor is added, and go with the
+  last factor. An administrator's ``reset`` removes every factor and revokes
+  every session of the user, audited.
 """
 
 from __future__ import annotations
@@ -33,14 +33,8 @@ import re
 from dataclasses import dataclass
 
 from ..clock import Clock
-from ..core.tokens import SECOND_FACTORS, AccessClaims
-from ..errors import (
-    CodeInvalid,
-    FactorConflict,
-    InsufficientUserAuthentication,
-    InvalidArgument,
-    NotFound,
-)
+from ..core.tokens import AccessClaims
+from ..errors import CodeInvalid, FactorConflict, InvalidArgument, NotFound
 from ..store import events
 from ..store import factors as factor_rows
 from ..store import passkeys as passkey_rows
@@ -52,7 +46,6 @@ from .identifiers import Identifier
 from .keycrypto import derive_key, seal, unseal
 from .revocation import Revocations
 from .throttle import Throttle
-from .validator import Validator
 
 RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32, lower case
@@ -78,14 +71,19 @@ class Attempt:
     passkey: tuple[str, str] | None = None  # (ceremony_id, credential_json)
 
 
+def totp_code(presented: str, field: str = "totp") -> str:
+    """A TOTP code normalised; InvalidArgument naming ``field`` when it cannot be one."""
+    code = presented.strip().replace(" ", "")
+    if not _TOTP_CODE.fullmatch(code):
+        raise InvalidArgument(field, "must be the 6 digits the authenticator app shows")
+    return code
+
+
 def check_attempt(attempt: Attempt) -> Attempt:
     """The attempt with its code normalised; InvalidArgument naming the field when it
     cannot be a code at all (nothing is counted then: no code was guessed)."""
     if attempt.totp is not None:
-        code = attempt.totp.strip().replace(" ", "")
-        if not _TOTP_CODE.fullmatch(code):
-            raise InvalidArgument("totp", "must be the 6 digits the authenticator app shows")
-        return Attempt(totp=code)
+        return Attempt(totp=totp_code(attempt.totp))
     if attempt.recovery_code is not None:
         code = attempt.recovery_code.strip().lower().replace("-", "").replace(" ", "")
         if len(code) != _RECOVERY_LENGTH or any(c not in _RECOVERY_ALPHABET for c in code):
@@ -116,31 +114,30 @@ def check_passkey_fields(ceremony_id: str, credential_json: str, prefix: str = "
 
 
 class Factors:
-    def __init__(self, db: Database, clock: Clock, validator: Validator, throttle: Throttle,
-                 revocations: Revocations, key_encryption_key: bytes, *, issuer: str,
-                 step_up_max_age: int) -> None:
+    def __init__(self, db: Database, clock: Clock, throttle: Throttle,
+                 revocations: Revocations, key_encryption_key: bytes, *, issuer: str) -> None:
         self._db = db
         self._clock = clock
-        self._validator = validator
         self._throttle = throttle
         self._revocations = revocations
         self._secret_key = derive_key(key_encryption_key, b"authsvc totp secrets v1")
         self._code_key = derive_key(key_encryption_key, b"authsvc recovery codes v1")
         self._issuer = issuer
-        self.step_up_max_age = step_up_max_age
 
-    # --- the caller's own factors (bearer) ---------------------------------
+    # --- the caller's own factors (claims verified at the door) --------------
 
-    async def enroll_totp(self, bearer: str | None, caller: Caller) -> Enrolment:
-        claims = await self._validator.validate(bearer or "")
+    async def enrolled(self, user_id: str) -> bool:
+        """Whether the user has any second factor (the door's step-up question)."""
+        async with self._db.connection() as conn:
+            return (await factor_rows.summary(conn, user_id)).any
+
+    async def enroll_totp(self, claims: AccessClaims, caller: Caller) -> Enrolment:
         secret = totp.new_secret()
         sealed = seal(self._secret_key, claims.user_id, secret)
         async with self._db.transaction() as conn:
             user = await user_rows.get(conn, claims.user_id)
             if user is None:
                 raise NotFound()
-            if (await factor_rows.summary(conn, claims.user_id)).any:
-                self.fresh(claims)
             saved = await factor_rows.save_pending_totp(conn, claims.user_id, sealed)
             if saved:
                 await events.record(conn, "factor.totp_enrolled", user_id=claims.user_id,
@@ -150,14 +147,12 @@ class Factors:
         account = user.email or user.username or user.phone or user.id
         return Enrolment(totp.base32(secret), totp.uri(secret, self._issuer, account))
 
-    async def confirm_totp(self, bearer: str | None, code: str, caller: Caller,
+    async def confirm_totp(self, claims: AccessClaims, code: str, caller: Caller,
                            ) -> list[str]:
         """Activate the pending secret with its first code; the recovery codes."""
-        claims = await self._validator.validate(bearer or "")
         if not code:
             raise InvalidArgument("code", "must not be empty")
-        presented = check_attempt(Attempt(totp=code)).totp
-        assert presented is not None
+        presented = totp_code(code, "code")
         codes, hashes = self._new_recovery_codes(claims.user_id)
         async with self._db.transaction() as conn:
             wait = await self._throttle.reserve_code(conn, claims.user_id)
@@ -169,6 +164,7 @@ class Factors:
                     outcome = "ok"
                     await self._throttle.code_succeeded(conn, claims.user_id)
                     await factor_rows.replace_recovery_codes(conn, claims.user_id, hashes)
+                    await factor_rows.end_pending_enrolments(conn, claims.user_id)
                     await events.record(conn, "factor.totp_enabled", user_id=claims.user_id,
                                         session_id=claims.session_id, **caller.audit())
                 else:
@@ -183,8 +179,7 @@ class Factors:
             raise CodeInvalid()
         return codes
 
-    async def remove_totp(self, bearer: str | None, caller: Caller) -> None:
-        claims = self.fresh(await self._validator.validate(bearer or ""))
+    async def remove_totp(self, claims: AccessClaims, caller: Caller) -> None:
         async with self._db.transaction() as conn:
             removed = await factor_rows.remove_totp(conn, claims.user_id)
             if not (await factor_rows.summary(conn, claims.user_id)).any:
@@ -195,9 +190,8 @@ class Factors:
         if not removed:
             raise FactorConflict("There is no authenticator app to remove.")
 
-    async def regenerate_recovery_codes(self, bearer: str | None, caller: Caller,
+    async def regenerate_recovery_codes(self, claims: AccessClaims, caller: Caller,
                                         ) -> list[str]:
-        claims = self.fresh(await self._validator.validate(bearer or ""))
         codes, hashes = self._new_recovery_codes(claims.user_id)
         async with self._db.transaction() as conn:
             active = (await factor_rows.summary(conn, claims.user_id)).any
@@ -210,8 +204,7 @@ class Factors:
             raise FactorConflict("Recovery codes back up a second factor; add one first.")
         return codes
 
-    async def summary(self, bearer: str | None) -> factor_rows.Summary:
-        claims = await self._validator.validate(bearer or "")
+    async def summary(self, claims: AccessClaims) -> factor_rows.Summary:
         async with self._db.connection() as conn:
             return await factor_rows.summary(conn, claims.user_id)
 
@@ -220,16 +213,6 @@ class Factors:
         codes, hashes = self._new_recovery_codes(user_id)
         await factor_rows.replace_recovery_codes(conn, user_id, hashes)
         return codes
-
-    def fresh(self, claims: AccessClaims) -> AccessClaims:
-        """The claims, if a second factor took part in a sign-in recent enough for a
-        change to the factors themselves; else the RFC 9470 refusal."""
-        recent = (claims.auth_time is not None
-                  and self._clock() - claims.auth_time <= self.step_up_max_age)
-        if not (SECOND_FACTORS.intersection(claims.amr) and recent):
-            raise InsufficientUserAuthentication(tuple(sorted(SECOND_FACTORS)),
-                                                 self.step_up_max_age)
-        return claims
 
     # --- administration ----------------------------------------------------
 

@@ -7,7 +7,10 @@
   ("none" is asked for: authsvc trusts the user's choice of authenticator,
   not a vendor list) against the relying party id and origins, stores the
   credential and answers fresh recovery codes. With a factor already active
-  it needs a fresh second factor, as every change to factors does.
+  it needs a fresh second factor, as every change to factors does (the door,
+  ``transport.door``, checks it at both steps; the claims arrive verified).
+  A registration ends every other pending enrolment of the user, and a TOTP
+  confirmation ends every unfinished registration.
 - **Assertion**, as a second factor (``begin_assertion(mfa_token)`` then
   CompleteSignIn) or passwordless (``begin_assertion()`` then ``sign_in``,
   only with ``AUTHSVC_PASSKEY_SIGN_IN=true``; user verification required):
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 
 from ..clock import Clock
 from ..config import Settings
+from ..core.tokens import AccessClaims
 from ..errors import (
     FactorConflict,
     InvalidArgument,
@@ -57,7 +61,6 @@ from .factors import Factors, check_passkey_fields
 from .issuer import Issuer, TokenPair
 from .refresh_tokens import RefreshTokens
 from .throttle import Throttle
-from .validator import Validator
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +107,11 @@ def _presented(credential_json: str, field: str) -> _Presented:
 
 
 class Passkeys:
-    def __init__(self, db: Database, settings: Settings, clock: Clock, validator: Validator,
+    def __init__(self, db: Database, settings: Settings, clock: Clock,
                  factors: Factors, throttle: Throttle, issuer: Issuer,
                  tokens: RefreshTokens) -> None:
         self._db = db
         self._clock = clock
-        self._validator = validator
         self._factors = factors
         self._throttle = throttle
         self._issuer = issuer
@@ -125,9 +127,9 @@ class Passkeys:
             raise PasskeysDisabled()
         return self._rp_id
 
-    # --- registration (bearer) ---------------------------------------------
+    # --- registration (claims verified at the door) ---------------------------
 
-    async def begin_registration(self, bearer: str | None) -> tuple[str, str]:
+    async def begin_registration(self, claims: AccessClaims) -> tuple[str, str]:
         from webauthn import generate_registration_options, options_to_json
         from webauthn.helpers.structs import (
             AttestationConveyancePreference,
@@ -138,13 +140,10 @@ class Passkeys:
         )
 
         rp_id = self._rp()
-        claims = await self._validator.validate(bearer or "")
         async with self._db.transaction() as conn:
             user = await user_rows.get(conn, claims.user_id)
             if user is None:
                 raise NotFound()
-            if (await factor_rows.summary(conn, user.id)).any:
-                self._factors.fresh(claims)
             existing = await rows.of_user(conn, user.id)
             account = user.email or user.username or user.phone or user.id
             options = generate_registration_options(
@@ -161,14 +160,13 @@ class Passkeys:
                                      options.challenge, CEREMONY_TTL)
         return ceremony_id, options_to_json(options)
 
-    async def finish_registration(self, bearer: str | None, ceremony_id: str,
+    async def finish_registration(self, claims: AccessClaims, ceremony_id: str,
                                   credential_json: str, name: str, caller: Caller,
                                   ) -> tuple[str, list[str]]:
         from webauthn import verify_registration_response
         from webauthn.helpers.exceptions import WebAuthnException
 
         rp_id = self._rp()
-        claims = await self._validator.validate(bearer or "")
         check_passkey_fields(ceremony_id, credential_json)
         name = name.strip()
         if len(name) > MAX_NAME:
@@ -176,6 +174,7 @@ class Passkeys:
         codes: list[str] = []
         outcome, credential_id = "invalid", b""
         async with self._db.transaction() as conn:
+            await factor_rows.lock_pending_totp(conn, claims.user_id)
             ceremony = await rows.take_ceremony(conn, _hash(ceremony_id), "register")
             if ceremony is not None and ceremony.user_id == claims.user_id:
                 try:
@@ -190,6 +189,7 @@ class Passkeys:
                         verified.credential_backed_up, name or "passkey"):
                     outcome, credential_id = "ok", verified.credential_id
                     codes = await self._factors.replace_recovery_codes(conn, claims.user_id)
+                    await factor_rows.end_pending_enrolments(conn, claims.user_id)
                     await events.record(conn, "factor.passkey_registered",
                                         user_id=claims.user_id, session_id=claims.session_id,
                                         **caller.audit())
@@ -197,13 +197,11 @@ class Passkeys:
             raise PasskeyInvalid()
         return b64url(credential_id), codes
 
-    async def list(self, bearer: str | None) -> list[rows.Credential]:
-        claims = await self._validator.validate(bearer or "")
+    async def list(self, claims: AccessClaims) -> list[rows.Credential]:
         async with self._db.connection() as conn:
             return await rows.of_user(conn, claims.user_id)
 
-    async def remove(self, bearer: str | None, credential_id: str, caller: Caller) -> None:
-        claims = self._factors.fresh(await self._validator.validate(bearer or ""))
+    async def remove(self, claims: AccessClaims, credential_id: str, caller: Caller) -> None:
         if not credential_id:
             raise InvalidArgument("credential_id", "must not be empty")
         try:

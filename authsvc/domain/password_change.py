@@ -19,12 +19,12 @@
 
 from __future__ import annotations
 
+from ..core.tokens import AccessClaims
 from ..errors import (
     CodeExpired,
     CodeInvalid,
     InvalidArgument,
     InvalidCredentials,
-    TokenMissing,
 )
 from ..store import events
 from ..store import sessions as session_rows
@@ -40,7 +40,6 @@ from .passwords import Passwords
 from .revocation import Revocations, Revoking
 from .signup import Sends
 from .throttle import Throttle
-from .validator import Validator
 
 
 def address_of(user: UserRow) -> Identifier | None:
@@ -58,19 +57,17 @@ def _own_identifier(user: UserRow) -> Identifier:
 
 class ChangePassword:
     def __init__(self, db: Database, passwords: Passwords, throttle: Throttle,
-                 revocations: Revocations, validator: Validator, messages: Messages) -> None:
+                 revocations: Revocations, messages: Messages) -> None:
         self._db = db
         self._passwords = passwords
         self._throttle = throttle
         self._revocations = revocations
-        self._validator = validator
         self._messages = messages
 
-    async def change(self, bearer: str | None, current: str, new: str,
+    async def change(self, claims: AccessClaims, current: str, new: str,
                      caller: Caller) -> None:
-        if bearer is None:
-            raise TokenMissing()
-        claims = await self._validator.validate(bearer)
+        """The caller's own password (claims verified at the door, with a fresh second
+        factor when the user has one)."""
         if not current:
             raise InvalidArgument("current_password", "must not be empty")
         if len(current) > identifiers.MAX_PASSWORD:

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from ..clock import Clock
 from ..core import tokens
 from ..core.revocations import RevocationSet
-from ..errors import InvalidArgument, TokenInvalid, Unavailable
+from ..core.tokens import AccessClaims
+from ..errors import InvalidArgument, TokenInvalid, TokenMissing, Unavailable
 from ..store import sessions as session_rows
 from ..store.database import Connection, Database
 from . import refresh_tokens
@@ -69,8 +70,8 @@ class Revocations:
 class SignOut:
     """RFC 7009 Revoke: an unknown or invalid token is not an error.
 
-    ``all_sessions`` needs a valid bearer access token and ends every session
-    of its user."""
+    ``all_sessions`` ends every session of the caller's user (the door has
+    verified the caller's access token)."""
 
     def __init__(self, db: Database, revocations: Revocations, validator: Validator,
                  tokens: refresh_tokens.RefreshTokens) -> None:
@@ -79,15 +80,15 @@ class SignOut:
         self._revocations = revocations
         self._validator = validator
 
-    async def revoke(self, token: str, *, all_sessions: bool, bearer: str | None,
+    async def revoke(self, token: str, *, all_sessions: bool, claims: AccessClaims | None,
                      caller: Caller) -> None:
         if not token and not all_sessions:
             raise InvalidArgument("token", "must not be empty")
         if len(token) > tokens.MAX_TOKEN_LENGTH:
             raise InvalidArgument("token", f"must be at most {tokens.MAX_TOKEN_LENGTH} characters")
-        user_id = None
-        if all_sessions:
-            user_id = (await self._validator.validate(bearer or "")).user_id
+        if all_sessions and claims is None:
+            raise TokenMissing()
+        user_id = claims.user_id if all_sessions and claims is not None else None
         session_id = await self._session_of(token) if token else None
         async with self._revocations.transaction() as change:
             if session_id is not None:

@@ -95,7 +95,10 @@ def methods_of(service: ServiceDescriptor) -> frozenset[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class _StepUp:
+class StepUp:
+    """What a method asks of the user's authentication (RFC 9470): at least one of
+    ``amr``, and at most ``max_age`` seconds since the user authenticated."""
+
     amr: tuple[str, ...] = ()
     max_age: int | None = None
 
@@ -107,7 +110,7 @@ class _StepUp:
             raise InsufficientUserAuthentication(self.amr, self.max_age)
 
 
-_NO_STEP_UP = _StepUp()
+_NO_STEP_UP = StepUp()
 
 
 def _check_name(name: str, what: str) -> None:
@@ -131,7 +134,7 @@ class _Policy:
             _check_name(name, "max_age")
             if not isinstance(seconds, int) or seconds < 0:
                 raise ValueError(f"max_age of {name!r} must be a number of seconds")
-        self._step_ups: dict[str, _StepUp] = {}
+        self._step_ups: dict[str, StepUp] = {}
         self._public = frozenset(public)
         for name in self._public:
             if not (name.startswith("/") and name.count("/") == 2):
@@ -156,14 +159,14 @@ class _Policy:
         self._required[method] = needed
         return needed
 
-    def step_up(self, method: str) -> _StepUp:
+    def step_up(self, method: str) -> StepUp:
         """What ``method`` asks of the user's authentication (memoised, as ``required``)."""
         found = self._step_ups.get(method)
         if found is None:
             service = method.lstrip("/").partition("/")[0]
             amr = self._amr.get(method, self._amr.get(service, ()))
             age = self._max_age.get(method, self._max_age.get(service))
-            found = self._step_ups[method] = _StepUp(amr, age) if amr or age is not None \
+            found = self._step_ups[method] = StepUp(amr, age) if amr or age is not None \
                 else _NO_STEP_UP
         return found
 
@@ -318,7 +321,7 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             self._guarded[details.method] = guarded
         return guarded[1]
 
-    def _guard(self, behavior: Behavior, required: tuple[str, ...], step_up: _StepUp,
+    def _guard(self, behavior: Behavior, required: tuple[str, ...], step_up: StepUp,
                ) -> Behavior:
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             try:

@@ -79,11 +79,9 @@ class App:
         issuer = Issuer(self.keystore, rules, settings.access_token_ttl,
                         settings.session_idle_ttl)
         devices = DeviceTokens(kek, clock, settings.throttle_trust_ttl)
-        self.factors = Factors(db, clock, self.validator, self.throttle, revoking, kek,
-                               issuer=settings.issuer,
-                               step_up_max_age=settings.step_up_max_age)
-        self.passkeys = Passkeys(db, settings, clock, self.validator, self.factors,
-                                 self.throttle, issuer, refresh_tokens)
+        self.factors = Factors(db, clock, self.throttle, revoking, kek, issuer=settings.issuer)
+        self.passkeys = Passkeys(db, settings, clock, self.factors, self.throttle, issuer,
+                                 refresh_tokens)
         self.second_factor = SecondFactorSignIn(db, clock, self.factors, self.passkeys, issuer,
                                                 refresh_tokens, token_ttl=settings.mfa_token_ttl,
                                                 session_ttl=settings.session_ttl)
@@ -103,8 +101,7 @@ class App:
             SignUp(db, settings.signup, self.passwords, sends, codes, self.messages,
                    self.sign_in),
             Verification(db, sends, codes, self.messages),
-            ChangePassword(db, self.passwords, self.throttle, revoking, self.validator,
-                           self.messages),
+            ChangePassword(db, self.passwords, self.throttle, revoking, self.messages),
             PasswordReset(db, self.passwords, sends, codes, self.messages))
         self.delivery = Delivery(db, self.messages, delivery_channels(settings, clock),
                                  retry_base=settings.outbox_retry_base,

@@ -21,12 +21,17 @@ from grpc_reflection.v1alpha import reflection
 
 from ..config import Settings
 from ..errors import ConfigError, Unavailable
-from ..transport.admin import USER_ADMIN_SERVICE, UserAdminServicer, admin_interceptor
+from ..transport.account import AccountMethods
+from ..transport.admin import USER_ADMIN_SERVICE, UserAdminServicer
 from ..transport.calls import CallInterceptor
+from ..transport.convert import Callers
+from ..transport.door import Door
 from ..transport.feed import FeedAccess
 from ..transport.health import HealthServicer
 from ..transport.metadata import networks
-from ..transport.servicer import AuthServicer
+from ..transport.servicer import auth_servicer
+from ..transport.sign_in import SignInMethods
+from ..transport.token_services import TokenServiceMethods
 from ..v1 import auth_pb2, auth_pb2_grpc, user_admin_pb2_grpc
 from .app import App
 
@@ -51,15 +56,19 @@ AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
 async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
     """A started server bound to ``listen`` (port 0 picks one); yields it and its port."""
     calls = CallInterceptor()
-    server = grpc.aio.server(options=SERVER_OPTIONS,
-                             interceptors=[calls, admin_interceptor(app.validator)])
-    feed = FeedAccess(app.validator, mutual_tls=app.settings.tls_client_ca_file is not None,
-                      per_peer=app.settings.watch_streams_per_peer)
-    auth = AuthServicer(app.sign_in, app.refresh, app.sign_out, app.validator,
-                        lambda: app.keystore.ring, app.revocations, feed, app.clock,
-                        networks(app.settings.trusted_proxies), app.self_service,
-                        factors=app.factors, second_factor=app.second_factor,
-                        passkeys=app.passkeys)
+    mutual_tls = app.settings.tls_client_ca_file is not None
+    door = Door(app.validator, app.factors.enrolled, app.clock,
+                step_up_max_age=app.settings.step_up_max_age, mutual_tls=mutual_tls)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[calls, door])
+    callers = Callers(networks(app.settings.trusted_proxies))
+    feed = FeedAccess(per_peer=app.settings.watch_streams_per_peer)
+    auth = auth_servicer(
+        SignInMethods(app.sign_in, app.refresh, app.second_factor, app.passkeys,
+                      app.self_service, callers),
+        AccountMethods(app.self_service, app.factors, app.passkeys, callers),
+        TokenServiceMethods(app.validator, app.sign_out, app.refresh,
+                            lambda: app.keystore.ring, app.revocations, feed, app.clock,
+                            callers))
     auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
     user_admin = UserAdminServicer(app.accounts, app.factors)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(user_admin, server)

@@ -52,6 +52,24 @@ async def lock_totp(conn: asyncpg.Connection, user_id: str, *, confirmed: bool,
     return TotpRow(bytes(row["secret"]), row["last_step"], row["step"])
 
 
+async def lock_pending_totp(conn: asyncpg.Connection, user_id: str) -> None:
+    """Lock the user's unconfirmed secret, if any, before a passkey registration touches
+    its ceremony: both ways of adding a factor then lock in the same order (secret,
+    then ceremonies), so they cannot deadlock when one ends the other."""
+    await conn.execute("SELECT 1 FROM totp_factors WHERE user_id = $1 AND confirmed_at IS NULL"
+                       " FOR UPDATE", uuid.UUID(user_id))
+
+
+async def end_pending_enrolments(conn: asyncpg.Connection, user_id: str) -> None:
+    """A factor became active: the user's unconfirmed secret and unfinished passkey
+    registrations end, so none begun under the weaker state is finished after it."""
+    await conn.execute(
+        "WITH secret AS (DELETE FROM totp_factors WHERE user_id = $1"
+        "                 AND confirmed_at IS NULL)"
+        " DELETE FROM webauthn_ceremonies WHERE user_id = $1 AND purpose = 'register'",
+        uuid.UUID(user_id))
+
+
 async def accept_step(conn: asyncpg.Connection, user_id: str, step: int) -> bool:
     """Record that the code of ``step`` was used (and confirm a pending secret); False
     when a code of this step or a later one was already accepted."""

@@ -1,46 +1,17 @@
-"""The UserAdmin servicer, and the interceptor that guards it.
-
-UserAdmin needs an access token with scope ``authsvc.admin``, checked by
-authsvc's own interceptor with this worker's Validator (no round trip).
-Every Auth method, health checking and reflection stay public.
-"""
+"""The UserAdmin servicer. Every method needs an access token with scope
+``authsvc.admin``, checked at the door (``transport.door``)."""
 
 from __future__ import annotations
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..core.tokens import AccessClaims
 from ..domain.accounts import Accounts, SessionRow, selector
 from ..domain.factors import Factors
 from ..domain.identifiers import Identifier
-from ..domain.validator import Validator
-from ..guard.interceptor import DEFAULT_PUBLIC, AsyncAuthInterceptor, methods_of
-from ..v1 import auth_pb2, user_admin_pb2, user_admin_pb2_grpc
+from ..v1 import user_admin_pb2, user_admin_pb2_grpc
 
-ADMIN_SCOPE = "authsvc.admin"
 USER_ADMIN_SERVICE = user_admin_pb2.DESCRIPTOR.services_by_name["UserAdmin"].full_name
-AUTH_METHODS = methods_of(auth_pb2.DESCRIPTOR.services_by_name["Auth"])
-
-
-class InProcessVerifier:
-    """authsvc guarding its own services with this worker's Validator (aio only)."""
-
-    def __init__(self, validator: Validator) -> None:
-        self._validator = validator
-
-    def verify(self, token: str) -> AccessClaims:
-        raise TypeError("InProcessVerifier serves grpc.aio servers only")
-
-    async def verify_async(self, token: str) -> AccessClaims:
-        return await self._validator.validate(token)
-
-
-def admin_interceptor(validator: Validator) -> AsyncAuthInterceptor:
-    """Auth, health and reflection public; UserAdmin needs ``authsvc.admin``."""
-    return AsyncAuthInterceptor(InProcessVerifier(validator),
-                                public=DEFAULT_PUBLIC | AUTH_METHODS,
-                                scopes={USER_ADMIN_SERVICE: [ADMIN_SCOPE]})
 
 
 class UserAdminServicer(user_admin_pb2_grpc.UserAdminServicer):

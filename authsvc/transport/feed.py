@@ -1,11 +1,11 @@
-"""Who may follow ``WatchRevocations``, and how many streams each peer may hold.
+"""How many ``WatchRevocations`` streams each peer may hold.
 
-The feed is for the services that verify authsvc's tokens themselves. A
-stream is admitted when the connection presented a client certificate that
-authsvc verified (mutual TLS, ``AUTHSVC_TLS_CLIENT_CA_FILE``), or else with a
-bearer access token carrying scope ``authsvc.revocations`` (grant it to the
-service account a LocalVerifier signs in as). Each peer address may hold at
-most ``AUTHSVC_WATCH_STREAMS_PER_PEER`` streams at once (a verifier needs
+The feed is for the services that verify authsvc's tokens themselves. Who may
+follow it is the door's (``transport.door``): a connection that presented a
+client certificate authsvc verified (mutual TLS, ``AUTHSVC_TLS_CLIENT_CA_FILE``),
+or else a bearer access token carrying scope ``authsvc.revocations`` (grant it
+to the service account a LocalVerifier signs in as). Each peer address may hold
+at most ``AUTHSVC_WATCH_STREAMS_PER_PEER`` streams at once (a verifier needs
 one per process); past that the answer is RESOURCE_EXHAUSTED, so no client
 can pile up streams that each hold memory for as long as it likes.
 """
@@ -18,31 +18,21 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from ..domain.validator import Validator
-from ..errors import PermissionDenied, RateLimited
-from ..guard.bearer import bearer_token
+from ..errors import RateLimited
 from .metadata import peer_address
 
-WATCH_SCOPE = "authsvc.revocations"
 RETRY_AFTER = 5.0
 
 
 class FeedAccess:
-    def __init__(self, validator: Validator, *, mutual_tls: bool, per_peer: int) -> None:
-        self._validator = validator
-        self._mutual_tls = mutual_tls
+    def __init__(self, *, per_peer: int) -> None:
         self._per_peer = per_peer
         self._open: collections.Counter[str] = collections.Counter()
 
     @contextlib.asynccontextmanager
     async def admitted(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        """Hold one of the peer's stream slots while the stream runs; raise the
-        refusal (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED) otherwise."""
-        if not (self._mutual_tls and "x509_pem_cert" in (context.auth_context() or {})):
-            claims = await self._validator.validate(
-                bearer_token(context.invocation_metadata()) or "")
-            if WATCH_SCOPE not in claims.scopes:
-                raise PermissionDenied((WATCH_SCOPE,))
+        """Hold one of the peer's stream slots while the stream runs; raise
+        RESOURCE_EXHAUSTED otherwise."""
         peer = peer_address(context.peer()) or "unknown"
         if self._open[peer] >= self._per_peer:
             raise RateLimited(RETRY_AFTER)

@@ -84,14 +84,18 @@ async def test_a_registered_passkey_is_listed_and_answers_recovery_codes(stub, u
 
 
 async def test_a_registration_ceremony_answers_once(stub, user):
-    """The same ceremony finished twice: PASSKEY_INVALID the second time."""
+    """The same ceremony finished twice: PASSKEY_INVALID the second time, even with a
+    good answer after a bad one (the user still has no factor, so the door lets the
+    password-only token through both times)."""
     token = (await sign_in(stub)).access_token
     begun = await stub.BeginPasskeyRegistration(auth_pb2.BeginPasskeyRegistrationRequest(),
                                                 metadata=bearer(token))
     answer = Authenticator(ORIGIN).register(begun.options_json)
+    wrong_origin = Authenticator("https://evil.example").register(begun.options_json)
+    await fails(stub.FinishPasskeyRegistration(auth_pb2.FinishPasskeyRegistrationRequest(
+        ceremony_id=begun.ceremony_id, credential_json=wrong_origin), metadata=bearer(token)))
     request = auth_pb2.FinishPasskeyRegistrationRequest(ceremony_id=begun.ceremony_id,
                                                         credential_json=answer)
-    await stub.FinishPasskeyRegistration(request, metadata=bearer(token))
 
     failure = await fails(stub.FinishPasskeyRegistration(request, metadata=bearer(token)))
 

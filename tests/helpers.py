@@ -3,12 +3,15 @@ the ``authsvc`` command, and a database that refuses connections."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import inspect
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,3 +136,18 @@ async def travel(database_url: str, seconds: float, *clocks: Any) -> None:
                                    float(seconds))
     finally:
         await conn.close()
+
+
+async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float,
+                     what: str, *, interval: float = 0.02) -> None:
+    """Wait until ``predicate()`` (sync or async) holds; fail naming ``what`` after
+    ``timeout`` seconds. The one way tests wait for another process or task."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = predicate()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await asyncio.sleep(interval)

@@ -7,10 +7,20 @@ audit row together (the refresh token is the session's counter 0, computed,
 not stored). Unknown users cost the same hash as known ones
 (``Passwords.verify`` with no stored hash), and every failure answers the
 same ``InvalidCredentials``.
+
+The outcome of the hash decides the throttle slot, not whether the answer was
+delivered: once the slot is taken, the rest of the sign-in (the hash, then the
+session's transaction) runs to its end even when the client cancels the call
+(an impatient app, a proxy's deadline, a load generator stopping). A right
+password gives the slot back and opens the session (which then simply goes
+unused, as after an answer lost on the network); a wrong one stays a failure.
+So cancelled sign-ins are never counted as guesses, and cancelling cannot buy
+a free guess either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -30,7 +40,7 @@ from .issuer import Issuer, TokenPair
 from .mfa import SecondFactorSignIn
 from .passwords import Passwords
 from .refresh_tokens import RefreshTokens
-from .throttle import Throttle
+from .throttle import Reservation, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,7 @@ class SignIn:
         self._passwords = passwords
         self._throttle = throttle
         self._issuer = issuer
+        self._judging: set[asyncio.Task[SignedIn]] = set()
 
     async def sign_in(self, kind: str | None, raw_identifier: str, password: str,
                       caller: Caller, device_token: str = "") -> SignedIn:
@@ -78,6 +89,20 @@ class SignIn:
             else:
                 user = await user_rows.find(conn, identifier.kind, identifier.value)
         reservation.raise_if_refused()
+        judging = asyncio.create_task(self._judge(identifier, user, password, reservation,
+                                                  caller))
+        self._judging.add(judging)  # a cancelled call does not cancel the judgement
+        judging.add_done_callback(self._judged)
+        return await asyncio.shield(judging)
+
+    def _judged(self, task: asyncio.Task[SignedIn]) -> None:
+        self._judging.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a refusal nobody waited for is not an error
+
+    async def _judge(self, identifier: identifiers.Identifier, user: UserRow | None,
+                     password: str, reservation: Reservation, caller: Caller) -> SignedIn:
+        """The hash, then the session's transaction: the slot's fate and the answer."""
         verdict = await self._passwords.verify(user.password_hash if user else None, password)
         now = self._clock()
         if user is None or not verdict.ok or user.disabled:

@@ -10,7 +10,7 @@ import pytest
 
 from authsvc.v1 import auth_pb2
 
-from ..helpers import bearer, fails, sign_in
+from ..helpers import bearer, fails, parse, sign_in
 
 
 def refresh(stub, token):
@@ -215,3 +215,44 @@ async def admitted_once_freed(stub, watcher: str, timeout: float = 10.0) -> bool
         stream.cancel()
         return bool(first.snapshot)
     return False
+
+
+async def _end_of(stream) -> tuple[list[str], grpc.RpcError]:  # type: ignore[no-untyped-def]
+    """Read ``stream`` to its end: the session ids it delivered, and the refusal that
+    ended it."""
+    delivered: list[str] = []
+    try:
+        async with asyncio.timeout(30):  # a stream that never ends fails the test
+            while True:
+                delivered += (await stream.read()).session_ids
+    except grpc.RpcError as error:
+        return delivered, error
+
+
+async def test_a_feed_stream_ends_when_its_session_is_revoked(app, stub, user, watcher):
+    """The watcher's own session revoked: its open stream delivers the revocation, then
+    ends UNAUTHENTICATED TOKEN_REVOKED (as a new stream would be refused)."""
+    stream = stub.WatchRevocations(auth_pb2.WatchRevocationsRequest(),
+                                   metadata=bearer(watcher))
+    assert (await stream.read()).snapshot
+
+    await stub.Revoke(auth_pb2.RevokeRequest(token=watcher))
+    delivered, ended = await _end_of(stream)
+    failure = parse(ended)
+
+    assert delivered == [jwt.decode(watcher, options={"verify_signature": False})["sid"]]
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED")
+
+
+async def test_a_feed_stream_ends_when_its_token_expires(app, stub, user, watcher, clock,
+                                                         settings):
+    """Past the watcher's token's exp (the server's clock), its open stream ends
+    UNAUTHENTICATED TOKEN_EXPIRED at the next heartbeat."""
+    stream = stub.WatchRevocations(auth_pb2.WatchRevocationsRequest(),
+                                   metadata=bearer(watcher))
+    assert (await stream.read()).snapshot
+
+    clock.advance(settings.access_token_ttl + 1)
+    failure = parse((await _end_of(stream))[1])
+
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED")

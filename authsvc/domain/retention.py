@@ -22,6 +22,7 @@ adds to the ``authsvc_pruned_rows_total{table}`` counter.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -55,7 +56,7 @@ class Retention:
             "auth_events": 0 if self._audit_retention <= 0 else await self._drain(
                 lambda conn: events.prune(conn, self._audit_retention, BATCH)),
         }
-        pruned["throttles"] = await self._throttle.forget_expired(BATCH)
+        pruned["throttles"] = await _batches(lambda: self._throttle.forget_expired(BATCH))
         pruned["challenges"] = await self._drain(
             lambda conn: factor_rows.prune_challenges(conn, BATCH))
         self._observe(pruned)
@@ -64,11 +65,24 @@ class Retention:
         return pruned
 
     async def _drain(self, delete: Callable[[Connection], Awaitable[int]]) -> int:
-        total = 0
-        for _ in range(MAX_BATCHES):
+        """``_batches`` of ``delete``, each on a pooled connection of its own."""
+        async def batch() -> int:
             async with self._db.connection() as conn:
-                deleted = await delete(conn)
-            total += deleted
-            if deleted < BATCH:
-                break
-        return total
+                return await delete(conn)
+        return await _batches(batch)
+
+
+async def _batches(delete: Callable[[], Awaitable[int]]) -> int:
+    """Run ``delete`` (one batch, rows deleted) until it deletes fewer than ``BATCH``
+    rows, at most ``MAX_BATCHES`` times; rows deleted in all. The event loop runs
+    other work between batches, and the connection goes back to the pool after each.
+    (The throttle batch deletes up to ``BATCH`` rows from each of two tables: a sum
+    under ``BATCH`` means neither has a full batch left.)"""
+    total = 0
+    for _ in range(MAX_BATCHES):
+        deleted = await delete()
+        total += deleted
+        if deleted < BATCH:
+            break
+        await asyncio.sleep(0)
+    return total

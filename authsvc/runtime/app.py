@@ -39,7 +39,7 @@ from ..domain.signup import Sends, SignUp, Verification
 from ..domain.throttle import Throttle, ThrottlePolicy
 from ..domain.validator import Validator
 from ..store import users as user_rows
-from ..store.database import Connection, Database, create_pool
+from ..store.database import Connection, ConnectionBudget, Database, create_pool
 from ..store.listener import RevocationListener
 from ..store.throttles import Tarpit
 from ..transport.observability import observe_pruning, update_gauges
@@ -66,7 +66,7 @@ class App:
         window = retention_window(settings.access_token_ttl, settings.clock_leeway)
         self.keystore = KeyStore(db, settings, clock)
         self.revocations = RevocationSet(window, settings.revocation_max_staleness)
-        self.listener = RevocationListener(database_url, self.revocations, clock, window,
+        self.listener = RevocationListener(db.pool, self.revocations, clock, window,
                                            settings.db_timeout,
                                            settings.revocation_max_staleness,
                                            settings.clock_leeway)
@@ -203,7 +203,9 @@ async def running_app(settings: Settings, database_url: str, clock: Clock = syst
             await connection_init(conn)
 
     pool = await create_pool(database_url, settings.db_pool_size, settings.db_timeout,
-                             init=init if tracing_on or connection_init else None)
+                             init=init if tracing_on or connection_init else None,
+                             listener=listen_for_revocations, budget=ConnectionBudget(
+                                 settings.workers, settings.db_pool_size))
     db = Database(pool, settings.db_timeout)
     app = App(settings, database_url, db, clock)
     tasks: list[asyncio.Task[None]] = []

@@ -51,7 +51,8 @@ def main(argv: list[str]) -> int:
                 reports.write(json.dumps(what) + "\n")
 
     try:
-        asyncio.run(worker(settings, url, lambda port: report({"port": port})))
+        asyncio.run(worker(settings, url, lambda port: report({"port": port}),
+                           first=index == 0))
     except AuthsvcError as exc:
         report({"error": str(exc), "unreachable": isinstance(exc, Unavailable)})
         return 3 if isinstance(exc, Unavailable) else 2

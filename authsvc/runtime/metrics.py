@@ -6,6 +6,13 @@ mode, chosen by the variable ``workers_metrics_directory`` sets before the
 workers start) and this process adds them up; its own process metrics (``process_*``) are the
 supervisor's, and ``authsvc_workers_resident_memory_bytes`` sums the workers'.
 With one worker, ``process_*`` are that worker's.
+
+The supervisor counts the workers it replaces in
+``authsvc_worker_restarts_total{cause}`` (``cause`` ``signal``: killed by one,
+e.g. SIGKILL or the OOM killer; ``exit``: exited, or could not start); the counter
+is written to the same directory, so it is summed with the workers' samples.
+prometheus-client is imported only when metrics are on, so the supervisor stays
+small otherwise.
 """
 
 from __future__ import annotations
@@ -41,6 +48,31 @@ def workers_metrics_directory(settings: Settings) -> Iterator[None]:
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+_restarts: Any = None  # the Counter, once metrics are on in a supervisor
+RESTART_CAUSES = ("signal", "exit")
+
+
+def declare_worker_restarts() -> None:
+    """Create ``authsvc_worker_restarts_total`` (each cause at 0, so a rate of it
+    means something from the start) if several workers' metrics are served."""
+    global _restarts
+    if _restarts is not None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    from prometheus_client import Counter
+
+    _restarts = Counter("authsvc_worker_restarts", "Worker processes the supervisor "
+                        "replaced, by cause of death", ["cause"])
+    for cause in RESTART_CAUSES:
+        _restarts.labels(cause=cause)
+
+
+def count_worker_restart(cause: str) -> None:
+    """One more worker replaced (``cause``: one of ``RESTART_CAUSES``)."""
+    declare_worker_restarts()
+    if _restarts is not None:
+        _restarts.labels(cause=cause).inc()
 
 
 @contextlib.contextmanager

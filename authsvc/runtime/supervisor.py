@@ -9,12 +9,20 @@ never outliving it.
   line on a pipe: ready with its port, or why it could not start. This process
   imports none of the service (nor multiprocessing, whose resource tracker
   would be one more process): supervising is all it does.
-- The parent waits on every worker's exit at once. A worker that exits while
-  the service is running is logged (with its exit code) and replaced, after a
-  backoff that grows while replacements keep failing (0.5 s doubling to 10 s,
-  jittered) and resets once one has run for a minute; after
-  ``MAX_FAILED_STARTS`` replacements in a row that could not start, the parent
-  stops everything and exits non-zero.
+- The parent waits on every worker's report and exit at once, in one loop
+  (``_supervise``), so a worker starting never holds up noticing another's death.
+- A worker that dies, serving or starting, is logged (with its exit code) and
+  replaced after a backoff of its own (0.5 s doubling to 10 s, jittered) that
+  resets once a worker in its place has run for a minute; every replacement
+  counts in ``authsvc_worker_restarts_total{cause}`` (``signal`` or ``exit``).
+  The other workers keep serving meanwhile, however often it dies: a death by
+  a signal (SIGKILL from an operator or the OOM killer, a segfault) says
+  nothing about the configuration.
+- A worker that reports it cannot start (exit status 2, a configuration error;
+  3, the database unreachable; or exits without a report) is a mistake, not a
+  crash: during the first start the parent stops everything at once and exits
+  with that status; a replacement gets ``MAX_FAILED_STARTS`` tries in a row
+  before the parent stops everything the same way.
 - A worker asks the kernel to send it SIGTERM when its parent dies
   (``PR_SET_PDEATHSIG``), so a SIGKILLed parent takes its workers with it: they
   drain and exit instead of serving on as orphans.
@@ -42,12 +50,14 @@ from ..config import Settings
 from ..core.backoff import Backoff
 from ..errors import ConfigError, DatabaseUnreachable
 from .logs import log_listening
+from .metrics import count_worker_restart, declare_worker_restarts
 
 log = logging.getLogger("authsvc")
 
 MAX_FAILED_STARTS = 5
 STARTUP_TIMEOUT = 60.0
-HEALTHY_AFTER = 60.0  # a worker that ran this long resets the backoff
+HEALTHY_AFTER = 60.0  # a worker that ran this long resets its index's backoff
+RESTART_INITIAL, RESTART_MAXIMUM = 0.5, 10.0  # seconds before a replacement starts
 CHILD = "authsvc.runtime.child"
 
 Worker = subprocess.Popen[bytes]
@@ -65,9 +75,14 @@ class Supervisor:
         # report), the report None if it exited first; then ("exit", worker, code).
         self._events: queue.Queue[tuple[str, Worker, Any]] = queue.Queue()
         self._workers: dict[int, Worker] = {}
-        self._started_at: dict[int, float] = {}
-        self._reports: dict[Worker, Any] = {}  # arrived before they were awaited
-        self._exits: list[tuple[Worker, int]] = []  # arrived while awaiting a report
+        self._ordered_at: dict[int, float] = {}  # when the current worker got its orders
+        self._ready_at: dict[int, float] = {}  # indexes whose current worker serves
+        self._refused: dict[int, Exception] = {}  # it reported that it cannot start
+        self._respawn_at: dict[int, float] = {}  # dead, replaced at this time
+        self._backoffs = {index: Backoff(RESTART_INITIAL, RESTART_MAXIMUM)
+                          for index in range(self._count)}
+        self._failed_starts = dict.fromkeys(range(self._count), 0)
+        self._port: int | None = None  # once every worker has been ready
         self._stopping = threading.Event()
 
     def __enter__(self) -> Supervisor:
@@ -88,13 +103,13 @@ class Supervisor:
         self._orders = pickle.dumps((settings, url))
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            for process in self._workers.values():
-                self._send_orders(process)
-            ports = {self._await_ready(index) for index in range(self._count)}
-            port = ports.pop()
-            log_listening(self._listen, port, self._count)
+            declare_worker_restarts()
+            for index in self._workers:
+                self._send_orders(index)
             self._supervise()
-            return port
+            if self._port is None:
+                raise KeyboardInterrupt  # a signal while starting: stop quietly
+            return self._port
         finally:
             self._shut_down()
             for sig, handler in previous.items():
@@ -132,12 +147,15 @@ class Supervisor:
         finally:
             os.close(report_end)
         self._workers[index] = process
-        self._started_at[index] = time.monotonic()
+        self._ready_at.pop(index, None)
+        self._refused.pop(index, None)
         threading.Thread(target=self._watch, args=(process, os.fdopen(reports, "rb")),
                          name=f"watch-worker-{index}", daemon=True).start()
         return process
 
-    def _send_orders(self, process: Worker) -> None:
+    def _send_orders(self, index: int) -> None:
+        process = self._workers[index]
+        self._ordered_at[index] = time.monotonic()
         assert process.stdin is not None
         with contextlib.suppress(BrokenPipeError), process.stdin:  # gone: its exit tells
             process.stdin.write(self._orders)
@@ -148,75 +166,85 @@ class Supervisor:
         self._events.put(("ready", process, json.loads(line) if line else None))
         self._events.put(("exit", process, process.wait()))
 
-    def _next(self, timeout: float) -> tuple[str, Worker, Any] | None:
-        try:
-            return self._events.get(timeout=timeout)
-        except queue.Empty:
-            return None
+    def _supervise(self) -> None:
+        """Until a signal: note reports and exits as they come, replace the dead
+        when their backoff is over. Raises when a worker cannot start (see the
+        module's docstring)."""
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            for index, when in list(self._respawn_at.items()):
+                if when <= now:
+                    del self._respawn_at[index]
+                    self._spawn(index)
+                    self._send_orders(index)
+            self._check_start_up_time(now)
+            wait = min([0.2, *(when - now for when in self._respawn_at.values())])
+            try:
+                kind, process, detail = self._events.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                continue
+            which = next((i for i, p in self._workers.items() if p is process), None)
+            if which is None or self._stopping.is_set():
+                continue  # a worker already replaced, or stopping anyway
+            if kind == "ready" and detail is not None:
+                self._reported(which, detail)
+            elif kind == "exit":
+                self._exited(which, process, detail)
 
-    def _await_ready(self, index: int) -> int:
-        """Wait for worker ``index`` to report; its port, or the error why not."""
-        process = self._workers[index]
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while process not in self._reports:
-            if self._stopping.is_set():
-                raise KeyboardInterrupt  # a signal while starting: stop quietly
-            if time.monotonic() >= deadline:
+    def _check_start_up_time(self, now: float) -> None:
+        for index in self._workers:
+            starting = index not in self._ready_at and index not in self._respawn_at \
+                and index not in self._refused
+            if starting and now - self._ordered_at.get(index, now) > STARTUP_TIMEOUT:
                 raise ConfigError(f"worker {index} did not start within "
                                   f"{STARTUP_TIMEOUT:.0f} s")
-            event = self._next(0.2)
-            if event is not None and event[0] == "ready":
-                self._reports[event[1]] = event[2]  # workers report in any order
-            elif event is not None:
-                self._exits.append((event[1], event[2]))  # for _supervise
-        report = self._reports.pop(process)
-        if report is None:
-            raise ConfigError(f"worker {index} exited while starting")
+
+    def _reported(self, index: int, report: dict[str, Any]) -> None:
         if "error" in report:
             error = DatabaseUnreachable if report.get("unreachable") else ConfigError
-            raise error(report["error"])
-        return int(report["port"])
+            self._refused[index] = error(report["error"])  # judged at its exit
+            return
+        self._ready_at[index] = time.monotonic()
+        self._failed_starts[index] = 0
+        if self._port is None:
+            if len(self._ready_at) == self._count:
+                self._port = int(report["port"])
+                log_listening(self._listen, self._port, self._count)
+        else:
+            log.info("worker replaced", extra={"fields": {
+                "worker": index, "pid": self._workers[index].pid}})
 
-    def _next_exit(self) -> tuple[Worker, int] | None:
-        if self._exits:
-            return self._exits.pop(0)
-        event = self._next(1.0)
-        return (event[1], event[2]) if event is not None and event[0] == "exit" else None
-
-    def _supervise(self) -> None:
-        backoff, failed_starts = Backoff(initial=0.5, maximum=10.0), 0
-        while not self._stopping.is_set():
-            exited = self._next_exit()
-            index = next((i for i, p in self._workers.items()
-                          if exited is not None and p is exited[0]), None)
-            if exited is None or index is None or self._stopping.is_set():
-                continue  # nothing, an earlier worker's exit, or stopping anyway
-            dead, exit_code = exited
-            _forget_metrics(dead.pid)
-            ran = time.monotonic() - self._started_at[index]
-            log.error("worker exited; replacing it", extra={"fields": {
-                "worker": index, "pid": dead.pid, "exit_code": exit_code,
-                "ran_s": round(ran, 1)}})
+    def _exited(self, index: int, dead: Worker, exit_code: int) -> None:
+        """Worker ``index`` is gone: replace it after its backoff, or give up."""
+        _forget_metrics(dead.pid)
+        ready_at = self._ready_at.pop(index, None)
+        refused = self._refused.pop(index, None)
+        if ready_at is None and refused is None and exit_code >= 0:
+            # Gone before reporting, of its own accord: it could not even start.
+            refused = ConfigError(f"worker {index} exited while starting")
+        fields: dict[str, object] = {"worker": index, "pid": dead.pid, "exit_code": exit_code}
+        if exit_code < 0:
+            fields["signal"] = _signal_name(-exit_code)
+        if refused is not None:
+            if self._port is None:
+                raise refused  # the first start: nothing serves yet, say why at once
+            self._failed_starts[index] += 1
+            log.error("replacement worker could not start", extra={"fields": {
+                **fields, "error": str(refused), "attempt": self._failed_starts[index]}})
+            if self._failed_starts[index] >= MAX_FAILED_STARTS:
+                raise type(refused)(f"worker {index} could not be replaced: {refused}")
+        elif ready_at is not None:
+            ran = time.monotonic() - ready_at
+            fields["ran_s"] = round(ran, 1)
             if ran >= HEALTHY_AFTER:
-                backoff.reset()
-            while not self._stopping.is_set():
-                if self._stopping.wait(backoff.next()):
-                    return
-                self._send_orders(self._spawn(index))
-                try:
-                    self._await_ready(index)
-                except (ConfigError, DatabaseUnreachable) as exc:
-                    failed_starts += 1
-                    log.error("replacement worker could not start", extra={"fields": {
-                        "worker": index, "error": str(exc), "attempt": failed_starts}})
-                    if failed_starts >= MAX_FAILED_STARTS:
-                        raise ConfigError(f"worker {index} could not be replaced: "
-                                          f"{exc}") from None
-                    continue
-                failed_starts = 0
-                log.info("worker replaced", extra={"fields": {
-                    "worker": index, "pid": self._workers[index].pid}})
-                break
+                self._backoffs[index].reset()
+        wait = self._backoffs[index].next()
+        self._respawn_at[index] = time.monotonic() + wait
+        if refused is None:
+            log.error("worker exited; replacing it" if ready_at is not None
+                      else "worker died while starting; replacing it",
+                      extra={"fields": {**fields, "replaced_in_s": round(wait, 1)}})
+        count_worker_restart("signal" if exit_code < 0 else "exit")
 
 
 @contextlib.contextmanager
@@ -226,6 +254,13 @@ def _blocked(sig: signal.Signals) -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _forget_metrics(pid: int) -> None:

@@ -13,16 +13,19 @@ from .startup import check_and_migrate
 from .tracing import tracing_enabled
 
 
-async def worker(settings: Settings, url: str, ready: Callable[[int], None] | None) -> None:
+async def worker(settings: Settings, url: str, ready: Callable[[int], None] | None,
+                 *, first: bool = True) -> None:
     """One worker: check the clock and migrate (safe while other workers do the same;
     the app makes sure a signing key exists), then serve until SIGTERM or SIGINT;
     ``ready(port)`` once listening (None: log it, as the only worker). Traced when an
-    OTLP endpoint is set."""
+    OTLP endpoint is set. The ``first`` worker of a replica also checks that the
+    database has room for the replica's connections (one warning, not one per
+    worker)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await check_and_migrate(settings, url)
+    await check_and_migrate(settings, url, check_budget=first)
     with tracing_enabled():
         await _serve(settings, url, ready, stop)
 

@@ -1,6 +1,14 @@
 """Connections, transactions, migrations, and the one place that turns
 database failures into domain errors.
 
+Each worker holds at most ``AUTHSVC_DB_POOL_SIZE + 1`` connections: its pool's,
+and one more its revocation listener takes out of that pool and keeps
+(``store.listener``). A fleet needs replicas x workers x (pool size + 1)
+connections within ``max_connections`` minus the reserved slots
+(``ConnectionBudget``). When PostgreSQL refuses a connection for lack of slots
+(SQLSTATE class 53), the pool stops asking for a while (``RefusalBackoff``)
+rather than once per call.
+
 Migrations are the numbered ``migrations/NNNN_name.sql`` files shipped in the
 package, applied in order, each in its own transaction and recorded in
 ``schema_migrations``, all under a PostgreSQL advisory lock so several
@@ -14,6 +22,7 @@ import contextlib
 import logging
 import math
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from ..clock import call_deadline
+from ..core.backoff import Backoff
 from ..errors import ConfigError, DatabaseUnreachable, Unavailable
 from . import hosts
 
@@ -59,6 +69,22 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     # nothing was changed and the same call may simply be tried again.
     asyncpg.exceptions.TransactionRollbackError,
 )
+
+
+# PostgreSQL answered a connection attempt with "not now, no room": class 53
+# (53300 too many connections, out of memory). Each attempt costs the server a
+# process, so asking again at once only makes it worse: see RefusalBackoff.
+REFUSALS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+class ConnectionsRefused(ConnectionError):
+    """PostgreSQL refused this pool's last connection attempt (its cause, SQLSTATE
+    class 53); no new attempt is made before the backoff after it has passed."""
+
+
+_REFUSED: tuple[type[BaseException], ...] = (*REFUSALS, ConnectionsRefused)
 
 
 @contextlib.contextmanager
@@ -124,11 +150,71 @@ def location(url: str) -> str:
     return f"{hosts}, database {parts.path.lstrip('/') or parts.username or 'postgres'}"
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionBudget:
+    """What one replica may hold: ``workers`` x (``pool`` + 1 for the revocation
+    listener) connections. Every replica's must fit, together, in the server's
+    ``max_connections`` minus ``superuser_reserved_connections`` and
+    ``reserved_connections`` (slots an ordinary role cannot use)."""
+
+    workers: int
+    pool: int
+
+    @property
+    def per_worker(self) -> int:
+        return self.pool + 1
+
+    @property
+    def per_replica(self) -> int:
+        return self.workers * self.per_worker
+
+    def arithmetic(self) -> str:
+        return (f"each replica holds up to AUTHSVC_WORKERS x (AUTHSVC_DB_POOL_SIZE + 1 for "
+                f"the revocation listener) = {self.workers} x ({self.pool} + 1) = "
+                f"{self.per_replica} connections, and every replica's must fit in "
+                "max_connections minus superuser_reserved_connections and "
+                "reserved_connections")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConnections:
+    """The server's connection limits, and how many connections it has now."""
+
+    max_connections: int
+    superuser_reserved: int
+    reserved: int
+    in_use: int
+
+    @property
+    def available(self) -> int:
+        """Slots an ordinary role may use at all."""
+        return self.max_connections - self.superuser_reserved - self.reserved
+
+    @property
+    def free(self) -> int:
+        return self.available - self.in_use
+
+
+async def server_connections(conn: asyncpg.Connection) -> ServerConnections:
+    """``ServerConnections`` as the server reports them (client backends in use,
+    this one included)."""
+    row = await conn.fetchrow(
+        "SELECT current_setting('max_connections')::int AS max_connections,"
+        " current_setting('superuser_reserved_connections')::int AS superuser_reserved,"
+        " coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,"
+        " (SELECT count(*) FROM pg_stat_activity"
+        "  WHERE backend_type = 'client backend')::int AS in_use")
+    return ServerConnections(**dict(row))
+
+
 @contextlib.contextmanager
-def explained_connect_failures(url: str) -> Iterator[None]:
+def explained_connect_failures(url: str, budget: ConnectionBudget | None = None,
+                               ) -> Iterator[None]:
     """Mistakes in the database URL or the server's answer to it, as one line naming
     the variable, where it points (never the password) and what to do: ConfigError
-    when the URL is wrong (exit 2), DatabaseUnreachable when nothing answers (exit 3)."""
+    when the URL is wrong (exit 2), DatabaseUnreachable when nothing answers or the
+    server has no connection to spare (exit 3: it may have one soon); ``budget``
+    puts this replica's numbers in the latter's arithmetic."""
     where = location(url)
     try:
         yield
@@ -145,6 +231,8 @@ def explained_connect_failures(url: str) -> Iterator[None]:
         raise DatabaseUnreachable(f"AUTHSVC_DATABASE_URL: PostgreSQL at {where} is read-only "
                                   "(a standby?); point the URL at the primary, or name every "
                                   "host with ?target_session_attrs=read-write") from exc
+    except _REFUSED as exc:
+        raise DatabaseUnreachable(_refusal_message(where, exc, budget)) from exc
     except CONNECTION_ERRORS as exc:
         why = ("its host name does not resolve" if isinstance(exc, socket.gaierror)
                else "nothing answers there" if isinstance(exc, (OSError, TimeoutError))
@@ -154,30 +242,100 @@ def explained_connect_failures(url: str) -> Iterator[None]:
                                   ) from exc
 
 
+def _refusal_message(where: str, exc: BaseException, budget: ConnectionBudget | None) -> str:
+    refusal = exc.__cause__ if isinstance(exc, ConnectionsRefused) else exc
+    sqlstate = getattr(refusal, "sqlstate", None) or "53000"
+    if not isinstance(refusal, asyncpg.exceptions.TooManyConnectionsError):
+        return (f"AUTHSVC_DATABASE_URL: PostgreSQL at {where} is out of resources and "
+                f"refuses connections (SQLSTATE {sqlstate}); see its log")
+    arithmetic = (budget.arithmetic() if budget is not None else
+                  "each replica holds up to AUTHSVC_WORKERS x (AUTHSVC_DB_POOL_SIZE + 1 for "
+                  "the revocation listener) connections, and every replica's must fit in "
+                  "max_connections minus superuser_reserved_connections and "
+                  "reserved_connections")
+    return (f"AUTHSVC_DATABASE_URL: PostgreSQL at {where} has no connection slot left "
+            f"(too many connections, SQLSTATE {sqlstate}): {arithmetic}; raise "
+            "max_connections, or lower AUTHSVC_DB_POOL_SIZE or AUTHSVC_WORKERS, or run "
+            "fewer replicas")
+
+
 async def connect(url: str, timeout: float, application_name: str = "authsvc",
-                  ) -> asyncpg.Connection:
+                  budget: ConnectionBudget | None = None) -> asyncpg.Connection:
     """One connection; with several hosts in the URL, each gets ``timeout`` to
     itself (``hosts.connect``), so a hanging host cannot hide a promoted standby."""
-    with explained_connect_failures(url):
+    with explained_connect_failures(url, budget):
         return await hosts.connect(url, timeout=timeout, command_timeout=timeout,
                                    server_settings={"application_name": application_name})
 
 
+class RefusalBackoff:
+    """A pool's connection factory (``hosts.connect``) that stops asking once
+    PostgreSQL has refused a connection for lack of room (``REFUSALS``): until
+    ``core.backoff``'s wait after that refusal is over (0.1 s doubling to 5 s,
+    jittered) every attempt fails at once with ``ConnectionsRefused`` (the call
+    answers UNAVAILABLE), and then one attempt at a time asks again; the first
+    that connects ends it. Without it a pool asks once per call that finds no
+    idle connection: hundreds of attempts a second, each a process forked by
+    the server, against a server that is already full. Other failures (nothing
+    answers, a failover) are not held back: the next call tries again at once,
+    as a failover wants. ``clock`` is injectable for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 backoff: Backoff | None = None) -> None:
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self._refusal: BaseException | None = None  # the last, while refused
+        self._not_before = 0.0
+        self._asking = False  # an attempt after a refusal is under way
+        self.refused_attempts = 0  # attempts PostgreSQL refused (for tests and logs)
+
+    async def connect(self, dsn: str, **kwargs: Any) -> asyncpg.Connection:
+        if self._refusal is not None:
+            if self._asking or self._clock() < self._not_before:
+                raise ConnectionsRefused(
+                    "PostgreSQL refused the last connection attempt; not asking again yet"
+                ) from self._refusal
+            self._asking = True
+        try:
+            conn = await hosts.connect(dsn, **kwargs)
+        except REFUSALS as exc:
+            if self._refusal is None:
+                log.warning("PostgreSQL refuses connections (SQLSTATE %s); asking less "
+                            "often until it accepts one", getattr(exc, "sqlstate", None))
+            self.refused_attempts += 1
+            self._refusal = exc
+            self._not_before = self._clock() + self._backoff.next()
+            raise
+        finally:
+            self._asking = False
+        if self._refusal is not None:
+            log.info("PostgreSQL accepts connections again")
+        self._refusal = None
+        self._backoff.reset()
+        return conn
+
+
 async def create_pool(url: str, size: int, timeout: float, *,
                       init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+                      listener: bool = False, budget: ConnectionBudget | None = None,
                       ) -> asyncpg.Pool:
-    """The worker's pool; it opens every connection the way ``connect`` does. A
-    connection handed back needs no reset query: pooled connections never LISTEN
-    (the listener has its own), never change session settings and hold no
-    session-level locks, and an open transaction is rolled back by ``Database`` or
-    the connection closed; so a release costs no round trip. ``init`` runs on each
-    new connection (e.g. to attach asyncpg query loggers)."""
-    with explained_connect_failures(url):
+    """The worker's pool; it opens every connection the way ``connect`` does, and
+    through ``RefusalBackoff``. ``listener``: one connection more, for the
+    revocation listener to take out and keep (``store.listener``), so ``size``
+    remain for calls; and two kept open even when idle, the listener's and one it
+    can take at once if it loses its own. A connection handed back needs no reset
+    query: pooled connections never LISTEN (the listener's is never handed back),
+    never change session settings and hold no session-level locks, and an open
+    transaction is rolled back by ``Database`` or the connection closed; so a
+    release costs no round trip. ``init`` runs on each new connection (e.g. to
+    attach asyncpg query loggers)."""
+    extra = 1 if listener else 0
+    with explained_connect_failures(url, budget):
         pool = await asyncpg.create_pool(
-            url, connect=hosts.connect,
-            min_size=1, max_size=size, timeout=timeout, command_timeout=timeout,
-            max_inactive_connection_lifetime=60, init=init, reset=_nothing_to_reset,
-            server_settings={"application_name": "authsvc"})
+            url, connect=RefusalBackoff().connect,
+            min_size=1 + extra, max_size=size + extra, timeout=timeout,
+            command_timeout=timeout, max_inactive_connection_lifetime=60, init=init,
+            reset=_nothing_to_reset, server_settings={"application_name": "authsvc"})
     assert pool is not None
     return pool
 

@@ -1,9 +1,25 @@
 """Keeps a RevocationSet current from PostgreSQL's LISTEN/NOTIFY.
 
 Every revocation NOTIFYs in its transaction. Each worker LISTENs on a
-dedicated connection (a pooled one loses its listeners on release) and,
-after every (re)connect, reloads the set from the table before it trusts it
-again; while it is down the set's own staleness bound applies.
+connection of its own and, after every (re)connect, reloads the set from the
+table before it trusts it again; while it is down the set's own staleness
+bound applies.
+
+Where that connection comes from: the worker's pool, taken out for good. The
+pool has one connection more than ``AUTHSVC_DB_POOL_SIZE`` for it
+(``database.create_pool(listener=True)``); the listener acquires one, names it
+(``application_name``), LISTENs, and never hands it back: when it is lost, or
+at stop, it is closed (a connection that LISTENed must not serve calls), and
+the listener takes another from the pool. A connection opened apart, as it
+once was, competes for the server's free slots with every pool of the fleet:
+over budget, when the listeners' connections were cut, the pools took every
+freed slot and no listener came back, so Validate fell back to the database
+and answered UNAVAILABLE. Taken from the pool, it needs no free slot whenever
+the worker holds any connection (the pool keeps two open even when idle); it
+waits at most for one call to hand its connection back, ahead of later calls.
+Calls then have one connection fewer until the pool can grow again: the feed
+that spares Validate its database round trip is worth more than that one
+connection. The budget stays workers x (pool size + 1) per replica.
 
 Each ping also reads the database's clock, so the listener knows how far
 this replica's clock is off it (``clock_offset``, exported as a metric); an
@@ -30,7 +46,6 @@ from .database import (
     REVOCATION_CHANNEL,
     clock_beyond,
     clock_offset,
-    connect,
 )
 
 log = logging.getLogger(__name__)
@@ -41,12 +56,13 @@ _LOST: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)
 
 
 class RevocationListener:
-    """Keeps a RevocationSet current from its own LISTEN connection."""
+    """Keeps a RevocationSet current from a LISTEN connection it takes from ``pool``
+    and keeps (see the module's docstring)."""
 
-    def __init__(self, url: str, revocations: RevocationSet, clock: Clock,
+    def __init__(self, pool: asyncpg.Pool, revocations: RevocationSet, clock: Clock,
                  window: float, timeout: float, max_staleness: float = 5.0,
                  max_clock_offset: float = 30.0) -> None:
-        self._url = url
+        self._pool = pool
         # Pings well within the staleness bound, so a healthy feed is never stale.
         self._ping_interval = max(0.05, min(PING_INTERVAL, max_staleness / 3))
         self._set = revocations
@@ -76,8 +92,7 @@ class RevocationListener:
             raise_if_cancelled()
             conn: asyncpg.Connection | None = None
             try:
-                conn = await connect(self._url, self._timeout,
-                                     application_name=APPLICATION_NAME)
+                conn = await self._pool.acquire(timeout=self._timeout)
                 await self._follow(conn, backoff)
             except _LOST as exc:
                 log.warning("revocation listener lost the database: %s", type(exc).__name__)
@@ -86,6 +101,8 @@ class RevocationListener:
             finally:
                 self._set.lost()
                 if conn is not None:
+                    # Closed, never handed back: it LISTENs. The pool opens another
+                    # in its place when it needs one.
                     with contextlib.suppress(Exception):
                         conn.terminate()
             await asyncio.sleep(backoff.next())
@@ -93,6 +110,8 @@ class RevocationListener:
     async def _follow(self, conn: asyncpg.Connection, backoff: Backoff) -> None:
         closed = asyncio.Event()
         conn.add_termination_listener(lambda _conn: closed.set())
+        await conn.execute("SELECT set_config('application_name', $1, false)",
+                           APPLICATION_NAME, timeout=self._timeout)
         await conn.add_listener(
             REVOCATION_CHANNEL, lambda _c, _pid, _ch, payload: self._set.add([payload]))
         # LISTEN is active before the read, so no revocation falls in between.

@@ -11,6 +11,7 @@ import grpc
 from prometheus_client import REGISTRY
 
 from authsvc.core.revocations import retention_window
+from authsvc.domain.retention import BATCH
 from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
@@ -158,3 +159,30 @@ async def test_successful_refreshes_need_not_be_audited(settings, database_url, 
     assert rotated == before
     assert reused.reason == "REFRESH_TOKEN_REUSED"
     assert kinds == ["refresh.reuse_detected"]
+
+
+async def test_pruning_drains_a_throttle_backlog_in_one_pass(settings, database_url, clock):
+    """Stale throttle counters and expired trusted pairs beyond one batch are all
+    deleted in one pass (several short statements), like sessions and audit rows;
+    fresh counters stay."""
+    stale = 2 * BATCH + 500
+    async with running_app(settings, database_url, clock,
+                           listen_for_revocations=False) as app:
+        async with app.db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO throttles (key, failures, last_failure_at)"
+                " SELECT 'stale-' || n, 3, now() - interval '30 days'"
+                " FROM generate_series(1, $1::int) AS n", stale)
+            await conn.execute(
+                "INSERT INTO throttles (key, failures, last_failure_at)"
+                " SELECT 'fresh-' || n, 3, now() FROM generate_series(1, 10) AS n")
+            await conn.execute(
+                "INSERT INTO trusted_clients (key, until)"
+                " SELECT 'expired-' || n, now() - interval '1 day'"
+                " FROM generate_series(1, $1::int) AS n", BATCH + 1)
+
+        pruned = await app.retention.prune()
+
+        counts = await row_counts(app)
+    assert pruned["throttles"] == stale + BATCH + 1
+    assert (counts["throttles"], counts["trusted_clients"]) == (10, 0)

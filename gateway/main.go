@@ -109,6 +109,7 @@ func parseFlags(args []string) (edge.Config, error) {
 	if err := edgeAuth.Check(); err != nil {
 		return cfg, err
 	}
+	edgeAuth.KeySetMaxAge = cfg.JWKSMaxAge
 	cfg.Extend = edgeAuth.Extend
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())

@@ -1,9 +1,9 @@
 // Package oauth is what the gateway adds on top of grpc-gateway's routes:
 // the Go verifier answering Validate at the edge, a userinfo-style claims
 // answer, OIDC discovery / RFC 8414 metadata, RFC 7662 introspection, RFC
-// 7009's form at the revocation endpoint and Envoy's external authorization
-// service. cmd code registers Settings'
-// flags and sets edge.Config.Extend to Settings.Extend.
+// 7009's form at the revocation endpoint and Envoy's external
+// authorization service. cmd code registers Settings' flags and sets
+// edge.Config.Extend to Settings.Extend.
 package oauth
 
 import (

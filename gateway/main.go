@@ -51,7 +51,7 @@ func parseFlags(args []string) (edge.Config, error) {
 	var cfg edge.Config
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", env("LISTEN", "127.0.0.1:8080"),
-		"HTTP address to serve, HOST:PORT (env AUTHSVC_GATEWAY_LISTEN)")
+		"HTTP (with --tls-cert, HTTPS) address to serve, HOST:PORT (env AUTHSVC_GATEWAY_LISTEN)")
 	fs.StringVar(&cfg.Upstream, "upstream", env("UPSTREAM", "127.0.0.1:50051"),
 		"authsvc gRPC address, HOST:PORT (env AUTHSVC_GATEWAY_UPSTREAM)")
 	connections, err := strconv.Atoi(env("UPSTREAM_CONNECTIONS", "4"))
@@ -86,6 +86,10 @@ func parseFlags(args []string) (edge.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	checkHTTPS, err := edge.RegisterHTTPSFlags(fs, &cfg.HTTPS, env)
+	if err != nil {
+		return cfg, err
+	}
 	var edgeAuth oauth.Settings // the Go verifier, discovery, introspection, ext_authz
 	if err := edgeAuth.Register(fs, env); err != nil {
 		return cfg, err
@@ -96,9 +100,16 @@ func parseFlags(args []string) (edge.Config, error) {
 	if err := checkBrowser(); err != nil {
 		return cfg, err
 	}
+	if err := checkHTTPS(); err != nil {
+		return cfg, err
+	}
+	if cfg.HTTPS.On() && cfg.Browser.InsecureDevCookies {
+		return cfg, fmt.Errorf("--insecure-dev-cookies is for plain http://localhost; over HTTPS (--tls-cert) the cookie is Secure")
+	}
 	if err := edgeAuth.Check(); err != nil {
 		return cfg, err
 	}
+	edgeAuth.KeySetMaxAge = cfg.JWKSMaxAge
 	cfg.Extend = edgeAuth.Extend
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())

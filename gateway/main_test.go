@@ -62,3 +62,29 @@ func TestBrowserFlagsAndTheirEnvironment(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPSFlagsAndTheirEnvironment(t *testing.T) {
+	t.Setenv("AUTHSVC_GATEWAY_TLS_CERT", "/tls/tls.crt")
+	t.Setenv("AUTHSVC_GATEWAY_TLS_KEY", "/tls/tls.key")
+
+	plain, errPlain := parseFlags([]string{"--tls-cert", "", "--tls-key", ""})
+	cfg, err := parseFlags([]string{"--hsts-include-subdomains"})
+
+	if errPlain != nil || plain.HTTPS.On() || plain.HTTPS.HSTSMaxAge != 63072000*time.Second {
+		t.Errorf("plain: %+v, %v", plain.HTTPS, errPlain)
+	}
+	if err != nil || cfg.HTTPS.CertFile != "/tls/tls.crt" || cfg.HTTPS.KeyFile != "/tls/tls.key" || !cfg.HTTPS.HSTSIncludeSubdomains {
+		t.Errorf("https: %+v, %v", cfg.HTTPS, err)
+	}
+	for _, args := range [][]string{{"--tls-key", ""}, {"--hsts-max-age", "-1s"}, {"--hsts-max-age", "1.5s"},
+		{"--tls-cert", "", "--tls-key", "", "--hsts-include-subdomains"},
+		{"--cors-origins", "https://app.example.com", "--refresh-cookie", "--insecure-dev-cookies"}} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	t.Setenv("AUTHSVC_GATEWAY_HSTS_MAX_AGE", "a year")
+	if _, err := parseFlags(nil); err == nil {
+		t.Error("AUTHSVC_GATEWAY_HSTS_MAX_AGE=a year accepted")
+	}
+}

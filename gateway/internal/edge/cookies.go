@@ -25,7 +25,8 @@ import (
 //     whenever the answer has one (SignUp answers without tokens when
 //     sign-up needs verification, and is left alone then);
 //   - /v1/auth/refresh and /v1/auth/revoke take the token from the cookie
-//     when the body has none; a revoke that used the cookie clears it, and
+//     when the JSON body has none (an RFC 7009 form to /v1/auth/revoke
+//     never does: it must name its token); a revoke that used the cookie clears it, and
 //     so does a refresh that authsvc refuses with 401 (the token is dead);
 //   - each of these paths requires the Origin to be listed in
 //     --cors-origins (403 ORIGIN_NOT_ALLOWED otherwise), and, as every POST,

@@ -61,8 +61,16 @@ type requestBody struct {
 // is made, so it could spend the visitor's browser on sign-in guesses.
 // application/json needs a preflight, which the gateway grants only to the
 // origins of --cors-origins (cors.go), so only those pages, same-origin
-// pages and non-browser clients get through. The rule holds
-// for every POST, even one without a body: no exception to reason about.
+// pages and non-browser clients get through. The rule holds for every
+// POST the generated routes serve, even one without a body.
+//
+// The only forms taken are the two RFC 6749 family endpoints that require
+// them, served by Config.Extend's handler in front of this rule
+// (internal/oauth): introspection, which needs a bearer token with scope
+// authsvc.introspect, and RFC 7009 revocation of the token the form names,
+// which never reads the refresh cookie and still passes cookie mode's
+// origin check. Neither spends a password or a cookie, so a cross-site
+// form gains nothing from either.
 //
 // The media type is compared case-insensitively (RFC 9110 section 8.3.1)
 // and parameters are allowed, but a charset other than UTF-8 is refused:

@@ -44,6 +44,8 @@ type Config struct {
 	JWKSMaxAge time.Duration
 	// Browser is CORS and cookie mode (cors.go, cookies.go).
 	Browser BrowserConfig
+	// HTTPS serves TLS on Listen instead of plain HTTP (https.go).
+	HTTPS HTTPSConfig
 
 	// Extend, when set, is called once with the connection to authsvc and
 	// adds to the gateway what other packages build on it (the Go verifier,
@@ -72,9 +74,18 @@ var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValue
 // back; in between, calls fail fast with 503.
 var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}
 
-// Run serves HTTP until ctx is done, then shuts down gracefully. It logs one
-// line "listening on http://ADDR" once the socket accepts connections.
+// Run serves HTTP (HTTPS with cfg.HTTPS) until ctx is done, then shuts down
+// gracefully. It logs one line "listening on http://ADDR" (https://ADDR)
+// once the socket accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	var certificate *certificateFiles
+	if cfg.HTTPS.On() {
+		var err error
+		if certificate, err = loadCertificateFiles(cfg.HTTPS.CertFile, cfg.HTTPS.KeyFile, time.Now, log); err != nil {
+			return err
+		}
+		log.Info("TLS certificate loaded", certificateAttrs(cfg.HTTPS.CertFile, certificate.current)...)
+	}
 	conn, err := dialPool(max(cfg.UpstreamConnections, 1), func() (*grpc.ClientConn, error) { return dialUpstream(cfg) })
 	if err != nil {
 		return err
@@ -90,7 +101,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           traced(handler),
+		Handler:           traced(withHSTS(cfg.HTTPS, handler)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -101,10 +112,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Browser.InsecureDevCookies {
 		log.Warn("INSECURE: --insecure-dev-cookies sends the refresh cookie without Secure; for http://localhost development only, never in production")
 	}
-	log.Info(fmt.Sprintf("listening on http://%s", ln.Addr()), "upstream", cfg.Upstream, "upstream_tls", cfg.UpstreamTLS)
+	scheme, serve := "http", func() error { return srv.Serve(ln) }
+	if certificate != nil {
+		srv.TLSConfig, srv.Protocols = serverTLS(certificate), httpsProtocols()
+		scheme, serve = "https", func() error { return srv.ServeTLS(ln, "", "") }
+	}
+	log.Info(fmt.Sprintf("listening on %s://%s", scheme, ln.Addr()), "upstream", cfg.Upstream, "upstream_tls", cfg.UpstreamTLS)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
 		return err

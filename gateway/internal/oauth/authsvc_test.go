@@ -263,6 +263,13 @@ func TestGoOIDCDiscoversTheIssuerAndVerifiesItsTokens(t *testing.T) {
 		t.Fatalf("go-oidc: %v", err)
 	}
 	doc, _ := oidcDoc.Body.(map[string]any)
+	jwks, jwksErr := g.server.Auth.GetJwks(ctx, &authsvcv1.GetJwksRequest{})
+	if jwksErr != nil {
+		t.Fatal(jwksErr)
+	}
+	if got, want := mustJSON(doc["id_token_signing_alg_values_supported"]), mustJSON(signingAlgorithms(jwks.GetKeys())); got != want || want == "[]" {
+		t.Errorf("algorithms %s, the key set's %s", got, want)
+	}
 	if !reflect.DeepEqual(rfc8414, oidcDoc) || doc["issuer"] != g.url ||
 		doc["introspection_endpoint"] != g.url+IntrospectPath || doc["jwks_uri"] != g.url+"/.well-known/jwks.json" {
 		t.Errorf("metadata: %+v / %+v", rfc8414, oidcDoc)

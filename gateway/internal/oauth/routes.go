@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -27,8 +26,8 @@ const (
 	IntrospectPath  = "/v1/auth/introspect"
 	OIDCPath        = "/.well-known/openid-configuration"
 	RFC8414Path     = "/.well-known/oauth-authorization-server"
-	maxIntrospected = 64 << 10
-	maxRefreshToken = 512 // authsvc's refresh_tokens.MAX_LENGTH
+	maxForm         = 64 << 10 // an introspection or revocation form
+	maxRefreshToken = 512      // authsvc's refresh_tokens.MAX_LENGTH
 )
 
 // Extend is an edge.Config.Extend: it starts the Go verifier (when a watch
@@ -57,16 +56,21 @@ func (s *Settings) Extend(ctx context.Context, conn grpc.ClientConnInterface) (e
 		s.extAuthzAddr = addr
 	}
 	s.built = auth
-	routes := http.NewServeMux()
-	routes.Handle("GET "+UserinfoPath, userinfo(auth))
-	routes.Handle("POST "+IntrospectPath, introspect(auth))
-	if doc := s.metadata(); doc != nil {
-		routes.Handle("GET "+OIDCPath, doc)
-		routes.Handle("GET "+RFC8414Path, doc)
-	}
+	doc := s.metadata(client)
+	s.discovery = doc
 	return edge.Extension{
 		Conn: func(next grpc.ClientConnInterface) grpc.ClientConnInterface { return edgeValidate{next, auth} },
+		// The routes here are served before the edge's JSON-only rule
+		// (and its other request rules), which is how they take forms.
 		Handler: func(next http.Handler) http.Handler {
+			routes := http.NewServeMux()
+			routes.Handle("GET "+UserinfoPath, userinfo(auth))
+			routes.Handle("POST "+IntrospectPath, introspect(auth))
+			routes.Handle("POST "+RevokePath, formRevocation(next))
+			if doc != nil {
+				routes.Handle("GET "+OIDCPath, doc)
+				routes.Handle("GET "+RFC8414Path, doc)
+			}
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if _, pattern := routes.Handler(r); pattern != "" {
 					w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -130,7 +134,7 @@ func introspect(auth *authority) http.Handler {
 			verify.WriteHTTPError(w, verify.AsError(err))
 			return
 		}
-		token, problem := introspectedToken(w, r)
+		token, problem := formToken(w, r)
 		if problem != "" {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": problem})
 			return
@@ -198,14 +202,13 @@ func (a *authority) refreshToken(ctx context.Context, caller, token string) (map
 	}, nil
 }
 
-// introspectedToken reads the form's single token parameter; the problem is
-// fixed text, never the request's.
-func introspectedToken(w http.ResponseWriter, r *http.Request) (string, string) {
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mediaType != "application/x-www-form-urlencoded" {
-		return "", "the body must be application/x-www-form-urlencoded"
+// formToken reads the single token parameter of an RFC 6749 form body
+// (introspection, revocation); the problem is fixed text, never the request's.
+func formToken(w http.ResponseWriter, r *http.Request) (string, string) {
+	if !isForm(r) {
+		return "", "the body must be " + formType
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxIntrospected)
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
 		return "", "the body is not a valid form of at most 64 KiB"
 	}

@@ -1,8 +1,9 @@
 // Package oauth is what the gateway adds on top of grpc-gateway's routes:
 // the Go verifier answering Validate at the edge, a userinfo-style claims
-// answer, OIDC discovery / RFC 8414 metadata, RFC 7662 introspection and
-// Envoy's external authorization service. cmd code registers Settings'
-// flags and sets edge.Config.Extend to Settings.Extend.
+// answer, OIDC discovery / RFC 8414 metadata, RFC 7662 introspection, RFC
+// 7009's form at the revocation endpoint and Envoy's external
+// authorization service. cmd code registers Settings' flags and sets
+// edge.Config.Extend to Settings.Extend.
 package oauth
 
 import (
@@ -23,7 +24,10 @@ type Settings struct {
 	Leeway         time.Duration // must equal authsvc's AUTHSVC_CLOCK_LEEWAY
 	AccessTokenTTL time.Duration // must equal authsvc's AUTHSVC_ACCESS_TOKEN_TTL
 	MaxStaleness   time.Duration // how long revocations are trusted after the feed last spoke
-	Algorithms     []string      // the algorithms accepted and advertised
+	Algorithms     []string      // the algorithms the Go verifier accepts
+	// KeySetMaxAge is how long the discovery document, which names the
+	// key set's algorithms, is kept and may be cached: the JWKS's max-age.
+	KeySetMaxAge time.Duration
 
 	// The service account the gateway signs in as to follow
 	// WatchRevocations (it needs scope authsvc.revocations). Without an
@@ -36,6 +40,7 @@ type Settings struct {
 	ExtAuthzListen string
 
 	built        *authority       // what Extend built, for tests and counters
+	discovery    *discovery       // the metadata document Extend serves; nil without one
 	extAuthzAddr net.Addr         // where ext_authz listens
 	monotonic    func() time.Time // the verifier's staleness clock; nil: time.Now
 }

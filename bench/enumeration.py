@@ -15,7 +15,10 @@ finding did:
 - ResendVerification: the same, unverified accounts against unknown addresses (one
   try fewer: the sign-up spent one of the five sends);
 - SignUp: once per address (a new address is taken after its first sign-up), taken
-  against new.
+  against new;
+- SignIn: a wrong password for each existing address against unknown addresses,
+  ``--tries`` times each (the sign-in tarpit's free attempts are raised out of
+  reach, as in the main benchmark; the reservation statement still runs).
 
 Existing and unknown addresses alternate (the order flipping each round), so a drift
 in the machine's load hits both alike. Reported per RPC: the median of the kept
@@ -48,7 +51,9 @@ from .service import ROOT, Service, add_user, embedded_database, running
 
 PORT = 50_571
 ENV = {"AUTHSVC_SIGNUP": "verify", "AUTHSVC_ARGON2_PROFILE": "owasp",
-       "AUTHSVC_THROTTLE_ADDRESS_FREE": "1000000", "AUTHSVC_METRICS_LISTEN": "off"}
+       "AUTHSVC_METRICS_LISTEN": "off",
+       **{f"AUTHSVC_THROTTLE_{counter}_FREE": "1000000"
+          for counter in ("IDENTIFIER", "ADDRESS", "PAIR")}}
 OTHER_PASSWORD = "another passphrase for 17"  # noqa: S105 (the benchmark's sign-ups')
 Call = Callable[[str], Awaitable[object]]
 
@@ -98,6 +103,15 @@ async def _measure(target: str, accounts: int, tries: int) -> dict[str, Any]:
         async def sign_up(email: str, password: str = OTHER_PASSWORD) -> object:
             return await stub.SignUp(auth_pb2.SignUpRequest(email=email, password=password))
 
+        async def sign_in(email: str) -> object:
+            try:
+                return await stub.SignIn(auth_pb2.SignInRequest(email=email,
+                                                                password=OTHER_PASSWORD))
+            except grpc.aio.AioRpcError as refused:
+                if refused.code() != grpc.StatusCode.UNAUTHENTICATED:
+                    raise
+                return refused
+
         for i in range(accounts):  # each spends one of its address's five sends
             await sign_up(f"unverified{i}@example.com", PASSWORD)
             await sign_up(f"taken{i}@example.com", PASSWORD)
@@ -105,6 +119,7 @@ async def _measure(target: str, accounts: int, tries: int) -> dict[str, Any]:
             await reset(f"warm{warm}@example.com")
             await resend(f"warm{warm}@example.com")
             await sign_up(f"warm{warm}@example.com")
+            await sign_in(f"warm{warm}@example.com")
         existing = [f"user{i}@example.com" for i in range(accounts)]
         return {"accounts": accounts, "tries": tries, "rpcs": {
             "RequestPasswordReset": await _compare(
@@ -115,6 +130,9 @@ async def _measure(target: str, accounts: int, tries: int) -> dict[str, Any]:
             "SignUp": await _compare(
                 sign_up, [f"taken{i}@example.com" for i in range(accounts)],
                 [f"newcomer{i}@example.com" for i in range(accounts)], 1),
+            "SignIn": await _compare(
+                sign_in, existing, [f"nobody{i}@example.com" for i in range(accounts)],
+                tries),
         }}
 
 

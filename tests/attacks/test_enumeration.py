@@ -1,10 +1,11 @@
-"""Account enumeration through the self-service flows: RequestPasswordReset,
-ResendVerification and SignUp (``verify`` mode, the one whose answer must not tell)
-do the same work whether or not the identifier has an account, proved by counting,
-not timing: the same answer bytes, the same SQL statements in the same order, the
-same rows written to every table but the account's own (its user row, its code row),
-the same argon2 hashes, HMACs and encryptions. (A timing comparison, which a busy
-machine can upset, is a benchmark: ``python -m bench.enumeration``.)"""
+"""Account enumeration: SignIn (unknown, wrong password, disabled) and the
+self-service flows RequestPasswordReset, ResendVerification and SignUp (``verify``
+mode, the one whose answer must not tell) do the same work whether or not the
+identifier has an account, proved by counting, not timing: the same answer, the same
+SQL statements in the same order, the same rows written to every table but the
+account's own (its user row, its code row), the same argon2 hashes (with the same
+parameters), HMACs and encryptions. (A timing comparison, which a busy machine can
+upset, is a benchmark: ``python -m bench.enumeration``.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import argon2
 import asyncpg
 import grpc
 import pytest
@@ -23,7 +25,7 @@ from authsvc.runtime.app import App, running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD
+from ..helpers import PASSWORD, fails
 from ..receivers import Mailbox
 from ..rpc.test_statement_budget import Ledger
 
@@ -36,13 +38,14 @@ ACCOUNT_OWN = ("users", "account_codes")
 
 @dataclass(frozen=True)
 class Work:
-    """What one request cost: its answer, every statement the server's pool ran, the
-    tuples written per table, and the argon2 hashes, HMACs and encryptions."""
+    """What one request cost: its answer (the response's bytes, or the refusal), every
+    statement the server's pool ran, the tuples written per table, the parameters of
+    each argon2 hash or verification, and the HMACs and encryptions."""
 
-    answer: bytes
+    answer: object
     statements: tuple[str, ...]
     rows: dict[str, int]
-    argon2: int
+    argon2: tuple[argon2.Parameters, ...]
     hmacs: int
     encryptions: int
 
@@ -59,13 +62,13 @@ class Counted:
     ledger: Ledger
     probe: asyncpg.Connection  # outside the pool: its statements are not counted
     tables: list[str]
-    argon2: list[int]
+    argon2: list[argon2.Parameters]
 
     async def work(self, call: Callable[[], Awaitable[object]]) -> Work:
         """Run ``call`` and count what it cost."""
         next_xid = await self.probe.fetchval(
             "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-        hashes, done = self.argon2[0], dataclasses.replace(keycrypto.WORK)
+        hashes, done = len(self.argon2), dataclasses.replace(keycrypto.WORK)
         self.ledger.taken()
         answer = await call()
         statements = tuple(self.ledger.taken())
@@ -73,25 +76,28 @@ class Counted:
             f'SELECT count(*) FROM "{table}"'  # noqa: S608 (names from pg_tables)
             " WHERE xmin::text::bigint >= $1 % 4294967296", next_xid)
             for table in self.tables}
-        assert hasattr(answer, "SerializeToString")
-        return Work(answer.SerializeToString(), statements,
-                    {table: n for table, n in rows.items() if n},
-                    self.argon2[0] - hashes, keycrypto.WORK.hmacs - done.hmacs,
+        if hasattr(answer, "SerializeToString"):
+            answer = answer.SerializeToString()
+        return Work(answer, statements, {table: n for table, n in rows.items() if n},
+                    tuple(self.argon2[hashes:]), keycrypto.WORK.hmacs - done.hmacs,
                     keycrypto.WORK.encryptions - done.encryptions)
 
 
-def count_argon2(app: App) -> list[int]:
-    """Count every argon2 hash and verification the server runs from now on (as the
-    sign-in burst tests count verifications)."""
-    calls = [0]
+def count_argon2(app: App) -> list[argon2.Parameters]:
+    """Record the parameters of every argon2 hash and verification the server runs
+    from now on (as the sign-in burst tests count verifications); an unknown user's is
+    the dummy hash's."""
+    calls: list[argon2.Parameters] = []
     hash_, verify = app.passwords.hash, app.passwords.verify
 
     async def hashing(password):
-        calls[0] += 1
-        return await hash_(password)
+        hashed = await hash_(password)
+        calls.append(argon2.extract_parameters(hashed))
+        return hashed
 
     async def verifying(stored, password):
-        calls[0] += 1
+        calls.append(app.passwords.dummy_parameters if stored is None
+                     else argon2.extract_parameters(stored))
         return await verify(stored, password)
 
     app.passwords.hash = hashing  # type: ignore[method-assign]
@@ -161,6 +167,28 @@ async def compare(counted: Counted, warm: Callable[[auth_pb2_grpc.AuthStub], Awa
     return account, nobody
 
 
+def sign_in(email: str, password: str) -> Callable[[auth_pb2_grpc.AuthStub],
+                                                  Awaitable[object]]:
+    return lambda stub: fails(stub.SignIn(auth_pb2.SignInRequest(email=email,
+                                                                 password=password)))
+
+
+@pytest.mark.parametrize("refused", [
+    sign_in("nobody@example.com", PASSWORD), sign_in("dave@example.com", PASSWORD),
+], ids=["unknown", "disabled"])
+async def test_sign_in_costs_the_same_for_no_account_and_a_wrong_password(counted,
+                                                                          refused):
+    """SignIn of an unknown identifier, or of a disabled account with its right
+    password, costs what a wrong password does: the same refusal, statements and rows,
+    and one argon2 verification with the same parameters (the dummy hash has those of
+    the stored hashes)."""
+    wrong, other = await compare(counted, sign_in("warm@example.com", PASSWORD),
+                                 sign_in("alice@example.com", "not the password"), refused)
+
+    assert wrong == other
+    assert len(other.argon2) == 1
+
+
 @pytest.mark.parametrize(("known", "unknown"), [
     (reset(email="alice@example.com"), reset(email="nobody@example.com")),
     (reset(phone="+14155550100"), reset(phone="+14155550199")),
@@ -177,7 +205,7 @@ async def test_reset_costs_the_same_for_an_account_and_for_no_account(counted, k
     assert account.apart_from(ACCOUNT_OWN) == nobody.apart_from(ACCOUNT_OWN)
     assert (account.rows.get("account_codes"), nobody.rows.get("account_codes")) == (1, None)
     assert (nobody.answer, nobody.rows["outbox"], nobody.rows["auth_events"],
-            nobody.argon2, nobody.hmacs, nobody.encryptions) == (b"", 1, 1, 0, 1, 1)
+            nobody.argon2, nobody.hmacs, nobody.encryptions) == (b"", 1, 1, (), 1, 1)
 
 
 @pytest.mark.parametrize(("known", "unknown"), [
@@ -238,8 +266,8 @@ async def test_sign_up_costs_the_same_for_a_taken_and_a_new_identifier(counted, 
     assert {t: newcomer.rows.get(t) for t in ACCOUNT_OWN} == {"users": 1, "account_codes": 1}
     assert {t: owner.rows.get(t) for t in ACCOUNT_OWN} == {"users": None,
                                                            "account_codes": None}
-    assert (owner.answer, owner.rows["outbox"], owner.rows["auth_events"], owner.argon2,
-            owner.hmacs, owner.encryptions) == (b"", 1, 1, 1, 1, 2)
+    assert (owner.answer, owner.rows["outbox"], owner.rows["auth_events"],
+            len(owner.argon2), owner.hmacs, owner.encryptions) == (b"", 1, 1, 1, 1, 2)
 
 
 async def test_a_request_for_no_account_sends_nothing_and_is_pruned_like_sent_mail(

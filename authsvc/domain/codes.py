@@ -9,6 +9,13 @@ even by trying all 10^8. One live code per user and purpose: a new code voids
 the old. A code is good for ``AUTHSVC_CODE_TTL`` seconds (900) by the
 database's clock, once, and for at most ``MAX_FAILURES`` wrong tries.
 
+Sending a code is the same work whether or not there is an account to send it
+to (``send`` with no user): a code is drawn, its HMAC computed, its message
+sealed and the same statement run, which then writes an outbox row that is
+already settled instead of a code and a message to deliver; so the cost of
+"forgot password" or "resend" does not tell which identifiers have accounts
+(the enumeration tests count statements, rows, HMACs and encryptions).
+
 Every try reserves its throttle slot (per identifier, per client address, and
 per pair) in PostgreSQL before the code is looked at, so guesses from many
 workers or replicas run into the tarpit together; a right code gives the
@@ -17,10 +24,10 @@ slot back.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -33,7 +40,7 @@ from ..store.throttles import Tarpit
 from ..store.users import UserRow
 from .caller import Caller
 from .identifiers import Identifier
-from .keycrypto import derive_key
+from .keycrypto import derive_key, mac
 from .messages import Messages
 from .revocation import Revocations, Revoking
 from .throttle import Reservation, Throttle
@@ -71,13 +78,22 @@ class Codes:
             return secrets.token_urlsafe(32)
         return f"{secrets.randbelow(10 ** DIGITS):0{DIGITS}d}"
 
-    async def send(self, conn: Connection, user_id: str, purpose: Purpose,
-                   messages: Messages, to: Identifier) -> None:
-        """``issue`` a code and queue the ``purpose`` message carrying it to ``to``, in one
-        statement of ``conn``'s transaction."""
+    def draw(self, user_id: str, purpose: Purpose) -> tuple[str, bytes]:
+        """A new code for ``user_id`` and ``purpose``, and the HMAC that is stored of it."""
         code = self.new()
+        return code, self._digest(user_id, purpose, code)
+
+    async def send(self, conn: Connection, user_id: str | None, purpose: Purpose,
+                   messages: Messages, to: Identifier | None) -> None:
+        """Issue a code and queue the ``purpose`` message carrying it to ``to``, in one
+        statement of ``conn``'s transaction. ``user_id`` None (no account, or none to
+        send to): the same work, and the statement writes no code and a settled outbox
+        row that is never sent."""
+        if user_id is None or to is None:
+            user_id, to = None, _NOBODY
+        code, digest = self.draw(user_id or _NO_USER, purpose)
         await code_rows.replace_and_send(
-            conn, user_id, purpose, self._digest(user_id, purpose, code), self.policy.ttl,
+            conn, user_id, purpose, digest, self.policy.ttl,
             kind=purpose, channel=to.kind, recipient=to.value,
             payload=messages.seal(purpose, to.value, {"code": code}))
 
@@ -140,5 +156,10 @@ class Codes:
             return await code_rows.forget_expired(conn)
 
     def _digest(self, user_id: str, purpose: str, code: str) -> bytes:
-        message = f"{user_id}\x00{purpose}\x00{code}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        return mac(self._key, f"{user_id}\x00{purpose}\x00{code}".encode())
+
+
+# Where a decoy's sealed payload is addressed: no one (the row keeps no identifier of
+# a person who may have no account here).
+_NOBODY = Identifier("email", "")
+_NO_USER = str(uuid.UUID(int=0))  # what a decoy's code is bound to: as long as a user id

@@ -15,7 +15,6 @@ code), ``already_registered`` (someone tried to sign up with this address),
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -26,7 +25,7 @@ from ..store import outbox as outbox_rows
 from ..store.database import Connection
 from ..store.outbox import Message
 from .identifiers import Identifier
-from .keycrypto import derive_key
+from .keycrypto import derive_key, encrypt
 
 KINDS = ("verify", "reset", "already_registered", "password_changed")
 _VERSION = b"\x01"
@@ -67,8 +66,7 @@ class Messages:
     def seal(self, kind: str, recipient: str, fields: dict[str, str]) -> bytes:
         """The payload as stored: encrypted, bound to its kind and recipient."""
         plain = json.dumps(fields, separators=(",", ":")).encode()
-        nonce = os.urandom(12)
-        return _VERSION + nonce + self._aead.encrypt(nonce, plain, _bound(kind, recipient))
+        return encrypt(self._aead, plain, _bound(kind, recipient))
 
     def render(self, message: Message) -> Rendered:
         fields = self._open(message)

@@ -9,7 +9,11 @@
   message is queued.
 - **Request a reset** (identifier): always the same empty answer after the
   same work; if the identifier names an enabled account with an email or
-  phone, a reset code goes there (voiding any earlier one).
+  phone, a reset code goes there (voiding any earlier one). Otherwise the
+  request still draws a code, computes its HMAC, seals its message and runs
+  the same statement, which writes a settled outbox row instead (``Codes.send``):
+  the same statements, outbox and audit rows, HMACs and encryptions either way,
+  so neither the answer nor its cost tells which identifiers have accounts.
 - **Reset** (identifier, code, new password): the code try reserves its
   slot, the new password is hashed, then in one transaction the code is
   spent, the password replaced, *every* session revoked, the address marked
@@ -125,8 +129,9 @@ class PasswordReset:
         async with self._db.transaction() as conn:
             user = await user_rows.find(conn, identifier.kind, identifier.value)
             to = None if user is None or user.disabled else address_of(user)
-            if user is not None and to is not None:
-                await self._codes.send(conn, user.id, "reset", self._messages, to)
+            # Sent or not, the same work: see Codes.send.
+            await self._codes.send(conn, user.id if user and to else None, "reset",
+                                   self._messages, to)
             await events.record(conn, "password.reset_requested",
                                 user_id=user.id if user else None,
                                 reason=None if to else "nothing_sent", **caller.audit())

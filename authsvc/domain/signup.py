@@ -12,9 +12,10 @@
   email or phone; SignIn refuses it (IDENTIFIER_NOT_VERIFIED, told only to
   someone who knows the password) until VerifyIdentifier. A taken
   identifier gets the same empty answer after the same work (one argon2
-  hash, one transaction), and its owner a "someone tried to sign up with
-  your address" message instead of a code. A username alone proves no
-  address, so it is refused in this mode.
+  hash, the same statements, HMAC and encryptions, one outbox and one audit
+  row), and its owner a "someone tried to sign up with your address" message
+  instead of a code. A username alone proves no address, so it is refused in
+  this mode.
 
 Every message is an outbox row written in the transaction of the change, so
 a sign-up that rolls back sends nothing. Sending is throttled per identifier
@@ -24,8 +25,10 @@ and per client address (``SENDS``), before any hash is computed.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from ..errors import AlreadyExists, CodeExpired, CodeInvalid, InvalidArgument, SignUpDisabled
+from ..store import codes as code_rows
 from ..store import events
 from ..store import users as user_rows
 from ..store.database import Database
@@ -89,27 +92,45 @@ class SignUp:
         await self._sends.reserve(identifier, caller)
         # Hashed whether or not the identifier is taken: the same work, the same time.
         password_hash = await self._passwords.hash(password)
-        verified = self.mode == "open"
+        if self.mode == "verify":
+            await self._sign_up_unverified(identifier, password_hash, caller)
+            return None
         async with self._db.transaction() as conn:
             user_id = await user_rows.insert_signup(conn, identifier.kind, identifier.value,
-                                                    password_hash, verified=verified)
+                                                    password_hash, verified=True)
             if user_id is None:
                 owner = await user_rows.find(conn, identifier.kind, identifier.value)
                 await events.record(conn, "signup.taken",
                                     user_id=owner.id if owner else None, **caller.audit())
-                if not verified and identifier.kind != "username":
-                    await self._messages.send(conn, "already_registered", identifier)
             else:
                 await events.record(conn, "user.created", user_id=user_id,
-                                    reason=f"signup.{self.mode}", **caller.audit())
-                if not verified:
-                    await self._codes.send(conn, user_id, "verify", self._messages, identifier)
-        self._messages.written()
-        if not verified:
-            return None
+                                    reason="signup.open", **caller.audit())
         if user_id is None:
             raise AlreadyExists(identifier.kind)
         return await self._sign_in.sign_in(identifier.kind, identifier.value, password, caller)
+
+    async def _sign_up_unverified(self, identifier: Identifier, password_hash: str,
+                                  caller: Caller) -> None:
+        """Verify mode: one statement creates the account with its code and message, or
+        (taken) queues the owner's "someone tried to sign up" message; both ways the
+        same statements, the same code drawn and HMAC computed (for the id the account
+        would get), the same two messages sealed, and one outbox and one audit row."""
+        user_id = str(uuid.uuid4())
+        code, code_hash = self._codes.draw(user_id, "verify")
+        to = identifier.value
+        async with self._db.transaction() as conn:
+            outcome = await code_rows.sign_up_and_send(
+                conn, identifier.kind, to, user_id, password_hash, code_hash,
+                self._codes.policy.ttl, channel=identifier.kind,
+                verify_payload=self._messages.seal("verify", to, {"code": code}),
+                taken_payload=self._messages.seal("already_registered", to, {}))
+            if outcome.created is not None:
+                await events.record(conn, "user.created", user_id=outcome.created,
+                                    reason="signup.verify", **caller.audit())
+            else:
+                await events.record(conn, "signup.taken", user_id=outcome.owner,
+                                    **caller.audit())
+        self._messages.written()
 
 
 class Verification:
@@ -147,8 +168,9 @@ class Verification:
         async with self._db.transaction() as conn:
             user = await user_rows.find(conn, identifier.kind, identifier.value)
             due = user is not None and not user.verified and not user.disabled
-            if user is not None and due:
-                await self._codes.send(conn, user.id, "verify", self._messages, identifier)
+            # Sent or not, the same work: see Codes.send.
+            await self._codes.send(conn, user.id if user and due else None, "verify",
+                                   self._messages, identifier)
             await events.record(conn, "verification.requested",
                                 user_id=user.id if user else None,
                                 reason=None if due else "nothing_sent", **caller.audit())

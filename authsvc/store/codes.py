@@ -21,23 +21,76 @@ class CodeRow:
     failures: int
 
 
-async def replace_and_send(conn: asyncpg.Connection, user_id: str, purpose: str,
+DECOY = "decoy"  # the outbox kind of a settled row that stands in for a message
+
+
+async def replace_and_send(conn: asyncpg.Connection, user_id: str | None, purpose: str,
                            code_hash: bytes, ttl: int, *, kind: str, channel: str,
                            recipient: str, payload: bytes) -> None:
     """The user's code for ``purpose`` is now this one (any earlier one is void), and
-    the message that carries it is queued in the outbox: one statement, one round trip,
-    so a request for an existing account costs about what one for an unknown
-    identifier does."""
+    the message that carries it is queued in the outbox: one statement, one round trip.
+
+    ``user_id`` None (nobody to send a code to): the same statement writes no code and
+    one outbox row of kind ``decoy`` that is already settled (``sent_at`` set, no
+    payload, like a delivered row), which no sender ever claims and housekeeping prunes
+    with the sent rows. So a request for an unknown identifier sends the same statement,
+    with parameters of the same shape, as one for an existing account."""
     await conn.execute(
         "WITH code AS ("
         "  INSERT INTO account_codes (user_id, purpose, code_hash, created_at, expires_at)"
-        "  VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4::float8))"
+        "  SELECT $1, $2, $3, now(), now() + make_interval(secs => $4::float8)"
+        "   WHERE $1::uuid IS NOT NULL"
         "  ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = excluded.code_hash,"
         "  created_at = excluded.created_at, expires_at = excluded.expires_at, failures = 0"
         "  RETURNING 1)"
-        " INSERT INTO outbox (kind, channel, recipient, payload)"
-        " SELECT $5, $6, $7, $8 FROM code",
-        uuid.UUID(user_id), purpose, code_hash, float(ttl), kind, channel, recipient, payload)
+        " INSERT INTO outbox (kind, channel, recipient, payload, sent_at)"
+        " SELECT CASE WHEN issued THEN $5 ELSE $9 END, $6, $7,"
+        "        CASE WHEN issued THEN $8::bytea END, CASE WHEN NOT issued THEN now() END"
+        "   FROM (SELECT EXISTS (SELECT FROM code) AS issued) AS outcome",
+        None if user_id is None else uuid.UUID(user_id), purpose, code_hash, float(ttl),
+        kind, channel, recipient, payload, DECOY)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedUp:
+    """What a verify-mode sign-up wrote: the new user's id, or (taken) the owner's."""
+
+    created: str | None
+    owner: str | None
+
+
+async def sign_up_and_send(conn: asyncpg.Connection, column: str, value: str, user_id: str,
+                           password_hash: str, code_hash: bytes, ttl: int, *,
+                           channel: str, verify_payload: bytes, taken_payload: bytes,
+                           ) -> SignedUp:
+    """A verify-mode sign-up in one statement, the same for a new and a taken identifier:
+    insert the unverified user ``user_id`` unless ``value`` is taken; if inserted, its
+    verification code (``code_hash``) and the ``verify`` message (``verify_payload``),
+    else the owner's ``already_registered`` message (``taken_payload``). Either way one
+    outbox row to ``value``. ``column`` is ``email`` or ``phone``."""
+    assert column in ("email", "phone")
+    row = await conn.fetchrow(
+        "WITH new AS ("  # noqa: S608 (column is one of two names, never input)
+        f"  INSERT INTO users (id, {column}, password_hash, created_at, updated_at,"
+        "  verified_at) VALUES ($1, $2, $3, now(), now(), NULL)"
+        "  ON CONFLICT DO NOTHING RETURNING id),"
+        " code AS ("
+        "  INSERT INTO account_codes (user_id, purpose, code_hash, created_at, expires_at)"
+        "  SELECT id, 'verify', $4, now(), now() + make_interval(secs => $5::float8)"
+        "    FROM new RETURNING user_id),"
+        " message AS ("
+        "  INSERT INTO outbox (kind, channel, recipient, payload)"
+        "  SELECT CASE WHEN created THEN 'verify' ELSE 'already_registered' END, $6, $2,"
+        "         CASE WHEN created THEN $7::bytea ELSE $8::bytea END"
+        "    FROM (SELECT EXISTS (SELECT FROM code) AS created) AS outcome RETURNING 1)"
+        " SELECT (SELECT user_id FROM code) AS created,"
+        f"       (SELECT id FROM users WHERE {column} = $2) AS owner,"
+        "        (SELECT count(*) FROM message) AS queued",
+        uuid.UUID(user_id), value, password_hash, code_hash, float(ttl), channel,
+        verify_payload, taken_payload)
+    assert row["queued"] == 1
+    return SignedUp(None if row["created"] is None else str(row["created"]),
+                    None if row["owner"] is None else str(row["owner"]))
 
 
 async def lock(conn: asyncpg.Connection, user_id: str, purpose: str) -> CodeRow | None:

@@ -3,7 +3,8 @@
 Every subcommand accepts ``--data-dir`` and ``--database-url``. Errors are one
 line on stderr and a non-zero exit status, never a traceback:
 2 for bad input or configuration, 3 when the database is unavailable, 1 for
-anything unexpected.
+anything unexpected. ^C or SIGTERM: exit status 130 once start-up is under way (the entry point, ``authsvc.__main__``,
+covers the moments before).
 """
 
 from __future__ import annotations
@@ -49,13 +50,16 @@ def _kid_as_operand(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # SIGTERM during start-up unwinds like ^C, so the embedded PostgreSQL is
-    # stopped on the way out; the server installs its own handlers once up.
-    signal.signal(signal.SIGTERM, _interrupted)
     warnings.simplefilter("ignore")  # library warnings are not for the terminal
     args = _parser().parse_args(_kid_as_operand(sys.argv[1:] if argv is None else argv))
     configure(logging.INFO if args.command == "serve" else logging.WARNING)
     try:
+        # From here on SIGTERM and ^C unwind (KeyboardInterrupt), so the embedded
+        # PostgreSQL is stopped on the way out; the server installs its own
+        # handlers once up. Before, nothing needed stopping: SIGTERM, and SIGINT
+        # as the entry point left it, had their default action (a quiet exit).
+        signal.signal(signal.SIGTERM, _interrupted)
+        _interrupt_on_sigint()
         overrides: dict[str, object] = {}
         if args.data_dir is not None:
             overrides["data_dir"] = Path(args.data_dir)
@@ -92,6 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except Exception as exc:
         return _fail(f"unexpected {type(exc).__name__}", 1)
+
+
+def _interrupt_on_sigint() -> None:
+    """SIGINT raises KeyboardInterrupt again where the entry point left it at its
+    default action; ignored (inherited so by a background job) it stays ignored,
+    and a handler of whoever called ``main`` in-process stays too."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_DFL:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupted(signum: int, _frame: object) -> NoReturn:

@@ -3,6 +3,11 @@
 The child's stderr (one JSON log line per event) is drained by a thread, so a
 chatty server never blocks on a full pipe; tests wait for a line by polling
 with a deadline, never by sleeping a fixed time.
+
+Every process the tests start gets SIGINT at its default action, as from an
+interactive shell, even when pytest itself was started with SIGINT ignored (a
+background job: ``scripts/test &``, nohup, some CI runners), which its children
+would otherwise inherit: see ``_children_take_sigint``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,24 @@ from pathlib import Path
 from authsvc.runtime.supervisor import CHILD
 
 STARTUP_TIMEOUT = 60.0
+
+
+def _children_take_sigint() -> None:
+    """If this process ignores SIGINT, catch it with a handler that does nothing.
+
+    For pytest that is the same as ignoring it. But exec keeps an ignored signal
+    ignored and resets a caught one to its default action, so every child started
+    from here on (``authsvc serve`` above all, whose ^C handling the tests check)
+    starts as it would from an interactive shell. Popen cannot do this itself:
+    ``restore_signals`` covers SIGPIPE and SIGXFSZ only, and a ``preexec_fn`` runs
+    Python in a forked copy of a process with threads. Handlers are the main
+    thread's to set; this runs once, when the tests import this module."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) == signal.SIG_IGN):
+        signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+
+
+_children_take_sigint()
 
 
 async def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -62,13 +85,16 @@ def server_env(**overrides: str) -> dict[str, str]:
 
 
 class AuthsvcProcess:
-    """One ``python -m authsvc serve`` child listening on 127.0.0.1:``port``."""
+    """One ``python -m authsvc serve`` child listening on 127.0.0.1:``port``
+    (``python_options`` go to the interpreter, before ``-m``)."""
 
-    def __init__(self, port: int, env: dict[str, str], args: Sequence[str] = ()) -> None:
+    def __init__(self, port: int, env: dict[str, str], args: Sequence[str] = (),
+                 python_options: Sequence[str] = ()) -> None:
         self.port = port
         self.address = f"127.0.0.1:{port}"
         self._env = env
         self._args = list(args)
+        self._python_options = list(python_options)
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self.process: subprocess.Popen[str] | None = None
@@ -76,7 +102,8 @@ class AuthsvcProcess:
     def start(self) -> AuthsvcProcess:
         self._lines = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "authsvc", "serve", "--listen", self.address, *self._args],
+            [sys.executable, *self._python_options, "-m", "authsvc", "serve",
+             "--listen", self.address, *self._args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, env=self._env)
         threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()

@@ -2,13 +2,16 @@
 
 Every subcommand accepts ``--data-dir`` and ``--database-url``. Errors are one
 line on stderr and a non-zero exit status, never a traceback:
-2 for bad input or configuration, 3 when the database is unavailable, 1 for
-anything unexpected.
+2 for bad input or configuration (a missing server extra among them), 3 when
+the database is unavailable, 1 for anything unexpected. ^C or SIGTERM: exit
+status 130 once start-up is under way (the entry point, ``authsvc.__main__``,
+covers the moments before).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import signal
 import sys
@@ -25,6 +28,15 @@ log = logging.getLogger("authsvc")
 
 
 _VALUED = ("--data-dir", "--database-url")
+
+# The top-level modules of the server extra's distributions that authsvc imports
+# (a test keeps this list equal to what the package imports beyond the base
+# dependencies). ``pip install authsvc`` alone is the guard's install: every
+# command here needs these.
+SERVER_MODULES = ("aiosmtplib", "argon2", "asyncpg", "grpc_health", "grpc_reflection",
+                  "opentelemetry", "pgserver", "prometheus_client", "psutil", "webauthn",
+                  "zxcvbn")
+SERVER_EXTRA = "pip install 'authsvc[server]'"
 
 
 def _kid_as_operand(argv: Sequence[str]) -> list[str]:
@@ -49,13 +61,21 @@ def _kid_as_operand(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # SIGTERM during start-up unwinds like ^C, so the embedded PostgreSQL is
-    # stopped on the way out; the server installs its own handlers once up.
-    signal.signal(signal.SIGTERM, _interrupted)
     warnings.simplefilter("ignore")  # library warnings are not for the terminal
     args = _parser().parse_args(_kid_as_operand(sys.argv[1:] if argv is None else argv))
     configure(logging.INFO if args.command == "serve" else logging.WARNING)
     try:
+        # From here on SIGTERM and ^C unwind (KeyboardInterrupt), so the embedded
+        # PostgreSQL is stopped on the way out; the server installs its own
+        # handlers once up. Before, nothing needed stopping: SIGTERM, and SIGINT
+        # as the entry point left it, had their default action (a quiet exit).
+        signal.signal(signal.SIGTERM, _interrupted)
+        _interrupt_on_sigint()
+        missing = missing_server_modules()
+        if missing:
+            return _fail(f"the server extra is not installed (missing "
+                         f"module{'s' if len(missing) > 1 else ''}: {', '.join(missing)}): "
+                         f"{SERVER_EXTRA}", 2)
         overrides: dict[str, object] = {}
         if args.data_dir is not None:
             overrides["data_dir"] = Path(args.data_dir)
@@ -92,6 +112,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except Exception as exc:
         return _fail(f"unexpected {type(exc).__name__}", 1)
+
+
+def missing_server_modules() -> list[str]:
+    """Those of ``SERVER_MODULES`` this Python cannot import (found, not imported)."""
+    return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+
+
+def _interrupt_on_sigint() -> None:
+    """SIGINT raises KeyboardInterrupt again where the entry point left it at its
+    default action; ignored (inherited so by a background job) it stays ignored,
+    and a handler of whoever called ``main`` in-process stays too."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_DFL:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupted(signum: int, _frame: object) -> NoReturn:

@@ -62,6 +62,7 @@ def serve(settings: Settings) -> None:
     if port == 0 and settings.workers > 1:
         raise ConfigError("AUTHSVC_LISTEN needs a fixed port when AUTHSVC_WORKERS > 1")
     refuse_shared_port(settings.listen)
+    refuse_taken_metrics_port(settings.metrics_listen)
     if settings.workers == 1:
         with database(settings) as (settings, url), serving_metrics(settings):
             import asyncio
@@ -86,6 +87,24 @@ def refuse_shared_port(listen: str) -> None:
     database) join in and split the connections. A probe bound *without*
     SO_REUSEPORT fails while anything listens there, so the second server stops
     instead. (SO_REUSEADDR only forgives connections left in TIME_WAIT.)"""
+    _refuse_taken("AUTHSVC_LISTEN", listen, "stop it or choose another port")
+
+
+def refuse_taken_metrics_port(listen: str | None) -> None:
+    """Refuse to start when the metrics port is taken, before anything starts,
+    with the same kind of hint as for the gRPC port: a second local instance
+    on another gRPC port meets the first one's metrics port (the default
+    127.0.0.1:9464) here. The bind itself (``metrics.serving_metrics``) comes
+    after the database and the workers; this probe spares them a start that
+    would fail."""
+    if listen is not None:
+        _refuse_taken("AUTHSVC_METRICS_LISTEN", listen,
+                      "stop it, choose another port, or set AUTHSVC_METRICS_LISTEN=off")
+
+
+def _refuse_taken(variable: str, listen: str, remedy: str) -> None:
+    """ConfigError (exit status 2) naming ``variable`` when something listens on
+    ``listen`` (port 0 is never taken)."""
     host, port = parse_listen(listen)
     if port == 0:
         return
@@ -96,6 +115,5 @@ def refuse_shared_port(listen: str) -> None:
             probe.bind((host, port))
         except OSError as exc:
             reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise ConfigError(f"AUTHSVC_LISTEN: cannot listen on {listen}: {reason} (another "
-                              "process listens there; stop it or choose another port)"
-                              ) from None
+            raise ConfigError(f"{variable}: cannot listen on {listen}: {reason} (another "
+                              f"process listens there; {remedy})") from None

@@ -1,5 +1,6 @@
 """``pip install authsvc`` (no extras) is enough for a protected service, and
-importing the guard drags nothing of the server into it."""
+importing the guard drags nothing of the server into it; the server, started
+there, says what is missing and how to install it."""
 
 from __future__ import annotations
 
@@ -74,3 +75,18 @@ def test_the_same_imports_in_the_full_install_load_no_server_module():
     probe = json.loads(result.stdout)
     assert [m for m in probe["loaded"] if m.partition(".")[0] in SERVER_LIBRARIES] == []
     assert probe["registered"] == []
+
+
+def test_the_server_in_the_base_install_names_the_missing_modules_and_the_extra(
+        base_python, tmp_path):
+    """`authsvc serve` without the server extra exits 2 with one line naming the
+    missing modules and `pip install 'authsvc[server]'`, having started nothing."""
+    result = subprocess.run([base_python, "-m", "authsvc", "serve", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+    assert (result.returncode, result.stderr) == (
+        2, "authsvc: error: the server extra is not installed (missing modules: aiosmtplib, "
+           "argon2, asyncpg, grpc_health, grpc_reflection, opentelemetry, pgserver, "
+           "prometheus_client, psutil, webauthn, zxcvbn): pip install 'authsvc[server]'\n")
+    assert list(tmp_path.iterdir()) == []

@@ -42,6 +42,17 @@ from .helpers import PASSWORD
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Each run gets a base temp folder of its own: pytest makes the shared
+    /tmp/pytest-of-<user> private again at every start, which shuts another run's
+    embedded PostgreSQL (its own system user, when run as root) out of its data
+    directory. Two test runs on one machine, as CI may do, must not meet there."""
+    if config.option.basetemp is None:
+        base = tempfile.mkdtemp(prefix="authsvc-pytest-")
+        config.option.basetemp = base
+        config.add_cleanup(lambda: shutil.rmtree(base, ignore_errors=True))
+
+
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name`` instead."""
     parts = urlsplit(url)

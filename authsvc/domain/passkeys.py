@@ -13,7 +13,9 @@
   confirmation ends every unfinished registration.
 - **Assertion**, as a second factor (``begin_assertion(mfa_token)`` then
   CompleteSignIn) or passwordless (``begin_assertion()`` then ``sign_in``,
-  only with ``AUTHSVC_PASSKEY_SIGN_IN=true``; user verification required):
+  only with ``AUTHSVC_PASSKEY_SIGN_IN=true``; user verification required; the
+  passwordless ceremony writes no row until a credential answers, see
+  ``domain.ceremonies``):
   the ceremony is spent, the credential locked, the signature verified, and
   the sign counter must move forward (unless the authenticator keeps none,
   both 0): a counter that did not is a cloned authenticator, refused and
@@ -57,6 +59,7 @@ from ..store import sessions as session_rows
 from ..store import users as user_rows
 from ..store.database import Connection, Database
 from .caller import Caller
+from .ceremonies import SignedCeremonies
 from .factors import Factors, check_passkey_fields
 from .issuer import Issuer, TokenPair
 from .refresh_tokens import RefreshTokens
@@ -109,8 +112,9 @@ def _presented(credential_json: str, field: str) -> _Presented:
 class Passkeys:
     def __init__(self, db: Database, settings: Settings, clock: Clock,
                  factors: Factors, throttle: Throttle, issuer: Issuer,
-                 tokens: RefreshTokens) -> None:
+                 tokens: RefreshTokens, ceremonies: SignedCeremonies) -> None:
         self._db = db
+        self._ceremonies = ceremonies
         self._clock = clock
         self._factors = factors
         self._throttle = throttle
@@ -228,33 +232,33 @@ class Passkeys:
         )
 
         rp_id = self._rp()
+        if not mfa_token:  # passwordless: nothing is written until a credential answers
+            if not self._sign_in:
+                raise PasskeysDisabled("Passwordless sign-in with passkeys is not "
+                                       "enabled (AUTHSVC_PASSKEY_SIGN_IN).")
+            signed = self._ceremonies.open()
+            options = generate_authentication_options(
+                rp_id=rp_id, challenge=signed.challenge,
+                user_verification=UserVerificationRequirement.REQUIRED)
+            return signed.ceremony_id, options_to_json(options)
         ceremony_id = b64url(os.urandom(32))
         async with self._db.transaction() as conn:
-            if mfa_token:
-                if len(mfa_token) > 128:
-                    raise InvalidArgument("mfa_token", "must be at most 128 characters")
-                mfa_hash = _hash(mfa_token)
-                user_id = await factor_rows.live_challenge_user(conn, mfa_hash, _MAX_ATTEMPTS)
-                if user_id is None:
-                    raise MfaTokenInvalid()
-                credentials = await rows.of_user(conn, user_id)
-                if not credentials:
-                    raise FactorConflict("This user has no passkey.")
-                options = generate_authentication_options(
-                    rp_id=rp_id,
-                    allow_credentials=[PublicKeyCredentialDescriptor(id=c.id)
-                                       for c in credentials],
-                    user_verification=UserVerificationRequirement.PREFERRED)
-                await rows.open_ceremony(conn, _hash(ceremony_id), "second_factor", user_id,
-                                         mfa_hash, options.challenge, CEREMONY_TTL)
-            else:
-                if not self._sign_in:
-                    raise PasskeysDisabled("Passwordless sign-in with passkeys is not "
-                                           "enabled (AUTHSVC_PASSKEY_SIGN_IN).")
-                options = generate_authentication_options(
-                    rp_id=rp_id, user_verification=UserVerificationRequirement.REQUIRED)
-                await rows.open_ceremony(conn, _hash(ceremony_id), "sign_in", None, None,
-                                         options.challenge, CEREMONY_TTL)
+            if len(mfa_token) > 128:
+                raise InvalidArgument("mfa_token", "must be at most 128 characters")
+            mfa_hash = _hash(mfa_token)
+            user_id = await factor_rows.live_challenge_user(conn, mfa_hash, _MAX_ATTEMPTS)
+            if user_id is None:
+                raise MfaTokenInvalid()
+            credentials = await rows.of_user(conn, user_id)
+            if not credentials:
+                raise FactorConflict("This user has no passkey.")
+            options = generate_authentication_options(
+                rp_id=rp_id,
+                allow_credentials=[PublicKeyCredentialDescriptor(id=c.id)
+                                   for c in credentials],
+                user_verification=UserVerificationRequirement.PREFERRED)
+            await rows.open_ceremony(conn, _hash(ceremony_id), "second_factor", user_id,
+                                     mfa_hash, options.challenge, CEREMONY_TTL)
         return ceremony_id, options_to_json(options)
 
     async def check(self, conn: Connection, user_id: str, mfa_hash: bytes,
@@ -290,8 +294,10 @@ class Passkeys:
         scopes: tuple[str, ...] | None = None
         user_id = ""
         amr: tuple[str, ...] = ()
+        signed = self._ceremonies.read(ceremony_id)
         async with self._db.transaction() as conn:
-            ceremony = await rows.take_ceremony(conn, _hash(ceremony_id), "sign_in")
+            ceremony = signed if signed is not None and await rows.spend_signed_ceremony(
+                conn, _hash(ceremony_id), signed.challenge, signed.expires_at) else None
             credential = None if ceremony is None else await rows.lock(
                 conn, presented.credential_id)
             if ceremony is not None and credential is not None:

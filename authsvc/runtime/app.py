@@ -18,6 +18,7 @@ from ..config import Settings
 from ..core.revocations import RevocationSet, retention_window
 from ..core.tasks import raise_if_cancelled
 from ..domain.accounts import Accounts
+from ..domain.ceremonies import SignedCeremonies
 from ..domain.codes import CodePolicy, Codes
 from ..domain.delivery import Channel, Delivery, SmtpChannel, WebhookChannel, channels
 from ..domain.devices import DeviceTokens
@@ -26,7 +27,7 @@ from ..domain.issuer import Issuer, token_rules
 from ..domain.keystore import KeyStore
 from ..domain.messages import Messages
 from ..domain.mfa import SecondFactorSignIn
-from ..domain.passkeys import Passkeys
+from ..domain.passkeys import CEREMONY_TTL, Passkeys
 from ..domain.password_change import ChangePassword, PasswordReset
 from ..domain.passwords import Passwords
 from ..domain.refresh import Refresh
@@ -81,7 +82,7 @@ class App:
         devices = DeviceTokens(kek, clock, settings.throttle_trust_ttl)
         self.factors = Factors(db, clock, self.throttle, revoking, kek, issuer=settings.issuer)
         self.passkeys = Passkeys(db, settings, clock, self.factors, self.throttle, issuer,
-                                 refresh_tokens)
+                                 refresh_tokens, SignedCeremonies(kek, clock, CEREMONY_TTL))
         self.second_factor = SecondFactorSignIn(db, clock, self.factors, self.passkeys, issuer,
                                                 refresh_tokens, token_ttl=settings.mfa_token_ttl,
                                                 session_ttl=settings.session_ttl)

@@ -67,6 +67,16 @@ async def take_ceremony(conn: asyncpg.Connection, id_hash: bytes, purpose: str,
                     bytes(row["challenge"]))
 
 
+async def spend_signed_ceremony(conn: asyncpg.Connection, id_hash: bytes, challenge: bytes,
+                                expires_at: float) -> bool:
+    """Record a passwordless ceremony that lived only in its signed id as spent; False
+    when it was spent before or has expired by the database's clock."""
+    return bool(await conn.fetchval(
+        "INSERT INTO webauthn_ceremonies (id_hash, purpose, challenge, expires_at, spent_at)"
+        " SELECT $1, 'sign_in', $2, to_timestamp($3), now() WHERE to_timestamp($3) > now()"
+        " ON CONFLICT (id_hash) DO NOTHING RETURNING true", id_hash, challenge, expires_at))
+
+
 async def insert(conn: asyncpg.Connection, credential_id: bytes, user_id: str,
                  public_key: bytes, sign_count: int, synced: bool, name: str) -> bool:
     """False when the credential id is registered already."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import asyncpg
 import grpc
 import pytest
 
@@ -234,3 +235,47 @@ async def test_malformed_assertions_are_invalid_argument(stub, device):
 
     assert (failure.code, failure.fields) == (grpc.StatusCode.INVALID_ARGUMENT,
                                               ["assertion.credential_json"])
+
+
+async def test_beginning_a_passwordless_sign_in_writes_nothing(stub, user, database_url):
+    """BeginPasskeyAssertion without an mfa_token is public: 200 calls leave no row
+    behind (the ceremony lives in its signed id until a credential answers)."""
+    for _ in range(200):
+        await stub.BeginPasskeyAssertion(auth_pb2.BeginPasskeyAssertionRequest())
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetchval("SELECT count(*) FROM webauthn_ceremonies")
+    finally:
+        await conn.close()
+    assert rows == 0
+
+
+async def test_a_forged_or_altered_ceremony_id_is_refused(stub, device):
+    """A ceremony id this service did not issue, or one with a byte changed, is
+    PASSKEY_INVALID before any credential is looked at."""
+    begun = await stub.BeginPasskeyAssertion(auth_pb2.BeginPasskeyAssertionRequest())
+    answer = device.assert_(begun.options_json)
+    altered = ("A" if begun.ceremony_id[0] != "A" else "B") + begun.ceremony_id[1:]
+
+    for ceremony_id in (altered, "x" * 43):
+        failure = await fails(stub.PasskeySignIn(auth_pb2.PasskeySignInRequest(
+            assertion=auth_pb2.PasskeyAssertion(ceremony_id=ceremony_id,
+                                                credential_json=answer))))
+        assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED,
+                                                  "PASSKEY_INVALID")
+
+
+async def test_an_expired_passwordless_ceremony_is_refused(stub, device, clock):
+    """A ceremony begun more than its lifetime ago (by the issuing server's clock, judged
+    against the database's) is PASSKEY_INVALID."""
+    clock.advance(-400)  # the ceremony was begun 400 s ago
+    begun = await stub.BeginPasskeyAssertion(auth_pb2.BeginPasskeyAssertionRequest())
+    clock.advance(400)
+
+    failure = await fails(stub.PasskeySignIn(auth_pb2.PasskeySignInRequest(
+        assertion=auth_pb2.PasskeyAssertion(
+            ceremony_id=begun.ceremony_id, credential_json=device.assert_(begun.options_json)))))
+
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED,
+                                              "PASSKEY_INVALID")

@@ -26,7 +26,7 @@ from ..transport.admin import USER_ADMIN_SERVICE, UserAdminServicer
 from ..transport.calls import CallInterceptor
 from ..transport.convert import Callers
 from ..transport.door import Door
-from ..transport.feed import FeedAccess
+from ..transport.feed import FeedAccess, per_worker_share
 from ..transport.health import HealthServicer
 from ..transport.metadata import networks
 from ..transport.servicer import auth_servicer
@@ -61,7 +61,8 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
                 step_up_max_age=app.settings.step_up_max_age, mutual_tls=mutual_tls)
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[calls, door])
     callers = Callers(networks(app.settings.trusted_proxies))
-    feed = FeedAccess(per_peer=app.settings.watch_streams_per_peer)
+    feed = FeedAccess(per_peer=per_worker_share(app.settings.watch_streams_per_peer,
+                                                app.settings.workers))
     auth = auth_servicer(
         SignInMethods(app.sign_in, app.refresh, app.second_factor, app.passkeys,
                       app.self_service, callers),

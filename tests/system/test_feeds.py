@@ -26,7 +26,7 @@ from authsvc.store.listener import APPLICATION_NAME
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 from authsvc.verifiers import LocalVerifier
 
-from ..helpers import PASSWORD, fails, sign_in
+from ..helpers import PASSWORD, fails, parse, sign_in
 from ..servers import AuthsvcProcess, free_port, new_key, server_env
 
 MAX_STALENESS = 2.0
@@ -127,3 +127,41 @@ async def test_authsvc_stops_trusting_a_stalled_listen_connection(
 
     assert not still_trusted and took <= MAX_STALENESS + SLACK
     assert refused.reason == TokenRevoked.reason
+
+
+async def test_the_per_peer_stream_limit_holds_across_workers(database_url):
+    """Two workers, AUTHSVC_WATCH_STREAMS_PER_PEER=2: of eight streams from one
+    address on eight connections (spread over both workers by the kernel), at most
+    two are admitted; the others are RESOURCE_EXHAUSTED RATE_LIMITED."""
+    env = server_env(AUTHSVC_DATABASE_URL=database_url, AUTHSVC_KEY_ENCRYPTION_KEY=new_key(),
+                     AUTHSVC_WATCH_STREAMS_PER_PEER="2")
+    server = AuthsvcProcess(free_port(), env, ["--workers", "2"])
+    channels = []
+    try:
+        server.start().wait_ready()
+        await _add_user(database_url, env, "watcher@example.com",
+                        "--scope", "authsvc.revocations")
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            watcher = await sign_in(auth_pb2_grpc.AuthStub(channel), email="watcher@example.com")
+        # A local subchannel pool each: eight TCP connections, not one shared.
+        channels = [grpc.aio.insecure_channel(
+            server.address, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(8)]
+        streams = [auth_pb2_grpc.AuthStub(c).WatchRevocations(
+            auth_pb2.WatchRevocationsRequest(),
+            metadata=(("authorization", f"Bearer {watcher.access_token}"),))
+            for c in channels]
+        admitted, refused = 0, []
+        for stream in streams:
+            try:
+                admitted += (await stream.read()).snapshot
+            except grpc.RpcError as error:
+                refused.append(parse(error))
+    finally:
+        for channel in channels:
+            await channel.close()
+        server.stop()
+
+    assert 1 <= admitted <= 2
+    assert {(f.code, f.reason) for f in refused} == {(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                                      "RATE_LIMITED")}

@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 
 from authsvc.config import Secret, Settings, mask_url
-from authsvc.config.declare import Rule, declared, variables
+from authsvc.config.declare import Area, Rule, declared, variables
 from authsvc.errors import ConfigError
 
 
 def test_defaults_match_the_documented_ones():
-    """With no variables set, the README's defaults apply."""
+    """With no variables set, the documented defaults (docs/configuration.md) apply."""
     settings = Settings.from_env({})
 
     assert (settings.listen, settings.signing_alg, settings.access_token_ttl,
@@ -199,3 +199,23 @@ def test_origins_are_not_checked_while_passkeys_are_off():
     settings = Settings.from_env({"AUTHSVC_WEBAUTHN_ORIGINS": "http://example.com/"})
 
     assert settings.webauthn_origins == ("http://example.com",)
+
+
+def test_a_declaration_needs_a_kind_only_where_its_type_does_not_say():
+    """int, float, str, bool and Path (optional or Secret) parse by their type; any
+    other type without kind= is refused when the declarations are read."""
+    area = Area("Toy", "A class declared like Settings.")
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        port: int = area.setting(1, "a port")
+        password: Secret[str] | None = area.setting(None, "a password")  # noqa: RUF009 (a field)
+
+    @dataclasses.dataclass(frozen=True)
+    class Unsaid:
+        hosts: tuple[str, ...] = area.setting((), "some hosts")
+
+    assert [(item.variable, item.kind.takes, item.secret) for item in declared(Plain)] == [
+        ("AUTHSVC_PORT", "a whole number", False), ("AUTHSVC_PASSWORD", "text", True)]
+    with pytest.raises(TypeError, match=r"Unsaid\.hosts needs kind="):
+        declared(Unsaid)

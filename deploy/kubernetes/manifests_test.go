@@ -198,7 +198,7 @@ func byName[T interface{ GetName() string }](t *testing.T, items []T, name strin
 
 func TestAuthsvcDeploymentIsProbedHardenedAndConfiguredWithRealSettings(t *testing.T) {
 	objects := render(t, "base")
-	settings := namesIn(t, "authsvc/config.py", `"(AUTHSVC_[A-Z0-9_]+)"`, "")
+	settings := namesIn(t, "docs/configuration.md", "`(AUTHSVC_[A-Z0-9_]+)`", "")
 	deployment := byName(t, objects.deployments, "authsvc")
 	pod := deployment.Spec.Template.Spec
 
@@ -311,7 +311,7 @@ func TestGatewayDeploymentIsProbedHardenedAndPointsAtTheAuthsvcService(t *testin
 
 func TestMigrationJobRunsAuthsvcMigrateWithTheDatabaseSecret(t *testing.T) {
 	objects := render(t, "migrate")
-	settings := namesIn(t, "authsvc/config.py", `"(AUTHSVC_[A-Z0-9_]+)"`, "")
+	settings := namesIn(t, "docs/configuration.md", "`(AUTHSVC_[A-Z0-9_]+)`", "")
 	job := byName(t, objects.jobs, "authsvc-migrate")
 	pod := job.Spec.Template.Spec
 	checkHardened(t, "migrate", pod)
@@ -358,7 +358,7 @@ func mapsEqual(a, b map[string]string) bool {
 
 func TestExampleOverlayKeepsEverythingCheckedAndAddsTracing(t *testing.T) {
 	objects := render(t, "example")
-	settings := namesIn(t, "authsvc/config.py", `"(AUTHSVC_[A-Z0-9_]+)"`, "")
+	settings := namesIn(t, "docs/configuration.md", "`(AUTHSVC_[A-Z0-9_]+)`", "")
 	flags := namesIn(t, "gateway/main.go", `env\("([A-Z0-9_]+)"`, "AUTHSVC_GATEWAY_")
 	for name, known := range map[string]map[string]bool{"authsvc": settings, "authsvc-gateway": flags} {
 		d := byName(t, objects.deployments, name)

@@ -1,7 +1,8 @@
 """The Kubernetes manifests, checked offline by their Go test (deploy/kubernetes):
 rendered with kustomize's library at the version pinned in its go.mod, decoded
 strictly into the k8s.io/api types, probes, security context, selectors and env
-names (against authsvc/config.py and gateway/main.go) asserted."""
+names (against docs/configuration.md, generated from the settings, and
+gateway/main.go) asserted."""
 
 from __future__ import annotations
 

@@ -123,6 +123,8 @@ class Settings:
     outbox_retry_base: float = 5.0
     outbox_retry_max: float = 900.0
     outbox_max_attempts: int = 30
+    outbox_send_timeout: float = 30.0
+    outbox_lease: float = 30.0
     mfa_token_ttl: int = 300
     step_up_max_age: int = 300
     webauthn_rp_id: str | None = None  # passkeys are off until it is set
@@ -203,6 +205,9 @@ class Settings:
                "must be at least AUTHSVC_OUTBOX_RETRY_BASE")
         _check(self.outbox_max_attempts >= 1, "AUTHSVC_OUTBOX_MAX_ATTEMPTS",
                "must be at least 1")
+        _check(self.outbox_send_timeout > 0, "AUTHSVC_OUTBOX_SEND_TIMEOUT", "must be positive")
+        _check(self.outbox_lease >= 3, "AUTHSVC_OUTBOX_LEASE",
+               "must be at least 3 seconds (leases are renewed every third of one)")
         if self.smtp_url is not None:
             _check(urlsplit(self.smtp_url.reveal()).scheme in ("smtp", "smtps"),
                    "AUTHSVC_SMTP_URL", "must be smtp://USER:PASSWORD@HOST:PORT or smtps://…")
@@ -269,6 +274,8 @@ class Settings:
         values["outbox_retry_base"] = reader.get("AUTHSVC_OUTBOX_RETRY_BASE", float)
         values["outbox_retry_max"] = reader.get("AUTHSVC_OUTBOX_RETRY_MAX", float)
         values["outbox_max_attempts"] = reader.get("AUTHSVC_OUTBOX_MAX_ATTEMPTS", int)
+        values["outbox_send_timeout"] = reader.get("AUTHSVC_OUTBOX_SEND_TIMEOUT", float)
+        values["outbox_lease"] = reader.get("AUTHSVC_OUTBOX_LEASE", float)
         values["mfa_token_ttl"] = reader.get("AUTHSVC_MFA_TOKEN_TTL", int)
         values["step_up_max_age"] = reader.get("AUTHSVC_STEP_UP_MAX_AGE", int)
         values["webauthn_rp_id"] = reader.get("AUTHSVC_WEBAUTHN_RP_ID", str)

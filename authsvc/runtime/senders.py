@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..clock import Clock
-from ..domain.delivery import Channel
+from ..domain.delivery import SEND_TIMEOUT, Channel
 from ..domain.messages import Rendered
 from ..errors import ConfigError
 from ..store.outbox import Message
@@ -48,7 +48,7 @@ class SmtpChannel:
     """``smtp://USER:PASSWORD@HOST:PORT`` (``?starttls=true`` to upgrade), or
     ``smtps://…`` (TLS from the start)."""
 
-    def __init__(self, url: str, sender: str, timeout: float) -> None:
+    def __init__(self, url: str, sender: str, timeout: float = SEND_TIMEOUT) -> None:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         self._tls = parts.scheme == "smtps"

@@ -223,7 +223,8 @@ class Delivery:
             return [], False
         try:
             async with self._db.transaction() as conn:
-                claimed = await outbox_rows.claim(conn, lane.kinds, limit, self._lease)
+                claimed = await outbox_rows.claim(conn, lane.kinds, limit, self._lease,
+                                                  list(self._claims))
         except Exception as exc:
             log.warning("outbox delivery pass failed; trying again shortly",
                         extra={"fields": {"error": type(exc).__name__}})

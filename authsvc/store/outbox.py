@@ -37,9 +37,10 @@ async def enqueue(conn: asyncpg.Connection, kind: str, channel: str, recipient: 
 
 
 async def claim(conn: asyncpg.Connection, channels: list[str], limit: int,
-                lease: float) -> list[Message]:
+                lease: float, sending: list[int] | None = None) -> list[Message]:
     """Lease up to ``limit`` due messages of ``channels`` for ``lease`` seconds, oldest first;
-    each claim counts as an attempt."""
+    each claim counts as an attempt. ``sending``: ids the caller is sending already (never
+    claimed again by it, even when their lease ran out)."""
     rows = await conn.fetch(
         "UPDATE outbox o SET leased_until = now() + make_interval(secs => $3::float8),"
         "       attempts = o.attempts + 1"
@@ -47,9 +48,10 @@ async def claim(conn: asyncpg.Connection, channels: list[str], limit: int,
         "                 WHERE sent_at IS NULL AND failed_at IS NULL"
         "                   AND next_attempt_at <= now() AND channel = ANY($1::text[])"
         "                   AND (leased_until IS NULL OR leased_until <= now())"
+        "                   AND id <> ALL($4::bigint[])"
         "                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
         " RETURNING o.id, o.kind, o.channel, o.recipient, o.payload, o.attempts",
-        channels, limit, float(lease))
+        channels, limit, float(lease), sending or [])
     return sorted((Message(r["id"], r["kind"], r["channel"], r["recipient"],
                            bytes(r["payload"]), r["attempts"]) for r in rows),
                   key=lambda m: m.id)

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from email.message import EmailMessage
@@ -105,9 +106,10 @@ def text_of(message: EmailMessage) -> str:
 
 class WebhookReceiver:
     """An HTTP server for signed webhook events: a good signature is kept and answered
-    204; a bad one is counted and answered 400. ``failing`` makes it answer 503."""
+    204; a bad one is counted and answered 400. ``failing`` makes it answer 503. With
+    ``tls`` (an ssl server context) it speaks HTTPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
         self.events: list[dict[str, Any]] = []
         self.ids: list[str] = []
@@ -142,7 +144,10 @@ class WebhookReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/notify"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}/notify"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self) -> WebhookReceiver:

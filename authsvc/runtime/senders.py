@@ -115,7 +115,9 @@ class WebhookChannel:
     says: ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` (``v1,``
     and the base64 HMAC-SHA256 of ``id.timestamp.body`` under the secret)."""
 
-    def __init__(self, url: str, secret: bytes, clock: Clock) -> None:
+    def __init__(self, url: str, secret: bytes, clock: Clock,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: how to check an https receiver (the system's CAs by default)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("AUTHSVC_WEBHOOK_URL must be an http:// or https:// URL")
@@ -129,7 +131,7 @@ class WebhookChannel:
         default_port = parts.port is None or parts.port == (443 if self._https else 80)
         host = f"[{self._host}]" if ":" in self._host else self._host
         self._host_header = host if default_port else f"{host}:{self._port}"
-        self._tls = ssl.create_default_context() if self._https else None
+        self._tls = (tls or ssl.create_default_context()) if self._https else None
         self._secret = secret
         self._clock = clock
         # What logs may say about the receiver: not its path or query, which may

@@ -19,7 +19,7 @@ from ..helpers import PASSWORD
 from ..receivers import DrippingWebhook, HangingMailbox, Mailbox, SilentServer, WebhookReceiver
 from ..servers import AuthsvcProcess, free_port, new_key, poll_until, server_env
 
-GRACE = 2.0
+GRACE = 3.0
 WAIT = 60.0
 
 

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Callable
 
+import asyncpg
 import grpc
 import pytest
 
@@ -78,3 +79,32 @@ async def test_sigterm_stops_within_the_grace_while_a_receiver_hangs(
     # An upper bound (a deadline), not a benchmark: how fast depends on the machine.
     assert took < GRACE + 1, f"stopping took {took:.1f} s:\n{server.log}"
     assert "background task did not stop" not in server.log
+
+
+async def test_a_killed_workers_claim_runs_out_within_the_short_lease(database_url):
+    """SIGKILL during a hung webhook send leaves a claim that runs out within
+    AUTHSVC_OUTBOX_LEASE (30 s by the database's clock), not minutes later."""
+    webhook = SilentServer().start()
+    env = server_env(AUTHSVC_DATABASE_URL=database_url, AUTHSVC_KEY_ENCRYPTION_KEY=new_key(),
+                     AUTHSVC_SIGNUP="verify", AUTHSVC_WEBHOOK_URL=webhook.url,
+                     AUTHSVC_WEBHOOK_SECRET=WebhookReceiver().secret)
+    server = AuthsvcProcess(free_port(), env, ["--workers", "1"])
+    try:
+        server.start().wait_ready()
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            await auth_pb2_grpc.AuthStub(channel).SignUp(
+                auth_pb2.SignUpRequest(phone="+14155550123", password=PASSWORD), timeout=WAIT)
+        await poll_until(lambda: webhook.connections >= 1, WAIT, "the send that hangs")
+        server.signal(signal.SIGKILL)
+        await asyncio.to_thread(server.wait, WAIT)
+        conn = await asyncpg.connect(database_url)
+        try:
+            left = await conn.fetchval("SELECT extract(epoch FROM leased_until - now())::float8"
+                                       " FROM outbox WHERE sent_at IS NULL")
+        finally:
+            await conn.close()
+    finally:
+        server.stop()
+        webhook.stop()
+
+    assert left is not None and 0 < left <= 30.0, left

@@ -53,7 +53,7 @@ from .messages import Messages, Rendered
 
 log = logging.getLogger(__name__)
 
-BATCH = 20  # sends one receiver has under way at once, per worker
+BATCH = 8  # sends one receiver has under way at once, per worker (relays cap connections)
 LEASE = 30.0  # seconds a claim lasts unless renewed (AUTHSVC_OUTBOX_LEASE)
 SEND_TIMEOUT = 30.0  # seconds one send may take, all of it (AUTHSVC_OUTBOX_SEND_TIMEOUT)
 BREAKER_THRESHOLD = 5  # failures in a row that make a receiver be left alone a while

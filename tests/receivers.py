@@ -1,18 +1,23 @@
 """Real receivers for what authsvc sends: an SMTP server (aiosmtpd) and an HTTP
 server that checks Standard Webhooks signatures (the ``standardwebhooks``
-reference library). Each runs in a thread of its own on 127.0.0.1; tests
-wait for what arrives by polling with a generous bound, never by sleeping a
-fixed time."""
+reference library); and misbehaving ones: a server that accepts connections and
+never answers (a hung webhook, a mail server with no greeting), a webhook that
+answers one byte every few seconds, and a mail server that hangs mid-DATA. Each
+runs in threads of its own on 127.0.0.1; tests wait for what arrives by
+polling with a generous bound, never by sleeping a fixed time."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email
 import email.policy
 import json
 import os
 import re
+import socket
+import ssl
 import threading
 import time
 from email.message import EmailMessage
@@ -78,6 +83,21 @@ class Mailbox:
         return match.group(1)
 
 
+class HangingMailbox(Mailbox):
+    """An SMTP server that takes MAIL, RCPT and the message, then never answers the
+    end of DATA (a mail server hung mid-DATA); ``in_data`` counts such messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_data = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            self.in_data += 1
+        await asyncio.sleep(3600)  # cancelled when the server stops
+        return "451 never"
+
+
 def text_of(message: EmailMessage) -> str:
     body = message.get_body(("plain",))
     assert body is not None
@@ -86,9 +106,10 @@ def text_of(message: EmailMessage) -> str:
 
 class WebhookReceiver:
     """An HTTP server for signed webhook events: a good signature is kept and answered
-    204; a bad one is counted and answered 400. ``failing`` makes it answer 503."""
+    204; a bad one is counted and answered 400. ``failing`` makes it answer 503. With
+    ``tls`` (an ssl server context) it speaks HTTPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
         self.events: list[dict[str, Any]] = []
         self.ids: list[str] = []
@@ -123,7 +144,10 @@ class WebhookReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/notify"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}/notify"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self) -> WebhookReceiver:
@@ -145,6 +169,95 @@ class WebhookReceiver:
         found = self.to(recipient)
         assert len(found) >= count, f"{len(found)} of {count} events for {recipient}"
         return found
+
+
+class _RawServer:
+    """A TCP server on 127.0.0.1 with a thread per connection running ``_serve``;
+    ``connections`` counts those accepted; ``stop`` ends them all."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.connections = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+
+    def start(self) -> _RawServer:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._listener.close()
+        with self._lock:
+            for conn in self._open:
+                conn.close()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._open.append(conn)
+            threading.Thread(target=self._guarded, args=(conn,), daemon=True).start()
+
+    def _guarded(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the connection closed under it
+            self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class SilentServer(_RawServer):
+    """Accepts connections, reads what comes, never answers: a webhook that hangs (at
+    ``url``), or a mail server that never greets (at ``smtp_url``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}/notify"
+        self.smtp_url = f"smtp://127.0.0.1:{self.port}"
+
+    def _serve(self, conn: socket.socket) -> None:
+        while not self._stopping.is_set() and conn.recv(65536):
+            pass
+        self._stopping.wait()
+
+
+class DrippingWebhook(_RawServer):
+    """Reads the whole request, then answers ``204`` one byte every ``interval`` seconds:
+    each read gets a byte long before any read time-out, the answer takes minutes."""
+
+    ANSWER = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+
+    def __init__(self, interval: float = 2.0) -> None:
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}/notify"
+        self.interval = interval
+        self.requests = 0
+
+    def _serve(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        declared = re.search(rb"content-length: *([0-9]+)", head, re.IGNORECASE)
+        length = int(declared.group(1)) if declared else 0
+        while len(body) < length:
+            body += conn.recv(65536)
+        with self._lock:
+            self.requests += 1
+        for byte in self.ANSWER:
+            if self._stopping.wait(self.interval):
+                return
+            conn.sendall(bytes([byte]))
 
 
 def dumps(value: Any) -> str:

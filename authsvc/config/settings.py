@@ -224,6 +224,14 @@ class Settings:
                  "must be at least AUTHSVC_OUTBOX_RETRY_BASE"))
     outbox_max_attempts: int = DELIVERY.setting(
         30, "attempts before a message is kept as failed", at_least(1))
+    outbox_send_timeout: float = DELIVERY.setting(
+        30.0, "seconds one send may take, from connecting to the answer; then it counts "
+        "as failed and is retried", POSITIVE)
+    outbox_lease: float = DELIVERY.setting(
+        30.0, "seconds a claimed message is a worker's unless renewed (renewed every third "
+        "of it while the send goes on); a dead worker's claims run out within it",
+        Rule(lambda value: value >= 3,
+             "must be at least 3 seconds (leases are renewed every third of one)"))
 
     mfa_token_ttl: int = FACTORS.setting(
         300, "seconds an mfa_token lives", between(30, 3600, " seconds"))

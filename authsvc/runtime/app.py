@@ -20,7 +20,7 @@ from ..core.tasks import raise_if_cancelled
 from ..domain.accounts import Accounts
 from ..domain.ceremonies import SignedCeremonies
 from ..domain.codes import CodePolicy, Codes
-from ..domain.delivery import Channel, Delivery, SmtpChannel, WebhookChannel, channels
+from ..domain.delivery import Channel, Delivery
 from ..domain.devices import DeviceTokens
 from ..domain.factors import Factors
 from ..domain.issuer import Issuer, token_rules
@@ -44,6 +44,7 @@ from ..store.database import Connection, ConnectionBudget, Database, create_pool
 from ..store.listener import RevocationListener
 from ..store.throttles import Tarpit
 from ..transport.observability import observe_pruning, update_gauges
+from .senders import SmtpChannel, WebhookChannel, channels
 from .tracing import query_spans
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,9 @@ class App:
         self.delivery = Delivery(db, self.messages, delivery_channels(settings, clock),
                                  retry_base=settings.outbox_retry_base,
                                  retry_max=settings.outbox_retry_max,
-                                 max_attempts=settings.outbox_max_attempts)
+                                 max_attempts=settings.outbox_max_attempts, clock=clock,
+                                 lease=settings.outbox_lease,
+                                 send_timeout=settings.outbox_send_timeout)
         self.messages.on_written(self.delivery.wake)
 
     async def calibrate_dummy_hash(self) -> None:
@@ -180,7 +183,8 @@ def code_policy(settings: Settings) -> CodePolicy:
 def delivery_channels(settings: Settings, clock: Clock) -> dict[str, Channel]:
     smtp = None
     if settings.smtp_url is not None and settings.smtp_from:
-        smtp = SmtpChannel(settings.smtp_url.reveal(), settings.smtp_from)
+        smtp = SmtpChannel(settings.smtp_url.reveal(), settings.smtp_from,
+                           settings.outbox_send_timeout)
     webhook = None
     if settings.webhook_url is not None and settings.webhook_secret is not None:
         webhook = WebhookChannel(settings.webhook_url, settings.webhook_secret.reveal(), clock)

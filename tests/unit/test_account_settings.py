@@ -13,9 +13,9 @@ from standardwebhooks.webhooks import Webhook
 
 from authsvc.clock import FakeClock
 from authsvc.config import Settings
-from authsvc.domain.delivery import SmtpChannel, WebhookChannel
 from authsvc.domain.messages import Messages
 from authsvc.errors import ConfigError
+from authsvc.runtime.senders import SmtpChannel, WebhookChannel
 from authsvc.store.outbox import Message
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()

@@ -9,6 +9,8 @@ these enum values (e.g. "INVALID_CREDENTIALS"), never the number. That is
 why the values carry no "ERROR_REASON_" prefix: they are the strings
 clients already switch on (buf.yaml excepts ENUM_VALUE_PREFIX for this file
 alone). The numbers are for the generated constants only, and stay fixed.
+Enum values share the package's scope, so these names are taken in
+authsvc.v1; every other enum keeps buf's prefix and cannot collide.
 
 Generated from here (scripts/codegen): the Python enum in
 authsvc/v1/error_reason_pb2.py that authsvc/errors.py takes its reasons

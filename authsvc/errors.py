@@ -1,11 +1,22 @@
 """The exceptions authsvc raises, one root with narrow subclasses.
 
 Every error a client can cause carries a stable ``reason`` (the
-``google.rpc.ErrorInfo`` reason the transport sends). Configuration faults
-are a separate branch: they stop start-up and never reach a client.
+``google.rpc.ErrorInfo`` reason the transport sends). The reasons are declared
+once, as the ``authsvc.v1.ErrorReason`` enum (protos/authsvc/v1/error_reason.proto):
+a class's ``reason`` is the name of one of its values, which is the string on the
+wire; the Go gateway and the TypeScript client take theirs from the same enum.
+Configuration faults are a separate branch: they stop start-up and never reach
+a client.
 """
 
 from __future__ import annotations
+
+from authsvc.v1.error_reason_pb2 import ErrorReason
+
+
+def _reason(value: ErrorReason.ValueType) -> str:
+    """The wire string of a reason: the name of its ``ErrorReason`` value."""
+    return ErrorReason.Name(value)
 
 
 class AuthsvcError(Exception):
@@ -23,7 +34,7 @@ class ClientError(AuthsvcError):
     may send it as it is.
     """
 
-    reason = "CLIENT_ERROR"
+    reason = _reason(ErrorReason.CLIENT_ERROR)
     message = "The request was refused."
     # Sent as the ErrorInfo's metadata: values chosen here, never user input.
     metadata: dict[str, str] = {}  # read only: instances that send some replace it
@@ -37,7 +48,7 @@ class ClientError(AuthsvcError):
 class InvalidArgument(ClientError):
     """A field is missing, malformed or too large."""
 
-    reason = "INVALID_ARGUMENT"
+    reason = _reason(ErrorReason.INVALID_ARGUMENT)
 
     def __init__(self, field: str, description: str) -> None:
         self.field = field
@@ -48,7 +59,7 @@ class InvalidArgument(ClientError):
 class AlreadyExists(ClientError):
     """An identifier is already taken by another user."""
 
-    reason = "ALREADY_EXISTS"
+    reason = _reason(ErrorReason.ALREADY_EXISTS)
 
     def __init__(self, field: str) -> None:
         self.field = field
@@ -58,7 +69,7 @@ class AlreadyExists(ClientError):
 class NotFound(ClientError):
     """The user or object named does not exist (administration paths only)."""
 
-    reason = "NOT_FOUND"
+    reason = _reason(ErrorReason.NOT_FOUND)
     message = "No such user."
 
 
@@ -75,7 +86,7 @@ class Unauthenticated(ClientError):
 
 
 class InvalidCredentials(Unauthenticated):
-    reason = "INVALID_CREDENTIALS"
+    reason = _reason(ErrorReason.INVALID_CREDENTIALS)
     message = "The identifier or password is wrong."
     error = None
 
@@ -84,7 +95,7 @@ class IdentifierNotVerified(Unauthenticated):
     """The password was right, but the account's email or phone is not verified yet
     (said only to someone who knows the password)."""
 
-    reason = "IDENTIFIER_NOT_VERIFIED"
+    reason = _reason(ErrorReason.IDENTIFIER_NOT_VERIFIED)
     message = "The account's email or phone number is not verified yet."
     error = None
 
@@ -92,7 +103,7 @@ class IdentifierNotVerified(Unauthenticated):
 class CodeExpired(Unauthenticated):
     """The code was right but its lifetime (AUTHSVC_CODE_TTL) is over."""
 
-    reason = "CODE_EXPIRED"
+    reason = _reason(ErrorReason.CODE_EXPIRED)
     message = "The code expired; ask for a new one."
     error = None
 
@@ -100,38 +111,38 @@ class CodeExpired(Unauthenticated):
 class SignUpDisabled(ClientError):
     """SignUp while AUTHSVC_SIGNUP is off."""
 
-    reason = "SIGNUP_DISABLED"
+    reason = _reason(ErrorReason.SIGNUP_DISABLED)
     message = "Sign-up is disabled on this service."
 
 
 class TokenMissing(Unauthenticated):
-    reason = "TOKEN_MISSING"
+    reason = _reason(ErrorReason.TOKEN_MISSING)
     message = "No access token was sent."
     error = None
 
 
 class TokenInvalid(Unauthenticated):
-    reason = "TOKEN_INVALID"
+    reason = _reason(ErrorReason.TOKEN_INVALID)
     message = "The access token is invalid."
 
 
 class TokenExpired(Unauthenticated):
-    reason = "TOKEN_EXPIRED"
+    reason = _reason(ErrorReason.TOKEN_EXPIRED)
     message = "The access token expired."
 
 
 class TokenRevoked(Unauthenticated):
-    reason = "TOKEN_REVOKED"
+    reason = _reason(ErrorReason.TOKEN_REVOKED)
     message = "The access token's session was revoked."
 
 
 class RefreshTokenInvalid(Unauthenticated):
-    reason = "REFRESH_TOKEN_INVALID"
+    reason = _reason(ErrorReason.REFRESH_TOKEN_INVALID)
     message = "The refresh token is invalid, expired or revoked."
 
 
 class RefreshTokenReused(Unauthenticated):
-    reason = "REFRESH_TOKEN_REUSED"
+    reason = _reason(ErrorReason.REFRESH_TOKEN_REUSED)
     message = "The refresh token was already used; its session is revoked."
 
 
@@ -139,7 +150,7 @@ class MfaRequired(Unauthenticated):
     """The password was right; the sign-in needs a second factor (``CompleteSignIn``
     with the ``mfa_token`` of the ErrorInfo metadata)."""
 
-    reason = "MFA_REQUIRED"
+    reason = _reason(ErrorReason.MFA_REQUIRED)
     message = "A second factor is required to complete this sign-in."
     error = None
 
@@ -150,7 +161,7 @@ class MfaRequired(Unauthenticated):
 
 
 class MfaTokenInvalid(Unauthenticated):
-    reason = "MFA_TOKEN_INVALID"
+    reason = _reason(ErrorReason.MFA_TOKEN_INVALID)
     message = "The mfa_token is unknown, expired or spent; sign in again."
     error = None
 
@@ -160,7 +171,7 @@ class CodeInvalid(Unauthenticated):
     verification or reset code that is wrong, used, replaced by a newer one, out of
     tries, or was never sent (one answer for all of them)."""
 
-    reason = "CODE_INVALID"
+    reason = _reason(ErrorReason.CODE_INVALID)
     message = "The code is wrong or was already used."
     error = None
 
@@ -170,7 +181,7 @@ class InsufficientUserAuthentication(Unauthenticated):
     ago for this method; the challenge says what would do (``acr_values``,
     ``max_age``), the ErrorInfo metadata names the amr values accepted."""
 
-    reason = "INSUFFICIENT_USER_AUTHENTICATION"
+    reason = _reason(ErrorReason.INSUFFICIENT_USER_AUTHENTICATION)
     message = "A stronger or more recent authentication is required."
     error = "insufficient_user_authentication"
 
@@ -193,7 +204,7 @@ class InsufficientUserAuthentication(Unauthenticated):
 class FactorConflict(ClientError):
     """The factor is already active (EnrollTotp), or there is none to act on."""
 
-    reason = "FACTOR_CONFLICT"
+    reason = _reason(ErrorReason.FACTOR_CONFLICT)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -204,7 +215,7 @@ class PasskeyInvalid(Unauthenticated):
     or signature, an unknown credential, or a sign counter that did not move forward
     (a cloned authenticator)."""
 
-    reason = "PASSKEY_INVALID"
+    reason = _reason(ErrorReason.PASSKEY_INVALID)
     message = "The passkey could not be verified."
     error = None
 
@@ -212,14 +223,14 @@ class PasskeyInvalid(Unauthenticated):
 class PasskeysDisabled(ClientError):
     """Passkeys (or passwordless sign-in with them) are not switched on."""
 
-    reason = "PASSKEYS_DISABLED"
+    reason = _reason(ErrorReason.PASSKEYS_DISABLED)
     message = "Passkeys are not enabled on this server."
 
 
 class PermissionDenied(ClientError):
     """The caller is authenticated but lacks a required scope."""
 
-    reason = "INSUFFICIENT_SCOPE"
+    reason = _reason(ErrorReason.INSUFFICIENT_SCOPE)
     message = "The access token lacks a required scope."
 
     def __init__(self, scopes: tuple[str, ...] = ()) -> None:
@@ -230,7 +241,7 @@ class PermissionDenied(ClientError):
 class RateLimited(ClientError):
     """Too many attempts; try again after ``retry_after`` seconds."""
 
-    reason = "RATE_LIMITED"
+    reason = _reason(ErrorReason.RATE_LIMITED)
     message = "Too many attempts; try again later."
 
     def __init__(self, retry_after: float) -> None:

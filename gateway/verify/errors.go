@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 )
 
 // Domain is the google.rpc.ErrorInfo domain of every refusal, as authsvc sends it.
@@ -17,10 +19,24 @@ const Domain = "authsvc"
 // Realm names the protection space in every RFC 6750 challenge.
 const Realm = "authsvc"
 
+// Reason is the google.rpc.ErrorInfo reason string of r: the name of its
+// authsvc.v1.ErrorReason value (protos/authsvc/v1/error_reason.proto), where
+// every reason authsvc, the gateway and the clients use is declared once. The
+// names are the wire strings (INVALID_CREDENTIALS, TOKEN_EXPIRED, ...).
+func Reason(r authsvcv1.ErrorReason) string { return r.String() }
+
+// IsReason reports whether s is a declared reason (ERROR_REASON_UNSPECIFIED
+// is not one: it is never sent).
+func IsReason(s string) bool {
+	n, ok := authsvcv1.ErrorReason_value[s]
+	return ok && n != int32(authsvcv1.ErrorReason_ERROR_REASON_UNSPECIFIED)
+}
+
 // Error is a refusal: the gRPC code, the ErrorInfo reason a client switches
 // on, fixed text, and the RFC 6750 error code of the challenge ("" when no
 // credentials were sent at all). The values are authsvc's own
-// (authsvc/errors.py, authsvc/guard/status.py): one mapping, two languages.
+// (authsvc/errors.py, authsvc/guard/status.py): one mapping, two languages,
+// with the reasons of one enum (Reason).
 type Error struct {
 	Code    codes.Code
 	Reason  string   // ErrorInfo reason; "" for UNAVAILABLE, which carries none
@@ -37,19 +53,19 @@ func (e *Error) Error() string { return e.Message }
 
 // The refusals the verifier gives.
 var (
-	ErrTokenMissing = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_MISSING",
+	ErrTokenMissing = &Error{Code: codes.Unauthenticated, Reason: Reason(authsvcv1.ErrorReason_TOKEN_MISSING),
 		Message: "No access token was sent."}
-	ErrTokenInvalid = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_INVALID",
+	ErrTokenInvalid = &Error{Code: codes.Unauthenticated, Reason: Reason(authsvcv1.ErrorReason_TOKEN_INVALID),
 		Message: "The access token is invalid.", OAuth: "invalid_token"}
-	ErrTokenNotYetValid = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_INVALID",
+	ErrTokenNotYetValid = &Error{Code: codes.Unauthenticated, Reason: Reason(authsvcv1.ErrorReason_TOKEN_INVALID),
 		Message: "The access token is not valid yet.", OAuth: "invalid_token"}
-	ErrTokenExpired = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_EXPIRED",
+	ErrTokenExpired = &Error{Code: codes.Unauthenticated, Reason: Reason(authsvcv1.ErrorReason_TOKEN_EXPIRED),
 		Message: "The access token expired.", OAuth: "invalid_token"}
-	ErrTokenRevoked = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_REVOKED",
+	ErrTokenRevoked = &Error{Code: codes.Unauthenticated, Reason: Reason(authsvcv1.ErrorReason_TOKEN_REVOKED),
 		Message: "The access token's session was revoked.", OAuth: "invalid_token"}
 	// ErrMalformedAuthorization: two authorization values, another scheme,
 	// or a malformed Bearer value.
-	ErrMalformedAuthorization = &Error{Code: codes.Unauthenticated, Reason: "TOKEN_INVALID",
+	ErrMalformedAuthorization = &Error{Code: codes.Unauthenticated, Reason: Reason(authsvcv1.ErrorReason_TOKEN_INVALID),
 		Message: "The authorization metadata must hold exactly one Bearer token.", OAuth: "invalid_request"}
 	// ErrUnavailable: the verifier cannot decide (no keys or revocation
 	// snapshot yet, or the revocation feed is staler than allowed). It fails closed.
@@ -59,7 +75,7 @@ var (
 
 // InsufficientScope is the refusal of a valid token that lacks scopes.
 func InsufficientScope(scopes ...string) *Error {
-	return &Error{Code: codes.PermissionDenied, Reason: "INSUFFICIENT_SCOPE",
+	return &Error{Code: codes.PermissionDenied, Reason: Reason(authsvcv1.ErrorReason_INSUFFICIENT_SCOPE),
 		Message: "The access token lacks a required scope.", OAuth: "insufficient_scope", Scopes: scopes}
 }
 
@@ -67,7 +83,7 @@ func InsufficientScope(scopes ...string) *Error {
 // user authenticated too weakly (amr holds none of amr) or too long ago
 // (maxAge seconds; -1: no limit asked), as authsvc words it.
 func InsufficientUserAuthentication(amr []string, maxAge int) *Error {
-	e := &Error{Code: codes.Unauthenticated, Reason: "INSUFFICIENT_USER_AUTHENTICATION",
+	e := &Error{Code: codes.Unauthenticated, Reason: Reason(authsvcv1.ErrorReason_INSUFFICIENT_USER_AUTHENTICATION),
 		Message: "A stronger or more recent authentication is required.",
 		OAuth:   "insufficient_user_authentication", Metadata: map[string]string{}}
 	if len(amr) > 0 {

@@ -7,6 +7,7 @@
  * successor, is the second safety net.
  */
 import { AuthError, errorFrom, reasonOf } from "./errors.js";
+import type { AnswerOf, PostPath, RequestOf, TokenAnswer } from "./wire.js";
 import {
   broadcastChannel, indexedDbStore, localLocks, memoryStore, webLocks,
   type Channel, type Generation, type GenerationStore, type Locks, type Message,
@@ -136,16 +137,6 @@ interface Held extends SessionInfo {
   accessToken: string;
   lifetime: number;
   gen: number;
-}
-
-interface TokenAnswer {
-  [field: string]: unknown;
-  access_token?: unknown;
-  expires_in?: unknown;
-  refresh_token?: unknown;
-  device_token?: unknown;
-  session_id?: unknown;
-  user_id?: unknown;
 }
 
 const REFRESH_HINT = "TOKEN_TYPE_HINT_REFRESH_TOKEN";
@@ -284,7 +275,7 @@ class Client implements AuthClient {
 
   completeSignIn(mfaToken: string, factor: { totp: string } | { recoveryCode: string } | { passkey: true }): Promise<SessionInfo> {
     return this.locks.request(this.lockName, async () => {
-      let body: Record<string, unknown>;
+      let body: RequestOf<"/v1/auth/signin/complete">;
       if ("totp" in factor) {
         body = { mfa_token: mfaToken, totp: factor.totp };
       } else if ("recoveryCode" in factor) {
@@ -312,11 +303,11 @@ class Client implements AuthClient {
   }
 
   /** POST with the access token (one retry after a refresh, as fetch); the JSON answer. */
-  private async authorized(path: string, body: Record<string, unknown>): Promise<TokenAnswer> {
+  private async authorized<P extends PostPath>(path: P, body: RequestOf<P>): Promise<AnswerOf<P>> {
     const resp = await this.fetch(this.url(path), {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
-    return this.answerOf(resp);
+    return this.answerOf<AnswerOf<P>>(resp);
   }
 
   async changePassword(currentPassword: string, newPassword: string): Promise<void> {
@@ -326,7 +317,7 @@ class Client implements AuthClient {
       body: JSON.stringify({ current_password: currentPassword, new_password: newPassword }),
       credentials: this.credentials(),
     });
-    const answer = await this.answerOf(resp);
+    const answer = await this.answerOf<AnswerOf<"/v1/auth/password/change"> & TokenAnswer>(resp);
     if (hasTokens(answer)) {
       await this.locks.request(this.lockName, () => this.accept(answer, "TOKEN_REFRESHED"));
     }
@@ -398,7 +389,7 @@ class Client implements AuthClient {
       token = fresh();
       if (token) return token;
     }
-    let body: Record<string, unknown> = {};
+    let body: RequestOf<"/v1/auth/refresh"> = {};
     if (this.mode === "body") {
       const token = await this.tokens.get();
       if (!token) return this.held ? this.signedOut().then(() => null) : null;
@@ -528,7 +519,7 @@ class Client implements AuthClient {
     return this.mode === "cookie" ? "include" : "same-origin";
   }
 
-  private async post(path: string, body: Record<string, unknown>): Promise<TokenAnswer> {
+  private async post<P extends PostPath>(path: P, body: RequestOf<P>): Promise<AnswerOf<P>> {
     let resp: Response;
     try {
       resp = await this.fetchImpl(this.url(path), {
@@ -540,13 +531,13 @@ class Client implements AuthClient {
     } catch (e) {
       throw new AuthError("NETWORK_ERROR", "The gateway could not be reached.", { cause: e });
     }
-    return this.answerOf(resp);
+    return this.answerOf<AnswerOf<P>>(resp);
   }
 
-  private async answerOf(resp: Response): Promise<TokenAnswer> {
+  private async answerOf<A>(resp: Response): Promise<A> {
     if (!resp.ok) throw await errorFrom(resp);
     try {
-      return (await resp.json()) as TokenAnswer;
+      return (await resp.json()) as A;
     } catch (e) {
       throw new AuthError("BAD_RESPONSE", "The answer is not JSON.", { status: resp.status, cause: e });
     }

@@ -4,7 +4,24 @@
  * RATE_LIMITED, ...), so callers switch on `reason`, never on `message`.
  * Failures of the client itself use reasons of their own: NETWORK_ERROR,
  * NOT_SIGNED_IN and BAD_RESPONSE.
+ *
+ * `reason` is typed as the union of every reason there is: authsvc's
+ * (ErrorReason, generated from the proto's authsvc.v1.ErrorReason enum), the
+ * client's own (ClientReason), and HTTP_<status> for an answer that carries
+ * no ErrorInfo, so a `switch` on it is checked by the compiler.
  */
+import type { ErrorReason } from "./gen/error_reason.js";
+
+export type { ErrorReason };
+
+/** Reasons of the client's own failures, never sent by authsvc. */
+export type ClientReason = "NETWORK_ERROR" | "NOT_SIGNED_IN" | "BAD_RESPONSE" | "PASSKEYS_UNSUPPORTED" | "PASSKEY_CANCELLED";
+
+/** The reason of an answer that carries no ErrorInfo (e.g. "HTTP_502" from a proxy). */
+export type HttpReason = `HTTP_${number}`;
+
+/** Every reason an AuthError can have. */
+export type Reason = ErrorReason | ClientReason | HttpReason;
 
 /** One google.rpc.BadRequest field violation. */
 export interface FieldViolation {
@@ -17,7 +34,7 @@ export class AuthError extends Error {
   /** HTTP status of the answer (0 when there was none). */
   readonly status: number;
   /** The ErrorInfo reason, or one of the client's own reasons. */
-  readonly reason: string;
+  readonly reason: Reason;
   /** gRPC status code of the body, when the answer had one. */
   readonly code: number | undefined;
   /** Seconds to wait before trying again (Retry-After), when given. */
@@ -28,7 +45,7 @@ export class AuthError extends Error {
    * `factors` (space-separated: totp, passkey, recovery_code). */
   readonly metadata: Record<string, string>;
 
-  constructor(reason: string, message: string, init: {
+  constructor(reason: Reason, message: string, init: {
     status?: number; code?: number | undefined; retryAfter?: number | undefined; fields?: FieldViolation[];
     metadata?: Record<string, string>; cause?: unknown;
   } = {}) {
@@ -49,12 +66,13 @@ interface StatusBody {
     fieldViolations?: FieldViolation[]; field_violations?: FieldViolation[] }>;
 }
 
-/** The ErrorInfo reason of a google.rpc.Status body, if it has one. */
-export function reasonOf(body: unknown): string | undefined {
+/** The ErrorInfo reason of a google.rpc.Status body, if it has one. A reason
+ * added to authsvc after this client was built still arrives as its string. */
+export function reasonOf(body: unknown): ErrorReason | undefined {
   const details = (body as StatusBody | null)?.details;
   if (!Array.isArray(details)) return undefined;
   for (const d of details) {
-    if (d?.["@type"]?.endsWith("google.rpc.ErrorInfo") && typeof d.reason === "string") return d.reason;
+    if (d?.["@type"]?.endsWith("google.rpc.ErrorInfo") && typeof d.reason === "string") return d.reason as ErrorReason;
   }
   return undefined;
 }

@@ -4,6 +4,6 @@ export type {
   SignUpResult, TokenStorage,
 } from "./client.js";
 export { AuthError } from "./errors.js";
-export type { FieldViolation } from "./errors.js";
+export type { ClientReason, ErrorReason, FieldViolation, HttpReason, Reason } from "./errors.js";
 export type { Channel, Generation, GenerationStore, Locks, Message } from "./coordination.js";
 export { localLocks, memoryStore } from "./coordination.js";

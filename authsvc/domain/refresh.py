@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from typing import NoReturn, Protocol
 
-from ..config import Settings
 from ..core.tokens import MAX_TOKEN_LENGTH
 from ..errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
 from ..store.sessions import ActiveRefresh, RefreshOutcome, RefreshRefused
@@ -38,13 +37,17 @@ class Remembers(Protocol):
 
 
 class Refresh:
-    def __init__(self, storage: Storage, settings: Settings, throttle: Throttle,
-                 revocations: Remembers, sessions: Sessions, tokens: RefreshTokens) -> None:
+    def __init__(self, storage: Storage, throttle: Throttle, revocations: Remembers,
+                 sessions: Sessions, tokens: RefreshTokens, *, grace: float, idle_ttl: float,
+                 audit_success: bool) -> None:
+        """``grace``: how long the spent token still gets its successor again;
+        ``idle_ttl``: how long a session lives unrefreshed; ``audit_success``: whether
+        successful refreshes get audit rows (refusals always do)."""
         self._db = storage.db
         self._rows = storage.sessions
-        self._idle_ttl = settings.session_idle_ttl
-        self._grace = settings.refresh_reuse_interval
-        self._audit_success = settings.audit_refreshes
+        self._idle_ttl = idle_ttl
+        self._grace = grace
+        self._audit_success = audit_success
         self._throttle = throttle
         self._revocations = revocations
         self._sessions = sessions

@@ -94,8 +94,10 @@ class App:
         self.second_factor = SecondFactorSignIn(storage, sessions, self.factors, self.passkeys)
         self.sign_in = SignIn(storage, clock, self.passwords, self.throttle, devices, sessions,
                               self.factors)
-        self.refresh = Refresh(storage, settings, self.throttle, revoking, sessions,
-                               refresh_tokens)
+        self.refresh = Refresh(storage, self.throttle, revoking, sessions, refresh_tokens,
+                               grace=settings.refresh_reuse_interval,
+                               idle_ttl=settings.session_idle_ttl,
+                               audit_success=settings.audit_refreshes)
         self.sign_out = SignOut(db, revoking, self.validator, refresh_tokens)
         self.accounts = Accounts(db, clock, self.passwords, revoking)
         self.retention = Retention(db, self.throttle, audit_retention=settings.audit_retention,

@@ -40,6 +40,7 @@ from ..domain.signup import Sends, SignUp, Verification
 from ..domain.storage import Storage
 from ..domain.throttle import Throttle, ThrottlePolicy
 from ..domain.validator import Validator
+from ..errors import ConfigError
 from ..store import events as event_rows
 from ..store import factors as factor_rows
 from ..store import sessions as session_rows
@@ -63,7 +64,8 @@ class App:
 
     def __init__(self, settings: Settings, database_url: str, db: Database,
                  clock: Clock) -> None:
-        assert settings.key_encryption_key is not None
+        if settings.key_encryption_key is None:  # Settings refuses to load without it
+            raise ConfigError("AUTHSVC_KEY_ENCRYPTION_KEY (or _FILE) is not set")
         kek = settings.key_encryption_key.reveal()
         self.settings = settings
         self.db = db

@@ -88,7 +88,8 @@ def issue(key: SigningKey, rules: TokenRules, *, user_id: str, session_id: str,
           auth_time: float | None = None) -> tuple[str, AccessClaims]:
     """Sign a new access token with ``key``; with ``amr``, also ``acr`` (``acr_of``)
     and ``auth_time``."""
-    assert key.private_key is not None, "issue() needs a key with its private half"
+    if key.private_key is None:
+        raise ValueError("issue() needs a key with its private half")
     iat = int(now)
     acr = acr_of(amr) if amr else None
     when = None if auth_time is None else int(auth_time)

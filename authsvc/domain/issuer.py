@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..config import Settings
 from ..core import tokens
+from ..core.keys import KeyRing
 from ..core.tokens import TokenRules
 from ..errors import Unavailable
-from .keystore import KeyStore
 
 
 def token_rules(settings: Settings) -> TokenRules:
@@ -28,10 +29,17 @@ class TokenPair:
     user_id: str
 
 
+class Keys(Protocol):
+    """Where the current key ring is kept (``KeyStore``, loaded from the database)."""
+
+    @property
+    def ring(self) -> KeyRing: ...
+
+
 class Issuer:
     """Signs access tokens with the key ring's current signer."""
 
-    def __init__(self, keystore: KeyStore, rules: TokenRules, access_token_ttl: int,
+    def __init__(self, keystore: Keys, rules: TokenRules, access_token_ttl: int,
                  session_idle_ttl: int) -> None:
         self._keystore = keystore
         self._rules = rules

@@ -16,7 +16,7 @@ from ..clock import Clock
 from ..config import Settings
 from ..core.keys import KeyRing, SigningKey, public_jwk
 from ..core.verification import ReloadGate
-from ..errors import ConfigError, NotFound
+from ..errors import ConfigError, NotFound, Unavailable
 from ..store import events
 from ..store import keys as key_rows
 from ..store.database import Database
@@ -73,7 +73,8 @@ class KeyStore:
                 log.info("created signing key %s (%s)", row.kid, row.alg)
         await self.load()
         signer = self.ring.signer(now)
-        assert signer is not None
+        if signer is None:  # created or found just now; gone only if retired meanwhile
+            raise Unavailable("no signing key")
         return signer
 
     async def rotate(self, publish_ahead: float = 0.0) -> str:

@@ -59,7 +59,8 @@ class Messages:
     async def send(self, conn: Connection, kind: str, to: Identifier,
                    **fields: str) -> None:
         """Queue a ``kind`` message to ``to`` (an email or phone) in ``conn``'s transaction."""
-        assert kind in KINDS and to.kind in ("email", "phone")
+        if kind not in KINDS or to.kind not in ("email", "phone"):
+            raise ValueError(f"no {kind!r} message goes to a {to.kind}")
         await outbox_rows.enqueue(conn, kind, to.kind, to.value,
                                   self.seal(kind, to.value, fields))
 
@@ -91,7 +92,8 @@ class Messages:
         plain = self._aead.decrypt(blob[1:13], blob[13:],
                                    _bound(message.kind, message.recipient))
         fields = json.loads(plain)
-        assert isinstance(fields, dict)
+        if not isinstance(fields, dict):
+            raise ValueError("unknown outbox payload format")
         return {str(k): str(v) for k, v in fields.items()}
 
 

@@ -40,7 +40,6 @@ import os
 import uuid
 from dataclasses import dataclass
 
-from ..clock import Clock
 from ..config import Settings
 from ..core.tokens import AccessClaims
 from ..errors import (
@@ -55,14 +54,13 @@ from ..errors import (
 from ..store import events
 from ..store import factors as factor_rows
 from ..store import passkeys as rows
-from ..store import sessions as session_rows
 from ..store import users as user_rows
 from ..store.database import Connection, Database
 from .caller import Caller
 from .ceremonies import SignedCeremonies
 from .factors import Factors, check_passkey_fields
-from .issuer import Issuer, TokenPair
-from .refresh_tokens import RefreshTokens
+from .issuer import TokenPair
+from .sessions import INVALID, Failure, Opened, Refused, Sessions
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -110,21 +108,17 @@ def _presented(credential_json: str, field: str) -> _Presented:
 
 
 class Passkeys:
-    def __init__(self, db: Database, settings: Settings, clock: Clock,
-                 factors: Factors, throttle: Throttle, issuer: Issuer,
-                 tokens: RefreshTokens, ceremonies: SignedCeremonies) -> None:
+    def __init__(self, db: Database, settings: Settings, factors: Factors,
+                 throttle: Throttle, sessions: Sessions, ceremonies: SignedCeremonies) -> None:
         self._db = db
         self._ceremonies = ceremonies
-        self._clock = clock
         self._factors = factors
         self._throttle = throttle
-        self._issuer = issuer
-        self._tokens = tokens
+        self._sessions = sessions
         self._rp_id = settings.webauthn_rp_id
         self._rp_name = settings.webauthn_rp_name
         self._origins = list(settings.webauthn_origins)
         self._sign_in = settings.passkey_sign_in
-        self._session_ttl = settings.session_ttl
 
     def _rp(self) -> str:
         if self._rp_id is None:
@@ -283,55 +277,48 @@ class Passkeys:
 
     async def sign_in(self, ceremony_id: str, credential_json: str, caller: Caller,
                       ) -> TokenPair:
-        """Passwordless: a session for the user whose discoverable passkey answered."""
+        """Passwordless: a session for the user whose discoverable passkey answered,
+        opened by ``Sessions`` with amr ``hwk``/``swk`` + ``mfa``."""
         rp_id = self._rp()
         if not self._sign_in:
             raise PasskeysDisabled("Passwordless sign-in with passkeys is not enabled "
                                    "(AUTHSVC_PASSKEY_SIGN_IN).")
         check_passkey_fields(ceremony_id, credential_json, prefix="assertion.")
         presented = _presented(credential_json, "assertion.credential_json")
-        outcome, wait, session_id = "invalid", None, ""
-        scopes: tuple[str, ...] | None = None
-        user_id = ""
-        amr: tuple[str, ...] = ()
-        signed = self._ceremonies.read(ceremony_id)
         async with self._db.transaction() as conn:
-            ceremony = signed if signed is not None and await rows.spend_signed_ceremony(
-                conn, _hash(ceremony_id), signed.challenge, signed.expires_at) else None
-            credential = None if ceremony is None else await rows.lock(
-                conn, presented.credential_id)
-            if ceremony is not None and credential is not None:
-                user_id = credential.user_id
-                wait = await self._throttle.reserve_code(conn, user_id)
-                if wait is not None:
-                    outcome = "throttled"
-                else:
-                    kind = await self._verify(conn, rp_id, ceremony.challenge, presented,
-                                              credential_json, user_id, require_uv=True,
-                                              caller=caller)
-                    user = await user_rows.get(conn, user_id) if kind else None
-                    if kind is not None and user is not None:
-                        scopes = await user_rows.still_signing_in(conn, user_id,
-                                                                  user.credentials_version)
-                    if kind is not None and scopes is not None:
-                        await self._throttle.code_succeeded(conn, user_id)
-                        outcome, amr = "ok", (kind, "mfa")
-                        session_id = await session_rows.create(
-                            conn, user_id=user_id, scopes=scopes, ttl=self._session_ttl,
-                            amr=amr, **caller.audit())
-                        await events.record(conn, "signin.success", reason="passkey",
-                                            user_id=user_id, session_id=session_id,
-                                            **caller.audit())
-        if outcome == "throttled":
-            assert wait is not None
-            raise RateLimited(wait)
-        if outcome != "ok" or scopes is None:
+            outcome = await self._sign_in_with(conn, rp_id, ceremony_id, presented,
+                                               credential_json, caller)
+        if isinstance(outcome, Refused):
+            if outcome.failure is Failure.THROTTLED:
+                raise RateLimited(outcome.retry_after)
             raise PasskeyInvalid()
-        now = self._clock()
-        return self._issuer.pair(user_id=user_id, session_id=session_id, scopes=scopes,
-                                 refresh=self._tokens.token(session_id, 0), now=now,
-                                 session_expires_at=now + self._session_ttl, amr=amr,
-                                 auth_time=now)
+        return self._sessions.issue(outcome)
+
+    async def _sign_in_with(self, conn: Connection, rp_id: str, ceremony_id: str,
+                            presented: _Presented, credential_json: str, caller: Caller,
+                            ) -> Opened | Refused:
+        ceremony = self._ceremonies.read(ceremony_id)
+        if ceremony is None or not await rows.spend_signed_ceremony(
+                conn, _hash(ceremony_id), ceremony.challenge, ceremony.expires_at):
+            return INVALID
+        credential = await rows.lock(conn, presented.credential_id)
+        if credential is None:
+            return INVALID
+        user_id = credential.user_id
+        wait = await self._throttle.reserve_code(conn, user_id)
+        if wait is not None:
+            return Refused.throttled(wait)
+        kind = await self._verify(conn, rp_id, ceremony.challenge, presented,
+                                  credential_json, user_id, require_uv=True, caller=caller)
+        user = await user_rows.get(conn, user_id) if kind else None
+        if kind is None or user is None:
+            return INVALID
+        scopes = await user_rows.still_signing_in(conn, user_id, user.credentials_version)
+        if scopes is None:
+            return INVALID
+        await self._throttle.code_succeeded(conn, user_id)
+        return await self._sessions.open(conn, user_id=user_id, scopes=scopes,
+                                         amr=(kind, "mfa"), caller=caller, reason="passkey")
 
     async def _verify(self, conn: Connection, rp_id: str, challenge: bytes,
                       presented: _Presented, credential_json: str, user_id: str, *,

@@ -14,46 +14,55 @@ costs a second one, to count the failure.
 from __future__ import annotations
 
 import logging
+from typing import NoReturn, Protocol
 
-from ..clock import Clock
-from ..config import Settings
 from ..core.tokens import MAX_TOKEN_LENGTH
 from ..errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
-from ..store import sessions as session_rows
-from ..store.database import Database
+from ..store.sessions import ActiveRefresh, RefreshOutcome, RefreshRefused
 from . import refresh_tokens
 from .caller import Caller
-from .issuer import Issuer, TokenPair
+from .issuer import TokenPair
 from .refresh_tokens import MAX_LENGTH, RefreshTokens
-from .revocation import Revocations
+from .sessions import Sessions
+from .storage import Storage
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 
+class Remembers(Protocol):
+    """``Revocations``: this worker refuses a revoked session's tokens at once."""
+
+    def remember(self, session_ids: list[str]) -> None: ...
+
+
 class Refresh:
-    def __init__(self, db: Database, settings: Settings, clock: Clock, throttle: Throttle,
-                 revocations: Revocations, issuer: Issuer, tokens: RefreshTokens) -> None:
-        self._db = db
-        self._idle_ttl = settings.session_idle_ttl
-        self._grace = settings.refresh_reuse_interval
-        self._audit_success = settings.audit_refreshes
-        self._clock = clock
+    def __init__(self, storage: Storage, throttle: Throttle, revocations: Remembers,
+                 sessions: Sessions, tokens: RefreshTokens, *, grace: float, idle_ttl: float,
+                 audit_success: bool) -> None:
+        """``grace``: how long the spent token still gets its successor again;
+        ``idle_ttl``: how long a session lives unrefreshed; ``audit_success``: whether
+        successful refreshes get audit rows (refusals always do)."""
+        self._db = storage.db
+        self._rows = storage.sessions
+        self._idle_ttl = idle_ttl
+        self._grace = grace
+        self._audit_success = audit_success
         self._throttle = throttle
         self._revocations = revocations
-        self._issuer = issuer
+        self._sessions = sessions
         self._tokens = tokens
 
-    async def introspect(self, token: str) -> session_rows.ActiveRefresh | None:
+    async def introspect(self, token: str) -> ActiveRefresh | None:
         """RFC 7662 for a refresh token: its session when a refresh with it would
         succeed now, without spending it; None for any other token."""
         if not token or len(token) > MAX_LENGTH:
             return None
         async with self._db.connection() as conn:
-            presented = await refresh_tokens.presented(self._tokens, conn, token)
+            presented = await refresh_tokens.presented(self._tokens, conn, token, self._rows)
             if presented is None:
                 return None
-            return await session_rows.active_refresh(conn, *presented, idle=self._idle_ttl)
+            return await self._rows.active_refresh(conn, *presented, idle=self._idle_ttl)
 
     async def refresh(self, token: str, caller: Caller) -> TokenPair:
         if not token:
@@ -61,32 +70,36 @@ class Refresh:
         if len(token) > MAX_LENGTH and not _access_token_shaped(token):
             raise InvalidArgument("refresh_token", f"must be at most {MAX_LENGTH} characters")
         async with self._db.connection() as conn:
-            found = await refresh_tokens.presented(self._tokens, conn, token)
-            session_id, counter = found or ("", 0)
-            done = None if not session_id else await session_rows.refresh(
-                conn, session_id, counter, grace=self._grace, idle=self._idle_ttl,
-                audit_success=self._audit_success,
-                throttle=self._throttle.refresh_key(caller.client_addr), **caller.audit())
-        if done is None:  # nothing to look up: the throttle is asked on its own
+            found = await refresh_tokens.presented(self._tokens, conn, token, self._rows)
+            if found is not None:
+                session_id, counter = found
+                done = await self._rows.refresh(
+                    conn, session_id, counter, grace=self._grace, idle=self._idle_ttl,
+                    audit_success=self._audit_success,
+                    throttle=self._throttle.refresh_key(caller.client_addr), **caller.audit())
+        if found is None:  # nothing to look up: the throttle is asked on its own
             await self._throttle.check_refresh(caller.client_addr)
-        if done is None or done.outcome in ("unknown", "ended"):
-            await self._throttle.refresh_failed(caller.client_addr)
-            raise RefreshTokenInvalid()
-        if done.outcome == "throttled":
-            raise RateLimited(done.retry_after)
-        if done.outcome == "reused":
-            self._revocations.remember([session_id])
-            log.warning("refresh token reuse detected; session %s revoked", session_id)
-            raise RefreshTokenReused()
-        assert done.user_id is not None
+            await self._invalid(caller)
+        if isinstance(done, RefreshRefused):
+            match done.outcome:
+                case RefreshOutcome.THROTTLED:
+                    raise RateLimited(done.retry_after)
+                case RefreshOutcome.REUSED:
+                    self._revocations.remember([session_id])
+                    log.warning("refresh token reuse detected; session %s revoked",
+                                session_id)
+                    raise RefreshTokenReused()
+                case _:  # unknown, ended
+                    await self._invalid(caller)
         successor = self._tokens.token(session_id, done.counter)
-        if done.outcome == "repeated" and counter < 0:  # a legacy token's grace
+        if done.outcome is RefreshOutcome.REPEATED and counter < 0:  # a legacy token's grace
             successor = self._tokens.legacy_successor(token)
-        now = self._clock()
-        return self._issuer.pair(user_id=done.user_id, session_id=session_id,
-                                 scopes=done.scopes, refresh=successor, now=now,
-                                 session_expires_at=now + done.expires_in, amr=done.amr,
-                                 auth_time=now - done.auth_age)
+        return self._sessions.reissue(session_id, done, successor)
+
+    async def _invalid(self, caller: Caller) -> NoReturn:
+        """A refused token: counted against the client, then REFRESH_TOKEN_INVALID."""
+        await self._throttle.refresh_failed(caller.client_addr)
+        raise RefreshTokenInvalid()
 
 
 def _access_token_shaped(token: str) -> bool:

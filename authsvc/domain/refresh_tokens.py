@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ..store import sessions as session_rows
 from ..store.database import Connection
 from .keycrypto import derive_key
+from .storage import SessionRows
 
 MAX_LENGTH = 512
 VERSION = 2
@@ -94,13 +95,13 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
-async def presented(tokens: RefreshTokens, conn: Connection,
-                    token: str) -> tuple[str, int] | None:
+async def presented(tokens: RefreshTokens, conn: Connection, token: str,
+                    sessions: SessionRows = session_rows) -> tuple[str, int] | None:
     """The session and counter a refresh token stands for: read from a counter token,
-    or looked up for a legacy one; None for anything else."""
+    or looked up (in ``sessions``) for a legacy one; None for anything else."""
     counter_token = tokens.read(token)
     if counter_token is not None:
         return counter_token.session_id, counter_token.counter
     if looks_like_counter_token(token):
         return None
-    return await session_rows.legacy_token(conn, token_hash(token))
+    return await sessions.legacy_token(conn, token_hash(token))

@@ -16,6 +16,11 @@ password gives the slot back and opens the session (which then simply goes
 unused, as after an answer lost on the network); a wrong one stays a failure.
 So cancelled sign-ins are never counted as guesses, and cancelling cannot buy
 a free guess either.
+
+The answer is ``SignedIn`` (a session, opened by ``Sessions`` like every other
+way of signing in) or ``SecondFactorRequired`` (the password was right and the
+user has a second factor: the transport answers MFA_REQUIRED). Why a sign-in
+failed is a ``Refusal``, which is also the audit row's reason.
 """
 
 from __future__ import annotations
@@ -23,23 +28,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import NoReturn, Protocol
 
 from ..clock import Clock
-from ..config import Settings
-from ..errors import IdentifierNotVerified, InvalidArgument, InvalidCredentials, MfaRequired
-from ..store import events
-from ..store import sessions as session_rows
-from ..store import users as user_rows
-from ..store.database import Database
+from ..errors import IdentifierNotVerified, InvalidArgument, InvalidCredentials
+from ..store.database import Connection
 from ..store.users import UserRow
 from . import identifiers
 from .caller import Caller
 from .devices import DeviceTokens
-from .factors import Factors
-from .issuer import Issuer, TokenPair
-from .mfa import SecondFactorSignIn
-from .passwords import Passwords
-from .refresh_tokens import RefreshTokens
+from .issuer import TokenPair
+from .passwords import Passwords, Verdict
+from .sessions import Opened, SecondFactorRequired, Sessions
+from .storage import Storage
 from .throttle import Reservation, Throttle
 
 log = logging.getLogger(__name__)
@@ -51,25 +53,40 @@ class SignedIn:
     device_token: str
 
 
+class Refusal(StrEnum):
+    """Why a right-looking sign-in opened nothing; the ``signin.failure`` reason."""
+
+    UNKNOWN_USER = "unknown_user"
+    WRONG_PASSWORD = "wrong_password"  # noqa: S105 (an audit reason, not a password)
+    DISABLED = "disabled"
+    UNVERIFIED = "unverified"  # said only to who knows the password
+    CREDENTIALS_CHANGED = "credentials_changed"  # since the password was checked
+
+
+class AvailableFactors(Protocol):
+    async def available(self, conn: Connection, user_id: str) -> tuple[str, ...]:
+        """The second factors the user can complete a sign-in with; () for none."""
+
+
 class SignIn:
-    def __init__(self, db: Database, settings: Settings, clock: Clock, passwords: Passwords,
-                 throttle: Throttle, devices: DeviceTokens, issuer: Issuer,
-                 tokens: RefreshTokens, factors: Factors | None = None,
-                 second_factor: SecondFactorSignIn | None = None) -> None:
-        self._db = db
+    def __init__(self, storage: Storage, clock: Clock, passwords: Passwords,
+                 throttle: Throttle, devices: DeviceTokens, sessions: Sessions,
+                 factors: AvailableFactors) -> None:
+        self._storage = storage
+        self._db = storage.db
+        self._users = storage.users
+        self._events = storage.events
         self._factors = factors
-        self._second_factor = second_factor
-        self._tokens = tokens
+        self._sessions = sessions
         self._devices = devices
-        self._session_ttl = settings.session_ttl
         self._clock = clock
         self._passwords = passwords
         self._throttle = throttle
-        self._issuer = issuer
-        self._judging: set[asyncio.Task[SignedIn]] = set()
+        self._judging: set[asyncio.Task[SignedIn | SecondFactorRequired]] = set()
 
     async def sign_in(self, kind: str | None, raw_identifier: str, password: str,
-                      caller: Caller, device_token: str = "") -> SignedIn:
+                      caller: Caller, device_token: str = "",
+                      ) -> SignedIn | SecondFactorRequired:
         identifier = identifiers.normalize(identifiers.kind_of(kind), raw_identifier)
         if not password:
             raise InvalidArgument("password", "must not be empty")
@@ -83,11 +100,11 @@ class SignIn:
                                                                caller.client_addr, device)
             if reservation.retry_after is not None:
                 if reservation.worth_auditing:
-                    await events.record(conn, "signin.throttled",
-                                        reason=f"refused {reservation.refusals}",
-                                        **caller.audit())
+                    await self._events.record(conn, "signin.throttled",
+                                              reason=f"refused {reservation.refusals}",
+                                              **caller.audit())
             else:
-                user = await user_rows.find(conn, identifier.kind, identifier.value)
+                user = await self._users.find(conn, identifier.kind, identifier.value)
         reservation.raise_if_refused()
         judging = asyncio.create_task(self._judge(identifier, user, password, reservation,
                                                   caller))
@@ -95,67 +112,75 @@ class SignIn:
         judging.add_done_callback(self._judged)
         return await asyncio.shield(judging)
 
-    def _judged(self, task: asyncio.Task[SignedIn]) -> None:
+    def _judged(self, task: asyncio.Task[SignedIn | SecondFactorRequired]) -> None:
         self._judging.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a refusal nobody waited for is not an error
 
     async def _judge(self, identifier: identifiers.Identifier, user: UserRow | None,
-                     password: str, reservation: Reservation, caller: Caller) -> SignedIn:
+                     password: str, reservation: Reservation, caller: Caller,
+                     ) -> SignedIn | SecondFactorRequired:
         """The hash, then the session's transaction: the slot's fate and the answer."""
         verdict = await self._passwords.verify(user.password_hash if user else None, password)
-        now = self._clock()
-        if user is None or not verdict.ok or user.disabled:
-            reason = ("unknown_user" if user is None else
-                      "wrong_password" if not verdict.ok else "disabled")
-            async with self._db.connection() as conn:
-                await events.record(conn, "signin.failure", reason=reason,
-                                    user_id=user.id if user else None, **caller.audit())
-            raise InvalidCredentials()
-        if not user.verified:  # a verify-mode sign-up; said only to who knows the password
-            async with self._db.connection() as conn:
-                await events.record(conn, "signin.failure", reason="unverified",
-                                    user_id=user.id, **caller.audit())
-            raise IdentifierNotVerified()
-        session_id = None
-        factors: tuple[str, ...] = ()
+        if user is None or not verdict.ok or user.disabled or not user.verified:
+            await self._refuse(_refusal(user, verdict), user, caller)
         async with self._db.transaction() as conn:
             # The session is created only for the credentials just checked: a password
             # change or disabling since then ends this sign-in here, and one that comes
             # later waits for this transaction and then revokes its session.
-            scopes = await user_rows.still_signing_in(conn, user.id, user.credentials_version)
+            scopes = await self._users.still_signing_in(conn, user.id,
+                                                        user.credentials_version)
             if scopes is None:
-                await events.record(conn, "signin.failure", reason="credentials_changed",
-                                    user_id=user.id, **caller.audit())
+                await self._events.record(conn, "signin.failure",
+                                          reason=Refusal.CREDENTIALS_CHANGED.value,
+                                          user_id=user.id, **caller.audit())
+                opened: Opened | SecondFactorRequired | None = None
             else:
                 await self._throttle.sign_in_succeeded(conn, reservation)
-                if self._factors is not None and self._second_factor is not None:
-                    factors = await self._factors.available(conn, user.id)
-                if factors:  # the password was right; the session waits for the factor
-                    assert self._second_factor is not None
-                    mfa_token = await self._second_factor.open(conn, user.id,
-                                                               user.credentials_version)
-                    await events.record(conn, "signin.mfa_required", user_id=user.id,
-                                        **caller.audit())
-                else:
-                    session_id = await session_rows.create(
-                        conn, user_id=user.id, scopes=scopes, ttl=self._session_ttl,
-                        **caller.audit())
-                    await events.record(conn, "signin.success", user_id=user.id,
-                                        session_id=session_id, **caller.audit())
-        if verdict.needs_rehash and scopes is not None:
+                opened = await self._open(conn, user, scopes, caller)
+        if verdict.needs_rehash and opened is not None:
             await self._rehash(user.id, user.password_hash, password)
+        match opened:
+            case None:
+                raise InvalidCredentials()
+            case SecondFactorRequired():
+                return opened
+            case Opened():
+                return SignedIn(self._sessions.issue(opened), self._devices.issue(identifier))
+
+    async def _open(self, conn: Connection, user: UserRow, scopes: tuple[str, ...],
+                    caller: Caller) -> Opened | SecondFactorRequired:
+        """The password was right: the session, or (with a second factor) the challenge
+        that waits for it."""
+        factors = await self._factors.available(conn, user.id)
         if factors:
-            assert self._second_factor is not None
-            raise MfaRequired(mfa_token, factors, self._second_factor.token_ttl)
-        if scopes is None or session_id is None:
-            raise InvalidCredentials()
-        pair = self._issuer.pair(user_id=user.id, session_id=session_id, scopes=scopes,
-                                 refresh=self._tokens.token(session_id, 0), now=now,
-                                 session_expires_at=now + self._session_ttl)
-        return SignedIn(pair, self._devices.issue(identifier))
+            return await self._sessions.hold(conn, user_id=user.id,
+                                             credentials_version=user.credentials_version,
+                                             factors=factors, caller=caller)
+        return await self._sessions.open(conn, user_id=user.id, scopes=scopes, amr=("pwd",),
+                                         caller=caller)
+
+    async def _refuse(self, refusal: Refusal, user: UserRow | None, caller: Caller,
+                      ) -> NoReturn:
+        async with self._db.connection() as conn:
+            await self._events.record(conn, "signin.failure", reason=refusal.value,
+                                      user_id=user.id if user else None, **caller.audit())
+        if refusal is Refusal.UNVERIFIED:
+            raise IdentifierNotVerified()
+        raise InvalidCredentials()
 
     async def _rehash(self, user_id: str, old_hash: str, password: str) -> None:
         new_hash = await self._passwords.hash(password)
         async with self._db.connection() as conn:
-            await user_rows.rehash(conn, user_id, old_hash, new_hash, self._clock())
+            await self._users.rehash(conn, user_id, old_hash, new_hash, self._clock())
+
+
+def _refusal(user: UserRow | None, verdict: Verdict) -> Refusal:
+    """Why the password does not open this account (the checks' order is the audit's)."""
+    if user is None:
+        return Refusal.UNKNOWN_USER
+    if not verdict.ok:
+        return Refusal.WRONG_PASSWORD
+    if user.disabled:
+        return Refusal.DISABLED
+    return Refusal.UNVERIFIED

@@ -41,6 +41,7 @@ from .identifiers import Identifier
 from .messages import Messages
 from .passwords import Passwords
 from .revocation import Revoking
+from .sessions import SecondFactorRequired
 from .signin import SignedIn, SignIn
 from .throttle import Throttle
 
@@ -80,8 +81,9 @@ class SignUp:
         self._sign_in = sign_in
 
     async def sign_up(self, kind: str | None, raw: str, password: str,
-                      caller: Caller) -> SignedIn | None:
-        """Create the account: open mode signs it in; verify mode answers None."""
+                      caller: Caller) -> SignedIn | SecondFactorRequired | None:
+        """Create the account: open mode signs it in (as ``SignIn`` answers); verify
+        mode answers None."""
         if self.mode == "off":
             raise SignUpDisabled()
         identifier = identifiers.normalize(identifiers.kind_of(kind), raw)

@@ -48,11 +48,11 @@ from dataclasses import dataclass, field
 
 from .. import tracing
 from ..errors import RateLimited
-from ..store import throttles as rows
-from ..store.database import Connection, Database
+from ..store.database import Connection
 from ..store.throttles import Tarpit
 from .identifiers import Identifier
 from .keycrypto import derive_key
+from .storage import ThrottleRows, Transactions
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +93,10 @@ class Reservation:
 
 
 class Throttle:
-    def __init__(self, db: Database, policy: ThrottlePolicy, key_encryption_key: bytes,
-                 ) -> None:
+    def __init__(self, db: Transactions, rows: ThrottleRows, policy: ThrottlePolicy,
+                 key_encryption_key: bytes) -> None:
         self._db = db
+        self._rows = rows
         self.policy = policy
         self._key = derive_key(key_encryption_key, b"authsvc throttle keys v1")
 
@@ -118,11 +119,11 @@ class Throttle:
             tight.append((self._digest("device", device), policy.pair))
             charged.append(tight[-1])
         checked = [key for key, _ in charged]
-        if device or (address and await rows.is_trusted(
+        if device or (address and await self._rows.is_trusted(
                 conn, self._trust(identifier, address))):
             checked.remove(by_identifier[0])
         with tracing.span("throttle.reserve", {"throttle.counters": len(charged)}) as span:
-            refused = await rows.reserve(conn, checked, charged)
+            refused = await self._rows.reserve(conn, checked, charged)
             if span is not None:
                 span.set_attribute("throttle.allowed", refused is None)
         if refused is not None:
@@ -137,10 +138,10 @@ class Throttle:
         failures and trust the pair for trust_ttl."""
         identifier, address = reservation.identifier, reservation.address
         fresh = reservation.fresh_on_success
-        await rows.release(conn, [c for c in reservation.charged if c[0] not in fresh],
+        await self._rows.release(conn, [c for c in reservation.charged if c[0] not in fresh],
                            list(fresh))
         if address:
-            await rows.trust(conn, self._trust(identifier, address), self.policy.trust_ttl)
+            await self._rows.trust(conn, self._trust(identifier, address), self.policy.trust_ttl)
 
     async def reserve_attempt(self, conn: Connection, scope: str, identifier: Identifier,
                               address: str | None, *, identifier_tarpit: Tarpit,
@@ -157,7 +158,7 @@ class Throttle:
             if pair_tarpit is not None:
                 charged.append((self._digest(scope, "pair", identifier.kind,
                                              identifier.value, address), pair_tarpit))
-        refused = await rows.reserve(conn, [key for key, _ in charged], charged)
+        refused = await self._rows.reserve(conn, [key for key, _ in charged], charged)
         if refused is not None:
             wait, refusals = refused
             return Reservation(identifier, address, retry_after=wait, refusals=refusals)
@@ -165,18 +166,18 @@ class Throttle:
 
     async def released(self, conn: Connection, reservation: Reservation) -> None:
         """Give back every slot ``reserve_attempt`` took (the attempt succeeded)."""
-        await rows.release(conn, reservation.charged, [])
+        await self._rows.release(conn, reservation.charged, [])
     async def reserve_code(self, conn: Connection, user_id: str) -> float | None:
         """Take a second-factor code attempt's slot in the user's tarpit before the code
         is looked at (counted as a failure until ``code_succeeded``); or, nothing
         counted, the seconds left of the block in force."""
         key = self._digest("code", user_id)
-        refused = await rows.reserve(conn, [key], [(key, self._code_tarpit)])
+        refused = await self._rows.reserve(conn, [key], [(key, self._code_tarpit)])
         return None if refused is None else refused[0]
 
     async def code_succeeded(self, conn: Connection, user_id: str) -> None:
         """A right code: the user's code tarpit starts afresh."""
-        await rows.release(conn, [], [self._digest("code", user_id)])
+        await self._rows.release(conn, [], [self._digest("code", user_id)])
 
     @staticmethod
     def raise_if_refused(wait: float | None) -> None:
@@ -214,7 +215,7 @@ class Throttle:
             return
         with tracing.span("throttle.check") as span:
             async with self._db.connection() as conn:
-                wait = await rows.blocked_for(conn, [key])
+                wait = await self._rows.blocked_for(conn, [key])
             if span is not None:
                 span.set_attribute("throttle.allowed", wait is None)
         if wait is not None:
@@ -225,7 +226,7 @@ class Throttle:
         if key is None:
             return
         async with self._db.connection() as conn:
-            await rows.record_failure(conn, key, self.policy.refresh_address)
+            await self._rows.record_failure(conn, key, self.policy.refresh_address)
 
     async def forget_expired(self, batch: int) -> int:
         """Delete at most ``batch`` stale rows of each throttle table; how many."""
@@ -233,7 +234,7 @@ class Throttle:
                                         self.policy.pair, self.policy.refresh_address,
                                         self._code_tarpit))
         async with self._db.connection() as conn:
-            return await rows.forget_expired(conn, window, batch)
+            return await self._rows.forget_expired(conn, window, batch)
 
     def _pair(self, identifier: Identifier, address: str) -> str:
         return self._digest("pair", identifier.kind, identifier.value, address)

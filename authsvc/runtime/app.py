@@ -35,10 +35,17 @@ from ..domain.refresh_tokens import RefreshTokens
 from ..domain.retention import Retention
 from ..domain.revocation import Revocations, SignOut
 from ..domain.self_service import SelfService
+from ..domain.sessions import Sessions
 from ..domain.signin import SignIn
 from ..domain.signup import Sends, SignUp, Verification
+from ..domain.storage import Storage
 from ..domain.throttle import Throttle, ThrottlePolicy
 from ..domain.validator import Validator
+from ..errors import ConfigError
+from ..store import events as event_rows
+from ..store import factors as factor_rows
+from ..store import sessions as session_rows
+from ..store import throttles as throttle_rows
 from ..store import users as user_rows
 from ..store.database import Connection, ConnectionBudget, Database, create_pool
 from ..store.listener import RevocationListener
@@ -59,7 +66,8 @@ class App:
 
     def __init__(self, settings: Settings, database_url: str, db: Database,
                  clock: Clock) -> None:
-        assert settings.key_encryption_key is not None
+        if settings.key_encryption_key is None:  # Settings refuses to load without it
+            raise ConfigError("AUTHSVC_KEY_ENCRYPTION_KEY (or _FILE) is not set")
         kek = settings.key_encryption_key.reveal()
         self.settings = settings
         self.db = db
@@ -75,22 +83,26 @@ class App:
         self.passwords = Passwords(settings.argon2_profile, settings.hash_threads)
         self.validator = Validator(db, self.keystore, self.revocations, rules, clock,
                                    settings.token_cache_size)
-        self.throttle = Throttle(db, throttle_policy(settings), kek)
+        storage = sql_storage(db)
+        self.throttle = Throttle(db, storage.throttles, throttle_policy(settings), kek)
         refresh_tokens = RefreshTokens(kek)
         revoking = Revocations(db, clock, self.revocations)
         issuer = Issuer(self.keystore, rules, settings.access_token_ttl,
                         settings.session_idle_ttl)
+        sessions = Sessions(storage, issuer, refresh_tokens, clock,
+                            session_ttl=settings.session_ttl,
+                            mfa_token_ttl=settings.mfa_token_ttl)
         devices = DeviceTokens(kek, clock, settings.throttle_trust_ttl)
         self.factors = Factors(db, clock, self.throttle, revoking, kek, issuer=settings.issuer)
-        self.passkeys = Passkeys(db, settings, clock, self.factors, self.throttle, issuer,
-                                 refresh_tokens, SignedCeremonies(kek, clock, CEREMONY_TTL))
-        self.second_factor = SecondFactorSignIn(db, clock, self.factors, self.passkeys, issuer,
-                                                refresh_tokens, token_ttl=settings.mfa_token_ttl,
-                                                session_ttl=settings.session_ttl)
-        self.sign_in = SignIn(db, settings, clock, self.passwords, self.throttle, devices,
-                              issuer, refresh_tokens, self.factors, self.second_factor)
-        self.refresh = Refresh(db, settings, clock, self.throttle, revoking, issuer,
-                               refresh_tokens)
+        self.passkeys = Passkeys(db, settings, self.factors, self.throttle, sessions,
+                                 SignedCeremonies(kek, clock, CEREMONY_TTL))
+        self.second_factor = SecondFactorSignIn(storage, sessions, self.factors, self.passkeys)
+        self.sign_in = SignIn(storage, clock, self.passwords, self.throttle, devices, sessions,
+                              self.factors)
+        self.refresh = Refresh(storage, self.throttle, revoking, sessions, refresh_tokens,
+                               grace=settings.refresh_reuse_interval,
+                               idle_ttl=settings.session_idle_ttl,
+                               audit_success=settings.audit_refreshes)
         self.sign_out = SignOut(db, revoking, self.validator, refresh_tokens)
         self.accounts = Accounts(db, clock, self.passwords, revoking)
         self.retention = Retention(db, self.throttle, audit_retention=settings.audit_retention,
@@ -156,6 +168,13 @@ class App:
             update(len(self.revocations), pool.get_size(), pool.get_idle_size(),
                    self.passwords.waiting, self.listener.clock_offset)
             await asyncio.sleep(GAUGE_INTERVAL)
+
+
+def sql_storage(db: Database) -> Storage:
+    """The hot flows' rows in PostgreSQL: each store module is the SQL implementation of
+    the domain's protocol for it (``domain.storage``), checked here by mypy."""
+    return Storage(db=db, users=user_rows, sessions=session_rows, throttles=throttle_rows,
+                   challenges=factor_rows, events=event_rows)
 
 
 def throttle_policy(settings: Settings) -> ThrottlePolicy:

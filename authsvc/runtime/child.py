@@ -41,7 +41,8 @@ def main(argv: list[str]) -> int:
         settings, url = pickle.load(sys.stdin.buffer)  # noqa: S301
     except EOFError:
         return 0  # the parent stopped before it could give any
-    assert isinstance(settings, Settings) and isinstance(url, str)
+    if not isinstance(settings, Settings) or not isinstance(url, str):
+        raise TypeError("the parent sent something other than (Settings, database URL)")
     reports = os.fdopen(report_fd, "w")
 
     def report(what: dict[str, object]) -> None:

@@ -51,7 +51,8 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
         accounts = Accounts(db, system_clock, passwords, Revocations(db, system_clock, None))
         if args.action == "add":
             kind, raw = _selector(args)
-            assert isinstance(kind, str)
+            if kind is None:  # argparse requires one of them for "add"; never --id
+                raise InvalidArgument("identifier", "give --email, --phone or --username")
             user_id = await accounts.add(kind, raw, _read_password(), tuple(args.scope or ()))
         elif args.action == "disable":
             user_id = await accounts.disable(_target(args))

@@ -156,9 +156,11 @@ class Supervisor:
     def _send_orders(self, index: int) -> None:
         process = self._workers[index]
         self._ordered_at[index] = time.monotonic()
-        assert process.stdin is not None
-        with contextlib.suppress(BrokenPipeError), process.stdin:  # gone: its exit tells
-            process.stdin.write(self._orders)
+        stdin = process.stdin
+        if stdin is None:  # never: every worker is started with stdin=PIPE
+            raise RuntimeError("worker started without its orders pipe")
+        with contextlib.suppress(BrokenPipeError), stdin:  # gone: its exit tells
+            stdin.write(self._orders)
 
     def _watch(self, process: Worker, reports: IO[bytes]) -> None:
         with reports:

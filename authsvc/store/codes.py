@@ -68,7 +68,8 @@ async def sign_up_and_send(conn: asyncpg.Connection, column: str, value: str, us
     verification code (``code_hash``) and the ``verify`` message (``verify_payload``),
     else the owner's ``already_registered`` message (``taken_payload``). Either way one
     outbox row to ``value``. ``column`` is ``email`` or ``phone``."""
-    assert column in ("email", "phone")
+    if column not in ("email", "phone"):  # it goes into the statement's text
+        raise ValueError(f"a sign-up is verified by email or phone, not {column!r}")
     row = await conn.fetchrow(
         "WITH new AS ("  # noqa: S608 (column is one of two names, never input)
         f"  INSERT INTO users (id, {column}, password_hash, created_at, updated_at,"
@@ -88,7 +89,8 @@ async def sign_up_and_send(conn: asyncpg.Connection, column: str, value: str, us
         "        (SELECT count(*) FROM message) AS queued",
         uuid.UUID(user_id), value, password_hash, code_hash, float(ttl), channel,
         verify_payload, taken_payload)
-    assert row["queued"] == 1
+    if row["queued"] != 1:  # never: exactly one message either way; roll it all back
+        raise RuntimeError("a verify-mode sign-up queued no message")
     return SignedUp(None if row["created"] is None else str(row["created"]),
                     None if row["owner"] is None else str(row["owner"]))
 

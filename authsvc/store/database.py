@@ -331,12 +331,11 @@ async def create_pool(url: str, size: int, timeout: float, *,
     attach asyncpg query loggers)."""
     extra = 1 if listener else 0
     with explained_connect_failures(url, budget):
-        pool = await asyncpg.create_pool(
+        pool: asyncpg.Pool = await asyncpg.create_pool(
             url, connect=RefusalBackoff().connect,
             min_size=1 + extra, max_size=size + extra, timeout=timeout,
             command_timeout=timeout, max_inactive_connection_lifetime=60, init=init,
             reset=_nothing_to_reset, server_settings={"application_name": "authsvc"})
-    assert pool is not None
     return pool
 
 

@@ -14,24 +14,43 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import asyncpg
 
 from .database import REVOCATION_CHANNEL
 
 
-@dataclass(frozen=True, slots=True)
-class Refreshed:
+class RefreshOutcome(StrEnum):
     """What ``refresh_session`` (migration 0004) decided; see its comment."""
 
-    outcome: str  # throttled | unknown | ended | rotated | repeated | reused
-    user_id: str | None = None
-    scopes: tuple[str, ...] = ()
-    counter: int = 0
-    expires_in: float = 0.0
-    retry_after: float = 0.0
+    THROTTLED = "throttled"
+    UNKNOWN = "unknown"
+    ENDED = "ended"
+    ROTATED = "rotated"
+    REPEATED = "repeated"
+    REUSED = "reused"
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """A refresh that succeeded: rotated, or repeated within the grace interval."""
+
+    outcome: RefreshOutcome  # ROTATED or REPEATED
+    user_id: str
+    scopes: tuple[str, ...]
+    counter: int  # the session's counter now: the successor's
+    expires_in: float  # seconds until the session's absolute end
     amr: tuple[str, ...] = ("pwd",)
     auth_age: float = 0.0  # seconds since the sign-in, by the database's clock
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRefused:
+    """A refresh that did not: throttled (``retry_after``), unknown, ended or reused."""
+
+    outcome: RefreshOutcome
+    retry_after: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +95,8 @@ async def create(conn: asyncpg.Connection, *, user_id: str, scopes: tuple[str, .
 
 async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
                   grace: float, idle: float, throttle: str | None, audit_success: bool,
-                  client_addr: str | None, user_agent: str | None) -> Refreshed:
+                  client_addr: str | None, user_agent: str | None,
+                  ) -> Refreshed | RefreshRefused:
     """One refresh of ``session_id`` with the token of counter ``presented``, decided
     and written by ``refresh_session`` (0004; 0006 adds amr and auth_time) in one
     statement."""
@@ -85,10 +105,11 @@ async def refresh(conn: asyncpg.Connection, session_id: str, presented: int, *,
         "  FROM refresh_session($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         uuid.UUID(session_id), presented, float(grace), float(idle), throttle, client_addr,
         user_agent, REVOCATION_CHANNEL, audit_success)
-    return Refreshed(outcome=r["outcome"],
-                     user_id=None if r["user_id"] is None else str(r["user_id"]),
-                     scopes=tuple(r["scopes"] or ()), counter=r["counter"] or 0,
-                     expires_in=r["expires_in"] or 0.0, retry_after=r["retry_after"] or 0.0,
+    outcome = RefreshOutcome(r["outcome"])
+    if outcome not in (RefreshOutcome.ROTATED, RefreshOutcome.REPEATED):
+        return RefreshRefused(outcome, retry_after=r["retry_after"] or 0.0)
+    return Refreshed(outcome=outcome, user_id=str(r["user_id"]), scopes=tuple(r["scopes"] or ()),
+                     counter=r["counter"], expires_in=r["expires_in"],
                      amr=tuple(r["amr"] or ("pwd",)), auth_age=r["auth_age"] or 0.0)
 
 

@@ -11,9 +11,20 @@ from ..domain.mfa import SecondFactorSignIn
 from ..domain.passkeys import Passkeys
 from ..domain.refresh import Refresh
 from ..domain.self_service import SelfService
-from ..domain.signin import SignIn
+from ..domain.sessions import SecondFactorRequired
+from ..domain.signin import SignedIn, SignIn
+from ..errors import MfaRequired
 from ..v1 import auth_pb2
 from .convert import Callers, identifier, token_fields
+
+
+def signed_in(answer: SignedIn | SecondFactorRequired) -> SignedIn:
+    """A sign-in's session; a sign-in that waits for its second factor is answered
+    UNAUTHENTICATED reason MFA_REQUIRED, with the ``mfa_token``, the factors and the
+    token's lifetime in the ErrorInfo metadata."""
+    if isinstance(answer, SecondFactorRequired):
+        raise MfaRequired(answer.mfa_token, answer.factors, answer.expires_in)
+    return answer
 
 
 class SignInMethods:
@@ -29,10 +40,11 @@ class SignInMethods:
     async def SignIn(self, request: auth_pb2.SignInRequest,
                      context: grpc.aio.ServicerContext) -> auth_pb2.SignInResponse:
         kind, value = identifier(request)
-        signed_in = await self._sign_in.sign_in(kind, value, request.password,
-                                                self._caller(context), request.device_token)
-        return auth_pb2.SignInResponse(**token_fields(signed_in.tokens),
-                                       device_token=signed_in.device_token)
+        done = signed_in(await self._sign_in.sign_in(kind, value, request.password,
+                                                     self._caller(context),
+                                                     request.device_token))
+        return auth_pb2.SignInResponse(**token_fields(done.tokens),
+                                       device_token=done.device_token)
 
     async def Refresh(self, request: auth_pb2.RefreshRequest,
                       context: grpc.aio.ServicerContext) -> auth_pb2.RefreshResponse:
@@ -70,11 +82,11 @@ class SignInMethods:
     async def SignUp(self, request: auth_pb2.SignUpRequest,
                      context: grpc.aio.ServicerContext) -> auth_pb2.SignUpResponse:
         kind, value = identifier(request)
-        signed_in = await self._self.sign_up.sign_up(kind, value, request.password,
-                                                     self._caller(context))
-        if signed_in is None:
+        answer = await self._self.sign_up.sign_up(kind, value, request.password,
+                                                  self._caller(context))
+        if answer is None:
             return auth_pb2.SignUpResponse()
-        return auth_pb2.SignUpResponse(**token_fields(signed_in.tokens))
+        return auth_pb2.SignUpResponse(**token_fields(signed_in(answer).tokens))
 
     async def VerifyIdentifier(self, request: auth_pb2.VerifyIdentifierRequest,
                                context: grpc.aio.ServicerContext,

@@ -1,4 +1,4 @@
-"""The authsvc benchmark: every scenario of issues 6 and 20 in one run.
+"""The authsvc benchmark: every scenario in one run.
 
 One ghz setting for every gRPC scenario, one vegeta setting for every HTTP
 case. First, start → first successful sign-in: ``authsvc serve`` on an existing
@@ -15,7 +15,7 @@ With ``--http-workers`` workers (2 by default) a gateway with the watch
 account starts beside the server, the memory (RSS and PSS) of every process
 is read after ``--rest`` seconds idle, and after gRPC Validate come the HTTP
 cases (``bench/http_cases.py``), then the memory again.
-Results: a table on stdout (ending with issue 20's targets), JSON and a PNG
+Results: a table on stdout (ending with the performance targets), JSON and a PNG
 chart under ``bench/results/``.
 
 Two deviations from the defaults, which cost nothing per call: access tokens

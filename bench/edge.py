@@ -1,5 +1,5 @@
 """Validate at the edge: the gateway answering with the Go verifier, against the
-gateway forwarding every call to authsvc (issue 15).
+gateway forwarding every call to authsvc.
 
 Starts ``authsvc serve`` (one worker) on an embedded PostgreSQL, and two
 gateway binaries in front of it: one with a watch account (it verifies

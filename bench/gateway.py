@@ -4,7 +4,7 @@ an authsvc server.
 ``FORWARDING`` is the gateway with no watch account: it forwards every
 Validate to authsvc. ``edge_flags`` gives it a watch account (a user with the
 ``authsvc.revocations`` scope): it then verifies tokens itself while its
-revocation feed is current (issue 15).
+revocation feed is current (Validate at the edge).
 """
 
 from __future__ import annotations

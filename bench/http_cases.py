@@ -1,4 +1,4 @@
-"""The HTTP cases of issue 20, through the gateway in front of a running server.
+"""The HTTP cases of the benchmark, through the gateway in front of a running server.
 
 Two gateways of this checkout, both pointed at the server: ``edge`` with the
 watch account (it verifies tokens itself) and ``forwarding`` without (it

@@ -1,4 +1,4 @@
-"""The attack review's findings (issue 10), each reproduced as it was seen.
+"""The attack review's findings, each reproduced as it was seen.
 
 Every test states what an attacker did and the answer the service must give
 now; each failed on the code before the fix.

@@ -1,4 +1,4 @@
-"""Specification of the accounts people run themselves (issue 13): SignUp,
+"""Specification of the accounts people run themselves: SignUp,
 VerifyIdentifier, ResendVerification, ChangePassword, RequestPasswordReset and
 ResetPassword, against a real server, a real PostgreSQL and a real SMTP server
 (aiosmtpd) that the delivery loop sends to.

@@ -1,4 +1,4 @@
-"""The whole self-service walk (issue 13), as a person's app would make it, over gRPC
+"""The whole self-service walk, as a person's app would make it, over gRPC
 and over the HTTP edge: `authsvc serve` and the real gateway as processes, mail
 delivered by the server's outbox to a real SMTP server (aiosmtpd).
 

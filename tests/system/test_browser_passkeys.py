@@ -1,4 +1,4 @@
-"""Passkeys in a real browser (issue 16's proof): Debian's Chromium, driven by
+"""Passkeys in a real browser: Debian's Chromium, driven by
 playwright-core, with CDP's WebAuthn domain (``WebAuthn.enable`` and a virtual
 authenticator) standing in for the user's platform authenticator.
 

@@ -40,7 +40,7 @@ from ..servers import AuthsvcProcess, free_port, new_key, poll_until, server_env
 from .replication import Cluster, init_template, make_root, streaming
 
 DB_TIMEOUT = 2.0   # AUTHSVC_DB_TIMEOUT: each host's connect timeout, each call's database time
-RECOVERY = DB_TIMEOUT + 2.0   # issue 11: calls succeed again this soon after the promotion
+RECOVERY = DB_TIMEOUT + 2.0   # failover: calls succeed again this soon after the promotion
 DEADLINE = 8.0     # every client call carries this gRPC deadline
 USERS = 4
 WRITES = ("signin", "refresh", "revoke")

@@ -1,4 +1,4 @@
-"""The HTTP edge's answers to hostile requests (attack review, issues 10 and 12),
+"""The HTTP edge's answers to hostile requests (the attack reviews),
 end to end: the real gateway binary in front of real authsvc, or in front of a
 recording fake authsvc where authsvc does not (yet) act on what the gateway
 sends.

@@ -1,4 +1,4 @@
-"""The gateway spreads its calls over every authsvc worker (issue 20).
+"""The gateway spreads its calls over every authsvc worker.
 
 authsvc's workers share one port with SO_REUSEPORT, which hands each
 *connection* to one worker; the gateway keeps ``--upstream-connections``

@@ -1,4 +1,4 @@
-"""Settings of the self-service flows and their delivery (issue 13), and the pure
+"""Settings of the self-service flows and their delivery, and the pure
 parts of delivery: message rendering and Standard Webhooks signatures."""
 
 from __future__ import annotations

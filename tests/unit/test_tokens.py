@@ -290,7 +290,7 @@ def test_reload_gate_counts_a_reload_reported_by_loaded():
     assert (during, after) == (False, True)
 
 
-# --- amr, acr and auth_time (issue 16) ------------------------------------------------
+# --- amr, acr and auth_time (second factors) ------------------------------------------
 
 
 def test_amr_acr_and_auth_time_round_trip(key, ring):

@@ -57,7 +57,7 @@ $("sign-in-form").addEventListener("submit", async (ev) => {
 $("call").addEventListener("click", () => { void callProtected(); });
 $("sign-out").addEventListener("click", () => { events.push(["SIGN_OUT_CLICKED", Date.now()]); void client.signOut().catch((e) => log(`sign-out: ${e.reason}`)); });
 
-// Passkeys (issue 16): add one while signed in; sign in with it alone later.
+// Passkeys: add one while signed in; sign in with it alone later.
 $("register-passkey").addEventListener("click", async () => {
   try {
     const added = await client.registerPasskey("demo");

@@ -48,7 +48,7 @@ var tokenAnswers = map[string]bool{
 	"/v1/auth/signin":  true,
 	"/v1/auth/signup":  true,
 	"/v1/auth/refresh": true,
-	// issue 16: sign-ins completed with a second factor, and with a passkey alone
+	// sign-ins completed with a second factor, and with a passkey alone
 	"/v1/auth/signin/complete": true,
 	"/v1/auth/passkeys/signin": true,
 }

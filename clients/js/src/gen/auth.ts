@@ -708,7 +708,7 @@ export interface components {
              * @description Lifetime of an access token (exp - iat) in seconds: a token living
              *     longer was not issued by authsvc.
              */
-            access_token_ttl_seconds?: string;
+            access_token_ttl_seconds?: number;
             /**
              * @description The JWS algorithms Validate accepts; a key of another algorithm verifies
              *     nothing.
@@ -722,7 +722,7 @@ export interface components {
              * Format: int64
              * @description Clock leeway in seconds allowed when exp, nbf and iat are checked.
              */
-            leeway_seconds?: string;
+            leeway_seconds?: number;
         };
         /**
          * @description TokenTypeHint is RFC 7009's token_type_hint.

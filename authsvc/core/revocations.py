@@ -76,6 +76,17 @@ class RevocationSet:
     def window(self) -> float:
         return self._window
 
+    def resize(self, window: float) -> None:
+        """Keep each session ``window`` seconds after it arrived (a LocalVerifier learns
+        the access-token lifetime and leeway from authsvc after it has started): a longer
+        window also extends what is held; a shorter one never cuts it (holding a
+        revocation longer is always safe). Safe beside the thread that feeds the set."""
+        grow = window - self._window
+        self._window = window
+        if grow > 0:
+            for sid, until in list(self._revoked.items()):
+                self._revoked[sid] = until + grow
+
     def load(self, revoked: Mapping[str, float]) -> None:
         """Merge a fresh read of the source into the set, keeping what it already
         holds; the feed is current as of now. ``revoked`` maps each session id to how

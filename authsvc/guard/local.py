@@ -19,12 +19,19 @@ returns a current access token with scope ``authsvc.revocations`` (e.g.
 ``SessionCredentials.sign_in(...).access_token`` for the service's own
 account), sent as ``authorization: Bearer`` each time the stream (re)connects.
 
-``max_token_lifetime`` must match authsvc's access-token lifetime
-(``AUTHSVC_ACCESS_TOKEN_TTL``, 900 s by default): a token living longer than
+The token rules (``issuer``, ``audience``, ``algorithms``, ``leeway`` and
+``max_token_lifetime``) come from authsvc: ``GetJwks`` publishes the ones
+``Validate`` applies beside the keys (``guard.rules``), and the verifier
+adopts them with each key set it fetches. A rule given to the constructor
+wins over the published one, and a difference between the two is logged as a
+warning, once per rule; an authsvc that publishes none leaves the given
+values, or authsvc's defaults, in force. ``max_token_lifetime`` is authsvc's
+access-token lifetime (``AUTHSVC_ACCESS_TOKEN_TTL``): a token living longer than
 authsvc ever issues was minted with a stolen key, and is refused here as
-``Validate`` refuses it. Revocations are kept for that lifetime plus twice the
-leeway (``core.revocations.retention_window``), so clock skew between replicas
-within the leeway never brings a revoked session back.
+``Validate`` refuses it. Revocations are kept for that lifetime plus three
+leeways (``core.revocations.retention_window``, following the rules as they
+are learnt), so clock skew between replicas within the leeway never brings a
+revoked session back.
 """
 
 from __future__ import annotations
@@ -48,11 +55,11 @@ from ..errors import TokenRevoked, Unavailable
 from ..tracing import guard_span
 from ..v1 import auth_pb2, auth_pb2_grpc
 from .channels import open_channel
+from .rules import ACCESS_TOKEN_TTL, ALGORITHMS, GivenRules, RuleSource
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = frozenset({"ES256", "EdDSA", "RS256"})
-ACCESS_TOKEN_TTL = 900  # authsvc's default AUTHSVC_ACCESS_TOKEN_TTL
+__all__ = ["ACCESS_TOKEN_TTL", "ALGORITHMS", "LocalVerifier"]
 
 
 class LocalVerifier:
@@ -62,12 +69,17 @@ class LocalVerifier:
     so it serves sync and aio servers alike. Use ``with LocalVerifier(...)``
     / ``async with``, or ``start()`` and ``close()``. Until the first key set
     and revocation snapshot arrive, every token is refused with UNAVAILABLE.
+
+    ``issuer``, ``audience``, ``algorithms``, ``leeway`` (seconds) and
+    ``max_token_lifetime`` (seconds) left as None are taken from the rules authsvc
+    publishes with its key set; given, they win (a difference is logged once).
+    ``revocation_window`` left as None follows the lifetime and leeway in force.
     """
 
-    def __init__(self, target: str | grpc.Channel, *, issuer: str = "authsvc",
-                 audience: str = "authsvc", algorithms: frozenset[str] = ALGORITHMS,
-                 leeway: int = 30, max_staleness: float = 5.0,
-                 max_token_lifetime: float = ACCESS_TOKEN_TTL,
+    def __init__(self, target: str | grpc.Channel, *, issuer: str | None = None,
+                 audience: str | None = None, algorithms: frozenset[str] | None = None,
+                 leeway: int | None = None, max_staleness: float = 5.0,
+                 max_token_lifetime: float | None = None,
                  revocation_window: float | None = None, cache_size: int = 10_000,
                  jwks_interval: float = 300.0, kid_refetch_interval: float = 5.0,
                  channel_credentials: grpc.ChannelCredentials | None = None,
@@ -79,10 +91,12 @@ class LocalVerifier:
         self._channel = open_channel(target, channel_credentials) if isinstance(target, str) \
             else target
         self._stub = auth_pb2_grpc.AuthStub(self._channel)
-        self._algorithms = frozenset(algorithms)
-        rules = TokenRules(issuer=issuer, audience=audience, algorithms=self._algorithms,
-                           leeway=leeway, max_lifetime=max_token_lifetime)
+        self._rules = RuleSource(GivenRules(
+            issuer=issuer, audience=audience, leeway=leeway, max_lifetime=max_token_lifetime,
+            algorithms=None if algorithms is None else frozenset(algorithms)))
+        rules = self._rules.initial()
         self._ring = KeyRing([])
+        self._cache_size = cache_size
         self._check = TokenCheck(rules, lambda kid: self._ring.get(kid), clock, cache_size)
         self._clock = clock
         self._timeout = timeout
@@ -91,8 +105,9 @@ class LocalVerifier:
         self._kid_lock = threading.Lock()
         if max_staleness < 2.0:
             raise ValueError("max_staleness must be at least 2 s (authsvc's heartbeat is 1 s)")
-        window = retention_window(max_token_lifetime, leeway) if revocation_window is None \
-            else revocation_window
+        self._window_follows_rules = revocation_window is None
+        window = retention_window(rules.max_lifetime, rules.leeway) \
+            if revocation_window is None else revocation_window
         self.revocations = RevocationSet(window, max_staleness, monotonic)
         self._stopping = threading.Event()
         self._keys_loaded = threading.Event()
@@ -184,10 +199,21 @@ class LocalVerifier:
             except grpc.RpcError as exc:
                 log.warning("GetJwks failed: %s", exc.code())
 
+    @property
+    def rules(self) -> TokenRules:
+        """The token rules in force: the published ones, overridden by any given."""
+        return self._check.rules
+
     # --- background ------------------------------------------------------
     def _fetch_keys(self) -> None:
         response = self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
-        published = (verification_key({f.name: v for f, v in jwk.ListFields()}, self._algorithms)
+        rules = self._rules.resolve(response.rules if response.HasField("rules") else None)
+        if rules != self._check.rules:  # a fresh cache: nothing verified under other rules
+            self._check = TokenCheck(rules, lambda kid: self._ring.get(kid), self._clock,
+                                     self._cache_size)
+            if self._window_follows_rules:
+                self.revocations.resize(retention_window(rules.max_lifetime, rules.leeway))
+        published = (verification_key({f.name: v for f, v in jwk.ListFields()}, rules.algorithms)
                      for jwk in response.keys)
         self._ring = KeyRing(key for key in published if key is not None)
         self._keys_loaded.set()

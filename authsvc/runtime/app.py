@@ -72,7 +72,8 @@ class App:
         self.settings = settings
         self.db = db
         self.clock = clock
-        rules = token_rules(settings)
+        # Issued and validated under; GetJwks publishes them to verifiers elsewhere.
+        self.token_rules = rules = token_rules(settings)
         window = retention_window(settings.access_token_ttl, settings.clock_leeway)
         self.keystore = KeyStore(db, settings, clock)
         self.revocations = RevocationSet(window, settings.revocation_max_staleness)

@@ -69,7 +69,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
         AccountMethods(app.self_service, app.factors, app.passkeys, callers),
         TokenServiceMethods(app.validator, app.sign_out, app.refresh,
                             lambda: app.keystore.ring, app.revocations, feed, app.clock,
-                            callers))
+                            callers, app.token_rules))
     auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
     user_admin = UserAdminServicer(app.accounts, app.factors)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(user_admin, server)

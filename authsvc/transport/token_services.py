@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ..clock import Clock
 from ..core.keys import KeyRing
 from ..core.revocations import RevocationSet
-from ..core.tokens import AccessClaims
+from ..core.tokens import AccessClaims, TokenRules
 from ..domain.refresh import Refresh
 from ..domain.revocation import SignOut
 from ..domain.validator import Validator
@@ -30,10 +30,14 @@ HEARTBEAT_INTERVAL = 1.0
 
 
 class TokenServiceMethods:
+    """``rules`` are the token rules authsvc issues and validates under; GetJwks
+    publishes them beside the keys (``published_rules``)."""
+
     def __init__(self, validator: Validator, sign_out: SignOut, refresh: Refresh,
                  ring: Callable[[], KeyRing], revocations: RevocationSet, feed: FeedAccess,
-                 clock: Clock, callers: Callers) -> None:
+                 clock: Clock, callers: Callers, rules: TokenRules) -> None:
         self._validator = validator
+        self._rules = published_rules(rules)
         self._sign_out = sign_out
         self._refresh = refresh
         self._ring = ring
@@ -64,7 +68,8 @@ class TokenServiceMethods:
     async def GetJwks(self, request: auth_pb2.GetJwksRequest,
                       context: grpc.aio.ServicerContext) -> auth_pb2.GetJwksResponse:
         keys = self._ring().published(self._clock())
-        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**k.jwk) for k in keys])
+        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**k.jwk) for k in keys],
+                                        rules=self._rules)
 
     async def IntrospectRefreshToken(
             self, request: auth_pb2.IntrospectRefreshTokenRequest,
@@ -125,3 +130,11 @@ class TokenServiceMethods:
             raise TokenRevoked()
         if self._clock() >= watcher.expires_at:
             raise TokenExpired()
+
+
+def published_rules(rules: TokenRules) -> auth_pb2.TokenRules:
+    """What GetJwks tells verifiers elsewhere: the rules ``Validate`` applies, with
+    the access-token lifetime as its longest accepted ``exp - iat``."""
+    return auth_pb2.TokenRules(
+        issuer=rules.issuer, audience=rules.audience, algorithms=sorted(rules.algorithms),
+        access_token_ttl_seconds=int(rules.max_lifetime), leeway_seconds=rules.leeway)

@@ -315,20 +315,78 @@ class GetJwksResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEYS_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___Jwk]: ...
+    @_builtins.property
+    def rules(self) -> Global___TokenRules:
+        """The rules authsvc issues access tokens under and Validate checks them
+        with, so that a verifier beside another service (the Python guard's
+        LocalVerifier, the Go verifier) reads them with the keys instead of
+        being configured with them. gRPC only: the gateway's HTTP JWKS stays a
+        plain RFC 7517 JWK Set ({"keys": [...]}) and leaves this out.
+        """
+
     def __init__(
         self,
         *,
         keys: _abc.Iterable[Global___Jwk] | None = ...,
+        rules: Global___TokenRules | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "rules", b"rules"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetJwksResponse: _TypeAlias = GetJwksResponse  # noqa: Y015
+
+@_typing.final
+class TokenRules(_message.Message):
+    """TokenRules are what an authsvc access token must satisfy besides its
+    signature (RFC 9068): authsvc's AUTHSVC_ISSUER, AUTHSVC_AUDIENCE,
+    AUTHSVC_SIGNING_ALG, AUTHSVC_ACCESS_TOKEN_TTL and AUTHSVC_CLOCK_LEEWAY.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    ALGORITHMS_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    LEEWAY_SECONDS_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    """The exact iss of every access token."""
+    audience: _builtins.str
+    """The exact aud of every access token."""
+    access_token_ttl_seconds: _builtins.int
+    """Lifetime of an access token (exp - iat) in seconds: a token living
+    longer was not issued by authsvc.
+    """
+    leeway_seconds: _builtins.int
+    """Clock leeway in seconds allowed when exp, nbf and iat are checked."""
+    @_builtins.property
+    def algorithms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The JWS algorithms Validate accepts; a key of another algorithm verifies
+        nothing.
+        """
+
+    def __init__(
+        self,
+        *,
+        issuer: _builtins.str = ...,
+        audience: _builtins.str = ...,
+        algorithms: _abc.Iterable[_builtins.str] | None = ...,
+        access_token_ttl_seconds: _builtins.int = ...,
+        leeway_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token_ttl_seconds", b"access_token_ttl_seconds", "algorithms", b"algorithms", "audience", b"audience", "issuer", b"issuer", "leeway_seconds", b"leeway_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenRules: _TypeAlias = TokenRules  # noqa: Y015
 
 @_typing.final
 class Jwk(_message.Message):

@@ -317,3 +317,28 @@ func sameJSON(a, b string) bool {
 	}
 	return reflect.DeepEqual(x, y)
 }
+
+func TestAVerifierToldNoRulesFollowsWhatAuthsvcPublishes(t *testing.T) {
+	const issuer = "https://id.example.test"
+	server := authsvctest.Start(t, map[string]string{"AUTHSVC_ISSUER": issuer, "AUTHSVC_AUDIENCE": "orders",
+		"AUTHSVC_CLOCK_LEEWAY": "5", "AUTHSVC_ACCESS_TOKEN_TTL": "300"})
+	// The same database, so the same keys: its tokens differ only in their audience.
+	other := authsvctest.Start(t, map[string]string{"AUTHSVC_ISSUER": issuer, "AUTHSVC_AUDIENCE": "billing"})
+	v := started(t, server.Conn, verify.Options{AccessToken: server.WatchToken(t)})
+
+	mine, errMine := v.Verify(context.Background(), server.SignIn(t).GetAccessToken())
+	_, errOther := v.Verify(context.Background(), other.SignIn(t).GetAccessToken())
+
+	if errMine != nil || mine.UserID == "" {
+		t.Errorf("a token of the authsvc followed: %v", errMine)
+	}
+	if !errors.Is(errOther, verify.ErrTokenInvalid) {
+		t.Errorf("a token for another audience: %v", errOther)
+	}
+	rules := v.Rules()
+	if rules.Issuer != issuer || rules.Audience != "orders" || rules.Leeway != 5 || rules.MaxLifetime != 300 ||
+		len(rules.Algorithms) != 1 || !rules.Algorithms["ES256"] {
+		t.Errorf("rules in force %+v", rules)
+	}
+}
+

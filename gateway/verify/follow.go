@@ -34,7 +34,8 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// fetchKeys replaces the key set with authsvc's published one.
+// fetchKeys replaces the key set with authsvc's published one, and puts
+// the token rules published with it in force (see ruleSource).
 func (v *Verifier) fetchKeys(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, v.opts.Timeout)
 	defer cancel()
@@ -42,9 +43,11 @@ func (v *Verifier) fetchKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rules := v.source.resolve(resp.GetRules())
+	v.adopt(rules)
 	keys := make(map[string]*key)
 	for _, jwk := range resp.GetKeys() {
-		if k := keyOf(jwk, v.rules.Algorithms); k != nil {
+		if k := keyOf(jwk, rules.Algorithms); k != nil {
 			keys[k.kid] = k
 		} else {
 			v.log.Warn("ignoring unusable JWK", "kid", jwk.GetKid())
@@ -70,7 +73,7 @@ func (v *Verifier) followKeys(ctx context.Context) {
 			b.reset()
 		}
 		sleep(ctx, wait)
-		v.cache.evictExpired(v.now())
+		v.check.Load().cache.evictExpired(v.now())
 	}
 }
 

@@ -76,6 +76,21 @@ func (s *revocationSet) add(sids []string) {
 	s.trustedUntil = now.Add(s.maxStaleness)
 }
 
+// resize keeps each session window after it arrived (a verifier learns the
+// access-token lifetime and leeway from authsvc after it has started): a
+// longer window also extends what is held; a shorter one never cuts it
+// (holding a revocation longer is always safe).
+func (s *revocationSet) resize(window time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if grow := window - s.window; grow > 0 {
+		for sid, until := range s.revoked {
+			s.revoked[sid] = until.Add(grow)
+		}
+	}
+	s.window = window
+}
+
 // prune forgets the sessions whose time is up: no token of theirs can pass.
 func (s *revocationSet) prune() {
 	s.mu.Lock()

@@ -3,8 +3,8 @@ package verify
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,21 +14,28 @@ import (
 	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 )
 
-// Options configure a Verifier. Zero values take the defaults named; the
-// token rules must match authsvc's settings (AUTHSVC_ISSUER,
-// AUTHSVC_AUDIENCE, AUTHSVC_CLOCK_LEEWAY, AUTHSVC_ACCESS_TOKEN_TTL).
+// Options configure a Verifier. Zero values take the defaults named.
+//
+// The token rules (Issuer, Audience, Algorithms, Leeway, MaxTokenLifetime)
+// left zero are the ones authsvc publishes with its key set
+// (GetJwksResponse.rules: its AUTHSVC_ISSUER, AUTHSVC_AUDIENCE,
+// AUTHSVC_SIGNING_ALG, AUTHSVC_CLOCK_LEEWAY and AUTHSVC_ACCESS_TOKEN_TTL),
+// followed as they change; an authsvc that publishes none leaves the
+// defaults named. A rule set here wins, and a difference from the published
+// one is logged as a warning, once per rule.
 type Options struct {
-	Issuer           string        // "authsvc"
-	Audience         string        // "authsvc"
-	Algorithms       []string      // ES256, EdDSA, RS256
-	Leeway           time.Duration // 30 s; a negative value means none
-	MaxTokenLifetime time.Duration // 900 s, authsvc's default access-token lifetime
+	Issuer           string        // published; else "authsvc"
+	Audience         string        // published; else "authsvc"
+	Algorithms       []string      // published; else ES256, EdDSA, RS256
+	Leeway           time.Duration // published; else 30 s. A negative value means none
+	MaxTokenLifetime time.Duration // published; else 900 s, authsvc's default access-token lifetime
 	// MaxStaleness is how long the revocations are trusted after the feed
 	// last spoke; past it every token is refused with ErrUnavailable.
 	// authsvc sends a heartbeat each second, so at least 2 s (default 5 s).
 	MaxStaleness time.Duration
 	// RevocationWindow is how long a revocation is kept: by default the
-	// token lifetime plus three leeways (authsvc's retention_window).
+	// token lifetime plus three leeways (authsvc's retention_window) of
+	// the rules in force.
 	RevocationWindow time.Duration
 	CacheSize        int           // verified tokens kept, 10 000; negative: no cache
 	JWKSInterval     time.Duration // how often the key set is fetched again, 5 min
@@ -52,10 +59,12 @@ type Options struct {
 type Verifier struct {
 	client  authsvcv1.AuthClient
 	opts    Options
-	rules   Rules
-	cache   *tokenCache
+	source  *ruleSource
+	check   atomic.Pointer[tokenCheck] // the rules in force and what was verified under them
 	revoked *revocationSet
 	log     *slog.Logger
+	// windowFollowsRules: no RevocationWindow was set, so it follows the rules.
+	windowFollowsRules bool
 
 	keys        atomic.Pointer[map[string]*key]
 	refetchMu   sync.Mutex
@@ -75,59 +84,41 @@ type Verifier struct {
 // New builds a verifier over conn, a connection to authsvc (its transport
 // credentials are the verifier's, mutual TLS included). Call Start.
 func New(conn grpc.ClientConnInterface, opts Options) (*Verifier, error) {
+	given, err := givenOf(&opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := opts.withDefaults(); err != nil {
 		return nil, err
 	}
-	algorithms := make(map[string]bool)
-	for _, a := range opts.Algorithms {
-		if a != "ES256" && a != "EdDSA" && a != "RS256" {
-			return nil, fmt.Errorf("verify: algorithm %q is not one authsvc signs with", a)
-		}
-		algorithms[a] = true
-	}
 	v := &Verifier{
-		client: authsvcv1.NewAuthClient(conn),
-		opts:   opts,
-		rules: Rules{Issuer: opts.Issuer, Audience: opts.Audience, Algorithms: algorithms,
-			Leeway: opts.Leeway.Seconds(), MaxLifetime: opts.MaxTokenLifetime.Seconds()},
-		cache:        newTokenCache(opts.CacheSize),
-		log:          opts.Logger,
-		keysLoaded:   make(chan struct{}),
-		snapshotSeen: make(chan struct{}),
+		client:             authsvcv1.NewAuthClient(conn),
+		opts:               opts,
+		source:             &ruleSource{given: given, log: opts.Logger},
+		log:                opts.Logger,
+		keysLoaded:         make(chan struct{}),
+		snapshotSeen:       make(chan struct{}),
+		windowFollowsRules: opts.RevocationWindow == 0,
 	}
-	v.revoked = newRevocationSet(opts.RevocationWindow, opts.MaxStaleness, opts.Monotonic)
+	rules := v.source.initial()
+	v.check.Store(&tokenCheck{rules: rules, cache: newTokenCache(opts.CacheSize)})
+	window := opts.RevocationWindow
+	if v.windowFollowsRules {
+		window = retentionWindow(rules)
+	}
+	v.revoked = newRevocationSet(window, opts.MaxStaleness, opts.Monotonic)
 	empty := map[string]*key{}
 	v.keys.Store(&empty)
 	return v, nil
 }
 
+// withDefaults fills in everything but the token rules (see ruleSource).
 func (o *Options) withDefaults() error {
-	if o.Issuer == "" {
-		o.Issuer = "authsvc"
-	}
-	if o.Audience == "" {
-		o.Audience = "authsvc"
-	}
-	if len(o.Algorithms) == 0 {
-		o.Algorithms = []string{"ES256", "EdDSA", "RS256"}
-	}
-	switch {
-	case o.Leeway == 0:
-		o.Leeway = 30 * time.Second
-	case o.Leeway < 0:
-		o.Leeway = 0
-	}
-	if o.MaxTokenLifetime == 0 {
-		o.MaxTokenLifetime = 900 * time.Second
-	}
 	if o.MaxStaleness == 0 {
 		o.MaxStaleness = 5 * time.Second
 	}
 	if o.MaxStaleness < 2*time.Second {
 		return errors.New("verify: MaxStaleness must be at least 2 s (authsvc's heartbeat is 1 s)")
-	}
-	if o.RevocationWindow == 0 {
-		o.RevocationWindow = o.MaxTokenLifetime + 3*o.Leeway
 	}
 	if o.CacheSize == 0 {
 		o.CacheSize = 10_000
@@ -196,6 +187,33 @@ func (v *Verifier) Close() {
 	}
 }
 
+// Rules are the token rules in force: what authsvc published with the last
+// key set, overridden by those set in Options (before the first key set:
+// those set, else authsvc's defaults).
+func (v *Verifier) Rules() Rules {
+	r := v.check.Load().rules
+	r.Algorithms = maps.Clone(r.Algorithms)
+	return r
+}
+
+// tokenCheck is a set of rules and the cache of tokens verified under them:
+// new rules start with an empty cache.
+type tokenCheck struct {
+	rules Rules
+	cache *tokenCache
+}
+
+// adopt puts rules in force, when they differ from those in force.
+func (v *Verifier) adopt(rules Rules) {
+	if sameRules(v.check.Load().rules, rules) {
+		return
+	}
+	v.check.Store(&tokenCheck{rules: rules, cache: newTokenCache(v.opts.CacheSize)})
+	if v.windowFollowsRules {
+		v.revoked.resize(retentionWindow(rules))
+	}
+}
+
 // Following reports whether the revocation stream is up (snapshot loaded).
 func (v *Verifier) Following() bool { return v.following.Load() }
 
@@ -241,8 +259,9 @@ func (v *Verifier) claims(token string, keysReloaded bool) (*Claims, error) {
 		return nil, ErrTokenMissing
 	}
 	now := v.now()
-	if c := v.cache.get(token, now); c != nil {
-		if err := c.checkTimes(now, v.rules.Leeway); err != nil {
+	check := v.check.Load()
+	if c := check.cache.get(token, now); c != nil {
+		if err := c.checkTimes(now, check.rules.Leeway); err != nil {
 			return nil, err
 		}
 		return c, nil
@@ -253,14 +272,14 @@ func (v *Verifier) claims(token string, keysReloaded bool) (*Claims, error) {
 		return nil, ErrUnavailable
 	}
 	keys := *v.keys.Load()
-	claims, err := verifyToken(token, func(kid string) *key { return keys[kid] }, &v.rules, now)
+	claims, err := verifyToken(token, func(kid string) *key { return keys[kid] }, &check.rules, now)
 	if err != nil {
 		if _, unknown := err.(unknownKeyError); unknown && keysReloaded {
 			return nil, ErrTokenInvalid
 		}
 		return nil, err
 	}
-	v.cache.put(token, claims, claims.ExpiresAt+v.rules.Leeway)
+	check.cache.put(token, claims, claims.ExpiresAt+check.rules.Leeway)
 	return claims, nil
 }
 

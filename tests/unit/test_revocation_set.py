@@ -236,3 +236,32 @@ def test_after_close_a_new_watch_ends_at_once(revocations):
     queue = revocations.watch()
 
     assert queue.get_nowait() is None
+
+
+def test_a_longer_window_extends_what_is_held(revocations, monotonic):
+    """resize to a longer window keeps what arrived that much longer, and what arrives
+    next for the whole new window."""
+    revocations.add(["early"])
+    monotonic.advance(100)
+
+    revocations.resize(WINDOW + 500)
+    revocations.add(["late"])
+    monotonic.advance(WINDOW + 399)
+    revocations.prune()
+    kept = (revocations.is_revoked("early"), revocations.is_revoked("late"))
+    monotonic.advance(2)
+    revocations.prune()
+
+    assert kept == (True, True)
+    assert (revocations.window, "early" in revocations.snapshot()) == (WINDOW + 500, False)
+
+
+def test_a_shorter_window_never_cuts_what_is_held(revocations, monotonic):
+    """resize to a shorter window leaves what is held to its old time."""
+    revocations.add(["early"])
+
+    revocations.resize(10)
+    monotonic.advance(WINDOW - 1)
+    revocations.prune()
+
+    assert (revocations.window, revocations.snapshot()) == (10, ["early"])

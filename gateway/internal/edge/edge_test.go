@@ -317,6 +317,21 @@ func TestJwksIsCacheableAndOmitsEmptyMembers(t *testing.T) {
 	}
 }
 
+func TestJwksOverHTTPLeavesThePublishedRulesOut(t *testing.T) {
+	h := newHarness(t)
+	rules := &authsvcv1.TokenRules{Issuer: "authsvc", Audience: "authsvc", Algorithms: []string{"ES256"},
+		AccessTokenTtlSeconds: 900, LeewaySeconds: 30}
+	for _, path := range []string{"/.well-known/jwks.json", "/v1/auth/jwks"} {
+		for _, keys := range [][]*authsvcv1.Jwk{nil, {{Kty: "EC", Crv: "P-256", X: "x", Y: "y", Kid: "k1", Use: "sig", Alg: "ES256"}}} {
+			h.fake.jwks = &authsvcv1.GetJwksResponse{Keys: keys, Rules: rules}
+			_, body := h.do(t, "GET", path, nil)
+			if _, has := body["keys"]; !has || len(body) != 1 {
+				t.Errorf("%s with %d keys: JWKS = %v, want the keys member only", path, len(keys), body)
+			}
+		}
+	}
+}
+
 func TestHealthAndReadiness(t *testing.T) {
 	h := newHarness(t)
 	if resp, _ := h.do(t, "GET", "/healthz", nil); resp.StatusCode != 200 {

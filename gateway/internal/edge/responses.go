@@ -62,7 +62,11 @@ var jwkJSON = protojson.MarshalOptions{UseProtoNames: true}
 //     "expires_in": 900 reads as RFC 6749 section 5.1 shows it (a
 //     JavaScript client would otherwise add a string to a date);
 //   - the JWKS omits empty members of each key, and is {"keys": []} when
-//     there are none.
+//     there are none;
+//   - the JWKS is a plain RFC 7517 JWK Set, {"keys": [...]} and nothing else:
+//     the token rules authsvc publishes beside the keys (GetJwksResponse.rules)
+//     are for verifiers that fetch the keys over gRPC (the Go verifier, the
+//     Python guard), not a member of the public, cacheable document.
 //
 // openapi/config.yaml declares the same shapes in the OpenAPI spec.
 func rewriteResponse(_ context.Context, m proto.Message) (any, error) {
@@ -70,7 +74,7 @@ func rewriteResponse(_ context.Context, m proto.Message) (any, error) {
 		if len(jwks.GetKeys()) == 0 {
 			return json.RawMessage(`{"keys":[]}`), nil
 		}
-		b, err := jwkJSON.Marshal(jwks)
+		b, err := jwkJSON.Marshal(&authsvcv1.GetJwksResponse{Keys: jwks.GetKeys()})
 		return json.RawMessage(b), err
 	}
 	return int64sAsNumbers(m)

@@ -26,7 +26,8 @@ type authority struct {
 	v      *verify.Verifier // nil when the gateway has no watch account
 	client authsvcv1.AuthClient
 
-	issuer, audience string // what introspection reports as iss and aud
+	// names are the issuer and audience introspection reports as iss and aud.
+	names func(context.Context) (issuer, audience string, err error)
 
 	local, forwarded atomic.Int64
 }

@@ -26,6 +26,11 @@ import (
 // Those are the algorithms of the keys authsvc's JWKS holds, read from
 // authsvc (see discovery), not the ones the gateway would accept.
 //
+// Without a given issuer (Settings.givenRule), the document's issuer is the
+// one authsvc publishes with its key set (GetJwksResponse.rules), read each
+// time the document is built again; while that is no http(s) URL there is
+// no document, and the paths answer as any unknown path does.
+//
 // Client authentication, per endpoint:
 //
 //   - revocation: "none" (RFC 7591's registered name): anyone holding a
@@ -39,7 +44,22 @@ import (
 //     that registry's name for RFC 6750 tokens, and introspection here
 //     takes exactly that: an access token with scope authsvc.introspect.
 func (s *Settings) metadata(client authsvcv1.AuthClient) *discovery {
-	u := s.issuerURL()
+	d := &discovery{client: client, maxAge: max(s.KeySetMaxAge, 0), now: time.Now}
+	if s.givenRule("issuer") {
+		d.doc = documentFor(s.Issuer)
+		if d.doc == nil {
+			return nil
+		}
+	} else {
+		d.fallbackIssuer = s.Issuer
+	}
+	return d
+}
+
+// documentFor is the metadata document of issuer without the algorithms;
+// nil when issuer is no http(s) URL.
+func documentFor(issuer string) map[string]any {
+	u := issuerURLOf(issuer)
 	if u == nil {
 		return nil
 	}
@@ -47,8 +67,8 @@ func (s *Settings) metadata(client authsvcv1.AuthClient) *discovery {
 	for len(base) > 0 && base[len(base)-1] == '/' {
 		base = base[:len(base)-1]
 	}
-	doc := map[string]any{
-		"issuer":                                        s.Issuer,
+	return map[string]any{
+		"issuer":                                        issuer,
 		"jwks_uri":                                      base + "/.well-known/jwks.json",
 		"introspection_endpoint":                        base + IntrospectPath,
 		"revocation_endpoint":                           base + RevokePath,
@@ -61,7 +81,6 @@ func (s *Settings) metadata(client authsvcv1.AuthClient) *discovery {
 		"scopes_supported":                              []string{"authsvc.revocations", IntrospectScope},
 		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "scope"},
 	}
-	return &discovery{client: client, doc: doc, maxAge: max(s.KeySetMaxAge, 0), now: time.Now}
 }
 
 // discovery is the metadata document, completed with the algorithms of the
@@ -73,17 +92,37 @@ func (s *Settings) metadata(client authsvcv1.AuthClient) *discovery {
 // time, the document is 503 like the JWKS itself.
 type discovery struct {
 	client authsvcv1.AuthClient
-	doc    map[string]any // everything but the algorithms; never changed
-	maxAge time.Duration
-	now    func() time.Time
+	// doc is everything but the algorithms, never changed, for a given
+	// issuer; nil: the document of the issuer authsvc publishes (or of
+	// fallbackIssuer, when it publishes none).
+	doc            map[string]any
+	fallbackIssuer string
+	maxAge         time.Duration
+	now            func() time.Time
 
 	mu    sync.Mutex // held while fetching, so one request fetches for all
-	body  []byte
+	body  []byte     // nil with built set: no document (the issuer is no URL)
 	built time.Time
 }
 
-// errNoSigningKeys: authsvc publishes no key to sign with (yet).
-var errNoSigningKeys = errors.New("the JWKS holds no signing key")
+var (
+	// errNoSigningKeys: authsvc publishes no key to sign with (yet).
+	errNoSigningKeys = errors.New("the JWKS holds no signing key")
+	// errNoDocument: the issuer authsvc publishes is no http(s) URL.
+	errNoDocument = errors.New("the issuer is no http(s) URL")
+)
+
+// orElse serves the document, or passes the request to next when there is
+// none (the published issuer is no URL).
+func (d *discovery) orElse(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := d.document(r.Context()); errors.Is(err, errNoDocument) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		d.ServeHTTP(w, r)
+	})
+}
 
 func (d *discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := d.document(r.Context())
@@ -100,7 +139,10 @@ func (d *discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (d *discovery) document(ctx context.Context) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if now := d.now(); d.body != nil && now.Sub(d.built) < d.maxAge && !now.Before(d.built) {
+	if now := d.now(); !d.built.IsZero() && now.Sub(d.built) < d.maxAge && !now.Before(d.built) {
+		if d.body == nil {
+			return nil, errNoDocument
+		}
 		return d.body, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout)
@@ -109,12 +151,23 @@ func (d *discovery) document(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	base := d.doc
+	if base == nil {
+		issuer := d.fallbackIssuer
+		if published := jwks.GetRules().GetIssuer(); published != "" {
+			issuer = published
+		}
+		if base = documentFor(issuer); base == nil {
+			d.body, d.built = nil, d.now()
+			return nil, errNoDocument
+		}
+	}
 	algorithms := signingAlgorithms(jwks.GetKeys())
 	if len(algorithms) == 0 {
 		return nil, errNoSigningKeys
 	}
-	doc := make(map[string]any, len(d.doc)+1)
-	for k, v := range d.doc {
+	doc := make(map[string]any, len(base)+1)
+	for k, v := range base {
 		doc[k] = v
 	}
 	doc["id_token_signing_alg_values_supported"] = algorithms

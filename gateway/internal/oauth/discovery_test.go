@@ -124,3 +124,33 @@ func TestDiscoveryIsUnavailableWithoutAKeySet(t *testing.T) {
 		t.Errorf("authsvc down: %d; no keys: %d %v", down, empty, emptyHeader)
 	}
 }
+
+func TestWithoutAGivenIssuerDiscoveryNamesThePublishedOne(t *testing.T) {
+	published := &authsvcv1.TokenRules{Issuer: "https://id.example.test/tenant", Audience: "orders",
+		Algorithms: []string{"ES256"}, AccessTokenTtlSeconds: 300, LeewaySeconds: 5}
+	e := startFakeEdgeWith(t, edge.BrowserConfig{}, published, func(s *Settings) {
+		s.Issuer, s.given = "authsvc", map[string]bool{} // as Register leaves them without --issuer
+	})
+
+	code, _, doc := e.discover(t)
+
+	if code != 200 || doc["issuer"] != published.Issuer ||
+		doc["jwks_uri"] != published.Issuer+"/.well-known/jwks.json" {
+		t.Errorf("%d %v", code, doc)
+	}
+}
+
+func TestWithoutAGivenIssuerAndAPublishedNonURLOneThereIsNoDiscovery(t *testing.T) {
+	published := &authsvcv1.TokenRules{Issuer: "authsvc", Audience: "authsvc",
+		Algorithms: []string{"ES256"}, AccessTokenTtlSeconds: 900, LeewaySeconds: 30}
+	e := startFakeEdgeWith(t, edge.BrowserConfig{}, published, func(s *Settings) {
+		s.Issuer, s.given = "https://not.given.example", map[string]bool{}
+	})
+
+	first, _, _ := e.discover(t)
+	second, _, _ := e.discover(t)
+
+	if first != http.StatusNotFound || second != http.StatusNotFound || e.fake.jwksSeen != 1 {
+		t.Errorf("answered %d then %d, after %d JWKS fetches; want 404 twice after one", first, second, e.fake.jwksSeen)
+	}
+}

@@ -32,6 +32,7 @@ type fakeAuthsvc struct {
 	revoked  []*authsvcv1.RevokeRequest
 	metadata []metadata.MD
 	keys     []*authsvcv1.Jwk
+	rules    *authsvcv1.TokenRules // published with the keys; nil: none
 	jwksSeen int
 	err      error
 }
@@ -54,7 +55,7 @@ func (f *fakeAuthsvc) GetJwks(context.Context, *authsvcv1.GetJwksRequest) (*auth
 	if f.err != nil {
 		return nil, f.err
 	}
-	return &authsvcv1.GetJwksResponse{Keys: f.keys}, nil
+	return &authsvcv1.GetJwksResponse{Keys: f.keys, Rules: f.rules}, nil
 }
 
 func (f *fakeAuthsvc) calls() ([]*authsvcv1.RevokeRequest, []metadata.MD) {
@@ -78,11 +79,18 @@ type fakeEdge struct {
 
 func startFakeEdge(t *testing.T, browser edge.BrowserConfig) *fakeEdge {
 	t.Helper()
+	return startFakeEdgeWith(t, browser, nil, func(*Settings) {})
+}
+
+// startFakeEdgeWith is startFakeEdge with authsvc publishing rules and
+// change applied to the settings before the gateway starts.
+func startFakeEdgeWith(t *testing.T, browser edge.BrowserConfig, rules *authsvcv1.TokenRules, change func(*Settings)) *fakeEdge {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := &fakeAuthsvc{keys: []*authsvcv1.Jwk{{Kty: "EC", Crv: "P-256", Kid: "k1", Use: "sig", Alg: "ES256"}}}
+	fake := &fakeAuthsvc{keys: []*authsvcv1.Jwk{{Kty: "EC", Crv: "P-256", Kid: "k1", Use: "sig", Alg: "ES256"}}, rules: rules}
 	srv := grpc.NewServer()
 	authsvcv1.RegisterAuthServer(srv, fake)
 	go func() { _ = srv.Serve(lis) }()
@@ -95,6 +103,7 @@ func startFakeEdge(t *testing.T, browser edge.BrowserConfig) *fakeEdge {
 	front := httptest.NewUnstartedServer(nil)
 	s := &Settings{Issuer: "http://" + front.Listener.Addr().String(), Audience: "authsvc",
 		Algorithms: []string{"ES256"}, KeySetMaxAge: time.Minute}
+	change(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	handler, err := edge.NewHandler(ctx, conn, edge.Config{Timeout: 10 * time.Second, JWKSMaxAge: time.Minute,

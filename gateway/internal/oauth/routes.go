@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -35,12 +34,11 @@ const (
 // stopped with ctx, and returns the hooks that answer at the edge.
 func (s *Settings) Extend(ctx context.Context, conn grpc.ClientConnInterface) (edge.Extension, error) {
 	client := authsvcv1.NewAuthClient(conn)
-	auth := &authority{client: client, issuer: s.Issuer, audience: s.Audience}
+	auth := &authority{client: client, names: s.names(client)}
 	if s.WatchEmail != "" {
 		source := &serviceToken{client: client, email: s.WatchEmail, password: s.watchPassword}
-		v, err := verify.New(conn, verify.Options{Issuer: s.Issuer, Audience: s.Audience,
-			Algorithms: s.Algorithms, Leeway: leewayOption(s), MaxTokenLifetime: s.AccessTokenTTL,
-			MaxStaleness: s.MaxStaleness, AccessToken: source.token, Monotonic: s.monotonic})
+		v, err := verify.New(conn, s.verifierOptions(verify.Options{MaxStaleness: s.MaxStaleness,
+			AccessToken: source.token, Monotonic: s.monotonic}))
 		if err != nil {
 			return edge.Extension{}, err
 		}
@@ -68,8 +66,8 @@ func (s *Settings) Extend(ctx context.Context, conn grpc.ClientConnInterface) (e
 			routes.Handle("POST "+IntrospectPath, introspect(auth))
 			routes.Handle("POST "+RevokePath, formRevocation(next))
 			if doc != nil {
-				routes.Handle("GET "+OIDCPath, doc)
-				routes.Handle("GET "+RFC8414Path, doc)
+				routes.Handle("GET "+OIDCPath, doc.orElse(next))
+				routes.Handle("GET "+RFC8414Path, doc.orElse(next))
 			}
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if _, pattern := routes.Handler(r); pattern != "" {
@@ -83,12 +81,28 @@ func (s *Settings) Extend(ctx context.Context, conn grpc.ClientConnInterface) (e
 	}, nil
 }
 
-// leewayOption: verify.Options reads 0 as its default, a negative value as none.
-func leewayOption(s *Settings) time.Duration {
-	if s.Leeway == 0 {
-		return -1
+// verifierOptions is opts with the token rules that were given; the others
+// the verifier takes from what authsvc publishes.
+func (s *Settings) verifierOptions(opts verify.Options) verify.Options {
+	if s.givenRule("issuer") {
+		opts.Issuer = s.Issuer
 	}
-	return s.Leeway
+	if s.givenRule("audience") {
+		opts.Audience = s.Audience
+	}
+	if s.givenRule("algorithms") {
+		opts.Algorithms = s.Algorithms
+	}
+	if s.givenRule("leeway") {
+		opts.Leeway = s.Leeway
+		if s.Leeway == 0 { // verify.Options reads 0 as "published", a negative value as none
+			opts.Leeway = -1
+		}
+	}
+	if s.givenRule("access-token-ttl") {
+		opts.MaxTokenLifetime = s.AccessTokenTTL
+	}
+	return opts
 }
 
 // bearerOf is the request's single Authorization: Bearer token.
@@ -172,10 +186,14 @@ func (a *authority) accessToken(ctx context.Context, token string) (map[string]a
 	if err != nil {
 		return nil, nil
 	}
+	issuer, audience, err := a.names(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return map[string]any{
 		"active": true, "token_type": "Bearer", "scope": strings.Join(found.Scopes, " "),
 		"sub": found.UserID, "sid": found.SessionID, "jti": found.TokenID,
-		"iss": a.issuer, "aud": a.audience,
+		"iss": issuer, "aud": audience,
 		"iat": int64(found.IssuedAt), "nbf": int64(found.NotBefore), "exp": int64(found.ExpiresAt),
 	}, nil
 }
@@ -195,9 +213,13 @@ func (a *authority) refreshToken(ctx context.Context, caller, token string) (map
 	if !resp.GetActive() {
 		return nil, nil
 	}
+	issuer, _, err := a.names(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return map[string]any{
 		"active": true, "token_type": "refresh_token", "scope": strings.Join(resp.GetScopes(), " "),
-		"sub": resp.GetUserId(), "sid": resp.GetSessionId(), "iss": a.issuer,
+		"sub": resp.GetUserId(), "sid": resp.GetSessionId(), "iss": issuer,
 		"exp": resp.GetExpiresAt().GetSeconds(),
 	}, nil
 }

@@ -4,8 +4,11 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/authsvc/authsvc/gateway/verify"
 )
 
 func parsed(t *testing.T, env map[string]string, args ...string) (*Settings, error) {
@@ -89,5 +92,24 @@ func TestOnlyAnAbsoluteHTTPURLIssuerHasDiscovery(t *testing.T) {
 		if got := s.issuerURL() != nil; got != want {
 			t.Errorf("%q: %v", issuer, got)
 		}
+	}
+}
+
+func TestTokenRulesNotGivenAreLeftToWhatAuthsvcPublishes(t *testing.T) {
+	s, err := parsed(t, map[string]string{"AUDIENCE": "orders"}, "--leeway", "0s", "--algorithms", "EdDSA")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	opts := s.verifierOptions(verify.Options{})
+
+	if opts.Issuer != "" || opts.MaxTokenLifetime != 0 {
+		t.Errorf("rules not given were set: %+v", opts)
+	}
+	if opts.Audience != "orders" || opts.Leeway != -1 || !slices.Equal(opts.Algorithms, []string{"EdDSA"}) {
+		t.Errorf("given rules lost: %+v", opts)
+	}
+	if s.Issuer != "authsvc" || s.AccessTokenTTL != 900*time.Second {
+		t.Errorf("fallbacks %q %v", s.Issuer, s.AccessTokenTTL)
 	}
 }

@@ -541,6 +541,7 @@ export interface components {
         };
         v1GetJwksResponse: {
             keys?: components["schemas"]["v1Jwk"][];
+            rules?: components["schemas"]["v1TokenRules"];
         };
         /** @description Jwk is one public key, with RFC 7517 member names. */
         v1Jwk: {
@@ -695,6 +696,33 @@ export interface components {
             session_id?: string;
             token_type?: string;
             user_id?: string;
+        };
+        /**
+         * @description TokenRules are what an authsvc access token must satisfy besides its
+         *     signature (RFC 9068): authsvc's AUTHSVC_ISSUER, AUTHSVC_AUDIENCE,
+         *     AUTHSVC_SIGNING_ALG, AUTHSVC_ACCESS_TOKEN_TTL and AUTHSVC_CLOCK_LEEWAY.
+         */
+        v1TokenRules: {
+            /**
+             * Format: int64
+             * @description Lifetime of an access token (exp - iat) in seconds: a token living
+             *     longer was not issued by authsvc.
+             */
+            access_token_ttl_seconds?: number;
+            /**
+             * @description The JWS algorithms Validate accepts; a key of another algorithm verifies
+             *     nothing.
+             */
+            algorithms?: string[];
+            /** @description The exact aud of every access token. */
+            audience?: string;
+            /** @description The exact iss of every access token. */
+            issuer?: string;
+            /**
+             * Format: int64
+             * @description Clock leeway in seconds allowed when exp, nbf and iat are checked.
+             */
+            leeway_seconds?: number;
         };
         /**
          * @description TokenTypeHint is RFC 7009's token_type_hint.

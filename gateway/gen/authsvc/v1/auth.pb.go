@@ -726,8 +726,14 @@ func (*GetJwksRequest) Descriptor() ([]byte, []int) {
 }
 
 type GetJwksResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keys          []*Jwk                 `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*Jwk                 `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The rules authsvc issues access tokens under and Validate checks them
+	// with, so that a verifier beside another service (the Python guard's
+	// LocalVerifier, the Go verifier) reads them with the keys instead of
+	// being configured with them. gRPC only: the gateway's HTTP JWKS stays a
+	// plain RFC 7517 JWK Set ({"keys": [...]}) and leaves this out.
+	Rules         *TokenRules `protobuf:"bytes,2,opt,name=rules,proto3" json:"rules,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -769,6 +775,99 @@ func (x *GetJwksResponse) GetKeys() []*Jwk {
 	return nil
 }
 
+func (x *GetJwksResponse) GetRules() *TokenRules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// TokenRules are what an authsvc access token must satisfy besides its
+// signature (RFC 9068): authsvc's AUTHSVC_ISSUER, AUTHSVC_AUDIENCE,
+// AUTHSVC_SIGNING_ALG, AUTHSVC_ACCESS_TOKEN_TTL and AUTHSVC_CLOCK_LEEWAY.
+type TokenRules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The exact iss of every access token.
+	Issuer string `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The exact aud of every access token.
+	Audience string `protobuf:"bytes,2,opt,name=audience,proto3" json:"audience,omitempty"`
+	// The JWS algorithms Validate accepts; a key of another algorithm verifies
+	// nothing.
+	Algorithms []string `protobuf:"bytes,3,rep,name=algorithms,proto3" json:"algorithms,omitempty"`
+	// Lifetime of an access token (exp - iat) in seconds: a token living
+	// longer was not issued by authsvc.
+	AccessTokenTtlSeconds int64 `protobuf:"varint,4,opt,name=access_token_ttl_seconds,json=accessTokenTtlSeconds,proto3" json:"access_token_ttl_seconds,omitempty"`
+	// Clock leeway in seconds allowed when exp, nbf and iat are checked.
+	LeewaySeconds int64 `protobuf:"varint,5,opt,name=leeway_seconds,json=leewaySeconds,proto3" json:"leeway_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRules) Reset() {
+	*x = TokenRules{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRules) ProtoMessage() {}
+
+func (x *TokenRules) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRules.ProtoReflect.Descriptor instead.
+func (*TokenRules) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TokenRules) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *TokenRules) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
+}
+
+func (x *TokenRules) GetAlgorithms() []string {
+	if x != nil {
+		return x.Algorithms
+	}
+	return nil
+}
+
+func (x *TokenRules) GetAccessTokenTtlSeconds() int64 {
+	if x != nil {
+		return x.AccessTokenTtlSeconds
+	}
+	return 0
+}
+
+func (x *TokenRules) GetLeewaySeconds() int64 {
+	if x != nil {
+		return x.LeewaySeconds
+	}
+	return 0
+}
+
 // Jwk is one public key, with RFC 7517 member names.
 type Jwk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -787,7 +886,7 @@ type Jwk struct {
 
 func (x *Jwk) Reset() {
 	*x = Jwk{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[10]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +898,7 @@ func (x *Jwk) String() string {
 func (*Jwk) ProtoMessage() {}
 
 func (x *Jwk) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[10]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +911,7 @@ func (x *Jwk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Jwk.ProtoReflect.Descriptor instead.
 func (*Jwk) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{10}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Jwk) GetKty() string {
@@ -886,7 +985,7 @@ type WatchRevocationsRequest struct {
 
 func (x *WatchRevocationsRequest) Reset() {
 	*x = WatchRevocationsRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[11]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +997,7 @@ func (x *WatchRevocationsRequest) String() string {
 func (*WatchRevocationsRequest) ProtoMessage() {}
 
 func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[11]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1010,7 @@ func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{11}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{12}
 }
 
 type WatchRevocationsResponse struct {
@@ -927,7 +1026,7 @@ type WatchRevocationsResponse struct {
 
 func (x *WatchRevocationsResponse) Reset() {
 	*x = WatchRevocationsResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[12]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1038,7 @@ func (x *WatchRevocationsResponse) String() string {
 func (*WatchRevocationsResponse) ProtoMessage() {}
 
 func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[12]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1051,7 @@ func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{12}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchRevocationsResponse) GetSessionIds() []string {
@@ -985,7 +1084,7 @@ type CompleteSignInRequest struct {
 
 func (x *CompleteSignInRequest) Reset() {
 	*x = CompleteSignInRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1096,7 @@ func (x *CompleteSignInRequest) String() string {
 func (*CompleteSignInRequest) ProtoMessage() {}
 
 func (x *CompleteSignInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[13]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1109,7 @@ func (x *CompleteSignInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteSignInRequest.ProtoReflect.Descriptor instead.
 func (*CompleteSignInRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{13}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CompleteSignInRequest) GetMfaToken() string {
@@ -1091,7 +1190,7 @@ type PasskeyAssertion struct {
 
 func (x *PasskeyAssertion) Reset() {
 	*x = PasskeyAssertion{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1202,7 @@ func (x *PasskeyAssertion) String() string {
 func (*PasskeyAssertion) ProtoMessage() {}
 
 func (x *PasskeyAssertion) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[14]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1215,7 @@ func (x *PasskeyAssertion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasskeyAssertion.ProtoReflect.Descriptor instead.
 func (*PasskeyAssertion) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{14}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PasskeyAssertion) GetCeremonyId() string {
@@ -1148,7 +1247,7 @@ type CompleteSignInResponse struct {
 
 func (x *CompleteSignInResponse) Reset() {
 	*x = CompleteSignInResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1259,7 @@ func (x *CompleteSignInResponse) String() string {
 func (*CompleteSignInResponse) ProtoMessage() {}
 
 func (x *CompleteSignInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[15]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1272,7 @@ func (x *CompleteSignInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteSignInResponse.ProtoReflect.Descriptor instead.
 func (*CompleteSignInResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{15}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CompleteSignInResponse) GetAccessToken() string {
@@ -1233,7 +1332,7 @@ type EnrollTotpRequest struct {
 
 func (x *EnrollTotpRequest) Reset() {
 	*x = EnrollTotpRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1344,7 @@ func (x *EnrollTotpRequest) String() string {
 func (*EnrollTotpRequest) ProtoMessage() {}
 
 func (x *EnrollTotpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[16]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1357,7 @@ func (x *EnrollTotpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTotpRequest.ProtoReflect.Descriptor instead.
 func (*EnrollTotpRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{16}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{17}
 }
 
 type EnrollTotpResponse struct {
@@ -1273,7 +1372,7 @@ type EnrollTotpResponse struct {
 
 func (x *EnrollTotpResponse) Reset() {
 	*x = EnrollTotpResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1384,7 @@ func (x *EnrollTotpResponse) String() string {
 func (*EnrollTotpResponse) ProtoMessage() {}
 
 func (x *EnrollTotpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[17]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1397,7 @@ func (x *EnrollTotpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTotpResponse.ProtoReflect.Descriptor instead.
 func (*EnrollTotpResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{17}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EnrollTotpResponse) GetSecret() string {
@@ -1324,7 +1423,7 @@ type ConfirmTotpRequest struct {
 
 func (x *ConfirmTotpRequest) Reset() {
 	*x = ConfirmTotpRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1435,7 @@ func (x *ConfirmTotpRequest) String() string {
 func (*ConfirmTotpRequest) ProtoMessage() {}
 
 func (x *ConfirmTotpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[18]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1448,7 @@ func (x *ConfirmTotpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTotpRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmTotpRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{18}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConfirmTotpRequest) GetCode() string {
@@ -1368,7 +1467,7 @@ type ConfirmTotpResponse struct {
 
 func (x *ConfirmTotpResponse) Reset() {
 	*x = ConfirmTotpResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1479,7 @@ func (x *ConfirmTotpResponse) String() string {
 func (*ConfirmTotpResponse) ProtoMessage() {}
 
 func (x *ConfirmTotpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[19]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1492,7 @@ func (x *ConfirmTotpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTotpResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmTotpResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{19}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConfirmTotpResponse) GetRecoveryCodes() []string {
@@ -1411,7 +1510,7 @@ type RemoveTotpRequest struct {
 
 func (x *RemoveTotpRequest) Reset() {
 	*x = RemoveTotpRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1522,7 @@ func (x *RemoveTotpRequest) String() string {
 func (*RemoveTotpRequest) ProtoMessage() {}
 
 func (x *RemoveTotpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[20]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1535,7 @@ func (x *RemoveTotpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTotpRequest.ProtoReflect.Descriptor instead.
 func (*RemoveTotpRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{20}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{21}
 }
 
 type RemoveTotpResponse struct {
@@ -1447,7 +1546,7 @@ type RemoveTotpResponse struct {
 
 func (x *RemoveTotpResponse) Reset() {
 	*x = RemoveTotpResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1558,7 @@ func (x *RemoveTotpResponse) String() string {
 func (*RemoveTotpResponse) ProtoMessage() {}
 
 func (x *RemoveTotpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[21]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1571,7 @@ func (x *RemoveTotpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTotpResponse.ProtoReflect.Descriptor instead.
 func (*RemoveTotpResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{21}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{22}
 }
 
 type RegenerateRecoveryCodesRequest struct {
@@ -1483,7 +1582,7 @@ type RegenerateRecoveryCodesRequest struct {
 
 func (x *RegenerateRecoveryCodesRequest) Reset() {
 	*x = RegenerateRecoveryCodesRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1594,7 @@ func (x *RegenerateRecoveryCodesRequest) String() string {
 func (*RegenerateRecoveryCodesRequest) ProtoMessage() {}
 
 func (x *RegenerateRecoveryCodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[22]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1607,7 @@ func (x *RegenerateRecoveryCodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegenerateRecoveryCodesRequest.ProtoReflect.Descriptor instead.
 func (*RegenerateRecoveryCodesRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{22}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{23}
 }
 
 type RegenerateRecoveryCodesResponse struct {
@@ -1520,7 +1619,7 @@ type RegenerateRecoveryCodesResponse struct {
 
 func (x *RegenerateRecoveryCodesResponse) Reset() {
 	*x = RegenerateRecoveryCodesResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1631,7 @@ func (x *RegenerateRecoveryCodesResponse) String() string {
 func (*RegenerateRecoveryCodesResponse) ProtoMessage() {}
 
 func (x *RegenerateRecoveryCodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[23]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1644,7 @@ func (x *RegenerateRecoveryCodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegenerateRecoveryCodesResponse.ProtoReflect.Descriptor instead.
 func (*RegenerateRecoveryCodesResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{23}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegenerateRecoveryCodesResponse) GetRecoveryCodes() []string {
@@ -1563,7 +1662,7 @@ type ListFactorsRequest struct {
 
 func (x *ListFactorsRequest) Reset() {
 	*x = ListFactorsRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1674,7 @@ func (x *ListFactorsRequest) String() string {
 func (*ListFactorsRequest) ProtoMessage() {}
 
 func (x *ListFactorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[24]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1687,7 @@ func (x *ListFactorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFactorsRequest.ProtoReflect.Descriptor instead.
 func (*ListFactorsRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{24}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{25}
 }
 
 type ListFactorsResponse struct {
@@ -1602,7 +1701,7 @@ type ListFactorsResponse struct {
 
 func (x *ListFactorsResponse) Reset() {
 	*x = ListFactorsResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1713,7 @@ func (x *ListFactorsResponse) String() string {
 func (*ListFactorsResponse) ProtoMessage() {}
 
 func (x *ListFactorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[25]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1726,7 @@ func (x *ListFactorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFactorsResponse.ProtoReflect.Descriptor instead.
 func (*ListFactorsResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{25}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListFactorsResponse) GetTotp() bool {
@@ -1659,7 +1758,7 @@ type BeginPasskeyRegistrationRequest struct {
 
 func (x *BeginPasskeyRegistrationRequest) Reset() {
 	*x = BeginPasskeyRegistrationRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1770,7 @@ func (x *BeginPasskeyRegistrationRequest) String() string {
 func (*BeginPasskeyRegistrationRequest) ProtoMessage() {}
 
 func (x *BeginPasskeyRegistrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[26]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1783,7 @@ func (x *BeginPasskeyRegistrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPasskeyRegistrationRequest.ProtoReflect.Descriptor instead.
 func (*BeginPasskeyRegistrationRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{26}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{27}
 }
 
 type BeginPasskeyRegistrationResponse struct {
@@ -1698,7 +1797,7 @@ type BeginPasskeyRegistrationResponse struct {
 
 func (x *BeginPasskeyRegistrationResponse) Reset() {
 	*x = BeginPasskeyRegistrationResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[27]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1809,7 @@ func (x *BeginPasskeyRegistrationResponse) String() string {
 func (*BeginPasskeyRegistrationResponse) ProtoMessage() {}
 
 func (x *BeginPasskeyRegistrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[27]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1822,7 @@ func (x *BeginPasskeyRegistrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPasskeyRegistrationResponse.ProtoReflect.Descriptor instead.
 func (*BeginPasskeyRegistrationResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{27}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BeginPasskeyRegistrationResponse) GetCeremonyId() string {
@@ -1753,7 +1852,7 @@ type FinishPasskeyRegistrationRequest struct {
 
 func (x *FinishPasskeyRegistrationRequest) Reset() {
 	*x = FinishPasskeyRegistrationRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[28]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1864,7 @@ func (x *FinishPasskeyRegistrationRequest) String() string {
 func (*FinishPasskeyRegistrationRequest) ProtoMessage() {}
 
 func (x *FinishPasskeyRegistrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[28]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1877,7 @@ func (x *FinishPasskeyRegistrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishPasskeyRegistrationRequest.ProtoReflect.Descriptor instead.
 func (*FinishPasskeyRegistrationRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{28}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FinishPasskeyRegistrationRequest) GetCeremonyId() string {
@@ -1813,7 +1912,7 @@ type FinishPasskeyRegistrationResponse struct {
 
 func (x *FinishPasskeyRegistrationResponse) Reset() {
 	*x = FinishPasskeyRegistrationResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[29]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1924,7 @@ func (x *FinishPasskeyRegistrationResponse) String() string {
 func (*FinishPasskeyRegistrationResponse) ProtoMessage() {}
 
 func (x *FinishPasskeyRegistrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[29]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1937,7 @@ func (x *FinishPasskeyRegistrationResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use FinishPasskeyRegistrationResponse.ProtoReflect.Descriptor instead.
 func (*FinishPasskeyRegistrationResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{29}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FinishPasskeyRegistrationResponse) GetCredentialId() string {
@@ -1865,7 +1964,7 @@ type BeginPasskeyAssertionRequest struct {
 
 func (x *BeginPasskeyAssertionRequest) Reset() {
 	*x = BeginPasskeyAssertionRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[30]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +1976,7 @@ func (x *BeginPasskeyAssertionRequest) String() string {
 func (*BeginPasskeyAssertionRequest) ProtoMessage() {}
 
 func (x *BeginPasskeyAssertionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[30]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +1989,7 @@ func (x *BeginPasskeyAssertionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPasskeyAssertionRequest.ProtoReflect.Descriptor instead.
 func (*BeginPasskeyAssertionRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{30}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BeginPasskeyAssertionRequest) GetMfaToken() string {
@@ -1911,7 +2010,7 @@ type BeginPasskeyAssertionResponse struct {
 
 func (x *BeginPasskeyAssertionResponse) Reset() {
 	*x = BeginPasskeyAssertionResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[31]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2022,7 @@ func (x *BeginPasskeyAssertionResponse) String() string {
 func (*BeginPasskeyAssertionResponse) ProtoMessage() {}
 
 func (x *BeginPasskeyAssertionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[31]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2035,7 @@ func (x *BeginPasskeyAssertionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPasskeyAssertionResponse.ProtoReflect.Descriptor instead.
 func (*BeginPasskeyAssertionResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{31}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BeginPasskeyAssertionResponse) GetCeremonyId() string {
@@ -1962,7 +2061,7 @@ type PasskeySignInRequest struct {
 
 func (x *PasskeySignInRequest) Reset() {
 	*x = PasskeySignInRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[32]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2073,7 @@ func (x *PasskeySignInRequest) String() string {
 func (*PasskeySignInRequest) ProtoMessage() {}
 
 func (x *PasskeySignInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[32]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2086,7 @@ func (x *PasskeySignInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasskeySignInRequest.ProtoReflect.Descriptor instead.
 func (*PasskeySignInRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{32}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PasskeySignInRequest) GetAssertion() *PasskeyAssertion {
@@ -2012,7 +2111,7 @@ type PasskeySignInResponse struct {
 
 func (x *PasskeySignInResponse) Reset() {
 	*x = PasskeySignInResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[33]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2123,7 @@ func (x *PasskeySignInResponse) String() string {
 func (*PasskeySignInResponse) ProtoMessage() {}
 
 func (x *PasskeySignInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[33]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2136,7 @@ func (x *PasskeySignInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasskeySignInResponse.ProtoReflect.Descriptor instead.
 func (*PasskeySignInResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{33}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PasskeySignInResponse) GetAccessToken() string {
@@ -2097,7 +2196,7 @@ type ListPasskeysRequest struct {
 
 func (x *ListPasskeysRequest) Reset() {
 	*x = ListPasskeysRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[34]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2208,7 @@ func (x *ListPasskeysRequest) String() string {
 func (*ListPasskeysRequest) ProtoMessage() {}
 
 func (x *ListPasskeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[34]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2221,7 @@ func (x *ListPasskeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPasskeysRequest.ProtoReflect.Descriptor instead.
 func (*ListPasskeysRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{34}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{35}
 }
 
 type ListPasskeysResponse struct {
@@ -2134,7 +2233,7 @@ type ListPasskeysResponse struct {
 
 func (x *ListPasskeysResponse) Reset() {
 	*x = ListPasskeysResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[35]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2245,7 @@ func (x *ListPasskeysResponse) String() string {
 func (*ListPasskeysResponse) ProtoMessage() {}
 
 func (x *ListPasskeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[35]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2258,7 @@ func (x *ListPasskeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPasskeysResponse.ProtoReflect.Descriptor instead.
 func (*ListPasskeysResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{35}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListPasskeysResponse) GetPasskeys() []*Passkey {
@@ -2185,7 +2284,7 @@ type Passkey struct {
 
 func (x *Passkey) Reset() {
 	*x = Passkey{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[36]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2296,7 @@ func (x *Passkey) String() string {
 func (*Passkey) ProtoMessage() {}
 
 func (x *Passkey) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[36]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2309,7 @@ func (x *Passkey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Passkey.ProtoReflect.Descriptor instead.
 func (*Passkey) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{36}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Passkey) GetCredentialId() string {
@@ -2257,7 +2356,7 @@ type RemovePasskeyRequest struct {
 
 func (x *RemovePasskeyRequest) Reset() {
 	*x = RemovePasskeyRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[37]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2368,7 @@ func (x *RemovePasskeyRequest) String() string {
 func (*RemovePasskeyRequest) ProtoMessage() {}
 
 func (x *RemovePasskeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[37]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2381,7 @@ func (x *RemovePasskeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePasskeyRequest.ProtoReflect.Descriptor instead.
 func (*RemovePasskeyRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{37}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RemovePasskeyRequest) GetCredentialId() string {
@@ -2300,7 +2399,7 @@ type RemovePasskeyResponse struct {
 
 func (x *RemovePasskeyResponse) Reset() {
 	*x = RemovePasskeyResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[38]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +2411,7 @@ func (x *RemovePasskeyResponse) String() string {
 func (*RemovePasskeyResponse) ProtoMessage() {}
 
 func (x *RemovePasskeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[38]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +2424,7 @@ func (x *RemovePasskeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePasskeyResponse.ProtoReflect.Descriptor instead.
 func (*RemovePasskeyResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{38}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{39}
 }
 
 type IntrospectRefreshTokenRequest struct {
@@ -2337,7 +2436,7 @@ type IntrospectRefreshTokenRequest struct {
 
 func (x *IntrospectRefreshTokenRequest) Reset() {
 	*x = IntrospectRefreshTokenRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[39]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2448,7 @@ func (x *IntrospectRefreshTokenRequest) String() string {
 func (*IntrospectRefreshTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectRefreshTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[39]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2461,7 @@ func (x *IntrospectRefreshTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectRefreshTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectRefreshTokenRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{39}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IntrospectRefreshTokenRequest) GetRefreshToken() string {
@@ -2386,7 +2485,7 @@ type IntrospectRefreshTokenResponse struct {
 
 func (x *IntrospectRefreshTokenResponse) Reset() {
 	*x = IntrospectRefreshTokenResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[40]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2497,7 @@ func (x *IntrospectRefreshTokenResponse) String() string {
 func (*IntrospectRefreshTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectRefreshTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[40]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2510,7 @@ func (x *IntrospectRefreshTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectRefreshTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectRefreshTokenResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{40}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *IntrospectRefreshTokenResponse) GetActive() bool {
@@ -2464,7 +2563,7 @@ type SignUpRequest struct {
 
 func (x *SignUpRequest) Reset() {
 	*x = SignUpRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[41]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2575,7 @@ func (x *SignUpRequest) String() string {
 func (*SignUpRequest) ProtoMessage() {}
 
 func (x *SignUpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[41]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2588,7 @@ func (x *SignUpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignUpRequest.ProtoReflect.Descriptor instead.
 func (*SignUpRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{41}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SignUpRequest) GetIdentifier() isSignUpRequest_Identifier {
@@ -2572,7 +2671,7 @@ type SignUpResponse struct {
 
 func (x *SignUpResponse) Reset() {
 	*x = SignUpResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[42]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2683,7 @@ func (x *SignUpResponse) String() string {
 func (*SignUpResponse) ProtoMessage() {}
 
 func (x *SignUpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[42]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2696,7 @@ func (x *SignUpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignUpResponse.ProtoReflect.Descriptor instead.
 func (*SignUpResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{42}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SignUpResponse) GetAccessToken() string {
@@ -2664,7 +2763,7 @@ type VerifyIdentifierRequest struct {
 
 func (x *VerifyIdentifierRequest) Reset() {
 	*x = VerifyIdentifierRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[43]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +2775,7 @@ func (x *VerifyIdentifierRequest) String() string {
 func (*VerifyIdentifierRequest) ProtoMessage() {}
 
 func (x *VerifyIdentifierRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[43]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +2788,7 @@ func (x *VerifyIdentifierRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyIdentifierRequest.ProtoReflect.Descriptor instead.
 func (*VerifyIdentifierRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{43}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *VerifyIdentifierRequest) GetIdentifier() isVerifyIdentifierRequest_Identifier {
@@ -2748,7 +2847,7 @@ type VerifyIdentifierResponse struct {
 
 func (x *VerifyIdentifierResponse) Reset() {
 	*x = VerifyIdentifierResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[44]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +2859,7 @@ func (x *VerifyIdentifierResponse) String() string {
 func (*VerifyIdentifierResponse) ProtoMessage() {}
 
 func (x *VerifyIdentifierResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[44]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +2872,7 @@ func (x *VerifyIdentifierResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyIdentifierResponse.ProtoReflect.Descriptor instead.
 func (*VerifyIdentifierResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{44}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{45}
 }
 
 type ResendVerificationRequest struct {
@@ -2789,7 +2888,7 @@ type ResendVerificationRequest struct {
 
 func (x *ResendVerificationRequest) Reset() {
 	*x = ResendVerificationRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[45]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2900,7 @@ func (x *ResendVerificationRequest) String() string {
 func (*ResendVerificationRequest) ProtoMessage() {}
 
 func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[45]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2913,7 @@ func (x *ResendVerificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerificationRequest.ProtoReflect.Descriptor instead.
 func (*ResendVerificationRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{45}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ResendVerificationRequest) GetIdentifier() isResendVerificationRequest_Identifier {
@@ -2866,7 +2965,7 @@ type ResendVerificationResponse struct {
 
 func (x *ResendVerificationResponse) Reset() {
 	*x = ResendVerificationResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[46]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +2977,7 @@ func (x *ResendVerificationResponse) String() string {
 func (*ResendVerificationResponse) ProtoMessage() {}
 
 func (x *ResendVerificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[46]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +2990,7 @@ func (x *ResendVerificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendVerificationResponse.ProtoReflect.Descriptor instead.
 func (*ResendVerificationResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{46}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{47}
 }
 
 type ChangePasswordRequest struct {
@@ -2904,7 +3003,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[47]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2916,7 +3015,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[47]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2929,7 +3028,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{47}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ChangePasswordRequest) GetCurrentPassword() string {
@@ -2954,7 +3053,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[48]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3065,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[48]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3078,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{48}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{49}
 }
 
 type RequestPasswordResetRequest struct {
@@ -2996,7 +3095,7 @@ type RequestPasswordResetRequest struct {
 
 func (x *RequestPasswordResetRequest) Reset() {
 	*x = RequestPasswordResetRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[49]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3107,7 @@ func (x *RequestPasswordResetRequest) String() string {
 func (*RequestPasswordResetRequest) ProtoMessage() {}
 
 func (x *RequestPasswordResetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[49]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3120,7 @@ func (x *RequestPasswordResetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPasswordResetRequest.ProtoReflect.Descriptor instead.
 func (*RequestPasswordResetRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{49}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RequestPasswordResetRequest) GetIdentifier() isRequestPasswordResetRequest_Identifier {
@@ -3088,7 +3187,7 @@ type RequestPasswordResetResponse struct {
 
 func (x *RequestPasswordResetResponse) Reset() {
 	*x = RequestPasswordResetResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[50]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3100,7 +3199,7 @@ func (x *RequestPasswordResetResponse) String() string {
 func (*RequestPasswordResetResponse) ProtoMessage() {}
 
 func (x *RequestPasswordResetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[50]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3113,7 +3212,7 @@ func (x *RequestPasswordResetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPasswordResetResponse.ProtoReflect.Descriptor instead.
 func (*RequestPasswordResetResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{50}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{51}
 }
 
 type ResetPasswordRequest struct {
@@ -3132,7 +3231,7 @@ type ResetPasswordRequest struct {
 
 func (x *ResetPasswordRequest) Reset() {
 	*x = ResetPasswordRequest{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[51]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3243,7 @@ func (x *ResetPasswordRequest) String() string {
 func (*ResetPasswordRequest) ProtoMessage() {}
 
 func (x *ResetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[51]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3256,7 @@ func (x *ResetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*ResetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{51}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ResetPasswordRequest) GetIdentifier() isResetPasswordRequest_Identifier {
@@ -3238,7 +3337,7 @@ type ResetPasswordResponse struct {
 
 func (x *ResetPasswordResponse) Reset() {
 	*x = ResetPasswordResponse{}
-	mi := &file_authsvc_v1_auth_proto_msgTypes[52]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3250,7 +3349,7 @@ func (x *ResetPasswordResponse) String() string {
 func (*ResetPasswordResponse) ProtoMessage() {}
 
 func (x *ResetPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsvc_v1_auth_proto_msgTypes[52]
+	mi := &file_authsvc_v1_auth_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3263,7 +3362,7 @@ func (x *ResetPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetPasswordResponse.ProtoReflect.Descriptor instead.
 func (*ResetPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{52}
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{53}
 }
 
 var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
@@ -3324,9 +3423,19 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x0ftoken_type_hint\x18\x02 \x01(\x0e2\x19.authsvc.v1.TokenTypeHintR\rtokenTypeHint\x12!\n" +
 	"\fall_sessions\x18\x03 \x01(\bR\vallSessions\"\x10\n" +
 	"\x0eRevokeResponse\"\x10\n" +
-	"\x0eGetJwksRequest\"6\n" +
+	"\x0eGetJwksRequest\"d\n" +
 	"\x0fGetJwksResponse\x12#\n" +
-	"\x04keys\x18\x01 \x03(\v2\x0f.authsvc.v1.JwkR\x04keys\"\x97\x01\n" +
+	"\x04keys\x18\x01 \x03(\v2\x0f.authsvc.v1.JwkR\x04keys\x12,\n" +
+	"\x05rules\x18\x02 \x01(\v2\x16.authsvc.v1.TokenRulesR\x05rules\"\xc0\x01\n" +
+	"\n" +
+	"TokenRules\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x1a\n" +
+	"\baudience\x18\x02 \x01(\tR\baudience\x12\x1e\n" +
+	"\n" +
+	"algorithms\x18\x03 \x03(\tR\n" +
+	"algorithms\x127\n" +
+	"\x18access_token_ttl_seconds\x18\x04 \x01(\x03R\x15accessTokenTtlSeconds\x12%\n" +
+	"\x0eleeway_seconds\x18\x05 \x01(\x03R\rleewaySeconds\"\x97\x01\n" +
 	"\x03Jwk\x12\x10\n" +
 	"\x03kty\x18\x01 \x01(\tR\x03kty\x12\x10\n" +
 	"\x03crv\x18\x02 \x01(\tR\x03crv\x12\f\n" +
@@ -3542,7 +3651,7 @@ func file_authsvc_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsvc_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_authsvc_v1_auth_proto_goTypes = []any{
 	(TokenTypeHint)(0),                        // 0: authsvc.v1.TokenTypeHint
 	(*SignInRequest)(nil),                     // 1: authsvc.v1.SignInRequest
@@ -3555,118 +3664,120 @@ var file_authsvc_v1_auth_proto_goTypes = []any{
 	(*RevokeResponse)(nil),                    // 8: authsvc.v1.RevokeResponse
 	(*GetJwksRequest)(nil),                    // 9: authsvc.v1.GetJwksRequest
 	(*GetJwksResponse)(nil),                   // 10: authsvc.v1.GetJwksResponse
-	(*Jwk)(nil),                               // 11: authsvc.v1.Jwk
-	(*WatchRevocationsRequest)(nil),           // 12: authsvc.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil),          // 13: authsvc.v1.WatchRevocationsResponse
-	(*CompleteSignInRequest)(nil),             // 14: authsvc.v1.CompleteSignInRequest
-	(*PasskeyAssertion)(nil),                  // 15: authsvc.v1.PasskeyAssertion
-	(*CompleteSignInResponse)(nil),            // 16: authsvc.v1.CompleteSignInResponse
-	(*EnrollTotpRequest)(nil),                 // 17: authsvc.v1.EnrollTotpRequest
-	(*EnrollTotpResponse)(nil),                // 18: authsvc.v1.EnrollTotpResponse
-	(*ConfirmTotpRequest)(nil),                // 19: authsvc.v1.ConfirmTotpRequest
-	(*ConfirmTotpResponse)(nil),               // 20: authsvc.v1.ConfirmTotpResponse
-	(*RemoveTotpRequest)(nil),                 // 21: authsvc.v1.RemoveTotpRequest
-	(*RemoveTotpResponse)(nil),                // 22: authsvc.v1.RemoveTotpResponse
-	(*RegenerateRecoveryCodesRequest)(nil),    // 23: authsvc.v1.RegenerateRecoveryCodesRequest
-	(*RegenerateRecoveryCodesResponse)(nil),   // 24: authsvc.v1.RegenerateRecoveryCodesResponse
-	(*ListFactorsRequest)(nil),                // 25: authsvc.v1.ListFactorsRequest
-	(*ListFactorsResponse)(nil),               // 26: authsvc.v1.ListFactorsResponse
-	(*BeginPasskeyRegistrationRequest)(nil),   // 27: authsvc.v1.BeginPasskeyRegistrationRequest
-	(*BeginPasskeyRegistrationResponse)(nil),  // 28: authsvc.v1.BeginPasskeyRegistrationResponse
-	(*FinishPasskeyRegistrationRequest)(nil),  // 29: authsvc.v1.FinishPasskeyRegistrationRequest
-	(*FinishPasskeyRegistrationResponse)(nil), // 30: authsvc.v1.FinishPasskeyRegistrationResponse
-	(*BeginPasskeyAssertionRequest)(nil),      // 31: authsvc.v1.BeginPasskeyAssertionRequest
-	(*BeginPasskeyAssertionResponse)(nil),     // 32: authsvc.v1.BeginPasskeyAssertionResponse
-	(*PasskeySignInRequest)(nil),              // 33: authsvc.v1.PasskeySignInRequest
-	(*PasskeySignInResponse)(nil),             // 34: authsvc.v1.PasskeySignInResponse
-	(*ListPasskeysRequest)(nil),               // 35: authsvc.v1.ListPasskeysRequest
-	(*ListPasskeysResponse)(nil),              // 36: authsvc.v1.ListPasskeysResponse
-	(*Passkey)(nil),                           // 37: authsvc.v1.Passkey
-	(*RemovePasskeyRequest)(nil),              // 38: authsvc.v1.RemovePasskeyRequest
-	(*RemovePasskeyResponse)(nil),             // 39: authsvc.v1.RemovePasskeyResponse
-	(*IntrospectRefreshTokenRequest)(nil),     // 40: authsvc.v1.IntrospectRefreshTokenRequest
-	(*IntrospectRefreshTokenResponse)(nil),    // 41: authsvc.v1.IntrospectRefreshTokenResponse
-	(*SignUpRequest)(nil),                     // 42: authsvc.v1.SignUpRequest
-	(*SignUpResponse)(nil),                    // 43: authsvc.v1.SignUpResponse
-	(*VerifyIdentifierRequest)(nil),           // 44: authsvc.v1.VerifyIdentifierRequest
-	(*VerifyIdentifierResponse)(nil),          // 45: authsvc.v1.VerifyIdentifierResponse
-	(*ResendVerificationRequest)(nil),         // 46: authsvc.v1.ResendVerificationRequest
-	(*ResendVerificationResponse)(nil),        // 47: authsvc.v1.ResendVerificationResponse
-	(*ChangePasswordRequest)(nil),             // 48: authsvc.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),            // 49: authsvc.v1.ChangePasswordResponse
-	(*RequestPasswordResetRequest)(nil),       // 50: authsvc.v1.RequestPasswordResetRequest
-	(*RequestPasswordResetResponse)(nil),      // 51: authsvc.v1.RequestPasswordResetResponse
-	(*ResetPasswordRequest)(nil),              // 52: authsvc.v1.ResetPasswordRequest
-	(*ResetPasswordResponse)(nil),             // 53: authsvc.v1.ResetPasswordResponse
-	(*timestamppb.Timestamp)(nil),             // 54: google.protobuf.Timestamp
+	(*TokenRules)(nil),                        // 11: authsvc.v1.TokenRules
+	(*Jwk)(nil),                               // 12: authsvc.v1.Jwk
+	(*WatchRevocationsRequest)(nil),           // 13: authsvc.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil),          // 14: authsvc.v1.WatchRevocationsResponse
+	(*CompleteSignInRequest)(nil),             // 15: authsvc.v1.CompleteSignInRequest
+	(*PasskeyAssertion)(nil),                  // 16: authsvc.v1.PasskeyAssertion
+	(*CompleteSignInResponse)(nil),            // 17: authsvc.v1.CompleteSignInResponse
+	(*EnrollTotpRequest)(nil),                 // 18: authsvc.v1.EnrollTotpRequest
+	(*EnrollTotpResponse)(nil),                // 19: authsvc.v1.EnrollTotpResponse
+	(*ConfirmTotpRequest)(nil),                // 20: authsvc.v1.ConfirmTotpRequest
+	(*ConfirmTotpResponse)(nil),               // 21: authsvc.v1.ConfirmTotpResponse
+	(*RemoveTotpRequest)(nil),                 // 22: authsvc.v1.RemoveTotpRequest
+	(*RemoveTotpResponse)(nil),                // 23: authsvc.v1.RemoveTotpResponse
+	(*RegenerateRecoveryCodesRequest)(nil),    // 24: authsvc.v1.RegenerateRecoveryCodesRequest
+	(*RegenerateRecoveryCodesResponse)(nil),   // 25: authsvc.v1.RegenerateRecoveryCodesResponse
+	(*ListFactorsRequest)(nil),                // 26: authsvc.v1.ListFactorsRequest
+	(*ListFactorsResponse)(nil),               // 27: authsvc.v1.ListFactorsResponse
+	(*BeginPasskeyRegistrationRequest)(nil),   // 28: authsvc.v1.BeginPasskeyRegistrationRequest
+	(*BeginPasskeyRegistrationResponse)(nil),  // 29: authsvc.v1.BeginPasskeyRegistrationResponse
+	(*FinishPasskeyRegistrationRequest)(nil),  // 30: authsvc.v1.FinishPasskeyRegistrationRequest
+	(*FinishPasskeyRegistrationResponse)(nil), // 31: authsvc.v1.FinishPasskeyRegistrationResponse
+	(*BeginPasskeyAssertionRequest)(nil),      // 32: authsvc.v1.BeginPasskeyAssertionRequest
+	(*BeginPasskeyAssertionResponse)(nil),     // 33: authsvc.v1.BeginPasskeyAssertionResponse
+	(*PasskeySignInRequest)(nil),              // 34: authsvc.v1.PasskeySignInRequest
+	(*PasskeySignInResponse)(nil),             // 35: authsvc.v1.PasskeySignInResponse
+	(*ListPasskeysRequest)(nil),               // 36: authsvc.v1.ListPasskeysRequest
+	(*ListPasskeysResponse)(nil),              // 37: authsvc.v1.ListPasskeysResponse
+	(*Passkey)(nil),                           // 38: authsvc.v1.Passkey
+	(*RemovePasskeyRequest)(nil),              // 39: authsvc.v1.RemovePasskeyRequest
+	(*RemovePasskeyResponse)(nil),             // 40: authsvc.v1.RemovePasskeyResponse
+	(*IntrospectRefreshTokenRequest)(nil),     // 41: authsvc.v1.IntrospectRefreshTokenRequest
+	(*IntrospectRefreshTokenResponse)(nil),    // 42: authsvc.v1.IntrospectRefreshTokenResponse
+	(*SignUpRequest)(nil),                     // 43: authsvc.v1.SignUpRequest
+	(*SignUpResponse)(nil),                    // 44: authsvc.v1.SignUpResponse
+	(*VerifyIdentifierRequest)(nil),           // 45: authsvc.v1.VerifyIdentifierRequest
+	(*VerifyIdentifierResponse)(nil),          // 46: authsvc.v1.VerifyIdentifierResponse
+	(*ResendVerificationRequest)(nil),         // 47: authsvc.v1.ResendVerificationRequest
+	(*ResendVerificationResponse)(nil),        // 48: authsvc.v1.ResendVerificationResponse
+	(*ChangePasswordRequest)(nil),             // 49: authsvc.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),            // 50: authsvc.v1.ChangePasswordResponse
+	(*RequestPasswordResetRequest)(nil),       // 51: authsvc.v1.RequestPasswordResetRequest
+	(*RequestPasswordResetResponse)(nil),      // 52: authsvc.v1.RequestPasswordResetResponse
+	(*ResetPasswordRequest)(nil),              // 53: authsvc.v1.ResetPasswordRequest
+	(*ResetPasswordResponse)(nil),             // 54: authsvc.v1.ResetPasswordResponse
+	(*timestamppb.Timestamp)(nil),             // 55: google.protobuf.Timestamp
 }
 var file_authsvc_v1_auth_proto_depIdxs = []int32{
-	54, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
-	54, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	54, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
+	55, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
+	55, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	55, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
-	11, // 4: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
-	15, // 5: authsvc.v1.CompleteSignInRequest.passkey:type_name -> authsvc.v1.PasskeyAssertion
-	15, // 6: authsvc.v1.PasskeySignInRequest.assertion:type_name -> authsvc.v1.PasskeyAssertion
-	37, // 7: authsvc.v1.ListPasskeysResponse.passkeys:type_name -> authsvc.v1.Passkey
-	54, // 8: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
-	54, // 9: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
-	54, // 10: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 11: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
-	3,  // 12: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
-	5,  // 13: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
-	7,  // 14: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
-	9,  // 15: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
-	12, // 16: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
-	42, // 17: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
-	44, // 18: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
-	46, // 19: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
-	48, // 20: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
-	50, // 21: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
-	52, // 22: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
-	14, // 23: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
-	17, // 24: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
-	19, // 25: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
-	21, // 26: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
-	23, // 27: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
-	25, // 28: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
-	27, // 29: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
-	29, // 30: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
-	31, // 31: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
-	33, // 32: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
-	35, // 33: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
-	38, // 34: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
-	40, // 35: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
-	2,  // 36: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
-	4,  // 37: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
-	6,  // 38: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
-	8,  // 39: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
-	10, // 40: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
-	13, // 41: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
-	43, // 42: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
-	45, // 43: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
-	47, // 44: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
-	49, // 45: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
-	51, // 46: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
-	53, // 47: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
-	16, // 48: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
-	18, // 49: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
-	20, // 50: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
-	22, // 51: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
-	24, // 52: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
-	26, // 53: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
-	28, // 54: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
-	30, // 55: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
-	32, // 56: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
-	34, // 57: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
-	36, // 58: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
-	39, // 59: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
-	41, // 60: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
-	36, // [36:61] is the sub-list for method output_type
-	11, // [11:36] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 4: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
+	11, // 5: authsvc.v1.GetJwksResponse.rules:type_name -> authsvc.v1.TokenRules
+	16, // 6: authsvc.v1.CompleteSignInRequest.passkey:type_name -> authsvc.v1.PasskeyAssertion
+	16, // 7: authsvc.v1.PasskeySignInRequest.assertion:type_name -> authsvc.v1.PasskeyAssertion
+	38, // 8: authsvc.v1.ListPasskeysResponse.passkeys:type_name -> authsvc.v1.Passkey
+	55, // 9: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
+	55, // 10: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
+	55, // 11: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 12: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
+	3,  // 13: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
+	5,  // 14: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
+	7,  // 15: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
+	9,  // 16: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
+	13, // 17: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
+	43, // 18: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
+	45, // 19: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
+	47, // 20: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
+	49, // 21: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
+	51, // 22: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
+	53, // 23: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
+	15, // 24: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
+	18, // 25: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
+	20, // 26: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
+	22, // 27: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
+	24, // 28: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
+	26, // 29: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
+	28, // 30: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
+	30, // 31: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
+	32, // 32: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
+	34, // 33: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
+	36, // 34: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
+	39, // 35: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
+	41, // 36: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
+	2,  // 37: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
+	4,  // 38: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
+	6,  // 39: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
+	8,  // 40: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
+	10, // 41: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
+	14, // 42: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
+	44, // 43: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
+	46, // 44: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
+	48, // 45: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
+	50, // 46: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
+	52, // 47: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
+	54, // 48: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
+	17, // 49: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
+	19, // 50: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
+	21, // 51: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
+	23, // 52: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
+	25, // 53: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
+	27, // 54: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
+	29, // 55: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
+	31, // 56: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
+	33, // 57: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
+	35, // 58: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
+	37, // 59: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
+	40, // 60: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
+	42, // 61: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
+	37, // [37:62] is the sub-list for method output_type
+	12, // [12:37] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_authsvc_v1_auth_proto_init() }
@@ -3679,31 +3790,31 @@ func file_authsvc_v1_auth_proto_init() {
 		(*SignInRequest_Phone)(nil),
 		(*SignInRequest_Username)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[13].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[14].OneofWrappers = []any{
 		(*CompleteSignInRequest_Totp)(nil),
 		(*CompleteSignInRequest_RecoveryCode)(nil),
 		(*CompleteSignInRequest_Passkey)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[41].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[42].OneofWrappers = []any{
 		(*SignUpRequest_Email)(nil),
 		(*SignUpRequest_Phone)(nil),
 		(*SignUpRequest_Username)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[42].OneofWrappers = []any{}
-	file_authsvc_v1_auth_proto_msgTypes[43].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[43].OneofWrappers = []any{}
+	file_authsvc_v1_auth_proto_msgTypes[44].OneofWrappers = []any{
 		(*VerifyIdentifierRequest_Email)(nil),
 		(*VerifyIdentifierRequest_Phone)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[45].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[46].OneofWrappers = []any{
 		(*ResendVerificationRequest_Email)(nil),
 		(*ResendVerificationRequest_Phone)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[49].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[50].OneofWrappers = []any{
 		(*RequestPasswordResetRequest_Email)(nil),
 		(*RequestPasswordResetRequest_Phone)(nil),
 		(*RequestPasswordResetRequest_Username)(nil),
 	}
-	file_authsvc_v1_auth_proto_msgTypes[51].OneofWrappers = []any{
+	file_authsvc_v1_auth_proto_msgTypes[52].OneofWrappers = []any{
 		(*ResetPasswordRequest_Email)(nil),
 		(*ResetPasswordRequest_Phone)(nil),
 		(*ResetPasswordRequest_Username)(nil),
@@ -3714,7 +3825,7 @@ func file_authsvc_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_auth_proto_rawDesc), len(file_authsvc_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -15,7 +15,7 @@
   CompleteSignIn) or passwordless (``begin_assertion()`` then ``sign_in``,
   only with ``AUTHSVC_PASSKEY_SIGN_IN=true``; user verification required; the
   passwordless ceremony writes no row until a credential answers, see
-  ``domain.ceremonies``):
+  ``domain.factors.ceremonies``):
   the ceremony is spent, the credential locked, the signature verified, and
   the sign counter must move forward (unless the authenticator keeps none,
   both 0): a counter that did not is a cloned authenticator, refused and
@@ -40,9 +40,9 @@ import os
 import uuid
 from dataclasses import dataclass
 
-from ..config import Settings
-from ..core.tokens import AccessClaims
-from ..errors import (
+from ...config import Settings
+from ...core.tokens import AccessClaims
+from ...errors import (
     FactorConflict,
     InvalidArgument,
     MfaTokenInvalid,
@@ -51,17 +51,17 @@ from ..errors import (
     PasskeysDisabled,
     RateLimited,
 )
-from ..store import events
-from ..store import factors as factor_rows
-from ..store import passkeys as rows
-from ..store import users as user_rows
-from ..store.database import Connection, Database
-from .caller import Caller
+from ...store import events
+from ...store import factors as factor_rows
+from ...store import passkeys as rows
+from ...store import users as user_rows
+from ...store.database import Connection, Database
+from ..caller import Caller
+from ..sessions.opener import INVALID, Failure, Opened, Refused, Sessions
+from ..throttling.throttle import Throttle
+from ..tokens.issuer import TokenPair
 from .ceremonies import SignedCeremonies
-from .factors import Factors, check_passkey_fields
-from .issuer import TokenPair
-from .sessions import INVALID, Failure, Opened, Refused, Sessions
-from .throttle import Throttle
+from .otp import Factors, check_passkey_fields
 
 log = logging.getLogger(__name__)
 

@@ -27,23 +27,23 @@ from __future__ import annotations
 import logging
 import uuid
 
-from ..errors import AlreadyExists, CodeExpired, CodeInvalid, InvalidArgument, SignUpDisabled
-from ..store import codes as code_rows
-from ..store import events
-from ..store import users as user_rows
-from ..store.database import Database
-from ..store.throttles import Tarpit
-from ..store.users import UserRow
+from ...errors import AlreadyExists, CodeExpired, CodeInvalid, InvalidArgument, SignUpDisabled
+from ...store import codes as code_rows
+from ...store import events
+from ...store import users as user_rows
+from ...store.database import Database
+from ...store.throttles import Tarpit
+from ...store.users import UserRow
+from ..caller import Caller
+from ..delivery.messages import Messages
+from ..sessions.opener import SecondFactorRequired
+from ..sessions.revocation import Revoking
+from ..sessions.signin import SignedIn, SignIn
+from ..throttling.throttle import Throttle
 from . import identifiers
-from .caller import Caller
 from .codes import Codes
 from .identifiers import Identifier
-from .messages import Messages
 from .passwords import Passwords
-from .revocation import Revoking
-from .sessions import SecondFactorRequired
-from .signin import SignedIn, SignIn
-from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 

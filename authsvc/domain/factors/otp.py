@@ -32,20 +32,20 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..clock import Clock
-from ..core.tokens import AccessClaims
-from ..errors import CodeInvalid, FactorConflict, InvalidArgument, NotFound
-from ..store import events
-from ..store import factors as factor_rows
-from ..store import passkeys as passkey_rows
-from ..store import users as user_rows
-from ..store.database import Connection, Database
+from ...clock import Clock
+from ...core.tokens import AccessClaims
+from ...errors import CodeInvalid, FactorConflict, InvalidArgument, NotFound
+from ...store import events
+from ...store import factors as factor_rows
+from ...store import passkeys as passkey_rows
+from ...store import users as user_rows
+from ...store.database import Connection, Database
+from ..accounts.identifiers import Identifier
+from ..caller import NOBODY, Caller
+from ..keycrypto import derive_key, seal, unseal
+from ..sessions.revocation import Revocations
+from ..throttling.throttle import Throttle
 from . import totp
-from .caller import NOBODY, Caller
-from .identifiers import Identifier
-from .keycrypto import derive_key, seal, unseal
-from .revocation import Revocations
-from .throttle import Throttle
 
 RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32, lower case

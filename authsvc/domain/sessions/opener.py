@@ -29,11 +29,11 @@ import os
 from dataclasses import dataclass
 from enum import Enum
 
-from ..clock import Clock
-from ..store.database import Connection
-from ..store.sessions import Refreshed
-from .caller import Caller
-from .issuer import Issuer, TokenPair
+from ...clock import Clock
+from ...store.database import Connection
+from ...store.sessions import Refreshed
+from ..caller import Caller
+from ..tokens.issuer import Issuer, TokenPair
 from .refresh_tokens import RefreshTokens
 from .storage import Storage
 

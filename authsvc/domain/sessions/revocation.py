@@ -14,16 +14,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from ..clock import Clock
-from ..core import tokens
-from ..core.revocations import RevocationSet
-from ..core.tokens import AccessClaims
-from ..errors import InvalidArgument, TokenInvalid, TokenMissing, Unavailable
-from ..store import sessions as session_rows
-from ..store.database import Connection, Database
+from ...clock import Clock
+from ...core import tokens
+from ...core.revocations import RevocationSet
+from ...core.tokens import AccessClaims
+from ...errors import InvalidArgument, TokenInvalid, TokenMissing, Unavailable
+from ...store import sessions as session_rows
+from ...store.database import Connection, Database
+from ..caller import NOBODY, Caller
+from ..tokens.validator import Validator
 from . import refresh_tokens
-from .caller import NOBODY, Caller
-from .validator import Validator
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Throttling: the tarpits in front of every guess (``throttle``)."""

@@ -22,7 +22,7 @@ from ..domain.accounts.codes import CodePolicy, Codes
 from ..domain.accounts.password_change import ChangePassword, PasswordReset
 from ..domain.accounts.passwords import Passwords
 from ..domain.accounts.self_service import SelfService
-from ..domain.accounts.signup import Sends, SignUp, Verification
+from ..domain.accounts.signup import SignUp, Verification
 from ..domain.delivery.messages import Messages
 from ..domain.delivery.outbox import Channel, Delivery
 from ..domain.factors.ceremonies import SignedCeremonies
@@ -34,9 +34,11 @@ from ..domain.sessions.devices import DeviceTokens
 from ..domain.sessions.opener import Sessions
 from ..domain.sessions.refresh import Refresh
 from ..domain.sessions.refresh_tokens import RefreshTokens
-from ..domain.sessions.revocation import Revocations, SignOut
+from ..domain.sessions.revocation import Revocations
+from ..domain.sessions.sign_out import SignOut
 from ..domain.sessions.signin import SignIn
 from ..domain.sessions.storage import Storage
+from ..domain.throttling.sends import Sends
 from ..domain.throttling.throttle import Throttle, ThrottlePolicy
 from ..domain.tokens.issuer import Issuer, token_rules
 from ..domain.tokens.keystore import KeyStore

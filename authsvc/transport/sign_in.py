@@ -7,12 +7,12 @@ from __future__ import annotations
 import grpc
 
 from ..domain.accounts.self_service import SelfService
+from ..domain.factors.attempts import Attempt
 from ..domain.factors.mfa import SecondFactorSignIn
-from ..domain.factors.otp import Attempt
 from ..domain.factors.passkeys import Passkeys
-from ..domain.sessions.opener import SecondFactorRequired
+from ..domain.sessions.opener import SecondFactorRequired, SignedIn
 from ..domain.sessions.refresh import Refresh
-from ..domain.sessions.signin import SignedIn, SignIn
+from ..domain.sessions.signin import SignIn
 from ..errors import MfaRequired
 from ..v1 import auth_pb2
 from .convert import Callers, identifier, token_fields

@@ -15,7 +15,7 @@ from ..core.keys import KeyRing
 from ..core.revocations import RevocationSet
 from ..core.tokens import AccessClaims
 from ..domain.sessions.refresh import Refresh
-from ..domain.sessions.revocation import SignOut
+from ..domain.sessions.sign_out import SignOut
 from ..domain.tokens.validator import Validator
 from ..errors import TokenExpired, TokenRevoked, Unavailable
 from ..guard.bearer import bearer_token

@@ -14,8 +14,8 @@ from authsvc.core.keys import KeyRing, SigningKey, public_jwk
 from authsvc.core.tokens import TokenRules
 from authsvc.domain.accounts.passwords import Passwords
 from authsvc.domain.caller import Caller
+from authsvc.domain.factors.attempts import PASSKEY, RECOVERY_CODE, TOTP, Attempt
 from authsvc.domain.factors.mfa import SecondFactorSignIn
-from authsvc.domain.factors.otp import PASSKEY, RECOVERY_CODE, TOTP, Attempt
 from authsvc.domain.keycrypto import generate_private_key
 from authsvc.domain.sessions.devices import DeviceTokens
 from authsvc.domain.sessions.opener import Sessions

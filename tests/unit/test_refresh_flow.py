@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from authsvc.domain.factors.otp import Attempt
-from authsvc.domain.sessions.opener import SecondFactorRequired
-from authsvc.domain.sessions.signin import SignedIn
+from authsvc.domain.factors.attempts import Attempt
+from authsvc.domain.sessions.opener import SecondFactorRequired, SignedIn
 from authsvc.errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
 
 from .flows import CALLER, GRACE, IDLE_TTL, PASSWORD, POLICY, Flows, claims

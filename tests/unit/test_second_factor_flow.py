@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from authsvc.domain.factors.attempts import Attempt
 from authsvc.domain.factors.mfa import MAX_ATTEMPTS
-from authsvc.domain.factors.otp import Attempt
 from authsvc.domain.sessions.opener import SecondFactorRequired, challenge_hash
 from authsvc.domain.throttling.throttle import ThrottlePolicy
 from authsvc.errors import (

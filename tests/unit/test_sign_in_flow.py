@@ -9,8 +9,7 @@ import argon2
 import pytest
 
 from authsvc.domain.accounts.passwords import Verdict
-from authsvc.domain.sessions.opener import SecondFactorRequired, challenge_hash
-from authsvc.domain.sessions.signin import SignedIn
+from authsvc.domain.sessions.opener import SecondFactorRequired, SignedIn, challenge_hash
 from authsvc.errors import IdentifierNotVerified, InvalidCredentials, RateLimited
 
 from .flows import CALLER, MFA_TTL, PASSWORD, POLICY, Flows, claims

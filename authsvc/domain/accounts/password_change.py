@@ -38,12 +38,12 @@ from ...store.users import UserRow
 from ..caller import Caller
 from ..delivery.messages import Messages
 from ..sessions.revocation import Revocations, Revoking
+from ..throttling.sends import Sends
 from ..throttling.throttle import Throttle
 from . import identifiers
 from .codes import Codes
 from .identifiers import Identifier
 from .passwords import Passwords
-from .signup import Sends
 
 
 def address_of(user: UserRow) -> Identifier | None:

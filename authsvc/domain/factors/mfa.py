@@ -26,7 +26,7 @@ from ..caller import Caller
 from ..sessions.opener import INVALID, WRONG, Failure, Opened, Refused, Sessions, challenge_hash
 from ..sessions.storage import Storage
 from ..tokens.issuer import TokenPair
-from .otp import Attempt, check_attempt
+from .attempts import Attempt, check_attempt
 
 MAX_ATTEMPTS = 5
 MAX_TOKEN_LENGTH = 128

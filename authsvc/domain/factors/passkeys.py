@@ -39,6 +39,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from ...config import Settings
 from ...core.tokens import AccessClaims
@@ -60,8 +61,8 @@ from ..caller import Caller
 from ..sessions.opener import INVALID, Failure, Opened, Refused, Sessions
 from ..throttling.throttle import Throttle
 from ..tokens.issuer import TokenPair
+from .attempts import check_passkey_fields
 from .ceremonies import SignedCeremonies
-from .otp import Factors, check_passkey_fields
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,15 @@ def _presented(credential_json: str, field: str) -> _Presented:
     return _Presented(credential_id, int.from_bytes(auth_data[33:37], "big"), user_handle)
 
 
+class RecoveryCodes(Protocol):
+    """``Factors``: a registration answers fresh recovery codes, as every factor added."""
+
+    async def replace_recovery_codes(self, conn: Connection, user_id: str) -> list[str]:
+        """In the caller's transaction: ten new recovery codes, the old ones void."""
+
+
 class Passkeys:
-    def __init__(self, db: Database, settings: Settings, factors: Factors,
+    def __init__(self, db: Database, settings: Settings, factors: RecoveryCodes,
                  throttle: Throttle, sessions: Sessions, ceremonies: SignedCeremonies) -> None:
         self._db = db
         self._ceremonies = ceremonies

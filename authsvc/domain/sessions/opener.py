@@ -54,6 +54,15 @@ class Opened:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A password sign-in that opened its session: the token pair, and the device
+    token that lets this device past the identifier's throttle next time."""
+
+    tokens: TokenPair
+    device_token: str
+
+
+@dataclass(frozen=True, slots=True)
 class SecondFactorRequired:
     """The password was right; the sign-in completes with ``CompleteSignIn`` and the
     ``mfa_token`` within ``expires_in`` seconds, by one of ``factors``."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import NoReturn, Protocol
 
@@ -39,18 +38,11 @@ from ..accounts import identifiers
 from ..accounts.passwords import Passwords, Verdict
 from ..caller import Caller
 from ..throttling.throttle import Reservation, Throttle
-from ..tokens.issuer import TokenPair
 from .devices import DeviceTokens
-from .opener import Opened, SecondFactorRequired, Sessions
+from .opener import Opened, SecondFactorRequired, Sessions, SignedIn
 from .storage import Storage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SignedIn:
-    tokens: TokenPair
-    device_token: str
 
 
 class Refusal(StrEnum):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import argon2
 import asyncpg
 
-from authsvc.domain.passwords import PROFILES
+from authsvc.domain.accounts.passwords import PROFILES
 
 TABLE = "bench_refresh"
 ROWS = 10_000

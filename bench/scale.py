@@ -42,7 +42,7 @@ import argon2
 import asyncpg
 import grpc
 
-from authsvc.domain.passwords import PROFILES
+from authsvc.domain.accounts.passwords import PROFILES
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from .seed import PASSWORD

@@ -1,4 +1,4 @@
-"""What the hot flows' storage must decide (``authsvc.domain.storage``), as one suite
+"""What the hot flows' storage must decide (``authsvc.domain.sessions.storage``), as one suite
 of cases run against every implementation: the in-memory fakes of the unit tier
 (``tests/unit/test_store_contract.py``) and PostgreSQL in the rpc tier
 (``tests/rpc/test_store_contract.py``), in the manner of ory/hydra's
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from authsvc.domain.storage import Storage
+from authsvc.domain.sessions.storage import Storage
 from authsvc.store.factors import Summary
 from authsvc.store.sessions import Refreshed, RefreshOutcome, RefreshRefused
 from authsvc.store.throttles import Tarpit

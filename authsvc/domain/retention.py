@@ -30,7 +30,7 @@ from ..store import events
 from ..store import factors as factor_rows
 from ..store import sessions as session_rows
 from ..store.database import Connection, Database
-from .throttle import Throttle
+from .throttling.throttle import Throttle
 
 log = logging.getLogger(__name__)
 

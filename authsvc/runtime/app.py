@@ -17,30 +17,32 @@ from ..clock import Clock, system_clock
 from ..config import Settings
 from ..core.revocations import RevocationSet, retention_window
 from ..core.tasks import raise_if_cancelled
-from ..domain.accounts import Accounts
-from ..domain.ceremonies import SignedCeremonies
-from ..domain.codes import CodePolicy, Codes
-from ..domain.delivery import Channel, Delivery
-from ..domain.devices import DeviceTokens
-from ..domain.factors import Factors
-from ..domain.issuer import Issuer, token_rules
-from ..domain.keystore import KeyStore
-from ..domain.messages import Messages
-from ..domain.mfa import SecondFactorSignIn
-from ..domain.passkeys import CEREMONY_TTL, Passkeys
-from ..domain.password_change import ChangePassword, PasswordReset
-from ..domain.passwords import Passwords
-from ..domain.refresh import Refresh
-from ..domain.refresh_tokens import RefreshTokens
+from ..domain.accounts.admin import Accounts
+from ..domain.accounts.codes import CodePolicy, Codes
+from ..domain.accounts.password_change import ChangePassword, PasswordReset
+from ..domain.accounts.passwords import Passwords
+from ..domain.accounts.self_service import SelfService
+from ..domain.accounts.signup import SignUp, Verification
+from ..domain.delivery.messages import Messages
+from ..domain.delivery.outbox import Channel, Delivery
+from ..domain.factors.ceremonies import SignedCeremonies
+from ..domain.factors.mfa import SecondFactorSignIn
+from ..domain.factors.otp import Factors
+from ..domain.factors.passkeys import CEREMONY_TTL, Passkeys
 from ..domain.retention import Retention
-from ..domain.revocation import Revocations, SignOut
-from ..domain.self_service import SelfService
-from ..domain.sessions import Sessions
-from ..domain.signin import SignIn
-from ..domain.signup import Sends, SignUp, Verification
-from ..domain.storage import Storage
-from ..domain.throttle import Throttle, ThrottlePolicy
-from ..domain.validator import Validator
+from ..domain.sessions.devices import DeviceTokens
+from ..domain.sessions.opener import Sessions
+from ..domain.sessions.refresh import Refresh
+from ..domain.sessions.refresh_tokens import RefreshTokens
+from ..domain.sessions.revocation import Revocations
+from ..domain.sessions.sign_out import SignOut
+from ..domain.sessions.signin import SignIn
+from ..domain.sessions.storage import Storage
+from ..domain.throttling.sends import Sends
+from ..domain.throttling.throttle import Throttle, ThrottlePolicy
+from ..domain.tokens.issuer import Issuer, token_rules
+from ..domain.tokens.keystore import KeyStore
+from ..domain.tokens.validator import Validator
 from ..errors import ConfigError
 from ..store import events as event_rows
 from ..store import factors as factor_rows
@@ -173,7 +175,7 @@ class App:
 
 def sql_storage(db: Database) -> Storage:
     """The hot flows' rows in PostgreSQL: each store module is the SQL implementation of
-    the domain's protocol for it (``domain.storage``), checked here by mypy."""
+    the domain's protocol for it (``domain.sessions.storage``), checked here by mypy."""
     return Storage(db=db, users=user_rows, sessions=session_rows, throttles=throttle_rows,
                    challenges=factor_rows, events=event_rows)
 

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 
 from ..clock import system_clock
 from ..config import Settings
-from ..domain.accounts import Accounts, UserRow
-from ..domain.identifiers import Identifier, Kind, normalize
-from ..domain.keystore import KeyStore
-from ..domain.passwords import Passwords
-from ..domain.revocation import Revocations
+from ..domain.accounts.admin import Accounts, UserRow
+from ..domain.accounts.identifiers import Identifier, Kind, normalize
+from ..domain.accounts.passwords import Passwords
+from ..domain.sessions.revocation import Revocations
+from ..domain.tokens.keystore import KeyStore
 from ..errors import InvalidArgument
 from ..store import events
 from ..store import outbox as outbox_rows

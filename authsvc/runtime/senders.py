@@ -1,6 +1,6 @@
 """The outbox's adapters: mail by SMTP and signed webhooks by HTTP POST.
 
-They implement ``domain.delivery.Channel``; the delivery loop bounds each
+They implement ``domain.delivery.outbox.Channel``; the delivery loop bounds each
 send by one deadline (``AUTHSVC_OUTBOX_SEND_TIMEOUT``) and cancels it when the
 deadline passes or the worker stops. So a send here is cancellable at every
 step and never holds a thread: a cancelled SMTP send drops the connection at
@@ -34,8 +34,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..clock import Clock
-from ..domain.delivery import SEND_TIMEOUT, Channel
-from ..domain.messages import Rendered
+from ..domain.delivery.messages import Rendered
+from ..domain.delivery.outbox import SEND_TIMEOUT, Channel
 from ..errors import ConfigError
 from ..store.outbox import Message
 

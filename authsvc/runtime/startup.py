@@ -8,7 +8,7 @@ import logging
 
 from ..clock import Clock, system_clock
 from ..config import Settings
-from ..domain.keystore import KeyStore
+from ..domain.tokens.keystore import KeyStore
 from ..errors import ConfigError
 from ..store.database import (
     Connection,

@@ -15,7 +15,7 @@ What is traced (``authsvc.tracing`` holds the helpers the layers call):
 - a server span per RPC (``transport.calls``), continuing the caller's W3C
   ``traceparent``, with ``rpc.method``, ``rpc.grpc.status_code`` and
   ``authsvc.reason`` (the ErrorInfo reason);
-- ``argon2.queue`` and ``argon2.hash`` (``domain.passwords``): the wait for a
+- ``argon2.queue`` and ``argon2.hash`` (``domain.accounts.passwords``): the wait for a
   hashing thread and the hashing itself, apart;
 - a span per SQL statement, from asyncpg's query loggers attached to every
   pooled connection (``query_spans``, the pool's ``init`` hook): the

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import grpc
 
-from ..domain.factors import Factors
-from ..domain.passkeys import Passkeys, b64url
-from ..domain.self_service import SelfService
+from ..domain.accounts.self_service import SelfService
+from ..domain.factors.otp import Factors
+from ..domain.factors.passkeys import Passkeys, b64url
 from ..guard.interceptor import current_claims
 from ..v1 import auth_pb2
 from .convert import Callers, timestamp

@@ -6,9 +6,9 @@ from __future__ import annotations
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..domain.accounts import Accounts, SessionRow, selector
-from ..domain.factors import Factors
-from ..domain.identifiers import Identifier
+from ..domain.accounts.admin import Accounts, SessionRow, selector
+from ..domain.accounts.identifiers import Identifier
+from ..domain.factors.otp import Factors
 from ..v1 import user_admin_pb2, user_admin_pb2_grpc
 
 USER_ADMIN_SERVICE = user_admin_pb2.DESCRIPTOR.services_by_name["UserAdmin"].full_name

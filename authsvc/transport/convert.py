@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..domain.caller import Caller
-from ..domain.issuer import TokenPair
+from ..domain.tokens.issuer import TokenPair
 from .metadata import Networks, caller
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 (the OAuth token_type, not a secret)

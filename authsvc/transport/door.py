@@ -21,7 +21,7 @@ check:
   database at the call) for adding a factor and for changing the password. So
   a stolen password-only session can neither strip a factor nor add its own
   once the user has one. Adding a factor also ends every other enrolment of
-  the user still pending (``domain.factors``): one begun under a weaker state
+  the user still pending (``domain.factors.otp``): one begun under a weaker state
   cannot be finished after it.
 
 A rule's ``when`` makes the token depend on the request (Revoke needs one
@@ -49,7 +49,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..clock import Clock
 from ..core.tokens import SECOND_FACTORS, AccessClaims
-from ..domain.validator import Validator
+from ..domain.tokens.validator import Validator
 from ..errors import PermissionDenied, TokenMissing
 from ..guard.bearer import bearer_token
 from ..guard.handlers import Behavior, Handler, Kind, wrap_rpc_behavior

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import grpc
 
-from ..domain.factors import Attempt
-from ..domain.mfa import SecondFactorSignIn
-from ..domain.passkeys import Passkeys
-from ..domain.refresh import Refresh
-from ..domain.self_service import SelfService
-from ..domain.sessions import SecondFactorRequired
-from ..domain.signin import SignedIn, SignIn
+from ..domain.accounts.self_service import SelfService
+from ..domain.factors.attempts import Attempt
+from ..domain.factors.mfa import SecondFactorSignIn
+from ..domain.factors.passkeys import Passkeys
+from ..domain.sessions.opener import SecondFactorRequired, SignedIn
+from ..domain.sessions.refresh import Refresh
+from ..domain.sessions.signin import SignIn
 from ..errors import MfaRequired
 from ..v1 import auth_pb2
 from .convert import Callers, identifier, token_fields

@@ -14,9 +14,9 @@ from ..clock import Clock
 from ..core.keys import KeyRing
 from ..core.revocations import RevocationSet
 from ..core.tokens import AccessClaims, TokenRules
-from ..domain.refresh import Refresh
-from ..domain.revocation import SignOut
-from ..domain.validator import Validator
+from ..domain.sessions.refresh import Refresh
+from ..domain.sessions.sign_out import SignOut
+from ..domain.tokens.validator import Validator
 from ..errors import TokenExpired, TokenRevoked, Unavailable
 from ..guard.bearer import bearer_token
 from ..guard.interceptor import claims_var

@@ -20,7 +20,7 @@ import pytest
 
 from authsvc.config import Secret
 from authsvc.domain import keycrypto
-from authsvc.domain.delivery import SENT_KEPT
+from authsvc.domain.delivery.outbox import SENT_KEPT
 from authsvc.runtime.app import App, running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc

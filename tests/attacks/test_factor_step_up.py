@@ -15,7 +15,7 @@ import asyncpg
 import grpc
 import pytest
 
-from authsvc.domain import totp
+from authsvc.domain.factors import totp
 from authsvc.v1 import auth_pb2
 
 from ..authenticator import Authenticator

@@ -15,7 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from authsvc.core.tokens import AccessClaims
-from authsvc.domain.passwords import PROFILES
+from authsvc.domain.accounts.passwords import PROFILES
 from authsvc.errors import TokenInvalid
 from authsvc.runtime.app import App, running_app
 from authsvc.runtime.server import running_server

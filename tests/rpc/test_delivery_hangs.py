@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.clock import FakeClock
 from authsvc.config import webhook_secret
-from authsvc.domain.delivery import Channel, Delivery
-from authsvc.domain.identifiers import Identifier
+from authsvc.domain.accounts.identifiers import Identifier
+from authsvc.domain.delivery.outbox import Channel, Delivery
 from authsvc.runtime.app import App
 from authsvc.runtime.senders import SmtpChannel, WebhookChannel
 
@@ -129,7 +129,7 @@ async def test_a_webhook_that_answers_a_byte_at_a_time_fails_at_the_send_deadlin
     """A receiver sending one byte every half second (no read ever times out) holds a
     send no longer than the deadline: then "message not delivered" is logged, without
     the code or the secret, and the message waits for its retry."""
-    caplog.set_level(logging.WARNING, logger="authsvc.domain.delivery")
+    caplog.set_level(logging.WARNING, logger="authsvc.domain.delivery.outbox")
     sender = delivery(app, {"phone": webhook(dripping.url)}, send_timeout=2.0)
     await queue(app, Identifier("phone", PHONE))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from authsvc.domain import totp
+from authsvc.domain.factors import totp
 from authsvc.transport import door
 from authsvc.v1 import auth_pb2
 

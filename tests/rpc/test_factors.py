@@ -20,7 +20,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from authsvc.domain import totp
+from authsvc.domain.factors import totp
 from authsvc.v1 import auth_pb2, user_admin_pb2, user_admin_pb2_grpc
 
 from ..helpers import PASSWORD, bearer, fails, sign_in, travel

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from authsvc.core.revocations import retention_window
-from authsvc.domain.refresh_tokens import RefreshTokens
+from authsvc.domain.sessions.refresh_tokens import RefreshTokens
 from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
 from authsvc.store.database import migrate, migrations

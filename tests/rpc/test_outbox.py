@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from authsvc.config import Secret, Settings, encode_key, webhook_secret
-from authsvc.domain.delivery import Delivery
-from authsvc.domain.identifiers import Identifier
+from authsvc.domain.accounts.identifiers import Identifier
+from authsvc.domain.delivery.outbox import Delivery
 from authsvc.runtime.app import App, delivery_channels
 from authsvc.v1 import auth_pb2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from authsvc.domain.passwords import PROFILES
+from authsvc.domain.accounts.passwords import PROFILES
 from authsvc.runtime.app import App
 from authsvc.v1 import auth_pb2
 

@@ -11,7 +11,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from authsvc.domain import totp
+from authsvc.domain.factors import totp
 from authsvc.interceptor import AsyncAuthInterceptor, AuthInterceptor, current_claims
 from authsvc.v1 import auth_pb2
 from authsvc.verifiers import RemoteVerifier

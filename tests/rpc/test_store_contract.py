@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from authsvc.clock import FakeClock
-from authsvc.domain.storage import Storage
+from authsvc.domain.sessions.storage import Storage
 from authsvc.runtime.app import running_app, sql_storage
 from authsvc.store import sessions as session_rows
 from authsvc.store import users as user_rows

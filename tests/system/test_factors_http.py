@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from authsvc.domain import totp
+from authsvc.domain.factors import totp
 
 from ..helpers import PASSWORD
 from .test_gateway import (  # noqa: F401 (fixtures)

@@ -32,7 +32,7 @@ import grpc
 import pytest
 from argon2 import PasswordHasher, profiles
 
-from authsvc.domain.refresh_tokens import RefreshTokens
+from authsvc.domain.sessions.refresh_tokens import RefreshTokens
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, parse

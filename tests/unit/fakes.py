@@ -1,4 +1,4 @@
-"""In-memory fakes of the hot flows' storage (``authsvc.domain.storage``).
+"""In-memory fakes of the hot flows' storage (``authsvc.domain.sessions.storage``).
 
 Each fake decides what its SQL counterpart decides (``refresh_session``,
 ``throttle_reserve``/``throttle_release`` and the statements of ``store``),
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from authsvc.clock import FakeClock
-from authsvc.domain.storage import Storage
+from authsvc.domain.sessions.storage import Storage
 from authsvc.store.factors import Challenge, Summary
 from authsvc.store.sessions import ActiveRefresh, Refreshed, RefreshOutcome, RefreshRefused
 from authsvc.store.throttles import Tarpit

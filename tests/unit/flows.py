@@ -12,18 +12,18 @@ import jwt
 from authsvc.clock import FakeClock
 from authsvc.core.keys import KeyRing, SigningKey, public_jwk
 from authsvc.core.tokens import TokenRules
+from authsvc.domain.accounts.passwords import Passwords
 from authsvc.domain.caller import Caller
-from authsvc.domain.devices import DeviceTokens
-from authsvc.domain.factors import PASSKEY, RECOVERY_CODE, TOTP, Attempt
-from authsvc.domain.issuer import Issuer
+from authsvc.domain.factors.attempts import PASSKEY, RECOVERY_CODE, TOTP, Attempt
+from authsvc.domain.factors.mfa import SecondFactorSignIn
 from authsvc.domain.keycrypto import generate_private_key
-from authsvc.domain.mfa import SecondFactorSignIn
-from authsvc.domain.passwords import Passwords
-from authsvc.domain.refresh import Refresh
-from authsvc.domain.refresh_tokens import RefreshTokens
-from authsvc.domain.sessions import Sessions
-from authsvc.domain.signin import SignIn
-from authsvc.domain.throttle import Throttle, ThrottlePolicy
+from authsvc.domain.sessions.devices import DeviceTokens
+from authsvc.domain.sessions.opener import Sessions
+from authsvc.domain.sessions.refresh import Refresh
+from authsvc.domain.sessions.refresh_tokens import RefreshTokens
+from authsvc.domain.sessions.signin import SignIn
+from authsvc.domain.throttling.throttle import Throttle, ThrottlePolicy
+from authsvc.domain.tokens.issuer import Issuer
 from authsvc.store.throttles import Tarpit
 
 from .fakes import FakeStore

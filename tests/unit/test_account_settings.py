@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from authsvc.clock import FakeClock
 from authsvc.config import Settings
-from authsvc.domain.messages import Messages
+from authsvc.domain.delivery.messages import Messages
 from authsvc.errors import ConfigError
 from authsvc.runtime.senders import SmtpChannel, WebhookChannel
 from authsvc.store.outbox import Message

@@ -1,11 +1,11 @@
-"""Identifiers and new passwords (``authsvc.domain.identifiers``): the rules in that
+"""Identifiers and new passwords (``authsvc.domain.accounts.identifiers``): the rules in that
 module's docstring, each refusal an InvalidArgument naming its field."""
 
 from __future__ import annotations
 
 import pytest
 
-from authsvc.domain.identifiers import Identifier, check_password, kind_of, normalize
+from authsvc.domain.accounts.identifiers import Identifier, check_password, kind_of, normalize
 from authsvc.errors import InvalidArgument
 
 EMAIL_254 = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"

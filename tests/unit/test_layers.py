@@ -4,6 +4,24 @@ runtime → transport → domain → store → core, with guard → core beside 
 ``errors``, ``clock`` and ``config`` are shared by all, and ``tracing`` (span helpers
 that import OpenTelemetry only once tracing is on); ``v1`` is generated.
 Imports inside functions count too.
+
+Inside the domain, no use case imports another. A *use case* is a module whose
+classes the outside calls to do one thing authsvc offers: a servicer (SignIn,
+Refresh, SignOut, SignUp and Verification, ChangePassword and PasswordReset,
+SecondFactorSignIn, Factors, Passkeys, Accounts) or the worker (Delivery,
+Retention). Everything else in the domain is a *service* the use cases are handed
+(Throttle, Passwords, the session opener, Codes, Messages, the Issuer, ...) or a
+*bundle* that only names use cases for the transport (SelfService). A use case
+that needs another's behaviour declares a small ``Protocol`` where it is used
+(SignUp's ``SignsIn``, SecondFactorSignIn's ``CodeChecks``, Passkeys'
+``RecoveryCodes``) and ``runtime.app`` hands the other in, or the shared piece
+moves into a service module (``throttling.sends``, ``factors.attempts``,
+``sessions.revocation``). Why: a use case that imports another drags in its
+collaborators and its changes, and the imports grow into a chain (it once ran
+self_service → password_change → signup → signin → mfa → passkeys) where a change
+at the bottom ripples through every floor and no flow can be built, or faked in a
+unit test, on its own. Every domain module is classified below, so a new one
+states which it is.
 """
 
 from __future__ import annotations
@@ -106,3 +124,93 @@ def test_the_checker_sees_upward_and_library_imports():
 
     assert sorted(found, key=lambda item: item[2]) == [
         ("store", None, 1), ("runtime", None, 2), (None, "asyncpg", 4), ("core", None, 5)]
+
+
+# The domain's modules by role (paths under authsvc/domain); see the module docstring.
+USE_CASES = {
+    "sessions/signin.py",  # SignIn
+    "sessions/refresh.py",  # Refresh
+    "sessions/sign_out.py",  # SignOut
+    "accounts/admin.py",  # Accounts (UserAdmin and the CLI)
+    "accounts/signup.py",  # SignUp, Verification
+    "accounts/password_change.py",  # ChangePassword, PasswordReset
+    "factors/otp.py",  # Factors
+    "factors/passkeys.py",  # Passkeys
+    "factors/mfa.py",  # SecondFactorSignIn
+    "delivery/outbox.py",  # Delivery (the worker's outbox loops)
+    "retention.py",  # Retention (the worker's pruning)
+}
+BUNDLES = {"accounts/self_service.py"}
+SERVICES = {
+    "caller.py", "keycrypto.py",
+    "sessions/opener.py", "sessions/refresh_tokens.py", "sessions/revocation.py",
+    "sessions/devices.py", "sessions/storage.py",
+    "tokens/issuer.py", "tokens/validator.py", "tokens/keystore.py",
+    "accounts/codes.py", "accounts/identifiers.py", "accounts/blocklist.py",
+    "accounts/passwords.py",
+    "factors/attempts.py", "factors/totp.py", "factors/ceremonies.py",
+    "throttling/throttle.py", "throttling/sends.py",
+    "delivery/messages.py",
+}
+DOMAIN = PACKAGE / "domain"
+DOMAIN_MODULES = sorted(str(p.relative_to(DOMAIN)) for p in DOMAIN.rglob("*.py")
+                        if p.name != "__init__.py")
+
+
+def _modules_imported(path: Path, source: str | None = None) -> set[str]:
+    """The authsvc modules ``path`` imports, as paths under authsvc (``domain/x.py``);
+    ``from package import module`` names the module, not the package."""
+    module_parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name.split(".")[1:] for alias in node.names
+                       if alias.name.split(".")[0] == "authsvc"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                parts = (node.module or "").split(".")
+                if parts[0] != "authsvc":
+                    continue
+                base = parts[1:]
+            else:
+                base = (module_parts[:len(module_parts) - node.level]
+                        + (node.module.split(".") if node.module else []))
+            targets = [[*base, alias.name] for alias in node.names
+                       if PACKAGE.joinpath(*base, alias.name + ".py").exists()] or [base]
+        else:
+            continue
+        found |= {"/".join(target) + ".py" for target in targets if target}
+    return found
+
+
+def test_every_domain_module_is_a_use_case_a_service_or_a_bundle():
+    """Each domain module is classified exactly once, so the use-case rule covers it."""
+    classified = sorted(USE_CASES | SERVICES | BUNDLES)
+
+    assert len(USE_CASES) + len(SERVICES) + len(BUNDLES) == len(classified)
+    assert classified == DOMAIN_MODULES
+
+
+@pytest.mark.parametrize("module", sorted(set(DOMAIN_MODULES) - BUNDLES))
+def test_no_use_case_imports_another(module):
+    """Only a bundle imports use cases: a use case needing another's behaviour is handed
+    it through a Protocol, and no service imports a use case behind their back."""
+    imported = {m.removeprefix("domain/") for m in _modules_imported(DOMAIN / module)
+                if m.startswith("domain/")}
+
+    assert sorted(imported & USE_CASES - {module}) == []
+
+
+def test_the_checker_sees_imports_of_use_cases():
+    """Relative, absolute, package-level and in-function imports of a module are found."""
+    source = ("from ..sessions.signin import SignIn\n"
+              "from ..factors import mfa\n"
+              "from . import codes\n"
+              "import authsvc.domain.sessions.refresh\n"
+              "def f():\n    from ...store import users\n")
+
+    found = _modules_imported(DOMAIN / "accounts" / "fake.py", source)
+
+    assert found == {"domain/sessions/signin.py", "domain/factors/mfa.py",
+                     "domain/accounts/codes.py", "domain/sessions/refresh.py",
+                     "store/users.py"}

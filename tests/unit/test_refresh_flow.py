@@ -1,4 +1,4 @@
-"""Refresh (``domain.refresh``) on the storage fakes: rotation, the grace interval's
+"""Refresh (``domain.sessions.refresh``) on the storage fakes: rotation, the grace interval's
 identical successor, reuse revoking the session, ended sessions and the refresh
 throttle, each decided by the store as ``refresh_session`` decides."""
 
@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from authsvc.domain.factors import Attempt
-from authsvc.domain.sessions import SecondFactorRequired
-from authsvc.domain.signin import SignedIn
+from authsvc.domain.factors.attempts import Attempt
+from authsvc.domain.sessions.opener import SecondFactorRequired, SignedIn
 from authsvc.errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
 
 from .flows import CALLER, GRACE, IDLE_TTL, PASSWORD, POLICY, Flows, claims

@@ -1,4 +1,4 @@
-"""Counter refresh tokens (``authsvc.domain.refresh_tokens``): what they carry, and that
+"""Counter refresh tokens (``authsvc.domain.sessions.refresh_tokens``): what they carry, and that
 any change to one, or a token under another key, reads as nothing."""
 
 from __future__ import annotations
@@ -7,7 +7,11 @@ import uuid
 
 import pytest
 
-from authsvc.domain.refresh_tokens import CounterToken, RefreshTokens, looks_like_counter_token
+from authsvc.domain.sessions.refresh_tokens import (
+    CounterToken,
+    RefreshTokens,
+    looks_like_counter_token,
+)
 
 SESSION = str(uuid.UUID(int=7))
 

@@ -1,4 +1,4 @@
-"""Second-factor sign-in (``domain.mfa``, CompleteSignIn) on the storage fakes: the
+"""Second-factor sign-in (``domain.factors.mfa``, CompleteSignIn) on the storage fakes: the
 challenge SignIn left, a code or passkey checked behind the code tarpit, and the
 session ``Sessions`` opens."""
 
@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from authsvc.domain.factors import Attempt
-from authsvc.domain.mfa import MAX_ATTEMPTS
-from authsvc.domain.sessions import SecondFactorRequired, challenge_hash
-from authsvc.domain.throttle import ThrottlePolicy
+from authsvc.domain.factors.attempts import Attempt
+from authsvc.domain.factors.mfa import MAX_ATTEMPTS
+from authsvc.domain.sessions.opener import SecondFactorRequired, challenge_hash
+from authsvc.domain.throttling.throttle import ThrottlePolicy
 from authsvc.errors import (
     CodeInvalid,
     InvalidArgument,

@@ -1,4 +1,4 @@
-"""Password sign-in (``domain.signin``) on the storage fakes: every branch of the flow,
+"""Password sign-in (``domain.sessions.signin``) on the storage fakes: every branch of the flow,
 from the throttle's refusal to the session ``Sessions`` opens, in milliseconds."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import argon2
 import pytest
 
-from authsvc.domain.passwords import Verdict
-from authsvc.domain.sessions import SecondFactorRequired, challenge_hash
-from authsvc.domain.signin import SignedIn
+from authsvc.domain.accounts.passwords import Verdict
+from authsvc.domain.sessions.opener import SecondFactorRequired, SignedIn, challenge_hash
 from authsvc.errors import IdentifierNotVerified, InvalidCredentials, RateLimited
 
 from .flows import CALLER, MFA_TTL, PASSWORD, POLICY, Flows, claims

@@ -1,11 +1,11 @@
-"""TOTP as authsvc computes it (``authsvc.domain.totp``): RFC 6238's test vectors, one
+"""TOTP as authsvc computes it (``authsvc.domain.factors.totp``): RFC 6238's test vectors, one
 step of drift either way and no more, and the otpauth URI."""
 
 from __future__ import annotations
 
 import pytest
 
-from authsvc.domain import totp
+from authsvc.domain.factors import totp
 
 RFC_SECRET = b"12345678901234567890"  # RFC 6238 appendix B, SHA-1
 

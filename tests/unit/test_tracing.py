@@ -22,7 +22,8 @@ def test_off_the_server_imports_nothing_of_opentelemetry():
     code = (
         "import sys\n"
         "import authsvc.runtime.worker, authsvc.runtime.app, authsvc.transport.calls\n"
-        "import authsvc.guard, authsvc.domain.passwords, authsvc.domain.throttle\n"
+        "import authsvc.guard, authsvc.domain.accounts.passwords\n"
+        "import authsvc.domain.throttling.throttle\n"
         "from authsvc import tracing\n"
         "with tracing.span('x') as s: assert s is None\n"
         "tracing.record('x', 0, 1); tracing.annotate({'a': 1}); assert tracing.ids() == {}\n"

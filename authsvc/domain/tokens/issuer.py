@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..config import Settings
-from ..core import tokens
-from ..core.keys import KeyRing
-from ..core.tokens import TokenRules
-from ..errors import Unavailable
+from ...config import Settings
+from ...core import tokens
+from ...core.keys import KeyRing
+from ...core.tokens import TokenRules
+from ...errors import Unavailable
 
 
 def token_rules(settings: Settings) -> TokenRules:

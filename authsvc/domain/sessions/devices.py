@@ -20,10 +20,10 @@ import hmac
 import os
 import struct
 
-from ..clock import Clock
-from ..errors import InvalidArgument
-from .identifiers import Identifier
-from .keycrypto import derive_key
+from ...clock import Clock
+from ...errors import InvalidArgument
+from ..accounts.identifiers import Identifier
+from ..keycrypto import derive_key
 
 MAX_LENGTH = 256
 _PREFIX = "d1"

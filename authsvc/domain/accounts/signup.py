@@ -19,59 +19,44 @@
 
 Every message is an outbox row written in the transaction of the change, so
 a sign-up that rolls back sends nothing. Sending is throttled per identifier
-and per client address (``SENDS``), before any hash is computed.
+and per client address (``throttling.sends``), before any hash is computed.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from typing import Protocol
 
-from ..errors import AlreadyExists, CodeExpired, CodeInvalid, InvalidArgument, SignUpDisabled
-from ..store import codes as code_rows
-from ..store import events
-from ..store import users as user_rows
-from ..store.database import Database
-from ..store.throttles import Tarpit
-from ..store.users import UserRow
+from ...errors import AlreadyExists, CodeExpired, CodeInvalid, InvalidArgument, SignUpDisabled
+from ...store import codes as code_rows
+from ...store import events
+from ...store import users as user_rows
+from ...store.database import Database
+from ...store.users import UserRow
+from ..caller import Caller
+from ..delivery.messages import Messages
+from ..sessions.opener import SecondFactorRequired, SignedIn
+from ..sessions.revocation import Revoking
+from ..throttling.sends import Sends
 from . import identifiers
-from .caller import Caller
 from .codes import Codes
 from .identifiers import Identifier
-from .messages import Messages
 from .passwords import Passwords
-from .revocation import Revoking
-from .sessions import SecondFactorRequired
-from .signin import SignedIn, SignIn
-from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
-# Messages one identifier may be sent: 5 at once, then one per 30 s doubling to an
-# hour; counters forget after an hour. Per address: AUTHSVC_THROTTLE_ADDRESS_FREE.
-SENDS = Tarpit(free=5, base=30.0, cap=3600.0, window=3600.0)
 
+class SignsIn(Protocol):
+    """``SignIn``: open mode answers a new account's sign-up as its sign-in."""
 
-class Sends:
-    """The throttle on messages sent (sign-up, resend, password reset requests)."""
-
-    def __init__(self, db: Database, throttle: Throttle) -> None:
-        self._db = db
-        self._throttle = throttle
-        self._by_address = Tarpit(free=throttle.policy.address.free, base=SENDS.base,
-                                  cap=SENDS.cap, window=SENDS.window)
-
-    async def reserve(self, identifier: Identifier, caller: Caller) -> None:
-        async with self._db.transaction() as conn:
-            reservation = await self._throttle.reserve_attempt(
-                conn, "send", identifier, caller.client_addr, identifier_tarpit=SENDS,
-                address_tarpit=self._by_address)
-        reservation.raise_if_refused()
+    async def sign_in(self, kind: str | None, raw_identifier: str, password: str,
+                      caller: Caller) -> SignedIn | SecondFactorRequired: ...
 
 
 class SignUp:
     def __init__(self, db: Database, mode: str, passwords: Passwords, sends: Sends,
-                 codes: Codes, messages: Messages, sign_in: SignIn) -> None:
+                 codes: Codes, messages: Messages, sign_in: SignsIn) -> None:
         self._db = db
         self.mode = mode
         self._passwords = passwords

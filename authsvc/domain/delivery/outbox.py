@@ -44,11 +44,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..clock import Clock, system_clock
-from ..core.tasks import raise_if_cancelled
-from ..store import outbox as outbox_rows
-from ..store.database import Database
-from ..store.outbox import Message
+from ...clock import Clock, system_clock
+from ...core.tasks import raise_if_cancelled
+from ...store import outbox as outbox_rows
+from ...store.database import Database
+from ...store.outbox import Message
 from .messages import Messages, Rendered
 
 log = logging.getLogger(__name__)

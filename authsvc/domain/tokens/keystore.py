@@ -12,15 +12,15 @@ import asyncio
 import logging
 import math
 
-from ..clock import Clock
-from ..config import Settings
-from ..core.keys import KeyRing, SigningKey, public_jwk
-from ..core.verification import ReloadGate
-from ..errors import ConfigError, NotFound, Unavailable
-from ..store import events
-from ..store import keys as key_rows
-from ..store.database import Database
-from . import keycrypto
+from ...clock import Clock
+from ...config import Settings
+from ...core.keys import KeyRing, SigningKey, public_jwk
+from ...core.verification import ReloadGate
+from ...errors import ConfigError, NotFound, Unavailable
+from ...store import events
+from ...store import keys as key_rows
+from ...store.database import Database
+from .. import keycrypto
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@
   CompleteSignIn) or passwordless (``begin_assertion()`` then ``sign_in``,
   only with ``AUTHSVC_PASSKEY_SIGN_IN=true``; user verification required; the
   passwordless ceremony writes no row until a credential answers, see
-  ``domain.ceremonies``):
+  ``domain.factors.ceremonies``):
   the ceremony is spent, the credential locked, the signature verified, and
   the sign counter must move forward (unless the authenticator keeps none,
   both 0): a counter that did not is a cloned authenticator, refused and
@@ -39,10 +39,11 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
-from ..config import Settings
-from ..core.tokens import AccessClaims
-from ..errors import (
+from ...config import Settings
+from ...core.tokens import AccessClaims
+from ...errors import (
     FactorConflict,
     InvalidArgument,
     MfaTokenInvalid,
@@ -51,17 +52,17 @@ from ..errors import (
     PasskeysDisabled,
     RateLimited,
 )
-from ..store import events
-from ..store import factors as factor_rows
-from ..store import passkeys as rows
-from ..store import users as user_rows
-from ..store.database import Connection, Database
-from .caller import Caller
+from ...store import events
+from ...store import factors as factor_rows
+from ...store import passkeys as rows
+from ...store import users as user_rows
+from ...store.database import Connection, Database
+from ..caller import Caller
+from ..sessions.opener import INVALID, Failure, Opened, Refused, Sessions
+from ..throttling.throttle import Throttle
+from ..tokens.issuer import TokenPair
+from .attempts import check_passkey_fields
 from .ceremonies import SignedCeremonies
-from .factors import Factors, check_passkey_fields
-from .issuer import TokenPair
-from .sessions import INVALID, Failure, Opened, Refused, Sessions
-from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,15 @@ def _presented(credential_json: str, field: str) -> _Presented:
     return _Presented(credential_id, int.from_bytes(auth_data[33:37], "big"), user_handle)
 
 
+class RecoveryCodes(Protocol):
+    """``Factors``: a registration answers fresh recovery codes, as every factor added."""
+
+    async def replace_recovery_codes(self, conn: Connection, user_id: str) -> list[str]:
+        """In the caller's transaction: ten new recovery codes, the old ones void."""
+
+
 class Passkeys:
-    def __init__(self, db: Database, settings: Settings, factors: Factors,
+    def __init__(self, db: Database, settings: Settings, factors: RecoveryCodes,
                  throttle: Throttle, sessions: Sessions, ceremonies: SignedCeremonies) -> None:
         self._db = db
         self._ceremonies = ceremonies

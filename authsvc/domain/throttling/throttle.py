@@ -25,7 +25,7 @@ single address would give unlimited fresh counters.
 So that an attacker cannot lock the real user out through the per-identifier
 counter, two kinds of attempt are exempt from it (they still count there,
 and each has a tight counter of its own, with the pair's thresholds): a
-device presenting a device token of this identifier (``domain.devices``),
+device presenting a device token of this identifier (``domain.sessions.devices``),
 and an (identifier, address) pair that signed in successfully within
 ``trust_ttl``. What remains: a person on a new device *and* a new address
 while their account is under attack waits out the identifier's block
@@ -46,13 +46,13 @@ import hmac
 import ipaddress
 from dataclasses import dataclass, field
 
-from .. import tracing
-from ..errors import RateLimited
-from ..store.database import Connection
-from ..store.throttles import Tarpit
-from .identifiers import Identifier
-from .keycrypto import derive_key
-from .storage import ThrottleRows, Transactions
+from ... import tracing
+from ...errors import RateLimited
+from ...store.database import Connection
+from ...store.throttles import Tarpit
+from ..accounts.identifiers import Identifier
+from ..keycrypto import derive_key
+from ..sessions.storage import ThrottleRows, Transactions
 
 
 @dataclass(frozen=True, slots=True)

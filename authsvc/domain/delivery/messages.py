@@ -21,11 +21,11 @@ from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..store import outbox as outbox_rows
-from ..store.database import Connection
-from ..store.outbox import Message
-from .identifiers import Identifier
-from .keycrypto import derive_key, encrypt
+from ...store import outbox as outbox_rows
+from ...store.database import Connection
+from ...store.outbox import Message
+from ..accounts.identifiers import Identifier
+from ..keycrypto import derive_key, encrypt
 
 KINDS = ("verify", "reset", "already_registered", "password_changed")
 _VERSION = b"\x01"

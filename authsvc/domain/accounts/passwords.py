@@ -44,7 +44,7 @@ import argon2
 from argon2 import PasswordHasher, Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from .. import tracing
+from ... import tracing
 
 T = TypeVar("T")
 HASHING_NICENESS = 10  # added to the hashing threads' nice value

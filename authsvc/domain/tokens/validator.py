@@ -9,14 +9,14 @@ it fails closed (``Unavailable``) when the database cannot answer.
 
 from __future__ import annotations
 
-from .. import tracing
-from ..clock import Clock
-from ..core.revocations import RevocationSet
-from ..core.tokens import MAX_TOKEN_LENGTH, AccessClaims, TokenRules, UnknownKey
-from ..core.verification import TokenCheck
-from ..errors import InvalidArgument, TokenRevoked
-from ..store import sessions as session_rows
-from ..store.database import Database
+from ... import tracing
+from ...clock import Clock
+from ...core.revocations import RevocationSet
+from ...core.tokens import MAX_TOKEN_LENGTH, AccessClaims, TokenRules, UnknownKey
+from ...core.verification import TokenCheck
+from ...errors import InvalidArgument, TokenRevoked
+from ...store import sessions as session_rows
+from ...store.database import Database
 from .keystore import KeyStore
 
 

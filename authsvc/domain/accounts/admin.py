@@ -10,18 +10,18 @@ from __future__ import annotations
 import re
 import uuid
 
-from ..clock import Clock
-from ..errors import InvalidArgument, NotFound
-from ..store import events
-from ..store import sessions as session_rows
-from ..store import users as user_rows
-from ..store.database import Connection, Database
-from ..store.sessions import SessionRow
-from ..store.users import UserRow
+from ...clock import Clock
+from ...errors import InvalidArgument, NotFound
+from ...store import events
+from ...store import sessions as session_rows
+from ...store import users as user_rows
+from ...store.database import Connection, Database
+from ...store.sessions import SessionRow
+from ...store.users import UserRow
+from ..sessions.revocation import Revocations
 from . import identifiers
 from .identifiers import Identifier
 from .passwords import Passwords
-from .revocation import Revocations
 
 __all__ = ["Accounts", "SessionRow", "UserRow", "check_scopes", "selector"]
 

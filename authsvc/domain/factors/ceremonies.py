@@ -18,8 +18,8 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from ..clock import Clock
-from .keycrypto import derive_key
+from ...clock import Clock
+from ..keycrypto import derive_key
 
 _NONCE = 16
 _TAG = 16

@@ -26,11 +26,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..store.database import Connection
-from ..store.factors import Challenge, Summary
-from ..store.sessions import ActiveRefresh, Refreshed, RefreshRefused
-from ..store.throttles import Tarpit
-from ..store.users import UserRow
+from ...store.database import Connection
+from ...store.factors import Challenge, Summary
+from ...store.sessions import ActiveRefresh, Refreshed, RefreshRefused
+from ...store.throttles import Tarpit
+from ...store.users import UserRow
 
 
 class Transactions(Protocol):

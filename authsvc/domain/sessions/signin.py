@@ -27,30 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import NoReturn, Protocol
 
-from ..clock import Clock
-from ..errors import IdentifierNotVerified, InvalidArgument, InvalidCredentials
-from ..store.database import Connection
-from ..store.users import UserRow
-from . import identifiers
-from .caller import Caller
+from ...clock import Clock
+from ...errors import IdentifierNotVerified, InvalidArgument, InvalidCredentials
+from ...store.database import Connection
+from ...store.users import UserRow
+from ..accounts import identifiers
+from ..accounts.passwords import Passwords, Verdict
+from ..caller import Caller
+from ..throttling.throttle import Reservation, Throttle
 from .devices import DeviceTokens
-from .issuer import TokenPair
-from .passwords import Passwords, Verdict
-from .sessions import Opened, SecondFactorRequired, Sessions
+from .opener import Opened, SecondFactorRequired, Sessions, SignedIn
 from .storage import Storage
-from .throttle import Reservation, Throttle
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SignedIn:
-    tokens: TokenPair
-    device_token: str
 
 
 class Refusal(StrEnum):

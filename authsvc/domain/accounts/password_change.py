@@ -23,27 +23,27 @@
 
 from __future__ import annotations
 
-from ..core.tokens import AccessClaims
-from ..errors import (
+from ...core.tokens import AccessClaims
+from ...errors import (
     CodeExpired,
     CodeInvalid,
     InvalidArgument,
     InvalidCredentials,
 )
-from ..store import events
-from ..store import sessions as session_rows
-from ..store import users as user_rows
-from ..store.database import Connection, Database
-from ..store.users import UserRow
+from ...store import events
+from ...store import sessions as session_rows
+from ...store import users as user_rows
+from ...store.database import Connection, Database
+from ...store.users import UserRow
+from ..caller import Caller
+from ..delivery.messages import Messages
+from ..sessions.revocation import Revocations, Revoking
+from ..throttling.sends import Sends
+from ..throttling.throttle import Throttle
 from . import identifiers
-from .caller import Caller
 from .codes import Codes
 from .identifiers import Identifier
-from .messages import Messages
 from .passwords import Passwords
-from .revocation import Revocations, Revoking
-from .signup import Sends
-from .throttle import Throttle
 
 
 def address_of(user: UserRow) -> Identifier | None:

@@ -6,7 +6,7 @@ constant time. The session row keeps only its current counter, so nothing
 is stored per token: a token is valid while its counter is the session's
 current one, its successor is the same session with the next counter
 (recomputed, identical on every replica, never stored), and any older
-counter is a spent token (see ``domain.refresh``). Anyone holding the
+counter is a spent token (see ``domain.sessions.refresh``). Anyone holding the
 key-encryption key could mint tokens, as they could decrypt the signing
 keys: it is the one secret.
 
@@ -25,9 +25,9 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from ..store import sessions as session_rows
-from ..store.database import Connection
-from .keycrypto import derive_key
+from ...store import sessions as session_rows
+from ...store.database import Connection
+from ..keycrypto import derive_key
 from .storage import SessionRows
 
 MAX_LENGTH = 512

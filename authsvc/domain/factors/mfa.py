@@ -11,7 +11,7 @@ finds it spent), the code checked by ``Factors.check`` (tarpit first), and on
 success the challenge spent, the user row re-checked (a password change or
 disabling since the password was checked ends this sign-in) and the session
 opened by ``Sessions`` with amr ``pwd`` + ``otp`` (or ``hwk``/``swk`` for a
-passkey, ``domain.passkeys``). A challenge lives
+passkey, ``domain.factors.passkeys``). A challenge lives
 ``AUTHSVC_MFA_TOKEN_TTL`` seconds by the database's clock and survives at
 most ``MAX_ATTEMPTS`` wrong codes.
 """
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..errors import CodeInvalid, InvalidArgument, MfaTokenInvalid, PasskeyInvalid, RateLimited
-from ..store.database import Connection
-from .caller import Caller
-from .factors import Attempt, check_attempt
-from .issuer import TokenPair
-from .sessions import INVALID, WRONG, Failure, Opened, Refused, Sessions, challenge_hash
-from .storage import Storage
+from ...errors import CodeInvalid, InvalidArgument, MfaTokenInvalid, PasskeyInvalid, RateLimited
+from ...store.database import Connection
+from ..caller import Caller
+from ..sessions.opener import INVALID, WRONG, Failure, Opened, Refused, Sessions, challenge_hash
+from ..sessions.storage import Storage
+from ..tokens.issuer import TokenPair
+from .attempts import Attempt, check_attempt
 
 MAX_ATTEMPTS = 5
 MAX_TOKEN_LENGTH = 128

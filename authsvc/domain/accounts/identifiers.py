@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import InvalidArgument
+from ...errors import InvalidArgument
 from . import blocklist
 
 Kind = Literal["email", "phone", "username"]

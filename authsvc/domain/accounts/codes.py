@@ -32,18 +32,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from ..errors import CodeExpired, CodeInvalid, InvalidArgument
-from ..store import codes as code_rows
-from ..store import users as user_rows
-from ..store.database import Connection, Database
-from ..store.throttles import Tarpit
-from ..store.users import UserRow
-from .caller import Caller
+from ...errors import CodeExpired, CodeInvalid, InvalidArgument
+from ...store import codes as code_rows
+from ...store import users as user_rows
+from ...store.database import Connection, Database
+from ...store.throttles import Tarpit
+from ...store.users import UserRow
+from ..caller import Caller
+from ..delivery.messages import Messages
+from ..keycrypto import derive_key, mac
+from ..sessions.revocation import Revocations, Revoking
+from ..throttling.throttle import Reservation, Throttle
 from .identifiers import Identifier
-from .keycrypto import derive_key, mac
-from .messages import Messages
-from .revocation import Revocations, Revoking
-from .throttle import Reservation, Throttle
 
 Purpose = Literal["verify", "reset"]
 T = TypeVar("T")

@@ -16,16 +16,16 @@ from __future__ import annotations
 import logging
 from typing import NoReturn, Protocol
 
-from ..core.tokens import MAX_TOKEN_LENGTH
-from ..errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
-from ..store.sessions import ActiveRefresh, RefreshOutcome, RefreshRefused
+from ...core.tokens import MAX_TOKEN_LENGTH
+from ...errors import InvalidArgument, RateLimited, RefreshTokenInvalid, RefreshTokenReused
+from ...store.sessions import ActiveRefresh, RefreshOutcome, RefreshRefused
+from ..caller import Caller
+from ..throttling.throttle import Throttle
+from ..tokens.issuer import TokenPair
 from . import refresh_tokens
-from .caller import Caller
-from .issuer import TokenPair
+from .opener import Sessions
 from .refresh_tokens import MAX_LENGTH, RefreshTokens
-from .sessions import Sessions
 from .storage import Storage
-from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ import os
 from dataclasses import dataclass
 from enum import Enum
 
-from ..clock import Clock
-from ..store.database import Connection
-from ..store.sessions import Refreshed
-from .caller import Caller
-from .issuer import Issuer, TokenPair
+from ...clock import Clock
+from ...store.database import Connection
+from ...store.sessions import Refreshed
+from ..caller import Caller
+from ..tokens.issuer import Issuer, TokenPair
 from .refresh_tokens import RefreshTokens
 from .storage import Storage
 
@@ -51,6 +51,15 @@ class Opened:
     session_id: str
     scopes: tuple[str, ...]
     amr: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A password sign-in that opened its session: the token pair, and the device
+    token that lets this device past the identifier's throttle next time."""
+
+    tokens: TokenPair
+    device_token: str
 
 
 @dataclass(frozen=True, slots=True)

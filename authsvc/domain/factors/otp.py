@@ -29,88 +29,31 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 from dataclasses import dataclass
 
-from ..clock import Clock
-from ..core.tokens import AccessClaims
-from ..errors import CodeInvalid, FactorConflict, InvalidArgument, NotFound
-from ..store import events
-from ..store import factors as factor_rows
-from ..store import passkeys as passkey_rows
-from ..store import users as user_rows
-from ..store.database import Connection, Database
+from ...clock import Clock
+from ...core.tokens import AccessClaims
+from ...errors import CodeInvalid, FactorConflict, InvalidArgument, NotFound
+from ...store import events
+from ...store import factors as factor_rows
+from ...store import passkeys as passkey_rows
+from ...store import users as user_rows
+from ...store.database import Connection, Database
+from ..accounts.identifiers import Identifier
+from ..caller import NOBODY, Caller
+from ..keycrypto import derive_key, seal, unseal
+from ..sessions.revocation import Revocations
+from ..throttling.throttle import Throttle
 from . import totp
-from .caller import NOBODY, Caller
-from .identifiers import Identifier
-from .keycrypto import derive_key, seal, unseal
-from .revocation import Revocations
-from .throttle import Throttle
+from .attempts import PASSKEY, RECOVERY_CODE, RECOVERY_LENGTH, TOTP, Attempt, totp_code
 
 RECOVERY_CODES = 10
-_RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32, lower case
-_RECOVERY_LENGTH = 10  # 50 bits each, shown as xxxxx-xxxxx
-_TOTP_CODE = re.compile(r"[0-9]{6}")
-TOTP = "totp"
-RECOVERY_CODE = "recovery_code"
-PASSKEY = "passkey"
 
 
 @dataclass(frozen=True, slots=True)
 class Enrolment:
     secret: str  # base32
     uri: str
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """What is presented as a second factor: exactly one of the three."""
-
-    totp: str | None = None
-    recovery_code: str | None = None
-    passkey: tuple[str, str] | None = None  # (ceremony_id, credential_json)
-
-
-def totp_code(presented: str, field: str = "totp") -> str:
-    """A TOTP code normalised; InvalidArgument naming ``field`` when it cannot be one."""
-    code = presented.strip().replace(" ", "")
-    if not _TOTP_CODE.fullmatch(code):
-        raise InvalidArgument(field, "must be the 6 digits the authenticator app shows")
-    return code
-
-
-def check_attempt(attempt: Attempt) -> Attempt:
-    """The attempt with its code normalised; InvalidArgument naming the field when it
-    cannot be a code at all (nothing is counted then: no code was guessed)."""
-    if attempt.totp is not None:
-        return Attempt(totp=totp_code(attempt.totp))
-    if attempt.recovery_code is not None:
-        code = attempt.recovery_code.strip().lower().replace("-", "").replace(" ", "")
-        if len(code) != _RECOVERY_LENGTH or any(c not in _RECOVERY_ALPHABET for c in code):
-            raise InvalidArgument("recovery_code", "must be one of the recovery codes "
-                                  "(10 letters and digits, as xxxxx-xxxxx)")
-        return Attempt(recovery_code=code)
-    if attempt.passkey is not None:
-        check_passkey_fields(*attempt.passkey, prefix="passkey.")
-        return attempt
-    raise InvalidArgument("factor", "give totp, recovery_code or passkey")
-
-
-MAX_CREDENTIAL_JSON = 64 * 1024
-MAX_CEREMONY_ID = 128
-
-
-def check_passkey_fields(ceremony_id: str, credential_json: str, prefix: str = "") -> None:
-    if not ceremony_id:
-        raise InvalidArgument(prefix + "ceremony_id", "must not be empty")
-    if len(ceremony_id) > MAX_CEREMONY_ID:
-        raise InvalidArgument(prefix + "ceremony_id",
-                              f"must be at most {MAX_CEREMONY_ID} characters")
-    if not credential_json:
-        raise InvalidArgument(prefix + "credential_json", "must not be empty")
-    if len(credential_json) > MAX_CREDENTIAL_JSON:
-        raise InvalidArgument(prefix + "credential_json",
-                              f"must be at most {MAX_CREDENTIAL_JSON} characters")
 
 
 class Factors:
@@ -277,7 +220,7 @@ class Factors:
     def _new_recovery_codes(self, user_id: str) -> tuple[list[str], list[bytes]]:
         codes = []
         for _ in range(RECOVERY_CODES):
-            raw = base64.b32encode(os.urandom(7)).decode().lower()[:_RECOVERY_LENGTH]
+            raw = base64.b32encode(os.urandom(7)).decode().lower()[:RECOVERY_LENGTH]
             codes.append(raw)
         return ([f"{c[:5]}-{c[5:]}" for c in codes],
                 [self._recovery_hash(user_id, c) for c in codes])

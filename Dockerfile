@@ -30,7 +30,8 @@ RUN python -m pip install -c constraints.txt --no-deps . \
 # --- the gateway: a static Go binary ---
 FROM golang:${GO_VERSION} AS gateway-build
 WORKDIR /src/gateway
-COPY gateway/go.mod gateway/go.sum ./
+COPY gateway/go.mod gateway/go.sum gateway/go.work gateway/go.work.sum ./
+COPY gateway/verify/go.mod gateway/verify/go.sum ./verify/
 RUN go mod download
 COPY gateway/ ./
 RUN CGO_ENABLED=0 go build -trimpath -o /out/gateway .

@@ -24,14 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61uthsvc/v1/error_reason.proto\x12\nauthsvc.v1*\xb8\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43LIENT_ERROR\x10\x01\x12\x14\n\x10INVALID_ARGUMENT\x10\x02\x12\x12\n\x0e\x41LREADY_EXISTS\x10\x03\x12\r\n\tNOT_FOUND\x10\x04\x12\x17\n\x13INVALID_CREDENTIALS\x10\x05\x12\x1b\n\x17IDENTIFIER_NOT_VERIFIED\x10\x06\x12\x10\n\x0c\x43ODE_EXPIRED\x10\x07\x12\x13\n\x0fSIGNUP_DISABLED\x10\x08\x12\x11\n\rTOKEN_MISSING\x10\t\x12\x11\n\rTOKEN_INVALID\x10\n\x12\x11\n\rTOKEN_EXPIRED\x10\x0b\x12\x11\n\rTOKEN_REVOKED\x10\x0c\x12\x19\n\x15REFRESH_TOKEN_INVALID\x10\r\x12\x18\n\x14REFRESH_TOKEN_REUSED\x10\x0e\x12\x10\n\x0cMFA_REQUIRED\x10\x0f\x12\x15\n\x11MFA_TOKEN_INVALID\x10\x10\x12\x10\n\x0c\x43ODE_INVALID\x10\x11\x12$\n INSUFFICIENT_USER_AUTHENTICATION\x10\x12\x12\x13\n\x0f\x46\x41\x43TOR_CONFLICT\x10\x13\x12\x13\n\x0fPASSKEY_INVALID\x10\x14\x12\x15\n\x11PASSKEYS_DISABLED\x10\x15\x12\x16\n\x12INSUFFICIENT_SCOPE\x10\x16\x12\x10\n\x0cRATE_LIMITED\x10\x17\x12\x16\n\x12ORIGIN_NOT_ALLOWED\x10\x18\x42=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61uthsvc/v1/error_reason.proto\x12\nauthsvc.v1*\xb8\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43LIENT_ERROR\x10\x01\x12\x14\n\x10INVALID_ARGUMENT\x10\x02\x12\x12\n\x0e\x41LREADY_EXISTS\x10\x03\x12\r\n\tNOT_FOUND\x10\x04\x12\x17\n\x13INVALID_CREDENTIALS\x10\x05\x12\x1b\n\x17IDENTIFIER_NOT_VERIFIED\x10\x06\x12\x10\n\x0c\x43ODE_EXPIRED\x10\x07\x12\x13\n\x0fSIGNUP_DISABLED\x10\x08\x12\x11\n\rTOKEN_MISSING\x10\t\x12\x11\n\rTOKEN_INVALID\x10\n\x12\x11\n\rTOKEN_EXPIRED\x10\x0b\x12\x11\n\rTOKEN_REVOKED\x10\x0c\x12\x19\n\x15REFRESH_TOKEN_INVALID\x10\r\x12\x18\n\x14REFRESH_TOKEN_REUSED\x10\x0e\x12\x10\n\x0cMFA_REQUIRED\x10\x0f\x12\x15\n\x11MFA_TOKEN_INVALID\x10\x10\x12\x10\n\x0c\x43ODE_INVALID\x10\x11\x12$\n INSUFFICIENT_USER_AUTHENTICATION\x10\x12\x12\x13\n\x0f\x46\x41\x43TOR_CONFLICT\x10\x13\x12\x13\n\x0fPASSKEY_INVALID\x10\x14\x12\x15\n\x11PASSKEYS_DISABLED\x10\x15\x12\x16\n\x12INSUFFICIENT_SCOPE\x10\x16\x12\x10\n\x0cRATE_LIMITED\x10\x17\x12\x16\n\x12ORIGIN_NOT_ALLOWED\x10\x18\x42\x44ZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'authsvc.v1.error_reason_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1'
+  _globals['DESCRIPTOR']._serialized_options = b'ZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1'
   _globals['_ERRORREASON']._serialized_start=46
   _globals['_ERRORREASON']._serialized_end=614
 # @@protoc_insertion_point(module_scope)

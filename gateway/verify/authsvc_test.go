@@ -28,9 +28,9 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
-	"github.com/authsvc/authsvc/gateway/internal/authsvctest"
 	"github.com/authsvc/authsvc/gateway/verify"
+	"github.com/authsvc/authsvc/gateway/verify/authsvctest"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 const patience = 30 * time.Second // bound of every wait on a loaded machine
@@ -341,4 +341,3 @@ func TestAVerifierToldNoRulesFollowsWhatAuthsvcPublishes(t *testing.T) {
 		t.Errorf("rules in force %+v", rules)
 	}
 }
-

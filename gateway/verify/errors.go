@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // Domain is the google.rpc.ErrorInfo domain of every refusal, as authsvc sends it.

@@ -10,7 +10,7 @@ import (
 	"encoding/base64"
 	"math/big"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // key is one verification key of authsvc's key ring, as its JWKS publishes it.

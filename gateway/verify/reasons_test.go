@@ -12,7 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // Every refusal the verifier gives carries a reason declared in

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // The token rules a Verifier applies come from authsvc, as in

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // publishing is an authsvc that publishes one key and rules (nil: none),

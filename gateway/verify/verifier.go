@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // Options configure a Verifier. Zero values take the defaults named.

@@ -1,8 +1,8 @@
 """The committed Go stubs, gateway code and OpenAPI spec match the protos.
 
 Regenerates everything with ``scripts/codegen --out TMP`` (pinned plugins
-from ``scripts/install-tools``) and compares gateway/gen/ and
-openapi/authsvc/ with the committed files byte for byte.
+from ``scripts/install-tools``) and compares gateway/gen/, gateway/verify/gen/
+and openapi/authsvc/ with the committed files byte for byte.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.go  # needs the Go toolchain (system comes from conftest)
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ("gateway/gen", "openapi/authsvc")
+GENERATED = ("gateway/gen", "gateway/verify/gen", "openapi/authsvc")
 
 
 def _require_go() -> None:

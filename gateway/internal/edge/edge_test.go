@@ -23,7 +23,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // fakeAuth records the metadata of each call and answers with err (plus

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // The rewriter turns singular 64-bit integers into JSON numbers; the

@@ -23,7 +23,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcgw "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // Config is everything the gateway is told at start-up.
@@ -172,7 +173,7 @@ func NewHandler(ctx context.Context, conn grpc.ClientConnInterface, cfg Config) 
 		runtime.WithForwardResponseRewriter(rewriteResponse),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
-	if err := authsvcv1.RegisterAuthHandlerClient(ctx, mux, authsvcv1.NewAuthClient(upstream{calls})); err != nil {
+	if err := authsvcgw.RegisterAuthHandlerClient(ctx, mux, authsvcv1.NewAuthClient(upstream{calls})); err != nil {
 		return nil, err
 	}
 	root := http.NewServeMux()

@@ -25,9 +25,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
-	"github.com/authsvc/authsvc/gateway/internal/authsvctest"
 	"github.com/authsvc/authsvc/gateway/internal/edge"
+	"github.com/authsvc/authsvc/gateway/verify/authsvctest"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 const patience = 30 * time.Second

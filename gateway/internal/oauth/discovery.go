@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 	"github.com/authsvc/authsvc/gateway/verify"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // metadata serves the RFC 8414 authorization server metadata, which is

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 	"github.com/authsvc/authsvc/gateway/internal/edge"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // handClock is a clock the test moves by hand.

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 	"github.com/authsvc/authsvc/gateway/internal/edge"
 	"github.com/authsvc/authsvc/gateway/verify"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // fakeAuthsvc is a gRPC authsvc that records Revoke calls and serves a

@@ -11,9 +11,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 	"github.com/authsvc/authsvc/gateway/internal/edge"
 	"github.com/authsvc/authsvc/gateway/verify"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // IntrospectScope is the scope a caller of the introspection endpoint needs.

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // rulesMaxAge is how long introspection trusts the issuer and audience it

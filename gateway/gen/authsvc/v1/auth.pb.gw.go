@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 
+	extAuthsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
@@ -35,9 +36,9 @@ var (
 	_ = metadata.Join
 )
 
-func request_Auth_SignIn_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_SignIn_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SignInRequest
+		protoReq extAuthsvcv1.SignInRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -50,9 +51,9 @@ func request_Auth_SignIn_0(ctx context.Context, marshaler runtime.Marshaler, cli
 	return msg, metadata, err
 }
 
-func local_request_Auth_SignIn_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_SignIn_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SignInRequest
+		protoReq extAuthsvcv1.SignInRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -62,9 +63,9 @@ func local_request_Auth_SignIn_0(ctx context.Context, marshaler runtime.Marshale
 	return msg, metadata, err
 }
 
-func request_Auth_Refresh_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_Refresh_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RefreshRequest
+		protoReq extAuthsvcv1.RefreshRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -77,9 +78,9 @@ func request_Auth_Refresh_0(ctx context.Context, marshaler runtime.Marshaler, cl
 	return msg, metadata, err
 }
 
-func local_request_Auth_Refresh_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_Refresh_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RefreshRequest
+		protoReq extAuthsvcv1.RefreshRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -89,9 +90,9 @@ func local_request_Auth_Refresh_0(ctx context.Context, marshaler runtime.Marshal
 	return msg, metadata, err
 }
 
-func request_Auth_Validate_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_Validate_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ValidateRequest
+		protoReq extAuthsvcv1.ValidateRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -104,9 +105,9 @@ func request_Auth_Validate_0(ctx context.Context, marshaler runtime.Marshaler, c
 	return msg, metadata, err
 }
 
-func local_request_Auth_Validate_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_Validate_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ValidateRequest
+		protoReq extAuthsvcv1.ValidateRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -116,9 +117,9 @@ func local_request_Auth_Validate_0(ctx context.Context, marshaler runtime.Marsha
 	return msg, metadata, err
 }
 
-func request_Auth_Revoke_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_Revoke_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RevokeRequest
+		protoReq extAuthsvcv1.RevokeRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -131,9 +132,9 @@ func request_Auth_Revoke_0(ctx context.Context, marshaler runtime.Marshaler, cli
 	return msg, metadata, err
 }
 
-func local_request_Auth_Revoke_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_Revoke_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RevokeRequest
+		protoReq extAuthsvcv1.RevokeRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -143,9 +144,9 @@ func local_request_Auth_Revoke_0(ctx context.Context, marshaler runtime.Marshale
 	return msg, metadata, err
 }
 
-func request_Auth_GetJwks_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_GetJwks_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetJwksRequest
+		protoReq extAuthsvcv1.GetJwksRequest
 		metadata runtime.ServerMetadata
 	)
 	if req.Body != nil {
@@ -155,18 +156,18 @@ func request_Auth_GetJwks_0(ctx context.Context, marshaler runtime.Marshaler, cl
 	return msg, metadata, err
 }
 
-func local_request_Auth_GetJwks_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_GetJwks_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetJwksRequest
+		protoReq extAuthsvcv1.GetJwksRequest
 		metadata runtime.ServerMetadata
 	)
 	msg, err := server.GetJwks(ctx, &protoReq)
 	return msg, metadata, err
 }
 
-func request_Auth_GetJwks_1(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_GetJwks_1(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetJwksRequest
+		protoReq extAuthsvcv1.GetJwksRequest
 		metadata runtime.ServerMetadata
 	)
 	if req.Body != nil {
@@ -176,18 +177,18 @@ func request_Auth_GetJwks_1(ctx context.Context, marshaler runtime.Marshaler, cl
 	return msg, metadata, err
 }
 
-func local_request_Auth_GetJwks_1(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_GetJwks_1(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetJwksRequest
+		protoReq extAuthsvcv1.GetJwksRequest
 		metadata runtime.ServerMetadata
 	)
 	msg, err := server.GetJwks(ctx, &protoReq)
 	return msg, metadata, err
 }
 
-func request_Auth_SignUp_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_SignUp_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SignUpRequest
+		protoReq extAuthsvcv1.SignUpRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -200,9 +201,9 @@ func request_Auth_SignUp_0(ctx context.Context, marshaler runtime.Marshaler, cli
 	return msg, metadata, err
 }
 
-func local_request_Auth_SignUp_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_SignUp_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SignUpRequest
+		protoReq extAuthsvcv1.SignUpRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -212,9 +213,9 @@ func local_request_Auth_SignUp_0(ctx context.Context, marshaler runtime.Marshale
 	return msg, metadata, err
 }
 
-func request_Auth_VerifyIdentifier_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_VerifyIdentifier_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq VerifyIdentifierRequest
+		protoReq extAuthsvcv1.VerifyIdentifierRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -227,9 +228,9 @@ func request_Auth_VerifyIdentifier_0(ctx context.Context, marshaler runtime.Mars
 	return msg, metadata, err
 }
 
-func local_request_Auth_VerifyIdentifier_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_VerifyIdentifier_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq VerifyIdentifierRequest
+		protoReq extAuthsvcv1.VerifyIdentifierRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -239,9 +240,9 @@ func local_request_Auth_VerifyIdentifier_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func request_Auth_ResendVerification_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_ResendVerification_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ResendVerificationRequest
+		protoReq extAuthsvcv1.ResendVerificationRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -254,9 +255,9 @@ func request_Auth_ResendVerification_0(ctx context.Context, marshaler runtime.Ma
 	return msg, metadata, err
 }
 
-func local_request_Auth_ResendVerification_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_ResendVerification_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ResendVerificationRequest
+		protoReq extAuthsvcv1.ResendVerificationRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -266,9 +267,9 @@ func local_request_Auth_ResendVerification_0(ctx context.Context, marshaler runt
 	return msg, metadata, err
 }
 
-func request_Auth_ChangePassword_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_ChangePassword_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ChangePasswordRequest
+		protoReq extAuthsvcv1.ChangePasswordRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -281,9 +282,9 @@ func request_Auth_ChangePassword_0(ctx context.Context, marshaler runtime.Marsha
 	return msg, metadata, err
 }
 
-func local_request_Auth_ChangePassword_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_ChangePassword_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ChangePasswordRequest
+		protoReq extAuthsvcv1.ChangePasswordRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -293,9 +294,9 @@ func local_request_Auth_ChangePassword_0(ctx context.Context, marshaler runtime.
 	return msg, metadata, err
 }
 
-func request_Auth_RequestPasswordReset_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_RequestPasswordReset_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RequestPasswordResetRequest
+		protoReq extAuthsvcv1.RequestPasswordResetRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -308,9 +309,9 @@ func request_Auth_RequestPasswordReset_0(ctx context.Context, marshaler runtime.
 	return msg, metadata, err
 }
 
-func local_request_Auth_RequestPasswordReset_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_RequestPasswordReset_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RequestPasswordResetRequest
+		protoReq extAuthsvcv1.RequestPasswordResetRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -320,9 +321,9 @@ func local_request_Auth_RequestPasswordReset_0(ctx context.Context, marshaler ru
 	return msg, metadata, err
 }
 
-func request_Auth_ResetPassword_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_ResetPassword_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ResetPasswordRequest
+		protoReq extAuthsvcv1.ResetPasswordRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -335,9 +336,9 @@ func request_Auth_ResetPassword_0(ctx context.Context, marshaler runtime.Marshal
 	return msg, metadata, err
 }
 
-func local_request_Auth_ResetPassword_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_ResetPassword_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ResetPasswordRequest
+		protoReq extAuthsvcv1.ResetPasswordRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -347,9 +348,9 @@ func local_request_Auth_ResetPassword_0(ctx context.Context, marshaler runtime.M
 	return msg, metadata, err
 }
 
-func request_Auth_CompleteSignIn_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_CompleteSignIn_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CompleteSignInRequest
+		protoReq extAuthsvcv1.CompleteSignInRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -362,9 +363,9 @@ func request_Auth_CompleteSignIn_0(ctx context.Context, marshaler runtime.Marsha
 	return msg, metadata, err
 }
 
-func local_request_Auth_CompleteSignIn_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_CompleteSignIn_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CompleteSignInRequest
+		protoReq extAuthsvcv1.CompleteSignInRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -374,9 +375,9 @@ func local_request_Auth_CompleteSignIn_0(ctx context.Context, marshaler runtime.
 	return msg, metadata, err
 }
 
-func request_Auth_EnrollTotp_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_EnrollTotp_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq EnrollTotpRequest
+		protoReq extAuthsvcv1.EnrollTotpRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -389,9 +390,9 @@ func request_Auth_EnrollTotp_0(ctx context.Context, marshaler runtime.Marshaler,
 	return msg, metadata, err
 }
 
-func local_request_Auth_EnrollTotp_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_EnrollTotp_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq EnrollTotpRequest
+		protoReq extAuthsvcv1.EnrollTotpRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -401,9 +402,9 @@ func local_request_Auth_EnrollTotp_0(ctx context.Context, marshaler runtime.Mars
 	return msg, metadata, err
 }
 
-func request_Auth_ConfirmTotp_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_ConfirmTotp_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ConfirmTotpRequest
+		protoReq extAuthsvcv1.ConfirmTotpRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -416,9 +417,9 @@ func request_Auth_ConfirmTotp_0(ctx context.Context, marshaler runtime.Marshaler
 	return msg, metadata, err
 }
 
-func local_request_Auth_ConfirmTotp_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_ConfirmTotp_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ConfirmTotpRequest
+		protoReq extAuthsvcv1.ConfirmTotpRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -428,9 +429,9 @@ func local_request_Auth_ConfirmTotp_0(ctx context.Context, marshaler runtime.Mar
 	return msg, metadata, err
 }
 
-func request_Auth_RemoveTotp_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_RemoveTotp_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RemoveTotpRequest
+		protoReq extAuthsvcv1.RemoveTotpRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -443,9 +444,9 @@ func request_Auth_RemoveTotp_0(ctx context.Context, marshaler runtime.Marshaler,
 	return msg, metadata, err
 }
 
-func local_request_Auth_RemoveTotp_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_RemoveTotp_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RemoveTotpRequest
+		protoReq extAuthsvcv1.RemoveTotpRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -455,9 +456,9 @@ func local_request_Auth_RemoveTotp_0(ctx context.Context, marshaler runtime.Mars
 	return msg, metadata, err
 }
 
-func request_Auth_RegenerateRecoveryCodes_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_RegenerateRecoveryCodes_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RegenerateRecoveryCodesRequest
+		protoReq extAuthsvcv1.RegenerateRecoveryCodesRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -470,9 +471,9 @@ func request_Auth_RegenerateRecoveryCodes_0(ctx context.Context, marshaler runti
 	return msg, metadata, err
 }
 
-func local_request_Auth_RegenerateRecoveryCodes_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_RegenerateRecoveryCodes_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RegenerateRecoveryCodesRequest
+		protoReq extAuthsvcv1.RegenerateRecoveryCodesRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -482,9 +483,9 @@ func local_request_Auth_RegenerateRecoveryCodes_0(ctx context.Context, marshaler
 	return msg, metadata, err
 }
 
-func request_Auth_ListFactors_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_ListFactors_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListFactorsRequest
+		protoReq extAuthsvcv1.ListFactorsRequest
 		metadata runtime.ServerMetadata
 	)
 	if req.Body != nil {
@@ -494,18 +495,18 @@ func request_Auth_ListFactors_0(ctx context.Context, marshaler runtime.Marshaler
 	return msg, metadata, err
 }
 
-func local_request_Auth_ListFactors_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_ListFactors_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListFactorsRequest
+		protoReq extAuthsvcv1.ListFactorsRequest
 		metadata runtime.ServerMetadata
 	)
 	msg, err := server.ListFactors(ctx, &protoReq)
 	return msg, metadata, err
 }
 
-func request_Auth_BeginPasskeyRegistration_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_BeginPasskeyRegistration_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq BeginPasskeyRegistrationRequest
+		protoReq extAuthsvcv1.BeginPasskeyRegistrationRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -518,9 +519,9 @@ func request_Auth_BeginPasskeyRegistration_0(ctx context.Context, marshaler runt
 	return msg, metadata, err
 }
 
-func local_request_Auth_BeginPasskeyRegistration_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_BeginPasskeyRegistration_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq BeginPasskeyRegistrationRequest
+		protoReq extAuthsvcv1.BeginPasskeyRegistrationRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -530,9 +531,9 @@ func local_request_Auth_BeginPasskeyRegistration_0(ctx context.Context, marshale
 	return msg, metadata, err
 }
 
-func request_Auth_FinishPasskeyRegistration_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_FinishPasskeyRegistration_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq FinishPasskeyRegistrationRequest
+		protoReq extAuthsvcv1.FinishPasskeyRegistrationRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -545,9 +546,9 @@ func request_Auth_FinishPasskeyRegistration_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func local_request_Auth_FinishPasskeyRegistration_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_FinishPasskeyRegistration_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq FinishPasskeyRegistrationRequest
+		protoReq extAuthsvcv1.FinishPasskeyRegistrationRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -557,9 +558,9 @@ func local_request_Auth_FinishPasskeyRegistration_0(ctx context.Context, marshal
 	return msg, metadata, err
 }
 
-func request_Auth_BeginPasskeyAssertion_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_BeginPasskeyAssertion_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq BeginPasskeyAssertionRequest
+		protoReq extAuthsvcv1.BeginPasskeyAssertionRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -572,9 +573,9 @@ func request_Auth_BeginPasskeyAssertion_0(ctx context.Context, marshaler runtime
 	return msg, metadata, err
 }
 
-func local_request_Auth_BeginPasskeyAssertion_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_BeginPasskeyAssertion_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq BeginPasskeyAssertionRequest
+		protoReq extAuthsvcv1.BeginPasskeyAssertionRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -584,9 +585,9 @@ func local_request_Auth_BeginPasskeyAssertion_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func request_Auth_PasskeySignIn_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_PasskeySignIn_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq PasskeySignInRequest
+		protoReq extAuthsvcv1.PasskeySignInRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -599,9 +600,9 @@ func request_Auth_PasskeySignIn_0(ctx context.Context, marshaler runtime.Marshal
 	return msg, metadata, err
 }
 
-func local_request_Auth_PasskeySignIn_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_PasskeySignIn_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq PasskeySignInRequest
+		protoReq extAuthsvcv1.PasskeySignInRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -611,9 +612,9 @@ func local_request_Auth_PasskeySignIn_0(ctx context.Context, marshaler runtime.M
 	return msg, metadata, err
 }
 
-func request_Auth_ListPasskeys_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_ListPasskeys_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListPasskeysRequest
+		protoReq extAuthsvcv1.ListPasskeysRequest
 		metadata runtime.ServerMetadata
 	)
 	if req.Body != nil {
@@ -623,18 +624,18 @@ func request_Auth_ListPasskeys_0(ctx context.Context, marshaler runtime.Marshale
 	return msg, metadata, err
 }
 
-func local_request_Auth_ListPasskeys_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_ListPasskeys_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListPasskeysRequest
+		protoReq extAuthsvcv1.ListPasskeysRequest
 		metadata runtime.ServerMetadata
 	)
 	msg, err := server.ListPasskeys(ctx, &protoReq)
 	return msg, metadata, err
 }
 
-func request_Auth_RemovePasskey_0(ctx context.Context, marshaler runtime.Marshaler, client AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_Auth_RemovePasskey_0(ctx context.Context, marshaler runtime.Marshaler, client extAuthsvcv1.AuthClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RemovePasskeyRequest
+		protoReq extAuthsvcv1.RemovePasskeyRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -647,9 +648,9 @@ func request_Auth_RemovePasskey_0(ctx context.Context, marshaler runtime.Marshal
 	return msg, metadata, err
 }
 
-func local_request_Auth_RemovePasskey_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_Auth_RemovePasskey_0(ctx context.Context, marshaler runtime.Marshaler, server extAuthsvcv1.AuthServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RemovePasskeyRequest
+		protoReq extAuthsvcv1.RemovePasskeyRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -664,7 +665,7 @@ func local_request_Auth_RemovePasskey_0(ctx context.Context, marshaler runtime.M
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterAuthHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterAuthHandlerServer(ctx context.Context, mux *runtime.ServeMux, server AuthServer) error {
+func RegisterAuthHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extAuthsvcv1.AuthServer) error {
 	mux.Handle(http.MethodPost, pattern_Auth_SignIn_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -1176,15 +1177,15 @@ func RegisterAuthHandlerFromEndpoint(ctx context.Context, mux *runtime.ServeMux,
 // RegisterAuthHandler registers the http handlers for service Auth to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterAuthHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterAuthHandlerClient(ctx, mux, NewAuthClient(conn))
+	return RegisterAuthHandlerClient(ctx, mux, extAuthsvcv1.NewAuthClient(conn))
 }
 
 // RegisterAuthHandlerClient registers the http handlers for service Auth
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "AuthClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "AuthClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extAuthsvcv1.AuthClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extAuthsvcv1.AuthClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "AuthClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterAuthHandlerClient(ctx context.Context, mux *runtime.ServeMux, client AuthClient) error {
+// "extAuthsvcv1.AuthClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterAuthHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extAuthsvcv1.AuthClient) error {
 	mux.Handle(http.MethodPost, pattern_Auth_SignIn_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()

@@ -1295,7 +1295,7 @@ const file_authsvc_v1_user_admin_proto_rawDesc = "" +
 	"\fListSessions\x12\x1f.authsvc.v1.ListSessionsRequest\x1a .authsvc.v1.ListSessionsResponse\x12T\n" +
 	"\rRevokeSession\x12 .authsvc.v1.RevokeSessionRequest\x1a!.authsvc.v1.RevokeSessionResponse\x12H\n" +
 	"\tSetScopes\x12\x1c.authsvc.v1.SetScopesRequest\x1a\x1d.authsvc.v1.SetScopesResponse\x12Q\n" +
-	"\fResetFactors\x12\x1f.authsvc.v1.ResetFactorsRequest\x1a .authsvc.v1.ResetFactorsResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\fResetFactors\x12\x1f.authsvc.v1.ResetFactorsRequest\x1a .authsvc.v1.ResetFactorsResponseBDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_user_admin_proto_rawDescOnce sync.Once

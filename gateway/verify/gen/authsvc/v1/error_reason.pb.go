@@ -229,7 +229,7 @@ const file_authsvc_v1_error_reason_proto_rawDesc = "" +
 	"\x11PASSKEYS_DISABLED\x10\x15\x12\x16\n" +
 	"\x12INSUFFICIENT_SCOPE\x10\x16\x12\x10\n" +
 	"\fRATE_LIMITED\x10\x17\x12\x16\n" +
-	"\x12ORIGIN_NOT_ALLOWED\x10\x18B=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\x12ORIGIN_NOT_ALLOWED\x10\x18BDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_error_reason_proto_rawDescOnce sync.Once

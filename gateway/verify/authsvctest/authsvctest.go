@@ -1,5 +1,5 @@
-// Package authsvctest starts a real authsvc for the gateway module's
-// integration tests (build tag "authsvc"), which tests/system runs with
+// Package authsvctest starts a real authsvc for the integration tests of the
+// verify and gateway modules (build tag "authsvc"), which tests/system runs with
 // `go test -tags authsvc`: AUTHSVC_TEST_BIN names the authsvc command,
 // AUTHSVC_TEST_DATABASE_URL a migrated database of its own, and
 // AUTHSVC_KEY_ENCRYPTION_KEY the key every server on it shares.
@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // Password is every test user's password.

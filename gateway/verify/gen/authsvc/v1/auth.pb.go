@@ -3636,7 +3636,7 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\rPasskeySignIn\x12 .authsvc.v1.PasskeySignInRequest\x1a!.authsvc.v1.PasskeySignInResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/signin\x12l\n" +
 	"\fListPasskeys\x12\x1f.authsvc.v1.ListPasskeysRequest\x1a .authsvc.v1.ListPasskeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/auth/passkeys\x12y\n" +
 	"\rRemovePasskey\x12 .authsvc.v1.RemovePasskeyRequest\x1a!.authsvc.v1.RemovePasskeyResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/remove\x12o\n" +
-	"\x16IntrospectRefreshToken\x12).authsvc.v1.IntrospectRefreshTokenRequest\x1a*.authsvc.v1.IntrospectRefreshTokenResponseB=Z;github.com/authsvc/authsvc/gateway/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\x16IntrospectRefreshToken\x12).authsvc.v1.IntrospectRefreshTokenRequest\x1a*.authsvc.v1.IntrospectRefreshTokenResponseBDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_auth_proto_rawDescOnce sync.Once

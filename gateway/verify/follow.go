@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -115,9 +116,10 @@ func (v *Verifier) followRevocations(ctx context.Context) {
 func (v *Verifier) watch(ctx context.Context, b *backoff) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	token := ""
 	if v.opts.AccessToken != nil {
-		token, err := v.opts.AccessToken(ctx)
-		if err != nil {
+		var err error
+		if token, err = v.opts.AccessToken(ctx); err != nil {
 			return err
 		}
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
@@ -129,6 +131,9 @@ func (v *Verifier) watch(ctx context.Context, b *backoff) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
+			if v.opts.Account != nil && status.Code(err) == codes.Unauthenticated {
+				v.opts.Account.Refused(token)
+			}
 			return err
 		}
 		if msg.GetSnapshot() {

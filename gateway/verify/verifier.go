@@ -47,9 +47,14 @@ type Options struct {
 	// authsvc.revocations, sent as the bearer of each WatchRevocations
 	// stream. Nil: the connection itself authenticates (mutual TLS).
 	AccessToken func(context.Context) (string, error)
-	Now         func() time.Time // the wall clock that judges exp/nbf/iat; time.Now
-	Monotonic   func() time.Time // the clock staleness is counted on; time.Now
-	Logger      *slog.Logger     // slog.Default()
+	// Account, instead of AccessToken, is the service's own account
+	// (NewTokenSource): its token is the bearer of each stream, and a
+	// stream refused with UNAUTHENTICATED (the session revoked, the token
+	// expired) hands the token back, so the next stream gets a fresh one.
+	Account   *TokenSource
+	Now       func() time.Time // the wall clock that judges exp/nbf/iat; time.Now
+	Monotonic func() time.Time // the clock staleness is counted on; time.Now
+	Logger    *slog.Logger     // slog.Default()
 }
 
 // Verifier verifies authsvc access tokens in-process and follows authsvc's
@@ -114,6 +119,12 @@ func New(conn grpc.ClientConnInterface, opts Options) (*Verifier, error) {
 
 // withDefaults fills in everything but the token rules (see ruleSource).
 func (o *Options) withDefaults() error {
+	if o.Account != nil {
+		if o.AccessToken != nil {
+			return errors.New("verify: set AccessToken or Account, not both")
+		}
+		o.AccessToken = o.Account.Token
+	}
 	if o.MaxStaleness == 0 {
 		o.MaxStaleness = 5 * time.Second
 	}

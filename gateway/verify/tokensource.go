@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 // Identifier names the account a TokenSource signs in as: Email, Phone or Username.

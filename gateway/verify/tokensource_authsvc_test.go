@@ -9,9 +9,9 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
-	"github.com/authsvc/authsvc/gateway/internal/authsvctest"
 	"github.com/authsvc/authsvc/gateway/verify"
+	"github.com/authsvc/authsvc/gateway/verify/authsvctest"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 func TestATokenSourceKeepsTheVerifierFollowingAcrossARevocationOfItsSession(t *testing.T) {

@@ -22,8 +22,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	authsvcv1 "github.com/authsvc/authsvc/gateway/gen/authsvc/v1"
 	"github.com/authsvc/authsvc/gateway/verify"
+	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
 )
 
 const (

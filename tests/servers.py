@@ -103,9 +103,10 @@ class AuthsvcProcess:
 
     def _drain(self, process: subprocess.Popen[str]) -> None:
         assert process.stderr is not None
-        for line in process.stderr:
-            with self._lock:
-                self._lines.append(line)
+        with process.stderr:  # closed at its end, not left to the garbage collector
+            for line in process.stderr:
+                with self._lock:
+                    self._lines.append(line)
 
     @property
     def log(self) -> str:

@@ -64,9 +64,10 @@ class Process:
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._lock:
-                self.lines.append(line.rstrip("\n"))
+        with self.proc.stderr:  # closed at its end, not left to the garbage collector
+            for line in self.proc.stderr:
+                with self._lock:
+                    self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, pattern: str, timeout: float = STARTUP_TIMEOUT) -> re.Match[str]:
         """The first stderr line matching ``pattern``; fails if the process exits first."""

@@ -160,6 +160,7 @@ def test_the_metrics_port_serves_only_metrics_with_process_figures(database_url)
         text = _get(f"{base}/metrics")
         with pytest.raises(urllib.error.HTTPError) as elsewhere:
             _get(f"{base}/")
+        elsewhere.value.close()  # an HTTPError is the response, and holds its socket
     finally:
         server.stop()
 
@@ -220,6 +221,8 @@ def test_workers_start_when_the_supervisor_is_pid_1(database_url):
         for supervisor in _children_of(process.pid):  # unshare passes no signal on
             os.kill(supervisor, signal.SIGTERM)
         process.wait(timeout=30)
+        assert process.stderr is not None
+        process.stderr.close()
 
     assert f"listening on {address} (2 workers)" in lines[-1], "".join(lines)
 

@@ -139,9 +139,13 @@ async def travel(database_url: str, seconds: float, *clocks: Any) -> None:
 
 
 async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float,
-                     what: str, *, interval: float = 0.02) -> None:
+                     what: str | Callable[[], str], *, interval: float = 0.02) -> None:
     """Wait until ``predicate()`` (sync or async) holds; fail naming ``what`` after
-    ``timeout`` seconds. The one way tests wait for another process or task."""
+    ``timeout`` seconds. The one way tests wait for another process or task.
+
+    ``what`` may be a function, called only on failure, to say what was seen by then
+    (a server's log, the rows so far). A predicate may raise to fail at once (a
+    process that exited will never log the line waited for)."""
     deadline = time.monotonic() + timeout
     while True:
         held = predicate()
@@ -149,5 +153,19 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: f
             held = await held
         if held:
             return
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        assert time.monotonic() < deadline, _timed_out(timeout, what)
         await asyncio.sleep(interval)
+
+
+def eventually_blocking(predicate: Callable[[], bool], timeout: float,
+                        what: str | Callable[[], str], *, interval: float = 0.02) -> None:
+    """``eventually`` for code that runs outside an event loop (synchronous tests,
+    fixtures and threads): the same deadline, message and meaning of ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, _timed_out(timeout, what)
+        time.sleep(interval)
+
+
+def _timed_out(timeout: float, what: str | Callable[[], str]) -> str:
+    return f"timed out after {timeout} s waiting for {what() if callable(what) else what}"

@@ -19,7 +19,6 @@ import re
 import socket
 import ssl
 import threading
-import time
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from .helpers import eventually
 from .servers import free_port
 
 WAIT = 60.0
@@ -68,12 +68,9 @@ class Mailbox:
 
     async def wait_for(self, to: str, count: int = 1) -> list[EmailMessage]:
         """The messages to ``to`` once there are at least ``count`` of them."""
-        deadline = time.monotonic() + WAIT
-        while len(self.received(to)) < count and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        found = self.received(to)
-        assert len(found) >= count, f"{len(found)} of {count} messages to {to} arrived"
-        return found
+        await eventually(lambda: len(self.received(to)) >= count, WAIT,
+                         lambda: f"{count} messages to {to} ({len(self.received(to))} arrived)")
+        return self.received(to)
 
     async def code(self, to: str, count: int = 1) -> str:
         """The code in the ``count``-th message to ``to``."""
@@ -163,12 +160,10 @@ class WebhookReceiver:
             return [e for e in self.events if e["data"]["to"] == recipient]
 
     async def wait_for(self, recipient: str, count: int = 1) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + WAIT
-        while len(self.to(recipient)) < count and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        found = self.to(recipient)
-        assert len(found) >= count, f"{len(found)} of {count} events for {recipient}"
-        return found
+        await eventually(lambda: len(self.to(recipient)) >= count, WAIT,
+                         lambda: f"{count} events for {recipient} ({len(self.to(recipient))}"
+                         " arrived)")
+        return self.to(recipient)
 
 
 class _RawServer:

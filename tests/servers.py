@@ -2,7 +2,7 @@
 
 The child's stderr (one JSON log line per event) is drained by a thread, so a
 chatty server never blocks on a full pipe; tests wait for a line by polling
-with a deadline, never by sleeping a fixed time.
+with a deadline (``tests.helpers.eventually``), never by sleeping a fixed time.
 
 Every process the tests start gets SIGINT at its default action, as from an
 interactive shell, even when pytest itself was started with SIGINT ignored (a
@@ -12,7 +12,6 @@ would otherwise inherit: see ``_children_take_sigint``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import signal
@@ -20,11 +19,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from authsvc.runtime.supervisor import CHILD
+
+from .helpers import eventually_blocking
 
 STARTUP_TIMEOUT = 60.0
 
@@ -45,14 +45,6 @@ def _children_take_sigint() -> None:
 
 
 _children_take_sigint()
-
-
-async def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait until ``predicate()`` holds (it watches other tasks' progress)."""
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110 (a counter, no event)
-        await asyncio.sleep(0.01)
-    assert predicate(), f"timed out after {timeout} s waiting for {what}"
 
 
 def worker_pids(pid: int) -> list[int]:
@@ -111,9 +103,10 @@ class AuthsvcProcess:
 
     def _drain(self, process: subprocess.Popen[str]) -> None:
         assert process.stderr is not None
-        for line in process.stderr:
-            with self._lock:
-                self._lines.append(line)
+        with process.stderr:  # closed at its end, not left to the garbage collector
+            for line in process.stderr:
+                with self._lock:
+                    self._lines.append(line)
 
     @property
     def log(self) -> str:
@@ -122,15 +115,16 @@ class AuthsvcProcess:
 
     def wait_for(self, text: str, timeout: float = STARTUP_TIMEOUT) -> None:
         """Wait until a log line contains ``text``; fail if the process exits first."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        process = self.process
+        assert process is not None
+
+        def appeared() -> bool:
             if text in self.log:
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"{text!r} never appeared:\n{self.log}")
+                return True
+            assert process.poll() is None, f"exited before {text!r} appeared:\n{self.log}"
+            return False
+
+        eventually_blocking(appeared, timeout, lambda: f"{text!r} in the log:\n{self.log}")
 
     def wait_ready(self) -> AuthsvcProcess:
         self.wait_for(f"listening on {self.address}")

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"reflect"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"github.com/authsvc/authsvc/gateway/verify"
 	"github.com/authsvc/authsvc/gateway/verify/authsvctest"
 	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 )
 
 const patience = 30 * time.Second // bound of every wait on a loaded machine
@@ -240,24 +240,11 @@ func TestAnUnknownKidRefetchesTheKeySetAtMostOncePerInterval(t *testing.T) {
 	}
 }
 
-// stepClock is a monotonic clock the test moves by hand.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *stepClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *stepClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestWhenTheFeedFallsSilentTokensAreRefusedPastTheStalenessBound(t *testing.T) {
 	server := authsvctest.Start(t, nil)
-	clock := &stepClock{t: time.Unix(1000, 0)}
+	clock := testclock.At(time.Unix(1000, 0))
 	v := started(t, server.Conn, verify.Options{AccessToken: server.WatchToken(t),
-		MaxStaleness: 3 * time.Second, Monotonic: clock.now})
+		MaxStaleness: 3 * time.Second, Monotonic: clock.Now})
 	user := server.SignIn(t)
 
 	server.Stop()
@@ -266,7 +253,7 @@ func TestWhenTheFeedFallsSilentTokensAreRefusedPastTheStalenessBound(t *testing.
 		time.Sleep(10 * time.Millisecond)
 	}
 	_, atBound := v.Verify(context.Background(), user.GetAccessToken())
-	clock.advance(3*time.Second + time.Millisecond)
+	clock.Advance(3*time.Second + time.Millisecond)
 	_, pastBound := v.Verify(context.Background(), user.GetAccessToken())
 
 	if v.Following() || atBound != nil || !errors.Is(pastBound, verify.ErrUnavailable) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 	"log/slog"
 	"net"
 	"strings"
@@ -153,17 +154,17 @@ func TestWithoutPublishedRulesTheDefaultsApply(t *testing.T) {
 }
 
 func TestALongerRevocationWindowExtendsWhatIsHeld(t *testing.T) {
-	mono := &fakeClock{time.Unix(0, 0)}
-	s := newRevocationSet(990*time.Second, 5*time.Second, mono.now)
+	mono := testclock.At(time.Unix(0, 0))
+	s := newRevocationSet(990*time.Second, 5*time.Second, mono.Now)
 	s.add([]string{"a"})
 
 	s.resize(1490 * time.Second)
-	mono.advance(1490 * time.Second)
+	mono.Advance(1490 * time.Second)
 	s.prune()
 	kept := s.len()
 	s.resize(10 * time.Second)
 	s.add([]string{"b"})
-	mono.advance(time.Nanosecond)
+	mono.Advance(time.Nanosecond)
 	s.prune()
 
 	if kept != 1 || s.len() != 1 {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 )
 
 func TestTheCacheKeepsAtMostItsCapacityDroppingTheOldest(t *testing.T) {
@@ -24,23 +26,18 @@ func TestTheCacheKeepsAtMostItsCapacityDroppingTheOldest(t *testing.T) {
 	}
 }
 
-type fakeClock struct{ t time.Time }
-
-func (f *fakeClock) now() time.Time          { return f.t }
-func (f *fakeClock) advance(d time.Duration) { f.t = f.t.Add(d) }
-
 func TestRevocationsAreTrustedForTheStalenessBoundAfterTheLastWord(t *testing.T) {
-	mono := &fakeClock{time.Unix(0, 0)}
-	s := newRevocationSet(990*time.Second, 5*time.Second, mono.now)
+	mono := testclock.At(time.Unix(0, 0))
+	s := newRevocationSet(990*time.Second, 5*time.Second, mono.Now)
 	if _, known := s.isRevoked("x"); known {
 		t.Fatal("trusted before any snapshot")
 	}
 
 	s.load([]string{"a"})
-	mono.t = mono.t.Add(5 * time.Second)
+	mono.Advance(5 * time.Second)
 	revokedA, _ := s.isRevoked("a")
 	_, knownAtBound := s.isRevoked("x")
-	mono.t = mono.t.Add(time.Millisecond)
+	mono.Advance(time.Millisecond)
 	_, knownPast := s.isRevoked("x")
 	revokedPast, _ := s.isRevoked("a")
 	s.add(nil) // heartbeat
@@ -52,16 +49,16 @@ func TestRevocationsAreTrustedForTheStalenessBoundAfterTheLastWord(t *testing.T)
 }
 
 func TestARevocationIsKeptForItsWindowAndASnapshotMerges(t *testing.T) {
-	mono := &fakeClock{time.Unix(0, 0)}
-	s := newRevocationSet(990*time.Second, 5*time.Second, mono.now)
+	mono := testclock.At(time.Unix(0, 0))
+	s := newRevocationSet(990*time.Second, 5*time.Second, mono.Now)
 	s.load([]string{"a"})
 	s.add([]string{"b"})
 
 	s.load([]string{"c"}) // a reconnect's snapshot without a or b
-	mono.advance(990 * time.Second)
+	mono.Advance(990 * time.Second)
 	s.prune()
 	kept := s.len()
-	mono.advance(time.Nanosecond)
+	mono.Advance(time.Nanosecond)
 	s.prune()
 
 	if kept != 3 || s.len() != 0 {

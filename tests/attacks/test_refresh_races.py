@@ -7,7 +7,6 @@ Each case but the near misses (which share the ``kit`` server) gets a fresh data
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +16,7 @@ import pytest
 
 from authsvc.v1 import auth_pb2
 
-from ..helpers import fails, sign_in, travel
+from ..helpers import eventually, fails, sign_in, travel
 from .attack_helpers import refused, snapshot
 from .kit import UNAUTHENTICATED
 
@@ -190,26 +189,32 @@ async def test_database_dying_mid_rotation_leaves_no_orphan_and_no_half_session(
 
 async def _wait_for_waiters(admin: asyncpg.Connection, database: str, count: int) -> None:
     """Until ``count`` backends of ``database`` wait for a lock (at most 10 s)."""
-    deadline = time.monotonic() + 10
     waiting = 0
-    while time.monotonic() < deadline:
+
+    async def reached() -> bool:
+        nonlocal waiting
         waiting = await admin.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
             " AND wait_event_type = 'Lock'", database)
-        if waiting >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"only {waiting} of {count} calls reached the lock")
+        return bool(waiting >= count)
+
+    await eventually(reached, 10, lambda: f"{count} calls to reach the lock (only {waiting})",
+                     interval=0.01)
 
 
 async def _eventually(call: Any, seconds: float = 10) -> Any:
     """The RPC's answer once the pool has reconnected (UNAVAILABLE is retried)."""
-    deadline = time.monotonic() + seconds
-    while True:
+    answers: list[Any] = []
+
+    async def answered() -> bool:
         try:
-            return await call()
+            answers.append(await call())
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
-            await asyncio.sleep(0.1)
+            return False
+        return True
+
+    await eventually(answered, seconds, "the pool to reconnect", interval=0.1)
+    return answers[0]
 

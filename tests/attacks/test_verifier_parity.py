@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,7 +26,7 @@ from authsvc.v1 import auth_pb2
 from authsvc.verifiers import LocalVerifier
 
 from ..conftest import watch_token
-from ..helpers import PASSWORD, parse
+from ..helpers import PASSWORD, eventually_blocking, parse
 from .attack_helpers import DELETE, b64, encode_json, public_key_encodings
 from .catalogue import (
     ENCODINGS,
@@ -213,11 +212,9 @@ def revoked(kit: Kit, local: LocalVerifier) -> str:
     carol = kit.stub.SignIn(auth_pb2.SignInRequest(email="carol@example.com",
                                                    password=PASSWORD))
     kit.stub.Revoke(auth_pb2.RevokeRequest(token=carol.access_token))
-    deadline = time.monotonic() + 10
-    while not (local.revocations.is_revoked(carol.session_id)
-               and validate(kit, carol.access_token) == "TOKEN_REVOKED"):
-        assert time.monotonic() < deadline, "the revocation did not reach both verifiers"
-        time.sleep(0.01)
+    eventually_blocking(lambda: local.revocations.is_revoked(carol.session_id)
+                        and validate(kit, carol.access_token) == "TOKEN_REVOKED", 10,
+                        "the revocation to reach both verifiers", interval=0.01)
     return carol.access_token
 
 

@@ -15,7 +15,7 @@ from authsvc.errors import ConfigError
 from authsvc.runtime.app import running_app
 from authsvc.runtime.startup import check_clock
 
-from ..servers import poll_until
+from ..helpers import eventually
 
 
 @pytest.mark.parametrize("offset", [-45.0, 45.0])
@@ -44,11 +44,11 @@ async def test_a_running_worker_measures_and_reports_its_offset(settings, databa
     a little less: that is how the test knows several pings went by.)"""
     caplog.set_level(logging.WARNING, logger="authsvc.store.listener")
     async with running_app(settings, database_url, FakeClock(time.time() + 60)) as app:
-        await poll_until(lambda: app.listener.clock_offset > 50, 10, "a measured offset")
+        await eventually(lambda: app.listener.clock_offset > 50, 10, "a measured offset")
         first = app.listener.clock_offset
-        await poll_until(lambda: app.listener.clock_offset < first - 2.5, 20,
+        await eventually(lambda: app.listener.clock_offset < first - 2.5, 20,
                          "three more pings")
-        await poll_until(lambda: REGISTRY.get_sample_value(
+        await eventually(lambda: REGISTRY.get_sample_value(
             "authsvc_clock_offset_seconds") is not None and REGISTRY.get_sample_value(
             "authsvc_clock_offset_seconds") > 40, 10, "the exported gauge")
 

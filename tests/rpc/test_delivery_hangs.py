@@ -11,6 +11,7 @@ app under test has no channels of its own; each test runs its own ``Delivery``."
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
 import logging
@@ -39,13 +40,13 @@ from ..receivers import (
     SilentServer,
     WebhookReceiver,
 )
-from ..servers import poll_until
 
 WAIT = 60.0
 PHONE = "+14155550123"
 EMAIL = "ann@example.com"
 CODE = "12345678"
-SECRET = WebhookReceiver().secret  # any whsec_ secret: the misbehaving receivers ignore it
+# Any whsec_ secret: the misbehaving receivers ignore it.
+SECRET = "whsec_" + base64.b64encode(bytes(32)).decode()
 
 
 @pytest.fixture
@@ -214,7 +215,7 @@ async def test_a_stop_ends_a_hung_send_at_once_and_gives_its_claim_back(
     sender = delivery(app, {to.kind: channel})
     await queue(app, to)
     task = asyncio.create_task(sender.run())
-    await poll_until(in_progress, WAIT, f"a send to the {misbehaving} receiver")
+    await eventually(in_progress, WAIT, f"a send to the {misbehaving} receiver")
 
     task.cancel()
     started = time.monotonic()
@@ -274,7 +275,7 @@ async def test_a_claim_is_a_short_lease_and_a_dead_workers_claim_is_taken_over(
     alive = delivery(app, {"phone": webhook(receiver.url, receiver.secret)})
     await queue(app, Identifier("phone", PHONE))
     hung = asyncio.create_task(dead.deliver_due())
-    await poll_until(lambda: silent.connections == 1, WAIT, "the send that hangs")
+    await eventually(lambda: silent.connections == 1, WAIT, "the send that hangs")
     lease = (await rows(app))[PHONE]["lease_left"]
     hung.cancel()  # the worker is gone: nobody renews its claim
     await asyncio.wait({hung}, timeout=WAIT)
@@ -298,7 +299,7 @@ async def test_a_live_send_renews_its_lease_and_keeps_its_claim(app, silent, rec
     await queue(app, Identifier("phone", PHONE))
     task = asyncio.create_task(slow.run())
     try:
-        await poll_until(lambda: silent.connections == 1, WAIT, "the send that hangs")
+        await eventually(lambda: silent.connections == 1, WAIT, "the send that hangs")
         async with app.db.connection() as conn:  # the lease is about to run out
             await conn.execute("UPDATE outbox SET leased_until = now() + interval '0.5 s'")
         deadline = time.monotonic() + WAIT

@@ -16,7 +16,8 @@ from authsvc.clock import call_deadline
 from authsvc.errors import ConfigError, DatabaseUnreachable, Unavailable
 from authsvc.store.database import Database, connect, create_pool
 
-from ..servers import free_port, poll_until
+from ..helpers import eventually
+from ..servers import free_port
 
 TIMEOUT = 2.0
 
@@ -94,7 +95,7 @@ async def test_a_host_that_never_answers_does_not_hide_the_next(database_url, ho
 
     assert reached == name
     assert hole.accepted == 2  # ours, then asyncpg's
-    await poll_until(lambda: hole.open == 0, 10, "the silent host's connections to close")
+    await eventually(lambda: hole.open == 0, 10, "the silent host's connections to close")
 
 
 async def test_the_pool_opens_its_connections_past_a_silent_host(database_url, hole):
@@ -115,7 +116,7 @@ async def test_the_pool_opens_its_connections_past_a_silent_host(database_url, h
         await database.close()
 
     assert reached == [name] * 3
-    await poll_until(lambda: hole.open == 0, 10, "the silent host's connections to close")
+    await eventually(lambda: hole.open == 0, 10, "the silent host's connections to close")
 
 
 async def test_when_no_host_answers_the_database_is_unreachable(hole):
@@ -129,7 +130,7 @@ async def test_when_no_host_answers_the_database_is_unreachable(hole):
             await connect(url, TIMEOUT)
 
         assert (hole.accepted, other.accepted) == (1, 1)
-        await poll_until(lambda: hole.open == other.open == 0, 10, "attempts to close")
+        await eventually(lambda: hole.open == other.open == 0, 10, "attempts to close")
 
 
 async def test_a_mistake_in_the_url_is_told_before_a_host_that_is_down(database_url):
@@ -155,7 +156,7 @@ async def test_a_healthy_first_host_is_the_one_chosen(database_url, hole):
         await conn.close()
 
     assert reached == name
-    await poll_until(lambda: hole.open == 0, 10, "any attempt on the second host to close")
+    await eventually(lambda: hole.open == 0, 10, "any attempt on the second host to close")
 
 
 async def _backends(database: Database, count: int) -> set[int]:

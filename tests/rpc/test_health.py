@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from ..helpers import database_refusing_connections
+from ..helpers import database_refusing_connections, eventually
 
 
 async def test_health_is_serving_and_turns_not_serving_without_the_database(
@@ -16,15 +14,15 @@ async def test_health_is_serving_and_turns_not_serving_without_the_database(
     health = health_pb2_grpc.HealthStub(channel)
     serving = await health.Check(health_pb2.HealthCheckRequest(service=""))
     async with database_refusing_connections(pg_admin_url, database_url):
-        status = serving.status
-        for _ in range(100):  # the health loop checks every 2 s
-            status = (await health.Check(health_pb2.HealthCheckRequest(service=""))).status
-            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
-                break
-            await asyncio.sleep(0.1)
+
+        async def not_serving() -> bool:
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            return bool(answer.status == health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        # The health loop checks every 2 s.
+        await eventually(not_serving, 10, "health to say NOT_SERVING", interval=0.1)
 
     assert serving.status == health_pb2.HealthCheckResponse.SERVING
-    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 async def test_reflection_lists_every_service(channel):

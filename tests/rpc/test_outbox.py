@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,9 +19,8 @@ from authsvc.domain.delivery.outbox import Delivery
 from authsvc.runtime.app import App, delivery_channels
 from authsvc.v1 import auth_pb2
 
-from ..helpers import PASSWORD, authsvc
+from ..helpers import PASSWORD, authsvc, eventually
 from ..receivers import Mailbox, WebhookReceiver
-from ..servers import poll_until
 
 WAIT = 60.0
 
@@ -58,6 +58,12 @@ async def _outbox(app: App) -> list[dict[str, object]]:
     return [dict(r) for r in rows]
 
 
+async def _every_row(app: App, holds: Callable[[dict[str, Any]], bool]) -> bool:
+    """Whether the outbox has rows and ``holds`` for each."""
+    rows = await _outbox(app)
+    return bool(rows) and all(holds(r) for r in rows)
+
+
 async def test_mail_waits_while_the_smtp_server_is_down_and_is_delivered_once(
         stub, mailbox, app, clock):
     """With the SMTP server down, sign-ups succeed and their messages wait (retried);
@@ -67,19 +73,22 @@ async def test_mail_waits_while_the_smtp_server_is_down_and_is_delivered_once(
     people = [f"p{i}@example.com" for i in range(3)]
     for email in people:
         await stub.SignUp(auth_pb2.SignUpRequest(email=email, password=PASSWORD))
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not ((rows := await _outbox(app)) and all(r["last_error"] for r in rows)
-               and any(r["attempts"] >= 2 for r in rows)):
-        assert asyncio.get_running_loop().time() < deadline, rows
+    async def failed_and_retried() -> bool:
         clock.advance(0.5)  # past any pause of the mail server's breaker (at most 0.5 s)
-        await asyncio.sleep(0.05)
+        rows = await _outbox(app)
+        return bool(rows) and all(r["last_error"] for r in rows) \
+            and any(r["attempts"] >= 2 for r in rows)
+
+    async def all_sent() -> bool:
+        clock.advance(0.5)
+        return all(r["sent"] for r in await _outbox(app))
+
+    await eventually(failed_and_retried, WAIT, "every message to fail, one twice",
+                     interval=0.05)
     waiting = await _outbox(app)
 
     mailbox.start()
-    while not all(r["sent"] for r in await _outbox(app)):
-        assert asyncio.get_running_loop().time() < deadline + WAIT, await _outbox(app)
-        clock.advance(0.5)
-        await asyncio.sleep(0.05)
+    await eventually(all_sent, WAIT, "every message to be marked sent", interval=0.05)
     again = await app.delivery.deliver_due()
 
     assert [(r["recipient"], r["sent"], r["last_error"]) for r in waiting] == [
@@ -120,7 +129,7 @@ async def test_concurrent_senders_deliver_each_message_once(app, mailbox, settin
     await asyncio.gather(*(d.deliver_due() for d in others for _ in range(4)))
     for to in recipients:
         await mailbox.wait_for(to)
-    await poll_until(lambda: len(mailbox.received()) >= 40, WAIT, "forty messages")
+    await eventually(lambda: len(mailbox.received()) >= 40, WAIT, "forty messages")
     await asyncio.gather(*(d.deliver_due() for d in others))
 
     assert sorted(m["To"] for m in mailbox.received()) == sorted(recipients)
@@ -151,10 +160,9 @@ async def test_a_failing_webhook_is_retried_until_it_answers(stub, receiver, app
     the same webhook-id; nothing is lost."""
     receiver.failing = True
     await stub.SignUp(auth_pb2.SignUpRequest(phone="+14155550199", password=PASSWORD))
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not (rows := await _outbox(app)) or rows[0]["attempts"] < 2:
-        assert asyncio.get_running_loop().time() < deadline, rows
-        await asyncio.sleep(0.05)
+    await eventually(lambda: _every_row(app, lambda r: r["attempts"] >= 2), WAIT,
+                     "the event to be tried twice", interval=0.05)
+    rows = await _outbox(app)
 
     receiver.failing = False
     [event] = await receiver.wait_for("+14155550199")
@@ -192,11 +200,9 @@ async def test_housekeeping_forgets_old_sent_messages_and_expired_codes(stub, ma
     for email in ("old@example.com", "new@example.com"):
         await stub.SignUp(auth_pb2.SignUpRequest(email=email, password=PASSWORD))
         await mailbox.wait_for(email)
-    await poll_until(lambda: len(mailbox.received()) == 2, WAIT, "two messages")
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not all(r["sent"] for r in await _outbox(app)):
-        assert asyncio.get_running_loop().time() < deadline, await _outbox(app)
-        await asyncio.sleep(0.05)
+    await eventually(lambda: len(mailbox.received()) == 2, WAIT, "two messages")
+    await eventually(lambda: _every_row(app, lambda r: r["sent"]), WAIT,
+                     "both messages to be marked sent", interval=0.05)
     async with app.db.connection() as conn:  # a week and a day pass for "old"
         await conn.execute("UPDATE outbox SET sent_at = now() - interval '8 days'"
                            " WHERE recipient = 'old@example.com'")

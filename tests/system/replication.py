@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,15 +229,3 @@ async def streaming(primary_url: str, *, synchronous: bool) -> bool:
         await conn.close()
     wanted = ("streaming", "sync" if synchronous else "async")
     return any((r["state"], r["sync_state"]) == wanted for r in rows)
-
-
-def wait_streaming(primary_url: str, *, synchronous: bool, timeout: float = 60) -> None:
-    """Poll until the standby streams (blocking; for set-up outside an event loop)."""
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if asyncio.run(streaming(primary_url, synchronous=synchronous)):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the standby never started streaming")

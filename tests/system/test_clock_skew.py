@@ -14,8 +14,7 @@ from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD, fails, sign_in, travel
-from ..servers import poll_until
+from ..helpers import PASSWORD, eventually, fails, sign_in, travel
 
 SKEW = 20.0
 TTL = 40  # the access-token lifetime of the experiment
@@ -47,7 +46,7 @@ async def test_a_revocation_outlives_the_token_on_every_replica(settings, databa
         await on_fast.accounts.add("email", "alice@example.com", PASSWORD)
         signed_in = await sign_in(stubs[issuer])
         await stubs[issuer].Revoke(auth_pb2.RevokeRequest(token=signed_in.refresh_token))
-        await poll_until(lambda: apps[other].revocations.is_revoked(signed_in.session_id),
+        await eventually(lambda: apps[other].revocations.is_revoked(signed_in.session_id),
                          10, "the other replica to hear the revocation")
 
         answers = set()

@@ -33,6 +33,7 @@ from authsvc.runtime.app import running_app
 from authsvc.store.database import REVOCATION_CHANNEL, Database, create_pool, migrate
 from authsvc.store.listener import APPLICATION_NAME
 
+from ..helpers import eventually
 from ..servers import AuthsvcProcess, free_port, new_key, server_env
 from .replication import Node, init_template, make_root
 
@@ -141,13 +142,6 @@ async def backend_pids(admin: asyncpg.Connection, application_name: str) -> list
         application_name)]
 
 
-async def until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 def small_settings(small: SmallServer, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": Secret(small.url),
@@ -177,14 +171,14 @@ async def test_the_listener_gets_its_connection_back_when_the_fleet_takes_every_
             async def listening_again() -> bool:
                 return bool(set(await backend_pids(admin, APPLICATION_NAME)) - {listening})
 
-            await until(listening_again, 10, "a new LISTEN connection")
+            await eventually(listening_again, 10, "a new LISTEN connection")
             session_id = str(uuid.uuid4())
             await admin.execute("SELECT pg_notify($1, $2)", REVOCATION_CHANNEL, session_id)
 
             async def heard() -> bool:
                 return app.revocations.is_revoked(session_id) is True
 
-            await until(heard, 5, "the revocation")
+            await eventually(heard, 5, "the revocation")
             with pytest.raises(asyncpg.exceptions.TooManyConnectionsError):
                 await asyncpg.connect(small.url)  # still full: no slot was left to it
         finally:
@@ -212,7 +206,7 @@ async def test_a_pool_asks_a_full_server_for_connections_rarely_and_recovers(sma
                     await take_free_slots(small, held)
                     return not await backend_pids(admin, "authsvc")
 
-                await until(pool_gone, 10, "the pool's connections to end")
+                await eventually(pool_gone, 10, "the pool's connections to end")
                 refused_before, calls = small.refusals(), 0
                 deadline = time.monotonic() + 2.0
                 while time.monotonic() < deadline:
@@ -231,7 +225,7 @@ async def test_a_pool_asks_a_full_server_for_connections_rarely_and_recovers(sma
                 return False
             return True
 
-        await until(answers, 15, "the pool to connect again")
+        await eventually(answers, 15, "the pool to connect again")
     finally:
         await db.close()
 

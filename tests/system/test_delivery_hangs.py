@@ -16,9 +16,9 @@ import pytest
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD
+from ..helpers import PASSWORD, eventually
 from ..receivers import DrippingWebhook, HangingMailbox, Mailbox, SilentServer, WebhookReceiver
-from ..servers import AuthsvcProcess, free_port, new_key, poll_until, server_env
+from ..servers import AuthsvcProcess, free_port, new_key, server_env
 
 GRACE = 3.0
 WAIT = 60.0
@@ -64,7 +64,7 @@ async def test_sigterm_stops_within_the_grace_while_a_receiver_hangs(
                               timeout=WAIT)
             await stub.SignUp(auth_pb2.SignUpRequest(email="ann@example.com",
                                                      password=PASSWORD), timeout=WAIT)
-        await poll_until(in_progress, WAIT, f"a send to the {misbehaving} receiver")
+        await eventually(in_progress, WAIT, f"a send to the {misbehaving} receiver")
 
         server.signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -94,7 +94,7 @@ async def test_a_killed_workers_claim_runs_out_within_the_short_lease(database_u
         async with grpc.aio.insecure_channel(server.address) as channel:
             await auth_pb2_grpc.AuthStub(channel).SignUp(
                 auth_pb2.SignUpRequest(phone="+14155550123", password=PASSWORD), timeout=WAIT)
-        await poll_until(lambda: webhook.connections >= 1, WAIT, "the send that hangs")
+        await eventually(lambda: webhook.connections >= 1, WAIT, "the send that hangs")
         server.signal(signal.SIGKILL)
         await asyncio.to_thread(server.wait, WAIT)
         conn = await asyncpg.connect(database_url)

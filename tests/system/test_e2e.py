@@ -3,13 +3,11 @@ add a user, then SignIn → Validate → Refresh → Revoke → Validate."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,13 +16,8 @@ import pytest
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD, parse
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ..helpers import PASSWORD, eventually_blocking, parse
+from ..servers import AuthsvcProcess, free_port, server_env
 
 
 @pytest.fixture
@@ -34,31 +27,13 @@ def data_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 60) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if text in line:
-            return lines
-    raise AssertionError(f"{text!r} never appeared:\n{''.join(lines)}")
-
-
 def test_serve_on_the_embedded_default_then_the_whole_token_lifecycle(data_dir):
     """With no database URL, serve starts PostgreSQL itself; revoked tokens are refused."""
     port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
-    env["AUTHSVC_ARGON2_PROFILE"] = "test-only-cheapest"
-    env["AUTHSVC_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "authsvc", "serve", "--data-dir", str(data_dir),
-         "--listen", f"127.0.0.1:{port}", "--workers", "2"],
-        stderr=subprocess.PIPE, text=True, env=env)
+    env = server_env(AUTHSVC_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
+    server = AuthsvcProcess(port, env, ["--data-dir", str(data_dir), "--workers", "2"])
     try:
-        wait_for_line(server, f"listening on 127.0.0.1:{port}")
+        server.start().wait_ready()
         added = subprocess.run(
             [sys.executable, "-m", "authsvc", "users", "add", "--email", "new@example.com",
              "--password-stdin", "--data-dir", str(data_dir)],
@@ -75,13 +50,16 @@ def test_serve_on_the_embedded_default_then_the_whole_token_lifecycle(data_dir):
             refreshed = stub.Refresh(auth_pb2.RefreshRequest(
                 refresh_token=signed_in.refresh_token))
             stub.Revoke(auth_pb2.RevokeRequest(token=refreshed.refresh_token))
-            # Another worker may answer: the NOTIFY reaches it within milliseconds.
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:
+
+            def refused() -> bool:
                 try:
                     stub.Validate(auth_pb2.ValidateRequest(access_token=refreshed.access_token))
                 except grpc.RpcError:
-                    break
+                    return True
+                return False
+
+            # Another worker may answer: the NOTIFY reaches it within milliseconds.
+            eventually_blocking(refused, 1.0, "the revoked token to be refused")
             failures = []
             for _ in range(10):
                 with pytest.raises(grpc.RpcError) as caught:
@@ -98,7 +76,7 @@ def test_serve_on_the_embedded_default_then_the_whole_token_lifecycle(data_dir):
                                         '"/authsvc.v1.Auth/Validate"}')]
         assert validates == [11.0]  # the first refusal, then ten more, summed over workers
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert server.returncode == 0
+        server.signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+    assert code == 0, server.log
     assert not (data_dir / "postgres" / "postmaster.pid").exists(), "embedded database left running"

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import grpc
@@ -33,95 +30,19 @@ import pytest
 from argon2 import PasswordHasher, profiles
 
 from authsvc.domain.sessions.refresh_tokens import RefreshTokens
-from authsvc.v1 import auth_pb2, auth_pb2_grpc
+from authsvc.v1 import auth_pb2_grpc
 
-from ..helpers import PASSWORD, parse
-from ..servers import AuthsvcProcess, free_port, new_key, poll_until, server_env
+from ..helpers import PASSWORD, eventually
+from ..load import WRITES, Ledger, load
+from ..servers import AuthsvcProcess, free_port, new_key, server_env
 from .replication import Cluster, init_template, make_root, streaming
 
 DB_TIMEOUT = 2.0   # AUTHSVC_DB_TIMEOUT: each host's connect timeout, each call's database time
 RECOVERY = DB_TIMEOUT + 2.0   # failover: calls succeed again this soon after the promotion
 DEADLINE = 8.0     # every client call carries this gRPC deadline
 USERS = 4
-WRITES = ("signin", "refresh", "revoke")
+PACING = 0.05      # a refused user's pause before signing in again
 KEK = new_key()    # AUTHSVC_KEY_ENCRYPTION_KEY: it also keys the refresh tokens
-
-
-@dataclass
-class Outcome:
-    """What one client call got, and when (monotonic seconds)."""
-
-    kind: str
-    started: float
-    finished: float
-    code: grpc.StatusCode
-    reason: str | None = None
-    reply: Any = None
-    session_id: str | None = None
-
-
-@dataclass
-class Ledger:
-    """Every answer the load got, to hold against the promoted standby's rows."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    async def call(self, kind: str, rpc: Callable[[], Awaitable[Any]],
-                   session_id: str | None = None) -> Outcome:
-        started = time.monotonic()
-        try:
-            reply = await rpc()
-            outcome = Outcome(kind, started, time.monotonic(), grpc.StatusCode.OK, reply=reply,
-                              session_id=getattr(reply, "session_id", None) or session_id)
-        except grpc.RpcError as error:
-            failure = parse(error)
-            outcome = Outcome(kind, started, time.monotonic(), failure.code, failure.reason,
-                              session_id=session_id)
-        self.outcomes.append(outcome)
-        return outcome
-
-    def ok(self, kind: str, since: float = 0.0) -> list[Outcome]:
-        return [o for o in self.outcomes
-                if o.kind == kind and o.code == grpc.StatusCode.OK and o.started >= since]
-
-    def unavailable(self, since: float) -> list[Outcome]:
-        return [o for o in self.outcomes if o.kind in WRITES and o.started >= since
-                and o.code == grpc.StatusCode.UNAVAILABLE]
-
-
-async def lifecycle(stub: auth_pb2_grpc.AuthStub, ledger: Ledger, email: str,
-                    stop: asyncio.Event) -> None:
-    """Sign in, validate, refresh twice, revoke; start over after any failure."""
-    while not stop.is_set():
-        signed = await ledger.call("signin", lambda: stub.SignIn(
-            auth_pb2.SignInRequest(email=email, password=PASSWORD), timeout=DEADLINE))
-        if signed.code != grpc.StatusCode.OK:
-            await asyncio.sleep(0.05)  # pacing while no database answers
-            continue
-        refresh, session_id = signed.reply.refresh_token, signed.reply.session_id
-        await ledger.call("validate", lambda t=signed.reply.access_token: stub.Validate(
-            auth_pb2.ValidateRequest(access_token=t), timeout=DEADLINE))
-        for _ in range(2):
-            rotated = await ledger.call("refresh", lambda r=refresh: stub.Refresh(
-                auth_pb2.RefreshRequest(refresh_token=r), timeout=DEADLINE), session_id)
-            if rotated.code != grpc.StatusCode.OK:
-                break
-            refresh = rotated.reply.refresh_token
-        else:
-            await ledger.call("revoke", lambda r=refresh: stub.Revoke(
-                auth_pb2.RevokeRequest(token=r), timeout=DEADLINE), session_id)
-
-
-@contextlib.asynccontextmanager
-async def load(stub: auth_pb2_grpc.AuthStub, ledger: Ledger) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(lifecycle(stub, ledger, f"user{i}@example.com", stop))
-             for i in range(USERS)]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
 
 
 @pytest.fixture(scope="module")
@@ -139,19 +60,11 @@ async def cluster(template: Path) -> AsyncIterator[Cluster]:
     """A primary and its synchronous standby, streaming."""
     made = await asyncio.to_thread(Cluster, template.parent, template)
     try:
-        await poll_until_async(lambda: streaming(made.primary.url(), synchronous=True),
-                               60, "the standby to stream synchronously")
+        await eventually(lambda: streaming(made.primary.url(), synchronous=True),
+                         60, "the standby to stream synchronously", interval=0.1)
         yield made
     finally:
         await asyncio.to_thread(made.close)
-
-
-async def poll_until_async(check: Callable[[], Awaitable[bool]], timeout: float,
-                           what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -222,17 +135,17 @@ async def test_the_promoted_standby_takes_over_in_time_and_nothing_acknowledged_
     within AUTHSVC_DB_TIMEOUT + 2 s of the promotion, and every SignIn, Refresh
     and Revoke that was answered OK, before or after, is on the new primary."""
     ledger = Ledger()
-    async with load(stub, ledger):
-        await poll_until(lambda: len(ledger.ok("revoke")) >= 3, 30, "load before the failure")
+    async with load(stub, ledger, USERS, deadline=DEADLINE, pacing=PACING):
+        await eventually(lambda: len(ledger.ok("revoke")) >= 3, 30, "load before the failure")
         failed_at = time.monotonic()
         await asyncio.to_thread(getattr(cluster.primary, failure))
-        await poll_until(lambda: len(ledger.unavailable(failed_at)) >= 3, 30,
+        await eventually(lambda: len(ledger.unavailable(failed_at)) >= 3, 30,
                          "authsvc to notice the failure")
         await asyncio.to_thread(cluster.standby.promote)
         promoted = time.monotonic()
-        await poll_until(lambda: all(ledger.ok(k, promoted) for k in (*WRITES, "validate")),
+        await eventually(lambda: all(ledger.ok(k, promoted) for k in (*WRITES, "validate")),
                          30, "every kind of call to succeed after the promotion")
-        await poll_until(lambda: len(ledger.ok("revoke", promoted)) >= 3, 30,
+        await eventually(lambda: len(ledger.ok("revoke", promoted)) >= 3, 30,
                          "load after the promotion")
 
     recovered = {kind: min(o.finished for o in ledger.ok(kind, promoted)) - promoted
@@ -248,13 +161,13 @@ async def test_a_stalled_standby_holds_commits_back_until_the_deadline(cluster, 
     with those commits; the standby, thawed and promoted, has everything that
     was acknowledged."""
     ledger = Ledger()
-    async with load(stub, ledger):
-        await poll_until(lambda: len(ledger.ok("revoke")) >= 3, 30, "load before the stall")
+    async with load(stub, ledger, USERS, deadline=DEADLINE, pacing=PACING):
+        await eventually(lambda: len(ledger.ok("revoke")) >= 3, 30, "load before the stall")
         receiver = cluster.standby.walreceiver()
         receiver.suspend()
         stalled = time.monotonic()
         try:
-            await poll_until(lambda: len(ledger.unavailable(stalled)) >= 6, 30,
+            await eventually(lambda: len(ledger.unavailable(stalled)) >= 6, 30,
                              "writes to be refused while the standby is stalled")
             await asyncio.to_thread(cluster.primary.kill)
             killed = time.monotonic()
@@ -262,7 +175,7 @@ async def test_a_stalled_standby_holds_commits_back_until_the_deadline(cluster, 
             receiver.resume()
         await asyncio.to_thread(cluster.standby.promote)
         promoted = time.monotonic()
-        await poll_until(lambda: len(ledger.ok("revoke", promoted)) >= 3, 30,
+        await eventually(lambda: len(ledger.ok("revoke", promoted)) >= 3, 30,
                          "load after the promotion")
 
     while_stalled = [o for o in ledger.outcomes if o.kind in WRITES

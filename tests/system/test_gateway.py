@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -40,7 +39,7 @@ from grpc_status import rpc_status
 
 from authsvc.v1 import auth_pb2_grpc
 
-from ..helpers import PASSWORD
+from ..helpers import PASSWORD, eventually_blocking
 
 pytestmark = pytest.mark.go  # needs the Go toolchain (system comes from conftest)
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +56,7 @@ class Process:
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self.proc = subprocess.Popen(argv, env={**os.environ, **(env or {})},
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
@@ -65,30 +64,27 @@ class Process:
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
+        with self.proc.stderr:  # closed at its end, not left to the garbage collector
+            for line in self.proc.stderr:
+                with self._lock:
+                    self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, pattern: str, timeout: float = STARTUP_TIMEOUT) -> re.Match[str]:
         """The first stderr line matching ``pattern``; fails if the process exits first."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._cond:
-            while True:
-                for line in self.lines[seen:]:
-                    if match := regex.search(line):
-                        return match
-                seen = len(self.lines)
-                if self.proc.poll() is not None:
-                    pytest.fail(f"exited {self.proc.returncode}:\n" + "\n".join(self.lines))
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    pytest.fail(f"no line matching {pattern!r}:\n" + "\n".join(self.lines))
-                self._cond.wait(min(remaining, 0.5))
+        found: list[re.Match[str]] = []
+
+        def matched() -> bool:
+            with self._lock:
+                lines = list(self.lines)
+            found.extend(m for line in lines if (m := regex.search(line)))
+            if not found and self.proc.poll() is not None:
+                pytest.fail(f"exited {self.proc.returncode}:\n" + "\n".join(lines))
+            return bool(found)
+
+        eventually_blocking(matched, timeout,
+                            lambda: f"a line matching {pattern!r}:\n" + "\n".join(self.lines))
+        return found[0]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -338,18 +334,25 @@ def test_refresh_rotates_the_refresh_token(stack: Stack) -> None:
     assert reply.header("Cache-Control") == "no-store"
 
 
+def refused_in_time(address: str, access_token: str, timeout: float, what: str) -> Reply:
+    """The first answer of /v1/auth/validate for ``access_token`` that is not 200,
+    asking until ``timeout`` seconds have passed (then the test fails, naming ``what``)."""
+    replies: list[Reply] = []
+
+    def refused() -> bool:
+        replies.append(call(address, "POST", "/v1/auth/validate", {}, bearer(access_token)))
+        return replies[-1].status != 200
+
+    eventually_blocking(refused, timeout, f"{what} to be refused", interval=0.05)
+    return replies[-1]
+
+
 def test_revoked_token_gets_401_with_a_challenge(stack: Stack) -> None:
     """After Revoke, the access token gets 401 and an RFC 6750 invalid_token challenge."""
     token = stack.sign_in()
 
     revoked = call(stack.address, "POST", "/v1/auth/revoke", {"token": token["access_token"]})
-    deadline = time.monotonic() + 5
-    while True:
-        reply = call(stack.address, "POST", "/v1/auth/validate", {},
-                     bearer(token["access_token"]))
-        if reply.status != 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    reply = refused_in_time(stack.address, token["access_token"], 5, "the revoked token")
 
     assert revoked.status == 200 and revoked.json == {}
     assert reply.status == 401
@@ -367,8 +370,9 @@ def test_expired_token_gets_401_with_a_challenge(stack_factory: Any) -> None:
     short = stack_factory({"AUTHSVC_ACCESS_TOKEN_TTL": "1", "AUTHSVC_CLOCK_LEEWAY": "0"})
     token = short.sign_in()
 
-    time.sleep(2.1)
-    reply = call(short.address, "POST", "/v1/auth/validate", {}, bearer(token["access_token"]))
+    # authsvc runs as its own process here, on the real clock: the token expires a
+    # second after it was issued (exp is in whole seconds), so wait for that.
+    reply = refused_in_time(short.address, token["access_token"], 10, "the token to expire")
 
     assert reply.status == 401
     assert_status_body(reply, code_pb2.UNAUTHENTICATED)

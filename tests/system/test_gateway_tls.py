@@ -23,7 +23,6 @@ import json
 import os
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ..helpers import PASSWORD
+from ..helpers import PASSWORD, eventually_blocking
 from .test_gateway import (  # noqa: F401 (fixtures are used by name)
     Process,
     Reply,
@@ -202,14 +201,17 @@ def refused(process: Process) -> bool:
     return any("TLS certificate not reloaded" in line for line in process.lines)
 
 
-def until(probe: Any, done: Any) -> Any:
+def until(probe: Any, done: Any, what: str) -> Any:
     """Calls ``probe`` (each call a new connection, on which the gateway looks at its
     files) until ``done`` holds for the result; returns that result."""
-    deadline = time.monotonic() + PATIENCE
-    while not done(result := probe()):
-        assert time.monotonic() < deadline, f"still {result!r} after {PATIENCE} s"
-        time.sleep(0.05)
-    return result
+    last: list[Any] = []
+
+    def holds() -> bool:
+        last[:] = [probe()]
+        return bool(done(last[0]))
+
+    eventually_blocking(holds, PATIENCE, lambda: f"{what} (still {last[0]!r})", interval=0.05)
+    return last[0]
 
 
 # --- tests ---------------------------------------------------------------------------
@@ -264,9 +266,11 @@ def test_replaced_certificate_files_are_served_to_new_connections(
 
     replace(tls_gateway.cert_file, cert)
     replace(tls_gateway.key_file, other_key)  # a key that does not match
-    during = until(tls_gateway.serial, lambda _: refused(tls_gateway.process))
+    during = until(tls_gateway.serial, lambda _: refused(tls_gateway.process),
+                   "the gateway to log the pair it would not load")
     replace(tls_gateway.key_file, key)
-    after = until(tls_gateway.serial, lambda serial: serial != before)
+    after = until(tls_gateway.serial, lambda serial: serial != before,
+                  "the new certificate to be served")
     health = tls_gateway.request("GET", "/healthz")
 
     assert during == before

@@ -18,7 +18,7 @@ import pytest
 from authsvc.v1 import auth_pb2_grpc
 from authsvc.verifiers import LocalVerifier
 
-from ..helpers import PASSWORD, sign_in
+from ..helpers import PASSWORD, eventually_blocking, sign_in
 from ..servers import AuthsvcProcess, free_port, new_key, server_env, worker_pids
 
 
@@ -57,15 +57,6 @@ def _alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def test_a_killed_worker_is_logged_and_replaced(database_url):
     """SIGKILL one of two workers: the parent logs it and starts a replacement that
     serves; the service keeps running."""
@@ -74,7 +65,7 @@ def test_a_killed_worker_is_logged_and_replaced(database_url):
     try:
         server.start().wait_ready()
         assert server.process is not None
-        _wait(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
+        eventually_blocking(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
         victim = worker_pids(server.process.pid)[0]
 
         os.kill(victim, signal.SIGKILL)
@@ -98,7 +89,7 @@ def test_the_parent_has_no_child_but_its_workers(database_url):
     try:
         server.start().wait_ready()
         assert server.process is not None
-        _wait(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
+        eventually_blocking(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
         every_child = subprocess.run(["pgrep", "-P", str(server.process.pid)],
                                      capture_output=True, text=True, check=False).stdout.split()
         workers = worker_pids(server.process.pid)
@@ -139,12 +130,13 @@ def test_workers_die_with_a_killed_parent(database_url):
     try:
         server.start().wait_ready()
         assert server.process is not None
-        _wait(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
+        eventually_blocking(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
         workers = worker_pids(server.process.pid)
 
         server.process.kill()
         server.process.wait(timeout=10)
-        _wait(lambda: not any(_alive(pid) for pid in workers), 20, "the workers to exit")
+        eventually_blocking(lambda: not any(_alive(pid) for pid in workers), 20,
+                            "the workers to exit")
     finally:
         server.stop()
         for pid in workers:
@@ -162,11 +154,13 @@ def test_the_metrics_port_serves_only_metrics_with_process_figures(database_url)
         port = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", server.log)
         assert port is not None, server.log
         base = f"http://127.0.0.1:{port[1]}"
-        _wait(lambda: "authsvc_workers_resident_memory_bytes " in _get(f"{base}/metrics"),
-              30, "the workers' first gauges")
+        eventually_blocking(
+            lambda: "authsvc_workers_resident_memory_bytes " in _get(f"{base}/metrics"),
+            30, "the workers' first gauges")
         text = _get(f"{base}/metrics")
         with pytest.raises(urllib.error.HTTPError) as elsewhere:
             _get(f"{base}/")
+        elsewhere.value.close()  # an HTTPError is the response, and holds its socket
     finally:
         server.stop()
 
@@ -227,6 +221,8 @@ def test_workers_start_when_the_supervisor_is_pid_1(database_url):
         for supervisor in _children_of(process.pid):  # unshare passes no signal on
             os.kill(supervisor, signal.SIGTERM)
         process.wait(timeout=30)
+        assert process.stderr is not None
+        process.stderr.close()
 
     assert f"listening on {address} (2 workers)" in lines[-1], "".join(lines)
 

@@ -19,10 +19,8 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import grpc
@@ -35,13 +33,15 @@ from authsvc.runtime.server import running_server
 from authsvc.store.database import migrate
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD, parse
-from ..servers import AuthsvcProcess, free_port, new_key, poll_until, server_env
+from ..helpers import PASSWORD, eventually
+from ..load import Ledger, Outcome, load
+from ..servers import AuthsvcProcess, free_port, new_key, server_env
 
 STALENESS = 1.0    # AUTHSVC_REVOCATION_MAX_STALENESS for these tests
 DEADLINE = 8.0     # every client call carries this deadline
 RECOVERY = 2.0     # everything succeeds again this soon after the database is back
 USERS = 4
+PACING = 0.02      # a refused user's pause before signing in again
 
 
 class DedicatedPostgres:
@@ -127,72 +127,6 @@ async def stub(outage_url: str) -> AsyncIterator[auth_pb2_grpc.AuthStub]:
         yield auth_pb2_grpc.AuthStub(channel)
 
 
-@dataclass
-class Outcome:
-    """What one client call got, and when."""
-
-    kind: str
-    started: float
-    finished: float
-    code: grpc.StatusCode
-    reason: str | None = None
-    reply: Any = None
-    session_id: str | None = None  # the session the call was about
-
-
-@dataclass
-class Ledger:
-    """Every call the load made, to compare with the rows afterwards."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    async def call(self, kind: str, rpc: Callable[[], Awaitable[Any]],
-                   session_id: str | None = None) -> Outcome:
-        started = time.monotonic()
-        try:
-            reply = await rpc()
-            outcome = Outcome(kind, started, time.monotonic(), grpc.StatusCode.OK, reply=reply,
-                              session_id=getattr(reply, "session_id", None) or session_id)
-        except grpc.RpcError as error:
-            failure = parse(error)
-            outcome = Outcome(kind, started, time.monotonic(), failure.code, failure.reason,
-                              session_id=session_id)
-        self.outcomes.append(outcome)
-        return outcome
-
-    def ok(self, kind: str) -> list[Outcome]:
-        return [o for o in self.outcomes if o.kind == kind and o.code == grpc.StatusCode.OK]
-
-    def failed(self, kind: str) -> list[Outcome]:
-        return [o for o in self.outcomes if o.kind == kind and o.code != grpc.StatusCode.OK]
-
-
-async def session_lifecycle(stub: auth_pb2_grpc.AuthStub, ledger: Ledger, email: str,
-                            stop: asyncio.Event) -> None:
-    """Sign in, validate, refresh twice, revoke; start over after any failure."""
-    for _ in range(2_000):  # bounded; stop ends it long before
-        if stop.is_set():
-            return
-        signed = await ledger.call("signin", lambda: stub.SignIn(
-            auth_pb2.SignInRequest(email=email, password=PASSWORD), timeout=DEADLINE))
-        if signed.code != grpc.StatusCode.OK:
-            await asyncio.sleep(0.02)  # pacing while the database is away
-            continue
-        token, refresh = signed.reply.access_token, signed.reply.refresh_token
-        session_id = signed.reply.session_id
-        await ledger.call("validate", lambda t=token: stub.Validate(
-            auth_pb2.ValidateRequest(access_token=t), timeout=DEADLINE))
-        for _ in range(2):
-            rotated = await ledger.call("refresh", lambda r=refresh: stub.Refresh(
-                auth_pb2.RefreshRequest(refresh_token=r), timeout=DEADLINE))
-            if rotated.code != grpc.StatusCode.OK:
-                break
-            refresh = rotated.reply.refresh_token
-        else:
-            await ledger.call("revoke", lambda r=refresh: stub.Revoke(
-                auth_pb2.RevokeRequest(token=r), timeout=DEADLINE), session_id)
-
-
 async def accepts_connections(url: str) -> bool:
     try:
         conn = await asyncpg.connect(url, timeout=2)
@@ -213,11 +147,8 @@ async def test_database_outage_under_load(stub, postgres, outage_url):
     ended = await stub.SignIn(auth_pb2.SignInRequest(email="user0@example.com",
                                                      password=PASSWORD))
     await stub.Revoke(auth_pb2.RevokeRequest(token=ended.refresh_token))
-    stop = asyncio.Event()
-    load = [asyncio.create_task(session_lifecycle(stub, ledger, f"user{i}@example.com", stop))
-            for i in range(USERS)]
-    try:
-        await poll_until(lambda: len(ledger.ok("revoke")) >= 5, 20, "load before the outage")
+    async with load(stub, ledger, USERS, deadline=DEADLINE, pacing=PACING):
+        await eventually(lambda: len(ledger.ok("revoke")) >= 5, 20, "load before the outage")
 
         # The database goes away (fast shutdown: it refuses new connections and
         # terminates every session at once, then writes a checkpoint and exits).
@@ -243,7 +174,7 @@ async def test_database_outage_under_load(stub, postgres, outage_url):
                     refresh_token=kept.refresh_token), timeout=DEADLINE))
                 await probes.call("revoke", lambda: stub.Revoke(auth_pb2.RevokeRequest(
                     token=kept.refresh_token), timeout=DEADLINE))
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the probes' pace through the outage, not a wait
         await stopping
         down_until = time.monotonic()
         failed_while_down = [o for o in ledger.outcomes if went_down <= o.started <= down_until
@@ -253,7 +184,8 @@ async def test_database_outage_under_load(stub, postgres, outage_url):
         await asyncio.to_thread(postgres.start)
         back = time.monotonic()
         recovered: dict[str, float] = {}
-        while len(recovered) < 4 and time.monotonic() - back < 10:
+
+        async def all_recovered() -> bool:
             for kind, rpc in {
                 "signin": lambda: stub.SignIn(auth_pb2.SignInRequest(
                     email="user0@example.com", password=PASSWORD), timeout=DEADLINE),
@@ -268,13 +200,13 @@ async def test_database_outage_under_load(stub, postgres, outage_url):
                     outcome = await probes.call(kind + "-after", rpc)
                     if outcome.code == grpc.StatusCode.OK:
                         recovered[kind] = outcome.finished - back
-            await asyncio.sleep(0.02)
+            return len(recovered) == 4
+
+        await eventually(all_recovered, 10, lambda: "every kind of call to succeed after"
+                         f" the database came back (so far {recovered})")
         after_ok = len(ledger.ok("revoke"))
-        await poll_until(lambda: len(ledger.ok("revoke")) >= after_ok + 5, 20,
+        await eventually(lambda: len(ledger.ok("revoke")) >= after_ok + 5, 20,
                          "load after the outage")
-    finally:
-        stop.set()
-        await asyncio.gather(*load)
 
     # While down: UNAVAILABLE for everything that needs the database, in time.
     for kind in ("signin", "refresh", "revoke"):
@@ -396,8 +328,8 @@ async def test_sigkill_mid_sign_in_leaves_no_partial_rows(database_url):
                         refused_before_the_kill.append(exc.code())
 
             clients = [asyncio.create_task(sign_in_repeatedly()) for _ in range(16)]
-            await poll_until(lambda: answered >= 30, 60,
-                             f"sign-ins before the kill (refused: {refused_before_the_kill})")
+            await eventually(lambda: answered >= 30, 60, lambda: "30 sign-ins before the kill"
+                             f" ({answered} answered, refused: {refused_before_the_kill})")
             killed = True
             server.signal(signal.SIGKILL)
             await asyncio.gather(*clients)

@@ -10,10 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from ..conftest import ROOT
+from ..helpers import eventually_blocking
 from ..servers import AuthsvcProcess, free_port, server_env
 
 AUTHSVC = Path(sys.executable).parent / "authsvc"  # the console script scripts/serve runs
@@ -37,11 +37,13 @@ def _suggested_second_instance() -> tuple[dict[str, str], list[str]]:
 
 def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes],
               timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in path.read_text():
+    def appeared() -> bool:
+        if text in path.read_text():
+            return True
         assert process.poll() is None, f"exited {process.returncode}:\n{path.read_text()}"
-        assert time.monotonic() < deadline, f"{text!r} never appeared:\n{path.read_text()}"
-        time.sleep(0.05)
+        return False
+
+    eventually_blocking(appeared, timeout, lambda: f"{text!r} in\n{path.read_text()}")
 
 
 def test_a_taken_metrics_port_is_refused_before_anything_starts(tmp_path: Path):

@@ -19,12 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD, fails
+from ..helpers import PASSWORD, eventually, fails
 from ..servers import (
     AuthsvcProcess,
     free_port,
     new_key,
-    poll_until,
     postmaster_pid,
     server_env,
 )
@@ -86,7 +85,7 @@ async def test_sigterm_lets_in_flight_sign_ins_finish_then_exits_0(data_dir, wor
             signalled = time.monotonic()
             still_running = sum(not c.done() for c in calls)
             # Every worker is draining (the call below may reach any of them).
-            await poll_until(lambda: server.log.count('"msg":"shutting down"') >= workers,
+            await eventually(lambda: server.log.count('"msg":"shutting down"') >= workers,
                              5, "every worker to start draining")
             late = await fails(stub.Validate(auth_pb2.ValidateRequest(access_token="x"),
                                              timeout=5))

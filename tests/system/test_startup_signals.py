@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
+from ..helpers import eventually_blocking
 from ..servers import AuthsvcProcess, free_port, postmaster_pid, server_env, worker_pids
 
-
-def _until(predicate, what: str, timeout: float = 60.0, every: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
+STARTING = 60.0  # how long each moment of a start may take to come
 
 
 # -X importtime's line for authsvc.runtime: the first import after the entry point's
@@ -32,14 +27,17 @@ RUNTIME_IMPORTED = re.compile(r"^import time:.*\|\s+authsvc\.runtime$", re.MULTI
 
 MOMENTS = {
     # authsvc's modules are importing (the entry point has run, cli.main not yet)
-    "importing": lambda server, data: _until(lambda: RUNTIME_IMPORTED.search(server.log),
-                                             "authsvc.runtime to be imported", every=0.001),
+    "importing": lambda server, data: eventually_blocking(
+        lambda: RUNTIME_IMPORTED.search(server.log) is not None, STARTING,
+        "authsvc.runtime to be imported", interval=0.001),
     # the embedded PostgreSQL has just started
-    "database-up": lambda server, data: _until(lambda: postmaster_pid(data).exists(),
-                                               "the embedded PostgreSQL"),
+    "database-up": lambda server, data: eventually_blocking(
+        lambda: postmaster_pid(data).exists(), STARTING, "the embedded PostgreSQL",
+        interval=0.01),
     # the workers exist but are not ready yet
-    "workers-spawning": lambda server, data: _until(
-        lambda: len(worker_pids(server.process.pid)) >= 1, "a worker process"),
+    "workers-spawning": lambda server, data: eventually_blocking(
+        lambda: len(worker_pids(server.process.pid)) >= 1, STARTING, "a worker process",
+        interval=0.01),
     # serving
     "serving": lambda server, data: server.wait_ready(),
 }
@@ -67,8 +65,8 @@ def test_a_signal_during_start_up_exits_quietly_and_stops_the_database(
     assert code in (0, 130, -signum), server.log
     assert "Traceback" not in server.log
     assert "Fatal Python error" not in server.log
-    _until(lambda: not postmaster_pid(tmp_path).exists(), "the embedded PostgreSQL to stop",
-           timeout=30)
+    eventually_blocking(lambda: not postmaster_pid(tmp_path).exists(), 30,
+                        "the embedded PostgreSQL to stop")
 
 
 def test_a_server_left_by_a_killed_run_is_adopted_and_then_stopped(tmp_path: Path):
@@ -94,5 +92,5 @@ def test_a_server_left_by_a_killed_run_is_adopted_and_then_stopped(tmp_path: Pat
 
     assert left_running
     assert code == 0, second.log
-    _until(lambda: not postmaster_pid(tmp_path).exists(), "the adopted PostgreSQL to stop",
-           timeout=30)
+    eventually_blocking(lambda: not postmaster_pid(tmp_path).exists(), 30,
+                        "the adopted PostgreSQL to stop")

@@ -18,16 +18,10 @@ import grpc
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
+from ..helpers import eventually_blocking
 from ..servers import AuthsvcProcess, free_port, new_key, server_env, worker_pids
 
 KILLS_WHILE_STARTING = 5  # as many failed starts in a row as used to stop the server
-
-
-def _until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.01)
 
 
 def _restarts(metrics_port: int) -> dict[str, float]:
@@ -52,7 +46,7 @@ def test_a_worker_killed_whenever_it_starts_never_takes_the_healthy_one_down(dat
         server.start().wait_ready()
         assert server.process is not None
         parent = server.process.pid
-        _until(lambda: len(worker_pids(parent)) == 2, 30, "two workers")
+        eventually_blocking(lambda: len(worker_pids(parent)) == 2, 30, "two workers")
         healthy, victim = worker_pids(parent)
         before = _restarts(metrics_port)
         os.kill(victim, signal.SIGKILL)
@@ -102,7 +96,7 @@ def test_a_replacement_that_cannot_start_for_a_configuration_error_stops_the_ser
     try:
         server.start().wait_ready()
         assert server.process is not None
-        _until(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
+        eventually_blocking(lambda: len(worker_pids(server.process.pid)) == 2, 30, "two workers")
         asyncio.run(_drop(pg_admin_url, urlsplit(database_url).path.lstrip("/")))
         os.kill(worker_pids(server.process.pid)[0], signal.SIGKILL)
         code = server.wait(120)

@@ -16,7 +16,6 @@ import base64
 import json
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -30,7 +29,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from ..helpers import PASSWORD
+from ..helpers import PASSWORD, eventually_blocking
 from ..servers import free_port
 from .test_gateway import (
     VENV_BIN,
@@ -95,17 +94,16 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     def __init__(self) -> None:
         self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
 
     def Export(self, request: trace_service_pb2.ExportTraceServiceRequest,
                context: grpc.ServicerContext) -> trace_service_pb2.ExportTraceServiceResponse:
-        with self._cond:
+        with self._lock:
             self.requests.append(request)
-            self._cond.notify_all()
         return trace_service_pb2.ExportTraceServiceResponse()
 
     def spans(self) -> list[Exported]:
-        with self._cond:
+        with self._lock:
             requests = list(self.requests)
         found = []
         for request in requests:
@@ -119,17 +117,15 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     def wait_for(self, what: str, predicate: Any) -> list[Exported]:
         """Every span so far, once ``predicate(spans)`` holds (fails after a long bound)."""
-        deadline = time.monotonic() + EXPORT_TIMEOUT
-        while True:
-            spans = self.spans()
-            if predicate(spans):
-                return spans
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"no {what} among the exported spans: "
-                            f"{sorted((s.service, s.name) for s in spans)}")
-            with self._cond:
-                self._cond.wait(min(remaining, 0.5))
+        spans: list[Exported] = []
+
+        def found() -> bool:
+            spans[:] = self.spans()
+            return bool(predicate(spans))
+
+        eventually_blocking(found, EXPORT_TIMEOUT, lambda: f"{what} among the exported spans"
+                            f" (so far {sorted((s.service, s.name) for s in spans)})")
+        return spans
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 )
 
 // certificatePEM is a self-signed certificate for localhost with serial,
@@ -73,19 +75,6 @@ func (p pairFiles) write(t *testing.T, certPEM, keyPEM []byte) {
 	}
 }
 
-// manualClock is a clock the test moves by hand.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *manualClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // logBuffer collects log lines safely across goroutines.
 type logBuffer struct {
 	mu  sync.Mutex
@@ -113,20 +102,20 @@ func serialOf(t *testing.T, files *certificateFiles) int64 {
 func TestTheCertificateIsReloadedWhenItsFilesChangeAtMostOncePerSecond(t *testing.T) {
 	pair := newPairFiles(t)
 	pair.writeSerial(t, 1)
-	clock := &manualClock{t: time.Unix(1000, 0)}
+	clock := testclock.At(time.Unix(1000, 0))
 	logs := &logBuffer{}
-	files, err := loadCertificateFiles(pair.cert, pair.key, clock.now, slog.New(slog.NewTextHandler(logs, nil)))
+	files, err := loadCertificateFiles(pair.cert, pair.key, clock.Now, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := serialOf(t, files)
 
 	pair.writeSerial(t, 2)
-	clock.advance(reloadCheckInterval - time.Millisecond)
+	clock.Advance(reloadCheckInterval - time.Millisecond)
 	withinTheInterval := serialOf(t, files)
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	afterIt := serialOf(t, files)
-	clock.advance(reloadCheckInterval)
+	clock.Advance(reloadCheckInterval)
 	unchanged := serialOf(t, files)
 
 	if first != 1 || withinTheInterval != 1 || afterIt != 2 || unchanged != 2 {
@@ -140,8 +129,8 @@ func TestTheCertificateIsReloadedWhenItsFilesChangeAtMostOncePerSecond(t *testin
 func TestAFileReplacedByRenameIsSeenEvenWithTheSameSizeAndTime(t *testing.T) {
 	pair := newPairFiles(t)
 	pair.writeSerial(t, 1)
-	clock := &manualClock{t: time.Unix(1000, 0)}
-	files, err := loadCertificateFiles(pair.cert, pair.key, clock.now, slog.New(slog.DiscardHandler))
+	clock := testclock.At(time.Unix(1000, 0))
+	files, err := loadCertificateFiles(pair.cert, pair.key, clock.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +160,7 @@ func TestAFileReplacedByRenameIsSeenEvenWithTheSameSizeAndTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	clock.advance(reloadCheckInterval)
+	clock.Advance(reloadCheckInterval)
 
 	if after := serialOf(t, files); before != 1 || after != 2 {
 		t.Errorf("serial %d, after the rename %d", before, after)
@@ -181,9 +170,9 @@ func TestAFileReplacedByRenameIsSeenEvenWithTheSameSizeAndTime(t *testing.T) {
 func TestABadNewPairKeepsTheOldCertificateAndIsLoggedOnce(t *testing.T) {
 	pair := newPairFiles(t)
 	pair.writeSerial(t, 1)
-	clock := &manualClock{t: time.Unix(1000, 0)}
+	clock := testclock.At(time.Unix(1000, 0))
 	logs := &logBuffer{}
-	files, err := loadCertificateFiles(pair.cert, pair.key, clock.now, slog.New(slog.NewTextHandler(logs, nil)))
+	files, err := loadCertificateFiles(pair.cert, pair.key, clock.Now, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +184,7 @@ func TestABadNewPairKeepsTheOldCertificateAndIsLoggedOnce(t *testing.T) {
 	}
 	var halfway []int64
 	for range 3 {
-		clock.advance(reloadCheckInterval)
+		clock.Advance(reloadCheckInterval)
 		halfway = append(halfway, serialOf(t, files))
 	}
 	failures := logs.count("TLS certificate not reloaded")
@@ -203,18 +192,18 @@ func TestABadNewPairKeepsTheOldCertificateAndIsLoggedOnce(t *testing.T) {
 	if err := os.WriteFile(pair.key, newKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(reloadCheckInterval)
+	clock.Advance(reloadCheckInterval)
 	whole := serialOf(t, files)
 	// A key file that is not PEM at all, and a missing one, keep serial 2.
 	if err := os.WriteFile(pair.key, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(reloadCheckInterval)
+	clock.Advance(reloadCheckInterval)
 	garbage := serialOf(t, files)
 	if err := os.Remove(pair.key); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(reloadCheckInterval)
+	clock.Advance(reloadCheckInterval)
 	missing := serialOf(t, files)
 
 	if len(halfway) != 3 || halfway[0] != 1 || halfway[1] != 1 || halfway[2] != 1 || whole != 2 || garbage != 2 || missing != 2 {

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/authsvc/authsvc/gateway/internal/edge"
 	"github.com/authsvc/authsvc/gateway/verify/authsvctest"
 	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 )
 
 const patience = 30 * time.Second
@@ -42,23 +42,10 @@ type gateway struct {
 
 // startGateway starts authsvc and a gateway in front of it; with watch, the
 // gateway verifies tokens itself (once current), without, it forwards all.
-// stepClock is a monotonic clock the test moves by hand.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *stepClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *stepClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestValidateIsForwardedWhileTheVerifierIsStaleAndAnsweredLocallyOnceCurrent(t *testing.T) {
 	server := authsvctest.Start(t, nil)
-	clock := &stepClock{t: time.Unix(1000, 0)}
-	g := frontGatewayWith(t, true, server, "authsvc", listen(t), func(s *Settings) { s.monotonic = clock.now })
+	clock := testclock.At(time.Unix(1000, 0))
+	g := frontGatewayWith(t, true, server, "authsvc", listen(t), func(s *Settings) { s.monotonic = clock.Now })
 	user := server.SignIn(t)
 	auth := g.settings.built
 
@@ -69,7 +56,7 @@ func TestValidateIsForwardedWhileTheVerifierIsStaleAndAnsweredLocallyOnceCurrent
 		if attempt == 20 { // each try loses only to a heartbeat landing in between
 			t.Fatal("never forwarded while the feed was stale")
 		}
-		clock.advance(g.settings.MaxStaleness + time.Millisecond) // no word from the feed for too long
+		clock.Advance(g.settings.MaxStaleness + time.Millisecond) // no word from the feed for too long
 		stale = g.validate(t, user.GetAccessToken())
 	}
 	for deadline := time.Now().Add(patience); !auth.v.Current(); time.Sleep(10 * time.Millisecond) {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,20 +13,8 @@ import (
 
 	"github.com/authsvc/authsvc/gateway/internal/edge"
 	authsvcv1 "github.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1"
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 )
-
-// handClock is a clock the test moves by hand.
-type handClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *handClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *handClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func (e *fakeEdge) discover(t *testing.T) (int, http.Header, map[string]any) {
 	t.Helper()
@@ -54,8 +41,8 @@ func algorithmsOf(doc map[string]any) []string {
 
 func TestDiscoveryNamesTheAlgorithmsOfTheKeySetAndFollowsIt(t *testing.T) {
 	e := startFakeEdge(t, edge.BrowserConfig{})
-	clock := &handClock{t: time.Unix(1000, 0)}
-	e.settings.discovery.now = clock.now
+	clock := testclock.At(time.Unix(1000, 0))
+	e.settings.discovery.now = clock.Now
 	e.fake.set([]*authsvcv1.Jwk{
 		{Kty: "OKP", Crv: "Ed25519", Kid: "a", Alg: "EdDSA"},
 		{Kty: "EC", Crv: "P-256", Kid: "b", Use: "sig", Alg: "ES256"},
@@ -65,9 +52,9 @@ func TestDiscoveryNamesTheAlgorithmsOfTheKeySetAndFollowsIt(t *testing.T) {
 
 	code, header, doc := e.discover(t)
 	e.fake.set([]*authsvcv1.Jwk{{Kty: "RSA", Kid: "e", Use: "sig", Alg: "RS256"}}, nil) // rotated to RS256
-	clock.advance(time.Minute - time.Millisecond)
+	clock.Advance(time.Minute - time.Millisecond)
 	_, _, cached := e.discover(t)
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	_, _, rotated := e.discover(t)
 
 	if code != 200 || header.Get("Cache-Control") != "public, max-age=60" || header.Get("Content-Type") != "application/json" {

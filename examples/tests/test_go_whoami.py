@@ -1,5 +1,5 @@
 """The Go example service (examples/go-whoami), guarded by gateway/verify with a
-TokenSource as its own account, against a real authsvc; and the README's Go
+TokenSource as its own account, against a real authsvc; and the Go service guide's
 section, which shows the example's code."""
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ def readme_region() -> str:
     return "".join(line.removeprefix("\t") for line in region.splitlines(keepends=True))
 
 
-def test_the_readme_go_section_shows_the_example_verbatim() -> None:
-    """The first go block of "Protect a Go service" is the example's marked region."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Protect a Go service\n", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```go\n(.*?)```", section, re.S)
+def test_the_go_service_guide_shows_the_example_verbatim() -> None:
+    """The first go block of the guide "Protect a Go service" is the example's marked
+    region."""
+    guide = (ROOT / "docs" / "guides" / "go-service.md").read_text()
+    block = re.search(r"```go\n(.*?)```", guide, re.S)
 
     assert block is not None
     assert block.group(1) == readme_region()

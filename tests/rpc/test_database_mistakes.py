@@ -1,5 +1,5 @@
 """Database mistakes at start-up: one line naming the variable, where it points
-(never the password) and what to do, with the README's exit codes."""
+(never the password) and what to do, with the exit codes of docs/reference/cli.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Second factors over HTTP, through the real gateway in front of real authsvc: the
-README's curl flow (enrol an authenticator app, MFA_REQUIRED with the mfa_token in the
-JSON body's ErrorInfo, CompleteSignIn), and the RFC 9470 challenge reaching the
-WWW-Authenticate header."""
+curl flow of docs/guides/second-factors.md (enrol an authenticator app, MFA_REQUIRED
+with the mfa_token in the JSON body's ErrorInfo, CompleteSignIn), and the RFC 9470
+challenge reaching the WWW-Authenticate header."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The configuration reference (docs/configuration.md) is made from the settings'
-declarations, and the README's settings match it."""
+declarations, and the settings of a first deployment (docs/operations/settings.md)
+match it."""
 
 from __future__ import annotations
 
@@ -37,18 +38,17 @@ def test_the_page_has_a_row_for_every_variable_under_its_area():
         assert f"| `{item.variable}` |" in sections[item.spec.area.title]
 
 
-def test_the_readme_shows_settings_exactly_as_the_page_does():
-    """Each row of a setting in the README is that setting's row of the page, and
-    the README's configuration section points to the page."""
-    readme = (ROOT / "README.md").read_text()
+def test_the_first_deployment_page_shows_settings_exactly_as_the_reference_does():
+    """Each row of a setting on docs/operations/settings.md is that setting's row of
+    the reference, and the page points to the reference."""
+    readme = (ROOT / "docs" / "operations" / "settings.md").read_text()
     page_rows = {row.split("`")[1]: row for item in declared(Settings)
                  for row in rows_of(item)}
     readme_rows = [match.group(0) for match in ROW.finditer(readme)]
-    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
 
-    assert readme_rows, "the README lists the settings a first deployment sets"
+    assert readme_rows, "the page lists the settings a first deployment sets"
     assert [row for row in readme_rows if page_rows.get(row.split("`")[1]) != row] == []
-    assert "(docs/configuration.md)" in section
+    assert "(../configuration.md)" in readme
 
 
 def test_the_command_prints_the_page():

@@ -1,6 +1,7 @@
 """ErrorInfo reasons are declared once, as ``authsvc.v1.ErrorReason``: every reason an
 error class sends is one of its values, and every value is sent by someone (an
-error class here, or the Go gateway)."""
+error class here, or the Go gateway). The table of docs/reference/errors.md is
+checked against them in test_docs_pages.py."""
 
 from __future__ import annotations
 
@@ -72,12 +73,3 @@ def test_the_wire_strings_are_the_ones_clients_switch_on() -> None:
     assert authsvc.errors.InvalidCredentials.reason == "INVALID_CREDENTIALS"
     assert authsvc.errors.PermissionDenied.reason == "INSUFFICIENT_SCOPE"
 
-
-def test_the_readme_table_names_every_reason_and_only_those() -> None:
-    """README's table of refusals lists each declared reason (CLIENT_ERROR aside) and no other."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("| situation | code | reason |", 1)[1].split("\n\n", 1)[0]
-    named = {m for row in table.splitlines()[2:]
-             for m in re.findall(r"\b[A-Z][A-Z_]{3,}\b", row.rsplit("|", 2)[-2])}
-
-    assert named == _declared() - {"CLIENT_ERROR"}

@@ -193,7 +193,8 @@ def test_three_tabs_share_one_session_through_expiries_and_sign_out(
         {"name": "__Host-authsvc_refresh", "httpOnly": True, "secure": True, "sameSite": "Strict",
          "path": "/"},
         # the presence cookie: no secret, readable by the page
-        {"name": "authsvc_session", "httpOnly": False, "secure": True, "sameSite": "Lax", "path": "/"}]
+        {"name": "authsvc_session", "httpOnly": False, "secure": True, "sameSite": "Lax",
+         "path": "/"}]
     # 2. Three tabs, twenty expiries each met by all three at once: every call succeeds,
     # nobody is signed out, one refresh per expiry and no reuse in the audit trail.
     assert seen["tabUsers"] == [user_id] * 3
@@ -228,9 +229,11 @@ def test_three_tabs_share_one_session_through_expiries_and_sign_out(
     assert seen["documentCookieHasRefresh"] is False
     # Web storage holds device tokens and whether the page sees the presence cookie:
     # neither is a credential.
-    assert {**seen["storage"], "keys": sorted(seen["storage"]["keys"])} == {"keys": [f"authsvc:{browser_stack.gateway}:device:email:{email}",
-                                        f"authsvc:{browser_stack.gateway}:presence-cookie"],
-                               "holdsRefreshToken": False, "holdsJwt": False}
+    namespace = f"authsvc:{browser_stack.gateway}"
+    storage = {**seen["storage"], "keys": sorted(seen["storage"]["keys"])}
+    assert storage == {"keys": [f"{namespace}:device:email:{email}",
+                                f"{namespace}:presence-cookie"],
+                       "holdsRefreshToken": False, "holdsJwt": False}
     assert seen["strangerOrigin"] == browser_stack.other_origin
     assert seen["stranger"] == {"jwks": "TypeError: Failed to fetch",
                                 "signIn": "TypeError: Failed to fetch",

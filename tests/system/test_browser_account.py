@@ -35,8 +35,9 @@ pytestmark = [pytest.mark.go, pytest.mark.browser]
 def _drive(node: str, chromium: str, stack: BrowserStack, email: str) -> dict[str, Any]:
     config = {"chromium": chromium, "demoUrl": stack.demo_origin, "otherUrl": stack.other_origin,
               "gateway": stack.gateway, "email": email, "password": PASSWORD}
-    result = subprocess.run([node, str(CLIENT / "browser-test" / "account.mjs"), json.dumps(config)],
-                            cwd=CLIENT, capture_output=True, text=True, timeout=DRIVE_TIMEOUT)
+    driver = CLIENT / "browser-test" / "account.mjs"
+    result = subprocess.run([node, str(driver), json.dumps(config)], cwd=CLIENT,
+                            capture_output=True, text=True, timeout=DRIVE_TIMEOUT)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -59,7 +60,8 @@ def test_account_methods_presence_cookie_api_origins_and_refused_origins(
     assert seen["cookies"] == [
         {"name": "__Host-authsvc_refresh", "httpOnly": True, "secure": True, "sameSite": "Strict",
          "path": "/"},
-        {"name": "authsvc_session", "httpOnly": False, "secure": True, "sameSite": "Lax", "path": "/"}]
+        {"name": "authsvc_session", "httpOnly": False, "secure": True, "sameSite": "Lax",
+         "path": "/"}]
     assert seen["restoredLoad"] == {"calls": ["POST /v1/auth/refresh"], "initial": user_id}
     # 2. fetch() refuses another origin before sending anything.
     assert seen["fetchElsewhere"] == "API_ORIGIN_NOT_LISTED"
@@ -68,7 +70,8 @@ def test_account_methods_presence_cookie_api_origins_and_refused_origins(
     assert seen["enrolledUri"] is True
     assert seen["recoveryCodes"] == 10
     assert seen["factorsAfterConfirm"] == {"totp": True, "recoveryCodesLeft": 10, "passkeys": 0}
-    assert seen["removeWithoutStepUp"] == {"reason": "INSUFFICIENT_USER_AUTHENTICATION", "status": 401}
+    assert seen["removeWithoutStepUp"] == {"reason": "INSUFFICIENT_USER_AUTHENTICATION",
+                                           "status": 401}
     assert seen["stepUp"] == {"reason": "MFA_REQUIRED", "factors": "totp recovery_code",
                               "userId": user_id}
     assert seen["regenerated"] == {"ok": 10}

@@ -93,6 +93,7 @@ class BrowserStack:
     demo_origin: str  # listed in --cors-origins
     other_origin: str  # not listed
     env: dict[str, str]
+    gateway_process: Process | None = None  # its log lines, where a test reads them
 
     def add_user(self) -> tuple[str, str]:
         """A user with a fresh email, through the CLI; returns the email and the user id."""
@@ -149,7 +150,7 @@ def browser_stack(pg_admin_url: str, template_name: str,
         gateway = Process([str(gateway_binary), "--listen", "127.0.0.1:0", "--upstream", upstream,
                            "--cors-origins", demo_origin, "--refresh-cookie"])
         address = gateway.wait_for(r"listening on http://(127\.0\.0\.1:\d+)").group(1)
-        yield BrowserStack(url, f"http://{address}", demo_origin, other_origin, settings)
+        yield BrowserStack(url, f"http://{address}", demo_origin, other_origin, settings, gateway)
     finally:
         for process in (gateway, authsvc):
             if process is not None:
@@ -188,8 +189,12 @@ def test_three_tabs_share_one_session_through_expiries_and_sign_out(
     assert seen["pageErrors"] == []
     assert seen["shownUserId"] == user_id
     assert seen["shownState"] == "signed in"
-    assert seen["cookies"] == [{"name": "__Host-authsvc_refresh", "httpOnly": True, "secure": True,
-                                "sameSite": "Strict", "path": "/"}]
+    assert sorted(seen["cookies"], key=lambda c: c["name"]) == [
+        {"name": "__Host-authsvc_refresh", "httpOnly": True, "secure": True, "sameSite": "Strict",
+         "path": "/"},
+        # the presence cookie: no secret, readable by the page
+        {"name": "authsvc_session", "httpOnly": False, "secure": True, "sameSite": "Lax",
+         "path": "/"}]
     # 2. Three tabs, twenty expiries each met by all three at once: every call succeeds,
     # nobody is signed out, one refresh per expiry and no reuse in the audit trail.
     assert seen["tabUsers"] == [user_id] * 3
@@ -222,8 +227,13 @@ def test_three_tabs_share_one_session_through_expiries_and_sign_out(
     assert reply.reason() == "TOKEN_REVOKED"
     # 4. Scripts cannot read the refresh token; an unlisted origin gets no CORS access.
     assert seen["documentCookieHasRefresh"] is False
-    assert seen["storage"] == {"keys": [f"authsvc:{browser_stack.gateway}:device:email:{email}"],
-                               "holdsRefreshToken": False, "holdsJwt": False}
+    # Web storage holds device tokens and whether the page sees the presence cookie:
+    # neither is a credential.
+    namespace = f"authsvc:{browser_stack.gateway}"
+    storage = {**seen["storage"], "keys": sorted(seen["storage"]["keys"])}
+    assert storage == {"keys": [f"{namespace}:device:email:{email}",
+                                f"{namespace}:presence-cookie"],
+                       "holdsRefreshToken": False, "holdsJwt": False}
     assert seen["strangerOrigin"] == browser_stack.other_origin
     assert seen["stranger"] == {"jwks": "TypeError: Failed to fetch",
                                 "signIn": "TypeError: Failed to fetch",

@@ -7,6 +7,7 @@ const gateway = params.get("gateway") ?? "http://127.0.0.1:8080";
 const client = createAuthClient({ baseUrl: gateway, mode: params.get("mode") ?? "cookie" });
 const $ = (id) => document.getElementById(id);
 const events = []; // [event, time in ms since the epoch]
+let initial; // what INITIAL_SESSION said: a user id or null
 
 function render() {
   const s = client.session();
@@ -24,6 +25,7 @@ function log(line) {
 
 client.onAuthStateChange((event, session) => {
   events.push([event, Date.now()]);
+  if (event === "INITIAL_SESSION") initial = session?.userId ?? null;
   log(`${event}${session ? ` user ${session.userId}` : ""}`);
   render();
 });
@@ -77,6 +79,6 @@ $("passkey-sign-in").addEventListener("click", async () => {
 
 render();
 // A page that opens while another tab is signed in takes its token; a lone
-// page with a refresh cookie refreshes once.
-const ready = client.getAccessToken().catch(() => null).finally(render);
-window.demo = { client, events, callProtected, ready, gateway };
+// page with a refresh cookie refreshes once; one without asks nothing.
+const ready = client.initialSession().finally(render);
+window.demo = { client, events, callProtected, ready, gateway, get initial() { return initial; } };

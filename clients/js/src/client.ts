@@ -1,13 +1,22 @@
 /**
  * createAuthClient: sign-in, sign-up and passwords against authsvc's HTTP
- * gateway, an access token that is refreshed before it expires, and a
- * fetch() that carries it. One refresh per expiry across every tab of an
- * origin (see coordination.ts); authsvc's grace interval, which answers a
- * spent refresh token presented again within seconds with the identical
- * successor, is the second safety net.
+ * gateway, second factors and passkeys, an access token that is refreshed
+ * before it expires, and a fetch() that carries it to the API origins it is
+ * meant for. One refresh per expiry across every tab of an origin (see
+ * coordination.ts); authsvc's grace interval, which answers a spent refresh
+ * token presented again within seconds with the identical successor, is the
+ * second safety net.
+ *
+ * On creation the client restores the session (a refresh) and tells each
+ * listener once, with INITIAL_SESSION, what it found. In cookie mode it skips
+ * that refresh when the gateway's presence cookie (browser.ts) says there is
+ * no refresh cookie to spend, so a signed-out page load makes no request.
  */
+import {
+  apiOriginList, diagnose, originOf, PRESENCE_COOKIE, presenceMemory, presenceOf, type PresenceMemory,
+} from "./browser.js";
 import { AuthError, errorFrom, reasonOf } from "./errors.js";
-import type { AnswerOf, PostPath, RequestOf, TokenAnswer } from "./wire.js";
+import type { AnswerOf, GetAnswerOf, GetPath, PostPath, RequestOf, TokenAnswer } from "./wire.js";
 import {
   broadcastChannel, indexedDbStore, localLocks, memoryStore, webLocks,
   type Channel, type Generation, type GenerationStore, type Locks, type Message,
@@ -23,7 +32,11 @@ export interface SessionInfo {
   expiresAt: number;
 }
 
-export type AuthEvent = "SIGNED_IN" | "TOKEN_REFRESHED" | "SIGNED_OUT";
+/**
+ * INITIAL_SESSION is the first event every listener gets, once: the session
+ * restored on page load, or null. Later events are changes after it.
+ */
+export type AuthEvent = "INITIAL_SESSION" | "SIGNED_IN" | "TOKEN_REFRESHED" | "SIGNED_OUT";
 export type AuthListener = (event: AuthEvent, session: SessionInfo | null) => void;
 
 /** Where body mode keeps the refresh token. The default is this tab's memory. */
@@ -65,6 +78,41 @@ export interface AuthClientOptions {
   locks?: Locks;
   store?: GenerationStore;
   channel?: Channel | null;
+  /**
+   * The origins fetch() sends the access token to (default: the gateway's
+   * own origin only). A URL on any other origin makes fetch() throw
+   * API_ORIGIN_NOT_LISTED without sending anything.
+   */
+  apiOrigins?: string[];
+  /**
+   * The name of the gateway's script-readable presence cookie (default
+   * "authsvc_session"; null: never look, always try the refresh). Cookie
+   * mode only.
+   */
+  presenceCookie?: string | null;
+}
+
+/** An authenticator app being enrolled: show uri as a QR code, or secret for typing in. */
+export interface TotpEnrollment {
+  secret: string;
+  uri: string;
+}
+
+/** Which second factors the signed-in user has. */
+export interface Factors {
+  totp: boolean;
+  recoveryCodesLeft: number;
+  passkeys: number;
+}
+
+/** One of the signed-in user's passkeys. */
+export interface PasskeyInfo {
+  credentialId: string;
+  name: string;
+  createdAt: Date | null;
+  lastUsedAt: Date | null;
+  /** True for a synced (backed-up, multi-device) passkey. */
+  synced: boolean;
 }
 
 export interface SignUpResult {
@@ -119,9 +167,31 @@ export interface AuthClient {
   /** Passwordless sign-in with a discoverable passkey (navigator.credentials.get), when the
    * server allows it (AUTHSVC_PASSKEY_SIGN_IN=true). */
   signInWithPasskey(): Promise<SessionInfo>;
+  /** Starts enrolling an authenticator app (bearer; a fresh second factor once the user has one). */
+  enrollTotp(): Promise<TotpEnrollment>;
+  /** Activates the enrolled app with its first code; the ten recovery codes, shown this once. */
+  confirmTotp(code: string): Promise<string[]>;
+  /** Removes the authenticator app and its recovery codes. Needs a fresh second factor: an
+   * AuthError INSUFFICIENT_USER_AUTHENTICATION says to sign in again with it first. */
+  removeTotp(): Promise<void>;
+  /** Voids every recovery code and returns ten new ones (fresh second factor, as removeTotp). */
+  regenerateRecoveryCodes(): Promise<string[]>;
+  /** Which second factors the signed-in user has. */
+  listFactors(): Promise<Factors>;
+  /** The signed-in user's passkeys. */
+  listPasskeys(): Promise<PasskeyInfo[]>;
+  /** Removes one passkey (fresh second factor, as removeTotp). */
+  removePasskey(credentialId: string): Promise<void>;
+  /** Sends a new verification code to an email address or phone number. */
+  resendVerification(identifier: { email: string } | { phone: string }): Promise<void>;
+  /** Ends every session of the signed-in user, on every device, and signs every tab out. */
+  signOutEverywhere(): Promise<void>;
+  /** The session restored on page load, or null: settles once, when INITIAL_SESSION is told. */
+  initialSession(): Promise<SessionInfo | null>;
   /** A valid access token (refreshed when it is within the margin of expiry), or null when signed out. */
   getAccessToken(): Promise<string | null>;
-  /** fetch with Authorization: Bearer; one retry after a refresh on 401 TOKEN_EXPIRED. */
+  /** fetch with Authorization: Bearer; one retry after a refresh on 401 TOKEN_EXPIRED. Only
+   * to apiOrigins: another origin throws API_ORIGIN_NOT_LISTED, and nothing is sent. */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   onAuthStateChange(listener: AuthListener): () => void;
   session(): SessionInfo | null;
@@ -180,6 +250,13 @@ class Client implements AuthClient {
   private readonly releasePresence: (() => void) | undefined;
   private readonly listeners = new Set<AuthListener>();
   private readonly waiters = new Set<() => void>();
+  private readonly apiOrigins: Set<string>;
+  private readonly presenceName: string | null;
+  private readonly presence: PresenceMemory;
+  /** Listeners not yet told INITIAL_SESSION: they hear nothing else before it. */
+  private readonly untold = new Set<AuthListener>();
+  private readonly initial: Promise<SessionInfo | null>;
+  private initialDone = false;
   private held: Held | null = null;
   private gen = 0;
   private inflight: Promise<string | null> | null = null;
@@ -201,6 +278,38 @@ class Client implements AuthClient {
     this.channel = o.channel === undefined ? broadcastChannel(ns) : o.channel;
     this.channel?.onMessage((m) => { void this.onMessage(m); });
     this.releasePresence = this.locks.hold?.(this.tabName);
+    this.apiOrigins = apiOriginList(o.apiOrigins, this.base);
+    this.presenceName = this.mode === "cookie" ? (o.presenceCookie === undefined ? PRESENCE_COOKIE : o.presenceCookie) : null;
+    this.presence = presenceMemory(`${ns}:presence-cookie`);
+    this.initial = this.restore();
+  }
+
+  /** The restore on creation; then INITIAL_SESSION to every listener so far. */
+  private async restore(): Promise<SessionInfo | null> {
+    try {
+      await this.getAccessToken();
+    } catch {
+      // unreachable, or refused: no session to show, and the next call will say why
+    }
+    this.initialDone = true;
+    this.tellInitial();
+    return this.session();
+  }
+
+  private tellInitial(): void {
+    const s = this.session();
+    for (const l of [...this.untold]) {
+      this.untold.delete(l);
+      try {
+        l("INITIAL_SESSION", s);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
+  }
+
+  initialSession(): Promise<SessionInfo | null> {
+    return this.initial;
   }
 
   // --- the session -----------------------------------------------------------
@@ -212,7 +321,9 @@ class Client implements AuthClient {
 
   onAuthStateChange(listener: AuthListener): () => void {
     this.listeners.add(listener);
-    return () => { this.listeners.delete(listener); };
+    this.untold.add(listener);
+    if (this.initialDone) queueMicrotask(() => this.tellInitial());
+    return () => { this.listeners.delete(listener); this.untold.delete(listener); };
   }
 
   close(): void {
@@ -227,6 +338,12 @@ class Client implements AuthClient {
   }
 
   async fetch(input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> {
+    const origin = originOf(input);
+    if (origin === null || !this.apiOrigins.has(origin)) {
+      throw new AuthError("API_ORIGIN_NOT_LISTED",
+        `fetch() sends the access token only to the apiOrigins (${[...this.apiOrigins].join(", ")}); ` +
+        `${origin ?? "this URL"} is not one of them. List it, or use the global fetch for calls that need no token.`);
+    }
     const token = await this.getAccessToken();
     if (token === null) throw new AuthError("NOT_SIGNED_IN", "Sign in first.");
     const first = await this.send(input, init, token);
@@ -304,14 +421,77 @@ class Client implements AuthClient {
 
   /** POST with the access token (one retry after a refresh, as fetch); the JSON answer. */
   private async authorized<P extends PostPath>(path: P, body: RequestOf<P>): Promise<AnswerOf<P>> {
-    const resp = await this.fetch(this.url(path), {
+    const resp = await this.gatewayFetch(path, {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+      credentials: this.credentials(),
     });
     return this.answerOf<AnswerOf<P>>(resp);
   }
 
+  /** GET with the access token; the JSON answer. */
+  private async authorizedGet<P extends GetPath>(path: P): Promise<GetAnswerOf<P>> {
+    return this.answerOf<GetAnswerOf<P>>(await this.gatewayFetch(path, { method: "GET" }));
+  }
+
+  /** this.fetch to a gateway path, a failed fetch diagnosed (ORIGIN_NOT_ALLOWED or NETWORK_ERROR). */
+  private async gatewayFetch(path: string, init: RequestInit): Promise<Response> {
+    try {
+      return await this.fetch(this.url(path), init);
+    } catch (e) {
+      if (e instanceof AuthError) throw e;
+      throw await diagnose(this.base, this.fetchImpl, e);
+    }
+  }
+
+  // --- second factors, passkeys, verification ---------------------------------
+
+  async enrollTotp(): Promise<TotpEnrollment> {
+    const a = await this.authorized("/v1/auth/factors/totp/enroll", {});
+    return { secret: String(a.secret ?? ""), uri: String(a.uri ?? "") };
+  }
+
+  async confirmTotp(code: string): Promise<string[]> {
+    return (await this.authorized("/v1/auth/factors/totp/confirm", { code })).recovery_codes ?? [];
+  }
+
+  async removeTotp(): Promise<void> {
+    await this.authorized("/v1/auth/factors/totp/remove", {});
+  }
+
+  async regenerateRecoveryCodes(): Promise<string[]> {
+    return (await this.authorized("/v1/auth/factors/recovery-codes", {})).recovery_codes ?? [];
+  }
+
+  async listFactors(): Promise<Factors> {
+    const a = await this.authorizedGet("/v1/auth/factors");
+    return { totp: a.totp === true, recoveryCodesLeft: a.recovery_codes_left ?? 0, passkeys: a.passkeys ?? 0 };
+  }
+
+  async listPasskeys(): Promise<PasskeyInfo[]> {
+    const a = await this.authorizedGet("/v1/auth/passkeys");
+    const when = (t: string | undefined) => (t ? new Date(t) : null);
+    return (a.passkeys ?? []).map((p) => ({
+      credentialId: p.credential_id ?? "", name: p.name ?? "", createdAt: when(p.created_at),
+      lastUsedAt: when(p.last_used_at), synced: p.synced === true,
+    }));
+  }
+
+  async removePasskey(credentialId: string): Promise<void> {
+    await this.authorized("/v1/auth/passkeys/remove", { credential_id: credentialId });
+  }
+
+  async resendVerification(identifier: { email: string } | { phone: string }): Promise<void> {
+    await this.post("/v1/auth/verify/resend", { ...identifier });
+  }
+
+  async signOutEverywhere(): Promise<void> {
+    // The bearer names the user; in cookie mode the gateway also clears the refresh cookie.
+    await this.authorized("/v1/auth/revoke", { all_sessions: true });
+    await this.locks.request(this.lockName, () => this.signedOut());
+  }
+
   async changePassword(currentPassword: string, newPassword: string): Promise<void> {
-    const resp = await this.fetch(this.url("/v1/auth/password/change"), {
+    const resp = await this.gatewayFetch("/v1/auth/password/change", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ current_password: currentPassword, new_password: newPassword }),
@@ -389,6 +569,10 @@ class Client implements AuthClient {
       token = fresh();
       if (token) return token;
     }
+    if (this.noSessionToRestore(g)) {
+      if (this.held || (g && !g.signedOut && g.gen > 0)) await this.signedOut();
+      return null;
+    }
     let body: RequestOf<"/v1/auth/refresh"> = {};
     if (this.mode === "body") {
       const token = await this.tokens.get();
@@ -410,6 +594,39 @@ class Client implements AuthClient {
     const event = this.held ? "TOKEN_REFRESHED" : "SIGNED_IN";
     await this.accept(answer, event);
     return this.held?.accessToken ?? null;
+  }
+
+  /**
+   * Cookie mode: true when the presence cookie shows there is no refresh
+   * cookie, so a refresh would only be refused. It is trusted once this page
+   * has seen the gateway set it ("visible"); before that, only when no tab of
+   * this origin was left signed in (a gateway or a page from before the
+   * presence cookie). A page that cannot see it (a gateway on another host
+   * without --presence-cookie-domain) learns so at its next sign-in and then
+   * always asks, as without the cookie.
+   */
+  private noSessionToRestore(g: Generation | null): boolean {
+    if (this.presenceOf() !== "absent") return false;
+    const seen = this.presence.get();
+    if (seen === "invisible") return false;
+    return seen === "visible" || !(g && !g.signedOut && g.gen > 0);
+  }
+
+  private presenceOf(): "present" | "absent" | "unknown" {
+    return presenceOf(this.presenceName);
+  }
+
+  /** After the gateway handed this tab a session: can the page see the presence cookie? */
+  private learnPresence(): void {
+    const now = this.presenceOf();
+    if (now === "unknown") return;
+    const seen = now === "present" ? "visible" : "invisible";
+    if (seen === "invisible" && this.presence.get() !== "invisible") {
+      console.warn(`authsvc: the gateway's ${this.presenceName} cookie is not visible to this page; ` +
+        "every page load will ask the gateway for a session. Set the gateway's --presence-cookie-domain " +
+        "to a domain this page is on, or presenceCookie: null to silence this.");
+    }
+    this.presence.set(seen);
   }
 
   /** Waits for the token of generation gen from the tab that made it. */
@@ -475,6 +692,7 @@ class Client implements AuthClient {
     if (this.mode === "body" && typeof answer.refresh_token === "string") await this.tokens.set(answer.refresh_token);
     this.held = h;
     this.gen = gen;
+    if (this.mode === "cookie") this.learnPresence();
     await this.store.write({ gen, expiresAt: h.expiresAt, signedOut: false } satisfies Generation);
     this.channel?.post(await this.tokenMessage(h));
     this.emit(event);
@@ -501,6 +719,7 @@ class Client implements AuthClient {
   private emit(event: AuthEvent): void {
     const s = this.session();
     for (const l of [...this.listeners]) {
+      if (this.untold.has(l)) continue; // INITIAL_SESSION will tell it the state
       try {
         l(event, s);
       } catch {
@@ -529,7 +748,7 @@ class Client implements AuthClient {
         credentials: this.credentials(),
       });
     } catch (e) {
-      throw new AuthError("NETWORK_ERROR", "The gateway could not be reached.", { cause: e });
+      throw await diagnose(this.base, this.fetchImpl, e);
     }
     return this.answerOf<AnswerOf<P>>(resp);
   }

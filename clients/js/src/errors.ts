@@ -3,7 +3,10 @@
  * `reason` of its google.rpc.Status body (INVALID_CREDENTIALS, TOKEN_EXPIRED,
  * RATE_LIMITED, ...), so callers switch on `reason`, never on `message`.
  * Failures of the client itself use reasons of their own: NETWORK_ERROR,
- * NOT_SIGNED_IN and BAD_RESPONSE.
+ * NOT_SIGNED_IN, BAD_RESPONSE, API_ORIGIN_NOT_LISTED (fetch() to an origin
+ * not in apiOrigins) and the passkey ones. A call the browser refused
+ * because the gateway does not list the page's origin is ORIGIN_NOT_ALLOWED
+ * (status 0), told apart from NETWORK_ERROR by the gateway's origin check.
  *
  * `reason` is typed as the union of every reason there is: authsvc's
  * (ErrorReason, generated from the proto's authsvc.v1.ErrorReason enum), the
@@ -15,7 +18,8 @@ import type { ErrorReason } from "./gen/error_reason.js";
 export type { ErrorReason };
 
 /** Reasons of the client's own failures, never sent by authsvc. */
-export type ClientReason = "NETWORK_ERROR" | "NOT_SIGNED_IN" | "BAD_RESPONSE" | "PASSKEYS_UNSUPPORTED" | "PASSKEY_CANCELLED";
+export type ClientReason = "NETWORK_ERROR" | "NOT_SIGNED_IN" | "BAD_RESPONSE" | "PASSKEYS_UNSUPPORTED" | "PASSKEY_CANCELLED"
+  | "API_ORIGIN_NOT_LISTED";
 
 /** The reason of an answer that carries no ErrorInfo (e.g. "HTTP_502" from a proxy). */
 export type HttpReason = `HTTP_${number}`;

@@ -26,3 +26,10 @@ type Sendable<T> = T extends readonly (infer E)[] ? Sendable<E>[]
 /** The fields of a sign-in, refresh or sign-up answer that open a session. */
 export type TokenAnswer = Partial<Pick<components["schemas"]["v1SignInResponse"],
   "access_token" | "expires_in" | "refresh_token" | "session_id" | "user_id">>;
+
+/** The gateway paths the client GETs. */
+export type GetPath = { [P in keyof paths]: paths[P]["get"] extends undefined | never ? never : P }[keyof paths];
+
+/** The JSON body of a successful answer to a GET of path P. */
+export type GetAnswerOf<P extends GetPath> =
+  NonNullable<paths[P]["get"]> extends { responses: { 200: { content: { "application/json": infer A } } } } ? A : never;

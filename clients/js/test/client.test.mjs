@@ -67,7 +67,7 @@ test("signIn sends the identifier and password and keeps the session", async () 
   assert.equal(session.expiresAt, clock + 900_000);
   assert.deepEqual(gw.state.calls[0].body, { email: "ada@example.com", password: "right" });
   assert.equal(gw.state.calls[0].contentType, "application/json");
-  assert.deepEqual(events, [["SIGNED_IN", "u-ada"]]);
+  assert.deepEqual(events, [["INITIAL_SESSION", undefined], ["SIGNED_IN", "u-ada"]]);
   assert.equal(await c.getAccessToken(), "at-1");
 });
 
@@ -239,7 +239,7 @@ test("signing out in one tab signs every tab out and revokes the refresh token",
   await a.signOut();
   await settle(() => !b.session() && !c.session());
 
-  assert.deepEqual(events.sort(), ["b:SIGNED_OUT", "c:SIGNED_OUT"]);
+  assert.deepEqual(events.sort(), ["b:INITIAL_SESSION", "b:SIGNED_OUT", "c:INITIAL_SESSION", "c:SIGNED_OUT"]);
   const revoke = gw.state.calls.find((x) => x.path === "/v1/auth/revoke");
   assert.deepEqual(revoke.body, { token: "rt-1", token_type_hint: "TOKEN_TYPE_HINT_REFRESH_TOKEN" });
   assert.equal(await b.getAccessToken(), null);
@@ -313,7 +313,7 @@ test("onAuthStateChange returns an unsubscribe function", async () => {
   off();
   await c.signOut();
 
-  assert.deepEqual(events, ["SIGNED_IN"]);
+  assert.deepEqual(events, ["INITIAL_SESSION", "SIGNED_IN"]);
 });
 
 test("a dead refresh token signs the tab out", async () => {
@@ -327,7 +327,7 @@ test("a dead refresh token signs the tab out", async () => {
   const token = await c.getAccessToken();
 
   assert.equal(token, null);
-  assert.deepEqual(events, ["SIGNED_IN", "SIGNED_OUT"]);
+  assert.deepEqual(events, ["INITIAL_SESSION", "SIGNED_IN", "SIGNED_OUT"]);
 });
 
 test("network failures are AuthError NETWORK_ERROR", async () => {
@@ -337,4 +337,193 @@ test("network failures are AuthError NETWORK_ERROR", async () => {
 
   assert.ok(err instanceof AuthError);
   assert.equal(err.reason, "NETWORK_ERROR");
+});
+
+test("every listener hears INITIAL_SESSION once: the session restored on creation", async () => {
+  const stored = { token: null, get() { return this.token; }, set(t) { this.token = t; } };
+  const first = tab({ refreshTokenStorage: stored });
+  await first.signIn(ada, "right");
+  first.close();
+  const early = [];
+
+  const page = tab({ refreshTokenStorage: stored }); // a page load with a stored refresh token
+  page.onAuthStateChange((e, s) => early.push([e, s?.userId ?? null]));
+  const restored = await page.initialSession();
+  const late = [];
+  page.onAuthStateChange((e, s) => late.push([e, s?.userId ?? null]));
+  await settle(() => late.length === 1);
+  await page.signOut();
+
+  assert.equal(restored.userId, "u-ada");
+  assert.equal(gw.state.refreshes, 1);
+  assert.deepEqual(early, [["INITIAL_SESSION", "u-ada"], ["SIGNED_OUT", null]]);
+  assert.deepEqual(late, [["INITIAL_SESSION", "u-ada"], ["SIGNED_OUT", null]]);
+});
+
+test("a page load without a session hears INITIAL_SESSION null and asks nothing", async () => {
+  const c = tab();
+  const events = [];
+  c.onAuthStateChange((e, s) => events.push([e, s]));
+
+  assert.equal(await c.initialSession(), null);
+  await settle(() => events.length === 1);
+  assert.deepEqual(events, [["INITIAL_SESSION", null]]);
+  assert.deepEqual(gw.paths(), []);
+});
+
+/** Runs fn with a document whose cookie string is cookies() and a localStorage, as a page has. */
+async function inPage(cookies, fn) {
+  const items = new Map();
+  globalThis.document = { get cookie() { return cookies(); } };
+  globalThis.localStorage = {
+    getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, String(v)),
+    removeItem: (k) => items.delete(k), key: (i) => [...items.keys()][i] ?? null, get length() { return items.size; },
+  };
+  try {
+    return await fn(items);
+  } finally {
+    delete globalThis.document;
+    delete globalThis.localStorage;
+  }
+}
+
+test("cookie mode: no presence cookie, no refresh request on a page load", async () => {
+  let cookie = "theme=dark";
+  await inPage(() => cookie, async (items) => {
+    const signedOut = tab({ mode: "cookie" });
+    assert.equal(await signedOut.initialSession(), null);
+    assert.deepEqual(gw.paths(), []);
+    assert.equal(await signedOut.getAccessToken(), null);
+    assert.deepEqual(gw.paths(), []);
+
+    cookie = "theme=dark; authsvc_session=1"; // as the gateway sets it beside the refresh cookie
+    await signedOut.signIn(ada, "right");
+    assert.equal(items.get(`authsvc:${gw.url}:presence-cookie`), "visible");
+    const other = tab({ mode: "cookie" });
+    await other.initialSession();
+    assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/refresh"]);
+  });
+});
+
+test("cookie mode: a page that cannot see the presence cookie learns so and keeps asking", async () => {
+  const warnings = [];
+  const warn = console.warn;
+  console.warn = (m) => warnings.push(m);
+  try {
+    await inPage(() => "", async (items) => {
+      const c = tab({ mode: "cookie" });
+      await c.initialSession(); // nothing learnt yet and no tab signed in: no request
+      await c.signIn(ada, "right"); // the gateway set it, but this page does not see it
+
+      const next = tab({ mode: "cookie" });
+      await next.initialSession();
+
+      assert.equal(items.get(`authsvc:${gw.url}:presence-cookie`), "invisible");
+      assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/refresh"]);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0], /--presence-cookie-domain/);
+    });
+  } finally {
+    console.warn = warn;
+  }
+});
+
+test("fetch sends the bearer only to the gateway's origin unless apiOrigins lists others", async () => {
+  const api = await startFakeGateway({ now });
+  try {
+    const seen = [];
+    const recording = (input, init) => { seen.push(String(input instanceof Request ? input.url : input)); return fetch(input, init); };
+    const c = tab({ fetch: recording });
+    await c.signIn(ada, "right");
+    const wide = tab({ fetch: recording, apiOrigins: [gw.url, `${api.url}/ignored/path`] });
+    await wide.signIn(ada, "right");
+
+    const refused = await c.fetch(`${api.url}/v1/auth/validate`, { method: "POST", body: "{}" }).catch((e) => e);
+    const asRequest = await c.fetch(new Request(`${api.url}/v1/auth/validate`)).catch((e) => e);
+    const own = await validate(c);
+    await wide.fetch(`${api.url}/v1/auth/validate`, { method: "POST", body: "{}" });
+
+    assert.equal(refused.reason, "API_ORIGIN_NOT_LISTED");
+    assert.match(refused.message, new RegExp(api.url.replace(/[.]/g, "\\.")));
+    assert.equal(asRequest.reason, "API_ORIGIN_NOT_LISTED");
+    assert.equal(own.status, 200);
+    assert.equal(seen.filter((u) => u.startsWith(api.url)).length, 1); // wide's call only
+    assert.equal(api.state.calls[0].authorization, "Bearer at-2");
+  } finally {
+    await api.close();
+  }
+});
+
+test("factor methods call the gateway's routes with the bearer and shape the answers", async () => {
+  const c = tab();
+  await c.signIn(ada, "right");
+
+  const enrolled = await c.enrollTotp();
+  const codes = await c.confirmTotp("123456");
+  const factors = await c.listFactors();
+  const stale = await c.removeTotp().catch((e) => e);
+  gw.state.freshFactor = true; // as after signing in again with the second factor
+  const fresh = await c.regenerateRecoveryCodes();
+  await c.removeTotp();
+  const passkeys = await c.listPasskeys();
+  await c.removePasskey("cred-1");
+  await c.resendVerification({ email: "ada@example.com" });
+
+  assert.deepEqual(enrolled, { secret: "JBSWY3DPEHPK3PXP", uri: "otpauth://totp/authsvc:ada?secret=JBSWY3DPEHPK3PXP" });
+  assert.equal(codes.length, 10);
+  assert.deepEqual(factors, { totp: true, recoveryCodesLeft: 10, passkeys: 1 });
+  assert.equal(stale.reason, "INSUFFICIENT_USER_AUTHENTICATION");
+  assert.equal(stale.status, 401);
+  assert.deepEqual(fresh, Array.from({ length: 10 }, (_, i) => `new-${i}`));
+  assert.deepEqual(passkeys, [{ credentialId: "cred-1", name: "laptop", createdAt: new Date("2030-01-01T00:00:00Z"),
+    lastUsedAt: null, synced: true }]);
+  const calls = gw.state.calls.slice(1).map((x) => [x.method, x.path, x.body, x.authorization ?? null]);
+  assert.deepEqual(calls, [
+    ["POST", "/v1/auth/factors/totp/enroll", {}, "Bearer at-1"],
+    ["POST", "/v1/auth/factors/totp/confirm", { code: "123456" }, "Bearer at-1"],
+    ["GET", "/v1/auth/factors", {}, "Bearer at-1"],
+    ["POST", "/v1/auth/factors/totp/remove", {}, "Bearer at-1"],
+    ["POST", "/v1/auth/factors/recovery-codes", {}, "Bearer at-1"],
+    ["POST", "/v1/auth/factors/totp/remove", {}, "Bearer at-1"],
+    ["GET", "/v1/auth/passkeys", {}, "Bearer at-1"],
+    ["POST", "/v1/auth/passkeys/remove", { credential_id: "cred-1" }, "Bearer at-1"],
+    ["POST", "/v1/auth/verify/resend", { email: "ada@example.com" }, null],
+  ]);
+});
+
+test("signOutEverywhere revokes every session with the bearer and signs every tab out", async () => {
+  const [a, b] = tabs(2);
+  const elsewhere = tab();
+  await a.signIn(ada, "right");
+  await elsewhere.signIn(ada, "right");
+  await settle(() => b.session());
+
+  await a.signOutEverywhere();
+  await settle(() => !b.session());
+
+  const revoke = gw.state.calls.find((x) => x.path === "/v1/auth/revoke");
+  assert.deepEqual([revoke.body, revoke.authorization], [{ all_sessions: true }, "Bearer at-1"]);
+  assert.equal(a.session(), null);
+  assert.equal((await validate(elsewhere)).status, 401); // the other device's token is revoked
+});
+
+test("a call the browser refused is ORIGIN_NOT_ALLOWED when the gateway's origin check says so", async () => {
+  // What a browser does to a page whose origin the gateway does not list: the call
+  // rejects with a TypeError, but the origin check (readable by any origin) answers.
+  const browserLike = (input, init) => (String(input).endsWith("/v1/auth/origin-check")
+    ? fetch(input, init) : Promise.reject(new TypeError("Failed to fetch")));
+  const c = tab({ fetch: browserLike });
+
+  gw.state.originAllowed = false;
+  const refused = await c.signIn(ada, "right").catch((e) => e);
+  gw.state.originAllowed = true;
+  const flaky = await c.signIn(ada, "right").catch((e) => e);
+  const down = await tab({ baseUrl: "http://127.0.0.1:9" }).signIn(ada, "right").catch((e) => e);
+
+  assert.equal(refused.reason, "ORIGIN_NOT_ALLOWED");
+  assert.match(refused.message, /--cors-origins/);
+  assert.equal(flaky.reason, "NETWORK_ERROR");
+  assert.match(flaky.message, /answered its origin check/);
+  assert.equal(down.reason, "NETWORK_ERROR");
+  assert.equal(down.message, "The gateway could not be reached.");
 });

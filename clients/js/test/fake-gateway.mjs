@@ -18,6 +18,10 @@ export async function startFakeGateway({ now }) {
     expireNow: false, // next Validate answers TOKEN_EXPIRED whatever the token
     retryAfter: null,
     expiresIn: 900, // seconds
+    totp: "none", // none | pending | active
+    recoveryCodes: 0,
+    freshFactor: false, // whether access tokens carry a fresh second factor (step-up)
+    originAllowed: true, // what the origin check answers
   };
 
   const pair = (sessionId, userId) => {
@@ -76,6 +80,13 @@ export async function startFakeGateway({ now }) {
       ok(res, pair(r.sessionId, r.userId));
     },
     "/v1/auth/revoke": (body, req, res) => {
+      if (body.all_sessions) {
+        const a = checkAccess(req, res);
+        if (!a) return;
+        for (const x of state.access.values()) if (x.userId === a.userId) x.revoked = true;
+        for (const x of state.refresh.values()) if (x.userId === a.userId) x.spent = true;
+        return ok(res, {});
+      }
       const r = state.refresh.get(body.token);
       if (!body.token) return status(res, 400, 3, "INVALID_ARGUMENT", "token: must not be empty");
       if (r) for (const a of state.access.values()) if (a.sessionId === r.sessionId) a.revoked = true;
@@ -98,6 +109,47 @@ export async function startFakeGateway({ now }) {
       if (checkAccess(req, res)) ok(res, {});
     },
     "/v1/auth/password/reset/request": (body, req, res) => ok(res, {}),
+    "/v1/auth/verify/resend": (body, req, res) => ok(res, {}),
+    "/v1/auth/factors/totp/enroll": (body, req, res) => {
+      if (!checkAccess(req, res)) return;
+      state.totp = "pending";
+      ok(res, { secret: "JBSWY3DPEHPK3PXP", uri: "otpauth://totp/authsvc:ada?secret=JBSWY3DPEHPK3PXP" });
+    },
+    "/v1/auth/factors/totp/confirm": (body, req, res) => {
+      if (!checkAccess(req, res)) return;
+      if (state.totp !== "pending" || body.code !== "123456") return status(res, 401, 16, "CODE_INVALID", "The code is not valid.");
+      state.totp = "active";
+      state.recoveryCodes = 10;
+      ok(res, { recovery_codes: Array.from({ length: 10 }, (_, i) => `rc-${i}`) });
+    },
+    "/v1/auth/factors/totp/remove": (body, req, res) => {
+      if (!checkAccess(req, res)) return;
+      if (!state.freshFactor) return status(res, 401, 16, "INSUFFICIENT_USER_AUTHENTICATION", "A stronger or more recent authentication is required");
+      state.totp = "none";
+      state.recoveryCodes = 0;
+      ok(res, {});
+    },
+    "/v1/auth/factors/recovery-codes": (body, req, res) => {
+      if (!checkAccess(req, res)) return;
+      if (!state.freshFactor) return status(res, 401, 16, "INSUFFICIENT_USER_AUTHENTICATION", "A stronger or more recent authentication is required");
+      state.recoveryCodes = 10;
+      ok(res, { recovery_codes: Array.from({ length: 10 }, (_, i) => `new-${i}`) });
+    },
+    "GET /v1/auth/factors": (body, req, res) => {
+      if (checkAccess(req, res)) ok(res, { totp: state.totp === "active", recovery_codes_left: state.recoveryCodes, passkeys: 1 });
+    },
+    "GET /v1/auth/passkeys": (body, req, res) => {
+      if (checkAccess(req, res)) {
+        ok(res, { passkeys: [{ credential_id: "cred-1", name: "laptop", created_at: "2030-01-01T00:00:00Z", synced: true }] });
+      }
+    },
+    "/v1/auth/passkeys/remove": (body, req, res) => {
+      if (checkAccess(req, res)) ok(res, {});
+    },
+    "GET /v1/auth/origin-check": (body, req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "access-control-allow-origin": "*" });
+      res.end(JSON.stringify({ origin: req.headers.origin ?? "", allowed: state.originAllowed }));
+    },
     "/v1/auth/password/reset": (body, req, res) => ok(res, {}),
   };
 
@@ -106,10 +158,10 @@ export async function startFakeGateway({ now }) {
     req.on("data", (c) => { raw += c; });
     req.on("end", () => {
       const body = raw ? JSON.parse(raw) : {};
-      state.calls.push({ path: req.url, body, authorization: req.headers.authorization,
+      state.calls.push({ path: req.url, method: req.method, body, authorization: req.headers.authorization,
         contentType: req.headers["content-type"] });
-      const route = routes[req.url];
-      if (!route || req.method !== "POST") return status(res, 404, 5, "NOT_FOUND", "Not Found");
+      const route = req.method === "GET" ? routes[`GET ${req.url}`] : req.method === "POST" ? routes[req.url] : undefined;
+      if (!route) return status(res, 404, 5, "NOT_FOUND", "Not Found");
       route(body, req, res);
     });
   });

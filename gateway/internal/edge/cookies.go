@@ -37,10 +37,22 @@ import (
 // With --insecure-dev-cookies (development on http://localhost only) the
 // cookie has no Secure attribute, and so cannot take the __Host- prefix:
 // it is named authsvc_refresh and scoped to Path=/v1/auth/ instead.
+//
+// Beside it goes the presence cookie, authsvc_session=1: set and cleared
+// with the refresh cookie and with its lifetime, but readable by scripts
+// (not HttpOnly), SameSite=Lax, Path=/ (a page anywhere on the host must
+// see it), Secure unless --insecure-dev-cookies, and Domain= only when
+// --presence-cookie-domain names the parent domain a page on a sibling host
+// needs. It carries no secret: it only tells the browser client that there
+// is a refresh cookie to spend, so a signed-out page load makes no refresh
+// call at all. A refresh that arrives without a refresh cookie clears it
+// (it outlived the cookie it stood for). Planting one costs its planter
+// nothing but one refresh call answered 400.
 const (
 	secureCookieName   = "__Host-authsvc_refresh"
 	insecureCookieName = "authsvc_refresh"
 	insecureCookiePath = "/v1/auth/"
+	presenceCookieName = "authsvc_session"
 )
 
 // tokenAnswers are the paths whose answers may carry a refresh token.
@@ -66,23 +78,34 @@ var jsonNames = map[string]string{"refresh_token": "refreshToken", "token": "tok
 type refreshCookie struct {
 	name, path string
 	secure     bool
+	// presenceDomain is the presence cookie's Domain ("": host-only).
+	presenceDomain string
 }
 
-func newRefreshCookie(insecure bool) refreshCookie {
+func newRefreshCookie(insecure bool, presenceDomain string) refreshCookie {
 	if insecure {
-		return refreshCookie{name: insecureCookieName, path: insecureCookiePath}
+		return refreshCookie{name: insecureCookieName, path: insecureCookiePath, presenceDomain: presenceDomain}
 	}
-	return refreshCookie{name: secureCookieName, path: "/", secure: true}
+	return refreshCookie{name: secureCookieName, path: "/", secure: true, presenceDomain: presenceDomain}
 }
 
+// set sets the refresh cookie and the presence cookie beside it.
 func (c refreshCookie) set(w http.ResponseWriter, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: c.name, Value: value, Path: c.path, MaxAge: maxAge,
 		HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteStrictMode})
+	c.setPresence(w, "1", maxAge)
 }
 
+// clear clears both cookies.
 func (c refreshCookie) clear(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: c.name, Value: "", Path: c.path, MaxAge: -1,
 		HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteStrictMode})
+	c.setPresence(w, "", -1)
+}
+
+func (c refreshCookie) setPresence(w http.ResponseWriter, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: presenceCookieName, Value: value, Path: "/", Domain: c.presenceDomain,
+		MaxAge: maxAge, Secure: c.secure, SameSite: http.SameSiteLaxMode})
 }
 
 // withRefreshCookie is cookie mode; without cfg.RefreshCookie it adds nothing.
@@ -91,8 +114,9 @@ func withRefreshCookie(cfg BrowserConfig, next http.Handler) http.Handler {
 	if !cfg.RefreshCookie {
 		return next
 	}
-	cookie := newRefreshCookie(cfg.InsecureDevCookies)
+	cookie := newRefreshCookie(cfg.InsecureDevCookies, cfg.PresenceCookieDomain)
 	origins := newOriginSet(cfg.CORSOrigins)
+	refusals := newRefusalLog(cfg)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		field, reads := cookieReaders[r.URL.Path]
 		answers := tokenAnswers[r.URL.Path]
@@ -101,12 +125,14 @@ func withRefreshCookie(cfg BrowserConfig, next http.Handler) http.Handler {
 			return
 		}
 		if !origins.allowed(r) {
+			refusals.refused(r, "cookie call")
 			writeStatus(w, http.StatusForbidden, originRefused, "")
 			return
 		}
-		usedCookie := false
+		usedCookie, hadCookie := false, false
 		if reads {
 			if c, err := r.Cookie(cookie.name); err == nil && c.Value != "" {
+				hadCookie = true
 				usedCookie = fillFromCookie(r, field, c.Value)
 			}
 		}
@@ -121,6 +147,8 @@ func withRefreshCookie(cfg BrowserConfig, next http.Handler) http.Handler {
 			}
 		case usedCookie && r.URL.Path == "/v1/auth/refresh" && rec.code == http.StatusUnauthorized:
 			cookie.clear(w)
+		case !hadCookie && r.URL.Path == "/v1/auth/refresh" && rec.code != http.StatusOK && hasCookie(r, presenceCookieName):
+			cookie.setPresence(w, "", -1) // it outlived the refresh cookie it stood for
 		}
 		if usedCookie && r.URL.Path == "/v1/auth/revoke" && rec.code < 500 {
 			cookie.clear(w)
@@ -129,6 +157,11 @@ func withRefreshCookie(cfg BrowserConfig, next http.Handler) http.Handler {
 		w.WriteHeader(rec.code)
 		_, _ = w.Write(body)
 	})
+}
+
+func hasCookie(r *http.Request, name string) bool {
+	_, err := r.Cookie(name)
+	return err == nil
 }
 
 // refreshMaxAge is the cookie's Max-Age: the answer's refresh_expires_in,

@@ -216,3 +216,77 @@ func TestTakeMemberKeepsTheOtherMembersInOrder(t *testing.T) {
 		t.Error("rest is not JSON")
 	}
 }
+
+func presenceCookieOf(t *testing.T, resp *http.Response) *http.Cookie {
+	t.Helper()
+	for _, c := range resp.Cookies() {
+		if c.Name == "authsvc_session" {
+			return c
+		}
+	}
+	t.Fatalf("no presence cookie in %q", resp.Header.Values("Set-Cookie"))
+	return nil
+}
+
+func TestAPresenceCookieScriptsCanReadGoesWithTheRefreshCookie(t *testing.T) {
+	e := newBrowserEdge(t, cookieConfig())
+
+	signedIn, _ := e.call(t, http.MethodPost, "/v1/auth/signin", fromApp(), `{"email":"a@example.com","password":"x"}`)
+	refreshed, _ := e.call(t, http.MethodPost, "/v1/auth/refresh", fromApp("Cookie", "__Host-authsvc_refresh=rt-1"), "{}")
+	revoked, _ := e.call(t, http.MethodPost, "/v1/auth/revoke", fromApp("Cookie", "__Host-authsvc_refresh=rt-2"), "{}")
+
+	if c := presenceCookieOf(t, signedIn); c.Value != "1" || c.Path != "/" || c.Domain != "" || c.HttpOnly ||
+		!c.Secure || c.SameSite != http.SameSiteLaxMode || c.MaxAge != 3600 {
+		t.Errorf("after sign-in: %+v", c)
+	}
+	if c := presenceCookieOf(t, refreshed); c.Value != "1" || c.MaxAge != 1800 {
+		t.Errorf("after refresh: %+v", c)
+	}
+	if c := presenceCookieOf(t, revoked); c.Value != "" || c.MaxAge != -1 || c.Path != "/" {
+		t.Errorf("after sign-out: %+v", c)
+	}
+}
+
+func TestARefusedRefreshClearsThePresenceCookie(t *testing.T) {
+	e := newBrowserEdge(t, cookieConfig())
+	e.fake.refreshErr = status.Error(codes.Unauthenticated, "refresh token is not valid")
+
+	dead, _ := e.call(t, http.MethodPost, "/v1/auth/refresh", fromApp("Cookie", "__Host-authsvc_refresh=rt-old"), "{}")
+	orphan, _ := e.call(t, http.MethodPost, "/v1/auth/refresh", fromApp("Cookie", "authsvc_session=1"), "{}")
+	none, _ := e.call(t, http.MethodPost, "/v1/auth/refresh", fromApp(), "{}")
+
+	if c := presenceCookieOf(t, dead); c.Value != "" || c.MaxAge != -1 {
+		t.Errorf("dead refresh token: %+v", c)
+	}
+	// A presence cookie that outlived its refresh cookie is cleared by the refresh it caused.
+	if c := presenceCookieOf(t, orphan); c.Value != "" || c.MaxAge != -1 || orphan.StatusCode == http.StatusOK {
+		t.Errorf("no refresh cookie: status %d, %+v", orphan.StatusCode, c)
+	}
+	if got := none.Header.Values("Set-Cookie"); len(got) != 0 {
+		t.Errorf("no cookies at all: Set-Cookie %q", got)
+	}
+}
+
+func TestThePresenceCookieTakesTheConfiguredDomainAndDevMode(t *testing.T) {
+	cfg := cookieConfig()
+	cfg.PresenceCookieDomain = "example.com"
+	shared := newBrowserEdge(t, cfg)
+	dev := cookieConfig()
+	dev.InsecureDevCookies = true
+	local := newBrowserEdge(t, dev)
+
+	sharedResp, _ := shared.call(t, http.MethodPost, "/v1/auth/signin", fromApp(), `{"email":"a@example.com","password":"x"}`)
+	localResp, _ := local.call(t, http.MethodPost, "/v1/auth/signin", fromApp(), `{"email":"a@example.com","password":"x"}`)
+
+	if c := presenceCookieOf(t, sharedResp); c.Domain != "example.com" || !c.Secure {
+		t.Errorf("with a domain: %+v", c)
+	}
+	if c := refreshCookieOf(t, sharedResp); c.Domain != "" {
+		t.Errorf("the refresh cookie stays host-only: %+v", c)
+	}
+	// The refresh cookie is scoped to /v1/auth/ in dev mode; the presence cookie must
+	// still reach the page's own paths.
+	if c := presenceCookieOf(t, localResp); c.Secure || c.Path != "/" || c.Value != "1" {
+		t.Errorf("dev mode: %+v", c)
+	}
+}

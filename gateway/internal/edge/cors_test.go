@@ -2,9 +2,11 @@ package edge
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -256,10 +258,20 @@ func TestBrowserConfigsThatCannotWorkAreRefused(t *testing.T) {
 		{RefreshCookie: true},
 		{CORSOrigins: []string{appOrigin}, InsecureDevCookies: true},
 		{CORSOrigins: []string{appOrigin}, CORSMaxAge: -time.Second},
+		{CORSOrigins: []string{appOrigin}, PresenceCookieDomain: "example.com"},
+		{CORSOrigins: []string{appOrigin}, RefreshCookie: true, PresenceCookieDomain: ".example.com"},
+		{CORSOrigins: []string{appOrigin}, RefreshCookie: true, PresenceCookieDomain: "https://example.com"},
+		{CORSOrigins: []string{appOrigin}, RefreshCookie: true, PresenceCookieDomain: "Example.com"},
+		{CORSOrigins: []string{appOrigin}, RefreshCookie: true, PresenceCookieDomain: "com"},
+		{CORSOrigins: []string{appOrigin}, RefreshCookie: true, PresenceCookieDomain: "example.com:443"},
 	} {
 		if cfg.Check() == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+	ok := BrowserConfig{CORSOrigins: []string{appOrigin}, RefreshCookie: true, PresenceCookieDomain: "example.com"}
+	if err := ok.Check(); err != nil {
+		t.Errorf("%+v refused: %v", ok, err)
 	}
 }
 
@@ -269,5 +281,125 @@ func assertNoCORS(t *testing.T, resp *http.Response) {
 		if strings.HasPrefix(k, "Access-Control-") {
 			t.Errorf("%s: %q", k, resp.Header.Values(k))
 		}
+	}
+}
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// syncBuffer is a log destination the server's goroutines write to while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.FieldsFunc(b.buf.String(), func(r rune) bool { return r == '\n' })
+}
+
+func loggedConfig(cfg BrowserConfig) (BrowserConfig, *syncBuffer, *fakeClock) {
+	out := &syncBuffer{}
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	cfg.Log = slog.New(slog.NewTextHandler(out, nil))
+	cfg.Now = clock.now
+	return cfg, out, clock
+}
+
+func TestRefusedOriginsAreLoggedAtMostOncePerOriginAMinute(t *testing.T) {
+	cfg, out, clock := loggedConfig(corsConfig())
+	e := newBrowserEdge(t, cfg)
+
+	for range 5 {
+		e.call(t, http.MethodOptions, "/v1/auth/signin", preflight(otherOrigin, "POST"), "")
+	}
+	e.call(t, http.MethodOptions, "/v1/auth/refresh", preflight("https://third.example.org", "POST"), "")
+	e.call(t, http.MethodOptions, "/v1/auth/signin", preflight(appOrigin, "POST"), "")
+	clock.advance(59 * time.Second)
+	e.call(t, http.MethodOptions, "/v1/auth/signin", preflight(otherOrigin, "POST"), "")
+	first := out.lines()
+	clock.advance(2 * time.Second)
+	e.call(t, http.MethodOptions, "/v1/auth/signin", preflight(otherOrigin, "POST"), "")
+
+	if len(first) != 2 || !strings.Contains(first[0], `origin=https://evil.example.net`) ||
+		!strings.Contains(first[0], "origin not allowed") || !strings.Contains(first[0], `call="preflight POST"`) ||
+		!strings.Contains(first[0], "path=/v1/auth/signin") || !strings.Contains(first[1], "origin=https://third.example.org") {
+		t.Fatalf("lines in the first minute: %q", first)
+	}
+	if all := out.lines(); len(all) != 3 || !strings.Contains(all[2], "origin=https://evil.example.net") {
+		t.Errorf("after a minute: %q", all)
+	}
+}
+
+func TestAFloodOfForgedOriginsLogsABoundedNumberOfLines(t *testing.T) {
+	cfg, out, clock := loggedConfig(corsConfig())
+	refusals := newRefusalLog(cfg)
+	r := httptest.NewRequest(http.MethodOptions, "/v1/auth/signin", nil)
+
+	for i := range refusalLogSize + 50 {
+		r.Header.Set("Origin", "https://"+strings.Repeat("x", i%7)+strconv.Itoa(i)+".example")
+		refusals.refused(r, "preflight POST")
+	}
+	clock.advance(time.Minute)
+	r.Header.Set("Origin", "https://later.example")
+	refusals.refused(r, "preflight POST")
+
+	if n := len(out.lines()); n != refusalLogSize+1 {
+		t.Errorf("%d lines, want %d", n, refusalLogSize+1)
+	}
+}
+
+func TestTheOriginCheckTellsAnyPageWhetherItsOriginIsListed(t *testing.T) {
+	cfg, out, _ := loggedConfig(corsConfig())
+	listed := newBrowserEdge(t, cfg)
+	bare := newBrowserEdge(t, BrowserConfig{})
+	cases := []struct {
+		edge   *browserEdge
+		origin string
+		want   string
+	}{
+		{listed, appOrigin, `{"origin":"https://app.example.com","allowed":true}`},
+		{listed, otherOrigin, `{"origin":"https://evil.example.net","allowed":false}`},
+		{bare, appOrigin, `{"origin":"https://app.example.com","allowed":false}`},
+	}
+	for _, c := range cases {
+		resp, body := c.edge.call(t, http.MethodGet, "/v1/auth/origin-check", http.Header{"Origin": {c.origin}}, "")
+
+		if resp.StatusCode != http.StatusOK || strings.TrimSpace(body) != c.want {
+			t.Errorf("%s: status %d body %s", c.origin, resp.StatusCode, body)
+		}
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" || resp.Header.Get("Access-Control-Allow-Credentials") != "" ||
+			resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: headers %v", c.origin, resp.Header)
+		}
+	}
+	if lines := out.lines(); len(lines) != 1 || !strings.Contains(lines[0], `call="origin check"`) {
+		t.Errorf("log %q", lines)
+	}
+	resp, _ := listed.call(t, http.MethodPost, "/v1/auth/origin-check", http.Header{"Origin": {appOrigin}}, "{}")
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: status %d", resp.StatusCode)
 	}
 }

@@ -1,7 +1,7 @@
 export { createAuthClient } from "./client.js";
 export type {
   AuthClient, AuthClientOptions, DeviceTokenStorage, AuthEvent, AuthListener, Identifier, PasskeyRegistration, SessionInfo,
-  SignUpResult, TokenStorage,
+  SignUpResult, TokenStorage, UserProfile,
 } from "./client.js";
 export { AuthError } from "./errors.js";
 export type { ClientReason, ErrorReason, FieldViolation, HttpReason, Reason } from "./errors.js";

@@ -112,8 +112,8 @@ test("getAccessToken refreshes 60 s before expiry, not sooner", async () => {
 
   assert.equal(early, "at-1");
   assert.equal(due, "at-2");
-  assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/refresh"]);
-  assert.deepEqual(gw.state.calls[1].body, { refresh_token: "rt-1" });
+  assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/userinfo", "/v1/auth/refresh"]);
+  assert.deepEqual(gw.state.calls[2].body, { refresh_token: "rt-1" });
 });
 
 test("a short-lived token is refreshed a quarter of its lifetime before expiry", async () => {
@@ -256,9 +256,10 @@ test("cookie mode sends no refresh token, includes credentials and keeps none", 
   await c.signOut();
 
   assert.equal(before, null);
-  assert.deepEqual(seen.map(([url, cred, body]) => [url.slice(gw.url.length), cred, JSON.parse(body)]), [
+  assert.deepEqual(seen.map(([url, cred, body]) => [url.slice(gw.url.length), cred, body && JSON.parse(body)]), [
     ["/v1/auth/refresh", "include", {}],
     ["/v1/auth/signin", "include", { email: "ada@example.com", password: "right" }],
+    ["/v1/auth/userinfo", "omit", undefined], // the bearer is the credential, not the cookie
     ["/v1/auth/revoke", "include", {}],
   ]);
   assert.equal(c.session(), null);
@@ -279,7 +280,8 @@ test("signUp signs in when sign-up is open and says verification is required oth
   assert.deepEqual(pending, { session: null, verificationRequired: true });
   assert.equal(verified.sessionId, "s-verified");
   assert.equal(badCode.reason, "CODE_INVALID");
-  const bodies = gw.state.calls.filter((x) => x.path !== "/v1/auth/revoke").map((x) => [x.path, x.body]);
+  const bodies = gw.state.calls.filter((x) => !["/v1/auth/revoke", "/v1/auth/userinfo"].includes(x.path))
+    .map((x) => [x.path, x.body]);
   assert.deepEqual(bodies, [
     ["/v1/auth/signup", { email: "new@example.com", password: "pw-1" }],
     ["/v1/auth/signup", { email: "new2@example.com", password: "pw-2" }],
@@ -296,7 +298,7 @@ test("password change carries the bearer token; reset request and reset post the
   await c.requestPasswordReset({ username: "ada" });
   await c.resetPassword({ phone: "+15551234567" }, "654321", "newest");
 
-  const calls = gw.state.calls.slice(1).map((x) => [x.path, x.body, x.authorization]);
+  const calls = gw.state.calls.slice(2).map((x) => [x.path, x.body, x.authorization]); // after signin, userinfo
   assert.deepEqual(calls, [
     ["/v1/auth/password/change", { current_password: "right", new_password: "newer" }, "Bearer at-1"],
     ["/v1/auth/password/reset/request", { username: "ada" }, undefined],
@@ -337,4 +339,31 @@ test("network failures are AuthError NETWORK_ERROR", async () => {
 
   assert.ok(err instanceof AuthError);
   assert.equal(err.reason, "NETWORK_ERROR");
+});
+
+test("the session says who is signed in, read once per session from userinfo", async () => {
+  const c = tab();
+
+  const signedIn = await c.signIn(ada, "right");
+  clock += 900_000;
+  await c.getAccessToken(); // a refresh: the same session, so no second read
+
+  assert.deepEqual(signedIn.profile, { email: "ada@example.com", emailVerified: true });
+  assert.deepEqual(c.session().profile, { email: "ada@example.com", emailVerified: true });
+  const reads = gw.state.calls.filter((call) => call.path === "/v1/auth/userinfo");
+  assert.deepEqual(reads.map((call) => call.authorization), ["Bearer at-1"]);
+});
+
+test("a session whose profile could not be read stands, and its next token reads it", async () => {
+  gw.state.userinfoDown = true;
+  const c = tab();
+
+  const signedIn = await c.signIn(ada, "right");
+  gw.state.userinfoDown = false;
+  clock += 900_000;
+  await c.getAccessToken();
+
+  assert.equal(signedIn.profile, null);
+  assert.equal(signedIn.userId, "u-ada");
+  assert.deepEqual(c.session().profile, { email: "ada@example.com", emailVerified: true });
 });

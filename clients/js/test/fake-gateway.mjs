@@ -18,6 +18,7 @@ export async function startFakeGateway({ now }) {
     expireNow: false, // next Validate answers TOKEN_EXPIRED whatever the token
     retryAfter: null,
     expiresIn: 900, // seconds
+    userinfoDown: false, // userinfo answers 503
   };
 
   const pair = (sessionId, userId) => {
@@ -101,6 +102,15 @@ export async function startFakeGateway({ now }) {
     "/v1/auth/password/reset": (body, req, res) => ok(res, {}),
   };
 
+  // GET /v1/auth/userinfo: the token's claims and its user's OIDC profile claims.
+  const userinfo = (req, res) => {
+    if (state.userinfoDown) return status(res, 503, 14, "UNAVAILABLE", "authsvc is unavailable.");
+    const a = checkAccess(req, res);
+    if (!a) return;
+    const [email] = [...state.users].find(([, u]) => u.id === a.userId) ?? [];
+    ok(res, { sub: a.userId, sid: a.sessionId, ...(email ? { email, email_verified: true } : {}) });
+  };
+
   const server = http.createServer((req, res) => {
     let raw = "";
     req.on("data", (c) => { raw += c; });
@@ -108,6 +118,7 @@ export async function startFakeGateway({ now }) {
       const body = raw ? JSON.parse(raw) : {};
       state.calls.push({ path: req.url, body, authorization: req.headers.authorization,
         contentType: req.headers["content-type"] });
+      if (req.url === "/v1/auth/userinfo" && req.method === "GET") return userinfo(req, res);
       const route = routes[req.url];
       if (!route || req.method !== "POST") return status(res, 404, 5, "NOT_FOUND", "Not Found");
       route(body, req, res);

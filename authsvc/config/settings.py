@@ -148,6 +148,11 @@ class Settings:
     revocation_max_staleness: float = TOKENS.setting(
         5.0, "seconds the revocation set is trusted after its feed last confirmed it",
         ZERO_OR_MORE)
+    access_token_profile: bool = TOKENS.setting(
+        False, "access tokens carry the user's `email`, `phone_number`, "
+        "`preferred_username` and verified flags (OIDC names), so `Validate` answers a "
+        "profile without the database; off because tokens travel (headers, proxies, "
+        "logs) and a JWT's payload is readable by anyone holding it")
     token_cache_size: int = TOKENS.setting(
         10_000, "verified access tokens cached per worker", ZERO_OR_MORE)
 

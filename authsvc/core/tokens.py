@@ -14,7 +14,11 @@ Verification (RFC 8725):
   issues one, so it was minted with a stolen key);
 - ``amr`` (RFC 8176), ``acr`` and ``auth_time`` (OIDC) are optional, so tokens
   issued before second factors existed still verify; when present they must
-  be a list of short strings, a short string and a time.
+  be a list of short strings, a short string and a time;
+- the profile claims (``Profile``: OIDC's ``email``, ``email_verified``,
+  ``phone_number``, ``phone_number_verified``, ``preferred_username``) are
+  optional too, and only in tokens issued with AUTHSVC_ACCESS_TOKEN_PROFILE;
+  when present they must be short strings and booleans.
 
 A kid the ring does not hold raises ``UnknownKey`` (a ``TokenInvalid``), so a
 verifier can reload its keys once and try again without parsing the header
@@ -60,6 +64,35 @@ class TokenRules:
     max_lifetime: float = float("inf")
 
 
+PROFILE_CLAIMS = ("email", "email_verified", "phone_number", "phone_number_verified",
+                  "preferred_username")
+_PROFILE_STRINGS = frozenset({"email", "phone_number", "preferred_username"})
+MAX_PROFILE_STRING = 320  # longer than any identifier authsvc accepts
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A user's identifiers under OpenID Connect's standard claim names (Core 1.0,
+    section 5.1); None where the user has no such identifier.
+
+    A verified flag is there exactly when its identifier is. authsvc proves an
+    account once (``users.verified_at``: the sign-up's code, or an operator who
+    created it), so the flag is that proof. A username is chosen, not proven, and
+    has no flag.
+    """
+
+    email: str | None = None
+    email_verified: bool | None = None
+    phone_number: str | None = None
+    phone_number_verified: bool | None = None
+    preferred_username: str | None = None
+
+    def claims(self) -> dict[str, str | bool]:
+        """The claims present, by their OIDC names."""
+        found = {name: getattr(self, name) for name in PROFILE_CLAIMS}
+        return {name: value for name, value in found.items() if value is not None}
+
+
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
     """What a verified access token says."""
@@ -74,6 +107,9 @@ class AccessClaims:
     amr: tuple[str, ...] = ()
     acr: str | None = None
     auth_time: float | None = None
+    # The user's profile when the token carries one (AUTHSVC_ACCESS_TOKEN_PROFILE);
+    # None: it carries none, which is not the same as a user without identifiers.
+    profile: Profile | None = None
 
     def check_times(self, now: float, leeway: int) -> None:
         """Raise unless the token is within its lifetime at ``now`` (± leeway)."""
@@ -85,9 +121,10 @@ class AccessClaims:
 
 def issue(key: SigningKey, rules: TokenRules, *, user_id: str, session_id: str,
           scopes: tuple[str, ...], now: float, ttl: int, amr: tuple[str, ...] = (),
-          auth_time: float | None = None) -> tuple[str, AccessClaims]:
+          auth_time: float | None = None, profile: Profile | None = None,
+          ) -> tuple[str, AccessClaims]:
     """Sign a new access token with ``key``; with ``amr``, also ``acr`` (``acr_of``)
-    and ``auth_time``."""
+    and ``auth_time``; with ``profile``, its claims."""
     if key.private_key is None:
         raise ValueError("issue() needs a key with its private half")
     iat = int(now)
@@ -95,7 +132,7 @@ def issue(key: SigningKey, rules: TokenRules, *, user_id: str, session_id: str,
     when = None if auth_time is None else int(auth_time)
     claims = AccessClaims(user_id=user_id, session_id=session_id, token_id=str(uuid.uuid4()),
                           scopes=scopes, issued_at=iat, not_before=iat, expires_at=iat + ttl,
-                          amr=amr, acr=acr, auth_time=when)
+                          amr=amr, acr=acr, auth_time=when, profile=profile)
     payload: dict[str, Any] = {
         "iss": rules.issuer, "sub": user_id, "aud": rules.audience,
         "iat": iat, "nbf": iat, "exp": iat + ttl,
@@ -108,6 +145,8 @@ def issue(key: SigningKey, rules: TokenRules, *, user_id: str, session_id: str,
         payload["acr"] = acr
     if when is not None:
         payload["auth_time"] = when
+    if profile is not None:
+        payload.update(profile.claims())
     token = jwt.encode(payload, key.private_key, algorithm=key.alg,
                        headers={"kid": key.kid, "typ": TOKEN_TYPE})
     return token, claims
@@ -193,7 +232,22 @@ def _claims(payload: dict[str, Any], rules: TokenRules) -> AccessClaims:
                         scopes=tuple(scope.split()), issued_at=float(times[0]),
                         not_before=float(times[1]), expires_at=float(times[2]),
                         amr=tuple(amr), acr=acr,
-                        auth_time=None if auth_time is None else float(auth_time))
+                        auth_time=None if auth_time is None else float(auth_time),
+                        profile=_profile(payload))
+
+
+def _profile(payload: dict[str, Any]) -> Profile | None:
+    """The token's profile claims; None when it carries none."""
+    found = {name: payload[name] for name in PROFILE_CLAIMS if name in payload}
+    if not found:
+        return None
+    for name, value in found.items():
+        if name in _PROFILE_STRINGS:
+            if not (isinstance(value, str) and 0 < len(value) <= MAX_PROFILE_STRING):
+                raise TokenInvalid()
+        elif not isinstance(value, bool):
+            raise TokenInvalid()
+    return Profile(**found)
 
 
 class TokenCache:

@@ -42,6 +42,7 @@ from ..domain.throttling.sends import Sends
 from ..domain.throttling.throttle import Throttle, ThrottlePolicy
 from ..domain.tokens.issuer import Issuer, token_rules
 from ..domain.tokens.keystore import KeyStore
+from ..domain.tokens.profiles import Profiles
 from ..domain.tokens.validator import Validator
 from ..errors import ConfigError
 from ..store import events as event_rows
@@ -94,7 +95,8 @@ class App:
                         settings.session_idle_ttl)
         sessions = Sessions(storage, issuer, refresh_tokens, clock,
                             session_ttl=settings.session_ttl,
-                            mfa_token_ttl=settings.mfa_token_ttl)
+                            mfa_token_ttl=settings.mfa_token_ttl,
+                            profiles=Profiles(db).of if settings.access_token_profile else None)
         devices = DeviceTokens(kek, clock, settings.throttle_trust_ttl)
         self.factors = Factors(db, clock, self.throttle, revoking, kek, issuer=settings.issuer)
         self.passkeys = Passkeys(db, settings, self.factors, self.throttle, sessions,

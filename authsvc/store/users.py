@@ -173,3 +173,28 @@ async def typical_password_hash(conn: asyncpg.Connection) -> str | None:
         "SELECT min(password_hash) FROM users WHERE split_part(password_hash, '$', 4) = ("
         "  SELECT split_part(password_hash, '$', 4) FROM users"
         "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)")
+
+
+@dataclass(frozen=True, slots=True)
+class Identifiers:
+    """A user's identifiers and whether the account was proven (``verified_at``)."""
+
+    email: str | None
+    phone: str | None
+    username: str | None
+    verified: bool
+
+
+async def identifiers(conn: asyncpg.Connection, user_id: str) -> Identifiers | None:
+    """The identifiers of ``user_id`` (one read by primary key); None for no such user."""
+    try:
+        key = uuid.UUID(user_id)
+    except ValueError:
+        return None
+    found = await conn.fetchrow(
+        "SELECT email, phone, username, verified_at IS NOT NULL AS verified"
+        " FROM users WHERE id = $1", key)
+    if found is None:
+        return None
+    return Identifiers(email=found["email"], phone=found["phone"],
+                       username=found["username"], verified=found["verified"])

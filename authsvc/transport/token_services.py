@@ -57,6 +57,10 @@ class TokenServiceMethods:
             acr=claims.acr or "")
         if claims.auth_time is not None:
             response.auth_time.CopyFrom(Timestamp(seconds=int(claims.auth_time)))
+        if request.profile:
+            profile = await self._validator.profile(claims)
+            for name, value in profile.claims().items():
+                setattr(response, name, value)
         return response
 
     async def Revoke(self, request: auth_pb2.RevokeRequest,

@@ -188,15 +188,23 @@ class ValidateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
+    profile: _builtins.bool
+    """Also answer the user's profile (the OpenID Connect standard claims of
+    its identifiers). From the token when it carries them
+    (AUTHSVC_ACCESS_TOKEN_PROFILE), else one read of the user's row; without
+    it, Validate touches no database.
+    """
     def __init__(
         self,
         *,
         access_token: _builtins.str = ...,
+        profile: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "profile", b"profile"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -215,11 +223,26 @@ class ValidateResponse(_message.Message):
     AMR_FIELD_NUMBER: _builtins.int
     ACR_FIELD_NUMBER: _builtins.int
     AUTH_TIME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
+    PHONE_NUMBER_FIELD_NUMBER: _builtins.int
+    PHONE_NUMBER_VERIFIED_FIELD_NUMBER: _builtins.int
+    PREFERRED_USERNAME_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     session_id: _builtins.str
     token_id: _builtins.str
     acr: _builtins.str
     """aal1 (one factor) or aal2 (a second factor); empty for older tokens."""
+    email: _builtins.str
+    """The profile, with OpenID Connect's standard claim names; answered only
+    when the request asks for it, and each field absent when the user has no
+    such identifier (preferred_username has no verified flag: a username is
+    chosen, not proven).
+    """
+    email_verified: _builtins.bool
+    phone_number: _builtins.str
+    phone_number_verified: _builtins.bool
+    preferred_username: _builtins.str
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -246,12 +269,36 @@ class ValidateResponse(_message.Message):
         amr: _abc.Iterable[_builtins.str] | None = ...,
         acr: _builtins.str = ...,
         auth_time: _timestamp_pb2.Timestamp | None = ...,
+        email: _builtins.str | None = ...,
+        email_verified: _builtins.bool | None = ...,
+        phone_number: _builtins.str | None = ...,
+        phone_number_verified: _builtins.bool | None = ...,
+        preferred_username: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["auth_time", b"auth_time", "expires_at", b"expires_at", "issued_at", b"issued_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_email_verified", b"_email_verified", "_phone_number", b"_phone_number", "_phone_number_verified", b"_phone_number_verified", "_preferred_username", b"_preferred_username", "auth_time", b"auth_time", "email", b"email", "email_verified", b"email_verified", "expires_at", b"expires_at", "issued_at", b"issued_at", "phone_number", b"phone_number", "phone_number_verified", b"phone_number_verified", "preferred_username", b"preferred_username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acr", b"acr", "amr", b"amr", "auth_time", b"auth_time", "expires_at", b"expires_at", "issued_at", b"issued_at", "scopes", b"scopes", "session_id", b"session_id", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_email_verified", b"_email_verified", "_phone_number", b"_phone_number", "_phone_number_verified", b"_phone_number_verified", "_preferred_username", b"_preferred_username", "acr", b"acr", "amr", b"amr", "auth_time", b"auth_time", "email", b"email", "email_verified", b"email_verified", "expires_at", b"expires_at", "issued_at", b"issued_at", "phone_number", b"phone_number", "phone_number_verified", b"phone_number_verified", "preferred_username", b"preferred_username", "scopes", b"scopes", "session_id", b"session_id", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
+    _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
+    _WhichOneofReturnType__email_verified: _TypeAlias = _typing.Literal["email_verified"]  # noqa: Y015
+    _WhichOneofArgType__email_verified: _TypeAlias = _typing.Literal["_email_verified", b"_email_verified"]  # noqa: Y015
+    _WhichOneofReturnType__phone_number: _TypeAlias = _typing.Literal["phone_number"]  # noqa: Y015
+    _WhichOneofArgType__phone_number: _TypeAlias = _typing.Literal["_phone_number", b"_phone_number"]  # noqa: Y015
+    _WhichOneofReturnType__phone_number_verified: _TypeAlias = _typing.Literal["phone_number_verified"]  # noqa: Y015
+    _WhichOneofArgType__phone_number_verified: _TypeAlias = _typing.Literal["_phone_number_verified", b"_phone_number_verified"]  # noqa: Y015
+    _WhichOneofReturnType__preferred_username: _TypeAlias = _typing.Literal["preferred_username"]  # noqa: Y015
+    _WhichOneofArgType__preferred_username: _TypeAlias = _typing.Literal["_preferred_username", b"_preferred_username"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__email_verified) -> _WhichOneofReturnType__email_verified | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__phone_number) -> _WhichOneofReturnType__phone_number | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__phone_number_verified) -> _WhichOneofReturnType__phone_number_verified | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__preferred_username) -> _WhichOneofReturnType__preferred_username | None: ...
 
 Global___ValidateResponse: _TypeAlias = ValidateResponse  # noqa: Y015
 

@@ -134,6 +134,15 @@ MISTYPED = {
     "iss-null": {"iss": None},
     "aud-null": {"aud": None},
     "aud-object": {"aud": {"authsvc": True}},
+    # The profile claims (AUTHSVC_ACCESS_TOKEN_PROFILE): short strings and booleans.
+    "email-number": {"email": 7},
+    "email-empty": {"email": ""},
+    "email-too-long": {"email": "e" * 321},
+    "email_verified-string": {"email_verified": "true"},
+    "email_verified-null": {"email_verified": None},
+    "phone_number-list": {"phone_number": ["+14155550123"]},
+    "phone_number_verified-number": {"phone_number_verified": 1},
+    "preferred_username-object": {"preferred_username": {"name": "bob"}},
 }
 WRONG_ISSUERS = ["auth", "authsvc2", " authsvc", "authsvc ", "AUTHSVC", "", "authsvc\x00",
                  "https://authsvc"]

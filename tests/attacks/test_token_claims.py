@@ -215,3 +215,17 @@ async def test_a_stolen_retired_key_mints_nothing_once_unpublished(stub, app, us
     failure = await fails(stub.Validate(auth_pb2.ValidateRequest(access_token=minted)))
 
     assert (failure.code, failure.reason) == INVALID_TOKEN
+
+
+# --- profile claims (AUTHSVC_ACCESS_TOKEN_PROFILE) ---------------------------------------
+
+
+def test_a_tokens_own_profile_is_answered_as_issued(kit):
+    """A token that carries profile claims (under our signature) is answered with them,
+    as they were when it was issued, and with nothing it does not carry."""
+    token = kit.ours(email="before@example.com", email_verified=False)
+
+    answer = kit.stub.Validate(auth_pb2.ValidateRequest(access_token=token, profile=True))
+
+    assert (answer.email, answer.email_verified) == ("before@example.com", False)
+    assert not answer.HasField("phone_number") and not answer.HasField("preferred_username")

@@ -122,3 +122,19 @@ async def test_sign_out_is_one_transaction(counted):
         await stub.Revoke(auth_pb2.RevokeRequest(token=signed_in.refresh_token))
 
     assert transactions(statements) == 1, statements
+
+
+async def test_validate_asking_for_the_profile_reads_the_user_row_once(counted):
+    """Validate with ``profile``: one statement, the user's row by its id; the same
+    token without it: none."""
+    ledger, stub = counted
+    signed_in = await sign_in(stub)
+
+    async with cost(ledger) as plain:
+        await stub.Validate(auth_pb2.ValidateRequest(access_token=signed_in.access_token))
+    async with cost(ledger) as asked:
+        await stub.Validate(auth_pb2.ValidateRequest(access_token=signed_in.access_token,
+                                                     profile=True))
+
+    assert plain == []
+    assert len(asked) == 1 and "FROM users WHERE id = $1" in asked[0], asked

@@ -198,6 +198,7 @@ def test_three_tabs_share_one_session_through_expiries_and_sign_out(
     # 2. Three tabs, twenty expiries each met by all three at once: every call succeeds,
     # nobody is signed out, one refresh per expiry and no reuse in the audit trail.
     assert seen["tabUsers"] == [user_id] * 3
+    assert seen["tabProfiles"] == [{"email": email, "emailVerified": True}] * 3  # userinfo
     assert len(seen["rounds"]) == ROUNDS
     for results in seen["rounds"]:
         assert results == [{"status": 200, "userId": user_id}] * 3

@@ -37,6 +37,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from authsvc.core.tokens import PROFILE_CLAIMS
 from authsvc.v1 import auth_pb2_grpc
 
 from ..helpers import PASSWORD, eventually_blocking
@@ -318,6 +319,23 @@ def test_validate_takes_the_token_from_the_body(stack: Stack) -> None:
 
     assert reply.status == 200, reply.body
     assert reply.json["user_id"] == token["user_id"]
+
+
+def test_userinfo_answers_the_profile_by_its_oidc_names(stack: Stack) -> None:
+    """GET /v1/auth/userinfo answers the user's email and its verified flag, and no
+    phone or username claims for a user who has neither."""
+    email = stack.add_user()
+    token = call(stack.address, "POST", "/v1/auth/signin",
+                 {"email": email, "password": PASSWORD}).json
+
+    reply = call(stack.address, "GET", "/v1/auth/userinfo",
+                 headers=bearer(token["access_token"]))
+
+    assert reply.status == 200, reply.body
+    assert reply.json["sub"] == token["user_id"]
+    assert {k: v for k, v in reply.json.items() if k in PROFILE_CLAIMS} == {
+        "email": email, "email_verified": True}
+    assert reply.header("Cache-Control") == "no-store"
 
 
 def test_refresh_rotates_the_refresh_token(stack: Stack) -> None:

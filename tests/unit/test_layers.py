@@ -145,7 +145,7 @@ SERVICES = {
     "caller.py", "keycrypto.py",
     "sessions/opener.py", "sessions/refresh_tokens.py", "sessions/revocation.py",
     "sessions/devices.py", "sessions/storage.py",
-    "tokens/issuer.py", "tokens/validator.py", "tokens/keystore.py",
+    "tokens/issuer.py", "tokens/validator.py", "tokens/keystore.py", "tokens/profiles.py",
     "accounts/codes.py", "accounts/identifiers.py", "accounts/blocklist.py",
     "accounts/passwords.py",
     "factors/attempts.py", "factors/totp.py", "factors/ceremonies.py",

@@ -72,7 +72,7 @@ class SecondFactorSignIn:
             outcome = await self._complete(conn, token_hash, attempt, caller)
         if isinstance(outcome, Refused):
             raise _error(outcome, attempt)
-        return self._sessions.issue(outcome)
+        return await self._sessions.issue(outcome)
 
     async def _complete(self, conn: Connection, token_hash: bytes, attempt: Attempt,
                         caller: Caller) -> Opened | Refused:

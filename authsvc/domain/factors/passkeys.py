@@ -300,7 +300,7 @@ class Passkeys:
             if outcome.failure is Failure.THROTTLED:
                 raise RateLimited(outcome.retry_after)
             raise PasskeyInvalid()
-        return self._sessions.issue(outcome)
+        return await self._sessions.issue(outcome)
 
     async def _sign_in_with(self, conn: Connection, rp_id: str, ceremony_id: str,
                             presented: _Presented, credential_json: str, caller: Caller,

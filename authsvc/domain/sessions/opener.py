@@ -15,7 +15,10 @@ ends in ``IssueRefreshToken``: a flow decides *who* signed in and *how*
   reason MFA_REQUIRED. Not an exception: it is one of sign-in's two answers.
 - ``issue``, after the transaction committed: the session's first token pair
   (a pair signed before the commit could outlive a rolled-back session).
-  ``reissue`` is the same for a refresh.
+  ``reissue`` is the same for a refresh. With AUTHSVC_ACCESS_TOKEN_PROFILE
+  (``profiles``), each reads the user's profile into the access token: one
+  more statement per sign-in and refresh, and only then (``tokens.profiles``
+  says why it is off by default).
 
 A flow that refuses says why with ``Refused`` (an enum ``Failure`` and, when
 throttled, the wait), never with a string.
@@ -26,10 +29,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from ...clock import Clock
+from ...core.tokens import Profile
 from ...store.database import Connection
 from ...store.sessions import Refreshed
 from ..caller import Caller
@@ -98,7 +103,10 @@ class Sessions:
     """Opens sessions and mints their token pairs, for every way of signing in."""
 
     def __init__(self, storage: Storage, issuer: Issuer, tokens: RefreshTokens,
-                 clock: Clock, *, session_ttl: int, mfa_token_ttl: int) -> None:
+                 clock: Clock, *, session_ttl: int, mfa_token_ttl: int,
+                 profiles: Callable[[str], Awaitable[Profile]] | None = None) -> None:
+        """``profiles``: where access tokens' profiles are read (None: tokens carry
+        none)."""
         self._sessions = storage.sessions
         self._challenges = storage.challenges
         self._events = storage.events
@@ -107,6 +115,7 @@ class Sessions:
         self._clock = clock
         self._session_ttl = session_ttl
         self.mfa_token_ttl = mfa_token_ttl
+        self._profiles = profiles
 
     async def open(self, conn: Connection, *, user_id: str, scopes: tuple[str, ...],
                    amr: tuple[str, ...], caller: Caller, reason: str | None = None,
@@ -131,20 +140,27 @@ class Sessions:
                                   **caller.audit())
         return SecondFactorRequired(mfa_token, factors, self.mfa_token_ttl)
 
-    def issue(self, opened: Opened) -> TokenPair:
+    async def issue(self, opened: Opened) -> TokenPair:
         """After the commit: the new session's first pair (refresh counter 0)."""
+        profile = await self._profile(opened.user_id)
         now = self._clock()
         return self._issuer.pair(user_id=opened.user_id, session_id=opened.session_id,
                                  scopes=opened.scopes,
                                  refresh=self._tokens.token(opened.session_id, 0), now=now,
                                  session_expires_at=now + self._session_ttl, amr=opened.amr,
-                                 auth_time=now)
+                                 auth_time=now, profile=profile)
 
-    def reissue(self, session_id: str, refreshed: Refreshed, refresh_token: str) -> TokenPair:
+    async def reissue(self, session_id: str, refreshed: Refreshed, refresh_token: str,
+                      ) -> TokenPair:
         """The pair a refresh answers: the session's sign-in (amr, its age by the
         database's clock) carried over, with ``refresh_token`` the successor."""
+        profile = await self._profile(refreshed.user_id)
         now = self._clock()
         return self._issuer.pair(user_id=refreshed.user_id, session_id=session_id,
                                  scopes=refreshed.scopes, refresh=refresh_token, now=now,
                                  session_expires_at=now + refreshed.expires_in,
-                                 amr=refreshed.amr, auth_time=now - refreshed.auth_age)
+                                 amr=refreshed.amr, auth_time=now - refreshed.auth_age,
+                                 profile=profile)
+
+    async def _profile(self, user_id: str) -> Profile | None:
+        return None if self._profiles is None else await self._profiles(user_id)

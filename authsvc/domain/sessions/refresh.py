@@ -94,7 +94,7 @@ class Refresh:
         successor = self._tokens.token(session_id, done.counter)
         if done.outcome is RefreshOutcome.REPEATED and counter < 0:  # a legacy token's grace
             successor = self._tokens.legacy_successor(token)
-        return self._sessions.reissue(session_id, done, successor)
+        return await self._sessions.reissue(session_id, done, successor)
 
     async def _invalid(self, caller: Caller) -> NoReturn:
         """A refused token: counted against the client, then REFRESH_TOKEN_INVALID."""

@@ -138,7 +138,8 @@ class SignIn:
             case SecondFactorRequired():
                 return opened
             case Opened():
-                return SignedIn(self._sessions.issue(opened), self._devices.issue(identifier))
+                return SignedIn(await self._sessions.issue(opened),
+                                self._devices.issue(identifier))
 
     async def _open(self, conn: Connection, user: UserRow, scopes: tuple[str, ...],
                     caller: Caller) -> Opened | SecondFactorRequired:

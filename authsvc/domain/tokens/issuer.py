@@ -8,7 +8,7 @@ from typing import Protocol
 from ...config import Settings
 from ...core import tokens
 from ...core.keys import KeyRing
-from ...core.tokens import TokenRules
+from ...core.tokens import Profile, TokenRules
 from ...errors import Unavailable
 
 
@@ -48,15 +48,17 @@ class Issuer:
 
     def pair(self, *, user_id: str, session_id: str, scopes: tuple[str, ...], refresh: str,
              now: float, session_expires_at: float, amr: tuple[str, ...] = ("pwd",),
-             auth_time: float | None = None) -> TokenPair:
+             auth_time: float | None = None, profile: Profile | None = None) -> TokenPair:
         """The pair for a session whose user authenticated by ``amr`` at ``auth_time``
-        (the sign-in; ``now`` when not given)."""
+        (the sign-in; ``now`` when not given); the access token carries ``profile`` when
+        given (AUTHSVC_ACCESS_TOKEN_PROFILE)."""
         key = self._keystore.ring.signer(now)
         if key is None:
             raise Unavailable("no signing key")
         access, _ = tokens.issue(key, self._rules, user_id=user_id, session_id=session_id,
                                  scopes=scopes, now=now, ttl=self._access_ttl, amr=amr,
-                                 auth_time=now if auth_time is None else auth_time)
+                                 auth_time=now if auth_time is None else auth_time,
+                                 profile=profile)
         refresh_ends = min(session_expires_at, now + self._idle_ttl)
         return TokenPair(access_token=access, expires_in=self._access_ttl,
                          refresh_token=refresh,

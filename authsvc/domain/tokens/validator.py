@@ -5,6 +5,10 @@ then from a bounded cache until its exp; time claims on every call), then
 checked against the revocation set. Only when the revocation feed has been
 down longer than its allowed staleness does Validate ask the database, and
 it fails closed (``Unavailable``) when the database cannot answer.
+
+A caller that asks for the profile (``profile``) gets the token's own when it
+carries one (AUTHSVC_ACCESS_TOKEN_PROFILE), else one read of the user's row;
+nobody else pays for it.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from __future__ import annotations
 from ... import tracing
 from ...clock import Clock
 from ...core.revocations import RevocationSet
-from ...core.tokens import MAX_TOKEN_LENGTH, AccessClaims, TokenRules, UnknownKey
+from ...core.tokens import MAX_TOKEN_LENGTH, AccessClaims, Profile, TokenRules, UnknownKey
 from ...core.verification import TokenCheck
 from ...errors import InvalidArgument, TokenRevoked
 from ...store import sessions as session_rows
 from ...store.database import Database
 from .keystore import KeyStore
+from .profiles import Profiles
 
 
 class Validator:
@@ -27,6 +32,7 @@ class Validator:
         self._keystore = keystore
         self._revocations = revocations
         self._check = TokenCheck(rules, lambda kid: keystore.ring.get(kid), clock, cache_size)
+        self._profiles = Profiles(db)
 
     async def validate_request(self, access_token: str, bearer: str | None) -> AccessClaims:
         """Validate's request: the ``access_token`` field, or else the bearer token."""
@@ -47,6 +53,13 @@ class Validator:
         if revoked:
             raise TokenRevoked()
         return claims
+
+    async def profile(self, claims: AccessClaims) -> Profile:
+        """The profile of a validated token's user: the token's own when it carries one
+        (signed by authsvc, as of its issue), else read from the user's row now."""
+        if claims.profile is not None:
+            return claims.profile
+        return await self._profiles.of(claims.user_id)
 
     async def verify_ignoring_revocation(self, token: str) -> AccessClaims:
         try:

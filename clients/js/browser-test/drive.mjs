@@ -69,6 +69,7 @@ try {
   // 2. Three tabs; the two new ones take the token from the first.
   const pages = [first, await open(), await open()];
   out.tabUsers = await Promise.all(pages.map((p) => p.evaluate(() => window.demo.client.session()?.userId ?? null)));
+  out.tabProfiles = await Promise.all(pages.map((p) => p.evaluate(() => window.demo.client.session()?.profile ?? null)));
 
   const refreshesSeen = () => Promise.all(pages.map((p) => p.evaluate(
     () => window.demo.events.filter(([e]) => e === "TOKEN_REFRESHED").length)));

@@ -24,12 +24,31 @@ import {
 
 export type Identifier = { email: string } | { phone: string } | { username: string };
 
+/**
+ * Who is signed in, from GET /v1/auth/userinfo (OpenID Connect's standard
+ * claims). A property is absent when the user has no such identifier; a
+ * username has no verified flag.
+ */
+export interface UserProfile {
+  email?: string;
+  emailVerified?: boolean;
+  phoneNumber?: string;
+  phoneNumberVerified?: boolean;
+  preferredUsername?: string;
+}
+
 /** What the page may know of the session: no token in it. */
 export interface SessionInfo {
   userId: string;
   sessionId: string;
   /** When the current access token expires, ms since the epoch (this tab's clock). */
   expiresAt: number;
+  /**
+   * The user's identifiers, read once per session (one GET of userinfo when it
+   * starts, shared with the other tabs); null when the gateway could not answer,
+   * in which case the next token of the session reads it again.
+   */
+  profile: UserProfile | null;
 }
 
 /**
@@ -316,7 +335,7 @@ class Client implements AuthClient {
 
   session(): SessionInfo | null {
     const h = this.held;
-    return h ? { userId: h.userId, sessionId: h.sessionId, expiresAt: h.expiresAt } : null;
+    return h ? { userId: h.userId, sessionId: h.sessionId, expiresAt: h.expiresAt, profile: h.profile } : null;
   }
 
   onAuthStateChange(listener: AuthListener): () => void {
@@ -662,7 +681,7 @@ class Client implements AuthClient {
     } else {
       const wasIn = this.held !== null;
       this.held = { accessToken: m.accessToken, expiresAt: m.expiresAt, lifetime: m.lifetime,
-        userId: m.userId, sessionId: m.sessionId, gen: m.gen };
+        userId: m.userId, sessionId: m.sessionId, profile: m.profile ?? null, gen: m.gen };
       if (this.mode === "body" && m.refreshToken) await this.tokens.set(m.refreshToken);
       this.emit(wasIn ? "TOKEN_REFRESHED" : "SIGNED_IN");
     }
@@ -671,7 +690,7 @@ class Client implements AuthClient {
 
   private async tokenMessage(h: Held): Promise<Message> {
     const m: Message = { type: "token", gen: h.gen, accessToken: h.accessToken, expiresAt: h.expiresAt,
-      lifetime: h.lifetime, userId: h.userId, sessionId: h.sessionId };
+      lifetime: h.lifetime, userId: h.userId, sessionId: h.sessionId, profile: h.profile };
     if (this.mode === "body") {
       const rt = await this.tokens.get();
       if (rt) m.refreshToken = rt;
@@ -687,8 +706,11 @@ class Client implements AuthClient {
     const g = await this.store.read();
     const gen = Math.max(g?.gen ?? 0, this.gen) + 1;
     const lifetime = answer.expires_in * 1000;
+    const sessionId = String(answer.session_id ?? "");
+    const profile = (this.held?.sessionId === sessionId ? this.held.profile : null)
+      ?? await this.userinfo(answer.access_token);
     const h: Held = { accessToken: answer.access_token, expiresAt: this.now() + lifetime, lifetime,
-      userId: String(answer.user_id ?? ""), sessionId: String(answer.session_id ?? ""), gen };
+      userId: String(answer.user_id ?? ""), sessionId, profile, gen };
     if (this.mode === "body" && typeof answer.refresh_token === "string") await this.tokens.set(answer.refresh_token);
     this.held = h;
     this.gen = gen;
@@ -753,6 +775,18 @@ class Client implements AuthClient {
     return this.answerOf<AnswerOf<P>>(resp);
   }
 
+  /** The profile GET /v1/auth/userinfo answers for accessToken; null when it cannot. */
+  private async userinfo(accessToken: string): Promise<UserProfile | null> {
+    try {
+      const resp = await this.fetchImpl(this.url("/v1/auth/userinfo"), {
+        headers: { authorization: `Bearer ${accessToken}` }, credentials: "omit",
+      });
+      return resp.ok ? profileOf(await resp.json()) : null;
+    } catch {
+      return null; // the session stands without it; its next token asks again
+    }
+  }
+
   private async answerOf<A>(resp: Response): Promise<A> {
     if (!resp.ok) throw await errorFrom(resp);
     try {
@@ -782,4 +816,15 @@ async function isExpiredAnswer(resp: Response): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The OIDC claims of a userinfo answer, each kept only when present and of its type. */
+function profileOf(claims: Record<string, unknown>): UserProfile {
+  const p: UserProfile = {};
+  if (typeof claims.email === "string") p.email = claims.email;
+  if (typeof claims.email_verified === "boolean") p.emailVerified = claims.email_verified;
+  if (typeof claims.phone_number === "string") p.phoneNumber = claims.phone_number;
+  if (typeof claims.phone_number_verified === "boolean") p.phoneNumberVerified = claims.phone_number_verified;
+  if (typeof claims.preferred_username === "string") p.preferredUsername = claims.preferred_username;
+  return p;
 }

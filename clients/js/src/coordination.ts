@@ -12,6 +12,7 @@
  * Each piece has a stand-in for environments without it (a lock and record
  * per JavaScript realm, no channel), which is what a lone tab needs.
  */
+import type { UserProfile } from "./client.js";
 
 /** What the client needs of navigator.locks. */
 export interface Locks {
@@ -39,7 +40,7 @@ export interface GenerationStore {
 export type Message =
   | {
     type: "token"; gen: number; accessToken: string; expiresAt: number; lifetime: number;
-    userId: string; sessionId: string; refreshToken?: string;
+    userId: string; sessionId: string; refreshToken?: string; profile?: UserProfile | null;
   }
   | { type: "signed-out"; gen: number }
   | { type: "ask"; gen: number };

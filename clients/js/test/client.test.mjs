@@ -112,8 +112,8 @@ test("getAccessToken refreshes 60 s before expiry, not sooner", async () => {
 
   assert.equal(early, "at-1");
   assert.equal(due, "at-2");
-  assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/refresh"]);
-  assert.deepEqual(gw.state.calls[1].body, { refresh_token: "rt-1" });
+  assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/userinfo", "/v1/auth/refresh"]);
+  assert.deepEqual(gw.state.calls[2].body, { refresh_token: "rt-1" });
 });
 
 test("a short-lived token is refreshed a quarter of its lifetime before expiry", async () => {
@@ -256,9 +256,10 @@ test("cookie mode sends no refresh token, includes credentials and keeps none", 
   await c.signOut();
 
   assert.equal(before, null);
-  assert.deepEqual(seen.map(([url, cred, body]) => [url.slice(gw.url.length), cred, JSON.parse(body)]), [
+  assert.deepEqual(seen.map(([url, cred, body]) => [url.slice(gw.url.length), cred, body && JSON.parse(body)]), [
     ["/v1/auth/refresh", "include", {}],
     ["/v1/auth/signin", "include", { email: "ada@example.com", password: "right" }],
+    ["/v1/auth/userinfo", "omit", undefined], // the bearer is the credential, not the cookie
     ["/v1/auth/revoke", "include", {}],
   ]);
   assert.equal(c.session(), null);
@@ -279,7 +280,8 @@ test("signUp signs in when sign-up is open and says verification is required oth
   assert.deepEqual(pending, { session: null, verificationRequired: true });
   assert.equal(verified.sessionId, "s-verified");
   assert.equal(badCode.reason, "CODE_INVALID");
-  const bodies = gw.state.calls.filter((x) => x.path !== "/v1/auth/revoke").map((x) => [x.path, x.body]);
+  const bodies = gw.state.calls.filter((x) => !["/v1/auth/revoke", "/v1/auth/userinfo"].includes(x.path))
+    .map((x) => [x.path, x.body]);
   assert.deepEqual(bodies, [
     ["/v1/auth/signup", { email: "new@example.com", password: "pw-1" }],
     ["/v1/auth/signup", { email: "new2@example.com", password: "pw-2" }],
@@ -296,7 +298,7 @@ test("password change carries the bearer token; reset request and reset post the
   await c.requestPasswordReset({ username: "ada" });
   await c.resetPassword({ phone: "+15551234567" }, "654321", "newest");
 
-  const calls = gw.state.calls.slice(1).map((x) => [x.path, x.body, x.authorization]);
+  const calls = gw.state.calls.slice(2).map((x) => [x.path, x.body, x.authorization]); // after signin, userinfo
   assert.deepEqual(calls, [
     ["/v1/auth/password/change", { current_password: "right", new_password: "newer" }, "Bearer at-1"],
     ["/v1/auth/password/reset/request", { username: "ada" }, undefined],
@@ -401,7 +403,8 @@ test("cookie mode: no presence cookie, no refresh request on a page load", async
     assert.equal(items.get(`authsvc:${gw.url}:presence-cookie`), "visible");
     const other = tab({ mode: "cookie" });
     await other.initialSession();
-    assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/refresh"]);
+    // the signed-in page reads its profile once (userinfo); the other tab refreshes
+    assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/userinfo", "/v1/auth/refresh"]);
   });
 });
 
@@ -419,7 +422,7 @@ test("cookie mode: a page that cannot see the presence cookie learns so and keep
       await next.initialSession();
 
       assert.equal(items.get(`authsvc:${gw.url}:presence-cookie`), "invisible");
-      assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/refresh"]);
+      assert.deepEqual(gw.paths(), ["/v1/auth/signin", "/v1/auth/userinfo", "/v1/auth/refresh"]);
       assert.equal(warnings.length, 1);
       assert.match(warnings[0], /--presence-cookie-domain/);
     });
@@ -479,6 +482,7 @@ test("factor methods call the gateway's routes with the bearer and shape the ans
     lastUsedAt: null, synced: true }]);
   const calls = gw.state.calls.slice(1).map((x) => [x.method, x.path, x.body, x.authorization ?? null]);
   assert.deepEqual(calls, [
+    ["GET", "/v1/auth/userinfo", {}, "Bearer at-1"], // the session's profile, read once
     ["POST", "/v1/auth/factors/totp/enroll", {}, "Bearer at-1"],
     ["POST", "/v1/auth/factors/totp/confirm", { code: "123456" }, "Bearer at-1"],
     ["GET", "/v1/auth/factors", {}, "Bearer at-1"],
@@ -526,4 +530,31 @@ test("a call the browser refused is ORIGIN_NOT_ALLOWED when the gateway's origin
   assert.match(flaky.message, /answered its origin check/);
   assert.equal(down.reason, "NETWORK_ERROR");
   assert.equal(down.message, "The gateway could not be reached.");
+});
+
+test("the session says who is signed in, read once per session from userinfo", async () => {
+  const c = tab();
+
+  const signedIn = await c.signIn(ada, "right");
+  clock += 900_000;
+  await c.getAccessToken(); // a refresh: the same session, so no second read
+
+  assert.deepEqual(signedIn.profile, { email: "ada@example.com", emailVerified: true });
+  assert.deepEqual(c.session().profile, { email: "ada@example.com", emailVerified: true });
+  const reads = gw.state.calls.filter((call) => call.path === "/v1/auth/userinfo");
+  assert.deepEqual(reads.map((call) => call.authorization), ["Bearer at-1"]);
+});
+
+test("a session whose profile could not be read stands, and its next token reads it", async () => {
+  gw.state.userinfoDown = true;
+  const c = tab();
+
+  const signedIn = await c.signIn(ada, "right");
+  gw.state.userinfoDown = false;
+  clock += 900_000;
+  await c.getAccessToken();
+
+  assert.equal(signedIn.profile, null);
+  assert.equal(signedIn.userId, "u-ada");
+  assert.deepEqual(c.session().profile, { email: "ada@example.com", emailVerified: true });
 });

@@ -22,6 +22,7 @@ export async function startFakeGateway({ now }) {
     recoveryCodes: 0,
     freshFactor: false, // whether access tokens carry a fresh second factor (step-up)
     originAllowed: true, // what the origin check answers
+    userinfoDown: false, // userinfo answers 503
   };
 
   const pair = (sessionId, userId) => {
@@ -153,6 +154,15 @@ export async function startFakeGateway({ now }) {
     "/v1/auth/password/reset": (body, req, res) => ok(res, {}),
   };
 
+  // GET /v1/auth/userinfo: the token's claims and its user's OIDC profile claims.
+  const userinfo = (req, res) => {
+    if (state.userinfoDown) return status(res, 503, 14, "UNAVAILABLE", "authsvc is unavailable.");
+    const a = checkAccess(req, res);
+    if (!a) return;
+    const [email] = [...state.users].find(([, u]) => u.id === a.userId) ?? [];
+    ok(res, { sub: a.userId, sid: a.sessionId, ...(email ? { email, email_verified: true } : {}) });
+  };
+
   const server = http.createServer((req, res) => {
     let raw = "";
     req.on("data", (c) => { raw += c; });
@@ -160,6 +170,7 @@ export async function startFakeGateway({ now }) {
       const body = raw ? JSON.parse(raw) : {};
       state.calls.push({ path: req.url, method: req.method, body, authorization: req.headers.authorization,
         contentType: req.headers["content-type"] });
+      if (req.url === "/v1/auth/userinfo" && req.method === "GET") return userinfo(req, res);
       const route = req.method === "GET" ? routes[`GET ${req.url}`] : req.method === "POST" ? routes[req.url] : undefined;
       if (!route) return status(res, 404, 5, "NOT_FOUND", "Not Found");
       route(body, req, res);

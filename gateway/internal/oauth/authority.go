@@ -2,7 +2,10 @@ package oauth
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +49,43 @@ func (a *authority) decide(ctx context.Context, token string) (*verify.Claims, e
 }
 
 func (a *authority) remote(ctx context.Context, token string) (*verify.Claims, error) {
+	resp, err := a.validate(ctx, token, false)
+	if err != nil {
+		return nil, err
+	}
+	return claimsOf(resp), nil
+}
+
+// profiled returns the claims of token and its user's profile (the OIDC
+// standard claims of the user's identifiers): from the token itself when
+// the Go verifier accepts it and it carries them (authsvc's
+// AUTHSVC_ACCESS_TOKEN_PROFILE), else from authsvc's Validate asked for the
+// profile, which reads the user's row (or the token's own claims).
+func (a *authority) profiled(ctx context.Context, token string) (*verify.Claims, map[string]any, error) {
+	if a.v != nil && a.v.Current() {
+		claims, err := a.v.Verify(ctx, token)
+		if !errors.Is(err, verify.ErrUnavailable) {
+			if err != nil {
+				a.local.Add(1)
+				return nil, nil, err
+			}
+			if profile := carriedProfile(token); profile != nil {
+				a.local.Add(1)
+				return claims, profile, nil
+			}
+		}
+	}
+	a.forwarded.Add(1)
+	resp, err := a.validate(ctx, token, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return claimsOf(resp), profileOf(resp), nil
+}
+
+// validate asks authsvc's Validate about token (and, with profile, for
+// its user's profile); a refusal is the *verify.Error it stands for.
+func (a *authority) validate(ctx context.Context, token string, profile bool) (*authsvcv1.ValidateResponse, error) {
 	if token == "" {
 		return nil, verify.ErrTokenMissing
 	}
@@ -54,14 +94,83 @@ func (a *authority) remote(ctx context.Context, token string) (*verify.Claims, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout)
 	defer cancel()
-	resp, err := a.client.Validate(ctx, &authsvcv1.ValidateRequest{AccessToken: token})
+	resp, err := a.client.Validate(ctx, &authsvcv1.ValidateRequest{AccessToken: token, Profile: profile})
 	if err != nil {
 		return nil, errorOf(status.Convert(err))
 	}
+	return resp, nil
+}
+
+func claimsOf(resp *authsvcv1.ValidateResponse) *verify.Claims {
 	return &verify.Claims{UserID: resp.GetUserId(), SessionID: resp.GetSessionId(), TokenID: resp.GetTokenId(),
 		Scopes: resp.GetScopes(), IssuedAt: float64(resp.GetIssuedAt().GetSeconds()),
 		NotBefore: float64(resp.GetIssuedAt().GetSeconds()), ExpiresAt: float64(resp.GetExpiresAt().GetSeconds()),
-		AMR: resp.GetAmr(), ACR: resp.GetAcr(), AuthTime: float64(resp.GetAuthTime().GetSeconds())}, nil
+		AMR: resp.GetAmr(), ACR: resp.GetAcr(), AuthTime: float64(resp.GetAuthTime().GetSeconds())}
+}
+
+// profileOf is the profile in a Validate answer, by the OIDC names; a
+// claim the user has no identifier for is absent.
+func profileOf(resp *authsvcv1.ValidateResponse) map[string]any {
+	profile := map[string]any{}
+	if resp.Email != nil {
+		profile["email"] = resp.GetEmail()
+	}
+	if resp.EmailVerified != nil {
+		profile["email_verified"] = resp.GetEmailVerified()
+	}
+	if resp.PhoneNumber != nil {
+		profile["phone_number"] = resp.GetPhoneNumber()
+	}
+	if resp.PhoneNumberVerified != nil {
+		profile["phone_number_verified"] = resp.GetPhoneNumberVerified()
+	}
+	if resp.PreferredUsername != nil {
+		profile["preferred_username"] = resp.GetPreferredUsername()
+	}
+	return profile
+}
+
+// profileClaims are the OIDC claims of a profile and whether each is a
+// string (else a boolean), as authsvc's core.tokens.PROFILE_CLAIMS.
+var profileClaims = map[string]bool{
+	"email": true, "email_verified": false, "phone_number": true,
+	"phone_number_verified": false, "preferred_username": true,
+}
+
+// carriedProfile is the profile an access token the verifier accepted
+// carries (its payload is then authsvc's); nil when it carries none, or
+// one that is not shaped as authsvc issues it (authsvc then decides).
+func carriedProfile(token string) map[string]any {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil
+	}
+	var payload map[string]any
+	if json.Unmarshal(raw, &payload) != nil {
+		return nil
+	}
+	profile := map[string]any{}
+	for name, isString := range profileClaims {
+		value, ok := payload[name]
+		if !ok {
+			continue
+		}
+		if _, str := value.(string); str != isString {
+			return nil
+		}
+		if _, flag := value.(bool); !isString && !flag {
+			return nil
+		}
+		profile[name] = value
+	}
+	if len(profile) == 0 {
+		return nil
+	}
+	return profile
 }
 
 // errorOf is the refusal a failed Validate stands for (as

@@ -225,9 +225,35 @@ func TestUserinfoAnswersTheClaimsAtTheEdgeAndForwarded(t *testing.T) {
 		if ok.Status != 200 || body["sub"] != user.GetUserId() || body["sid"] != user.GetSessionId() || body["scope"] != "orders.read" {
 			t.Errorf("watch %v: %+v", watch, ok)
 		}
+		email, _ := body["email"].(string)
+		_, phone := body["phone_number"]
+		_, username := body["preferred_username"]
+		if !strings.HasSuffix(email, "@example.com") || body["email_verified"] != true || phone || username {
+			t.Errorf("watch %v, profile: %+v", watch, body)
+		}
 		if refused.Status != 401 || refused.Challenge != `Bearer realm="authsvc"` {
 			t.Errorf("watch %v, no token: %+v", watch, refused)
 		}
+	}
+}
+
+func TestUserinfoAnswersAProfileTheTokenCarriesAtTheEdge(t *testing.T) {
+	ln := listen(t)
+	issuer := "http://" + ln.Addr().String()
+	server := authsvctest.Start(t, map[string]string{"AUTHSVC_ISSUER": issuer, "AUTHSVC_ACCESS_TOKEN_PROFILE": "true"})
+	g := frontGateway(t, true, server, issuer, ln)
+	user := server.SignIn(t)
+	before := g.settings.built.forwarded.Load()
+
+	ok := g.do(t, http.MethodGet, UserinfoPath, user.GetAccessToken(), "", "")
+
+	body, _ := ok.Body.(map[string]any)
+	email, _ := body["email"].(string)
+	if ok.Status != 200 || body["sub"] != user.GetUserId() || !strings.HasSuffix(email, "@example.com") || body["email_verified"] != true {
+		t.Errorf("%+v", ok)
+	}
+	if forwarded := g.settings.built.forwarded.Load() - before; forwarded != 0 {
+		t.Errorf("forwarded %d userinfo calls to authsvc", forwarded)
 	}
 }
 

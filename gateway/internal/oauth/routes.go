@@ -111,23 +111,32 @@ func bearerOf(r *http.Request) (string, error) {
 }
 
 // userinfo answers GET /v1/auth/userinfo with the bearer token's claims
-// (RFC 9068 names), from the Go verifier when current, else from authsvc.
+// (RFC 9068 names) and its user's profile (OpenID Connect's email,
+// email_verified, phone_number, phone_number_verified, preferred_username;
+// each absent when the user has no such identifier): at the edge when the
+// Go verifier is current and the token carries the profile, else from
+// authsvc's Validate asked for it (authority.profiled).
 func userinfo(auth *authority) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, err := bearerOf(r)
 		var claims *verify.Claims
+		var profile map[string]any
 		if err == nil {
-			claims, err = auth.decide(r.Context(), token)
+			claims, profile, err = auth.profiled(r.Context(), token)
 		}
 		if err != nil {
 			verify.WriteHTTPError(w, verify.AsError(err))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{
+		answer := map[string]any{
 			"sub": claims.UserID, "sid": claims.SessionID, "jti": claims.TokenID,
 			"scope": strings.Join(claims.Scopes, " "),
 			"iat":   int64(claims.IssuedAt), "exp": int64(claims.ExpiresAt),
-		})
+		}
+		for name, value := range profile {
+			answer[name] = value
+		}
+		writeJSON(w, http.StatusOK, answer)
 	})
 }
 

@@ -732,6 +732,13 @@ export interface components {
         v1TokenTypeHint: "TOKEN_TYPE_HINT_UNSPECIFIED" | "TOKEN_TYPE_HINT_ACCESS_TOKEN" | "TOKEN_TYPE_HINT_REFRESH_TOKEN";
         v1ValidateRequest: {
             access_token?: string;
+            /**
+             * @description Also answer the user's profile (the OpenID Connect standard claims of
+             *     its identifiers). From the token when it carries them
+             *     (AUTHSVC_ACCESS_TOKEN_PROFILE), else one read of the user's row; without
+             *     it, Validate touches no database.
+             */
+            profile?: boolean;
         };
         v1ValidateResponse: {
             /** @description aal1 (one factor) or aal2 (a second factor); empty for older tokens. */
@@ -743,10 +750,21 @@ export interface components {
              * @description When the user last authenticated (the sign-in, not the refresh).
              */
             auth_time?: string;
+            /**
+             * @description The profile, with OpenID Connect's standard claim names; answered only
+             *     when the request asks for it, and each field absent when the user has no
+             *     such identifier (preferred_username has no verified flag: a username is
+             *     chosen, not proven).
+             */
+            email?: string;
+            email_verified?: boolean;
             /** Format: date-time */
             expires_at?: string;
             /** Format: date-time */
             issued_at?: string;
+            phone_number?: string;
+            phone_number_verified?: boolean;
+            preferred_username?: string;
             scopes?: string[];
             session_id?: string;
             token_id?: string;

@@ -439,8 +439,13 @@ func (x *RefreshResponse) GetUserId() string {
 }
 
 type ValidateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccessToken   string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// Also answer the user's profile (the OpenID Connect standard claims of
+	// its identifiers). From the token when it carries them
+	// (AUTHSVC_ACCESS_TOKEN_PROFILE), else one read of the user's row; without
+	// it, Validate touches no database.
+	Profile       bool `protobuf:"varint,2,opt,name=profile,proto3" json:"profile,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,6 +487,13 @@ func (x *ValidateRequest) GetAccessToken() string {
 	return ""
 }
 
+func (x *ValidateRequest) GetProfile() bool {
+	if x != nil {
+		return x.Profile
+	}
+	return false
+}
+
 type ValidateResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	UserId    string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -495,9 +507,18 @@ type ValidateResponse struct {
 	// aal1 (one factor) or aal2 (a second factor); empty for older tokens.
 	Acr string `protobuf:"bytes,8,opt,name=acr,proto3" json:"acr,omitempty"`
 	// When the user last authenticated (the sign-in, not the refresh).
-	AuthTime      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=auth_time,json=authTime,proto3" json:"auth_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AuthTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=auth_time,json=authTime,proto3" json:"auth_time,omitempty"`
+	// The profile, with OpenID Connect's standard claim names; answered only
+	// when the request asks for it, and each field absent when the user has no
+	// such identifier (preferred_username has no verified flag: a username is
+	// chosen, not proven).
+	Email               *string `protobuf:"bytes,10,opt,name=email,proto3,oneof" json:"email,omitempty"`
+	EmailVerified       *bool   `protobuf:"varint,11,opt,name=email_verified,json=emailVerified,proto3,oneof" json:"email_verified,omitempty"`
+	PhoneNumber         *string `protobuf:"bytes,12,opt,name=phone_number,json=phoneNumber,proto3,oneof" json:"phone_number,omitempty"`
+	PhoneNumberVerified *bool   `protobuf:"varint,13,opt,name=phone_number_verified,json=phoneNumberVerified,proto3,oneof" json:"phone_number_verified,omitempty"`
+	PreferredUsername   *string `protobuf:"bytes,14,opt,name=preferred_username,json=preferredUsername,proto3,oneof" json:"preferred_username,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ValidateResponse) Reset() {
@@ -591,6 +612,41 @@ func (x *ValidateResponse) GetAuthTime() *timestamppb.Timestamp {
 		return x.AuthTime
 	}
 	return nil
+}
+
+func (x *ValidateResponse) GetEmail() string {
+	if x != nil && x.Email != nil {
+		return *x.Email
+	}
+	return ""
+}
+
+func (x *ValidateResponse) GetEmailVerified() bool {
+	if x != nil && x.EmailVerified != nil {
+		return *x.EmailVerified
+	}
+	return false
+}
+
+func (x *ValidateResponse) GetPhoneNumber() string {
+	if x != nil && x.PhoneNumber != nil {
+		return *x.PhoneNumber
+	}
+	return ""
+}
+
+func (x *ValidateResponse) GetPhoneNumberVerified() bool {
+	if x != nil && x.PhoneNumberVerified != nil {
+		return *x.PhoneNumberVerified
+	}
+	return false
+}
+
+func (x *ValidateResponse) GetPreferredUsername() string {
+	if x != nil && x.PreferredUsername != nil {
+		return *x.PreferredUsername
+	}
+	return ""
 }
 
 type RevokeRequest struct {
@@ -3403,9 +3459,10 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
-	"\auser_id\x18\a \x01(\tR\x06userId\"4\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\"N\n" +
 	"\x0fValidateRequest\x12!\n" +
-	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\"\xce\x02\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x18\n" +
+	"\aprofile\x18\x02 \x01(\bR\aprofile\"\x89\x05\n" +
 	"\x10ValidateResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
 	"\n" +
@@ -3417,7 +3474,18 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x10\n" +
 	"\x03amr\x18\a \x03(\tR\x03amr\x12\x10\n" +
 	"\x03acr\x18\b \x01(\tR\x03acr\x127\n" +
-	"\tauth_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bauthTime\"\x8b\x01\n" +
+	"\tauth_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bauthTime\x12\x19\n" +
+	"\x05email\x18\n" +
+	" \x01(\tH\x00R\x05email\x88\x01\x01\x12*\n" +
+	"\x0eemail_verified\x18\v \x01(\bH\x01R\remailVerified\x88\x01\x01\x12&\n" +
+	"\fphone_number\x18\f \x01(\tH\x02R\vphoneNumber\x88\x01\x01\x127\n" +
+	"\x15phone_number_verified\x18\r \x01(\bH\x03R\x13phoneNumberVerified\x88\x01\x01\x122\n" +
+	"\x12preferred_username\x18\x0e \x01(\tH\x04R\x11preferredUsername\x88\x01\x01B\b\n" +
+	"\x06_emailB\x11\n" +
+	"\x0f_email_verifiedB\x0f\n" +
+	"\r_phone_numberB\x18\n" +
+	"\x16_phone_number_verifiedB\x15\n" +
+	"\x13_preferred_username\"\x8b\x01\n" +
 	"\rRevokeRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12A\n" +
 	"\x0ftoken_type_hint\x18\x02 \x01(\x0e2\x19.authsvc.v1.TokenTypeHintR\rtokenTypeHint\x12!\n" +
@@ -3790,6 +3858,7 @@ func file_authsvc_v1_auth_proto_init() {
 		(*SignInRequest_Phone)(nil),
 		(*SignInRequest_Username)(nil),
 	}
+	file_authsvc_v1_auth_proto_msgTypes[5].OneofWrappers = []any{}
 	file_authsvc_v1_auth_proto_msgTypes[14].OneofWrappers = []any{
 		(*CompleteSignInRequest_Totp)(nil),
 		(*CompleteSignInRequest_RecoveryCode)(nil),

@@ -80,9 +80,15 @@ class _Call:
     def finish(self, response: Any) -> None:
         """The call is over (answered, refused or cancelled)."""
         self.done(response)
+        self.end_span()
+        self.calls.ended()
+
+    def end_span(self) -> None:
+        """End the call's span, once: before a refusal leaves (as its metrics are
+        moved), or when the call is over."""
         if self.span is not None:
             self.span.end()
-        self.calls.ended()
+            self.span = None
 
     def check(self, request: Any) -> None:
         if self.calls.draining and not self.method.startswith(ALWAYS_ANSWERED):
@@ -96,6 +102,7 @@ class _Call:
         if code == grpc.StatusCode.INTERNAL:
             log.error("unexpected error in %s", type(exc).__name__, exc_info=exc)
         self.done(None, code, exc.reason if isinstance(exc, ClientError) else None)
+        self.end_span()
         await self.context.abort(code, message, trailing_metadata=trailers)
 
     def done(self, response: Any, code: grpc.StatusCode | None = None,

@@ -20,7 +20,7 @@ from authsvc.v1 import auth_pb2
 
 from ..authenticator import Authenticator
 from ..helpers import bearer, fails, sign_in
-from ..rpc.test_factors import complete, db_step, mfa_required, secret_of
+from ..rpc.test_factors import complete, db_step, enable_totp, mfa_required, secret_of
 from ..rpc.test_passkeys import ORIGIN, register
 
 
@@ -80,11 +80,7 @@ async def test_an_unfinished_passkey_registration_dies_when_an_app_is_enabled(
                                                 metadata=bearer(stolen))
     answer = Authenticator(ORIGIN).register(begun.options_json)
     victim = (await sign_in(stub)).access_token
-    secret = secret_of(await stub.EnrollTotp(auth_pb2.EnrollTotpRequest(),
-                                             metadata=bearer(victim)))
-    step = await db_step(database_url)
-    await stub.ConfirmTotp(auth_pb2.ConfirmTotpRequest(code=totp.code(secret, step)),
-                           metadata=bearer(victim))
+    secret, step, _codes = await enable_totp(stub, victim, database_url)
     finish = auth_pb2.FinishPasskeyRegistrationRequest(ceremony_id=begun.ceremony_id,
                                                        credential_json=answer)
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from authsvc.domain.factors import totp
 from authsvc.transport import door
-from authsvc.v1 import auth_pb2
 
 from ..helpers import bearer, parse, sign_in
-from .test_factors import db_step, secret_of
+from .test_factors import enable_totp
 
 STREAMING = {"/authsvc.v1.Auth/WatchRevocations"}
 
@@ -69,12 +67,8 @@ async def test_a_scoped_method_refuses_a_token_without_its_scope(channel, stub, 
 async def password_only_token_of_enrolled_user(stub, user, database_url) -> str:
     """alice's access token from a password-only sign-in, after which she enrolled an
     authenticator app (as a session stolen before her first factor would be)."""
-    token = (await sign_in(stub)).access_token
-    secret = secret_of(await stub.EnrollTotp(auth_pb2.EnrollTotpRequest(),
-                                             metadata=bearer(token)))
-    step = await db_step(database_url)
-    await stub.ConfirmTotp(auth_pb2.ConfirmTotpRequest(code=totp.code(secret, step)),
-                           metadata=bearer(token))
+    token: str = (await sign_in(stub)).access_token
+    await enable_totp(stub, token, database_url)
     return token
 
 

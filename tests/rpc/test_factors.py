@@ -80,17 +80,22 @@ class Enrolled:
         return totp.code(self.secret, step)
 
 
-@pytest.fixture
-async def enrolled(stub, user, database_url) -> Enrolled:
-    signed_in = await sign_in(stub)
-    metadata = bearer(signed_in.access_token)
-    enrolment = await stub.EnrollTotp(auth_pb2.EnrollTotpRequest(), metadata=metadata)
-    secret = secret_of(enrolment)
+async def enable_totp(stub, token: str, database_url: str) -> tuple[bytes, int, list[str]]:
+    """Enrol and confirm an authenticator app with ``token``: its secret, the step whose
+    code confirmed it, and the recovery codes."""
+    metadata = bearer(token)
+    secret = secret_of(await stub.EnrollTotp(auth_pb2.EnrollTotpRequest(), metadata=metadata))
     step = await db_step(database_url)
     confirmed = await stub.ConfirmTotp(auth_pb2.ConfirmTotpRequest(code=totp.code(secret, step)),
                                        metadata=metadata)
-    return Enrolled(secret, list(confirmed.recovery_codes), step, user,
-                    signed_in.access_token)
+    return secret, step, list(confirmed.recovery_codes)
+
+
+@pytest.fixture
+async def enrolled(stub, user, database_url) -> Enrolled:
+    signed_in = await sign_in(stub)
+    secret, step, codes = await enable_totp(stub, signed_in.access_token, database_url)
+    return Enrolled(secret, codes, step, user, signed_in.access_token)
 
 
 async def test_enrolment_answers_a_secret_and_an_otpauth_uri(stub, user):

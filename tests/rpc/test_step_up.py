@@ -17,7 +17,7 @@ from authsvc.v1 import auth_pb2
 from authsvc.verifiers import RemoteVerifier
 
 from ..helpers import bearer, fails, parse, sign_in
-from .test_factors import db_step, error_metadata, mfa_required, secret_of
+from .test_factors import enable_totp, error_metadata, mfa_required
 
 SERVICE = "example.v1.Vault"
 SECOND_FACTOR = ("otp", "hwk", "swk")
@@ -61,11 +61,7 @@ async def call(port: int, method: str, token: str) -> bytes:
 async def second_factor_token(stub, user, database_url) -> str:
     """alice enrols an authenticator app and signs in with it: her access token."""
     first = await sign_in(stub)
-    secret = secret_of(await stub.EnrollTotp(auth_pb2.EnrollTotpRequest(),
-                                             metadata=bearer(first.access_token)))
-    step = await db_step(database_url)
-    await stub.ConfirmTotp(auth_pb2.ConfirmTotpRequest(code=totp.code(secret, step)),
-                           metadata=bearer(first.access_token))
+    secret, step, _codes = await enable_totp(stub, first.access_token, database_url)
     challenge = await mfa_required(stub)
     done = await stub.CompleteSignIn(auth_pb2.CompleteSignInRequest(
         mfa_token=challenge["mfa_token"], totp=totp.code(secret, step + 1)))

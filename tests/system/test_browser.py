@@ -155,8 +155,9 @@ def browser_stack(pg_admin_url: str, template_name: str,
         for process in (gateway, authsvc):
             if process is not None:
                 process.stop()
-        demo_server.shutdown()
-        other_server.shutdown()
+        for server in (demo_server, other_server):
+            server.shutdown()
+            server.server_close()
         asyncio.run(_drop_database(pg_admin_url, name))
 
 

@@ -54,7 +54,7 @@ def test_account_methods_presence_cookie_api_origins_and_refused_origins(
     seen = _drive(node, chromium, browser_stack, email)
 
     assert seen["pageErrors"] == []
-    # 1. The presence cookie: nothing asked while signed out, one refresh when signed in.
+    # 1. The presence cookie: nothing asked while signed out, one refresh when signed in
     assert seen["signedOutLoad"] == {"calls": [], "initial": None}
     assert seen["signedIn"] == {"userId": user_id, "presence": ["authsvc_session=1"]}
     assert seen["cookies"] == [
@@ -62,7 +62,9 @@ def test_account_methods_presence_cookie_api_origins_and_refused_origins(
          "path": "/"},
         {"name": "authsvc_session", "httpOnly": False, "secure": True, "sameSite": "Lax",
          "path": "/"}]
-    assert seen["restoredLoad"] == {"calls": ["POST /v1/auth/refresh"], "initial": user_id}
+    # (and the restored session reads its profile once)
+    assert seen["restoredLoad"] == {"calls": ["POST /v1/auth/refresh", "GET /v1/auth/userinfo"],
+                                    "initial": user_id}
     # 2. fetch() refuses another origin before sending anything.
     assert seen["fetchElsewhere"] == "API_ORIGIN_NOT_LISTED"
     assert seen["requestsElsewhere"] == 0

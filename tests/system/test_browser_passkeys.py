@@ -77,6 +77,7 @@ def passkey_stack(pg_admin_url: str, template_name: str,
             if process is not None:
                 process.stop()
         demo_server.shutdown()
+        demo_server.server_close()
         asyncio.run(_drop_database(pg_admin_url, name))
 
 

@@ -183,11 +183,11 @@ class _RawServer:
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._listener.close()
         with self._lock:
+            self._stopping.set()
             for conn in self._open:
                 conn.close()
+        self._listener.close()
 
     def _accept(self) -> None:
         while not self._stopping.is_set():
@@ -196,6 +196,9 @@ class _RawServer:
             except OSError:
                 return
             with self._lock:
+                if self._stopping.is_set():  # accepted as stop() closed the others
+                    conn.close()
+                    return
                 self.connections += 1
                 self._open.append(conn)
             threading.Thread(target=self._guarded, args=(conn,), daemon=True).start()

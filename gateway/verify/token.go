@@ -189,7 +189,7 @@ func claimsOf(p map[string]any, rules *Rules) (*Claims, error) {
 		return nil, ErrTokenInvalid
 	}
 	amr, acr, authTime, ok := authentication(p)
-	if !ok {
+	if !ok || !profileWellFormed(p) {
 		return nil, ErrTokenInvalid
 	}
 	return &Claims{UserID: ids[0], SessionID: ids[1], TokenID: ids[2],
@@ -231,6 +231,30 @@ func authentication(p map[string]any) (amr []string, acr string, authTime float6
 		authTime = t
 	}
 	return amr, acr, authTime, true
+}
+
+// profileWellFormed checks the optional profile claims with authsvc's rules
+// (core/tokens.py): email, phone_number and preferred_username strings of 1 to
+// 320 characters, email_verified and phone_number_verified booleans (null is
+// malformed too). The Go verifier does not answer them; it refuses what
+// Validate refuses.
+func profileWellFormed(p map[string]any) bool {
+	for _, name := range []string{"email", "phone_number", "preferred_username"} {
+		if raw, present := p[name]; present {
+			s, isString := raw.(string)
+			if !isString || s == "" || utf8.RuneCountInString(s) > 320 {
+				return false
+			}
+		}
+	}
+	for _, name := range []string{"email_verified", "phone_number_verified"} {
+		if raw, present := p[name]; present {
+			if _, isBool := raw.(bool); !isBool {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // isPythonSpace is the whitespace Python's str.split() splits on.

@@ -38,6 +38,7 @@ from authsvc.store.database import migrate
 from authsvc.v1 import auth_pb2_grpc
 
 from .helpers import PASSWORD
+from .receivers import Mailbox, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,3 +241,19 @@ async def watch_token(app: App) -> str:
 async def watcher(app: App) -> str:
     """``watch_token`` of the app under test."""
     return await watch_token(app)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives."""
+    box = Mailbox().start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A real HTTP receiver of signed webhooks on 127.0.0.1."""
+    hook = WebhookReceiver().start()
+    yield hook
+    hook.stop()

@@ -4,6 +4,7 @@ package verify_test
 
 import (
 	"context"
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 	"testing"
 	"time"
 
@@ -59,8 +60,7 @@ func TestATokenSourceRefreshesWithRealAuthsvc(t *testing.T) {
 	// Past 80 % of its lifetime (an injected clock), the source's token is replaced through
 	// authsvc's Refresh in the same session, and Validate accepts the new one.
 	server := authsvctest.Start(t, nil)
-	c := newClock()
-	c.now = time.Now()
+	c := testclock.At(time.Now())
 	source, err := verify.NewTokenSource(server.Conn, verify.Email(server.AddUser(t)), authsvctest.Password,
 		verify.TokenSourceOptions{Now: c.Now})
 	if err != nil {
@@ -74,7 +74,7 @@ func TestATokenSourceRefreshesWithRealAuthsvc(t *testing.T) {
 	}
 	session := source.SessionID()
 
-	c.advance(850 * time.Second) // authsvc's access tokens live 900 s
+	c.Advance(850 * time.Second) // authsvc's access tokens live 900 s
 	_, _ = source.Token(ctx)     // still valid: the refresh runs meanwhile
 	eventually(t, "a refreshed token", func() bool {
 		tok, err := source.Token(ctx)

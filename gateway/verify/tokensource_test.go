@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 	"net"
 	"strings"
 	"sync"
@@ -193,27 +194,9 @@ func (f *fakeAuth) watchBearers() []string {
 	return append([]string(nil), f.bearers...)
 }
 
-// clock is a settable wall clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+func newClock() *testclock.Clock { return testclock.At(time.Unix(1_800_000_000, 0)) }
 
-func newClock() *clock { return &clock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newSource(t *testing.T, conn grpc.ClientConnInterface, c *clock) *verify.TokenSource {
+func newSource(t *testing.T, conn grpc.ClientConnInterface, c *testclock.Clock) *verify.TokenSource {
 	t.Helper()
 	source, err := verify.NewTokenSource(conn, verify.Email(accountEmail), accountPassword,
 		verify.TokenSourceOptions{Now: c.Now})
@@ -271,10 +254,10 @@ func TestTheTokenIsRefreshedAfterItsFractionOfTheLifetimeNotBefore(t *testing.T)
 	source := newSource(t, conn, c)
 	first := token(t, source)
 
-	c.advance(lifetime * 69 / 100)
+	c.Advance(lifetime * 69 / 100)
 	early := token(t, source)
 	refreshesEarly := auth.refreshs.Load()
-	c.advance(lifetime * 12 / 100)
+	c.Advance(lifetime * 12 / 100)
 	_ = token(t, source) // still valid: handed out while the Refresh runs
 	eventually(t, "the refreshed token", func() bool { return token(t, source) != first })
 
@@ -298,7 +281,7 @@ func TestCallersWithAValidTokenDoNotWaitForTheRefresh(t *testing.T) {
 	gate := make(chan struct{})
 	auth.holdAt(gate)
 	defer close(gate)
-	c.advance(lifetime * 85 / 100)
+	c.Advance(lifetime * 85 / 100)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -343,7 +326,7 @@ func TestAReusedRefreshTokenAlsoSignsInAgain(t *testing.T) {
 		return nil
 	})
 
-	c.advance(lifetime + time.Second)
+	c.Advance(lifetime + time.Second)
 	next := token(t, source)
 
 	if next == first || auth.signIns.Load() != 2 {
@@ -415,7 +398,7 @@ func TestConcurrentCallersShareOneSignInAndOneRefresh(t *testing.T) {
 				t.Fatalf("round %d caller %d: %q %v; want %q", round, i, got[i], errs[i], want)
 			}
 		}
-		c.advance(lifetime + time.Second) // the next round finds the token expired
+		c.Advance(lifetime + time.Second) // the next round finds the token expired
 	}
 	if auth.signIns.Load() != 1 || auth.refreshs.Load() != 1 {
 		t.Errorf("%d SignIns, %d Refreshes; want 1 and 1", auth.signIns.Load(), auth.refreshs.Load())
@@ -442,7 +425,7 @@ func TestAnUnavailableAuthsvcIsRetriedAfterABackoffNotBefore(t *testing.T) {
 	_, during := source.Token(ctx)
 	callsDuring := auth.signIns.Load()
 	down.Store(false)
-	c.advance(120 * time.Millisecond)
+	c.Advance(120 * time.Millisecond)
 	after := token(t, source)
 
 	if status.Code(first) != codes.Unavailable || status.Code(during) != codes.Unavailable {
@@ -469,9 +452,9 @@ func TestRateLimitedWaitsForTheRetryDelay(t *testing.T) {
 	})
 	_, limited := source.Token(context.Background())
 
-	c.advance(29 * time.Second)
+	c.Advance(29 * time.Second)
 	_, early := source.Token(context.Background())
-	c.advance(2 * time.Second)
+	c.Advance(2 * time.Second)
 	after := token(t, source)
 
 	if status.Code(limited) != codes.ResourceExhausted || status.Code(early) != codes.ResourceExhausted {
@@ -491,10 +474,10 @@ func TestAFailedRefreshKeepsTheValidTokenAndFailsOnlyPastExpiry(t *testing.T) {
 	first := token(t, source)
 	auth.failWith(func(string) error { return status.Error(codes.Unavailable, "authsvc is down") })
 
-	c.advance(lifetime * 85 / 100)
+	c.Advance(lifetime * 85 / 100)
 	during := token(t, source)
 	eventually(t, "the Refresh failing", func() bool { return auth.refreshs.Load() == 1 })
-	c.advance(lifetime * 16 / 100)
+	c.Advance(lifetime * 16 / 100)
 	_, expired := source.Token(context.Background())
 
 	if during != first {

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 
 import asyncpg
 import grpc
@@ -26,14 +25,6 @@ from ..receivers import Mailbox, text_of
 
 NEW_PASSWORD = "purple monkey dishwasher 42"
 OTHER_PASSWORD = "a different passphrase 17"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    """A real SMTP server on 127.0.0.1."""
-    box = Mailbox().start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ from ..helpers import eventually
 from ..receivers import (
     DrippingWebhook,
     HangingMailbox,
-    Mailbox,
     SilentServer,
     WebhookReceiver,
 )
@@ -47,20 +46,6 @@ EMAIL = "ann@example.com"
 CODE = "12345678"
 # Any whsec_ secret: the misbehaving receivers ignore it.
 SECRET = "whsec_" + base64.b64encode(bytes(32)).decode()
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
-    yield box
-    box.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver().start()
-    yield hook
-    hook.stop()
 
 
 @pytest.fixture

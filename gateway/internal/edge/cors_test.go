@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"github.com/authsvc/authsvc/gateway/verify/testclock"
 	"log/slog"
 	"net"
 	"net/http"
@@ -284,24 +285,6 @@ func assertNoCORS(t *testing.T, resp *http.Response) {
 	}
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // syncBuffer is a log destination the server's goroutines write to while the test reads.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -320,11 +303,11 @@ func (b *syncBuffer) lines() []string {
 	return strings.FieldsFunc(b.buf.String(), func(r rune) bool { return r == '\n' })
 }
 
-func loggedConfig(cfg BrowserConfig) (BrowserConfig, *syncBuffer, *fakeClock) {
+func loggedConfig(cfg BrowserConfig) (BrowserConfig, *syncBuffer, *testclock.Clock) {
 	out := &syncBuffer{}
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.At(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	cfg.Log = slog.New(slog.NewTextHandler(out, nil))
-	cfg.Now = clock.now
+	cfg.Now = clock.Now
 	return cfg, out, clock
 }
 
@@ -337,10 +320,10 @@ func TestRefusedOriginsAreLoggedAtMostOncePerOriginAMinute(t *testing.T) {
 	}
 	e.call(t, http.MethodOptions, "/v1/auth/refresh", preflight("https://third.example.org", "POST"), "")
 	e.call(t, http.MethodOptions, "/v1/auth/signin", preflight(appOrigin, "POST"), "")
-	clock.advance(59 * time.Second)
+	clock.Advance(59 * time.Second)
 	e.call(t, http.MethodOptions, "/v1/auth/signin", preflight(otherOrigin, "POST"), "")
 	first := out.lines()
-	clock.advance(2 * time.Second)
+	clock.Advance(2 * time.Second)
 	e.call(t, http.MethodOptions, "/v1/auth/signin", preflight(otherOrigin, "POST"), "")
 
 	if len(first) != 2 || !strings.Contains(first[0], `origin=https://evil.example.net`) ||
@@ -362,7 +345,7 @@ func TestAFloodOfForgedOriginsLogsABoundedNumberOfLines(t *testing.T) {
 		r.Header.Set("Origin", "https://"+strings.Repeat("x", i%7)+strconv.Itoa(i)+".example")
 		refusals.refused(r, "preflight POST")
 	}
-	clock.advance(time.Minute)
+	clock.Advance(time.Minute)
 	r.Header.Set("Origin", "https://later.example")
 	refusals.refused(r, "preflight POST")
 

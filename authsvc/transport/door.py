@@ -54,7 +54,7 @@ from ..errors import PermissionDenied, TokenMissing
 from ..guard.bearer import bearer_token
 from ..guard.handlers import Behavior, Handler, Kind, wrap_rpc_behavior
 from ..guard.interceptor import StepUp, claims_var, methods_of
-from ..v1 import auth_pb2, user_admin_pb2
+from ..v1 import user_admin_pb2
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,6 @@ POLICY: Mapping[str, Rule] = {
     **{f"/{name}/ServerReflectionInfo": PUBLIC
        for name in (reflection.SERVICE_NAME, "grpc.reflection.v1.ServerReflection")},
 }
-
-SERVICES = (auth_pb2.DESCRIPTOR.services_by_name["Auth"], _USER_ADMIN)
 
 
 def unlisted(methods: Iterable[str], policy: Mapping[str, Rule] = POLICY) -> list[str]:

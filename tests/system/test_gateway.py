@@ -247,14 +247,22 @@ def call(address: str, method: str, path: str, body: Any = None,
          raw: bytes | None = None) -> Reply:
     """One HTTP request; ``headers`` may repeat a name, which urllib cannot do."""
     host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=15)
+    return send(http.client.HTTPConnection(host, int(port), timeout=15), method, path, body,
+                headers, raw)
+
+
+def send(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None,
+         headers: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+         raw: bytes | None = None, content_type: str = "application/json") -> Reply:
+    """One request on ``conn`` (closed afterwards): ``body`` as JSON, or ``raw`` bytes,
+    sent as ``content_type``."""
     try:
         conn.putrequest(method, path)
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         for name, value in headers:
             conn.putheader(name, value)
         if data is not None:
-            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Type", content_type)
             conn.putheader("Content-Length", str(len(data)))
         conn.endheaders(data)
         resp = conn.getresponse()

@@ -31,6 +31,7 @@ from .test_gateway import (  # noqa: F401 (fixtures are used by name)
     bearer,
     call,
     gateway_binary,
+    send,
     stack_factory,
 )
 
@@ -46,16 +47,8 @@ def post_form(address: str, fields: dict[str, str] | str,
     """POSTs an application/x-www-form-urlencoded body (to the revocation endpoint)."""
     body = (fields if isinstance(fields, str) else urlencode(fields)).encode()
     host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=15)
-    try:
-        conn.putrequest("POST", path)
-        for name, value in (FORM, *headers, ("Content-Length", str(len(body)))):
-            conn.putheader(name, value)
-        conn.endheaders(body)
-        resp = conn.getresponse()
-        return Reply(resp.status, resp.headers, resp.read())
-    finally:
-        conn.close()
+    return send(http.client.HTTPConnection(host, int(port), timeout=15), "POST", path,
+                headers=headers, raw=body, content_type=FORM[1])
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import http.client
-import json
 import os
 import socket
 import ssl
@@ -42,6 +41,7 @@ from .test_gateway import (  # noqa: F401 (fixtures are used by name)
     Stack,
     call,
     gateway_binary,
+    send,
     stack_factory,
 )
 
@@ -147,19 +147,7 @@ class TLSGateway:
         """One HTTPS request to HOST (SNI, certificate name and Host header)."""
         conn = http.client.HTTPConnection(HOST, self.port, timeout=15)
         conn.sock = self.connect(["http/1.1"])
-        try:
-            conn.putrequest(method, path)
-            data = None if body is None else json.dumps(body).encode()
-            for name, value in headers:
-                conn.putheader(name, value)
-            if data is not None:
-                conn.putheader("Content-Type", "application/json")
-                conn.putheader("Content-Length", str(len(data)))
-            conn.endheaders(data)
-            resp = conn.getresponse()
-            return Reply(resp.status, resp.headers, resp.read())
-        finally:
-            conn.close()
+        return send(conn, method, path, body, headers)
 
 
 @pytest.fixture(scope="module")

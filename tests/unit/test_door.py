@@ -44,11 +44,12 @@ def test_the_table_names_no_method_that_is_not_served():
 
 
 def test_every_change_to_factors_or_the_password_needs_a_fresh_second_factor():
-    """Adding a factor or changing the password: a fresh second factor when the user has
-    one; removing a factor or the recovery codes: always."""
+    """Adding a factor, changing the password, linking or unlinking another provider's
+    identity: a fresh second factor when the user has one; removing a factor or the
+    recovery codes: always."""
     assert _methods(second_factor=door.SecondFactor.IF_ENROLLED) == {
         "ChangePassword", "EnrollTotp", "ConfirmTotp", "BeginPasskeyRegistration",
-        "FinishPasskeyRegistration"}
+        "FinishPasskeyRegistration", "LinkIdentity", "UnlinkIdentity"}
     assert _methods(second_factor=door.SecondFactor.ALWAYS) == {
         "RemoveTotp", "RegenerateRecoveryCodes", "RemovePasskey"}
     assert all(door.POLICY[name].bearer for name in door.POLICY
@@ -63,8 +64,8 @@ def test_only_the_sign_in_flows_and_token_checks_are_public():
     assert public == {
         "SignIn", "Refresh", "CompleteSignIn", "BeginPasskeyAssertion", "PasskeySignIn",
         "SignUp", "VerifyIdentifier", "ResendVerification", "RequestPasswordReset",
-        "ResetPassword", "Validate", "GetJwks", "Check", "List", "Watch",
-        "ServerReflectionInfo"}
+        "ResetPassword", "StartProviderSignIn", "FinishProviderSignIn", "Validate",
+        "GetJwks", "Check", "List", "Watch", "ServerReflectionInfo"}
 
 
 def test_scoped_methods_name_their_scope():

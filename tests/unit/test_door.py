@@ -14,6 +14,7 @@ from authsvc.errors import PermissionDenied
 from authsvc.guard.interceptor import methods_of
 from authsvc.transport import door
 from authsvc.transport.account import AccountMethods
+from authsvc.transport.federation import FederationMethods
 from authsvc.transport.servicer import AUTH_METHODS, auth_servicer
 from authsvc.transport.sign_in import SignInMethods
 from authsvc.transport.token_services import TokenServiceMethods
@@ -100,10 +101,11 @@ def test_a_method_without_a_rule_is_refused():
 
 
 def test_each_auth_method_is_implemented_by_exactly_one_part():
-    """The public sign-in part, the account part and the token services together
-    implement every Auth method once."""
+    """The public sign-in part, the account part, the token services and federation
+    together implement every Auth method once."""
     owners = {name: [part.__name__ for part in (SignInMethods, AccountMethods,
-                                                TokenServiceMethods) if hasattr(part, name)]
+                                                TokenServiceMethods, FederationMethods)
+                     if hasattr(part, name)]
               for name in AUTH_METHODS}
     assert {name: len(found) for name, found in owners.items()} == dict.fromkeys(
         AUTH_METHODS, 1)

@@ -39,3 +39,8 @@ ALTER TABLE users ALTER COLUMN password_hash DROP NOT NULL;
 ALTER TABLE users DROP CONSTRAINT users_check,
     ADD CONSTRAINT users_has_a_way_in
         CHECK (num_nonnulls(email, phone, username) >= 1 OR password_hash IS NULL);
+
+-- What the first step of a sign-in waiting for its second factor proved: its amr
+-- (a password, or a provider), carried into the session's.
+ALTER TABLE mfa_challenges ADD COLUMN first_factor text NOT NULL DEFAULT 'pwd'
+    CHECK (first_factor IN ('pwd', 'fed'));

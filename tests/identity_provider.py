@@ -76,11 +76,13 @@ class IdentityProvider:
     delay: float = 0.0
     key: rsa.RSAPrivateKey = field(default_factory=new_key)
     kid: str = "key-1"
+    client_key: Any = None  # a public key: the client authenticates by private_key_jwt
     jwks_fetches: int = 0
     token_requests: int = 0
     _grants: dict[str, _Grant] = field(default_factory=dict)
     _tokens: dict[str, User] = field(default_factory=dict)
     _released: threading.Event = field(default_factory=threading.Event)
+    _assertions_seen: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         provider = self
@@ -171,6 +173,21 @@ class IdentityProvider:
         return 302, {"Location": query["redirect_uri"] + "?" + urllib.parse.urlencode(back)}, None
 
     def _client_ok(self, form: dict[str, str], authorization: str | None) -> bool:
+        if self.client_key is not None:  # private_key_jwt (RFC 7523), and only that
+            if form.get("client_assertion_type") != \
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+                return False
+            try:
+                claims = jwt.decode(form.get("client_assertion", ""), self.client_key,
+                                    algorithms=["RS256", "ES256", "EdDSA"],
+                                    audience=self.issuer, options={"require": [
+                                        "iss", "sub", "aud", "exp", "jti"]})
+            except jwt.PyJWTError:
+                return False
+            if claims["jti"] in self._assertions_seen:
+                return False
+            self._assertions_seen.add(claims["jti"])
+            return claims["iss"] == claims["sub"] == form.get("client_id") == self.client_id
         if authorization and authorization.startswith("Basic "):
             pair = base64.b64decode(authorization[6:]).decode()
             client, _, secret = pair.partition(":")

@@ -17,6 +17,8 @@ import asyncpg
 import grpc
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.domain.factors import totp
 from authsvc.v1 import auth_pb2
@@ -343,7 +345,6 @@ async def test_an_unsigned_id_token_is_refused(stub, idp):
 
 async def test_an_id_token_signed_with_the_public_key_as_hmac_secret_is_refused(stub, idp):
     """Key confusion: HS256 keyed with the provider's public key."""
-    from cryptography.hazmat.primitives import serialization
     public = idp.key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -609,3 +610,40 @@ class TestTrustedAcr:
         answer = await provider_sign_in(stub, idp)
         assert claims_of(answer.access_token)["amr"] == ["fed", "mfa"]
 
+
+
+class TestPrivateKeyJwt:
+    """private_key_jwt (RFC 7523): the client authenticates with a signed assertion,
+    no shared secret; the provider here accepts nothing else."""
+
+    @pytest.fixture
+    def client_key(self):
+        return ec.generate_private_key(ec.SECP256R1())
+
+    @pytest.fixture
+    def idp(self, client_key) -> Iterator[IdentityProvider]:
+        provider = IdentityProvider(client_key=client_key.public_key())
+        yield provider
+        provider.close()
+
+    @pytest.fixture
+    def settings(self, settings, tmp_path, idp, client_key):
+        pem = tmp_path / "client.pem"
+        pem.write_bytes(client_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        path = tmp_path / "pkjwt.toml"
+        path.write_text(f'''[providers.idp]
+issuer = "{idp.issuer}"
+client_id = "{idp.client_id}"
+client_auth = "private_key_jwt"
+private_key_file = "{pem}"
+private_key_kid = "client-1"
+redirect_uris = ["{CALLBACK.format(id='idp')}"]
+''')
+        return dataclasses.replace(settings, providers_file=path)
+
+    async def test_a_sign_in_authenticates_the_client_with_a_signed_assertion(self, stub,
+                                                                              idp):
+        answer = await provider_sign_in(stub, idp)
+        assert answer.access_token and answer.created

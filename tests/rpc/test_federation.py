@@ -134,10 +134,13 @@ def claims_of(access_token: str) -> dict[str, Any]:
     return jwt.decode(access_token, options={"verify_signature": False})
 
 
-async def verify_email(database_url: str, email: str) -> None:
+async def verify_email(database_url: str, email: str, verified: bool = True) -> None:
+    """Set (or clear) the proof of an account's e-mail, as a code would (or as an
+    unverified sign-up leaves it)."""
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("UPDATE users SET email_verified_at = now() WHERE email = $1", email)
+        await conn.execute("UPDATE users SET email_verified_at = CASE WHEN $2 THEN now() END"
+                           " WHERE email = $1", email, verified)
     finally:
         await conn.close()
 
@@ -449,8 +452,10 @@ async def test_an_unverified_provider_email_never_links_to_an_account(stub, idp,
     assert list(found.identities) == []
 
 
-async def test_an_unverified_account_email_is_not_linked_either(stub, idp, user):
+async def test_an_unverified_account_email_is_not_linked_either(stub, idp, user,
+                                                                database_url):
     """The provider asserts the e-mail, but the account never proved it."""
+    await verify_email(database_url, "alice@example.com", verified=False)
     callback = await visit(stub, idp)
     failure = await fails(stub.FinishProviderSignIn(callback.finish()))
     assert failure.reason == "IDENTITY_LINK_REQUIRED"

@@ -22,7 +22,7 @@ class UserRow:
     email: str | None
     phone: str | None
     username: str | None
-    password_hash: str
+    password_hash: str | None  # None: signs in only through identity providers
     scopes: tuple[str, ...]
     disabled: bool
     credentials_version: int = 0
@@ -187,6 +187,7 @@ async def typical_password_hash(conn: asyncpg.Connection) -> str | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT min(password_hash) FROM users WHERE split_part(password_hash, '$', 4) = ("
         "  SELECT split_part(password_hash, '$', 4) FROM users"
+        "   WHERE password_hash IS NOT NULL"  # users of identity providers only have none
         "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)")
 
 

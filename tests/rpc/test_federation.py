@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.domain.factors import totp
+from authsvc.store import users as user_rows
 from authsvc.v1 import auth_pb2
 from tests.helpers import PASSWORD, bearer, fails, sign_in, travel
 from tests.identity_provider import IdentityProvider, User, new_key
@@ -652,3 +653,14 @@ redirect_uris = ["{CALLBACK.format(id='idp')}"]
                                                                               idp):
         answer = await provider_sign_in(stub, idp)
         assert answer.access_token and answer.created
+
+
+async def test_users_without_a_password_do_not_aim_the_dummy_hash(stub, idp, app, user):
+    """Unknown users cost what most stored hashes cost: users of providers only, who
+    have none, are left out of that count."""
+    for n in range(3):
+        idp.user = User(f"sub-{n}", f"fed{n}@example.com", True)
+        await provider_sign_in(stub, idp)
+    async with app.db.connection() as conn:
+        typical = await user_rows.typical_password_hash(conn)
+    assert typical is not None and typical.startswith("$argon2id$")

@@ -83,6 +83,13 @@ async def owner(conn: asyncpg.Connection, provider: str, subject: str) -> Owner 
                                           row["disabled"])
 
 
+async def lock_identity(conn: asyncpg.Connection, provider: str, subject: str) -> None:
+    """In a first sign-in's transaction: first sign-ins of one identity queue here (a
+    transaction-level advisory lock on its key), so two tabs create one user, not two."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+                       provider, subject)
+
+
 async def user_by_email(conn: asyncpg.Connection, email: str) -> tuple[str, bool] | None:
     """(user id, whether that e-mail is verified on the account) of ``email``'s owner."""
     row = await conn.fetchrow(

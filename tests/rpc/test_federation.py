@@ -664,3 +664,17 @@ async def test_users_without_a_password_do_not_aim_the_dummy_hash(stub, idp, app
     async with app.db.connection() as conn:
         typical = await user_rows.typical_password_hash(conn)
     assert typical is not None and typical.startswith("$argon2id$")
+
+
+async def test_first_sign_ins_of_one_identity_in_three_tabs_make_one_user(stub, idp,
+                                                                          database_url):
+    """Three flows of a new identity finishing at once: all sign in, as one user."""
+    callbacks = [await visit(stub, idp) for _ in range(3)]
+    answers = await asyncio.gather(*(stub.FinishProviderSignIn(c.finish()) for c in callbacks))
+    assert len({a.user_id for a in answers}) == 1
+    assert sum(a.created for a in answers) == 1
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 1
+    finally:
+        await conn.close()

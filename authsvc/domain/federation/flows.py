@@ -265,6 +265,9 @@ class Federation:
         created = False
         async with self._db.transaction() as conn:
             owner = await rows.owner(conn, provider.id, asserted.subject)
+            if owner is None:  # queue behind a concurrent first sign-in, then look again
+                await rows.lock_identity(conn, provider.id, asserted.subject)
+                owner = await rows.owner(conn, provider.id, asserted.subject)
             if owner is None:
                 outcome = await self._first_sign_in(conn, provider, asserted, caller)
                 if isinstance(outcome, Exception):

@@ -33,7 +33,7 @@ _VALUED = ("--data-dir", "--database-url")
 # (a test keeps this list equal to what the package imports beyond the base
 # dependencies). ``pip install authsvc`` alone is the guard's install: every
 # command here needs these.
-SERVER_MODULES = ("aiosmtplib", "argon2", "asyncpg", "grpc_health", "grpc_reflection",
+SERVER_MODULES = ("aiosmtplib", "argon2", "asyncpg", "bcrypt", "grpc_health", "grpc_reflection",
                   "opentelemetry", "pgserver", "prometheus_client", "psutil", "webauthn",
                   "zxcvbn")
 SERVER_EXTRA = "pip install 'authsvc[server]'"

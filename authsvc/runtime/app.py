@@ -23,6 +23,7 @@ from ..domain.accounts.password_change import ChangePassword, PasswordReset
 from ..domain.accounts.passwords import Passwords
 from ..domain.accounts.self_service import SelfService
 from ..domain.accounts.signup import SignUp, Verification
+from ..domain.accounts.user_import import UserImport
 from ..domain.delivery.messages import Messages
 from ..domain.delivery.outbox import Channel, Delivery
 from ..domain.factors.ceremonies import SignedCeremonies
@@ -110,6 +111,7 @@ class App:
                                audit_success=settings.audit_refreshes)
         self.sign_out = SignOut(db, revoking, self.validator, refresh_tokens)
         self.accounts = Accounts(db, clock, self.passwords, revoking)
+        self.user_import = UserImport(db, kek)
         self.retention = Retention(db, self.throttle, audit_retention=settings.audit_retention,
                                    session_retention=window,
                                    observe=observe_pruning)

@@ -144,6 +144,20 @@ async def rehash(conn: asyncpg.Connection, user_id: str, old_hash: str, new_hash
     return bool(result != "UPDATE 0")
 
 
+async def upgrade_hash(conn: asyncpg.Connection, user_id: str, credentials_version: int,
+                       old_hash: str, new_hash: str) -> bool:
+    """Replace an imported hash by authsvc's own, only while it is still ``old_hash``
+    under the credentials a sign-in checked (a racing sign-in that upgraded first,
+    a password change or a disabling make this a no-op, never an error). The
+    credentials' version does not move: the password is the same."""
+    result = await conn.execute(
+        "UPDATE users SET password_hash = $4, updated_at = now()"
+        " WHERE id = $1 AND credentials_version = $2 AND password_hash = $3"
+        " AND disabled_at IS NULL", uuid.UUID(user_id), credentials_version, old_hash,
+        new_hash)
+    return bool(result != "UPDATE 0")
+
+
 async def disable(conn: asyncpg.Connection, user_id: str, now: float) -> bool:
     result = await conn.execute(
         "UPDATE users SET disabled_at = coalesce(disabled_at, $2), updated_at = $2,"
@@ -187,7 +201,9 @@ async def typical_password_hash(conn: asyncpg.Connection) -> str | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT min(password_hash) FROM users WHERE split_part(password_hash, '$', 4) = ("
         "  SELECT split_part(password_hash, '$', 4) FROM users"
-        "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)")
+        "   WHERE password_hash NOT LIKE '$authsvc-import$%'"
+        "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)"
+        " AND password_hash NOT LIKE '$authsvc-import$%'")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import asyncpg
 import bcrypt
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from authsvc.domain.factors import totp
 from authsvc.runtime.app import App
@@ -176,3 +177,17 @@ async def test_a_user_imported_without_a_password_cannot_sign_in_with_one(app: A
 
     assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED,
                                               "INVALID_CREDENTIALS")
+
+
+async def test_the_foreign_hash_gauge_counts_users_until_they_sign_in(app: App, stub):
+    """authsvc_users_foreign_hash: imported users still on their old hash, one fewer
+    after one of them signs in."""
+    await app.user_import.run([_bcrypt_line(f"src:{i}", f"u{i}@example.com", "old password 1")
+                               for i in range(3)])
+    await app.count_foreign_hashes()
+    before = REGISTRY.get_sample_value("authsvc_users_foreign_hash")
+
+    await stub.SignIn(auth_pb2.SignInRequest(email="u1@example.com", password="old password 1"))
+    await app.count_foreign_hashes()
+
+    assert (before, REGISTRY.get_sample_value("authsvc_users_foreign_hash")) == (3, 2)

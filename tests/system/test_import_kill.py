@@ -41,20 +41,20 @@ async def test_a_killed_import_completes_when_run_again(database_url, tmp_path):
     path = write_file(tmp_path / "users.jsonl", USERS)
     command = [*import_command(path, "--database-url", database_url), "--batch-size", "500"]
     env = {**os.environ, "AUTHSVC_KEY_ENCRYPTION_KEY": KEK}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async def some_batches_in() -> bool:
-            assert process.poll() is None, "the import ended before it was killed"
+            assert process.returncode is None, "the import ended before it was killed"
             return (await _count(database_url))[0] >= 1500
 
         await eventually(some_batches_in, 120, "three batches imported")
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        await process.wait()
     finally:
-        if process.poll() is None:
+        if process.returncode is None:
             process.kill()
-            process.wait()
+            await process.wait()
     killed_at, _, _ = await _count(database_url)
 
     rerun = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True,

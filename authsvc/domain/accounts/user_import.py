@@ -163,6 +163,11 @@ class UserImport:
             email_verified=user.email_verified, phone_verified=user.phone_verified,
             totp=sealed)
 
+    async def foreign_count(self) -> int:
+        """How many users still carry an imported hash."""
+        async with self._db.connection() as conn:
+            return await import_rows.foreign_hash_count(conn)
+
     async def status(self) -> Status:
         async with self._db.connection() as conn:
             return Status(imported=await import_rows.imported_count(conn),

@@ -91,10 +91,13 @@ class UserImport:
     async def run(self, lines: Iterable[str | bytes], *, dry_run: bool = False,
                   allow_weak: bool = False,
                   report: Callable[[Outcome], None] = lambda _: None,
-                  progress: Callable[[Totals], None] = lambda _: None) -> Totals:
+                  progress: Callable[[Totals], None] = lambda _: None,
+                  batch_size: int | None = None) -> Totals:
         """Import ``lines`` (numbered from 1); ``report`` hears every line's outcome
         that is not a plain creation (all of them in a dry run, and each created user
-        whose weak hash was allowed), ``progress`` the totals after each batch."""
+        whose weak hash was allowed), ``progress`` the totals after each batch;
+        ``batch_size`` overrides the importer's for this run."""
+        size = self._batch_size if batch_size is None else batch_size
         totals = Totals()
         seen = _Seen() if dry_run else None
         batch: list[tuple[int, ImportedUser]] = []
@@ -109,7 +112,7 @@ class UserImport:
                 totals.weak_refused += isinstance(refused, WeakHash)
                 report(Outcome(number, _external_id(line), "refused", refused.field,
                                refused.description))
-            if len(batch) >= self._batch_size:
+            if len(batch) >= size:
                 await self._batch(batch, totals, seen, report)
                 batch = []
                 progress(totals)

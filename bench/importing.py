@@ -12,8 +12,9 @@ a created time. Measured on an embedded PostgreSQL:
   what PostgreSQL alone takes to store them; the ratio import/copy says how much
   of the import is authsvc's own work.
 
-``scripts/bench --import-only --import-users 1000000`` runs just this; the full
-benchmark runs it last with ``--import-users`` (0 leaves it out).
+``python -m bench --import-only --import-users 1000000`` runs just this (results in
+``bench/results/importing-latest.json``); the full benchmark runs it last with
+``--import-users N``.
 """
 
 from __future__ import annotations
@@ -109,3 +110,12 @@ def measure(count: int) -> dict[str, Any]:
           f"{result['copy_users_per_s']:,}/s; import/COPY = {result['import_to_copy']}",
           flush=True)
     return result
+
+
+def write(result: dict[str, Any], out_dir: Path) -> None:
+    """``importing-latest.json`` and a dated copy under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "import": result}, indent=1) + "\n"
+    (out_dir / "importing-latest.json").write_text(body)
+    (out_dir / f"importing-{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}.json").write_text(body)

@@ -47,12 +47,13 @@ class NotCreated:
 
 
 async def prepare(conn: asyncpg.Connection) -> None:
-    """The session's batch table (created once per connection, emptied per batch)."""
+    """The session's batch table (created once per connection, emptied by each commit
+    or rollback)."""
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS import_batch (ord bigint, id uuid, external_id text,"
         " email text, phone text, username text, password_hash text, scopes text[],"
         " disabled boolean, created_at timestamptz, email_verified boolean,"
-        " phone_verified boolean, totp bytea)")
+        " phone_verified boolean, totp bytea) ON COMMIT DELETE ROWS")
 
 
 async def insert_batch(conn: asyncpg.Connection, rows: list[BatchRow],

@@ -20,6 +20,8 @@ the old system let them sign in); each identifier's own proof
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterable
@@ -34,6 +36,7 @@ from . import foreign_hashes
 from .imported import ImportedUser, WeakHash, parse_line
 
 DEFAULT_BATCH = 1000
+YIELD_EVERY = 100  # lines parsed between two turns of the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +104,39 @@ class UserImport:
         totals = Totals()
         seen = _Seen() if dry_run else None
         batch: list[tuple[int, ImportedUser]] = []
-        for number, line in enumerate(lines, start=1):
-            totals.lines = number
-            if not line.strip():
-                continue
-            try:
-                batch.append((number, parse_line(line, allow_weak=allow_weak)))
-            except InvalidArgument as refused:
-                totals.refused += 1
-                totals.weak_refused += isinstance(refused, WeakHash)
-                report(Outcome(number, _external_id(line), "refused", refused.field,
-                               refused.description))
-            if len(batch) >= size:
+        # One batch is written while the next is parsed (the database and Python
+        # work at once); batches still commit in order, one after the other.
+        writing: asyncio.Task[None] | None = None
+        try:
+            for number, line in enumerate(lines, start=1):
+                totals.lines = number
+                if number % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the batch being written move on
+                if not line.strip():
+                    continue
+                try:
+                    batch.append((number, parse_line(line, allow_weak=allow_weak)))
+                except InvalidArgument as refused:
+                    totals.refused += 1
+                    totals.weak_refused += isinstance(refused, WeakHash)
+                    report(Outcome(number, _external_id(line), "refused", refused.field,
+                                   refused.description))
+                if len(batch) >= size:
+                    if writing is not None:
+                        await writing
+                        progress(totals)
+                    writing = asyncio.create_task(self._batch(batch, totals, seen, report))
+                    batch = []
+            if writing is not None:
+                await writing
+                writing = None
+            if batch:
                 await self._batch(batch, totals, seen, report)
-                batch = []
-                progress(totals)
-        if batch:
-            await self._batch(batch, totals, seen, report)
+        finally:
+            if writing is not None:  # an error or a cancellation: do not leave it behind
+                writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await writing
         progress(totals)
         return totals
 

@@ -197,13 +197,14 @@ async def change_scopes(conn: asyncpg.Connection, user_id: str, *, add: tuple[st
 
 
 async def typical_password_hash(conn: asyncpg.Connection) -> str | None:
-    """One stored hash of the parameter set most users' hashes have (None: no users)."""
+    """One stored argon2 hash of the parameter set most users' argon2 hashes have (None:
+    none; imported foreign hashes and password-less accounts are not counted)."""
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT min(password_hash) FROM users WHERE split_part(password_hash, '$', 4) = ("
         "  SELECT split_part(password_hash, '$', 4) FROM users"
-        "   WHERE password_hash NOT LIKE '$authsvc-import$%'"
+        "   WHERE password_hash LIKE '$argon2%'"
         "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)"
-        " AND password_hash NOT LIKE '$authsvc-import$%'")
+        " AND password_hash LIKE '$argon2%'")
 
 
 @dataclass(frozen=True, slots=True)

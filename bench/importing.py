@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,7 @@ async def _copy_baseline(url: str, count: int) -> float:
 
 
 def measure(count: int) -> dict[str, Any]:
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="authsvc-bench-import-") as tmp, \
             embedded_database() as (data_dir, url):
         path = write_file(Path(tmp) / "users.jsonl", count)
@@ -104,7 +106,9 @@ def measure(count: int) -> dict[str, Any]:
               "import_users_per_s": round(count / imported),
               "rerun_users_per_s": round(count / rerun),
               "copy_users_per_s": round(count / copy),
-              "import_to_copy": round(copy / imported, 3)}
+              "import_to_copy": round(copy / imported, 3),
+              "cpus": os.cpu_count(), "load_before": load_before,
+              "load_after": os.getloadavg()}
     print(f"  import {count} users: {result['import_users_per_s']:,} users/s "
           f"(re-run, all skipped: {result['rerun_users_per_s']:,}/s); plain COPY "
           f"{result['copy_users_per_s']:,}/s; import/COPY = {result['import_to_copy']}",

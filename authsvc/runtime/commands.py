@@ -109,7 +109,7 @@ async def _import(db: Database, settings: Settings, args: argparse.Namespace) ->
                                          flush=False),
             progress=meter.show if meter else lambda _: None)
     if meter:
-        meter.done()
+        meter.done(totals)
     print(json.dumps({"summary": {**totals.as_json(), "dry_run": args.dry_run}},
                      separators=(",", ":")))
     return 0

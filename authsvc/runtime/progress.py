@@ -64,9 +64,9 @@ class Progress:
             self._read += len(line)
             yield line
 
-    def show(self, totals: _Counted) -> None:
+    def show(self, totals: _Counted, *, final: bool = False) -> None:
         now = time.monotonic()
-        if now - self._drawn < REDRAW_EVERY:
+        if now - self._drawn < REDRAW_EVERY and not final:
             return
         self._drawn = now
         elapsed = max(now - self._started, 1e-6)
@@ -80,7 +80,9 @@ class Progress:
         sys.stderr.write(f"\r{line}\033[K")
         sys.stderr.flush()
 
-    def done(self) -> None:
+    def done(self, totals: _Counted) -> None:
+        """The last state, drawn whatever the time since the previous, and a newline."""
+        self.show(totals, final=True)
         sys.stderr.write("\n")
         sys.stderr.flush()
 

@@ -4,12 +4,19 @@ nothing, re-runs that skip, weak hashes only on request, and `--status`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import pty
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
 import bcrypt
 
+from ..helpers import KEK
 from ..helpers import authsvc as cli
 
 BCRYPT = bcrypt.hashpw(b"old password 1", bcrypt.gensalt(4)).decode()
@@ -168,3 +175,29 @@ def test_import_reads_standard_input(database_url):
     done = cli(database_url, "users", "import", "-", stdin="\n".join(LINES[:1]) + "\n")
 
     assert _outcomes(done.stdout)[1]["created"] == 1
+
+
+def test_a_progress_line_goes_to_a_terminal_only(database_url, tmp_path):
+    """With stderr a terminal: lines read, users/s, percentage and ETA, rewritten in
+    place; with stderr a pipe: nothing but JSON on stdout."""
+    path = _file(tmp_path, [_line(f"src:{i}", email=f"u{i}@example.com") for i in range(50)])
+    command = [sys.executable, "-m", "authsvc", "users", "import", path, "--batch-size", "10",
+               "--database-url", database_url]
+    env = {**os.environ, "AUTHSVC_KEY_ENCRYPTION_KEY": KEK}
+    controller, terminal = pty.openpty()
+    try:
+        on_terminal = subprocess.run(command, stdout=subprocess.PIPE, stderr=terminal, env=env,
+                                     text=True, timeout=60, check=False)
+        os.close(terminal)
+        drawn = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal's other end is closed
+            while chunk := os.read(controller, 4096):
+                drawn += chunk
+    finally:
+        os.close(controller)
+    piped = cli(database_url, "users", "import", path)
+
+    assert on_terminal.returncode == 0
+    assert re.search(rb"\r50 lines  [\d,]+ users/s  100%  ETA 0m00s", drawn), drawn
+    assert piped.stderr == ""
+    assert _outcomes(piped.stdout)[1]["skipped"] == 50

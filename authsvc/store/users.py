@@ -197,14 +197,23 @@ async def change_scopes(conn: asyncpg.Connection, user_id: str, *, add: tuple[st
 
 
 async def typical_password_hash(conn: asyncpg.Connection) -> str | None:
-    """One stored argon2 hash of the parameter set most users' argon2 hashes have (None:
-    none; imported foreign hashes and password-less accounts are not counted)."""
+    """One stored hash of the cost most users' hashes have (None: no password at all).
+
+    The cost is an argon2 hash's parameters, or an imported hash's scheme and
+    parameters (its salt and digest left out: runs of 16 or more base64
+    characters); password-less accounts are not counted."""
     return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT min(password_hash) FROM users WHERE split_part(password_hash, '$', 4) = ("
-        "  SELECT split_part(password_hash, '$', 4) FROM users"
-        "   WHERE password_hash LIKE '$argon2%'"
-        "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)"
-        " AND password_hash LIKE '$argon2%'")
+        "WITH classed AS ("
+        "  SELECT password_hash, CASE"
+        "    WHEN password_hash LIKE '$argon2%' THEN 'argon2 ' || split_part(password_hash, '$', 4)"
+        "    WHEN password_hash LIKE '$authsvc-import$%' THEN ("
+        "      SELECT (j - 'hash' - 'salt')::text || ' ' || regexp_replace("
+        "               coalesce(j ->> 'hash', ''), '[A-Za-z0-9+/.=]{16,}', '', 'g')"
+        "        FROM (SELECT substr(password_hash, 17)::jsonb AS j) AS imported)"
+        "  END AS cost FROM users)"
+        " SELECT min(password_hash) FROM classed WHERE cost = ("
+        "  SELECT cost FROM classed WHERE cost IS NOT NULL"
+        "   GROUP BY cost ORDER BY count(*) DESC, cost LIMIT 1)")
 
 
 @dataclass(frozen=True, slots=True)

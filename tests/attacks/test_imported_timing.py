@@ -122,3 +122,27 @@ async def test_a_wrong_password_costs_an_imported_user_the_unknown_users_work_an
         dummy, dummy, dummy, dummy)
     assert (unknown[3], native[3], imported_bcrypt[3], imported_pbkdf2[3]) == (
         [], [], ["bcrypt"], ["pbkdf2"])
+
+
+async def test_while_most_users_are_imported_an_unknown_user_costs_what_they_cost(counted):
+    """With bcrypt the most common stored hash, the calibrated dummy makes an unknown
+    user's wrong password run a bcrypt check too (then the same argon2 dummy), as an
+    imported bcrypt user's does."""
+    app, stub, ledger, calls = counted
+    await app.user_import.run([json.dumps({
+        "external_id": f"src:more{i}", "email": f"more{i}@example.com",
+        "password": {"scheme": "bcrypt", "hash": bcrypt.hashpw(b"x", bcrypt.gensalt(4)
+                                                               ).decode()}})
+        for i in range(2)])
+    await _wrong_password(stub, ledger, calls, "warm@example.com")
+
+    await app.calibrate_dummy_hash()
+    unknown = await _wrong_password(stub, ledger, calls, "nobody@example.com")
+    imported = await _wrong_password(stub, ledger, calls, "ada@example.com")
+    native = await _wrong_password(stub, ledger, calls, "alice@example.com")
+
+    dummy = [app.passwords.dummy_parameters]
+    assert unknown[1] == imported[1] == native[1]
+    assert (unknown[2], unknown[3]) == (dummy, ["bcrypt"])
+    assert (imported[2], imported[3]) == (dummy, ["bcrypt"])
+    assert (native[2], native[3]) == (dummy, [])  # the few: fastest, as after a profile change

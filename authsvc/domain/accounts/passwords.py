@@ -85,6 +85,8 @@ class Passwords:
         self._slots = asyncio.Semaphore(threads + max_waiting)
         # Verifying against this keeps an unknown user as slow as a known one.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        # An imported hash unknown users are checked against too (``calibrate``).
+        self._dummy_foreign: str | None = None
         self.waiting = 0
 
     @property
@@ -93,9 +95,17 @@ class Passwords:
 
     def calibrate(self, typical_hash: str | None) -> None:
         """Make the dummy hash with the parameters of ``typical_hash`` (one of the
-        most common stored hashes); unusable or None keeps the current dummy."""
+        most common stored hashes); unusable or None keeps the current dummy.
+
+        While most users still carry an imported hash, ``typical_hash`` is one of
+        those: an unknown user then costs what such a user costs (that hash's check,
+        its result ignored, then the argon2 dummy), not less."""
         if typical_hash is None:
             return
+        if foreign_hashes.is_foreign(typical_hash):
+            self._dummy_foreign = typical_hash
+            return
+        self._dummy_foreign = None
         try:
             parameters = argon2.extract_parameters(typical_hash)
         except InvalidHashError:
@@ -112,6 +122,8 @@ class Passwords:
         which never matches but costs the same)."""
         if stored_hash is not None and foreign_hashes.is_foreign(stored_hash):
             return await self._run(self._verify_foreign, stored_hash, password)
+        if stored_hash is None and self._dummy_foreign is not None:
+            return await self._run(self._imitate_foreign, self._dummy_foreign, password)
         target = self._dummy if stored_hash is None else stored_hash
         verdict = await self._run(self._verify, target, password)
         return Verdict(False) if stored_hash is None else verdict
@@ -136,6 +148,15 @@ class Passwords:
         fast foreign scheme never answers sooner than an unknown user."""
         if foreign_hashes.verify(stored_hash, password):
             return Verdict(True, upgrade=self._hasher.hash(password))
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            self._hasher.verify(self._dummy, password)
+        return Verdict(False)
+
+    def _imitate_foreign(self, typical_hash: str, password: str) -> Verdict:
+        """An unknown user, while most users carry an imported hash: the work of a
+        wrong password for one of them (its check, whose result is never used, then
+        the argon2 dummy)."""
+        foreign_hashes.verify(typical_hash, password)
         with contextlib.suppress(VerificationError, InvalidHashError):
             self._hasher.verify(self._dummy, password)
         return Verdict(False)

@@ -74,7 +74,7 @@ async def main(authsvc: str, listen: str) -> None:
                                              password=os.environ.pop("WHOAMI_PASSWORD"))
     async with LocalVerifier(authsvc, access_token=credentials.access_token) as verifier, \
             serving(verifier, listen) as port:
-        print(f"{SERVICE} on port {port}, verifying tokens of {authsvc}")
+        print(f"{SERVICE} on port {port}, verifying tokens of {authsvc}", flush=True)
         await asyncio.Event().wait()
 
 

@@ -21,7 +21,6 @@ INSTALLS = ("installs from your repository URL or checkout; tests/system/test_ar
 NOT_RUN = sorted([
     ("README.md", "scripts/test is the test command itself (CI runs it); "
      "Try it below runs scripts/serve"),
-    ("docs/guides/accounts.md", "needs a mail server to read the codes from"),
     ("docs/guides/http.md", "needs a certificate and key issued for your host"),
     *[("docs/guides/install.md", INSTALLS)] * 2,
     ("docs/guides/kubernetes.md", "needs a container engine and a cluster; "
@@ -30,10 +29,6 @@ NOT_RUN = sorted([
      "checks the Dockerfile and compose file"),
     ("docs/guides/login-page.md", "opens a browser; examples/tests/test_js_login_page.py "
      "builds this page in an empty project and drives it in Chromium"),
-    ("docs/guides/python-service.md", "a fragment of a client; tests/rpc/test_client.py "
-     "runs these credentials"),
-    ("docs/guides/python-service.md", "a fragment of a service; examples/whoami.py is the "
-     "whole of it, run by examples/tests"),
     ("docs/guides/second-factors.md", "a fragment of a service's set-up; "
      "tests/rpc/test_step_up.py runs it"),
     ("docs/guides/second-factors.md", "the codes come from an authenticator app; "
@@ -42,21 +37,43 @@ NOT_RUN = sorted([
 
 
 def test_every_shell_and_python_block_is_run_shown_or_a_reviewed_exception() -> None:
-    """A bash or python block is tagged run or output; the only ones not run are the
-    reviewed list above, each with its reason."""
+    """A bash or python block is tagged run, output or file (a file a later block runs);
+    the only ones not run are the reviewed list above, each with its reason."""
     found = [b for page in pages() for b in blocks(page) if b.lang in CHECKED]
     untagged = [b.where() for b in found if b.kind is None]
     not_run = sorted((b.page, b.arg or "") for b in found if b.kind == "not run")
 
-    assert untagged == [], "tag each block: <!-- run -->, <!-- output --> or <!-- not run: … -->"
+    assert untagged == [], (
+        "tag each block: <!-- run -->, <!-- output -->, <!-- file --> or <!-- not run: … -->")
     assert not_run == NOT_RUN
 
 
+def test_a_file_block_shows_a_whole_file_that_a_later_block_of_its_page_runs() -> None:
+    """A block tagged file is one ``--8<--`` include of a file that exists, and a run
+    block after it on the same page runs that file (by its path or, for a module of
+    examples/, by ``-m examples.NAME``)."""
+    for page in pages():
+        found = blocks(page)
+        for i, block in enumerate(found):
+            if block.kind != "file":
+                continue
+            assert block.include is not None and ":" not in block.include, block.where()
+            path = ROOT / block.include
+            assert path.is_file(), block.where()
+            names = {block.include}
+            if path.suffix == ".py":
+                names.add("-m " + ".".join(path.relative_to(ROOT).with_suffix("").parts))
+            assert any(b.kind == "run" and any(n in b.text for n in names)
+                       for b in found[i + 1:]), f"{block.where()}: no later block runs it"
+
+
 def test_the_runner_has_pages_to_run() -> None:
-    """The README's try-it commands and the tutorial are run by the docs runner."""
+    """The README's try-it commands, the tutorial and the guides that can run on a
+    machine without containers are run by the docs runner."""
     running = {b.page for page in pages() for b in blocks(page) if b.kind == "run"}
 
-    assert {"README.md", "docs/tutorial.md", "docs/guides/http.md"} <= running
+    assert {"README.md", "docs/tutorial.md", "docs/guides/http.md",
+            "docs/guides/accounts.md", "docs/guides/python-service.md"} <= running
 
 
 def test_an_output_block_follows_the_block_whose_output_it_is() -> None:

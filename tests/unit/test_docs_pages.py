@@ -5,8 +5,15 @@ parser makes, and the error reasons page names every declared reason."""
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from authsvc.config.settings import Settings
 
 from authsvc.runtime.cli_reference import PAGE as CLI_PAGE
 from authsvc.runtime.cli_reference import render as render_cli
@@ -24,9 +31,11 @@ NOT_RUN = sorted([
     ("docs/guides/http.md", "needs a certificate and key issued for your host"),
     *[("docs/guides/install.md", INSTALLS)] * 2,
     ("docs/guides/kubernetes.md", "needs a container engine and a cluster; "
-     "tests/system/test_kubernetes.py renders and checks the manifests"),
+     "tests/system/test_kubernetes.py renders and checks the manifests, "
+     "tests/unit/test_docs_pages.py the images, objects and Secret these commands name"),
     ("docs/guides/kubernetes.md", "needs a container engine; tests/rpc/test_packaging.py "
-     "checks the Dockerfile and compose file"),
+     "checks the Dockerfile and compose file, tests/unit/test_docs_pages.py the stages, "
+     ".env and ports these commands use"),
     ("docs/guides/login-page.md", "opens a browser; examples/tests/test_js_login_page.py "
      "builds this page in an empty project and drives it in Chromium"),
     ("docs/guides/second-factors.md", "a fragment of a service's set-up; "
@@ -130,3 +139,116 @@ def test_the_error_reasons_page_names_every_reason_and_only_those() -> None:
     declared = {value.name for value in ErrorReason.DESCRIPTOR.values}
 
     assert named == declared - {"ERROR_REASON_UNSPECIFIED", "CLIENT_ERROR"}
+
+
+# --- the container pages: what their commands name exists and agrees -------------------
+
+
+def _container_blocks() -> tuple[str, str]:
+    """The Docker block and the Kubernetes block of the containers guide."""
+    docker, kubernetes = [b.text for b in blocks(ROOT / "docs/guides/kubernetes.md")
+                          if b.kind == "not run"]
+    return docker, kubernetes
+
+
+def _commands(block: str, program: str) -> list[list[str]]:
+    """Each command of a block run by ``program``, split as the shell splits it."""
+    lines = block.replace("\\\n", " ").splitlines()
+    commands = [shlex.split(part, comments=True) for line in lines
+                for part in re.split(r"\s&&\s|\s>>?\s", line)]
+    return [c for c in commands if c and c[0] == program]
+
+
+def _stages() -> list[str]:
+    return re.findall(r"^FROM \S+ AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+
+
+def _secrets_made(block: str, tmp_path: Path) -> dict[str, str]:
+    """What the block's ``python3 -c`` one-liners print, as NAME=VALUE."""
+    made: dict[str, str] = {}
+    for command in _commands(block, "python3"):
+        printed = subprocess.run([sys.executable, *command[1:]], capture_output=True,
+                                 text=True, check=True, timeout=60, cwd=tmp_path).stdout
+        name, _, value = printed.strip().partition("=")
+        made[name] = value
+    return made
+
+
+def test_the_docker_commands_build_stages_of_the_dockerfile_and_fill_the_compose_file(
+        tmp_path: Path) -> None:
+    """``docker build`` builds the Dockerfile's last stage (authsvc) or a named one that
+    exists; the ``.env`` the one-liners write sets every variable compose.yaml requires,
+    with a key-encryption key authsvc accepts; compose publishes the ports the comment
+    names."""
+    docker, _ = _container_blocks()
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    required = set(re.findall(r"\$\{(\w+):\?", (ROOT / "compose.yaml").read_text()))
+    builds = _commands(docker, "docker")
+    targets = [c[c.index("--target") + 1] if "--target" in c else None
+               for c in builds if c[1] == "build"]
+    made = _secrets_made(docker, tmp_path)
+    published = {port.rsplit(":", 1)[0] for service in compose["services"].values()
+                 for port in service.get("ports", [])}
+
+    assert _stages()[-1] == "authsvc" and targets == [None, "gateway"]
+    assert set(targets) - {None} <= set(_stages())
+    assert {s["build"]["target"] for s in compose["services"].values() if "build" in s} \
+        == {"authsvc", "gateway"}
+    assert set(made) == required == {"AUTHSVC_KEY_ENCRYPTION_KEY", "POSTGRES_PASSWORD"}
+    assert Settings.from_env({"AUTHSVC_KEY_ENCRYPTION_KEY": made["AUTHSVC_KEY_ENCRYPTION_KEY"]}
+                             ).key_encryption_key is not None
+    assert {"127.0.0.1:50051", "127.0.0.1:8080"} <= published
+    assert "docker compose up --build" in docker
+
+
+def test_the_kubernetes_commands_name_what_the_manifests_hold(tmp_path: Path) -> None:
+    """The images built are the example overlay's (REGISTRY its registry, the tag the
+    package's version); the kustomizations applied exist and parse; the namespace, the
+    Secret with its two keys, the Job and the Deployments waited for are the ones the
+    manifests name; the key-encryption key the block makes is one authsvc accepts."""
+    _, block = _container_blocks()
+    k8s = ROOT / "deploy/kubernetes"
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    example = yaml.safe_load((k8s / "example/kustomization.yaml").read_text())
+    images = {f"{i['newName']}:{i['newTag']}" for i in example["images"]}
+    built = {c[c.index("-t") + 1].replace("REGISTRY", "registry.example.com")
+             for c in _commands(block, "docker") if c[1] == "build"}
+    kubectl = _commands(block, "kubectl")
+    applied = [c[c.index("-k") + 1] for c in kubectl if c[1] == "apply"]
+    secret = next(c for c in kubectl if c[1:3] == ["-n", "auth"] and "secret" in c)
+    keys = {k.split("=", 1)[0] for k in (a.removeprefix("--from-literal=") for a in secret
+                                         if a.startswith("--from-literal="))}
+    documents = [d for path in sorted(k8s.rglob("*.yaml"))
+                 for d in yaml.safe_load_all(path.read_text()) if d]
+    objects = {(d["kind"], d["metadata"]["name"]) for d in documents if "metadata" in d}
+    referenced = {(ref["name"], ref["key"]) for d in documents
+                  for ref in _secret_refs(d)}
+    waited = {c[-1] for c in kubectl if "rollout" in c or "wait" in c}
+    kek = re.search(r"key-encryption-key=\"\$\(python3 -c '([^']+)'\)\"", block)
+
+    assert images == built and {i["newTag"] for i in example["images"]} == {version}
+    assert applied == ["example/migrate", "example"]
+    assert all(yaml.safe_load((k8s / a / "kustomization.yaml").read_text()) for a in applied)
+    assert {yaml.safe_load((k8s / a / "kustomization.yaml").read_text())["namespace"]
+            for a in applied} == {"auth"}
+    assert ["create", "namespace", "auth"] == next(c for c in kubectl if "namespace" in c)[1:]
+    assert secret[3:7] == ["create", "secret", "generic", "authsvc"]
+    assert referenced == {("authsvc", key) for key in keys} \
+        == {("authsvc", "database-url"), ("authsvc", "key-encryption-key")}
+    assert waited == {"job/authsvc-migrate", "deployment/authsvc", "deployment/authsvc-gateway"}
+    assert {("Job", "authsvc-migrate"), ("Deployment", "authsvc"),
+            ("Deployment", "authsvc-gateway")} <= objects
+    assert kek is not None
+    printed = subprocess.run([sys.executable, "-c", kek.group(1)], capture_output=True,
+                             text=True, check=True, timeout=60).stdout.strip()
+    assert Settings.from_env({"AUTHSVC_KEY_ENCRYPTION_KEY": printed}).key_encryption_key
+
+
+def _secret_refs(node: object) -> list[dict[str, str]]:
+    """Every ``secretKeyRef`` in a manifest."""
+    if isinstance(node, dict):
+        found = [node["secretKeyRef"]] if "secretKeyRef" in node else []
+        return found + [r for value in node.values() for r in _secret_refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in _secret_refs(value)]
+    return []

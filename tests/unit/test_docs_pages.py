@@ -14,7 +14,6 @@ from pathlib import Path
 import yaml
 
 from authsvc.config.settings import Settings
-
 from authsvc.runtime.cli_reference import PAGE as CLI_PAGE
 from authsvc.runtime.cli_reference import render as render_cli
 from authsvc.v1.error_reason_pb2 import ErrorReason
@@ -231,7 +230,7 @@ def test_the_kubernetes_commands_name_what_the_manifests_hold(tmp_path: Path) ->
     assert all(yaml.safe_load((k8s / a / "kustomization.yaml").read_text()) for a in applied)
     assert {yaml.safe_load((k8s / a / "kustomization.yaml").read_text())["namespace"]
             for a in applied} == {"auth"}
-    assert ["create", "namespace", "auth"] == next(c for c in kubectl if "namespace" in c)[1:]
+    assert next(c for c in kubectl if "namespace" in c)[1:] == ["create", "namespace", "auth"]
     assert secret[3:7] == ["create", "secret", "generic", "authsvc"]
     assert referenced == {("authsvc", key) for key in keys} \
         == {("authsvc", "database-url"), ("authsvc", "key-encryption-key")}

@@ -21,7 +21,8 @@ from authsvc.v1.error_reason_pb2 import ErrorReason
 from ..docs.blocks import CHECKED, ROOT, blocks, pages, shows
 
 INSTALLS = ("installs from your repository URL or checkout; tests/system/test_artefacts.py "
-            "builds each artefact and installs it into an empty project")
+            "builds each artefact and installs it into an empty project, "
+            "tests/unit/test_docs_pages.py checks the names and version these commands use")
 # Blocks a test machine cannot run as written, each reviewed: page and reason. Adding
 # one is a decision to review here, not a way round the runner.
 NOT_RUN = sorted([
@@ -251,3 +252,24 @@ def _secret_refs(node: object) -> list[dict[str, str]]:
     if isinstance(node, list):
         return [r for value in node for r in _secret_refs(value)]
     return []
+
+
+def test_the_install_commands_name_the_package_its_version_and_the_go_module() -> None:
+    """The Python block installs ``authsvc`` with the ``server`` extra, builds with
+    ``python -m build`` and installs the wheel of the version pyproject declares; the Go
+    block requires and replaces the module gateway/verify/go.mod declares, by the path
+    of that directory in a checkout named authsvc."""
+    python, go = [b.text for b in blocks(ROOT / "docs/guides/install.md")
+                  if b.kind == "not run"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    module = (ROOT / "gateway/verify/go.mod").read_text().splitlines()[0].removeprefix("module ")
+    installed = [c[2] for c in _commands(python, "pip") if c[1] == "install"]
+
+    assert project["name"] == "authsvc" and "server" in project["optional-dependencies"]
+    assert installed == [f"authsvc[server] @ git+https://…/authsvc.git@v{project['version']}",
+                         "./authsvc",
+                         f"dist/authsvc-{project['version']}-py3-none-any.whl[server]"]
+    assert "python -m build --outdir dist ./authsvc" in python
+    assert f"-require={module}@v0.0.0-00010101000000-000000000000" in go.split()
+    assert f"-replace={module}=../authsvc/gateway/verify" in go.split()
+    assert (ROOT / "gateway/verify/go.mod").is_file()

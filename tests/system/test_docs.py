@@ -7,11 +7,12 @@ of the repository is linked into it except the embedded database's ``.authsvc``,
 data a page makes is its own. Shell blocks share their variables and working directory
 (one terminal); a python block is a whole program run by ``.venv/bin/python``. The
 well-known ports (authsvc 127.0.0.1:50051, its metrics 127.0.0.1:9464, the gateway
-127.0.0.1:8080, the example service 127.0.0.1:50061, the mail catcher 127.0.0.1:8025, the
-login demo 127.0.0.1:5173) are swapped for free ones wherever the number stands as a word,
-in the blocks, the outputs they are compared with and the environment, so the runner can
-run beside a developer's own ``scripts/serve``; nothing else of a block is changed.
-Background blocks (a server) are stopped with SIGTERM when the page is done.
+127.0.0.1:8080 and 8443, the example service 127.0.0.1:50061, the mail catcher
+127.0.0.1:8025, the login demo 127.0.0.1:5173) are swapped for free ones wherever the
+number stands as a word, in the blocks, the outputs they are compared with and the
+environment, so the runner can run beside a developer's own ``scripts/serve``; nothing
+else of a block is changed. Background blocks (a server) are stopped with SIGTERM when
+the page is done.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ NEEDS_GO = {"docs/guides/http.md", "docs/guides/accounts.md", "docs/guides/login
             "docs/guides/second-factors.md"}
 BLOCK_TIMEOUT = 600.0  # the first scripts/serve or scripts/gateway may install or build
 _DEFAULT_PORTS = {"authsvc": 50051, "metrics": 9464, "gateway": 8080, "whoami": 50061,
-                  "mail": 8025, "demo": 5173}
+                  "mail": 8025, "demo": 5173, "https": 8443}
 _KEEP_OUT = {".authsvc", ".git"}
 # Shell variables a block leaves for the next (bash's own ones aside).
 _SAVE_STATE = r"""

@@ -28,7 +28,6 @@ INSTALLS = ("installs from your repository URL or checkout; tests/system/test_ar
 NOT_RUN = sorted([
     ("README.md", "scripts/test is the test command itself (CI runs it); "
      "Try it below runs scripts/serve"),
-    ("docs/guides/http.md", "needs a certificate and key issued for your host"),
     *[("docs/guides/install.md", INSTALLS)] * 2,
     ("docs/guides/kubernetes.md", "needs a container engine and a cluster; "
      "tests/system/test_kubernetes.py renders and checks the manifests, "

@@ -9,9 +9,10 @@ comment as nothing, so readers see a plain block):
   TEXT in its output and stops it when the page is done;
 - ``<!-- output -->``: what the run block before it prints; ``…`` stands for any text,
   and runs of white space compare equal;
-- ``<!-- file -->``: a whole file of the repository, shown by including it (one
-  ``--8<-- "PATH"`` line and nothing else); a later run block of the same page runs it
-  (tests/unit/test_docs_pages.py checks that one does);
+- ``<!-- file -->``: a file of the repository or a section of one, shown by including
+  it (one ``--8<-- "PATH"`` or ``--8<-- "PATH:SECTION"`` line and nothing else); a
+  later run block of the same page runs that file (tests/unit/test_docs_pages.py checks
+  that one does);
 - ``<!-- not run: REASON -->``: a reviewed exception (the list is in
   tests/unit/test_docs_pages.py), for a command that needs what a test machine has not
   (a container engine, a cluster, a certificate issued for your host).
@@ -24,6 +25,7 @@ repository, expanded here as MkDocs expands it.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,14 +112,15 @@ def _expanded(body: list[str]) -> list[str]:
 
 def included(spec: str) -> list[str]:
     """The lines ``--8<-- "SPEC"`` puts in a page: a whole file (``PATH``) or the part of
-    it between ``--8<-- [start:NAME]`` and ``--8<-- [end:NAME]`` (``PATH:NAME``), the
-    marker lines left out, as pymdownx.snippets does."""
+    it between ``--8<-- [start:NAME]`` and ``--8<-- [end:NAME]`` (``PATH:NAME``,
+    dedented), the marker lines left out, as pymdownx.snippets does with mkdocs.yml's
+    settings."""
     path, _, section = spec.partition(":")
     lines = (ROOT / path).read_text().splitlines()
     if section:
         start = next(i for i, line in enumerate(lines) if _marker(line) == ("start", section))
         end = next(i for i, line in enumerate(lines) if _marker(line) == ("end", section))
-        lines = lines[start + 1:end]
+        lines = textwrap.dedent("\n".join(lines[start + 1:end])).splitlines()
     return [line for line in lines if _marker(line) is None]
 
 

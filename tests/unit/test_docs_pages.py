@@ -37,8 +37,6 @@ NOT_RUN = sorted([
      ".env and ports these commands use"),
     ("docs/guides/login-page.md", "opens a browser; examples/tests/test_js_login_page.py "
      "builds this page in an empty project and drives it in Chromium"),
-    ("docs/guides/second-factors.md", "a fragment of a service's set-up; "
-     "tests/rpc/test_step_up.py runs it"),
 ])
 
 
@@ -54,19 +52,20 @@ def test_every_shell_and_python_block_is_run_shown_or_a_reviewed_exception() -> 
     assert not_run == NOT_RUN
 
 
-def test_a_file_block_shows_a_whole_file_that_a_later_block_of_its_page_runs() -> None:
-    """A block tagged file is one ``--8<--`` include of a file that exists, and a run
-    block after it on the same page runs that file (by its path or, for a module of
-    examples/, by ``-m examples.NAME``)."""
+def test_a_file_block_shows_a_file_that_a_later_block_of_its_page_runs() -> None:
+    """A block tagged file is one ``--8<--`` include of a file that exists (or of a
+    section of it), and a run block after it on the same page runs that file (by its
+    path or, for a module of examples/, by ``-m examples.NAME``)."""
     for page in pages():
         found = blocks(page)
         for i, block in enumerate(found):
             if block.kind != "file":
                 continue
-            assert block.include is not None and ":" not in block.include, block.where()
-            path = ROOT / block.include
-            assert path.is_file(), block.where()
-            names = {block.include}
+            assert block.include is not None, block.where()
+            name = block.include.partition(":")[0]
+            path = ROOT / name
+            assert path.is_file() and block.text.strip(), block.where()
+            names = {name}
             if path.suffix == ".py":
                 names.add("-m " + ".".join(path.relative_to(ROOT).with_suffix("").parts))
             assert any(b.kind == "run" and any(n in b.text for n in names)

@@ -35,8 +35,6 @@ NOT_RUN = sorted([
     ("docs/guides/kubernetes.md", "needs a container engine; tests/rpc/test_packaging.py "
      "checks the Dockerfile and compose file, tests/unit/test_docs_pages.py the stages, "
      ".env and ports these commands use"),
-    ("docs/guides/login-page.md", "opens a browser; examples/tests/test_js_login_page.py "
-     "builds this page in an empty project and drives it in Chromium"),
 ])
 
 
@@ -79,7 +77,7 @@ def test_the_runner_has_pages_to_run() -> None:
 
     assert {"README.md", "docs/tutorial.md", "docs/guides/http.md",
             "docs/guides/accounts.md", "docs/guides/python-service.md",
-            "docs/guides/second-factors.md"} <= running
+            "docs/guides/second-factors.md", "docs/guides/login-page.md"} <= running
 
 
 def test_an_output_block_follows_the_block_whose_output_it_is() -> None:

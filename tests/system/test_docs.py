@@ -3,9 +3,10 @@ against real processes, as a new user on a fresh clone would type it, and the ou
 page shows are compared with what the commands print (tags: tests/docs/blocks.py).
 
 A page's blocks share one temporary directory, which stands for the clone: every entry
-of the repository is linked into it except the embedded database's ``.authsvc``, so the
-data a page makes is its own. Shell blocks share their variables and working directory
-(one terminal); a python block is a whole program run by ``.venv/bin/python``. The
+of the repository is linked into it except the embedded database's ``.authsvc`` and the
+mail catcher's ``mail``, so the data a page makes is its own. Shell blocks share their
+variables and working directory (one terminal); a python block is a whole program run by
+``.venv/bin/python``. The
 well-known ports (authsvc 127.0.0.1:50051, its metrics 127.0.0.1:9464, the gateway
 127.0.0.1:8080 and 8443, the example service 127.0.0.1:50061, the mail catcher
 127.0.0.1:8025, the login demo 127.0.0.1:5173) are swapped for free ones wherever the
@@ -38,7 +39,7 @@ NEEDS_GO = {"docs/guides/http.md", "docs/guides/accounts.md", "docs/guides/login
 BLOCK_TIMEOUT = 600.0  # the first scripts/serve or scripts/gateway may install or build
 _DEFAULT_PORTS = {"authsvc": 50051, "metrics": 9464, "gateway": 8080, "whoami": 50061,
                   "mail": 8025, "demo": 5173, "https": 8443}
-_KEEP_OUT = {".authsvc", ".git"}
+_KEEP_OUT = {".authsvc", ".git", "mail"}  # mail: the accounts guide's catcher
 # Shell variables a block leaves for the next (bash's own ones aside).
 _SAVE_STATE = r"""
 __authsvc_docs_vars=$(compgen -v | grep -vxF -f "$__AUTHSVC_DOCS_BASE" \

@@ -6,14 +6,13 @@ A page's blocks share one temporary directory, which stands for the clone: every
 of the repository is linked into it except the embedded database's ``.authsvc`` and the
 mail catcher's ``mail``, so the data a page makes is its own. Shell blocks share their
 variables and working directory (one terminal); a python block is a whole program run by
-``.venv/bin/python``. The
-well-known ports (authsvc 127.0.0.1:50051, its metrics 127.0.0.1:9464, the gateway
-127.0.0.1:8080 and 8443, the example service 127.0.0.1:50061, the mail catcher
-127.0.0.1:8025, the login demo 127.0.0.1:5173) are swapped for free ones wherever the
-number stands as a word, in the blocks, the outputs they are compared with and the
-environment, so the runner can run beside a developer's own ``scripts/serve``; nothing
-else of a block is changed. Background blocks (a server) are stopped with SIGTERM when
-the page is done.
+``.venv/bin/python``. The well-known ports (authsvc 127.0.0.1:50051, its metrics
+127.0.0.1:9464, the gateway 127.0.0.1:8080 and 8443, the example service
+127.0.0.1:50061, the mail catcher 127.0.0.1:8025, the login demo 127.0.0.1:5173) are
+swapped for free ones wherever the number stands as a word, in the blocks, the outputs
+they are compared with and the environment, so the runner can run beside a developer's
+own ``scripts/serve``; nothing else of a block is changed. Background blocks (a server)
+are stopped with SIGTERM when the page is done.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ def _line(external_id: str, **fields: object) -> str:
 
 LINES = [
     _line("src:1", email="ada@example.com", email_verified=True, phone="+15551234567",
-          password={"scheme": "bcrypt", "hash": BCRYPT}, scopes=["reports"]),
+          password={"scheme": "bcrypt", "hash": BCRYPT}, scopes=["reports"],
+          created_at="2019-05-01T10:00:00+02:00", disabled=True),
     _line("src:2", username="grace", password={"scheme": "bcrypt", "hash": "$2b$10$short"}),
     _line("src:3", email="linus@example.com", password=MD5),
     _line("src:4", email="ADA@example.com"),  # the same email as line 1
@@ -55,7 +56,8 @@ def _users(database_url: str) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(database_url)
         try:
             return await conn.fetch(
-                "SELECT external_id, email, phone, username, scopes,"
+                "SELECT external_id, email, phone, username, scopes, created_at,"
+                " disabled_at IS NOT NULL AS disabled,"
                 " email_verified_at IS NOT NULL AS email_verified,"
                 " phone_verified_at IS NOT NULL AS phone_verified,"
                 " verified_at IS NOT NULL AS verified,"
@@ -93,7 +95,8 @@ def test_import_reports_refused_and_skipped_lines_with_their_reason(database_url
     assert (ada["email"], ada["phone"], ada["scopes"]) == ("ada@example.com", "+15551234567",
                                                           ["reports"])
     assert (ada["email_verified"], ada["phone_verified"], ada["verified"],
-            ada["foreign_hash"]) == (True, False, True, True)
+            ada["foreign_hash"], ada["disabled"]) == (True, False, True, True, True)
+    assert ada["created_at"].isoformat() == "2019-05-01T08:00:00+00:00"
 
 
 def test_a_second_run_of_the_same_file_changes_nothing(database_url, tmp_path):
@@ -157,10 +160,12 @@ def test_weak_hashes_are_imported_only_when_allowed_and_reported(database_url, t
 
 
 def test_import_refuses_bad_invocations_naming_the_argument(database_url, tmp_path):
-    """No FILE, FILE with --status, or an unreadable FILE: exit 2 and one line."""
+    """No FILE, FILE with --status, an unreadable FILE or a batch size of 0: exit 2 and
+    one line naming the argument."""
     missing = cli(database_url, "users", "import")
     both = cli(database_url, "users", "import", _file(tmp_path, LINES), "--status")
     unreadable = cli(database_url, "users", "import", str(tmp_path / "nope.jsonl"))
+    no_batch = cli(database_url, "users", "import", _file(tmp_path, LINES), "--batch-size", "0")
 
     assert (missing.returncode, missing.stderr) == (
         2, "authsvc: error: file: give the file to import (or - for standard input)\n")
@@ -168,6 +173,8 @@ def test_import_refuses_bad_invocations_naming_the_argument(database_url, tmp_pa
         2, "authsvc: error: file: give either FILE or --status\n")
     assert (unreadable.returncode, unreadable.stderr) == (
         2, "authsvc: error: file: cannot be read (No such file or directory)\n")
+    assert (no_batch.returncode, no_batch.stderr) == (
+        2, "authsvc: error: batch_size: must be between 1 and 100000\n")
 
 
 def test_import_reads_standard_input(database_url):

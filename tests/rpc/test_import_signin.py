@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 
 import asyncpg
@@ -19,8 +20,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from authsvc.domain.factors import totp
-from authsvc.runtime.app import App
-from authsvc.v1 import auth_pb2
+from authsvc.runtime.app import App, running_app
+from authsvc.runtime.server import running_server
+from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import eventually, fails
 from ..unit.test_foreign_hashes import DJANGO, FIREBASE
@@ -191,3 +193,25 @@ async def test_the_foreign_hash_gauge_counts_users_until_they_sign_in(app: App, 
     await app.count_foreign_hashes()
 
     assert (before, REGISTRY.get_sample_value("authsvc_users_foreign_hash")) == (3, 2)
+
+
+async def test_an_imported_user_is_throttled_before_the_foreign_hash_is_checked(
+        settings, database_url, clock):
+    """Past the free failures, even the right password is RESOURCE_EXHAUSTED
+    RATE_LIMITED, and the foreign hash is neither checked nor upgraded."""
+    strict = dataclasses.replace(settings, throttle_pair_free=2, throttle_base_delay=60.0)
+    async with running_app(strict, database_url, clock) as app, \
+            running_server(app, "127.0.0.1:0") as (_server, port), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = auth_pb2_grpc.AuthStub(channel)
+        await app.user_import.run([_bcrypt_line("src:1", "ada@example.com", "old password 1")])
+        wrong = [await fails(stub.SignIn(auth_pb2.SignInRequest(
+            email="ada@example.com", password="old password 2"))) for _ in range(3)]
+
+        blocked = await fails(stub.SignIn(auth_pb2.SignInRequest(
+            email="ada@example.com", password="old password 1")))
+
+    assert [w.reason for w in wrong] == ["INVALID_CREDENTIALS"] * 3
+    assert (blocked.code, blocked.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                              "RATE_LIMITED")
+    assert (await _stored_hash(database_url, "ada@example.com")).startswith("$authsvc-import$")

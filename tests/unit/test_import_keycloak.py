@@ -4,9 +4,7 @@ against the password the user was created with, with the schemes' own libraries.
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -16,26 +14,13 @@ import pytest
 
 from authsvc.importing import Unconvertible, keycloak
 from tests.fixtures.peers import FIXTURES
+from tests.fixtures.peers.passwords import matches
 
 REALM = json.loads((FIXTURES / "keycloak" / "realm.json").read_text())
 MANIFEST = {u["username"]: u for u in json.loads((FIXTURES / "keycloak" /
                                                    "manifest.json").read_text())}
 RECORDS = list(keycloak.users(REALM))
 BY_USERNAME = {r.get("username", r.get("email")): r for r in RECORDS}
-
-
-def matches(password: dict[str, Any], plain: str) -> bool:
-    """Check ``plain`` against a password object of the import format."""
-    if password["scheme"] == "pbkdf2":
-        expected = base64.b64decode(password["hash"])
-        return hashlib.pbkdf2_hmac(password["digest"], plain.encode(),
-                                   base64.b64decode(password["salt"]),
-                                   password["iterations"], len(expected)) == expected
-    assert password["scheme"] == "argon2"
-    try:
-        return argon2.PasswordHasher().verify(password["hash"], plain)
-    except argon2.exceptions.VerifyMismatchError:
-        return False
 
 
 def test_every_exported_user_becomes_one_record():

@@ -4,21 +4,17 @@ carries checks against the one the user signed up with."""
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import io
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-import argon2
-import bcrypt
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from authsvc.importing import Unconvertible, supabase
 from tests.fixtures.peers import FIXTURES
+from tests.fixtures.peers.passwords import matches
 
 CSV = (FIXTURES / "supabase" / "auth-users.csv").read_text()
 MANIFEST = json.loads((FIXTURES / "supabase" / "manifest.json").read_text())
@@ -29,28 +25,6 @@ BY_LOGIN = {r.get("email", r.get("phone")): r for r in RECORDS}
 
 def _login(entry: dict[str, Any]) -> str:
     return str(entry.get("email") or entry["phone"])
-
-
-def matches(password: dict[str, Any], plain: str) -> bool:
-    """Check ``plain`` against a password object of the import format, each scheme
-    with its own library (Firebase's scrypt: scrypt, then AES-256-CTR over the
-    signer key, as its reference implementation documents)."""
-    scheme = password["scheme"]
-    if scheme == "bcrypt":
-        return bcrypt.checkpw(plain.encode(), password["hash"].encode())
-    if scheme == "argon2":
-        try:
-            return argon2.PasswordHasher().verify(password["hash"], plain)
-        except argon2.exceptions.VerifyMismatchError:
-            return False
-    assert scheme == "firebase-scrypt"
-    b64 = base64.b64decode
-    key = hashlib.scrypt(plain.encode(), salt=b64(password["salt"]) +
-                         b64(password["salt_separator"]), n=1 << password["memory_cost"],
-                         r=password["rounds"], p=1, dklen=64, maxmem=128 * 1024 * 1024)
-    encryptor = Cipher(algorithms.AES(key[:32]), modes.CTR(bytes(16))).encryptor()
-    signed = encryptor.update(b64(password["signer_key"])) + encryptor.finalize()
-    return signed == b64(password["hash"])
 
 
 def test_every_row_becomes_one_record():

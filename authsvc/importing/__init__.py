@@ -1,17 +1,21 @@
-"""Adapters that read other identity services' exports into authsvc's import format.
+"""Adapters from other systems' exports to authsvc's import format (JSON Lines).
 
-Each adapter is a pure function of the export (a parsed document or a text
-stream) that yields one dict per user in the import format (JSON Lines, one such
-dict a line; the format and its validation belong to the import command). Nothing
+Each module reads one peer's real export and yields dicts of the format that
+``authsvc.domain.accounts.imported`` checks (re-exported by ``format``); the
+``authsvc users import`` command and the ImportUsers RPC take the lines. Nothing
 is hashed or verified here: a foreign hash is carried over as its source stored
 it, with the parameters needed to check it at the user's first sign-in.
 
-A user an adapter cannot carry over faithfully (a hash algorithm or second factor
-authsvc cannot check) is never imported weakened: it is handed to ``on_refused``
-with the reason, or raises ``Unconvertible`` when no callback is given.
+- ``keycloak``: a realm export (``kc.sh export``);
+- ``supabase``: Supabase Auth's ``auth.users`` as ``COPY ... TO STDOUT WITH CSV HEADER``;
+- ``firebase``: ``firebase auth:export`` JSON with the project's hash parameters;
+- ``plain``: a home-made table (CSV or JSON Lines).
 
-- ``keycloak``: a realm export (``kc.sh export``).
-- ``supabase``: Supabase Auth's ``auth.users`` as ``COPY ... TO STDOUT WITH CSV HEADER``.
+A user the Keycloak or Supabase adapter cannot carry over faithfully (a hash
+algorithm or second factor authsvc cannot check, a deleted account) is never
+imported weakened: it is handed to ``on_refused`` with the reason, or raises
+``Unconvertible`` when no callback is given; their command lines list such users
+on standard error.
 """
 
 from __future__ import annotations

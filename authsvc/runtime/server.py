@@ -71,7 +71,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
                             lambda: app.keystore.ring, app.revocations, feed, app.clock,
                             callers, app.token_rules))
     auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
-    user_admin = UserAdminServicer(app.accounts, app.factors)
+    user_admin = UserAdminServicer(app.accounts, app.factors, app.user_import)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(user_admin, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -27,14 +27,19 @@ OTP credential — authsvc keeps one authenticator app per user, and dropping on
 would leave a device that no longer works without saying so. Users with no
 password credential (federated or social-only) are carried over without one: they
 set a password by reset.
+
+    python -m authsvc.importing.keycloak acme-realm.json [acme-users-0.json ...] > users.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from . import OnRefused, Unconvertible, refuse
@@ -159,3 +164,36 @@ def _json(external_id: str, credential: dict[str, Any], key: str) -> dict[str, A
 def _unpadded(standard_base64: str) -> str:
     """PHC strings write Base64 without padding."""
     return standard_base64.rstrip("=")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the import format of each file's users to standard output, one JSON
+    line each; list refused users on standard error. 2 when a file is unreadable."""
+    parser = argparse.ArgumentParser(
+        prog="python -m authsvc.importing.keycloak",
+        description="Keycloak realm export -> authsvc import format (JSON Lines on stdout)")
+    parser.add_argument("exports", type=Path, nargs="+",
+                        help="the realm file, or the users files, `kc.sh export` wrote")
+    args = parser.parse_args(argv)
+    written = 0
+    refused: list[Unconvertible] = []
+    for path in args.exports:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            records = list(users(document, on_refused=refused.append))
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"keycloak: {path}: {exc}\n")
+            return 2
+        for record in records:
+            sys.stdout.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+                             + "\n")
+        written += len(records)
+    for error in refused:
+        sys.stderr.write(json.dumps({"external_id": error.external_id,
+                                     "refused": error.reason}) + "\n")
+    sys.stderr.write(f"keycloak: {written} users written, {len(refused)} refused\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

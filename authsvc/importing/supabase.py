@@ -22,14 +22,20 @@ Per row (checked against Supabase Auth v2.196.0, tests/fixtures/peers/):
 Skipped, reported through ``on_refused``: soft-deleted users (``deleted_at``),
 anonymous users (no identifier to sign in with), and a password hash in any other
 form.
+
+    python -m authsvc.importing.supabase auth-users.csv > users.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from . import OnRefused, Unconvertible, refuse
@@ -113,3 +119,33 @@ def _time(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def main(argv: list[str] | None = None, *, now: datetime | None = None) -> int:
+    """Write the import format of the CSV's users to standard output, one JSON line
+    each; list refused users on standard error. 2 when the file is unreadable."""
+    parser = argparse.ArgumentParser(
+        prog="python -m authsvc.importing.supabase",
+        description="Supabase Auth auth.users CSV -> authsvc import format (JSON Lines)")
+    parser.add_argument("csv", type=Path,
+                        help="COPY auth.users TO STDOUT WITH CSV HEADER, saved to a file")
+    args = parser.parse_args(argv)
+    refused: list[Unconvertible] = []
+    try:
+        with args.csv.open(encoding="utf-8", newline="") as rows:
+            records = list(users(rows, now=now or datetime.now(UTC),
+                                 on_refused=refused.append))
+    except (OSError, ValueError, csv.Error) as exc:
+        sys.stderr.write(f"supabase: {args.csv}: {exc}\n")
+        return 2
+    for record in records:
+        sys.stdout.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
+    for error in refused:
+        sys.stderr.write(json.dumps({"external_id": error.external_id,
+                                     "refused": error.reason}) + "\n")
+    sys.stderr.write(f"supabase: {len(records)} users written, {len(refused)} refused\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -134,3 +134,29 @@ def test_a_document_without_a_realm_is_not_a_realm_export():
     """A file that is not a realm export fails at once, not user by user."""
     with pytest.raises(ValueError, match="realm"):
         list(keycloak.users({"users": []}))
+
+
+def test_the_command_writes_lines_and_lists_refusals(tmp_path, capsys):
+    """python -m authsvc.importing.keycloak: one JSON line per user on stdout, each
+    refused user with its reason on stderr, then a count."""
+    user = _user("ada")
+    user["credentials"][0]["credentialData"] = "{\"algorithm\":\"md5\"}"
+    realm = tmp_path / "acme-realm.json"
+    realm.write_text(json.dumps({"realm": "acme", "users": [user, _user("linus")]}))
+
+    assert keycloak.main([str(realm)]) == 0
+
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["username"] for line in out.splitlines()] == ["linus"]
+    refused, count = err.splitlines()
+    assert json.loads(refused)["external_id"] == f"keycloak:acme:{user['id']}"
+    assert count == "keycloak: 1 users written, 1 refused"
+
+
+def test_the_command_stops_at_an_unreadable_file(tmp_path, capsys):
+    """A file that is not JSON: status 2 and its name on stderr, nothing written."""
+    broken = tmp_path / "acme-realm.json"
+    broken.write_text("{")
+    assert keycloak.main([str(broken)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and str(broken) in err

@@ -105,3 +105,27 @@ def test_rows_that_cannot_be_carried_over_are_refused_with_the_reason(changes, r
     assert len(refused) == 1 and reason in refused[0].reason
     with pytest.raises(Unconvertible):
         list(supabase.users(_rows(**changes), now=NOW))
+
+
+def test_the_command_writes_lines_and_lists_refusals(tmp_path, capsys):
+    """python -m authsvc.importing.supabase: JSON lines on stdout, refusals and a count
+    on stderr."""
+    path = tmp_path / "auth-users.csv"
+    path.write_text(CSV)
+    deleted = tmp_path / "deleted.csv"
+    deleted.write_text(_rows(deleted_at="2026-12-07 11:20:04.1+00").getvalue())
+
+    assert supabase.main([str(path)], now=NOW) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == RECORDS
+    assert err == f"supabase: {len(RECORDS)} users written, 0 refused\n"
+
+    assert supabase.main([str(deleted)], now=NOW) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "deleted" in err.splitlines()[0]
+
+
+def test_the_command_stops_at_a_missing_file(tmp_path, capsys):
+    """A missing file: status 2 and its name on stderr."""
+    assert supabase.main([str(tmp_path / "none.csv")]) == 2
+    assert "none.csv" in capsys.readouterr().err

@@ -22,6 +22,12 @@ NOT_RUN = sorted([
     ("README.md", "scripts/test is the test command itself (CI runs it); "
      "Try it below runs scripts/serve"),
     ("docs/guides/accounts.md", "needs a mail server to read the codes from"),
+    ("docs/guides/from-keycloak.md", "needs a Keycloak and its database; "
+     "scripts/peers/keycloak runs this against a real Keycloak and commits the export "
+     "the next block reads"),
+    ("docs/guides/from-supabase.md", "needs a Supabase database; "
+     "scripts/peers/supabase-auth runs this against a real Supabase Auth and commits the "
+     "dump the next block reads"),
     ("docs/guides/http.md", "needs a certificate and key issued for your host"),
     *[("docs/guides/install.md", INSTALLS)] * 2,
     ("docs/guides/kubernetes.md", "needs a container engine and a cluster; "

@@ -26,7 +26,9 @@ four (a custom provider's), a counter-based (``hotp``) credential, or more than 
 OTP credential — authsvc keeps one authenticator app per user, and dropping one
 would leave a device that no longer works without saying so. Users with no
 password credential (federated or social-only) are carried over without one: they
-set a password by reset.
+set a password by reset. Not carried over: groups and roles (give scopes in the
+lines or afterwards), and required actions (a temporary password is imported as
+the user's password; a pending email verification shows as ``emailVerified``).
 
     python -m authsvc.importing.keycloak acme-realm.json [acme-users-0.json ...] > users.jsonl
 """

@@ -28,6 +28,12 @@ INSTALLS = ("installs from your repository URL or checkout; tests/system/test_ar
 NOT_RUN = sorted([
     ("README.md", "scripts/test is the test command itself (CI runs it); "
      "Try it below runs scripts/serve"),
+    ("docs/guides/from-keycloak.md", "needs a Keycloak and its database; "
+     "scripts/peers/keycloak runs this against a real Keycloak and commits the export "
+     "the next block reads"),
+    ("docs/guides/from-supabase.md", "needs a Supabase database; "
+     "scripts/peers/supabase-auth runs this against a real Supabase Auth and commits the "
+     "dump the next block reads"),
     *[("docs/guides/install.md", INSTALLS)] * 2,
     ("docs/guides/second-factors.md", "navigator.credentials needs a browser and an "
      "authenticator; tests/system/test_browser_passkeys.py runs these ceremonies in "

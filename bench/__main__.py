@@ -41,7 +41,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import footprint, gateway, ghz, http_cases, raw, report, seed, startup, vegeta
+from . import (
+    footprint,
+    gateway,
+    ghz,
+    http_cases,
+    importing,
+    raw,
+    report,
+    seed,
+    startup,
+    vegeta,
+)
 from .seed import PASSWORD
 from .service import Service, add_user, embedded_database, running
 
@@ -54,6 +65,9 @@ CHAINS = 20  # sessions refreshed in a row to make the distinct access tokens
 
 def main() -> None:
     args = _parser().parse_args()
+    if args.import_only:
+        importing.write(importing.measure(args.import_users or 1_000_000), args.out)
+        return
     if args.http_workers is None:
         args.http_workers = 2 if 2 in args.workers else max(args.workers)
     if args.http_workers not in args.workers:
@@ -87,6 +101,8 @@ def main() -> None:
         "startup": starts,
         "phases": phases,
     }
+    if args.import_users:
+        results["import"] = importing.measure(args.import_users)
     report.write(results, args.out)
 
 
@@ -279,6 +295,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds of rest after start-up before the idle memory reading")
     p.add_argument("--starts", type=int, default=5,
                    help="starts for start -> first sign-in (median)")
+    p.add_argument("--import-users", type=int, default=0,
+                   help="also import this many synthetic users with `authsvc users import` "
+                   "and compare with a plain COPY (bench/importing.py; 0: leave it out)")
+    p.add_argument("--import-only", action="store_true",
+                   help="run only the import benchmark (--import-users, default 1000000)")
     p.add_argument("--port", type=int, default=50551)
     p.add_argument("--uvloop", action="store_true",
                    help="run the worker on uvloop (with --workers 1 only)")

@@ -1,8 +1,9 @@
-"""A downstream service protected by authsvc: the interceptor is one line.
+"""A downstream service protected by authsvc: one interceptor in front of its handlers.
 
 ``example.v1.Whoami`` answers with the caller's user id, read from the
 verified token. ``Get`` needs any valid token, ``Admin`` also the scope
-``example.admin``, and ``Watch`` streams the id three times. Messages are raw
+``example.admin``, ``Sensitive`` a sign-in with a second factor within the last
+five minutes (step-up), and ``Watch`` streams the id three times. Messages are raw
 bytes (no proto of its own), through a generic handler.
 
 Run it next to ``scripts/serve``, as a service account allowed to follow
@@ -41,6 +42,10 @@ async def admin(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return b"admin " + current_claims().user_id.encode()
 
 
+async def sensitive(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return b"sensitive " + current_claims().user_id.encode()
+
+
 async def watch(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     for _ in range(3):
         yield current_claims().user_id.encode()
@@ -49,6 +54,7 @@ async def watch(request: bytes, context: grpc.aio.ServicerContext) -> AsyncItera
 HANDLERS = grpc.method_handlers_generic_handler(SERVICE, {
     "Get": grpc.unary_unary_rpc_method_handler(get),
     "Admin": grpc.unary_unary_rpc_method_handler(admin),
+    "Sensitive": grpc.unary_unary_rpc_method_handler(sensitive),
     "Watch": grpc.unary_stream_rpc_method_handler(watch),
 })
 
@@ -58,7 +64,14 @@ async def serving(verifier: Verifier | None, listen: str = "127.0.0.1:0",
                   ) -> AsyncIterator[int]:
     """The service on ``listen``, guarded by ``verifier`` (None: unprotected); yields its port."""
     interceptors = [] if verifier is None else [
-        AsyncAuthInterceptor(verifier, scopes={f"/{SERVICE}/Admin": [ADMIN_SCOPE]})]
+        # --8<-- [start:interceptor]
+        AsyncAuthInterceptor(
+            verifier,
+            scopes={f"/{SERVICE}/Admin": [ADMIN_SCOPE]},
+            require_amr={f"/{SERVICE}/Sensitive": ("otp", "hwk", "swk")},  # any second factor
+            max_age={f"/{SERVICE}/Sensitive": 300}),                       # signed in ≤ 5 min ago
+        # --8<-- [end:interceptor]
+    ]
     server = grpc.aio.server(interceptors=interceptors)
     server.add_generic_rpc_handlers((HANDLERS,))
     port = server.add_insecure_port(listen)
@@ -74,7 +87,7 @@ async def main(authsvc: str, listen: str) -> None:
                                              password=os.environ.pop("WHOAMI_PASSWORD"))
     async with LocalVerifier(authsvc, access_token=credentials.access_token) as verifier, \
             serving(verifier, listen) as port:
-        print(f"{SERVICE} on port {port}, verifying tokens of {authsvc}")
+        print(f"{SERVICE} on port {port}, verifying tokens of {authsvc}", flush=True)
         await asyncio.Event().wait()
 
 

@@ -119,6 +119,38 @@ class StoreContract:
 
         assert scopes is None
 
+    async def test_an_imported_hash_is_upgraded_once(self, backend: Backend):
+        """upgrade_hash replaces the hash read, once: a racing second upgrade of the same
+        hash changes nothing, and neither does the credentials' version."""
+        user_id = await backend.add_user("alice@example.com")
+
+        async with backend.storage.db.transaction() as conn:
+            first = await backend.storage.users.upgrade_hash(conn, user_id, 0, "hash", "new")
+        async with backend.storage.db.transaction() as conn:
+            second = await backend.storage.users.upgrade_hash(conn, user_id, 0, "hash",
+                                                              "newer")
+            user = await backend.storage.users.get(conn, user_id)
+
+        assert (first, second) == (True, False)
+        assert user is not None and (user.password_hash, user.credentials_version) == (
+            "new", 0)
+
+    async def test_no_upgrade_after_a_password_change_or_disabling(self, backend: Backend):
+        """A password changed, or the user disabled, since the hash was read: no upgrade."""
+        changed = await backend.add_user("alice@example.com")
+        disabled = await backend.add_user("bob@example.com")
+        await backend.change_password(changed)
+        await backend.disable(disabled)
+
+        async with backend.storage.db.transaction() as conn:
+            upgraded = [await backend.storage.users.upgrade_hash(conn, user_id, 0, "hash",
+                                                                 "new")
+                        for user_id in (changed, disabled)]
+            users = [await backend.storage.users.get(conn, u) for u in (changed, disabled)]
+
+        assert upgraded == [False, False]
+        assert [u.password_hash for u in users if u is not None] == ["changed", "hash"]
+
     # --- sessions and refresh -----------------------------------------------
 
     async def test_a_new_session_rotates_from_counter_zero(self, backend: Backend):

@@ -23,6 +23,7 @@ from ..domain.accounts.password_change import ChangePassword, PasswordReset
 from ..domain.accounts.passwords import Passwords
 from ..domain.accounts.self_service import SelfService
 from ..domain.accounts.signup import SignUp, Verification
+from ..domain.accounts.user_import import UserImport
 from ..domain.delivery.messages import Messages
 from ..domain.delivery.outbox import Channel, Delivery
 from ..domain.factors.ceremonies import SignedCeremonies
@@ -57,7 +58,7 @@ from ..store import users as user_rows
 from ..store.database import Connection, ConnectionBudget, Database, create_pool
 from ..store.listener import RevocationListener
 from ..store.throttles import Tarpit
-from ..transport.observability import observe_pruning, update_gauges
+from ..transport.observability import observe_foreign_hashes, observe_pruning, update_gauges
 from .senders import SmtpChannel, WebhookChannel, channels
 from .tracing import query_spans
 
@@ -121,6 +122,7 @@ class App:
                                audit_success=settings.audit_refreshes)
         self.sign_out = SignOut(db, revoking, self.validator, refresh_tokens)
         self.accounts = Accounts(db, clock, self.passwords, revoking)
+        self.user_import = UserImport(db, kek)
         self.retention = Retention(db, self.throttle, audit_retention=settings.audit_retention,
                                    session_retention=window,
                                    observe=observe_pruning)
@@ -147,6 +149,10 @@ class App:
             typical = await user_rows.typical_password_hash(conn)
         await asyncio.to_thread(self.passwords.calibrate, typical)
 
+    async def count_foreign_hashes(self) -> None:
+        """Set authsvc_users_foreign_hash (read from the users_foreign_hash index)."""
+        observe_foreign_hashes(await self.user_import.foreign_count())
+
     async def housekeep(self) -> None:
         """Pick up rotated keys, drop expired cache entries, prune what can no longer
         matter, now and then; aim the dummy hash at once (in the background, so the
@@ -163,7 +169,8 @@ class App:
             for task, run in (("keys", self.keystore.load), ("pruning", self.retention.prune),
                               ("outbox", self.delivery.prune),
                               ("codes", self.codes.forget_expired),
-                              ("federation", self.federation.forget_expired)):
+                              ("federation", self.federation.forget_expired),
+                              ("foreign hashes", self.count_foreign_hashes)):
                 await self._housekeeping_task(task, run)
 
     async def _housekeeping_task(self, task: str, run: Callable[[], Awaitable[object]],

@@ -33,7 +33,7 @@ _VALUED = ("--data-dir", "--database-url")
 # (a test keeps this list equal to what the package imports beyond the base
 # dependencies). ``pip install authsvc`` alone is the guard's install: every
 # command here needs these.
-SERVER_MODULES = ("aiosmtplib", "argon2", "asyncpg", "grpc_health", "grpc_reflection",
+SERVER_MODULES = ("aiosmtplib", "argon2", "asyncpg", "bcrypt", "grpc_health", "grpc_reflection",
                   "opentelemetry", "pgserver", "prometheus_client", "psutil", "webauthn",
                   "zxcvbn")
 SERVER_EXTRA = "pip install 'authsvc[server]'"
@@ -203,6 +203,22 @@ def _parser() -> argparse.ArgumentParser:
     scopes.add_argument("--add", action="append", metavar="SCOPE", help="grant (repeatable)")
     scopes.add_argument("--remove", action="append", metavar="SCOPE",
                         help="withdraw (repeatable)")
+    importing = users.add_parser(
+        "import", parents=[common],
+        help="import users from a JSON Lines file of the import format (see the guide "
+        "Import users); prints each refused or skipped line and a summary as JSON lines")
+    importing.add_argument("file", nargs="?", metavar="FILE",
+                           help="the file to import, - for standard input")
+    importing.add_argument("--dry-run", action="store_true",
+                           help="change nothing; print what each line would become and why")
+    importing.add_argument("--allow-weak-hashes", action="store_true",
+                           help="keep md5 and sha1 hashes too (they are refused otherwise); "
+                           "each such user is reported")
+    importing.add_argument("--batch-size", type=int, default=1000,
+                           help="users per transaction (1000)")
+    importing.add_argument("--status", action="store_true",
+                           help="print how many imported users still carry a foreign hash "
+                           "(instead of importing)")
     setpw = users.add_parser("set-password", parents=[common],
                              help="replace a user's password and revoke their sessions")
     _identifier_flags(setpw, with_id=True)

@@ -18,12 +18,14 @@ from ..config import Settings
 from ..domain.accounts.admin import Accounts, UserRow
 from ..domain.accounts.identifiers import Identifier, Kind, normalize
 from ..domain.accounts.passwords import Passwords
+from ..domain.accounts.user_import import UserImport
 from ..domain.sessions.revocation import Revocations
 from ..domain.tokens.keystore import KeyStore
 from ..errors import InvalidArgument
 from ..store import events
 from ..store import outbox as outbox_rows
 from ..store.database import Database, create_pool
+from .progress import Progress, open_input
 from .startup import prepare
 
 
@@ -43,6 +45,11 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
             else:
                 await _keys(KeyStore(db, settings, system_clock), args)
             return 0
+        finally:
+            await pool.close()
+    if args.action == "import":
+        try:
+            return await _import(db, settings, args)
         finally:
             await pool.close()
     passwords = Passwords(settings.argon2_profile, 1)
@@ -75,6 +82,37 @@ async def run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     finally:
         passwords.close()
         await pool.close()
+
+
+async def _import(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    """``users import``: the outcome of each line that is not a plain creation, then
+    the totals, as JSON lines on stdout; a progress line on stderr when it is a
+    terminal. Exit 0 even when lines were refused (they are reported)."""
+    if settings.key_encryption_key is None:  # Settings refuses to load without it
+        raise InvalidArgument("key_encryption_key", "is required")
+    importer = UserImport(db, settings.key_encryption_key.reveal(), args.batch_size)
+    if args.status:
+        if args.file is not None:
+            raise InvalidArgument("file", "give either FILE or --status")
+        status = await importer.status()
+        print(json.dumps({"imported": status.imported, "foreign_hash": status.foreign,
+                          "schemes": status.schemes}, separators=(",", ":")))
+        return 0
+    if args.file is None:
+        raise InvalidArgument("file", "give the file to import (or - for standard input)")
+    with open_input(args.file) as source:
+        meter = Progress(source.size) if sys.stderr.isatty() else None
+        totals = await importer.run(
+            meter.count(source.lines) if meter else source.lines, dry_run=args.dry_run,
+            allow_weak=args.allow_weak_hashes,
+            report=lambda outcome: print(json.dumps(outcome.as_json(), separators=(",", ":")),
+                                         flush=False),
+            progress=meter.show if meter else lambda _: None)
+    if meter:
+        meter.done(totals)
+    print(json.dumps({"summary": {**totals.as_json(), "dry_run": args.dry_run}},
+                     separators=(",", ":")))
+    return 0
 
 
 async def _events(db: Database, args: argparse.Namespace) -> None:

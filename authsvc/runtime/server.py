@@ -73,7 +73,7 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
                             callers, app.token_rules),
         FederationMethods(app.federation, callers))
     auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
-    user_admin = UserAdminServicer(app.accounts, app.factors)
+    user_admin = UserAdminServicer(app.accounts, app.factors, app.user_import)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(user_admin, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -15,6 +15,7 @@ KINDS = (
     "refresh.success", "refresh.failure", "refresh.reuse_detected",
     "session.revoked",
     "user.created", "user.disabled", "user.password_changed", "user.scopes_changed",
+    "user.imported",
     "key.created", "key.rotated", "key.retired",
     "signup.taken", "verification.requested", "verification.succeeded", "verification.failed",
     "password.change_failed", "password.reset_requested", "password.reset_failed",

@@ -144,6 +144,20 @@ async def rehash(conn: asyncpg.Connection, user_id: str, old_hash: str, new_hash
     return bool(result != "UPDATE 0")
 
 
+async def upgrade_hash(conn: asyncpg.Connection, user_id: str, credentials_version: int,
+                       old_hash: str, new_hash: str) -> bool:
+    """Replace an imported hash by authsvc's own, only while it is still ``old_hash``
+    under the credentials a sign-in checked (a racing sign-in that upgraded first,
+    a password change or a disabling make this a no-op, never an error). The
+    credentials' version does not move: the password is the same."""
+    result = await conn.execute(
+        "UPDATE users SET password_hash = $4, updated_at = now()"
+        " WHERE id = $1 AND credentials_version = $2 AND password_hash = $3"
+        " AND disabled_at IS NULL", uuid.UUID(user_id), credentials_version, old_hash,
+        new_hash)
+    return bool(result != "UPDATE 0")
+
+
 async def disable(conn: asyncpg.Connection, user_id: str, now: float) -> bool:
     result = await conn.execute(
         "UPDATE users SET disabled_at = coalesce(disabled_at, $2), updated_at = $2,"
@@ -183,12 +197,23 @@ async def change_scopes(conn: asyncpg.Connection, user_id: str, *, add: tuple[st
 
 
 async def typical_password_hash(conn: asyncpg.Connection) -> str | None:
-    """One stored hash of the parameter set most users' hashes have (None: no users)."""
+    """One stored hash of the cost most users' hashes have (None: no password at all).
+
+    The cost is an argon2 hash's parameters, or an imported hash's scheme and
+    parameters (its salt and digest left out: runs of 16 or more base64
+    characters); password-less accounts are not counted."""
     return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT min(password_hash) FROM users WHERE split_part(password_hash, '$', 4) = ("
-        "  SELECT split_part(password_hash, '$', 4) FROM users"
-        "   WHERE password_hash IS NOT NULL"  # users of identity providers only have none
-        "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)")
+        "WITH classed AS ("
+        "  SELECT password_hash, CASE"
+        "    WHEN password_hash LIKE '$argon2%' THEN 'argon2 ' || split_part(password_hash, '$', 4)"
+        "    WHEN password_hash LIKE '$authsvc-import$%' THEN ("
+        "      SELECT (j - 'hash' - 'salt')::text || ' ' || regexp_replace("
+        "               coalesce(j ->> 'hash', ''), '[A-Za-z0-9+/.=]{16,}', '', 'g')"
+        "        FROM (SELECT substr(password_hash, 17)::jsonb AS j) AS imported)"
+        "  END AS cost FROM users)"
+        " SELECT min(password_hash) FROM classed WHERE cost = ("
+        "  SELECT cost FROM classed WHERE cost IS NOT NULL"
+        "   GROUP BY cost ORDER BY count(*) DESC, cost LIMIT 1)")
 
 
 @dataclass(frozen=True, slots=True)

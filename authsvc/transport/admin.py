@@ -8,16 +8,22 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..domain.accounts.admin import Accounts, SessionRow, selector
 from ..domain.accounts.identifiers import Identifier
+from ..domain.accounts.user_import import Outcome, UserImport
 from ..domain.factors.otp import Factors
+from ..errors import InvalidArgument
 from ..v1 import user_admin_pb2, user_admin_pb2_grpc
 
 USER_ADMIN_SERVICE = user_admin_pb2.DESCRIPTOR.services_by_name["UserAdmin"].full_name
 
 
+MAX_IMPORT_LINES = 1000  # per ImportUsers call: one transaction
+
+
 class UserAdminServicer(user_admin_pb2_grpc.UserAdminServicer):
-    def __init__(self, accounts: Accounts, factors: Factors) -> None:
+    def __init__(self, accounts: Accounts, factors: Factors, user_import: UserImport) -> None:
         self._accounts = accounts
         self._factors = factors
+        self._import = user_import
 
     async def CreateUser(self, request: user_admin_pb2.CreateUserRequest,
                          context: grpc.aio.ServicerContext,
@@ -62,6 +68,23 @@ class UserAdminServicer(user_admin_pb2_grpc.UserAdminServicer):
                            ) -> user_admin_pb2.ResetFactorsResponse:
         user_id = await self._factors.reset(_user(request))
         return user_admin_pb2.ResetFactorsResponse(user_id=user_id)
+
+    async def ImportUsers(self, request: user_admin_pb2.ImportUsersRequest,
+                          context: grpc.aio.ServicerContext,
+                          ) -> user_admin_pb2.ImportUsersResponse:
+        if not 1 <= len(request.lines) <= MAX_IMPORT_LINES:
+            raise InvalidArgument("lines", f"must hold 1 to {MAX_IMPORT_LINES} lines")
+        outcomes: list[Outcome] = []
+        totals = await self._import.run(list(request.lines), dry_run=request.dry_run,
+                                        allow_weak=request.allow_weak_hashes,
+                                        report=outcomes.append, batch_size=MAX_IMPORT_LINES)
+        return user_admin_pb2.ImportUsersResponse(
+            created=totals.created, skipped=totals.skipped, refused=totals.refused,
+            weak_refused=totals.weak_refused, weak_created=totals.weak_created,
+            outcomes=[user_admin_pb2.ImportOutcome(
+                line=o.line, external_id=o.external_id or "", outcome=o.outcome,
+                field=o.field or "", reason=o.reason or "")
+                for o in sorted(outcomes, key=lambda o: o.line)])
 
 
 def _user(request: user_admin_pb2.DisableUserRequest | user_admin_pb2.SetPasswordRequest

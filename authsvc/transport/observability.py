@@ -48,6 +48,9 @@ POOL = Gauge("authsvc_db_pool_connections", "Database pool connections", ["state
              multiprocess_mode="livesum")
 ARGON2_QUEUE = Gauge("authsvc_argon2_queue", "Password hashes running or waiting",
                      multiprocess_mode="livesum")
+FOREIGN_HASHES = Gauge("authsvc_users_foreign_hash",
+                       "Imported users whose password is still their old system's hash "
+                       "(until their first sign-in upgrades it)", multiprocess_mode="livemax")
 PRUNED = Counter("authsvc_pruned_rows", "Rows deleted by housekeeping", ["table"])
 CLOCK_OFFSET = Gauge("authsvc_clock_offset_seconds",
                      "This worker's clock minus the database's, as last measured",
@@ -62,6 +65,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 def observe_pruning(pruned: dict[str, int]) -> None:
     for table, rows in pruned.items():
         PRUNED.labels(table).inc(rows)
+
+
+def observe_foreign_hashes(users: int) -> None:
+    FOREIGN_HASHES.set(users)
 
 
 def update_gauges(revoked: int, pool_size: int, pool_idle: int, argon2_queue: int,

@@ -431,3 +431,112 @@ class ResetFactorsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResetFactorsResponse: _TypeAlias = ResetFactorsResponse  # noqa: Y015
+
+@_typing.final
+class ImportUsersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    ALLOW_WEAK_HASHES_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    """Change nothing; report what each line would become."""
+    allow_weak_hashes: _builtins.bool
+    """Keep md5 and sha1 hashes too (refused otherwise)."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lines of the import format, 1 to 1000; the whole request is at most 64 KiB
+        (the server's message limit), a few hundred typical users: send a large
+        export as many requests, or use `authsvc users import FILE`.
+        """
+
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[_builtins.str] | None = ...,
+        dry_run: _builtins.bool = ...,
+        allow_weak_hashes: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_weak_hashes", b"allow_weak_hashes", "dry_run", b"dry_run", "lines", b"lines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportUsersRequest: _TypeAlias = ImportUsersRequest  # noqa: Y015
+
+@_typing.final
+class ImportUsersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    WEAK_REFUSED_FIELD_NUMBER: _builtins.int
+    WEAK_CREATED_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    created: _builtins.int
+    skipped: _builtins.int
+    refused: _builtins.int
+    weak_refused: _builtins.int
+    """Among refused: a weak hash (md5, sha1) without allow_weak_hashes."""
+    weak_created: _builtins.int
+    """Among created: a weak hash that allow_weak_hashes let in."""
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportOutcome]:
+        """Every line that was not simply created (with dry_run: every line), in order."""
+
+    def __init__(
+        self,
+        *,
+        created: _builtins.int = ...,
+        skipped: _builtins.int = ...,
+        refused: _builtins.int = ...,
+        weak_refused: _builtins.int = ...,
+        weak_created: _builtins.int = ...,
+        outcomes: _abc.Iterable[Global___ImportOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "outcomes", b"outcomes", "refused", b"refused", "skipped", b"skipped", "weak_created", b"weak_created", "weak_refused", b"weak_refused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportUsersResponse: _TypeAlias = ImportUsersResponse  # noqa: Y015
+
+@_typing.final
+class ImportOutcome(_message.Message):
+    """ImportOutcome is what became of one line of an ImportUsers request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    line: _builtins.int
+    """1 for the request's first line."""
+    external_id: _builtins.str
+    """Empty when the line could not be read far enough to find it."""
+    outcome: _builtins.str
+    """created, skipped or refused."""
+    field: _builtins.str
+    """The field refused (e.g. password.hash, email), or external_id when skipped."""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        line: _builtins.int = ...,
+        external_id: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        field: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["external_id", b"external_id", "field", b"field", "line", b"line", "outcome", b"outcome", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportOutcome: _TypeAlias = ImportOutcome  # noqa: Y015

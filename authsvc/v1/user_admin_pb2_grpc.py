@@ -72,6 +72,11 @@ class UserAdminStub:
                 request_serializer=authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsRequest.SerializeToString,
                 response_deserializer=authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsResponse.FromString,
                 _registered_method=True)
+        self.ImportUsers = channel.unary_unary(
+                '/authsvc.v1.UserAdmin/ImportUsers',
+                request_serializer=authsvc_dot_v1_dot_user__admin__pb2.ImportUsersRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_user__admin__pb2.ImportUsersResponse.FromString,
+                _registered_method=True)
 
 
 class UserAdminServicer:
@@ -131,6 +136,17 @@ class UserAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportUsers(self, request, context):
+        """ImportUsers imports a batch of users, each a line of the import format
+        (JSON, see the guide "Import users"), in one transaction. Idempotent: a
+        line whose external_id was imported before is skipped, so a batch can be
+        sent again after any failure. No password is hashed: each user keeps the
+        hash their old system made until their first sign-in upgrades it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +184,11 @@ def add_UserAdminServicer_to_server(servicer, server):
                     servicer.ResetFactors,
                     request_deserializer=authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsRequest.FromString,
                     response_serializer=authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsResponse.SerializeToString,
+            ),
+            'ImportUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportUsers,
+                    request_deserializer=authsvc_dot_v1_dot_user__admin__pb2.ImportUsersRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_user__admin__pb2.ImportUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +383,33 @@ class UserAdmin:
             '/authsvc.v1.UserAdmin/ResetFactors',
             authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsRequest.SerializeToString,
             authsvc_dot_v1_dot_user__admin__pb2.ResetFactorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.UserAdmin/ImportUsers',
+            authsvc_dot_v1_dot_user__admin__pb2.ImportUsersRequest.SerializeToString,
+            authsvc_dot_v1_dot_user__admin__pb2.ImportUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,13 @@ class UserAdminStub:
     """ResetFactors removes a user's second factors (authenticator app,
     passkeys and recovery codes) and revokes every session they have. Audited.
     """
+    ImportUsers: _grpc.UnaryUnaryMultiCallable[_user_admin_pb2.ImportUsersRequest, _user_admin_pb2.ImportUsersResponse]
+    """ImportUsers imports a batch of users, each a line of the import format
+    (JSON, see the guide "Import users"), in one transaction. Idempotent: a
+    line whose external_id was imported before is skipped, so a batch can be
+    sent again after any failure. No password is hashed: each user keeps the
+    hash their old system made until their first sign-in upgrades it.
+    """
 
 @_typing.type_check_only
 class UserAdminAsyncStub(UserAdminStub):
@@ -87,6 +94,13 @@ class UserAdminAsyncStub(UserAdminStub):
     ResetFactors: _aio.UnaryUnaryMultiCallable[_user_admin_pb2.ResetFactorsRequest, _user_admin_pb2.ResetFactorsResponse]  # type: ignore[assignment]
     """ResetFactors removes a user's second factors (authenticator app,
     passkeys and recovery codes) and revokes every session they have. Audited.
+    """
+    ImportUsers: _aio.UnaryUnaryMultiCallable[_user_admin_pb2.ImportUsersRequest, _user_admin_pb2.ImportUsersResponse]  # type: ignore[assignment]
+    """ImportUsers imports a batch of users, each a line of the import format
+    (JSON, see the guide "Import users"), in one transaction. Idempotent: a
+    line whose external_id was imported before is skipped, so a batch can be
+    sent again after any failure. No password is hashed: each user keeps the
+    hash their old system made until their first sign-in upgrades it.
     """
 
 class UserAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -153,6 +167,19 @@ class UserAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_admin_pb2.ResetFactorsResponse, _abc.Awaitable[_user_admin_pb2.ResetFactorsResponse]]:
         """ResetFactors removes a user's second factors (authenticator app,
         passkeys and recovery codes) and revokes every session they have. Audited.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportUsers(
+        self,
+        request: _user_admin_pb2.ImportUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_admin_pb2.ImportUsersResponse, _abc.Awaitable[_user_admin_pb2.ImportUsersResponse]]:
+        """ImportUsers imports a batch of users, each a line of the import format
+        (JSON, see the guide "Import users"), in one transaction. Idempotent: a
+        line whose external_id was imported before is skipped, so a batch can be
+        sent again after any failure. No password is hashed: each user keeps the
+        hash their old system made until their first sign-in upgrades it.
         """
 
 def add_UserAdminServicer_to_server(servicer: UserAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -140,3 +140,19 @@ async def test_a_granted_scope_opens_the_method(whoami, stub, app):
     answer = await call(whoami, "Admin", bearer(signed_in.access_token))
 
     assert answer == b"admin " + user_id.encode()
+
+
+async def test_a_password_alone_does_not_open_the_sensitive_method(whoami, stub, user):
+    """Sensitive needs a second factor at sign-in: a password-only token is refused
+    INSUFFICIENT_USER_AUTHENTICATION with the RFC 9470 challenge (the second factors
+    guide shows a token with one getting through)."""
+    signed_in = await sign_in(stub)
+
+    failure = await fails(call(whoami, "Sensitive", bearer(signed_in.access_token)))
+
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED,
+                                              "INSUFFICIENT_USER_AUTHENTICATION")
+    assert failure.challenge is not None
+    assert failure.challenge.startswith(
+        'Bearer realm="authsvc", error="insufficient_user_authentication", ')
+    assert failure.challenge.endswith('acr_values="aal2", max_age="300"')

@@ -1,22 +1,27 @@
 """What each RPC costs PostgreSQL, counted on the real connections: SignIn is at most two
 transactions (reserve the attempt and read the user; then re-check the user and write
-the outcome), Refresh exactly one statement, Validate none, and a connection goes back
-to the pool without a reset query."""
+the outcome; an imported user's first one adds the upgrade's UPDATE), Refresh exactly
+one statement, Validate none, and a connection goes back to the pool without a reset
+query."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import asyncpg
+import bcrypt
 import grpc
 import pytest
 
+from authsvc.domain.accounts.user_import import UserImport
 from authsvc.runtime.app import running_app
 from authsvc.runtime.server import running_server
+from authsvc.store.database import Database
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, sign_in
@@ -141,6 +146,35 @@ async def test_validate_asking_for_the_profile_reads_the_user_row_once(counted):
 
     assert plain == []
     assert len(asked) == 1 and "FROM users WHERE id = $1" in asked[0], asked
+
+
+async def test_an_upgrading_sign_in_costs_one_statement_more(counted, settings):
+    """The first SignIn of an imported user: still two transactions, and exactly one
+    statement more than a native user's (the conditional UPDATE of the upgrade, in the
+    second transaction); the next SignIn costs what a native one does."""
+    ledger, stub = counted
+    await sign_in(stub)  # statements prepared once per connection are not the budget
+    async with cost(ledger) as native:
+        await sign_in(stub)
+    made = bcrypt.hashpw(b"old password 1", bcrypt.gensalt(4)).decode()
+    line = json.dumps({"external_id": "src:1", "email": "ada@example.com",
+                       "password": {"scheme": "bcrypt", "hash": made}})
+    pool = await asyncpg.create_pool(settings.database_url.reveal(), min_size=1, max_size=1)
+    try:
+        await UserImport(Database(pool, 5.0), settings.key_encryption_key.reveal()).run([line])
+    finally:
+        await pool.close()
+
+    async with cost(ledger) as upgrading:
+        await sign_in(stub, "ada@example.com", "old password 1")
+    async with cost(ledger) as upgraded:
+        await sign_in(stub, "ada@example.com", "old password 1")
+
+    assert transactions(upgrading) == 2, upgrading
+    assert [s for s in upgrading if s not in native] == [
+        "UPDATE users SET password_hash = $4, updated_at = now() WHERE id = $1 AND"
+        " credentials_version = $2 AND password_hash = $3 AND disabled_at IS NULL"]
+    assert len(upgraded) == len(native), (native, upgraded)
 
 
 class TestFederatedSignIn:

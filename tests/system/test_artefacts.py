@@ -19,6 +19,8 @@ import tarfile
 import tomllib
 import venv
 import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import grpc
@@ -26,7 +28,7 @@ import pytest
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from ..helpers import PASSWORD
+from ..helpers import PASSWORD, bearer, eventually_blocking, parse
 from ..servers import free_port, server_env
 from .test_gateway import Process, _require_go
 
@@ -131,35 +133,125 @@ def test_the_base_wheel_is_the_guard_alone(dist: Path, tmp_path: Path):
     assert server_modules == []
 
 
-def test_the_wheel_with_the_server_extra_serves_and_answers_sign_in(dist: Path, tmp_path: Path):
-    """``authsvc[server]`` from the wheel file: ``authsvc serve`` starts on its embedded
-    PostgreSQL, ``authsvc users add`` adds a user, and SignIn answers with tokens."""
-    python = _venv(tmp_path / "venv")
+@pytest.fixture(scope="module")
+def server_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with ``authsvc[server]`` installed from the built wheel file (not
+    the checkout); its python."""
+    python = _venv(tmp_path_factory.mktemp("server-venv") / "venv")
     wheel = dist / f"authsvc-{VERSION}-py3-none-any.whl"
     _pip_install(python, f"authsvc[server] @ {wheel.as_uri()}")
-    command = str(python.parent / "authsvc")
+    return python
+
+
+@dataclass
+class Served:
+    """``authsvc serve`` of the wheel's venv on its embedded PostgreSQL."""
+
+    command: str
+    address: str
+    data: Path
+    env: dict[str, str]
+
+    def add_user(self, email: str, *args: str) -> str:
+        added = subprocess.run([self.command, "users", "add", "--email", email,
+                                "--password-stdin", "--data-dir", str(self.data), *args],
+                               input=PASSWORD + "\n", capture_output=True, text=True,
+                               env=self.env, timeout=120)
+        assert added.returncode == 0, added.stderr
+        return added.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def served(server_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``authsvc serve`` from the wheel's venv, shared by the tests of this module; it
+    must stop cleanly (exit 0) when they are done."""
+    command = str(server_venv.parent / "authsvc")
     env = {**server_env(), **BARE_ENV}
     env.pop("PYTHONPATH", None)
-    data = tmp_path / "data"
+    data = tmp_path_factory.mktemp("wheel-server") / "data"
     port = free_port()
     server = Process([command, "serve", "--data-dir", str(data), "--listen",
                       f"127.0.0.1:{port}", "--workers", "1"], env)
     try:
         server.wait_for(f"listening on 127.0.0.1:{port}")
-        added = subprocess.run([command, "users", "add", "--email", "wheel@example.com",
-                                "--password-stdin", "--data-dir", str(data)],
-                               input=PASSWORD + "\n", capture_output=True, text=True,
-                               env=env, timeout=120)
-        assert added.returncode == 0, added.stderr
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            tokens = auth_pb2_grpc.AuthStub(channel).SignIn(
-                auth_pb2.SignInRequest(email="wheel@example.com", password=PASSWORD),
-                timeout=60)
+        yield Served(command, f"127.0.0.1:{port}", data, env)
     finally:
         server.stop()
+    assert server.proc.returncode == 0, "\n".join(server.lines)
+
+
+def test_the_wheel_with_the_server_extra_serves_and_answers_sign_in(served: Served):
+    """``authsvc[server]`` from the wheel file: ``authsvc serve`` starts on its embedded
+    PostgreSQL, ``authsvc users add`` adds a user, and SignIn answers with tokens."""
+    served.add_user("wheel@example.com")
+
+    with grpc.insecure_channel(served.address) as channel:
+        tokens = auth_pb2_grpc.AuthStub(channel).SignIn(
+            auth_pb2.SignInRequest(email="wheel@example.com", password=PASSWORD), timeout=60)
 
     assert tokens.access_token.count(".") == 2 and tokens.refresh_token
-    assert server.proc.returncode == 0
+
+
+def _refusal(call: Callable[[], object]) -> tuple[grpc.StatusCode, str | None]:
+    try:
+        call()
+    except grpc.RpcError as error:
+        failure = parse(error)
+        return failure.code, failure.reason
+    raise AssertionError("the call went through")
+
+
+def test_the_wheel_protects_the_example_service(served: Served, server_venv: Path,
+                                                tmp_path: Path):
+    """examples/whoami.py, copied into an empty project and run by the wheel's venv as
+    its own service account: a call without a token is UNAUTHENTICATED TOKEN_MISSING, a
+    signed-in user's token reaches the handler, and once its session is revoked the
+    token is refused, TOKEN_REVOKED (heard on WatchRevocations)."""
+    served.add_user("whoami@example.com", "--scope", "authsvc.revocations")
+    user_id = served.add_user("caller@example.com")
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy2(ROOT / "examples/whoami.py", project / "whoami.py")
+    log = tmp_path / "whoami.log"
+    port = free_port()
+    with log.open("wb") as out:
+        service = subprocess.Popen(
+            [server_venv, "whoami.py", served.address, f"127.0.0.1:{port}"], cwd=project,
+            env={**BARE_ENV, "WHOAMI_EMAIL": "whoami@example.com", "WHOAMI_PASSWORD": PASSWORD},
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def started() -> bool:
+            assert service.poll() is None, log.read_text()
+            return f"example.v1.Whoami on port {port}" in log.read_text()
+
+        eventually_blocking(started, 120, lambda: f"the example to start:\n{log.read_text()}")
+        with grpc.insecure_channel(served.address) as channel, \
+                grpc.insecure_channel(f"127.0.0.1:{port}") as whoami:
+            auth = auth_pb2_grpc.AuthStub(channel)
+            get = whoami.unary_unary("/example.v1.Whoami/Get")
+            tokens = auth.SignIn(auth_pb2.SignInRequest(email="caller@example.com",
+                                                        password=PASSWORD), timeout=60)
+
+            missing = _refusal(lambda: get(b"", timeout=10))
+            answer = get(b"", metadata=bearer(tokens.access_token), timeout=10)
+            auth.Revoke(auth_pb2.RevokeRequest(token=tokens.refresh_token), timeout=60)
+            refusals: list[tuple[grpc.StatusCode, str | None]] = []
+
+            def refused() -> bool:
+                try:
+                    get(b"", metadata=bearer(tokens.access_token), timeout=10)
+                except grpc.RpcError as error:
+                    refusals.append((error.code(), parse(error).reason))
+                return bool(refusals)
+
+            eventually_blocking(refused, 10, "the revoked session's token to be refused")
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+
+    assert missing == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
+    assert answer == user_id.encode()
+    assert refusals == [(grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED")]
 
 
 # --- JavaScript ---------------------------------------------------------------------------

@@ -3,18 +3,22 @@ against real processes, as a new user on a fresh clone would type it, and the ou
 page shows are compared with what the commands print (tags: tests/docs/blocks.py).
 
 A page's blocks share one temporary directory, which stands for the clone: every entry
-of the repository is linked into it except the embedded database's ``.authsvc``, so the
-data a page makes is its own. Shell blocks share their variables and working directory
-(one terminal); a python block is a whole program run by ``.venv/bin/python``. The
-well-known ports (authsvc 127.0.0.1:50051, its metrics 127.0.0.1:9464, the gateway
-127.0.0.1:8080) are swapped for free ones, in the blocks and in the environment, so the
-runner can run beside a developer's own ``scripts/serve``; nothing else of a block is
-changed. Background blocks (a server) are stopped with SIGTERM when the page is done.
+of the repository is linked into it except the embedded database's ``.authsvc`` and the
+mail catcher's ``mail``, so the data a page makes is its own. Shell blocks share their
+variables and working directory (one terminal); a python block is a whole program run by
+``.venv/bin/python``. The well-known ports (authsvc 127.0.0.1:50051, its metrics
+127.0.0.1:9464, the gateway 127.0.0.1:8080 and 8443, the example service
+127.0.0.1:50061, the mail catcher 127.0.0.1:8025, the login demo 127.0.0.1:5173) are
+swapped for free ones wherever the number stands as a word, in the blocks, the outputs
+they are compared with and the environment, so the runner can run beside a developer's
+own ``scripts/serve``; nothing else of a block is changed. Background blocks (a server)
+are stopped with SIGTERM when the page is done.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import socket
@@ -29,10 +33,12 @@ import pytest
 from ..docs.blocks import ROOT, SHELL, Block, blocks, pages, shows
 
 # Pages that start the Go gateway (scripts/gateway builds it) need the toolchain.
-NEEDS_GO = {"docs/guides/http.md"}
+NEEDS_GO = {"docs/guides/http.md", "docs/guides/accounts.md", "docs/guides/login-page.md",
+            "docs/guides/second-factors.md"}
 BLOCK_TIMEOUT = 600.0  # the first scripts/serve or scripts/gateway may install or build
-_DEFAULT_PORTS = {"authsvc": 50051, "metrics": 9464, "gateway": 8080}
-_KEEP_OUT = {".authsvc", ".git"}
+_DEFAULT_PORTS = {"authsvc": 50051, "metrics": 9464, "gateway": 8080, "whoami": 50061,
+                  "mail": 8025, "demo": 5173, "https": 8443}
+_KEEP_OUT = {".authsvc", ".git", "mail"}  # mail: the accounts guide's catcher
 # Shell variables a block leaves for the next (bash's own ones aside).
 _SAVE_STATE = r"""
 __authsvc_docs_vars=$(compgen -v | grep -vxF -f "$__AUTHSVC_DOCS_BASE" \
@@ -76,6 +82,9 @@ class Page:
             # The cheap hash keeps the runner fast on a loaded machine; no page shows it.
             "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest",
             "AUTHSVC_WORKERS": "2",
+            # Python's output as a terminal shows it, a line at a time (a background
+            # block's "Serving HTTP…" would otherwise wait in a buffer).
+            "PYTHONUNBUFFERED": "1",
             "__AUTHSVC_DOCS_STATE": str(self.state),
             "__AUTHSVC_DOCS_CWD": str(self.cwd_file),
             "__AUTHSVC_DOCS_BASE": str(self.base_vars),
@@ -86,8 +95,8 @@ class Page:
 
     def text(self, block: Block) -> str:
         text = block.text
-        for name, default in _DEFAULT_PORTS.items():
-            text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{self.ports[name]}")
+        for name, default in _DEFAULT_PORTS.items():  # 127.0.0.1:8080, or a bare 5173
+            text = re.sub(rf"(?<![\w.]){default}(?!\w)", str(self.ports[name]), text)
         return text
 
     def command(self, block: Block, number: int) -> list[str]:
@@ -174,7 +183,7 @@ def test_every_tagged_block_of_the_page_runs(path: Path, page_dir: Path) -> None
                     printed = None
             elif block.kind == "output":
                 assert printed is not None, f"{block.where()}: output of no run block"
-                assert shows(block.text, printed), (
+                assert shows(page.text(block), printed), (
                     f"{block.where()}: the page shows\n{block.text}\nbut the command printed\n"
                     f"{printed}")
     finally:

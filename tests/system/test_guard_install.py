@@ -87,6 +87,6 @@ def test_the_server_in_the_base_install_names_the_missing_modules_and_the_extra(
 
     assert (result.returncode, result.stderr) == (
         2, "authsvc: error: the server extra is not installed (missing modules: aiosmtplib, "
-           "argon2, asyncpg, grpc_health, grpc_reflection, opentelemetry, pgserver, "
+           "argon2, asyncpg, bcrypt, grpc_health, grpc_reflection, opentelemetry, pgserver, "
            "prometheus_client, psutil, webauthn, zxcvbn): pip install 'authsvc[server]'\n")
     assert list(tmp_path.iterdir()) == []

@@ -177,6 +177,15 @@ class _Users(_Rows):
         self._store.tables.users[user_id] = replace(user, password_hash=new_hash)
         return True
 
+    async def upgrade_hash(self, conn: Any, user_id: str, credentials_version: int,
+                           old_hash: str, new_hash: str) -> bool:
+        user = self._t.users.get(user_id)
+        if (user is None or user.password_hash != old_hash or user.disabled
+                or user.credentials_version != credentials_version):
+            return False
+        self._store.tables.users[user_id] = replace(user, password_hash=new_hash)
+        return True
+
 
 class _Sessions(_Rows):
     async def create(self, conn: Any, *, user_id: str, scopes: tuple[str, ...], ttl: int,

@@ -7,7 +7,6 @@ their sessions with a NOTIFY the running workers hear).
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from ...clock import Clock
@@ -20,22 +19,10 @@ from ...store.sessions import SessionRow
 from ...store.users import UserRow
 from ..sessions.revocation import Revocations
 from . import identifiers
-from .identifiers import Identifier
+from .identifiers import Identifier, check_scopes
 from .passwords import Passwords
 
 __all__ = ["Accounts", "SessionRow", "UserRow", "check_scopes", "selector"]
-
-# RFC 6749 scope-token: printable ASCII except space, double quote and backslash.
-_SCOPE = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,128}")
-
-
-def check_scopes(scopes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    for scope in scopes:
-        if not _SCOPE.fullmatch(scope):
-            raise InvalidArgument("scope", "must be 1 to 128 printable ASCII characters "
-                                  "without spaces, quotes or backslashes")
-    return tuple(dict.fromkeys(scopes))
-
 
 def selector(kind: str | None, value: str) -> Identifier | str:
     """Whom an administrative request names: a user id, or an identifier."""

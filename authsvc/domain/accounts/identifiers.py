@@ -64,6 +64,20 @@ def normalize(kind: Kind, raw: str) -> Identifier:
     return Identifier("username", _username(raw))
 
 
+# RFC 6749 scope-token: printable ASCII except space, double quote and backslash.
+_SCOPE = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,128}")
+
+
+def check_scopes(scopes: list[str] | tuple[str, ...], field: str = "scope",
+                 ) -> tuple[str, ...]:
+    """The scopes, each a valid scope-token, duplicates dropped (order kept)."""
+    for scope in scopes:
+        if not isinstance(scope, str) or not _SCOPE.fullmatch(scope):
+            raise InvalidArgument(field, "must be 1 to 128 printable ASCII characters "
+                                  "without spaces, quotes or backslashes")
+    return tuple(dict.fromkeys(scopes))
+
+
 def check_password(password: str, field: str = "password",
                    names: tuple[str | None, ...] = ()) -> str:
     """A new password: 8 to 1024 characters, kept exactly as given (no trimming),

@@ -18,6 +18,10 @@ Profiles (``AUTHSVC_ARGON2_PROFILE``):
 - ``rfc9106-low-memory``: argon2id, m=64 MiB, t=3, p=4.
 - ``test-only-cheapest``: argon2-cffi's CHEAPEST. Only for tests.
 
+A password hash imported from another system (``foreign_hashes``) is checked
+on the same threads with its scheme's library, followed by one argon2 pass
+(the dummy when it did not match, the upgrade's new hash when it did).
+
 An unknown user is checked against a dummy hash so that the answer takes as
 long as a known user's. The dummy is made with the parameters most stored
 hashes have (``calibrate``, in the background at start-up, then hourly), not the configured
@@ -45,6 +49,7 @@ from argon2 import PasswordHasher, Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ... import tracing
+from . import foreign_hashes
 
 T = TypeVar("T")
 HASHING_NICENESS = 10  # added to the hashing threads' nice value
@@ -60,10 +65,14 @@ PROFILES: dict[str, argon2.Parameters] = {
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of a verification: did it match, and is a rehash due."""
+    """The outcome of a verification: did it match, and is a rehash due.
+
+    ``upgrade``: the password matched an imported (foreign) hash; this is its
+    argon2id hash, to replace the foreign one in the sign-in's own transaction."""
 
     ok: bool
     needs_rehash: bool = False
+    upgrade: str | None = None
 
 
 class Passwords:
@@ -76,6 +85,8 @@ class Passwords:
         self._slots = asyncio.Semaphore(threads + max_waiting)
         # Verifying against this keeps an unknown user as slow as a known one.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        # An imported hash unknown users are checked against too (``calibrate``).
+        self._dummy_foreign: str | None = None
         self.waiting = 0
 
     @property
@@ -84,9 +95,17 @@ class Passwords:
 
     def calibrate(self, typical_hash: str | None) -> None:
         """Make the dummy hash with the parameters of ``typical_hash`` (one of the
-        most common stored hashes); unusable or None keeps the current dummy."""
+        most common stored hashes); unusable or None keeps the current dummy.
+
+        While most users still carry an imported hash, ``typical_hash`` is one of
+        those: an unknown user then costs what such a user costs (that hash's check,
+        its result ignored, then the argon2 dummy), not less."""
         if typical_hash is None:
             return
+        if foreign_hashes.is_foreign(typical_hash):
+            self._dummy_foreign = typical_hash
+            return
+        self._dummy_foreign = None
         try:
             parameters = argon2.extract_parameters(typical_hash)
         except InvalidHashError:
@@ -101,6 +120,10 @@ class Passwords:
     async def verify(self, stored_hash: str | None, password: str) -> Verdict:
         """Check ``password`` against ``stored_hash`` (``None``: the dummy hash,
         which never matches but costs the same)."""
+        if stored_hash is not None and foreign_hashes.is_foreign(stored_hash):
+            return await self._run(self._verify_foreign, stored_hash, password)
+        if stored_hash is None and self._dummy_foreign is not None:
+            return await self._run(self._imitate_foreign, self._dummy_foreign, password)
         target = self._dummy if stored_hash is None else stored_hash
         verdict = await self._run(self._verify, target, password)
         return Verdict(False) if stored_hash is None else verdict
@@ -117,6 +140,26 @@ class Passwords:
                 self._hasher.verify(self._dummy, password)
             return Verdict(False)
         return Verdict(True, self._hasher.check_needs_rehash(stored_hash))
+
+    def _verify_foreign(self, stored_hash: str, password: str) -> Verdict:
+        """An imported hash, checked with its scheme's library, then one argon2 pass:
+        the new hash when it matched, the dummy's verification when not. Either way
+        an imported user costs at least what an unknown one does (the dummy), so a
+        fast foreign scheme never answers sooner than an unknown user."""
+        if foreign_hashes.verify(stored_hash, password):
+            return Verdict(True, upgrade=self._hasher.hash(password))
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            self._hasher.verify(self._dummy, password)
+        return Verdict(False)
+
+    def _imitate_foreign(self, typical_hash: str, password: str) -> Verdict:
+        """An unknown user, while most users carry an imported hash: the work of a
+        wrong password for one of them (its check, whose result is never used, then
+        the argon2 dummy)."""
+        foreign_hashes.verify(typical_hash, password)
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            self._hasher.verify(self._dummy, password)
+        return Verdict(False)
 
     async def _run(self, fn: Callable[..., T], *args: str) -> T:
         if tracing.enabled():

@@ -63,7 +63,7 @@ class Factors:
         self._clock = clock
         self._throttle = throttle
         self._revocations = revocations
-        self._secret_key = derive_key(key_encryption_key, b"authsvc totp secrets v1")
+        self._secret_key = derive_key(key_encryption_key, totp.SEALING_PURPOSE)
         self._code_key = derive_key(key_encryption_key, b"authsvc recovery codes v1")
         self._issuer = issuer
 

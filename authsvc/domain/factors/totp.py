@@ -17,6 +17,9 @@ DIGITS = 6
 PERIOD = 30
 DRIFT = 1  # steps accepted either side of the current one (RFC 6238 section 5.2)
 SECRET_BYTES = 20  # 160 bits, RFC 4226's recommended length for HMAC-SHA-1
+# What a user's secret is sealed under: derive_key(key-encryption key, this), the
+# user id as associated data (store.factors keeps the sealed bytes).
+SEALING_PURPOSE = b"authsvc totp secrets v1"
 
 
 def new_secret() -> bytes:

@@ -8,6 +8,10 @@ not stored). Unknown users cost the same hash as known ones
 (``Passwords.verify`` with no stored hash), and every failure answers the
 same ``InvalidCredentials``.
 
+A password imported from another system (a foreign hash) is replaced by
+authsvc's argon2id in the second transaction, before its share lock, with a
+conditional UPDATE: a racing sign-in of the same user finds it done and goes on.
+
 The outcome of the hash decides the throttle slot, not whether the answer was
 delivered: once the slot is taken, the rest of the sign-in (the hash, then the
 session's transaction) runs to its end even when the client cancels the call
@@ -117,6 +121,12 @@ class SignIn:
         if user is None or not verdict.ok or user.disabled or not user.verified:
             await self._refuse(_refusal(user, verdict), user, caller)
         async with self._db.transaction() as conn:
+            if verdict.upgrade is not None and user.password_hash is not None:
+                # An imported hash: authsvc's from now on. First, so its row lock comes
+                # before the share lock below (two racing upgrades queue here; the
+                # second finds the hash replaced: a no-op).
+                await self._users.upgrade_hash(conn, user.id, user.credentials_version,
+                                               user.password_hash, verdict.upgrade)
             # The session is created only for the credentials just checked: a password
             # change or disabling since then ends this sign-in here, and one that comes
             # later waits for this transaction and then revokes its session.

@@ -57,6 +57,11 @@ class UserRows(Protocol):
                      now: float) -> bool:
         """The same password under new parameters, only while the hash is ``old_hash``."""
 
+    async def upgrade_hash(self, conn: Connection, user_id: str, credentials_version: int,
+                           old_hash: str, new_hash: str) -> bool:
+        """An imported hash replaced by authsvc's, only while it is still ``old_hash``
+        under ``credentials_version`` and the user is not disabled (else a no-op)."""
+
 
 class SessionRows(Protocol):
     async def create(self, conn: Connection, *, user_id: str, scopes: tuple[str, ...],

@@ -1207,6 +1207,239 @@ func (x *ResetFactorsResponse) GetUserId() string {
 	return ""
 }
 
+type ImportUsersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lines of the import format, 1 to 1000; the whole request is at most 64 KiB
+	// (the server's message limit), a few hundred typical users: send a large
+	// export as many requests, or use `authsvc users import FILE`.
+	Lines []string `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	// Change nothing; report what each line would become.
+	DryRun bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Keep md5 and sha1 hashes too (refused otherwise).
+	AllowWeakHashes bool `protobuf:"varint,3,opt,name=allow_weak_hashes,json=allowWeakHashes,proto3" json:"allow_weak_hashes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ImportUsersRequest) Reset() {
+	*x = ImportUsersRequest{}
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportUsersRequest) ProtoMessage() {}
+
+func (x *ImportUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportUsersRequest.ProtoReflect.Descriptor instead.
+func (*ImportUsersRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_user_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ImportUsersRequest) GetLines() []string {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *ImportUsersRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ImportUsersRequest) GetAllowWeakHashes() bool {
+	if x != nil {
+		return x.AllowWeakHashes
+	}
+	return false
+}
+
+type ImportUsersResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Created int32                  `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
+	Skipped int32                  `protobuf:"varint,2,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Refused int32                  `protobuf:"varint,3,opt,name=refused,proto3" json:"refused,omitempty"`
+	// Among refused: a weak hash (md5, sha1) without allow_weak_hashes.
+	WeakRefused int32 `protobuf:"varint,4,opt,name=weak_refused,json=weakRefused,proto3" json:"weak_refused,omitempty"`
+	// Among created: a weak hash that allow_weak_hashes let in.
+	WeakCreated int32 `protobuf:"varint,5,opt,name=weak_created,json=weakCreated,proto3" json:"weak_created,omitempty"`
+	// Every line that was not simply created (with dry_run: every line), in order.
+	Outcomes      []*ImportOutcome `protobuf:"bytes,6,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportUsersResponse) Reset() {
+	*x = ImportUsersResponse{}
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportUsersResponse) ProtoMessage() {}
+
+func (x *ImportUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportUsersResponse.ProtoReflect.Descriptor instead.
+func (*ImportUsersResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_user_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ImportUsersResponse) GetCreated() int32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *ImportUsersResponse) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ImportUsersResponse) GetRefused() int32 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
+func (x *ImportUsersResponse) GetWeakRefused() int32 {
+	if x != nil {
+		return x.WeakRefused
+	}
+	return 0
+}
+
+func (x *ImportUsersResponse) GetWeakCreated() int32 {
+	if x != nil {
+		return x.WeakCreated
+	}
+	return 0
+}
+
+func (x *ImportUsersResponse) GetOutcomes() []*ImportOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+// ImportOutcome is what became of one line of an ImportUsers request.
+type ImportOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 for the request's first line.
+	Line int32 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
+	// Empty when the line could not be read far enough to find it.
+	ExternalId string `protobuf:"bytes,2,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	// created, skipped or refused.
+	Outcome string `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// The field refused (e.g. password.hash, email), or external_id when skipped.
+	Field         string `protobuf:"bytes,4,opt,name=field,proto3" json:"field,omitempty"`
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportOutcome) Reset() {
+	*x = ImportOutcome{}
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportOutcome) ProtoMessage() {}
+
+func (x *ImportOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_user_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportOutcome.ProtoReflect.Descriptor instead.
+func (*ImportOutcome) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_user_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ImportOutcome) GetLine() int32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *ImportOutcome) GetExternalId() string {
+	if x != nil {
+		return x.ExternalId
+	}
+	return ""
+}
+
+func (x *ImportOutcome) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ImportOutcome) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *ImportOutcome) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_authsvc_v1_user_admin_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_user_admin_proto_rawDesc = "" +
@@ -1286,7 +1519,25 @@ const file_authsvc_v1_user_admin_proto_rawDesc = "" +
 	"\busername\x18\x04 \x01(\tH\x00R\busernameB\x06\n" +
 	"\x04user\"/\n" +
 	"\x14ResetFactorsResponse\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId2\xbe\x04\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"o\n" +
+	"\x12ImportUsersRequest\x12\x14\n" +
+	"\x05lines\x18\x01 \x03(\tR\x05lines\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12*\n" +
+	"\x11allow_weak_hashes\x18\x03 \x01(\bR\x0fallowWeakHashes\"\xe0\x01\n" +
+	"\x13ImportUsersResponse\x12\x18\n" +
+	"\acreated\x18\x01 \x01(\x05R\acreated\x12\x18\n" +
+	"\askipped\x18\x02 \x01(\x05R\askipped\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\x05R\arefused\x12!\n" +
+	"\fweak_refused\x18\x04 \x01(\x05R\vweakRefused\x12!\n" +
+	"\fweak_created\x18\x05 \x01(\x05R\vweakCreated\x125\n" +
+	"\boutcomes\x18\x06 \x03(\v2\x19.authsvc.v1.ImportOutcomeR\boutcomes\"\x8c\x01\n" +
+	"\rImportOutcome\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\x05R\x04line\x12\x1f\n" +
+	"\vexternal_id\x18\x02 \x01(\tR\n" +
+	"externalId\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x12\x14\n" +
+	"\x05field\x18\x04 \x01(\tR\x05field\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason2\x8e\x05\n" +
 	"\tUserAdmin\x12K\n" +
 	"\n" +
 	"CreateUser\x12\x1d.authsvc.v1.CreateUserRequest\x1a\x1e.authsvc.v1.CreateUserResponse\x12N\n" +
@@ -1295,7 +1546,8 @@ const file_authsvc_v1_user_admin_proto_rawDesc = "" +
 	"\fListSessions\x12\x1f.authsvc.v1.ListSessionsRequest\x1a .authsvc.v1.ListSessionsResponse\x12T\n" +
 	"\rRevokeSession\x12 .authsvc.v1.RevokeSessionRequest\x1a!.authsvc.v1.RevokeSessionResponse\x12H\n" +
 	"\tSetScopes\x12\x1c.authsvc.v1.SetScopesRequest\x1a\x1d.authsvc.v1.SetScopesResponse\x12Q\n" +
-	"\fResetFactors\x12\x1f.authsvc.v1.ResetFactorsRequest\x1a .authsvc.v1.ResetFactorsResponseBDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\fResetFactors\x12\x1f.authsvc.v1.ResetFactorsRequest\x1a .authsvc.v1.ResetFactorsResponse\x12N\n" +
+	"\vImportUsers\x12\x1e.authsvc.v1.ImportUsersRequest\x1a\x1f.authsvc.v1.ImportUsersResponseBDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_user_admin_proto_rawDescOnce sync.Once
@@ -1309,7 +1561,7 @@ func file_authsvc_v1_user_admin_proto_rawDescGZIP() []byte {
 	return file_authsvc_v1_user_admin_proto_rawDescData
 }
 
-var file_authsvc_v1_user_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_authsvc_v1_user_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_authsvc_v1_user_admin_proto_goTypes = []any{
 	(*CreateUserRequest)(nil),     // 0: authsvc.v1.CreateUserRequest
 	(*CreateUserResponse)(nil),    // 1: authsvc.v1.CreateUserResponse
@@ -1326,33 +1578,39 @@ var file_authsvc_v1_user_admin_proto_goTypes = []any{
 	(*SetScopesResponse)(nil),     // 12: authsvc.v1.SetScopesResponse
 	(*ResetFactorsRequest)(nil),   // 13: authsvc.v1.ResetFactorsRequest
 	(*ResetFactorsResponse)(nil),  // 14: authsvc.v1.ResetFactorsResponse
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*ImportUsersRequest)(nil),    // 15: authsvc.v1.ImportUsersRequest
+	(*ImportUsersResponse)(nil),   // 16: authsvc.v1.ImportUsersResponse
+	(*ImportOutcome)(nil),         // 17: authsvc.v1.ImportOutcome
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_authsvc_v1_user_admin_proto_depIdxs = []int32{
 	8,  // 0: authsvc.v1.ListSessionsResponse.sessions:type_name -> authsvc.v1.Session
-	15, // 1: authsvc.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	15, // 2: authsvc.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 3: authsvc.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	15, // 4: authsvc.v1.Session.revoked_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: authsvc.v1.UserAdmin.CreateUser:input_type -> authsvc.v1.CreateUserRequest
-	2,  // 6: authsvc.v1.UserAdmin.DisableUser:input_type -> authsvc.v1.DisableUserRequest
-	4,  // 7: authsvc.v1.UserAdmin.SetPassword:input_type -> authsvc.v1.SetPasswordRequest
-	6,  // 8: authsvc.v1.UserAdmin.ListSessions:input_type -> authsvc.v1.ListSessionsRequest
-	9,  // 9: authsvc.v1.UserAdmin.RevokeSession:input_type -> authsvc.v1.RevokeSessionRequest
-	11, // 10: authsvc.v1.UserAdmin.SetScopes:input_type -> authsvc.v1.SetScopesRequest
-	13, // 11: authsvc.v1.UserAdmin.ResetFactors:input_type -> authsvc.v1.ResetFactorsRequest
-	1,  // 12: authsvc.v1.UserAdmin.CreateUser:output_type -> authsvc.v1.CreateUserResponse
-	3,  // 13: authsvc.v1.UserAdmin.DisableUser:output_type -> authsvc.v1.DisableUserResponse
-	5,  // 14: authsvc.v1.UserAdmin.SetPassword:output_type -> authsvc.v1.SetPasswordResponse
-	7,  // 15: authsvc.v1.UserAdmin.ListSessions:output_type -> authsvc.v1.ListSessionsResponse
-	10, // 16: authsvc.v1.UserAdmin.RevokeSession:output_type -> authsvc.v1.RevokeSessionResponse
-	12, // 17: authsvc.v1.UserAdmin.SetScopes:output_type -> authsvc.v1.SetScopesResponse
-	14, // 18: authsvc.v1.UserAdmin.ResetFactors:output_type -> authsvc.v1.ResetFactorsResponse
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	18, // 1: authsvc.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	18, // 2: authsvc.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 3: authsvc.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	18, // 4: authsvc.v1.Session.revoked_at:type_name -> google.protobuf.Timestamp
+	17, // 5: authsvc.v1.ImportUsersResponse.outcomes:type_name -> authsvc.v1.ImportOutcome
+	0,  // 6: authsvc.v1.UserAdmin.CreateUser:input_type -> authsvc.v1.CreateUserRequest
+	2,  // 7: authsvc.v1.UserAdmin.DisableUser:input_type -> authsvc.v1.DisableUserRequest
+	4,  // 8: authsvc.v1.UserAdmin.SetPassword:input_type -> authsvc.v1.SetPasswordRequest
+	6,  // 9: authsvc.v1.UserAdmin.ListSessions:input_type -> authsvc.v1.ListSessionsRequest
+	9,  // 10: authsvc.v1.UserAdmin.RevokeSession:input_type -> authsvc.v1.RevokeSessionRequest
+	11, // 11: authsvc.v1.UserAdmin.SetScopes:input_type -> authsvc.v1.SetScopesRequest
+	13, // 12: authsvc.v1.UserAdmin.ResetFactors:input_type -> authsvc.v1.ResetFactorsRequest
+	15, // 13: authsvc.v1.UserAdmin.ImportUsers:input_type -> authsvc.v1.ImportUsersRequest
+	1,  // 14: authsvc.v1.UserAdmin.CreateUser:output_type -> authsvc.v1.CreateUserResponse
+	3,  // 15: authsvc.v1.UserAdmin.DisableUser:output_type -> authsvc.v1.DisableUserResponse
+	5,  // 16: authsvc.v1.UserAdmin.SetPassword:output_type -> authsvc.v1.SetPasswordResponse
+	7,  // 17: authsvc.v1.UserAdmin.ListSessions:output_type -> authsvc.v1.ListSessionsResponse
+	10, // 18: authsvc.v1.UserAdmin.RevokeSession:output_type -> authsvc.v1.RevokeSessionResponse
+	12, // 19: authsvc.v1.UserAdmin.SetScopes:output_type -> authsvc.v1.SetScopesResponse
+	14, // 20: authsvc.v1.UserAdmin.ResetFactors:output_type -> authsvc.v1.ResetFactorsResponse
+	16, // 21: authsvc.v1.UserAdmin.ImportUsers:output_type -> authsvc.v1.ImportUsersResponse
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_authsvc_v1_user_admin_proto_init() }
@@ -1401,7 +1659,7 @@ func file_authsvc_v1_user_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_user_admin_proto_rawDesc), len(file_authsvc_v1_user_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	UserAdmin_RevokeSession_FullMethodName = "/authsvc.v1.UserAdmin/RevokeSession"
 	UserAdmin_SetScopes_FullMethodName     = "/authsvc.v1.UserAdmin/SetScopes"
 	UserAdmin_ResetFactors_FullMethodName  = "/authsvc.v1.UserAdmin/ResetFactors"
+	UserAdmin_ImportUsers_FullMethodName   = "/authsvc.v1.UserAdmin/ImportUsers"
 )
 
 // UserAdminClient is the client API for UserAdmin service.
@@ -60,6 +61,12 @@ type UserAdminClient interface {
 	// ResetFactors removes a user's second factors (authenticator app,
 	// passkeys and recovery codes) and revokes every session they have. Audited.
 	ResetFactors(ctx context.Context, in *ResetFactorsRequest, opts ...grpc.CallOption) (*ResetFactorsResponse, error)
+	// ImportUsers imports a batch of users, each a line of the import format
+	// (JSON, see the guide "Import users"), in one transaction. Idempotent: a
+	// line whose external_id was imported before is skipped, so a batch can be
+	// sent again after any failure. No password is hashed: each user keeps the
+	// hash their old system made until their first sign-in upgrades it.
+	ImportUsers(ctx context.Context, in *ImportUsersRequest, opts ...grpc.CallOption) (*ImportUsersResponse, error)
 }
 
 type userAdminClient struct {
@@ -140,6 +147,16 @@ func (c *userAdminClient) ResetFactors(ctx context.Context, in *ResetFactorsRequ
 	return out, nil
 }
 
+func (c *userAdminClient) ImportUsers(ctx context.Context, in *ImportUsersRequest, opts ...grpc.CallOption) (*ImportUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportUsersResponse)
+	err := c.cc.Invoke(ctx, UserAdmin_ImportUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserAdminServer is the server API for UserAdmin service.
 // All implementations must embed UnimplementedUserAdminServer
 // for forward compatibility.
@@ -164,6 +181,12 @@ type UserAdminServer interface {
 	// ResetFactors removes a user's second factors (authenticator app,
 	// passkeys and recovery codes) and revokes every session they have. Audited.
 	ResetFactors(context.Context, *ResetFactorsRequest) (*ResetFactorsResponse, error)
+	// ImportUsers imports a batch of users, each a line of the import format
+	// (JSON, see the guide "Import users"), in one transaction. Idempotent: a
+	// line whose external_id was imported before is skipped, so a batch can be
+	// sent again after any failure. No password is hashed: each user keeps the
+	// hash their old system made until their first sign-in upgrades it.
+	ImportUsers(context.Context, *ImportUsersRequest) (*ImportUsersResponse, error)
 	mustEmbedUnimplementedUserAdminServer()
 }
 
@@ -194,6 +217,9 @@ func (UnimplementedUserAdminServer) SetScopes(context.Context, *SetScopesRequest
 }
 func (UnimplementedUserAdminServer) ResetFactors(context.Context, *ResetFactorsRequest) (*ResetFactorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResetFactors not implemented")
+}
+func (UnimplementedUserAdminServer) ImportUsers(context.Context, *ImportUsersRequest) (*ImportUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportUsers not implemented")
 }
 func (UnimplementedUserAdminServer) mustEmbedUnimplementedUserAdminServer() {}
 func (UnimplementedUserAdminServer) testEmbeddedByValue()                   {}
@@ -342,6 +368,24 @@ func _UserAdmin_ResetFactors_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserAdmin_ImportUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserAdminServer).ImportUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserAdmin_ImportUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserAdminServer).ImportUsers(ctx, req.(*ImportUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserAdmin_ServiceDesc is the grpc.ServiceDesc for UserAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -376,6 +420,10 @@ var UserAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResetFactors",
 			Handler:    _UserAdmin_ResetFactors_Handler,
+		},
+		{
+			MethodName: "ImportUsers",
+			Handler:    _UserAdmin_ImportUsers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -249,6 +249,63 @@ class RateLimited(ClientError):
         super().__init__()
 
 
+class FederationFlowInvalid(Unauthenticated):
+    """A provider sign-in's flow is unknown, expired or spent, or the callback does
+    not belong to it (flow_id, state, provider, RFC 9207 ``iss``)."""
+
+    reason = _reason(ErrorReason.FEDERATION_FLOW_INVALID)
+    message = "The sign-in with the provider is unknown, expired or already used; start again."
+    error = None
+
+
+class ProviderResponseInvalid(Unauthenticated):
+    """The identity provider's answer did not verify, or it refused the sign-in."""
+
+    reason = _reason(ErrorReason.PROVIDER_RESPONSE_INVALID)
+    message = "The identity provider's answer could not be verified."
+    error = None
+
+
+class ProviderUnavailable(ClientError):
+    """The identity provider did not answer in time, or failed (UNAVAILABLE, with
+    this reason so a client can tell it from authsvc's own outage)."""
+
+    reason = _reason(ErrorReason.PROVIDER_UNAVAILABLE)
+    message = "The identity provider is not answering; try again later."
+
+
+class IdentityLinkRequired(ClientError):
+    """An account with the provider's e-mail exists, and the e-mail is not verified
+    on both sides: the person signs in and links the identity explicitly."""
+
+    reason = _reason(ErrorReason.IDENTITY_LINK_REQUIRED)
+    message = ("An account with this e-mail exists; sign in to it and link this "
+               "identity from there.")
+
+
+class IdentityAlreadyLinked(AlreadyExists):
+    """The provider identity is linked to another user."""
+
+    reason = _reason(ErrorReason.IDENTITY_ALREADY_LINKED)
+
+    def __init__(self) -> None:
+        super().__init__("identity")
+
+
+class LastSignInMethod(ClientError):
+    """Unlinking would leave the user no way to sign in."""
+
+    reason = _reason(ErrorReason.LAST_SIGN_IN_METHOD)
+    message = "This is the account's last way to sign in; it cannot be removed."
+
+
+class ProviderUnknown(NotFound):
+    """No identity provider with that id is configured."""
+
+    reason = _reason(ErrorReason.PROVIDER_UNKNOWN)
+    message = "No such identity provider."
+
+
 class Unavailable(AuthsvcError):
     """A dependency (the database, the revocation feed) cannot be reached.
 

@@ -73,6 +73,9 @@ ACCOUNTS = Area("Accounts and codes", "Sign-up, and the codes of verification an
 DELIVERY = Area("Delivery (the outbox)", "How messages with codes reach people, and how "
                 "often a failed one is tried again.")
 FACTORS = Area("Second factors and passkeys", "MFA sign-in, step-up, and WebAuthn.")
+FEDERATION = Area("Sign-in with other providers", "OpenID Connect and OAuth 2.0 identity "
+                  "providers (docs/guides/federation.md), and where a browser may be sent "
+                  "after signing in.")
 OPERATIONS = Area("Observability and housekeeping", "Metrics, the audit log, and the "
                   "background passes of each worker.")
 
@@ -260,6 +263,27 @@ class Settings:
         False, "passwordless sign-in with a discoverable passkey",
         Relation(lambda s: not s.passkey_sign_in or s.webauthn_rp_id is not None,
                  "needs AUTHSVC_WEBAUTHN_RP_ID"))
+
+    providers_file: Path | None = FEDERATION.setting(
+        None, "TOML file of identity providers (`[providers.ID]`: `issuer` for OpenID "
+        "Connect, or `authorize_url`, `token_url`, `userinfo_url` for OAuth 2.0; `client_id`, "
+        "`client_secret_env` or `client_secret_file`, `redirect_uris`)",
+        shown="unset: no providers")
+    redirect_origins: tuple[str, ...] = FEDERATION.setting(
+        (), "where a browser may be sent after signing in with a provider: origins "
+        "(`https://app.example`, any path) or origins with a path prefix "
+        "(`https://app.example/signed-in`)",
+        Rule(lambda entries: all(urlsplit(e).scheme in ("http", "https")
+                                 and urlsplit(e).hostname and not urlsplit(e).query
+                                 and not urlsplit(e).fragment for e in entries),
+             "must be http(s) origins, each with an optional path"),
+        kind=ORIGINS, shown="none: no redirect after signing in")
+    provider_timeout: float = FEDERATION.setting(
+        5.0, "seconds each call to an identity provider may take in all (discovery, keys, "
+        "token, user information)", between(0.1, 60, " seconds"))
+    federation_flow_ttl: int = FEDERATION.setting(
+        600, "seconds between starting a sign-in with a provider and its callback",
+        between(30, 3600, " seconds"))
 
     metrics_listen: str | None = OPERATIONS.setting(
         "127.0.0.1:9464", "Prometheus metrics address",

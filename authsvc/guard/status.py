@@ -27,6 +27,7 @@ from ..errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ProviderUnavailable,
     RateLimited,
     SignUpDisabled,
     TokenExpired,
@@ -94,6 +95,8 @@ def _client_error(exc: ClientError) -> tuple[grpc.StatusCode, list[Any], Trailer
         return grpc.StatusCode.PERMISSION_DENIED, [], (("www-authenticate", value),)
     if isinstance(exc, SignUpDisabled):
         return grpc.StatusCode.PERMISSION_DENIED, [], ()
+    if isinstance(exc, ProviderUnavailable):
+        return grpc.StatusCode.UNAVAILABLE, [], ()
     if isinstance(exc, RateLimited):
         seconds = max(1, math.ceil(exc.retry_after))
         info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds))

@@ -29,6 +29,9 @@ from ..domain.factors.ceremonies import SignedCeremonies
 from ..domain.factors.mfa import SecondFactorSignIn
 from ..domain.factors.otp import Factors
 from ..domain.factors.passkeys import CEREMONY_TTL, Passkeys
+from ..domain.federation import providers
+from ..domain.federation.flows import Federation
+from ..domain.federation.http import ProviderHttp
 from ..domain.retention import Retention
 from ..domain.sessions.devices import DeviceTokens
 from ..domain.sessions.opener import Sessions
@@ -104,6 +107,13 @@ class App:
         self.second_factor = SecondFactorSignIn(storage, sessions, self.factors, self.passkeys)
         self.sign_in = SignIn(storage, clock, self.passwords, self.throttle, devices, sessions,
                               self.factors)
+        self.federation = Federation(
+            db, providers.load(settings.providers_file),
+            providers.ProviderClient(ProviderHttp(settings.provider_timeout), clock,
+                                     settings.clock_leeway),
+            sessions, self.factors, signup=settings.signup,
+            redirect_origins=settings.redirect_origins, flow_ttl=settings.federation_flow_ttl,
+            passkeys_sign_in=settings.passkey_sign_in)
         self.refresh = Refresh(storage, self.throttle, revoking, sessions, refresh_tokens,
                                grace=settings.refresh_reuse_interval,
                                idle_ttl=settings.session_idle_ttl,
@@ -151,7 +161,8 @@ class App:
             self.validator.evict_expired()
             for task, run in (("keys", self.keystore.load), ("pruning", self.retention.prune),
                               ("outbox", self.delivery.prune),
-                              ("codes", self.codes.forget_expired)):
+                              ("codes", self.codes.forget_expired),
+                              ("federation", self.federation.forget_expired)):
                 await self._housekeeping_task(task, run)
 
     async def _housekeeping_task(self, task: str, run: Callable[[], Awaitable[object]],

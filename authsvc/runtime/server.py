@@ -26,6 +26,7 @@ from ..transport.admin import USER_ADMIN_SERVICE, UserAdminServicer
 from ..transport.calls import CallInterceptor
 from ..transport.convert import Callers
 from ..transport.door import Door
+from ..transport.federation import FederationMethods
 from ..transport.feed import FeedAccess, per_worker_share
 from ..transport.health import HealthServicer
 from ..transport.metadata import networks
@@ -69,7 +70,8 @@ async def running_server(app: App, listen: str) -> AsyncIterator[tuple[grpc.aio.
         AccountMethods(app.self_service, app.factors, app.passkeys, callers),
         TokenServiceMethods(app.validator, app.sign_out, app.refresh,
                             lambda: app.keystore.ring, app.revocations, feed, app.clock,
-                            callers, app.token_rules))
+                            callers, app.token_rules),
+        FederationMethods(app.federation, callers))
     auth_pb2_grpc.add_AuthServicer_to_server(auth, server)
     user_admin = UserAdminServicer(app.accounts, app.factors)
     user_admin_pb2_grpc.add_UserAdminServicer_to_server(user_admin, server)

@@ -27,6 +27,7 @@ class TotpRow:
 class Challenge:
     user_id: str
     credentials_version: int
+    first_factor: str = "pwd"  # the amr of the sign-in's first step ("fed": a provider)
 
 
 async def save_pending_totp(conn: asyncpg.Connection, user_id: str, secret: bytes) -> bool:
@@ -130,11 +131,12 @@ async def remove_recovery_codes(conn: asyncpg.Connection, user_id: str) -> None:
 
 
 async def create_challenge(conn: asyncpg.Connection, token_hash: bytes, user_id: str,
-                           credentials_version: int, ttl: float) -> None:
+                           credentials_version: int, ttl: float, first_factor: str = "pwd",
+                           ) -> None:
     await conn.execute(
-        "INSERT INTO mfa_challenges (token_hash, user_id, credentials_version, expires_at)"
-        " VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-        token_hash, uuid.UUID(user_id), credentials_version, float(ttl))
+        "INSERT INTO mfa_challenges (token_hash, user_id, credentials_version, expires_at,"
+        " first_factor) VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)",
+        token_hash, uuid.UUID(user_id), credentials_version, float(ttl), first_factor)
 
 
 async def lock_challenge(conn: asyncpg.Connection, token_hash: bytes, max_attempts: int,
@@ -142,10 +144,11 @@ async def lock_challenge(conn: asyncpg.Connection, token_hash: bytes, max_attemp
     """The live challenge (not spent, not expired by the database's clock, not out of
     attempts), locked so concurrent completions of it queue."""
     row = await conn.fetchrow(
-        "SELECT user_id, credentials_version FROM mfa_challenges"
+        "SELECT user_id, credentials_version, first_factor FROM mfa_challenges"
         " WHERE token_hash = $1 AND spent_at IS NULL AND expires_at > now()"
         "   AND attempts < $2 FOR UPDATE", token_hash, max_attempts)
-    return None if row is None else Challenge(str(row["user_id"]), row["credentials_version"])
+    return None if row is None else Challenge(str(row["user_id"]), row["credentials_version"],
+                                              row["first_factor"])
 
 
 async def live_challenge_user(conn: asyncpg.Connection, token_hash: bytes,

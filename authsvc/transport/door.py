@@ -107,6 +107,8 @@ POLICY: Mapping[str, Rule] = {
     _auth("ResendVerification"): PUBLIC,
     _auth("RequestPasswordReset"): PUBLIC,
     _auth("ResetPassword"): PUBLIC,  # the code is the credential
+    _auth("StartProviderSignIn"): PUBLIC,
+    _auth("FinishProviderSignIn"): PUBLIC,  # the flow_id, state and code are the credential
     # Token services.
     _auth("Validate"): PUBLIC,  # the token is the subject, not the caller's credential
     _auth("GetJwks"): PUBLIC,
@@ -125,6 +127,11 @@ POLICY: Mapping[str, Rule] = {
     _auth("RemoveTotp"): REMOVES_FACTOR,
     _auth("RegenerateRecoveryCodes"): REMOVES_FACTOR,  # voids the codes the user holds
     _auth("RemovePasskey"): REMOVES_FACTOR,
+    # Identities of other providers: adding or removing a way to sign in is a change
+    # of credentials, like the password's (a fresh second factor when there is one).
+    _auth("ListIdentities"): BEARER,
+    _auth("LinkIdentity"): ADDS_FACTOR,
+    _auth("UnlinkIdentity"): ADDS_FACTOR,
     # Administration.
     **{method: Rule(bearer=True, scopes=(ADMIN_SCOPE,)) for method in methods_of(_USER_ADMIN)},
     # Probes and tools.

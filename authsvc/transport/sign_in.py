@@ -4,6 +4,8 @@ bearer token (``transport.door``)."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
 
 from ..domain.accounts.self_service import SelfService
@@ -22,6 +24,14 @@ def signed_in(answer: SignedIn | SecondFactorRequired) -> SignedIn:
     """A sign-in's session; a sign-in that waits for its second factor is answered
     UNAUTHENTICATED reason MFA_REQUIRED, with the ``mfa_token``, the factors and the
     token's lifetime in the ErrorInfo metadata."""
+    return signed_in_tokens(answer)
+
+
+T = TypeVar("T")
+
+
+def signed_in_tokens(answer: T | SecondFactorRequired) -> T:
+    """Any sign-in's answer; one that waits for its second factor is MFA_REQUIRED."""
     if isinstance(answer, SecondFactorRequired):
         raise MfaRequired(answer.mfa_token, answer.factors, answer.expires_in)
     return answer

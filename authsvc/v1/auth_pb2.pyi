@@ -1459,3 +1459,321 @@ class ResetPasswordResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResetPasswordResponse: _TypeAlias = ResetPasswordResponse  # noqa: Y015
+
+@_typing.final
+class StartProviderSignInRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    REDIRECT_URI_FIELD_NUMBER: _builtins.int
+    CODE_CHALLENGE_FIELD_NUMBER: _builtins.int
+    REDIRECT_TO_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """The provider's id (the key of [providers.ID] in the providers file)."""
+    redirect_uri: _builtins.str
+    """Where the provider sends the browser back; one of the provider's
+    configured redirect_uris (empty: the first of them).
+    """
+    code_challenge: _builtins.str
+    """Optional, for native apps: the app's own PKCE S256 challenge; the app then
+    passes its code_verifier to Finish. Empty: authsvc keeps the verifier.
+    """
+    redirect_to: _builtins.str
+    """Optional: where to go after the sign-in; must match AUTHSVC_REDIRECT_ORIGINS."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        redirect_uri: _builtins.str = ...,
+        code_challenge: _builtins.str = ...,
+        redirect_to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_challenge", b"code_challenge", "provider", b"provider", "redirect_to", b"redirect_to", "redirect_uri", b"redirect_uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartProviderSignInRequest: _TypeAlias = StartProviderSignInRequest  # noqa: Y015
+
+@_typing.final
+class StartProviderSignInResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORIZATION_URL_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_FIELD_NUMBER: _builtins.int
+    authorization_url: _builtins.str
+    flow_id: _builtins.str
+    """The secret that binds the flow to its starter; Finish needs it."""
+    state: _builtins.str
+    """The state parameter inside authorization_url."""
+    expires_in: _builtins.int
+    """Seconds the flow stays usable."""
+    def __init__(
+        self,
+        *,
+        authorization_url: _builtins.str = ...,
+        flow_id: _builtins.str = ...,
+        state: _builtins.str = ...,
+        expires_in: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_url", b"authorization_url", "expires_in", b"expires_in", "flow_id", b"flow_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartProviderSignInResponse: _TypeAlias = StartProviderSignInResponse  # noqa: Y015
+
+@_typing.final
+class FinishProviderSignInRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    ISS_FIELD_NUMBER: _builtins.int
+    CODE_VERIFIER_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    flow_id: _builtins.str
+    state: _builtins.str
+    """The callback's state, code and (RFC 9207) iss parameters, as received."""
+    code: _builtins.str
+    iss: _builtins.str
+    code_verifier: _builtins.str
+    """The PKCE verifier, when Start was given a code_challenge."""
+    error: _builtins.str
+    """The callback's error parameter, when the provider refused (then no code)."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        flow_id: _builtins.str = ...,
+        state: _builtins.str = ...,
+        code: _builtins.str = ...,
+        iss: _builtins.str = ...,
+        code_verifier: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_verifier", b"code_verifier", "error", b"error", "flow_id", b"flow_id", "iss", b"iss", "provider", b"provider", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishProviderSignInRequest: _TypeAlias = FinishProviderSignInRequest  # noqa: Y015
+
+@_typing.final
+class FinishProviderSignInResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_TYPE_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    REFRESH_EXPIRES_IN_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REDIRECT_TO_FIELD_NUMBER: _builtins.int
+    LINKED_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    access_token: _builtins.str
+    """As SignInResponse (empty when linked)."""
+    token_type: _builtins.str
+    expires_in: _builtins.int
+    refresh_token: _builtins.str
+    refresh_expires_in: _builtins.int
+    session_id: _builtins.str
+    user_id: _builtins.str
+    redirect_to: _builtins.str
+    """The flow's checked redirect_to (empty when Start was given none)."""
+    linked: _builtins.bool
+    """True when the flow linked an identity to a signed-in user (LinkIdentity)."""
+    created: _builtins.bool
+    """True when this sign-in created the user."""
+    def __init__(
+        self,
+        *,
+        access_token: _builtins.str = ...,
+        token_type: _builtins.str = ...,
+        expires_in: _builtins.int = ...,
+        refresh_token: _builtins.str = ...,
+        refresh_expires_in: _builtins.int = ...,
+        session_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        redirect_to: _builtins.str = ...,
+        linked: _builtins.bool = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "created", b"created", "expires_in", b"expires_in", "linked", b"linked", "redirect_to", b"redirect_to", "refresh_expires_in", b"refresh_expires_in", "refresh_token", b"refresh_token", "session_id", b"session_id", "token_type", b"token_type", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishProviderSignInResponse: _TypeAlias = FinishProviderSignInResponse  # noqa: Y015
+
+@_typing.final
+class LinkIdentityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    REDIRECT_URI_FIELD_NUMBER: _builtins.int
+    CODE_CHALLENGE_FIELD_NUMBER: _builtins.int
+    REDIRECT_TO_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    redirect_uri: _builtins.str
+    code_challenge: _builtins.str
+    redirect_to: _builtins.str
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        redirect_uri: _builtins.str = ...,
+        code_challenge: _builtins.str = ...,
+        redirect_to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_challenge", b"code_challenge", "provider", b"provider", "redirect_to", b"redirect_to", "redirect_uri", b"redirect_uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkIdentityRequest: _TypeAlias = LinkIdentityRequest  # noqa: Y015
+
+@_typing.final
+class LinkIdentityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORIZATION_URL_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_FIELD_NUMBER: _builtins.int
+    authorization_url: _builtins.str
+    flow_id: _builtins.str
+    state: _builtins.str
+    expires_in: _builtins.int
+    def __init__(
+        self,
+        *,
+        authorization_url: _builtins.str = ...,
+        flow_id: _builtins.str = ...,
+        state: _builtins.str = ...,
+        expires_in: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_url", b"authorization_url", "expires_in", b"expires_in", "flow_id", b"flow_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkIdentityResponse: _TypeAlias = LinkIdentityResponse  # noqa: Y015
+
+@_typing.final
+class UnlinkIdentityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    subject: _builtins.str
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlinkIdentityRequest: _TypeAlias = UnlinkIdentityRequest  # noqa: Y015
+
+@_typing.final
+class UnlinkIdentityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlinkIdentityResponse: _TypeAlias = UnlinkIdentityResponse  # noqa: Y015
+
+@_typing.final
+class ListIdentitiesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIdentitiesRequest: _TypeAlias = ListIdentitiesRequest  # noqa: Y015
+
+@_typing.final
+class ListIdentitiesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def identities(self) -> _containers.RepeatedCompositeFieldContainer[Global___Identity]: ...
+    def __init__(
+        self,
+        *,
+        identities: _abc.Iterable[Global___Identity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identities", b"identities"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIdentitiesResponse: _TypeAlias = ListIdentitiesResponse  # noqa: Y015
+
+@_typing.final
+class Identity(_message.Message):
+    """Identity is a provider account linked to a user: the provider's subject is
+    the key; the e-mail is what the provider said at link time, for display.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    subject: _builtins.str
+    email: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        email: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "provider", b"provider", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Identity: _TypeAlias = Identity  # noqa: Y015

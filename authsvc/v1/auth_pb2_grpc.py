@@ -160,6 +160,31 @@ class AuthStub:
                 request_serializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenRequest.SerializeToString,
                 response_deserializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenResponse.FromString,
                 _registered_method=True)
+        self.StartProviderSignIn = channel.unary_unary(
+                '/authsvc.v1.Auth/StartProviderSignIn',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.StartProviderSignInRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.StartProviderSignInResponse.FromString,
+                _registered_method=True)
+        self.FinishProviderSignIn = channel.unary_unary(
+                '/authsvc.v1.Auth/FinishProviderSignIn',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.FinishProviderSignInRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.FinishProviderSignInResponse.FromString,
+                _registered_method=True)
+        self.LinkIdentity = channel.unary_unary(
+                '/authsvc.v1.Auth/LinkIdentity',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.LinkIdentityRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.LinkIdentityResponse.FromString,
+                _registered_method=True)
+        self.UnlinkIdentity = channel.unary_unary(
+                '/authsvc.v1.Auth/UnlinkIdentity',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.UnlinkIdentityRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.UnlinkIdentityResponse.FromString,
+                _registered_method=True)
+        self.ListIdentities = channel.unary_unary(
+                '/authsvc.v1.Auth/ListIdentities',
+                request_serializer=authsvc_dot_v1_dot_auth__pb2.ListIdentitiesRequest.SerializeToString,
+                response_deserializer=authsvc_dot_v1_dot_auth__pb2.ListIdentitiesResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServicer:
@@ -370,6 +395,54 @@ class AuthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartProviderSignIn(self, request, context):
+        """--- Sign-in with another identity provider (OpenID Connect or OAuth 2.0,
+        configured by AUTHSVC_PROVIDERS_FILE). Browsers use the gateway's
+        GET /v1/auth/providers/{id}/start and /callback, which call these two;
+        native apps call them directly.
+
+        StartProviderSignIn opens a single-use flow (state, nonce, PKCE S256) and
+        answers the provider's authorization URL. flow_id binds the flow to its
+        starter (the gateway's state cookie, or the app's memory): Finish needs it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishProviderSignIn(self, request, context):
+        """FinishProviderSignIn spends the flow, exchanges the code and signs in the
+        provider's identity (creating or linking the user as documented); answers
+        like SignIn, or MFA_REQUIRED. A flow LinkIdentity started links instead
+        and answers no tokens (linked = true).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkIdentity(self, request, context):
+        """LinkIdentity (bearer; a fresh second factor when the user has one) starts a
+        flow that links the provider's identity to the caller; FinishProviderSignIn
+        (or the gateway's callback) completes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlinkIdentity(self, request, context):
+        """UnlinkIdentity (bearer; a fresh second factor when the user has one)
+        removes a linked identity; never the user's last way to sign in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIdentities(self, request, context):
+        """ListIdentities (bearer) lists the provider identities linked to the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -497,6 +570,31 @@ def add_AuthServicer_to_server(servicer, server):
                     servicer.IntrospectRefreshToken,
                     request_deserializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenRequest.FromString,
                     response_serializer=authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenResponse.SerializeToString,
+            ),
+            'StartProviderSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartProviderSignIn,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.StartProviderSignInRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.StartProviderSignInResponse.SerializeToString,
+            ),
+            'FinishProviderSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishProviderSignIn,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.FinishProviderSignInRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.FinishProviderSignInResponse.SerializeToString,
+            ),
+            'LinkIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkIdentity,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.LinkIdentityRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.LinkIdentityResponse.SerializeToString,
+            ),
+            'UnlinkIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlinkIdentity,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.UnlinkIdentityRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.UnlinkIdentityResponse.SerializeToString,
+            ),
+            'ListIdentities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIdentities,
+                    request_deserializer=authsvc_dot_v1_dot_auth__pb2.ListIdentitiesRequest.FromString,
+                    response_serializer=authsvc_dot_v1_dot_auth__pb2.ListIdentitiesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1175,6 +1273,141 @@ class Auth:
             '/authsvc.v1.Auth/IntrospectRefreshToken',
             authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenRequest.SerializeToString,
             authsvc_dot_v1_dot_auth__pb2.IntrospectRefreshTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartProviderSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/StartProviderSignIn',
+            authsvc_dot_v1_dot_auth__pb2.StartProviderSignInRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.StartProviderSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishProviderSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/FinishProviderSignIn',
+            authsvc_dot_v1_dot_auth__pb2.FinishProviderSignInRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.FinishProviderSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/LinkIdentity',
+            authsvc_dot_v1_dot_auth__pb2.LinkIdentityRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.LinkIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlinkIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/UnlinkIdentity',
+            authsvc_dot_v1_dot_auth__pb2.UnlinkIdentityRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.UnlinkIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.Auth/ListIdentities',
+            authsvc_dot_v1_dot_auth__pb2.ListIdentitiesRequest.SerializeToString,
+            authsvc_dot_v1_dot_auth__pb2.ListIdentitiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

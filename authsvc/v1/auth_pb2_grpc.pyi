@@ -136,6 +136,33 @@ class AuthStub:
     spends nothing. The caller's bearer token needs scope authsvc.introspect.
     gRPC only: the gateway's introspection endpoint asks it.
     """
+    StartProviderSignIn: _grpc.UnaryUnaryMultiCallable[_auth_pb2.StartProviderSignInRequest, _auth_pb2.StartProviderSignInResponse]
+    """--- Sign-in with another identity provider (OpenID Connect or OAuth 2.0,
+    configured by AUTHSVC_PROVIDERS_FILE). Browsers use the gateway's
+    GET /v1/auth/providers/{id}/start and /callback, which call these two;
+    native apps call them directly.
+
+    StartProviderSignIn opens a single-use flow (state, nonce, PKCE S256) and
+    answers the provider's authorization URL. flow_id binds the flow to its
+    starter (the gateway's state cookie, or the app's memory): Finish needs it.
+    """
+    FinishProviderSignIn: _grpc.UnaryUnaryMultiCallable[_auth_pb2.FinishProviderSignInRequest, _auth_pb2.FinishProviderSignInResponse]
+    """FinishProviderSignIn spends the flow, exchanges the code and signs in the
+    provider's identity (creating or linking the user as documented); answers
+    like SignIn, or MFA_REQUIRED. A flow LinkIdentity started links instead
+    and answers no tokens (linked = true).
+    """
+    LinkIdentity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LinkIdentityRequest, _auth_pb2.LinkIdentityResponse]
+    """LinkIdentity (bearer; a fresh second factor when the user has one) starts a
+    flow that links the provider's identity to the caller; FinishProviderSignIn
+    (or the gateway's callback) completes it.
+    """
+    UnlinkIdentity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UnlinkIdentityRequest, _auth_pb2.UnlinkIdentityResponse]
+    """UnlinkIdentity (bearer; a fresh second factor when the user has one)
+    removes a linked identity; never the user's last way to sign in.
+    """
+    ListIdentities: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListIdentitiesRequest, _auth_pb2.ListIdentitiesResponse]
+    """ListIdentities (bearer) lists the provider identities linked to the caller."""
 
 @_typing.type_check_only
 class AuthAsyncStub(AuthStub):
@@ -238,6 +265,33 @@ class AuthAsyncStub(AuthStub):
     spends nothing. The caller's bearer token needs scope authsvc.introspect.
     gRPC only: the gateway's introspection endpoint asks it.
     """
+    StartProviderSignIn: _aio.UnaryUnaryMultiCallable[_auth_pb2.StartProviderSignInRequest, _auth_pb2.StartProviderSignInResponse]  # type: ignore[assignment]
+    """--- Sign-in with another identity provider (OpenID Connect or OAuth 2.0,
+    configured by AUTHSVC_PROVIDERS_FILE). Browsers use the gateway's
+    GET /v1/auth/providers/{id}/start and /callback, which call these two;
+    native apps call them directly.
+
+    StartProviderSignIn opens a single-use flow (state, nonce, PKCE S256) and
+    answers the provider's authorization URL. flow_id binds the flow to its
+    starter (the gateway's state cookie, or the app's memory): Finish needs it.
+    """
+    FinishProviderSignIn: _aio.UnaryUnaryMultiCallable[_auth_pb2.FinishProviderSignInRequest, _auth_pb2.FinishProviderSignInResponse]  # type: ignore[assignment]
+    """FinishProviderSignIn spends the flow, exchanges the code and signs in the
+    provider's identity (creating or linking the user as documented); answers
+    like SignIn, or MFA_REQUIRED. A flow LinkIdentity started links instead
+    and answers no tokens (linked = true).
+    """
+    LinkIdentity: _aio.UnaryUnaryMultiCallable[_auth_pb2.LinkIdentityRequest, _auth_pb2.LinkIdentityResponse]  # type: ignore[assignment]
+    """LinkIdentity (bearer; a fresh second factor when the user has one) starts a
+    flow that links the provider's identity to the caller; FinishProviderSignIn
+    (or the gateway's callback) completes it.
+    """
+    UnlinkIdentity: _aio.UnaryUnaryMultiCallable[_auth_pb2.UnlinkIdentityRequest, _auth_pb2.UnlinkIdentityResponse]  # type: ignore[assignment]
+    """UnlinkIdentity (bearer; a fresh second factor when the user has one)
+    removes a linked identity; never the user's last way to sign in.
+    """
+    ListIdentities: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListIdentitiesRequest, _auth_pb2.ListIdentitiesResponse]  # type: ignore[assignment]
+    """ListIdentities (bearer) lists the provider identities linked to the caller."""
 
 class AuthServicer(metaclass=_abc_1.ABCMeta):
     """Auth issues, validates and revokes tokens."""
@@ -487,5 +541,62 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
         spends nothing. The caller's bearer token needs scope authsvc.introspect.
         gRPC only: the gateway's introspection endpoint asks it.
         """
+
+    @_abc_1.abstractmethod
+    def StartProviderSignIn(
+        self,
+        request: _auth_pb2.StartProviderSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.StartProviderSignInResponse, _abc.Awaitable[_auth_pb2.StartProviderSignInResponse]]:
+        """--- Sign-in with another identity provider (OpenID Connect or OAuth 2.0,
+        configured by AUTHSVC_PROVIDERS_FILE). Browsers use the gateway's
+        GET /v1/auth/providers/{id}/start and /callback, which call these two;
+        native apps call them directly.
+
+        StartProviderSignIn opens a single-use flow (state, nonce, PKCE S256) and
+        answers the provider's authorization URL. flow_id binds the flow to its
+        starter (the gateway's state cookie, or the app's memory): Finish needs it.
+        """
+
+    @_abc_1.abstractmethod
+    def FinishProviderSignIn(
+        self,
+        request: _auth_pb2.FinishProviderSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.FinishProviderSignInResponse, _abc.Awaitable[_auth_pb2.FinishProviderSignInResponse]]:
+        """FinishProviderSignIn spends the flow, exchanges the code and signs in the
+        provider's identity (creating or linking the user as documented); answers
+        like SignIn, or MFA_REQUIRED. A flow LinkIdentity started links instead
+        and answers no tokens (linked = true).
+        """
+
+    @_abc_1.abstractmethod
+    def LinkIdentity(
+        self,
+        request: _auth_pb2.LinkIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LinkIdentityResponse, _abc.Awaitable[_auth_pb2.LinkIdentityResponse]]:
+        """LinkIdentity (bearer; a fresh second factor when the user has one) starts a
+        flow that links the provider's identity to the caller; FinishProviderSignIn
+        (or the gateway's callback) completes it.
+        """
+
+    @_abc_1.abstractmethod
+    def UnlinkIdentity(
+        self,
+        request: _auth_pb2.UnlinkIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UnlinkIdentityResponse, _abc.Awaitable[_auth_pb2.UnlinkIdentityResponse]]:
+        """UnlinkIdentity (bearer; a fresh second factor when the user has one)
+        removes a linked identity; never the user's last way to sign in.
+        """
+
+    @_abc_1.abstractmethod
+    def ListIdentities(
+        self,
+        request: _auth_pb2.ListIdentitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListIdentitiesResponse, _abc.Awaitable[_auth_pb2.ListIdentitiesResponse]]:
+        """ListIdentities (bearer) lists the provider identities linked to the caller."""
 
 def add_AuthServicer_to_server(servicer: AuthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

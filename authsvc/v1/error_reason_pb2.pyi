@@ -119,6 +119,33 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """HTTP 403 from the gateway: a browser request from an Origin that is not
     in --cors-origins (never from authsvc itself).
     """
+    FEDERATION_FLOW_INVALID: _ErrorReason.ValueType  # 40
+    """UNAUTHENTICATED: the provider sign-in flow is unknown, expired, already
+    spent, not bound to this caller (flow_id), or its callback does not match
+    it (state, iss, provider). Start again.
+    """
+    PROVIDER_RESPONSE_INVALID: _ErrorReason.ValueType  # 41
+    """UNAUTHENTICATED: the identity provider's answer did not verify (code
+    refused, id_token with a wrong signature, alg, iss, aud, azp, nonce or
+    time, or user information missing), or the provider refused the sign-in.
+    """
+    PROVIDER_UNAVAILABLE: _ErrorReason.ValueType  # 42
+    """UNAVAILABLE: the identity provider did not answer within the timeout, or
+    answered with a server error. Try again later.
+    """
+    IDENTITY_LINK_REQUIRED: _ErrorReason.ValueType  # 43
+    """FAILED_PRECONDITION: an account with the provider's e-mail exists, but the
+    provider does not assert that e-mail verified or the account's e-mail is
+    not verified; sign in to that account and link the identity from it.
+    """
+    IDENTITY_ALREADY_LINKED: _ErrorReason.ValueType  # 44
+    """ALREADY_EXISTS: the provider identity is linked to another user."""
+    LAST_SIGN_IN_METHOD: _ErrorReason.ValueType  # 45
+    """FAILED_PRECONDITION: the identity is the user's last way to sign in (no
+    password and no other identity or passkey); it cannot be unlinked.
+    """
+    PROVIDER_UNKNOWN: _ErrorReason.ValueType  # 46
+    """NOT_FOUND: no such identity provider is configured."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the reason of a google.rpc.ErrorInfo in an authsvc refusal.
@@ -203,4 +230,31 @@ ORIGIN_NOT_ALLOWED: ErrorReason.ValueType  # 24
 """HTTP 403 from the gateway: a browser request from an Origin that is not
 in --cors-origins (never from authsvc itself).
 """
+FEDERATION_FLOW_INVALID: ErrorReason.ValueType  # 40
+"""UNAUTHENTICATED: the provider sign-in flow is unknown, expired, already
+spent, not bound to this caller (flow_id), or its callback does not match
+it (state, iss, provider). Start again.
+"""
+PROVIDER_RESPONSE_INVALID: ErrorReason.ValueType  # 41
+"""UNAUTHENTICATED: the identity provider's answer did not verify (code
+refused, id_token with a wrong signature, alg, iss, aud, azp, nonce or
+time, or user information missing), or the provider refused the sign-in.
+"""
+PROVIDER_UNAVAILABLE: ErrorReason.ValueType  # 42
+"""UNAVAILABLE: the identity provider did not answer within the timeout, or
+answered with a server error. Try again later.
+"""
+IDENTITY_LINK_REQUIRED: ErrorReason.ValueType  # 43
+"""FAILED_PRECONDITION: an account with the provider's e-mail exists, but the
+provider does not assert that e-mail verified or the account's e-mail is
+not verified; sign in to that account and link the identity from it.
+"""
+IDENTITY_ALREADY_LINKED: ErrorReason.ValueType  # 44
+"""ALREADY_EXISTS: the provider identity is linked to another user."""
+LAST_SIGN_IN_METHOD: ErrorReason.ValueType  # 45
+"""FAILED_PRECONDITION: the identity is the user's last way to sign in (no
+password and no other identity or passkey); it cannot be unlinked.
+"""
+PROVIDER_UNKNOWN: ErrorReason.ValueType  # 46
+"""NOT_FOUND: no such identity provider is configured."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -57,6 +57,7 @@ class _Challenge:
     expires_at: float
     attempts: int = 0
     spent: bool = False
+    first_factor: str = "pwd"
 
 
 @dataclass(frozen=True)
@@ -314,16 +315,18 @@ class _Challenges(_Rows):
         return self._t.factors.get(user_id, Summary(False, 0, 0))
 
     async def create_challenge(self, conn: Any, token_hash: bytes, user_id: str,
-                               credentials_version: int, ttl: float) -> None:
+                               credentials_version: int, ttl: float, first_factor: str = "pwd",
+                               ) -> None:
         self._t.challenges[token_hash] = _Challenge(user_id, credentials_version,
-                                                    self._now() + ttl)
+                                                    self._now() + ttl,
+                                                    first_factor=first_factor)
 
     async def lock_challenge(self, conn: Any, token_hash: bytes, max_attempts: int,
                              ) -> Challenge | None:
         c = self._t.challenges.get(token_hash)
         if c is None or c.spent or c.expires_at <= self._now() or c.attempts >= max_attempts:
             return None
-        return Challenge(c.user_id, c.credentials_version)
+        return Challenge(c.user_id, c.credentials_version, c.first_factor)
 
     async def challenge_failed(self, conn: Any, token_hash: bytes) -> None:
         if (c := self._t.challenges.get(token_hash)) is not None:

@@ -14,6 +14,7 @@ from authsvc.errors import PermissionDenied
 from authsvc.guard.interceptor import methods_of
 from authsvc.transport import door
 from authsvc.transport.account import AccountMethods
+from authsvc.transport.federation import FederationMethods
 from authsvc.transport.servicer import AUTH_METHODS, auth_servicer
 from authsvc.transport.sign_in import SignInMethods
 from authsvc.transport.token_services import TokenServiceMethods
@@ -44,11 +45,12 @@ def test_the_table_names_no_method_that_is_not_served():
 
 
 def test_every_change_to_factors_or_the_password_needs_a_fresh_second_factor():
-    """Adding a factor or changing the password: a fresh second factor when the user has
-    one; removing a factor or the recovery codes: always."""
+    """Adding a factor, changing the password, linking or unlinking another provider's
+    identity: a fresh second factor when the user has one; removing a factor or the
+    recovery codes: always."""
     assert _methods(second_factor=door.SecondFactor.IF_ENROLLED) == {
         "ChangePassword", "EnrollTotp", "ConfirmTotp", "BeginPasskeyRegistration",
-        "FinishPasskeyRegistration"}
+        "FinishPasskeyRegistration", "LinkIdentity", "UnlinkIdentity"}
     assert _methods(second_factor=door.SecondFactor.ALWAYS) == {
         "RemoveTotp", "RegenerateRecoveryCodes", "RemovePasskey"}
     assert all(door.POLICY[name].bearer for name in door.POLICY
@@ -63,8 +65,8 @@ def test_only_the_sign_in_flows_and_token_checks_are_public():
     assert public == {
         "SignIn", "Refresh", "CompleteSignIn", "BeginPasskeyAssertion", "PasskeySignIn",
         "SignUp", "VerifyIdentifier", "ResendVerification", "RequestPasswordReset",
-        "ResetPassword", "Validate", "GetJwks", "Check", "List", "Watch",
-        "ServerReflectionInfo"}
+        "ResetPassword", "StartProviderSignIn", "FinishProviderSignIn", "Validate",
+        "GetJwks", "Check", "List", "Watch", "ServerReflectionInfo"}
 
 
 def test_scoped_methods_name_their_scope():
@@ -99,10 +101,11 @@ def test_a_method_without_a_rule_is_refused():
 
 
 def test_each_auth_method_is_implemented_by_exactly_one_part():
-    """The public sign-in part, the account part and the token services together
-    implement every Auth method once."""
+    """The public sign-in part, the account part, the token services and federation
+    together implement every Auth method once."""
     owners = {name: [part.__name__ for part in (SignInMethods, AccountMethods,
-                                                TokenServiceMethods) if hasattr(part, name)]
+                                                TokenServiceMethods, FederationMethods)
+                     if hasattr(part, name)]
               for name in AUTH_METHODS}
     assert {name: len(found) for name, found in owners.items()} == dict.fromkeys(
         AUTH_METHODS, 1)

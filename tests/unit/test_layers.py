@@ -139,6 +139,7 @@ USE_CASES = {
     "factors/mfa.py",  # SecondFactorSignIn
     "delivery/outbox.py",  # Delivery (the worker's outbox loops)
     "retention.py",  # Retention (the worker's pruning)
+    "federation/flows.py",  # Federation
 }
 BUNDLES = {"accounts/self_service.py"}
 SERVICES = {
@@ -151,6 +152,7 @@ SERVICES = {
     "factors/attempts.py", "factors/totp.py", "factors/ceremonies.py",
     "throttling/throttle.py", "throttling/sends.py",
     "delivery/messages.py",
+    "federation/providers.py", "federation/http.py",
 }
 DOMAIN = PACKAGE / "domain"
 DOMAIN_MODULES = sorted(str(p.relative_to(DOMAIN)) for p in DOMAIN.rglob("*.py")

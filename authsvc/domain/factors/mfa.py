@@ -102,7 +102,7 @@ class SecondFactorSignIn:
                                       user_id=user_id, **caller.audit())
             return INVALID
         return await self._sessions.open(conn, user_id=user_id, scopes=scopes,
-                                         amr=("pwd", proved), caller=caller,
+                                         amr=(challenge.first_factor, proved), caller=caller,
                                          reason="second_factor")
 
 

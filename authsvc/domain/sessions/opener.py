@@ -130,12 +130,15 @@ class Sessions:
         return Opened(user_id, session_id, scopes, amr)
 
     async def hold(self, conn: Connection, *, user_id: str, credentials_version: int,
-                   factors: tuple[str, ...], caller: Caller) -> SecondFactorRequired:
+                   factors: tuple[str, ...], caller: Caller, first_factor: str = "pwd",
+                   ) -> SecondFactorRequired:
         """In the flow's transaction: no session yet, a challenge for the second factor
-        (it dies with the credentials read at ``credentials_version``)."""
+        (it dies with the credentials read at ``credentials_version``); ``first_factor``
+        is the amr of what was proven already (a password, or ``fed``)."""
         mfa_token = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
         await self._challenges.create_challenge(conn, challenge_hash(mfa_token), user_id,
-                                                credentials_version, self.mfa_token_ttl)
+                                                credentials_version, self.mfa_token_ttl,
+                                                first_factor)
         await self._events.record(conn, "signin.mfa_required", user_id=user_id,
                                   **caller.audit())
         return SecondFactorRequired(mfa_token, factors, self.mfa_token_ttl)

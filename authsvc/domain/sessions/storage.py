@@ -107,7 +107,8 @@ class ChallengeRows(Protocol):
     async def summary(self, conn: Connection, user_id: str) -> Summary: ...
 
     async def create_challenge(self, conn: Connection, token_hash: bytes, user_id: str,
-                               credentials_version: int, ttl: float) -> None: ...
+                               credentials_version: int, ttl: float, first_factor: str = "pwd",
+                               ) -> None: ...
 
     async def lock_challenge(self, conn: Connection, token_hash: bytes, max_attempts: int,
                              ) -> Challenge | None:

@@ -115,6 +115,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/auth/identities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ListIdentities (bearer) lists the provider identities linked to the caller. */
+        get: operations["Auth_ListIdentities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/identities/link": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * LinkIdentity (bearer; a fresh second factor when the user has one) starts a
+         *     flow that links the provider's identity to the caller; FinishProviderSignIn
+         *     (or the gateway's callback) completes it.
+         */
+        post: operations["Auth_LinkIdentity"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/identities/unlink": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * UnlinkIdentity (bearer; a fresh second factor when the user has one)
+         *     removes a linked identity; never the user's last way to sign in.
+         */
+        post: operations["Auth_UnlinkIdentity"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/auth/jwks": {
         parameters: {
             query?: never;
@@ -543,6 +601,17 @@ export interface components {
             keys?: components["schemas"]["v1Jwk"][];
             rules?: components["schemas"]["v1TokenRules"];
         };
+        /**
+         * @description Identity is a provider account linked to a user: the provider's subject is
+         *     the key; the e-mail is what the provider said at link time, for display.
+         */
+        v1Identity: {
+            /** Format: date-time */
+            created_at?: string;
+            email?: string;
+            provider?: string;
+            subject?: string;
+        };
         /** @description Jwk is one public key, with RFC 7517 member names. */
         v1Jwk: {
             alg?: string;
@@ -555,12 +624,28 @@ export interface components {
             x?: string;
             y?: string;
         };
+        v1LinkIdentityRequest: {
+            code_challenge?: string;
+            provider?: string;
+            redirect_to?: string;
+            redirect_uri?: string;
+        };
+        v1LinkIdentityResponse: {
+            authorization_url?: string;
+            /** Format: int64 */
+            expires_in?: string;
+            flow_id?: string;
+            state?: string;
+        };
         v1ListFactorsResponse: {
             /** Format: int32 */
             passkeys?: number;
             /** Format: int32 */
             recovery_codes_left?: number;
             totp?: boolean;
+        };
+        v1ListIdentitiesResponse: {
+            identities?: components["schemas"]["v1Identity"][];
         };
         v1ListPasskeysResponse: {
             passkeys?: components["schemas"]["v1Passkey"][];
@@ -730,6 +815,11 @@ export interface components {
          * @enum {string}
          */
         v1TokenTypeHint: "TOKEN_TYPE_HINT_UNSPECIFIED" | "TOKEN_TYPE_HINT_ACCESS_TOKEN" | "TOKEN_TYPE_HINT_REFRESH_TOKEN";
+        v1UnlinkIdentityRequest: {
+            provider?: string;
+            subject?: string;
+        };
+        v1UnlinkIdentityResponse: Record<string, never>;
         v1ValidateRequest: {
             access_token?: string;
             /**
@@ -1143,6 +1233,209 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["v1RemoveTotpResponse"];
+                };
+            };
+            /** @description INVALID_ARGUMENT (details name the field in a google.rpc.BadRequest), or an ambiguous credential: several Authorization headers or a Grpc-Metadata-* header. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description UNAUTHENTICATED. The WWW-Authenticate header carries an RFC 6750 challenge, e.g. Bearer realm="authsvc", error="invalid_token". */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description RESOURCE_EXHAUSTED (reason RATE_LIMITED). Retry-After gives the seconds to wait, from the google.rpc.RetryInfo detail. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description UNAVAILABLE. authsvc or its database cannot answer now. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    Auth_ListIdentities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1ListIdentitiesResponse"];
+                };
+            };
+            /** @description INVALID_ARGUMENT (details name the field in a google.rpc.BadRequest), or an ambiguous credential: several Authorization headers or a Grpc-Metadata-* header. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description UNAUTHENTICATED. The WWW-Authenticate header carries an RFC 6750 challenge, e.g. Bearer realm="authsvc", error="invalid_token". */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description RESOURCE_EXHAUSTED (reason RATE_LIMITED). Retry-After gives the seconds to wait, from the google.rpc.RetryInfo detail. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description UNAVAILABLE. authsvc or its database cannot answer now. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    Auth_LinkIdentity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["v1LinkIdentityRequest"];
+            };
+        };
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1LinkIdentityResponse"];
+                };
+            };
+            /** @description INVALID_ARGUMENT (details name the field in a google.rpc.BadRequest), or an ambiguous credential: several Authorization headers or a Grpc-Metadata-* header. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description UNAUTHENTICATED. The WWW-Authenticate header carries an RFC 6750 challenge, e.g. Bearer realm="authsvc", error="invalid_token". */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description RESOURCE_EXHAUSTED (reason RATE_LIMITED). Retry-After gives the seconds to wait, from the google.rpc.RetryInfo detail. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description UNAVAILABLE. authsvc or its database cannot answer now. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    Auth_UnlinkIdentity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["v1UnlinkIdentityRequest"];
+            };
+        };
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1UnlinkIdentityResponse"];
                 };
             };
             /** @description INVALID_ARGUMENT (details name the field in a google.rpc.BadRequest), or an ambiguous credential: several Authorization headers or a Grpc-Metadata-* header. */

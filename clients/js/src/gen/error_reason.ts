@@ -115,4 +115,40 @@ export type ErrorReason =
    * HTTP 403 from the gateway: a browser request from an Origin that is not
    * in --cors-origins (never from authsvc itself).
    */
-  | "ORIGIN_NOT_ALLOWED";
+  | "ORIGIN_NOT_ALLOWED"
+  /**
+   * UNAUTHENTICATED: the provider sign-in flow is unknown, expired, already
+   * spent, not bound to this caller (flow_id), or its callback does not match
+   * it (state, iss, provider). Start again.
+   */
+  | "FEDERATION_FLOW_INVALID"
+  /**
+   * UNAUTHENTICATED: the identity provider's answer did not verify (code
+   * refused, id_token with a wrong signature, alg, iss, aud, azp, nonce or
+   * time, or user information missing), or the provider refused the sign-in.
+   */
+  | "PROVIDER_RESPONSE_INVALID"
+  /**
+   * UNAVAILABLE: the identity provider did not answer within the timeout, or
+   * answered with a server error. Try again later.
+   */
+  | "PROVIDER_UNAVAILABLE"
+  /**
+   * FAILED_PRECONDITION: an account with the provider's e-mail exists, but the
+   * provider does not assert that e-mail verified or the account's e-mail is
+   * not verified; sign in to that account and link the identity from it.
+   */
+  | "IDENTITY_LINK_REQUIRED"
+  /**
+   * ALREADY_EXISTS: the provider identity is linked to another user.
+   */
+  | "IDENTITY_ALREADY_LINKED"
+  /**
+   * FAILED_PRECONDITION: the identity is the user's last way to sign in (no
+   * password and no other identity or passkey); it cannot be unlinked.
+   */
+  | "LAST_SIGN_IN_METHOD"
+  /**
+   * NOT_FOUND: no such identity provider is configured.
+   */
+  | "PROVIDER_UNKNOWN";

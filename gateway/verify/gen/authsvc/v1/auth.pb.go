@@ -3421,6 +3421,740 @@ func (*ResetPasswordResponse) Descriptor() ([]byte, []int) {
 	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{53}
 }
 
+type StartProviderSignInRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider's id (the key of [providers.ID] in the providers file).
+	Provider string `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Where the provider sends the browser back; one of the provider's
+	// configured redirect_uris (empty: the first of them).
+	RedirectUri string `protobuf:"bytes,2,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	// Optional, for native apps: the app's own PKCE S256 challenge; the app then
+	// passes its code_verifier to Finish. Empty: authsvc keeps the verifier.
+	CodeChallenge string `protobuf:"bytes,3,opt,name=code_challenge,json=codeChallenge,proto3" json:"code_challenge,omitempty"`
+	// Optional: where to go after the sign-in; must match AUTHSVC_REDIRECT_ORIGINS.
+	RedirectTo    string `protobuf:"bytes,4,opt,name=redirect_to,json=redirectTo,proto3" json:"redirect_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartProviderSignInRequest) Reset() {
+	*x = StartProviderSignInRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartProviderSignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartProviderSignInRequest) ProtoMessage() {}
+
+func (x *StartProviderSignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartProviderSignInRequest.ProtoReflect.Descriptor instead.
+func (*StartProviderSignInRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *StartProviderSignInRequest) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *StartProviderSignInRequest) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *StartProviderSignInRequest) GetCodeChallenge() string {
+	if x != nil {
+		return x.CodeChallenge
+	}
+	return ""
+}
+
+func (x *StartProviderSignInRequest) GetRedirectTo() string {
+	if x != nil {
+		return x.RedirectTo
+	}
+	return ""
+}
+
+type StartProviderSignInResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	AuthorizationUrl string                 `protobuf:"bytes,1,opt,name=authorization_url,json=authorizationUrl,proto3" json:"authorization_url,omitempty"`
+	// The secret that binds the flow to its starter; Finish needs it.
+	FlowId string `protobuf:"bytes,2,opt,name=flow_id,json=flowId,proto3" json:"flow_id,omitempty"`
+	// The state parameter inside authorization_url.
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// Seconds the flow stays usable.
+	ExpiresIn     int64 `protobuf:"varint,4,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartProviderSignInResponse) Reset() {
+	*x = StartProviderSignInResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartProviderSignInResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartProviderSignInResponse) ProtoMessage() {}
+
+func (x *StartProviderSignInResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartProviderSignInResponse.ProtoReflect.Descriptor instead.
+func (*StartProviderSignInResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *StartProviderSignInResponse) GetAuthorizationUrl() string {
+	if x != nil {
+		return x.AuthorizationUrl
+	}
+	return ""
+}
+
+func (x *StartProviderSignInResponse) GetFlowId() string {
+	if x != nil {
+		return x.FlowId
+	}
+	return ""
+}
+
+func (x *StartProviderSignInResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *StartProviderSignInResponse) GetExpiresIn() int64 {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return 0
+}
+
+type FinishProviderSignInRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Provider string                 `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	FlowId   string                 `protobuf:"bytes,2,opt,name=flow_id,json=flowId,proto3" json:"flow_id,omitempty"`
+	// The callback's state, code and (RFC 9207) iss parameters, as received.
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Code  string `protobuf:"bytes,4,opt,name=code,proto3" json:"code,omitempty"`
+	Iss   string `protobuf:"bytes,5,opt,name=iss,proto3" json:"iss,omitempty"`
+	// The PKCE verifier, when Start was given a code_challenge.
+	CodeVerifier string `protobuf:"bytes,6,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	// The callback's error parameter, when the provider refused (then no code).
+	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishProviderSignInRequest) Reset() {
+	*x = FinishProviderSignInRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishProviderSignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishProviderSignInRequest) ProtoMessage() {}
+
+func (x *FinishProviderSignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishProviderSignInRequest.ProtoReflect.Descriptor instead.
+func (*FinishProviderSignInRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *FinishProviderSignInRequest) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInRequest) GetFlowId() string {
+	if x != nil {
+		return x.FlowId
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInRequest) GetIss() string {
+	if x != nil {
+		return x.Iss
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInRequest) GetCodeVerifier() string {
+	if x != nil {
+		return x.CodeVerifier
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type FinishProviderSignInResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As SignInResponse (empty when linked).
+	AccessToken      string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	TokenType        string `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	ExpiresIn        int64  `protobuf:"varint,3,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	RefreshToken     string `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RefreshExpiresIn int64  `protobuf:"varint,5,opt,name=refresh_expires_in,json=refreshExpiresIn,proto3" json:"refresh_expires_in,omitempty"`
+	SessionId        string `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	UserId           string `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The flow's checked redirect_to (empty when Start was given none).
+	RedirectTo string `protobuf:"bytes,8,opt,name=redirect_to,json=redirectTo,proto3" json:"redirect_to,omitempty"`
+	// True when the flow linked an identity to a signed-in user (LinkIdentity).
+	Linked bool `protobuf:"varint,9,opt,name=linked,proto3" json:"linked,omitempty"`
+	// True when this sign-in created the user.
+	Created       bool `protobuf:"varint,10,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishProviderSignInResponse) Reset() {
+	*x = FinishProviderSignInResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishProviderSignInResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishProviderSignInResponse) ProtoMessage() {}
+
+func (x *FinishProviderSignInResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishProviderSignInResponse.ProtoReflect.Descriptor instead.
+func (*FinishProviderSignInResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *FinishProviderSignInResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInResponse) GetExpiresIn() int64 {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return 0
+}
+
+func (x *FinishProviderSignInResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInResponse) GetRefreshExpiresIn() int64 {
+	if x != nil {
+		return x.RefreshExpiresIn
+	}
+	return 0
+}
+
+func (x *FinishProviderSignInResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInResponse) GetRedirectTo() string {
+	if x != nil {
+		return x.RedirectTo
+	}
+	return ""
+}
+
+func (x *FinishProviderSignInResponse) GetLinked() bool {
+	if x != nil {
+		return x.Linked
+	}
+	return false
+}
+
+func (x *FinishProviderSignInResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type LinkIdentityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Provider      string                 `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	RedirectUri   string                 `protobuf:"bytes,2,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	CodeChallenge string                 `protobuf:"bytes,3,opt,name=code_challenge,json=codeChallenge,proto3" json:"code_challenge,omitempty"`
+	RedirectTo    string                 `protobuf:"bytes,4,opt,name=redirect_to,json=redirectTo,proto3" json:"redirect_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkIdentityRequest) Reset() {
+	*x = LinkIdentityRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkIdentityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkIdentityRequest) ProtoMessage() {}
+
+func (x *LinkIdentityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkIdentityRequest.ProtoReflect.Descriptor instead.
+func (*LinkIdentityRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *LinkIdentityRequest) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *LinkIdentityRequest) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *LinkIdentityRequest) GetCodeChallenge() string {
+	if x != nil {
+		return x.CodeChallenge
+	}
+	return ""
+}
+
+func (x *LinkIdentityRequest) GetRedirectTo() string {
+	if x != nil {
+		return x.RedirectTo
+	}
+	return ""
+}
+
+type LinkIdentityResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	AuthorizationUrl string                 `protobuf:"bytes,1,opt,name=authorization_url,json=authorizationUrl,proto3" json:"authorization_url,omitempty"`
+	FlowId           string                 `protobuf:"bytes,2,opt,name=flow_id,json=flowId,proto3" json:"flow_id,omitempty"`
+	State            string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	ExpiresIn        int64                  `protobuf:"varint,4,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *LinkIdentityResponse) Reset() {
+	*x = LinkIdentityResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkIdentityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkIdentityResponse) ProtoMessage() {}
+
+func (x *LinkIdentityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkIdentityResponse.ProtoReflect.Descriptor instead.
+func (*LinkIdentityResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *LinkIdentityResponse) GetAuthorizationUrl() string {
+	if x != nil {
+		return x.AuthorizationUrl
+	}
+	return ""
+}
+
+func (x *LinkIdentityResponse) GetFlowId() string {
+	if x != nil {
+		return x.FlowId
+	}
+	return ""
+}
+
+func (x *LinkIdentityResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *LinkIdentityResponse) GetExpiresIn() int64 {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return 0
+}
+
+type UnlinkIdentityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Provider      string                 `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	Subject       string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlinkIdentityRequest) Reset() {
+	*x = UnlinkIdentityRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlinkIdentityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlinkIdentityRequest) ProtoMessage() {}
+
+func (x *UnlinkIdentityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlinkIdentityRequest.ProtoReflect.Descriptor instead.
+func (*UnlinkIdentityRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *UnlinkIdentityRequest) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *UnlinkIdentityRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+type UnlinkIdentityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlinkIdentityResponse) Reset() {
+	*x = UnlinkIdentityResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlinkIdentityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlinkIdentityResponse) ProtoMessage() {}
+
+func (x *UnlinkIdentityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlinkIdentityResponse.ProtoReflect.Descriptor instead.
+func (*UnlinkIdentityResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{61}
+}
+
+type ListIdentitiesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIdentitiesRequest) Reset() {
+	*x = ListIdentitiesRequest{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIdentitiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIdentitiesRequest) ProtoMessage() {}
+
+func (x *ListIdentitiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIdentitiesRequest.ProtoReflect.Descriptor instead.
+func (*ListIdentitiesRequest) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{62}
+}
+
+type ListIdentitiesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Identities    []*Identity            `protobuf:"bytes,1,rep,name=identities,proto3" json:"identities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIdentitiesResponse) Reset() {
+	*x = ListIdentitiesResponse{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIdentitiesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIdentitiesResponse) ProtoMessage() {}
+
+func (x *ListIdentitiesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIdentitiesResponse.ProtoReflect.Descriptor instead.
+func (*ListIdentitiesResponse) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListIdentitiesResponse) GetIdentities() []*Identity {
+	if x != nil {
+		return x.Identities
+	}
+	return nil
+}
+
+// Identity is a provider account linked to a user: the provider's subject is
+// the key; the e-mail is what the provider said at link time, for display.
+type Identity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Provider      string                 `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	Subject       string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Email         string                 `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Identity) Reset() {
+	*x = Identity{}
+	mi := &file_authsvc_v1_auth_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Identity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Identity) ProtoMessage() {}
+
+func (x *Identity) ProtoReflect() protoreflect.Message {
+	mi := &file_authsvc_v1_auth_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Identity.ProtoReflect.Descriptor instead.
+func (*Identity) Descriptor() ([]byte, []int) {
+	return file_authsvc_v1_auth_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *Identity) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Identity) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Identity) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *Identity) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
 var File_authsvc_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsvc_v1_auth_proto_rawDesc = "" +
@@ -3672,11 +4406,74 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\fnew_password\x18\x05 \x01(\tR\vnewPasswordB\f\n" +
 	"\n" +
 	"identifier\"\x17\n" +
-	"\x15ResetPasswordResponse*u\n" +
+	"\x15ResetPasswordResponse\"\xa3\x01\n" +
+	"\x1aStartProviderSignInRequest\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12!\n" +
+	"\fredirect_uri\x18\x02 \x01(\tR\vredirectUri\x12%\n" +
+	"\x0ecode_challenge\x18\x03 \x01(\tR\rcodeChallenge\x12\x1f\n" +
+	"\vredirect_to\x18\x04 \x01(\tR\n" +
+	"redirectTo\"\x98\x01\n" +
+	"\x1bStartProviderSignInResponse\x12+\n" +
+	"\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x17\n" +
+	"\aflow_id\x18\x02 \x01(\tR\x06flowId\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"expires_in\x18\x04 \x01(\x03R\texpiresIn\"\xc9\x01\n" +
+	"\x1bFinishProviderSignInRequest\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x17\n" +
+	"\aflow_id\x18\x02 \x01(\tR\x06flowId\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\tR\x04code\x12\x10\n" +
+	"\x03iss\x18\x05 \x01(\tR\x03iss\x12#\n" +
+	"\rcode_verifier\x18\x06 \x01(\tR\fcodeVerifier\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"\xdd\x02\n" +
+	"\x1cFinishProviderSignInResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x1d\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\x03R\texpiresIn\x12#\n" +
+	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\x12,\n" +
+	"\x12refresh_expires_in\x18\x05 \x01(\x03R\x10refreshExpiresIn\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x17\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\x12\x1f\n" +
+	"\vredirect_to\x18\b \x01(\tR\n" +
+	"redirectTo\x12\x16\n" +
+	"\x06linked\x18\t \x01(\bR\x06linked\x12\x18\n" +
+	"\acreated\x18\n" +
+	" \x01(\bR\acreated\"\x9c\x01\n" +
+	"\x13LinkIdentityRequest\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12!\n" +
+	"\fredirect_uri\x18\x02 \x01(\tR\vredirectUri\x12%\n" +
+	"\x0ecode_challenge\x18\x03 \x01(\tR\rcodeChallenge\x12\x1f\n" +
+	"\vredirect_to\x18\x04 \x01(\tR\n" +
+	"redirectTo\"\x91\x01\n" +
+	"\x14LinkIdentityResponse\x12+\n" +
+	"\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x17\n" +
+	"\aflow_id\x18\x02 \x01(\tR\x06flowId\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"expires_in\x18\x04 \x01(\x03R\texpiresIn\"M\n" +
+	"\x15UnlinkIdentityRequest\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\"\x18\n" +
+	"\x16UnlinkIdentityResponse\"\x17\n" +
+	"\x15ListIdentitiesRequest\"N\n" +
+	"\x16ListIdentitiesResponse\x124\n" +
+	"\n" +
+	"identities\x18\x01 \x03(\v2\x14.authsvc.v1.IdentityR\n" +
+	"identities\"\x91\x01\n" +
+	"\bIdentity\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt*u\n" +
 	"\rTokenTypeHint\x12\x1f\n" +
 	"\x1bTOKEN_TYPE_HINT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cTOKEN_TYPE_HINT_ACCESS_TOKEN\x10\x01\x12!\n" +
-	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\x84\x18\n" +
+	"\x1dTOKEN_TYPE_HINT_REFRESH_TOKEN\x10\x022\xc5\x1c\n" +
 	"\x04Auth\x12[\n" +
 	"\x06SignIn\x12\x19.authsvc.v1.SignInRequest\x1a\x1a.authsvc.v1.SignInResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/auth/signin\x12_\n" +
 	"\aRefresh\x12\x1a.authsvc.v1.RefreshRequest\x1a\x1b.authsvc.v1.RefreshResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/auth/refresh\x12c\n" +
@@ -3704,7 +4501,12 @@ const file_authsvc_v1_auth_proto_rawDesc = "" +
 	"\rPasskeySignIn\x12 .authsvc.v1.PasskeySignInRequest\x1a!.authsvc.v1.PasskeySignInResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/signin\x12l\n" +
 	"\fListPasskeys\x12\x1f.authsvc.v1.ListPasskeysRequest\x1a .authsvc.v1.ListPasskeysResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/auth/passkeys\x12y\n" +
 	"\rRemovePasskey\x12 .authsvc.v1.RemovePasskeyRequest\x1a!.authsvc.v1.RemovePasskeyResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/passkeys/remove\x12o\n" +
-	"\x16IntrospectRefreshToken\x12).authsvc.v1.IntrospectRefreshTokenRequest\x1a*.authsvc.v1.IntrospectRefreshTokenResponseBDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\x16IntrospectRefreshToken\x12).authsvc.v1.IntrospectRefreshTokenRequest\x1a*.authsvc.v1.IntrospectRefreshTokenResponse\x12f\n" +
+	"\x13StartProviderSignIn\x12&.authsvc.v1.StartProviderSignInRequest\x1a'.authsvc.v1.StartProviderSignInResponse\x12i\n" +
+	"\x14FinishProviderSignIn\x12'.authsvc.v1.FinishProviderSignInRequest\x1a(.authsvc.v1.FinishProviderSignInResponse\x12v\n" +
+	"\fLinkIdentity\x12\x1f.authsvc.v1.LinkIdentityRequest\x1a .authsvc.v1.LinkIdentityResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/auth/identities/link\x12~\n" +
+	"\x0eUnlinkIdentity\x12!.authsvc.v1.UnlinkIdentityRequest\x1a\".authsvc.v1.UnlinkIdentityResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/auth/identities/unlink\x12t\n" +
+	"\x0eListIdentities\x12!.authsvc.v1.ListIdentitiesRequest\x1a\".authsvc.v1.ListIdentitiesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/auth/identitiesBDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_auth_proto_rawDescOnce sync.Once
@@ -3719,7 +4521,7 @@ func file_authsvc_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsvc_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_authsvc_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_authsvc_v1_auth_proto_goTypes = []any{
 	(TokenTypeHint)(0),                        // 0: authsvc.v1.TokenTypeHint
 	(*SignInRequest)(nil),                     // 1: authsvc.v1.SignInRequest
@@ -3776,76 +4578,99 @@ var file_authsvc_v1_auth_proto_goTypes = []any{
 	(*RequestPasswordResetResponse)(nil),      // 52: authsvc.v1.RequestPasswordResetResponse
 	(*ResetPasswordRequest)(nil),              // 53: authsvc.v1.ResetPasswordRequest
 	(*ResetPasswordResponse)(nil),             // 54: authsvc.v1.ResetPasswordResponse
-	(*timestamppb.Timestamp)(nil),             // 55: google.protobuf.Timestamp
+	(*StartProviderSignInRequest)(nil),        // 55: authsvc.v1.StartProviderSignInRequest
+	(*StartProviderSignInResponse)(nil),       // 56: authsvc.v1.StartProviderSignInResponse
+	(*FinishProviderSignInRequest)(nil),       // 57: authsvc.v1.FinishProviderSignInRequest
+	(*FinishProviderSignInResponse)(nil),      // 58: authsvc.v1.FinishProviderSignInResponse
+	(*LinkIdentityRequest)(nil),               // 59: authsvc.v1.LinkIdentityRequest
+	(*LinkIdentityResponse)(nil),              // 60: authsvc.v1.LinkIdentityResponse
+	(*UnlinkIdentityRequest)(nil),             // 61: authsvc.v1.UnlinkIdentityRequest
+	(*UnlinkIdentityResponse)(nil),            // 62: authsvc.v1.UnlinkIdentityResponse
+	(*ListIdentitiesRequest)(nil),             // 63: authsvc.v1.ListIdentitiesRequest
+	(*ListIdentitiesResponse)(nil),            // 64: authsvc.v1.ListIdentitiesResponse
+	(*Identity)(nil),                          // 65: authsvc.v1.Identity
+	(*timestamppb.Timestamp)(nil),             // 66: google.protobuf.Timestamp
 }
 var file_authsvc_v1_auth_proto_depIdxs = []int32{
-	55, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
-	55, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	55, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
+	66, // 0: authsvc.v1.ValidateResponse.issued_at:type_name -> google.protobuf.Timestamp
+	66, // 1: authsvc.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 2: authsvc.v1.ValidateResponse.auth_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: authsvc.v1.RevokeRequest.token_type_hint:type_name -> authsvc.v1.TokenTypeHint
 	12, // 4: authsvc.v1.GetJwksResponse.keys:type_name -> authsvc.v1.Jwk
 	11, // 5: authsvc.v1.GetJwksResponse.rules:type_name -> authsvc.v1.TokenRules
 	16, // 6: authsvc.v1.CompleteSignInRequest.passkey:type_name -> authsvc.v1.PasskeyAssertion
 	16, // 7: authsvc.v1.PasskeySignInRequest.assertion:type_name -> authsvc.v1.PasskeyAssertion
 	38, // 8: authsvc.v1.ListPasskeysResponse.passkeys:type_name -> authsvc.v1.Passkey
-	55, // 9: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
-	55, // 10: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
-	55, // 11: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 12: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
-	3,  // 13: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
-	5,  // 14: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
-	7,  // 15: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
-	9,  // 16: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
-	13, // 17: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
-	43, // 18: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
-	45, // 19: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
-	47, // 20: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
-	49, // 21: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
-	51, // 22: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
-	53, // 23: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
-	15, // 24: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
-	18, // 25: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
-	20, // 26: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
-	22, // 27: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
-	24, // 28: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
-	26, // 29: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
-	28, // 30: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
-	30, // 31: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
-	32, // 32: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
-	34, // 33: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
-	36, // 34: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
-	39, // 35: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
-	41, // 36: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
-	2,  // 37: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
-	4,  // 38: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
-	6,  // 39: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
-	8,  // 40: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
-	10, // 41: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
-	14, // 42: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
-	44, // 43: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
-	46, // 44: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
-	48, // 45: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
-	50, // 46: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
-	52, // 47: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
-	54, // 48: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
-	17, // 49: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
-	19, // 50: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
-	21, // 51: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
-	23, // 52: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
-	25, // 53: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
-	27, // 54: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
-	29, // 55: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
-	31, // 56: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
-	33, // 57: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
-	35, // 58: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
-	37, // 59: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
-	40, // 60: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
-	42, // 61: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
-	37, // [37:62] is the sub-list for method output_type
-	12, // [12:37] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	66, // 9: authsvc.v1.Passkey.created_at:type_name -> google.protobuf.Timestamp
+	66, // 10: authsvc.v1.Passkey.last_used_at:type_name -> google.protobuf.Timestamp
+	66, // 11: authsvc.v1.IntrospectRefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 12: authsvc.v1.ListIdentitiesResponse.identities:type_name -> authsvc.v1.Identity
+	66, // 13: authsvc.v1.Identity.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 14: authsvc.v1.Auth.SignIn:input_type -> authsvc.v1.SignInRequest
+	3,  // 15: authsvc.v1.Auth.Refresh:input_type -> authsvc.v1.RefreshRequest
+	5,  // 16: authsvc.v1.Auth.Validate:input_type -> authsvc.v1.ValidateRequest
+	7,  // 17: authsvc.v1.Auth.Revoke:input_type -> authsvc.v1.RevokeRequest
+	9,  // 18: authsvc.v1.Auth.GetJwks:input_type -> authsvc.v1.GetJwksRequest
+	13, // 19: authsvc.v1.Auth.WatchRevocations:input_type -> authsvc.v1.WatchRevocationsRequest
+	43, // 20: authsvc.v1.Auth.SignUp:input_type -> authsvc.v1.SignUpRequest
+	45, // 21: authsvc.v1.Auth.VerifyIdentifier:input_type -> authsvc.v1.VerifyIdentifierRequest
+	47, // 22: authsvc.v1.Auth.ResendVerification:input_type -> authsvc.v1.ResendVerificationRequest
+	49, // 23: authsvc.v1.Auth.ChangePassword:input_type -> authsvc.v1.ChangePasswordRequest
+	51, // 24: authsvc.v1.Auth.RequestPasswordReset:input_type -> authsvc.v1.RequestPasswordResetRequest
+	53, // 25: authsvc.v1.Auth.ResetPassword:input_type -> authsvc.v1.ResetPasswordRequest
+	15, // 26: authsvc.v1.Auth.CompleteSignIn:input_type -> authsvc.v1.CompleteSignInRequest
+	18, // 27: authsvc.v1.Auth.EnrollTotp:input_type -> authsvc.v1.EnrollTotpRequest
+	20, // 28: authsvc.v1.Auth.ConfirmTotp:input_type -> authsvc.v1.ConfirmTotpRequest
+	22, // 29: authsvc.v1.Auth.RemoveTotp:input_type -> authsvc.v1.RemoveTotpRequest
+	24, // 30: authsvc.v1.Auth.RegenerateRecoveryCodes:input_type -> authsvc.v1.RegenerateRecoveryCodesRequest
+	26, // 31: authsvc.v1.Auth.ListFactors:input_type -> authsvc.v1.ListFactorsRequest
+	28, // 32: authsvc.v1.Auth.BeginPasskeyRegistration:input_type -> authsvc.v1.BeginPasskeyRegistrationRequest
+	30, // 33: authsvc.v1.Auth.FinishPasskeyRegistration:input_type -> authsvc.v1.FinishPasskeyRegistrationRequest
+	32, // 34: authsvc.v1.Auth.BeginPasskeyAssertion:input_type -> authsvc.v1.BeginPasskeyAssertionRequest
+	34, // 35: authsvc.v1.Auth.PasskeySignIn:input_type -> authsvc.v1.PasskeySignInRequest
+	36, // 36: authsvc.v1.Auth.ListPasskeys:input_type -> authsvc.v1.ListPasskeysRequest
+	39, // 37: authsvc.v1.Auth.RemovePasskey:input_type -> authsvc.v1.RemovePasskeyRequest
+	41, // 38: authsvc.v1.Auth.IntrospectRefreshToken:input_type -> authsvc.v1.IntrospectRefreshTokenRequest
+	55, // 39: authsvc.v1.Auth.StartProviderSignIn:input_type -> authsvc.v1.StartProviderSignInRequest
+	57, // 40: authsvc.v1.Auth.FinishProviderSignIn:input_type -> authsvc.v1.FinishProviderSignInRequest
+	59, // 41: authsvc.v1.Auth.LinkIdentity:input_type -> authsvc.v1.LinkIdentityRequest
+	61, // 42: authsvc.v1.Auth.UnlinkIdentity:input_type -> authsvc.v1.UnlinkIdentityRequest
+	63, // 43: authsvc.v1.Auth.ListIdentities:input_type -> authsvc.v1.ListIdentitiesRequest
+	2,  // 44: authsvc.v1.Auth.SignIn:output_type -> authsvc.v1.SignInResponse
+	4,  // 45: authsvc.v1.Auth.Refresh:output_type -> authsvc.v1.RefreshResponse
+	6,  // 46: authsvc.v1.Auth.Validate:output_type -> authsvc.v1.ValidateResponse
+	8,  // 47: authsvc.v1.Auth.Revoke:output_type -> authsvc.v1.RevokeResponse
+	10, // 48: authsvc.v1.Auth.GetJwks:output_type -> authsvc.v1.GetJwksResponse
+	14, // 49: authsvc.v1.Auth.WatchRevocations:output_type -> authsvc.v1.WatchRevocationsResponse
+	44, // 50: authsvc.v1.Auth.SignUp:output_type -> authsvc.v1.SignUpResponse
+	46, // 51: authsvc.v1.Auth.VerifyIdentifier:output_type -> authsvc.v1.VerifyIdentifierResponse
+	48, // 52: authsvc.v1.Auth.ResendVerification:output_type -> authsvc.v1.ResendVerificationResponse
+	50, // 53: authsvc.v1.Auth.ChangePassword:output_type -> authsvc.v1.ChangePasswordResponse
+	52, // 54: authsvc.v1.Auth.RequestPasswordReset:output_type -> authsvc.v1.RequestPasswordResetResponse
+	54, // 55: authsvc.v1.Auth.ResetPassword:output_type -> authsvc.v1.ResetPasswordResponse
+	17, // 56: authsvc.v1.Auth.CompleteSignIn:output_type -> authsvc.v1.CompleteSignInResponse
+	19, // 57: authsvc.v1.Auth.EnrollTotp:output_type -> authsvc.v1.EnrollTotpResponse
+	21, // 58: authsvc.v1.Auth.ConfirmTotp:output_type -> authsvc.v1.ConfirmTotpResponse
+	23, // 59: authsvc.v1.Auth.RemoveTotp:output_type -> authsvc.v1.RemoveTotpResponse
+	25, // 60: authsvc.v1.Auth.RegenerateRecoveryCodes:output_type -> authsvc.v1.RegenerateRecoveryCodesResponse
+	27, // 61: authsvc.v1.Auth.ListFactors:output_type -> authsvc.v1.ListFactorsResponse
+	29, // 62: authsvc.v1.Auth.BeginPasskeyRegistration:output_type -> authsvc.v1.BeginPasskeyRegistrationResponse
+	31, // 63: authsvc.v1.Auth.FinishPasskeyRegistration:output_type -> authsvc.v1.FinishPasskeyRegistrationResponse
+	33, // 64: authsvc.v1.Auth.BeginPasskeyAssertion:output_type -> authsvc.v1.BeginPasskeyAssertionResponse
+	35, // 65: authsvc.v1.Auth.PasskeySignIn:output_type -> authsvc.v1.PasskeySignInResponse
+	37, // 66: authsvc.v1.Auth.ListPasskeys:output_type -> authsvc.v1.ListPasskeysResponse
+	40, // 67: authsvc.v1.Auth.RemovePasskey:output_type -> authsvc.v1.RemovePasskeyResponse
+	42, // 68: authsvc.v1.Auth.IntrospectRefreshToken:output_type -> authsvc.v1.IntrospectRefreshTokenResponse
+	56, // 69: authsvc.v1.Auth.StartProviderSignIn:output_type -> authsvc.v1.StartProviderSignInResponse
+	58, // 70: authsvc.v1.Auth.FinishProviderSignIn:output_type -> authsvc.v1.FinishProviderSignInResponse
+	60, // 71: authsvc.v1.Auth.LinkIdentity:output_type -> authsvc.v1.LinkIdentityResponse
+	62, // 72: authsvc.v1.Auth.UnlinkIdentity:output_type -> authsvc.v1.UnlinkIdentityResponse
+	64, // 73: authsvc.v1.Auth.ListIdentities:output_type -> authsvc.v1.ListIdentitiesResponse
+	44, // [44:74] is the sub-list for method output_type
+	14, // [14:44] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_authsvc_v1_auth_proto_init() }
@@ -3894,7 +4719,7 @@ func file_authsvc_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsvc_v1_auth_proto_rawDesc), len(file_authsvc_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   54,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -52,6 +52,11 @@ const (
 	Auth_ListPasskeys_FullMethodName              = "/authsvc.v1.Auth/ListPasskeys"
 	Auth_RemovePasskey_FullMethodName             = "/authsvc.v1.Auth/RemovePasskey"
 	Auth_IntrospectRefreshToken_FullMethodName    = "/authsvc.v1.Auth/IntrospectRefreshToken"
+	Auth_StartProviderSignIn_FullMethodName       = "/authsvc.v1.Auth/StartProviderSignIn"
+	Auth_FinishProviderSignIn_FullMethodName      = "/authsvc.v1.Auth/FinishProviderSignIn"
+	Auth_LinkIdentity_FullMethodName              = "/authsvc.v1.Auth/LinkIdentity"
+	Auth_UnlinkIdentity_FullMethodName            = "/authsvc.v1.Auth/UnlinkIdentity"
+	Auth_ListIdentities_FullMethodName            = "/authsvc.v1.Auth/ListIdentities"
 )
 
 // AuthClient is the client API for Auth service.
@@ -135,6 +140,24 @@ type AuthClient interface {
 	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
 	// gRPC only: the gateway's introspection endpoint asks it.
 	IntrospectRefreshToken(ctx context.Context, in *IntrospectRefreshTokenRequest, opts ...grpc.CallOption) (*IntrospectRefreshTokenResponse, error)
+	// StartProviderSignIn opens a single-use flow (state, nonce, PKCE S256) and
+	// answers the provider's authorization URL. flow_id binds the flow to its
+	// starter (the gateway's state cookie, or the app's memory): Finish needs it.
+	StartProviderSignIn(ctx context.Context, in *StartProviderSignInRequest, opts ...grpc.CallOption) (*StartProviderSignInResponse, error)
+	// FinishProviderSignIn spends the flow, exchanges the code and signs in the
+	// provider's identity (creating or linking the user as documented); answers
+	// like SignIn, or MFA_REQUIRED. A flow LinkIdentity started links instead
+	// and answers no tokens (linked = true).
+	FinishProviderSignIn(ctx context.Context, in *FinishProviderSignInRequest, opts ...grpc.CallOption) (*FinishProviderSignInResponse, error)
+	// LinkIdentity (bearer; a fresh second factor when the user has one) starts a
+	// flow that links the provider's identity to the caller; FinishProviderSignIn
+	// (or the gateway's callback) completes it.
+	LinkIdentity(ctx context.Context, in *LinkIdentityRequest, opts ...grpc.CallOption) (*LinkIdentityResponse, error)
+	// UnlinkIdentity (bearer; a fresh second factor when the user has one)
+	// removes a linked identity; never the user's last way to sign in.
+	UnlinkIdentity(ctx context.Context, in *UnlinkIdentityRequest, opts ...grpc.CallOption) (*UnlinkIdentityResponse, error)
+	// ListIdentities (bearer) lists the provider identities linked to the caller.
+	ListIdentities(ctx context.Context, in *ListIdentitiesRequest, opts ...grpc.CallOption) (*ListIdentitiesResponse, error)
 }
 
 type authClient struct {
@@ -404,6 +427,56 @@ func (c *authClient) IntrospectRefreshToken(ctx context.Context, in *IntrospectR
 	return out, nil
 }
 
+func (c *authClient) StartProviderSignIn(ctx context.Context, in *StartProviderSignInRequest, opts ...grpc.CallOption) (*StartProviderSignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartProviderSignInResponse)
+	err := c.cc.Invoke(ctx, Auth_StartProviderSignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) FinishProviderSignIn(ctx context.Context, in *FinishProviderSignInRequest, opts ...grpc.CallOption) (*FinishProviderSignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishProviderSignInResponse)
+	err := c.cc.Invoke(ctx, Auth_FinishProviderSignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) LinkIdentity(ctx context.Context, in *LinkIdentityRequest, opts ...grpc.CallOption) (*LinkIdentityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkIdentityResponse)
+	err := c.cc.Invoke(ctx, Auth_LinkIdentity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) UnlinkIdentity(ctx context.Context, in *UnlinkIdentityRequest, opts ...grpc.CallOption) (*UnlinkIdentityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnlinkIdentityResponse)
+	err := c.cc.Invoke(ctx, Auth_UnlinkIdentity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) ListIdentities(ctx context.Context, in *ListIdentitiesRequest, opts ...grpc.CallOption) (*ListIdentitiesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListIdentitiesResponse)
+	err := c.cc.Invoke(ctx, Auth_ListIdentities_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServer is the server API for Auth service.
 // All implementations must embed UnimplementedAuthServer
 // for forward compatibility.
@@ -485,6 +558,24 @@ type AuthServer interface {
 	// spends nothing. The caller's bearer token needs scope authsvc.introspect.
 	// gRPC only: the gateway's introspection endpoint asks it.
 	IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error)
+	// StartProviderSignIn opens a single-use flow (state, nonce, PKCE S256) and
+	// answers the provider's authorization URL. flow_id binds the flow to its
+	// starter (the gateway's state cookie, or the app's memory): Finish needs it.
+	StartProviderSignIn(context.Context, *StartProviderSignInRequest) (*StartProviderSignInResponse, error)
+	// FinishProviderSignIn spends the flow, exchanges the code and signs in the
+	// provider's identity (creating or linking the user as documented); answers
+	// like SignIn, or MFA_REQUIRED. A flow LinkIdentity started links instead
+	// and answers no tokens (linked = true).
+	FinishProviderSignIn(context.Context, *FinishProviderSignInRequest) (*FinishProviderSignInResponse, error)
+	// LinkIdentity (bearer; a fresh second factor when the user has one) starts a
+	// flow that links the provider's identity to the caller; FinishProviderSignIn
+	// (or the gateway's callback) completes it.
+	LinkIdentity(context.Context, *LinkIdentityRequest) (*LinkIdentityResponse, error)
+	// UnlinkIdentity (bearer; a fresh second factor when the user has one)
+	// removes a linked identity; never the user's last way to sign in.
+	UnlinkIdentity(context.Context, *UnlinkIdentityRequest) (*UnlinkIdentityResponse, error)
+	// ListIdentities (bearer) lists the provider identities linked to the caller.
+	ListIdentities(context.Context, *ListIdentitiesRequest) (*ListIdentitiesResponse, error)
 	mustEmbedUnimplementedAuthServer()
 }
 
@@ -569,6 +660,21 @@ func (UnimplementedAuthServer) RemovePasskey(context.Context, *RemovePasskeyRequ
 }
 func (UnimplementedAuthServer) IntrospectRefreshToken(context.Context, *IntrospectRefreshTokenRequest) (*IntrospectRefreshTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IntrospectRefreshToken not implemented")
+}
+func (UnimplementedAuthServer) StartProviderSignIn(context.Context, *StartProviderSignInRequest) (*StartProviderSignInResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartProviderSignIn not implemented")
+}
+func (UnimplementedAuthServer) FinishProviderSignIn(context.Context, *FinishProviderSignInRequest) (*FinishProviderSignInResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FinishProviderSignIn not implemented")
+}
+func (UnimplementedAuthServer) LinkIdentity(context.Context, *LinkIdentityRequest) (*LinkIdentityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkIdentity not implemented")
+}
+func (UnimplementedAuthServer) UnlinkIdentity(context.Context, *UnlinkIdentityRequest) (*UnlinkIdentityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnlinkIdentity not implemented")
+}
+func (UnimplementedAuthServer) ListIdentities(context.Context, *ListIdentitiesRequest) (*ListIdentitiesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListIdentities not implemented")
 }
 func (UnimplementedAuthServer) mustEmbedUnimplementedAuthServer() {}
 func (UnimplementedAuthServer) testEmbeddedByValue()              {}
@@ -1034,6 +1140,96 @@ func _Auth_IntrospectRefreshToken_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Auth_StartProviderSignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartProviderSignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).StartProviderSignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_StartProviderSignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).StartProviderSignIn(ctx, req.(*StartProviderSignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_FinishProviderSignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishProviderSignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).FinishProviderSignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_FinishProviderSignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).FinishProviderSignIn(ctx, req.(*FinishProviderSignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_LinkIdentity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkIdentityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).LinkIdentity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_LinkIdentity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).LinkIdentity(ctx, req.(*LinkIdentityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_UnlinkIdentity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnlinkIdentityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).UnlinkIdentity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_UnlinkIdentity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).UnlinkIdentity(ctx, req.(*UnlinkIdentityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_ListIdentities_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListIdentitiesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).ListIdentities(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_ListIdentities_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).ListIdentities(ctx, req.(*ListIdentitiesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Auth_ServiceDesc is the grpc.ServiceDesc for Auth service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1136,6 +1332,26 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IntrospectRefreshToken",
 			Handler:    _Auth_IntrospectRefreshToken_Handler,
+		},
+		{
+			MethodName: "StartProviderSignIn",
+			Handler:    _Auth_StartProviderSignIn_Handler,
+		},
+		{
+			MethodName: "FinishProviderSignIn",
+			Handler:    _Auth_FinishProviderSignIn_Handler,
+		},
+		{
+			MethodName: "LinkIdentity",
+			Handler:    _Auth_LinkIdentity_Handler,
+		},
+		{
+			MethodName: "UnlinkIdentity",
+			Handler:    _Auth_UnlinkIdentity_Handler,
+		},
+		{
+			MethodName: "ListIdentities",
+			Handler:    _Auth_ListIdentities_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

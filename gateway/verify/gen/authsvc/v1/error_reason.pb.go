@@ -110,6 +110,28 @@ const (
 	// HTTP 403 from the gateway: a browser request from an Origin that is not
 	// in --cors-origins (never from authsvc itself).
 	ErrorReason_ORIGIN_NOT_ALLOWED ErrorReason = 24
+	// UNAUTHENTICATED: the provider sign-in flow is unknown, expired, already
+	// spent, not bound to this caller (flow_id), or its callback does not match
+	// it (state, iss, provider). Start again.
+	ErrorReason_FEDERATION_FLOW_INVALID ErrorReason = 40
+	// UNAUTHENTICATED: the identity provider's answer did not verify (code
+	// refused, id_token with a wrong signature, alg, iss, aud, azp, nonce or
+	// time, or user information missing), or the provider refused the sign-in.
+	ErrorReason_PROVIDER_RESPONSE_INVALID ErrorReason = 41
+	// UNAVAILABLE: the identity provider did not answer within the timeout, or
+	// answered with a server error. Try again later.
+	ErrorReason_PROVIDER_UNAVAILABLE ErrorReason = 42
+	// FAILED_PRECONDITION: an account with the provider's e-mail exists, but the
+	// provider does not assert that e-mail verified or the account's e-mail is
+	// not verified; sign in to that account and link the identity from it.
+	ErrorReason_IDENTITY_LINK_REQUIRED ErrorReason = 43
+	// ALREADY_EXISTS: the provider identity is linked to another user.
+	ErrorReason_IDENTITY_ALREADY_LINKED ErrorReason = 44
+	// FAILED_PRECONDITION: the identity is the user's last way to sign in (no
+	// password and no other identity or passkey); it cannot be unlinked.
+	ErrorReason_LAST_SIGN_IN_METHOD ErrorReason = 45
+	// NOT_FOUND: no such identity provider is configured.
+	ErrorReason_PROVIDER_UNKNOWN ErrorReason = 46
 )
 
 // Enum value maps for ErrorReason.
@@ -140,6 +162,13 @@ var (
 		22: "INSUFFICIENT_SCOPE",
 		23: "RATE_LIMITED",
 		24: "ORIGIN_NOT_ALLOWED",
+		40: "FEDERATION_FLOW_INVALID",
+		41: "PROVIDER_RESPONSE_INVALID",
+		42: "PROVIDER_UNAVAILABLE",
+		43: "IDENTITY_LINK_REQUIRED",
+		44: "IDENTITY_ALREADY_LINKED",
+		45: "LAST_SIGN_IN_METHOD",
+		46: "PROVIDER_UNKNOWN",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":         0,
@@ -167,6 +196,13 @@ var (
 		"INSUFFICIENT_SCOPE":               22,
 		"RATE_LIMITED":                     23,
 		"ORIGIN_NOT_ALLOWED":               24,
+		"FEDERATION_FLOW_INVALID":          40,
+		"PROVIDER_RESPONSE_INVALID":        41,
+		"PROVIDER_UNAVAILABLE":             42,
+		"IDENTITY_LINK_REQUIRED":           43,
+		"IDENTITY_ALREADY_LINKED":          44,
+		"LAST_SIGN_IN_METHOD":              45,
+		"PROVIDER_UNKNOWN":                 46,
 	}
 )
 
@@ -202,7 +238,7 @@ var File_authsvc_v1_error_reason_proto protoreflect.FileDescriptor
 const file_authsvc_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
 	"\x1dauthsvc/v1/error_reason.proto\x12\n" +
-	"authsvc.v1*\xb8\x04\n" +
+	"authsvc.v1*\xf6\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fCLIENT_ERROR\x10\x01\x12\x14\n" +
@@ -229,7 +265,14 @@ const file_authsvc_v1_error_reason_proto_rawDesc = "" +
 	"\x11PASSKEYS_DISABLED\x10\x15\x12\x16\n" +
 	"\x12INSUFFICIENT_SCOPE\x10\x16\x12\x10\n" +
 	"\fRATE_LIMITED\x10\x17\x12\x16\n" +
-	"\x12ORIGIN_NOT_ALLOWED\x10\x18BDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
+	"\x12ORIGIN_NOT_ALLOWED\x10\x18\x12\x1b\n" +
+	"\x17FEDERATION_FLOW_INVALID\x10(\x12\x1d\n" +
+	"\x19PROVIDER_RESPONSE_INVALID\x10)\x12\x18\n" +
+	"\x14PROVIDER_UNAVAILABLE\x10*\x12\x1a\n" +
+	"\x16IDENTITY_LINK_REQUIRED\x10+\x12\x1b\n" +
+	"\x17IDENTITY_ALREADY_LINKED\x10,\x12\x17\n" +
+	"\x13LAST_SIGN_IN_METHOD\x10-\x12\x14\n" +
+	"\x10PROVIDER_UNKNOWN\x10.BDZBgithub.com/authsvc/authsvc/gateway/verify/gen/authsvc/v1;authsvcv1b\x06proto3"
 
 var (
 	file_authsvc_v1_error_reason_proto_rawDescOnce sync.Once

@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from .serving import Reply, Request, Served
@@ -231,11 +231,33 @@ class GitHubProvider:
 
 @contextmanager
 def running_github_provider(users: tuple[GitHubUser, ...] = (OCTO_VERIFIED, OCTO_UNVERIFIED),
-                            ) -> Iterator[GitHubProvider]:
+                            host: str = "127.0.0.1", port: int = 0) -> Iterator[GitHubProvider]:
     provider = GitHubProvider(users)
-    served = Served(provider)
+    served = Served(provider, host, port)
     provider.origin = served.origin
     try:
         yield provider
     finally:
         served.close()
+
+
+def main() -> None:
+    """``python -m tests.providers.github [--listen HOST:PORT]``: serves the provider
+    (its two users, client id and secret above) until SIGTERM or Ctrl-C."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: a free one)")
+    host, _, port = parser.parse_args().listen.rpartition(":")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with running_github_provider(host=host, port=int(port)) as provider:
+        print(f"GitHub-shape provider on {provider.origin} (client id {provider.client_id})",
+              flush=True)
+        with suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

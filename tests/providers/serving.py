@@ -74,13 +74,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Served:
-    """Serves ``routes`` on a free port of 127.0.0.1 from a daemon thread."""
+    """Serves ``routes`` on ``host``:``port`` (default a free port of 127.0.0.1) from a
+    daemon thread."""
 
-    def __init__(self, routes: Routes) -> None:
+    def __init__(self, routes: Routes, host: str = "127.0.0.1", port: int = 0) -> None:
         handler = type("Handler", (_Handler,), {"routes": routes})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = http.server.ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.origin = f"http://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

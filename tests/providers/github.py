@@ -147,7 +147,9 @@ class GitHubProvider:
             '<button type="submit" id="authorize">Authorize</button></form>')
 
     def _authorize(self, request: Request) -> Reply:
-        f = request.form
+        # The form's fields; a client that posts to the authorization URL itself (curl
+        # in the guide) sends the request's parameters in the query instead.
+        f = {**request.query, **request.form}
         user = next((u for u in self.users if u.login == f.get("login")), None)
         if user is None or f.get("password") != user.password:
             return Reply.html("<p>Incorrect username or password.</p>", 401)

@@ -30,6 +30,7 @@ from ..domain.factors.mfa import SecondFactorSignIn
 from ..domain.factors.otp import Factors
 from ..domain.factors.passkeys import CEREMONY_TTL, Passkeys
 from ..domain.federation import providers
+from ..domain.federation.client import ProviderClient
 from ..domain.federation.flows import Federation
 from ..domain.federation.http import ProviderHttp
 from ..domain.retention import Retention
@@ -109,7 +110,7 @@ class App:
                               self.factors)
         self.federation = Federation(
             db, providers.load(settings.providers_file),
-            providers.ProviderClient(ProviderHttp(settings.provider_timeout), clock,
+            ProviderClient(ProviderHttp(settings.provider_timeout), clock,
                                      settings.clock_leeway),
             sessions, self.factors, signup=settings.signup,
             redirect_origins=settings.redirect_origins, flow_ttl=settings.federation_flow_ttl,

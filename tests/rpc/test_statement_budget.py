@@ -5,8 +5,10 @@ to the pool without a reset query."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -18,6 +20,7 @@ from authsvc.runtime.server import running_server
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, sign_in
+from ..identity_provider import IdentityProvider, User
 
 
 @dataclass
@@ -138,3 +141,50 @@ async def test_validate_asking_for_the_profile_reads_the_user_row_once(counted):
 
     assert plain == []
     assert len(asked) == 1 and "FROM users WHERE id = $1" in asked[0], asked
+
+
+class TestFederatedSignIn:
+    """Signing in with another provider costs no argon2 and at most the statements of a
+    password sign-in plus the identity lookup; the provider's round trips are the rest."""
+
+    @pytest.fixture
+    def idp(self) -> Iterator[IdentityProvider]:
+        provider = IdentityProvider()
+        yield provider
+        provider.close()
+
+    @pytest.fixture
+    def settings(self, settings, tmp_path, idp, monkeypatch):
+        path = tmp_path / "providers.toml"
+        path.write_text(f'[providers.idp]\nissuer = "{idp.issuer}"\n'
+                        f'client_id = "{idp.client_id}"\n'
+                        f'client_secret_env = "BUDGET_IDP_SECRET"\n'
+                        'redirect_uris = ["http://127.0.0.1/callback"]\n')
+        monkeypatch.setenv("BUDGET_IDP_SECRET", idp.client_secret)
+        return dataclasses.replace(settings, providers_file=path, signup="open")
+
+    async def test_a_returning_identity_costs_a_password_sign_ins_statements_plus_one(
+            self, counted, idp):
+        ledger, stub = counted
+        async with cost(ledger) as password:
+            await sign_in(stub)
+        idp.user = User("bob-sub", "bob@example.com", True)
+
+        async def federated() -> list[str]:
+            started = await stub.StartProviderSignIn(
+                auth_pb2.StartProviderSignInRequest(provider="idp"))
+            params = await asyncio.to_thread(idp.authorize, started.authorization_url)
+            async with cost(ledger) as statements:
+                await stub.FinishProviderSignIn(auth_pb2.FinishProviderSignInRequest(
+                    provider="idp", flow_id=started.flow_id, state=params["state"],
+                    code=params["code"], iss=params["iss"]))
+            return statements
+
+        await federated()  # the first sign-in creates the user
+        returning = await federated()
+
+        def work(statements: list[str]) -> list[str]:
+            return [s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT")]
+
+        assert len(work(returning)) <= len(work(password)) + 1, (returning, password)
+        assert transactions(returning) <= 2, returning

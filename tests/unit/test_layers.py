@@ -152,7 +152,7 @@ SERVICES = {
     "factors/attempts.py", "factors/totp.py", "factors/ceremonies.py",
     "throttling/throttle.py", "throttling/sends.py",
     "delivery/messages.py",
-    "federation/providers.py", "federation/http.py",
+    "federation/providers.py", "federation/client.py", "federation/http.py",
 }
 DOMAIN = PACKAGE / "domain"
 DOMAIN_MODULES = sorted(str(p.relative_to(DOMAIN)) for p in DOMAIN.rglob("*.py")

@@ -66,7 +66,8 @@ from ...store.database import Connection, Database
 from ..caller import Caller
 from ..sessions.opener import Opened, SecondFactorRequired, Sessions
 from ..tokens.issuer import TokenPair
-from .providers import Asserted, Provider, ProviderClient
+from .client import Asserted, ProviderClient
+from .providers import Provider
 
 MAX_PARAM = 2048
 _VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
@@ -207,9 +208,11 @@ class Federation:
             raise InvalidArgument("code_verifier", "must be 43 to 128 unreserved characters")
         async with self._db.connection() as conn:
             flow = await rows.take_flow(conn, _hash(state))
-            if flow is None or flow.provider != provider.id or not hmac.compare_digest(
-                    flow.binding_hash, _hash(flow_id)):
-                await events.record(conn, "federation.refused", reason="flow",
+            if flow is None:  # no row: a public call must not fill the audit log
+                raise FederationFlowInvalid()
+            if flow.provider != provider.id or not hmac.compare_digest(flow.binding_hash,
+                                                                       _hash(flow_id)):
+                await events.record(conn, "federation.refused", reason=f"binding:{flow.provider}",
                                     **caller.audit())
                 raise FederationFlowInvalid()
         if error:

@@ -180,6 +180,7 @@ func NewHandler(ctx context.Context, conn grpc.ClientConnInterface, cfg Config) 
 	root.HandleFunc("GET /healthz", healthz)
 	root.Handle("GET /readyz", readyz(conn))
 	root.Handle("/", withTimeout(cfg.Timeout, mux))
+	registerFederation(root, authsvcv1.NewAuthClient(upstream{calls}), cfg.Browser, cfg.Timeout)
 	inner := guardHeaders(requireJSON(limitBody(withRefreshCookie(cfg.Browser, root))))
 	if ext.Handler != nil {
 		inner = ext.Handler(inner)

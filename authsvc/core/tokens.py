@@ -75,10 +75,10 @@ class Profile:
     """A user's identifiers under OpenID Connect's standard claim names (Core 1.0,
     section 5.1); None where the user has no such identifier.
 
-    A verified flag is there exactly when its identifier is. authsvc proves an
-    account once (``users.verified_at``: the sign-up's code, or an operator who
-    created it), so the flag is that proof. A username is chosen, not proven, and
-    has no flag.
+    A verified flag is there exactly when its identifier is, and it is that
+    identifier's own proof (``users.email_verified_at`` / ``phone_verified_at``: a
+    code sent to it and redeemed, an operator who created the account with it, or
+    an import that said so). A username is chosen, not proven, and has no flag.
     """
 
     email: str | None = None

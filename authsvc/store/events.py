@@ -22,6 +22,7 @@ KINDS = (
     "factor.code_failure", "factor.recovery_code_used", "factor.recovery_codes_regenerated",
     "factor.reset", "factor.passkey_registered", "factor.passkey_removed",
     "factor.passkey_clone_suspected",
+    "identity.linked", "identity.unlinked", "federation.refused",
 )
 
 

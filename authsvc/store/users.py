@@ -22,7 +22,7 @@ class UserRow:
     email: str | None
     phone: str | None
     username: str | None
-    password_hash: str
+    password_hash: str | None  # None: signs in only through identity providers
     scopes: tuple[str, ...]
     disabled: bool
     credentials_version: int = 0
@@ -41,14 +41,17 @@ def _row(record: asyncpg.Record | None) -> UserRow | None:
 
 async def insert(conn: asyncpg.Connection, kind: str, value: str, password_hash: str,
                  scopes: tuple[str, ...], now: float) -> str:
-    """A new user named by ``value`` in the ``kind`` column (email, phone, username)."""
+    """A new user named by ``value`` in the ``kind`` column (email, phone, username).
+    An operator creates it, so the account and its identifier count as proven."""
     user_id = uuid.uuid4()
     column = _COLUMN_OF[kind]
     try:
         await conn.execute(
-            f"INSERT INTO users (id, {column}, password_hash, scopes, created_at, updated_at)"  # noqa: S608
-            " VALUES ($1, $2, $3, $4, $5, $5)",
-            user_id, value, password_hash, list(scopes), to_datetime(now))
+            f"INSERT INTO users (id, {column}, password_hash, scopes, created_at, updated_at,"  # noqa: S608
+            " email_verified_at, phone_verified_at) VALUES ($1, $2, $3, $4, $5, $5,"
+            " CASE WHEN $6 = 'email' THEN $5::timestamptz END,"
+            " CASE WHEN $6 = 'phone' THEN $5::timestamptz END)",
+            user_id, value, password_hash, list(scopes), to_datetime(now), kind)
     except asyncpg.UniqueViolationError:
         raise AlreadyExists(kind) from None
     return str(user_id)
@@ -61,15 +64,27 @@ async def insert_signup(conn: asyncpg.Connection, kind: str, value: str, passwor
     column = _COLUMN_OF[kind]
     found = await conn.fetchval(
         f"INSERT INTO users (id, {column}, password_hash, created_at, updated_at,"  # noqa: S608
-        " verified_at) VALUES ($1, $2, $3, now(), now(), CASE WHEN $4 THEN now() END)"
+        " verified_at, email_verified_at, phone_verified_at)"
+        " VALUES ($1, $2, $3, now(), now(), CASE WHEN $4 THEN now() END,"
+        " CASE WHEN $4 AND $5 = 'email' THEN now() END,"
+        " CASE WHEN $4 AND $5 = 'phone' THEN now() END)"
         " ON CONFLICT DO NOTHING RETURNING id",
-        uuid.uuid4(), value, password_hash, verified)
+        uuid.uuid4(), value, password_hash, verified, kind)
     return None if found is None else str(found)
 
 
-async def mark_verified(conn: asyncpg.Connection, user_id: str) -> None:
-    await conn.execute("UPDATE users SET verified_at = coalesce(verified_at, now()),"
-                       " updated_at = now() WHERE id = $1", uuid.UUID(user_id))
+async def mark_verified(conn: asyncpg.Connection, user_id: str, kind: str) -> None:
+    """``user_id``'s ``kind`` identifier (email or phone) was proven, by a code sent to
+    it: so is the account."""
+    if kind not in ("email", "phone"):  # a username is never proven
+        raise ValueError(f"an email or phone number is proven, not a {kind!r}")
+    await conn.execute(
+        "UPDATE users SET verified_at = coalesce(verified_at, now()), updated_at = now(),"
+        " email_verified_at = CASE WHEN $2 = 'email' THEN coalesce(email_verified_at, now())"
+        "                     ELSE email_verified_at END,"
+        " phone_verified_at = CASE WHEN $2 = 'phone' THEN coalesce(phone_verified_at, now())"
+        "                     ELSE phone_verified_at END"
+        " WHERE id = $1", uuid.UUID(user_id), kind)
 
 
 async def find(conn: asyncpg.Connection, kind: str, value: str) -> UserRow | None:
@@ -172,17 +187,20 @@ async def typical_password_hash(conn: asyncpg.Connection) -> str | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT min(password_hash) FROM users WHERE split_part(password_hash, '$', 4) = ("
         "  SELECT split_part(password_hash, '$', 4) FROM users"
+        "   WHERE password_hash IS NOT NULL"  # users of identity providers only have none
         "   GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)")
 
 
 @dataclass(frozen=True, slots=True)
 class Identifiers:
-    """A user's identifiers and whether the account was proven (``verified_at``)."""
+    """A user's identifiers, and which of them were proven (an email or phone number
+    each on its own; a username never)."""
 
     email: str | None
     phone: str | None
     username: str | None
-    verified: bool
+    email_verified: bool
+    phone_verified: bool
 
 
 async def identifiers(conn: asyncpg.Connection, user_id: str) -> Identifiers | None:
@@ -192,9 +210,10 @@ async def identifiers(conn: asyncpg.Connection, user_id: str) -> Identifiers | N
     except ValueError:
         return None
     found = await conn.fetchrow(
-        "SELECT email, phone, username, verified_at IS NOT NULL AS verified"
-        " FROM users WHERE id = $1", key)
+        "SELECT email, phone, username, email_verified_at IS NOT NULL AS email_verified,"
+        " phone_verified_at IS NOT NULL AS phone_verified FROM users WHERE id = $1", key)
     if found is None:
         return None
     return Identifiers(email=found["email"], phone=found["phone"],
-                       username=found["username"], verified=found["verified"])
+                       username=found["username"], email_verified=found["email_verified"],
+                       phone_verified=found["phone_verified"])

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.domain.factors import totp
+from authsvc.store import users as user_rows
 from authsvc.v1 import auth_pb2
 from tests.helpers import PASSWORD, bearer, fails, sign_in, travel
 from tests.identity_provider import IdentityProvider, User, new_key
@@ -134,10 +135,13 @@ def claims_of(access_token: str) -> dict[str, Any]:
     return jwt.decode(access_token, options={"verify_signature": False})
 
 
-async def verify_email(database_url: str, email: str) -> None:
+async def verify_email(database_url: str, email: str, verified: bool = True) -> None:
+    """Set (or clear) the proof of an account's e-mail, as a code would (or as an
+    unverified sign-up leaves it)."""
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("UPDATE users SET email_verified_at = now() WHERE email = $1", email)
+        await conn.execute("UPDATE users SET email_verified_at = CASE WHEN $2 THEN now() END"
+                           " WHERE email = $1", email, verified)
     finally:
         await conn.close()
 
@@ -449,8 +453,10 @@ async def test_an_unverified_provider_email_never_links_to_an_account(stub, idp,
     assert list(found.identities) == []
 
 
-async def test_an_unverified_account_email_is_not_linked_either(stub, idp, user):
+async def test_an_unverified_account_email_is_not_linked_either(stub, idp, user,
+                                                                database_url):
     """The provider asserts the e-mail, but the account never proved it."""
+    await verify_email(database_url, "alice@example.com", verified=False)
     callback = await visit(stub, idp)
     failure = await fails(stub.FinishProviderSignIn(callback.finish()))
     assert failure.reason == "IDENTITY_LINK_REQUIRED"
@@ -647,3 +653,14 @@ redirect_uris = ["{CALLBACK.format(id='idp')}"]
                                                                               idp):
         answer = await provider_sign_in(stub, idp)
         assert answer.access_token and answer.created
+
+
+async def test_users_without_a_password_do_not_aim_the_dummy_hash(stub, idp, app, user):
+    """Unknown users cost what most stored hashes cost: users of providers only, who
+    have none, are left out of that count."""
+    for n in range(3):
+        idp.user = User(f"sub-{n}", f"fed{n}@example.com", True)
+        await provider_sign_in(stub, idp)
+    async with app.db.connection() as conn:
+        typical = await user_rows.typical_password_hash(conn)
+    assert typical is not None and typical.startswith("$argon2id$")

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import jwt
 import pytest
 
 from authsvc.core.tokens import PROFILE_CLAIMS
+from authsvc.store import users as user_rows
 from authsvc.v1 import auth_pb2
 
 from ..helpers import PASSWORD, bearer
@@ -59,11 +61,11 @@ async def test_validate_without_profile_answers_no_profile(app, stub):
     assert present(answer) == {}
 
 
-async def test_an_account_not_proven_answers_verified_false(app, stub):
-    """email_verified is the account's proof: present and false once it is gone."""
+async def test_an_identifier_not_proven_answers_verified_false(app, stub):
+    """email_verified is the email's own proof: present and false without it."""
     tokens = await signed_in(app, stub, "email", "alice@example.com")
     async with app.db.connection() as conn:
-        await conn.execute("UPDATE users SET verified_at = NULL WHERE id = $1",
+        await conn.execute("UPDATE users SET email_verified_at = NULL WHERE id = $1",
                            uuid.UUID(tokens.user_id))
 
     answer = await validate(stub, tokens.access_token, profile=True)
@@ -72,17 +74,37 @@ async def test_an_account_not_proven_answers_verified_false(app, stub):
 
 
 async def test_a_user_with_several_identifiers_answers_each(app, stub):
-    """A user with an email, a phone and a username answers all five claims."""
+    """A user with an email, a phone and a username answers all five claims, each
+    verified flag its own identifier's: a phone number added without a proof is not
+    verified however proven the email is, until a code sent to it is redeemed."""
     tokens = await signed_in(app, stub, "email", "carol@example.com")
     async with app.db.connection() as conn:
         await conn.execute("UPDATE users SET phone = $2, username = 'carol' WHERE id = $1",
                            uuid.UUID(tokens.user_id), PHONE)
 
-    answer = await validate(stub, tokens.access_token, profile=True)
+    before = await validate(stub, tokens.access_token, profile=True)
+    async with app.db.connection() as conn:
+        await user_rows.mark_verified(conn, tokens.user_id, "phone")
+    after = await validate(stub, tokens.access_token, profile=True)
 
-    assert present(answer) == {
+    assert present(before) == {
+        "email": "carol@example.com", "email_verified": True, "phone_number": PHONE,
+        "phone_number_verified": False, "preferred_username": "carol"}
+    assert present(after) == {
         "email": "carol@example.com", "email_verified": True, "phone_number": PHONE,
         "phone_number_verified": True, "preferred_username": "carol"}
+
+
+async def test_a_verified_flag_cannot_outlive_its_identifier(app, stub):
+    """The schema refuses a proof without its identifier: whoever clears or changes
+    an identifier must clear its flag with it."""
+    tokens = await signed_in(app, stub, "email", "erin@example.com")
+    async with app.db.connection() as conn:
+        await conn.execute("UPDATE users SET phone = $2 WHERE id = $1",
+                           uuid.UUID(tokens.user_id), PHONE)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE users SET email = NULL WHERE id = $1",
+                               uuid.UUID(tokens.user_id))
 
 
 async def test_profile_of_the_bearer_in_metadata(app, stub):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import http.server
 import json
@@ -122,13 +123,14 @@ class BrowserStack:
         return asyncio.run(count())
 
 
-@pytest.fixture(scope="module")
-def browser_stack(pg_admin_url: str, template_name: str,
-                  gateway_binary: Path) -> Iterator[BrowserStack]:  # noqa: F811 (the fixture)
-    """authsvc with short-lived access tokens, the gateway in cookie mode for the
-    demo's origin, and clients/js served from that origin and from another."""
-    demo_server, demo_origin = _serve(CLIENT)
-    other_server, other_origin = _serve(CLIENT)
+@contextlib.contextmanager
+def serving_pages(pages: Path, pg_admin_url: str, template_name: str,
+                  gateway: Path) -> Iterator[BrowserStack]:
+    """authsvc with short-lived access tokens on a database of its own, the gateway
+    binary ``gateway`` in cookie mode for one origin, and the directory ``pages``
+    served from that origin and from another, unlisted one; all stopped on leaving."""
+    demo_server, demo_origin = _serve(pages)
+    other_server, other_origin = _serve(pages)
     name = f"authsvc_browser_{uuid.uuid4().hex[:12]}"
     asyncio.run(_create_database(pg_admin_url, name, template_name))
     url = _with_database(pg_admin_url, name)
@@ -144,21 +146,31 @@ def browser_stack(pg_admin_url: str, template_name: str,
                 "AUTHSVC_CLOCK_LEEWAY": "60"}
     authsvc = Process([str(VENV_BIN / "authsvc"), "serve", "--listen", "127.0.0.1:0",
                        "--workers", "1", "--database-url", url], env=settings)
-    gateway: Process | None = None
+    gateway_process: Process | None = None
     try:
         upstream = authsvc.wait_for(r"listening on (127\.0\.0\.1:\d+)").group(1)
-        gateway = Process([str(gateway_binary), "--listen", "127.0.0.1:0", "--upstream", upstream,
-                           "--cors-origins", demo_origin, "--refresh-cookie"])
-        address = gateway.wait_for(r"listening on http://(127\.0\.0\.1:\d+)").group(1)
-        yield BrowserStack(url, f"http://{address}", demo_origin, other_origin, settings, gateway)
+        gateway_process = Process([str(gateway), "--listen", "127.0.0.1:0",
+                                   "--upstream", upstream,
+                                   "--cors-origins", demo_origin, "--refresh-cookie"])
+        address = gateway_process.wait_for(r"listening on http://(127\.0\.0\.1:\d+)").group(1)
+        yield BrowserStack(url, f"http://{address}", demo_origin, other_origin, settings,
+                           gateway_process)
     finally:
-        for process in (gateway, authsvc):
+        for process in (gateway_process, authsvc):
             if process is not None:
                 process.stop()
         for server in (demo_server, other_server):
             server.shutdown()
             server.server_close()
         asyncio.run(_drop_database(pg_admin_url, name))
+
+
+@pytest.fixture(scope="module")
+def browser_stack(pg_admin_url: str, template_name: str,
+                  gateway_binary: Path) -> Iterator[BrowserStack]:  # noqa: F811 (the fixture)
+    """The stack of ``serving_pages`` for clients/js: its built client and demo page."""
+    with serving_pages(CLIENT, pg_admin_url, template_name, gateway_binary) as stack:
+        yield stack
 
 
 def _drive(node: str, chromium: str, stack: BrowserStack, email: str,

@@ -28,8 +28,8 @@ NOT_RUN = sorted([
      "tests/system/test_kubernetes.py renders and checks the manifests"),
     ("docs/guides/kubernetes.md", "needs a container engine; tests/rpc/test_packaging.py "
      "checks the Dockerfile and compose file"),
-    ("docs/guides/login-page.md", "opens a browser; tests/system/test_browser.py drives "
-     "the same demo in Chromium"),
+    ("docs/guides/login-page.md", "opens a browser; examples/tests/test_js_login_page.py "
+     "builds this page in an empty project and drives it in Chromium"),
     ("docs/guides/python-service.md", "a fragment of a client; tests/rpc/test_client.py "
      "runs these credentials"),
     ("docs/guides/python-service.md", "a fragment of a service; examples/whoami.py is the "

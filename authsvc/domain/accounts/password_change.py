@@ -148,7 +148,7 @@ class PasswordReset:
         async def reset(change: Revoking, user: UserRow) -> None:
             await user_rows.set_password_hash(change.conn, user.id, new_hash, change.now)
             if identifier.kind != "username":
-                await user_rows.mark_verified(change.conn, user.id)
+                await user_rows.mark_verified(change.conn, user.id, identifier.kind)
             await change.revoke(user_id=user.id, reason="password_reset", caller=caller)
             await events.record(change.conn, "user.password_changed",
                                 user_id=user.id, reason="reset", **caller.audit())

@@ -135,7 +135,7 @@ class Verification:
         reservation = await self._codes.reserve_try(identifier, caller)
 
         async def verified(change: Revoking, user: UserRow) -> None:
-            await user_rows.mark_verified(change.conn, user.id)
+            await user_rows.mark_verified(change.conn, user.id, identifier.kind)
             await events.record(change.conn, "verification.succeeded",
                                 user_id=user.id, **caller.audit())
 

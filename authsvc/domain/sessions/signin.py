@@ -130,7 +130,7 @@ class SignIn:
             else:
                 await self._throttle.sign_in_succeeded(conn, reservation)
                 opened = await self._open(conn, user, scopes, caller)
-        if verdict.needs_rehash and opened is not None:
+        if verdict.needs_rehash and opened is not None and user.password_hash is not None:
             await self._rehash(user.id, user.password_hash, password)
         match opened:
             case None:

@@ -25,14 +25,14 @@ from ...store.users import Identifiers
 
 def profile_of(found: Identifiers | None) -> Profile:
     """The OIDC claims of a user's identifiers: each verified flag beside its
-    identifier (the account's one proof), none for a username; empty for no user."""
+    identifier (that identifier's own proof), none for a username; empty for no user."""
     if found is None:
         return Profile()
     return Profile(
         email=found.email,
-        email_verified=None if found.email is None else found.verified,
+        email_verified=None if found.email is None else found.email_verified,
         phone_number=found.phone,
-        phone_number_verified=None if found.phone is None else found.verified,
+        phone_number_verified=None if found.phone is None else found.phone_verified,
         preferred_username=found.username)
 
 

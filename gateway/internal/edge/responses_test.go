@@ -36,7 +36,13 @@ func TestOpenAPIDeclaresInt64FieldsAsIntegers(t *testing.T) {
 			if !isNumeric64(f) {
 				continue
 			}
-			def := spec.Definitions["v1"+string(md.Name())]
+			def, described := spec.Definitions["v1"+string(md.Name())]
+			if !described {
+				// No grpc-gateway binding uses it (StartProviderSignIn and
+				// FinishProviderSignIn: the gateway's own handlers in
+				// federation.go answer with encoding/json numbers).
+				continue
+			}
 			if got := def.Properties[f.TextName()].Type; got != "integer" {
 				t.Errorf("%s.%s is %q in the spec, want integer (add it to openapi/config.yaml)", md.Name(), f.Name(), got)
 			}

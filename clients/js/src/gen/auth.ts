@@ -633,7 +633,7 @@ export interface components {
         v1LinkIdentityResponse: {
             authorization_url?: string;
             /** Format: int64 */
-            expires_in?: string;
+            expires_in?: number;
             flow_id?: string;
             state?: string;
         };

@@ -9,6 +9,9 @@
 - ``settings``: test settings (cheap argon2, random encryption key).
 - ``app`` / ``server`` / ``stub``: one authsvc worker in this event loop,
   listening on port 0, called through a real channel with generated stubs.
+- ``oidc_provider``, ``second_oidc_provider``, ``github_provider``,
+  ``rogue_provider``, ``silent_provider``: real identity providers for the
+  federation tests (tests/providers/fixtures.py says what each is).
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ from authsvc.store.database import migrate
 from authsvc.v1 import auth_pb2_grpc
 
 from .helpers import PASSWORD
+from .providers.fixtures import (  # noqa: F401 (fixtures: the test identity providers)
+    github_provider,
+    oidc_provider,
+    rogue_provider,
+    second_oidc_provider,
+    silent_provider,
+)
 from .receivers import Mailbox, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent

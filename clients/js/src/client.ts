@@ -109,6 +109,21 @@ export interface AuthClientOptions {
    * mode only.
    */
   presenceCookie?: string | null;
+  /**
+   * How signInWithProvider leaves the page (default: location.assign). Tests
+   * and frameworks with their own router may hand in another.
+   */
+  navigate?: (url: string) => void;
+}
+
+export interface ProviderSignInOptions {
+  /**
+   * Where the browser comes back to once signed in (default: this page,
+   * location.href). Resolved against the page; authsvc accepts only targets
+   * under its AUTHSVC_REDIRECT_ORIGINS and refuses any other before the
+   * provider is asked.
+   */
+  redirectTo?: string;
 }
 
 /** An authenticator app being enrolled: show uri as a QR code, or secret for typing in. */
@@ -186,6 +201,16 @@ export interface AuthClient {
   /** Passwordless sign-in with a discoverable passkey (navigator.credentials.get), when the
    * server allows it (AUTHSVC_PASSKEY_SIGN_IN=true). */
   signInWithPasskey(): Promise<SessionInfo>;
+  /**
+   * Signs in through another identity provider (an id from authsvc's providers
+   * file): navigates this page to the gateway's /v1/auth/providers/{id}/start,
+   * which sends the browser on to the provider; its callback sets the session
+   * cookie and comes back to redirectTo, where the new page's client restores
+   * the session as on any page load (INITIAL_SESSION, then the session in
+   * every tab). Cookie mode only: throws COOKIE_MODE_REQUIRED in body mode.
+   * The promise settles once the navigation has been asked for.
+   */
+  signInWithProvider(provider: string, options?: ProviderSignInOptions): Promise<void>;
   /** Starts enrolling an authenticator app (bearer; a fresh second factor once the user has one). */
   enrollTotp(): Promise<TotpEnrollment>;
   /** Activates the enrolled app with its first code; the ten recovery codes, shown this once. */
@@ -272,6 +297,7 @@ class Client implements AuthClient {
   private readonly apiOrigins: Set<string>;
   private readonly presenceName: string | null;
   private readonly presence: PresenceMemory;
+  private readonly navigate: ((url: string) => void) | undefined;
   /** Listeners not yet told INITIAL_SESSION: they hear nothing else before it. */
   private readonly untold = new Set<AuthListener>();
   private readonly initial: Promise<SessionInfo | null>;
@@ -300,6 +326,7 @@ class Client implements AuthClient {
     this.apiOrigins = apiOriginList(o.apiOrigins, this.base);
     this.presenceName = this.mode === "cookie" ? (o.presenceCookie === undefined ? PRESENCE_COOKIE : o.presenceCookie) : null;
     this.presence = presenceMemory(`${ns}:presence-cookie`);
+    this.navigate = o.navigate ?? pageNavigation();
     this.initial = this.restore();
   }
 
@@ -436,6 +463,33 @@ class Client implements AuthClient {
       });
       return this.accept(answer, "SIGNED_IN");
     });
+  }
+
+  async signInWithProvider(provider: string, options: ProviderSignInOptions = {}): Promise<void> {
+    if (this.mode !== "cookie") {
+      throw new AuthError("COOKIE_MODE_REQUIRED",
+        "signInWithProvider needs cookie mode: the provider's callback hands the session to the browser as a cookie.");
+    }
+    const navigate = this.navigate;
+    if (navigate === undefined) {
+      throw new AuthError("NAVIGATION_UNAVAILABLE", "There is no page to navigate (no location); pass options.navigate.");
+    }
+    const here = (globalThis as { location?: { href?: string } }).location?.href;
+    let target: string;
+    try {
+      target = new URL(options.redirectTo ?? here ?? "", here).href;
+    } catch (e) {
+      throw new AuthError("NAVIGATION_UNAVAILABLE", "redirectTo is not a URL (and there is no page to default to).", { cause: e });
+    }
+    // A sign-out recorded for this origin would make the page the provider sends the
+    // browser back to skip its restore; the callback brings a session, so take it back.
+    await this.locks.request(this.lockName, async () => {
+      const g = await this.store.read();
+      if (g?.signedOut) await this.store.write({ gen: g.gen, expiresAt: 0, signedOut: false });
+    });
+    const start = `${this.base}/v1/auth/providers/${encodeURIComponent(provider)}/start` +
+      `?redirect_to=${encodeURIComponent(target)}`;
+    navigate(start);
   }
 
   /** POST with the access token (one retry after a refresh, as fetch); the JSON answer. */
@@ -801,6 +855,12 @@ class Client implements AuthClient {
     headers.set("authorization", `Bearer ${token}`);
     return this.fetchImpl(input, { ...init, headers });
   }
+}
+
+/** location.assign of the page, or undefined where there is no page (a worker, node). */
+function pageNavigation(): ((url: string) => void) | undefined {
+  const location = (globalThis as { location?: { assign?: (url: string) => void } }).location;
+  return typeof location?.assign === "function" ? (url) => location.assign?.(url) : undefined;
 }
 
 function hasTokens(answer: TokenAnswer): boolean {

@@ -4,7 +4,8 @@
  * RATE_LIMITED, ...), so callers switch on `reason`, never on `message`.
  * Failures of the client itself use reasons of their own: NETWORK_ERROR,
  * NOT_SIGNED_IN, BAD_RESPONSE, API_ORIGIN_NOT_LISTED (fetch() to an origin
- * not in apiOrigins) and the passkey ones. A call the browser refused
+ * not in apiOrigins), the passkey ones, and COOKIE_MODE_REQUIRED /
+ * NAVIGATION_UNAVAILABLE (signInWithProvider in body mode, or without a page). A call the browser refused
  * because the gateway does not list the page's origin is ORIGIN_NOT_ALLOWED
  * (status 0), told apart from NETWORK_ERROR by the gateway's origin check.
  *
@@ -19,7 +20,7 @@ export type { ErrorReason };
 
 /** Reasons of the client's own failures, never sent by authsvc. */
 export type ClientReason = "NETWORK_ERROR" | "NOT_SIGNED_IN" | "BAD_RESPONSE" | "PASSKEYS_UNSUPPORTED" | "PASSKEY_CANCELLED"
-  | "API_ORIGIN_NOT_LISTED";
+  | "API_ORIGIN_NOT_LISTED" | "COOKIE_MODE_REQUIRED" | "NAVIGATION_UNAVAILABLE";
 
 /** The reason of an answer that carries no ErrorInfo (e.g. "HTTP_502" from a proxy). */
 export type HttpReason = `HTTP_${number}`;

@@ -1,7 +1,7 @@
 export { createAuthClient } from "./client.js";
 export type {
   AuthClient, AuthClientOptions, DeviceTokenStorage, AuthEvent, AuthListener, Factors, Identifier, PasskeyInfo,
-  PasskeyRegistration, SessionInfo, SignUpResult, TokenStorage, TotpEnrollment, UserProfile,
+  PasskeyRegistration, ProviderSignInOptions, SessionInfo, SignUpResult, TokenStorage, TotpEnrollment, UserProfile,
 } from "./client.js";
 export { AuthError } from "./errors.js";
 export type { ClientReason, ErrorReason, FieldViolation, HttpReason, Reason } from "./errors.js";

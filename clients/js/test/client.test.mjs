@@ -558,3 +558,72 @@ test("a session whose profile could not be read stands, and its next token reads
   assert.equal(signedIn.userId, "u-ada");
   assert.deepEqual(c.session().profile, { email: "ada@example.com", emailVerified: true });
 });
+
+test("signInWithProvider navigates to the gateway's start with the return target", async () => {
+  const went = [];
+  const c = tab({ mode: "cookie", navigate: (url) => went.push(url) });
+  await c.initialSession();
+  const before = gw.paths().length;
+
+  await c.signInWithProvider("corp-oidc", { redirectTo: "https://app.example/after?x=1#top" });
+
+  assert.deepEqual(went, [`${gw.url}/v1/auth/providers/corp-oidc/start?redirect_to=` +
+    encodeURIComponent("https://app.example/after?x=1#top")]);
+  assert.equal(gw.paths().length, before); // the page leaves; nothing is posted
+});
+
+test("signInWithProvider returns to this page by default and escapes the provider id", async () => {
+  const assigned = [];
+  globalThis.location = { href: "https://app.example/account?tab=2", assign: (url) => assigned.push(url) };
+  try {
+    const c = tab({ mode: "cookie", baseUrl: "" }); // the gateway on the page's own origin
+
+    await c.signInWithProvider("a/b?c");
+    await c.signInWithProvider("github", { redirectTo: "/welcome" });
+
+    assert.deepEqual(assigned, [
+      `/v1/auth/providers/a%2Fb%3Fc/start?redirect_to=${encodeURIComponent("https://app.example/account?tab=2")}`,
+      `/v1/auth/providers/github/start?redirect_to=${encodeURIComponent("https://app.example/welcome")}`,
+    ]);
+  } finally {
+    delete globalThis.location;
+  }
+});
+
+test("signInWithProvider needs cookie mode and a page, and navigates nowhere without them", async () => {
+  const went = [];
+  const body = tab({ mode: "body", navigate: (url) => went.push(url) });
+  const pageless = tab({ mode: "cookie" }); // node: no location to assign
+
+  const inBody = await body.signInWithProvider("github", { redirectTo: "https://app.example/" }).catch((e) => e);
+  const noPage = await pageless.signInWithProvider("github", { redirectTo: "https://app.example/" }).catch((e) => e);
+
+  assert.ok(inBody instanceof AuthError);
+  assert.equal(inBody.reason, "COOKIE_MODE_REQUIRED");
+  assert.equal(noPage.reason, "NAVIGATION_UNAVAILABLE");
+  assert.deepEqual(went, []);
+});
+
+test("after a sign-out, the page a provider sends back to restores the session from the cookie", async () => {
+  let cookie = "authsvc_session=1";
+  await inPage(() => cookie, async () => {
+    const store = memoryStore();
+    const locks = localLocks();
+    const first = tab({ mode: "cookie", store, locks, navigate: () => {} });
+    await first.initialSession();
+    await first.signIn(ada, "right");
+    await first.signOut();
+    cookie = "";
+    const stillOut = tab({ mode: "cookie", store, locks });
+    await stillOut.initialSession();
+    const asked = gw.paths().length;
+
+    await first.signInWithProvider("corp-oidc", { redirectTo: "https://app.example/" });
+    cookie = "authsvc_session=1"; // the gateway's callback set the session cookies
+    const back = tab({ mode: "cookie", store, locks }); // the page the provider sent back to
+    await back.initialSession();
+
+    // stillOut asked nothing (the sign-out was the last word); back asks for the session
+    assert.deepEqual(gw.paths().slice(asked), ["/v1/auth/refresh"]);
+  });
+});

@@ -30,7 +30,7 @@ class BatchRow:
     email: str | None
     phone: str | None
     username: str | None
-    password_hash: str
+    password_hash: str | None  # None: no password (NULL, as for provider-only users)
     scopes: list[str]
     disabled: bool
     created_at: datetime | None

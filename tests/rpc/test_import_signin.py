@@ -46,11 +46,11 @@ def _bcrypt_line(external_id: str, email: str, password: str, **extra: object) -
                        "password": {"scheme": "bcrypt", "hash": made}, **extra})
 
 
-async def _stored_hash(database_url: str, email: str) -> str:
+async def _stored_hash(database_url: str, email: str) -> str | None:
     conn = await asyncpg.connect(database_url)
     try:
-        return str(await conn.fetchval("SELECT password_hash FROM users WHERE email = $1",
-                                       email))
+        found = await conn.fetchval("SELECT password_hash FROM users WHERE email = $1", email)
+        return None if found is None else str(found)
     finally:
         await conn.close()
 
@@ -169,16 +169,18 @@ async def test_an_imported_totp_secret_asks_for_its_code(app: App, stub, databas
     assert (await _stored_hash(database_url, "ada@example.com")).startswith("$argon2id$")
 
 
-async def test_a_user_imported_without_a_password_cannot_sign_in_with_one(app: App, stub):
+async def test_a_user_imported_without_a_password_cannot_sign_in_with_one(app: App, stub,
+                                                                       database_url):
     """No password in the line: every password is INVALID_CREDENTIALS (a reset sets one)."""
     await app.user_import.run([json.dumps({"external_id": "src:1",
                                            "email": "ada@example.com"})])
 
     failure = await fails(stub.SignIn(auth_pb2.SignInRequest(
-        email="ada@example.com", password="$authsvc-none$")))
+        email="ada@example.com", password="any password at all")))
 
     assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED,
                                               "INVALID_CREDENTIALS")
+    assert await _stored_hash(database_url, "ada@example.com") is None
 
 
 async def test_the_foreign_hash_gauge_counts_users_until_they_sign_in(app: App, stub):

@@ -34,10 +34,11 @@ from ..docs.blocks import ROOT, SHELL, Block, blocks, pages, shows
 
 # Pages that start the Go gateway (scripts/gateway builds it) need the toolchain.
 NEEDS_GO = {"docs/guides/http.md", "docs/guides/accounts.md", "docs/guides/login-page.md",
-            "docs/guides/second-factors.md"}
+            "docs/guides/second-factors.md", "docs/guides/federation.md"}
 BLOCK_TIMEOUT = 600.0  # the first scripts/serve or scripts/gateway may install or build
 _DEFAULT_PORTS = {"authsvc": 50051, "metrics": 9464, "gateway": 8080, "whoami": 50061,
-                  "mail": 8025, "demo": 5173, "https": 8443}
+                  "mail": 8025, "demo": 5173, "https": 8443,
+                  "oidc": 9998, "github": 9997}  # the federation guide's two providers
 _KEEP_OUT = {".authsvc", ".git", "mail"}  # mail: the accounts guide's catcher
 # Shell variables a block leaves for the next (bash's own ones aside).
 _SAVE_STATE = r"""

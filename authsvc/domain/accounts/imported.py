@@ -34,10 +34,6 @@ KEYS = frozenset({"external_id", "email", "email_verified", "phone", "phone_veri
 TOTP_KEYS = frozenset({"secret", "algorithm", "digits", "period"})
 MAX_EXTERNAL_ID = 255
 MAX_LINE = 64 * 1024
-# The value of users.password_hash for an imported user who had no password there
-# (one who signed in with a provider, or never set one): no password matches it, so
-# they sign in after a password reset. It is not a foreign hash.
-NO_PASSWORD = "$authsvc-none$"  # noqa: S105 (a marker no password matches)
 
 
 class WeakHash(InvalidArgument):
@@ -52,7 +48,10 @@ class ImportedUser:
     phone: str | None
     phone_verified: bool
     username: str | None
-    password_hash: str  # foreign_hashes.encode(...) or NO_PASSWORD
+    # foreign_hashes.encode(...); None for a user who had no password there (one who
+    # signed in with a provider, or never set one): stored as NULL like the users of
+    # identity providers, no password matches it, and a password reset sets one.
+    password_hash: str | None
     scheme: str | None  # the foreign scheme, None without a password
     totp_secret: bytes | None
     scopes: tuple[str, ...]
@@ -92,7 +91,8 @@ def parse(raw: dict[str, Any], *, allow_weak: bool = False) -> ImportedUser:
         raise InvalidArgument("email_verified", "must not be true without an email")
     if phone_verified and phone is None:
         raise InvalidArgument("phone_verified", "must not be true without a phone")
-    password_hash, scheme = NO_PASSWORD, None
+    password_hash: str | None = None
+    scheme: str | None = None
     if raw.get("password") is not None:
         try:
             checked = foreign_hashes.check(raw["password"], allow_weak=allow_weak)

@@ -80,3 +80,9 @@ class Browserless:
             with error:
                 return Answer(request.full_url, error.code,
                               {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def query_of(url: str) -> dict[str, str]:
+    """The query parameters of ``url``: of a redirect back to the client, the
+    authorization response (code, state, iss; or error)."""
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))

@@ -24,14 +24,37 @@ What a test can bend (attributes, set before the flow):
   altogether: tests/receivers.SilentServer (accepts, never answers) or a closed
   port.
 - ``now``: its clock (seconds since the epoch), e.g. a test's FakeClock.
+- ``alg="HS256-public-key"``: HMAC keyed with the PEM of the published public key
+  (the key-confusion attack on a verifier that takes the JWKS key as an HMAC
+  secret); ``signing_kid``: the ``kid`` the header names (``None``: the published
+  one), e.g. one the provider does not have.
 
-``issued`` keeps every id_token handed out, for replay tests.
+What a test can change about the provider itself (constructor keywords of
+``running_rogue_provider``, or later):
+
+- ``user``: who is signed in at the provider; a code stands for the user signed in
+  when it was issued, as at a real provider.
+- ``client_id``, ``client_secret``, ``key`` (its signing key; a second provider
+  takes ``spare_key()``), ``rotate()``: a new signing key under a new ``kid`` (the
+  old one leaves the JWKS).
+- ``client_key``: a public key; the token endpoint then accepts private_key_jwt
+  (RFC 7523) client assertions signed by it, and nothing else: ``iss`` = ``sub``
+  = ``client_id``, ``aud`` = the issuer, ``exp``, and a ``jti`` seen once.
+- ``close()``: stops serving (connections are refused from then on: a provider
+  that is down).
+
+Every authorization request must carry an S256 ``code_challenge`` (RFC 9700:
+PKCE always); a code is bound to it, to the redirect URI and to the client, and is
+spent by its first exchange. ``issued`` keeps every id_token handed out, for
+replay tests; ``requests`` counts requests per path (``requests["/jwks"]``: key
+set fetches).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -44,6 +67,7 @@ from functools import cache
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
@@ -55,11 +79,28 @@ KID = "rogue-key-1"
 TOKEN_WAIT = 120.0  # the longest a held token endpoint waits (a test forgot to release)
 
 
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 @cache
-def _keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
-    """The published signing key and a stranger's key (generated once per session)."""
-    return (rsa.generate_private_key(public_exponent=65537, key_size=2048),
-            rsa.generate_private_key(public_exponent=65537, key_size=2048))
+def _keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
+    """The default signing key, a stranger's key, and a second provider's key
+    (generated once per session: RSA key generation is the slow part of a test)."""
+    return new_key(), new_key(), new_key()
+
+
+def spare_key() -> rsa.RSAPrivateKey:
+    """A signing key of its own for a second provider in the same test."""
+    return _keys()[2]
+
+
+def stranger_key() -> rsa.RSAPrivateKey:
+    """A key no rogue provider publishes."""
+    return _keys()[1]
 
 
 @dataclass(frozen=True)
@@ -71,8 +112,9 @@ class RogueUser:
 
 @dataclass
 class _Grant:
+    user: RogueUser
     redirect_uri: str
-    challenge: str | None
+    challenge: str
     nonce: str | None
     scope: str
 
@@ -86,14 +128,32 @@ class RogueProvider:
     claims: dict[str, Any] = field(default_factory=dict)
     drop: set[str] = field(default_factory=set)
     iss_response: str | None = ""  # "" means: the issuer
+    signing_kid: str | None = None  # None: the published kid
     hold_token: threading.Event | None = None
     now: Callable[[], float] = time.time
+    key: rsa.RSAPrivateKey = field(default_factory=lambda: _keys()[0])
+    kid: str = KID
+    client_key: Any = None  # a public key: the client authenticates by private_key_jwt
     issuer: str = ""
     issued: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
     _codes: dict[str, _Grant] = field(default_factory=dict)
     _tokens: dict[str, RogueUser] = field(default_factory=dict)
+    _assertions_seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _served: Served | None = None
+
+    def close(self) -> None:
+        """Stops serving: from now on a connection to the issuer is refused."""
+        if self.hold_token is not None:
+            self.hold_token.set()
+        if self._served is not None:
+            self._served.close()
+            self._served = None
+
+    def rotate(self) -> None:
+        """A new signing key under a new kid; the old one leaves the JWKS."""
+        self.key, self.kid = new_key(), f"rogue-key-{secrets.token_hex(4)}"
 
     def authorize(self, authorization_url: str) -> str:
         """Requests ``authorization_url`` (this provider's /authorize with the client's
@@ -104,13 +164,16 @@ class RogueProvider:
         assert answer.location, (answer.status, answer.body[:300])
         return answer.location
 
-    def id_token(self, nonce: str | None = None, **claims: Any) -> str:
-        """An id_token as the token endpoint would issue it now (bent as configured)."""
+    def id_token(self, nonce: str | None = None, user: RogueUser | None = None,
+                 **claims: Any) -> str:
+        """An id_token for ``user`` (default: the one signed in now) as the token
+        endpoint would issue it now (bent as configured)."""
+        user = user or self.user
         now = int(self.now())
         body: dict[str, Any] = {
-            "iss": self.issuer, "sub": self.user.subject, "aud": self.client_id,
+            "iss": self.issuer, "sub": user.subject, "aud": self.client_id,
             "azp": self.client_id, "iat": now, "exp": now + 300, "auth_time": now,
-            "email": self.user.email, "email_verified": self.user.email_verified,
+            "email": user.email, "email_verified": user.email_verified,
             "amr": ["pwd"]}
         if nonce is not None:
             body["nonce"] = nonce
@@ -118,13 +181,16 @@ class RogueProvider:
         body.update(claims)
         for name in self.drop:
             body.pop(name, None)
-        published, stranger = _keys()
+        kid = self.kid if self.signing_kid is None else self.signing_kid
         if self.alg == "none":
             return jwt.encode(body, None, algorithm="none")
         if self.alg == "HS256":
-            return jwt.encode(body, self.client_secret, algorithm="HS256", headers={"kid": KID})
-        key = stranger if self.alg == "unknown-key" else published
-        return jwt.encode(body, key, algorithm="RS256", headers={"kid": KID})
+            return jwt.encode(body, self.client_secret, algorithm="HS256", headers={"kid": kid})
+        if self.alg == "HS256-public-key":
+            return _hs256_by_hand(body, kid, self.key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        key = stranger_key() if self.alg == "unknown-key" else self.key
+        return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
 
     # --- the endpoints -------------------------------------------------------------
 
@@ -152,14 +218,16 @@ class RogueProvider:
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported":
+                ["private_key_jwt"] if self.client_key is not None
+                else ["client_secret_basic", "client_secret_post"],
             "scopes_supported": ["openid", "email", "profile"],
             "authorization_response_iss_parameter_supported": True,
         })
 
     def _jwks(self, _: Request) -> Reply:
-        jwk = json.loads(RSAAlgorithm.to_jwk(_keys()[0].public_key()))
-        return Reply.json({"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]})
+        jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
+        return Reply.json({"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
 
     def _authorize(self, request: Request) -> Reply:
         q = request.query
@@ -167,13 +235,13 @@ class RogueProvider:
         if q.get("client_id") != self.client_id or not redirect_uri:
             return Reply.json({"error": "invalid_request"}, 400)
         params: dict[str, str] = {}
-        if q.get("response_type") != "code" or (
-                q.get("code_challenge") and q.get("code_challenge_method") != "S256"):
+        if q.get("response_type") != "code" or not q.get("code_challenge") \
+                or q.get("code_challenge_method") != "S256":
             params["error"] = "invalid_request"
         else:
             code = secrets.token_urlsafe(24)
             with self._lock:
-                self._codes[code] = _Grant(redirect_uri, q.get("code_challenge") or None,
+                self._codes[code] = _Grant(self.user, redirect_uri, q["code_challenge"],
                                            q.get("nonce"), q.get("scope", ""))
             params["code"] = code
         if "state" in q:
@@ -187,14 +255,7 @@ class RogueProvider:
     def _token(self, request: Request) -> Reply:
         if self.hold_token is not None:
             self.hold_token.wait(TOKEN_WAIT)
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
-            client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-            client_id, secret = urllib.parse.unquote(client_id), urllib.parse.unquote(secret)
-        else:
-            client_id = request.form.get("client_id", "")
-            secret = request.form.get("client_secret", "")
-        if client_id != self.client_id or not secrets.compare_digest(secret, self.client_secret):
+        if not self._client_authenticated(request):
             return Reply.json({"error": "invalid_client"}, 401)
         form = request.form
         with self._lock:
@@ -202,19 +263,46 @@ class RogueProvider:
         if form.get("grant_type") != "authorization_code" or grant is None \
                 or form.get("redirect_uri") != grant.redirect_uri:
             return Reply.json({"error": "invalid_grant"}, 400)
-        if grant.challenge is not None:
-            computed = base64.urlsafe_b64encode(hashlib.sha256(
-                form.get("code_verifier", "").encode()).digest()).rstrip(b"=").decode()
-            if not secrets.compare_digest(computed, grant.challenge):
-                return Reply.json({"error": "invalid_grant",
-                                   "error_description": "code_verifier"}, 400)
+        computed = base64.urlsafe_b64encode(hashlib.sha256(
+            form.get("code_verifier", "").encode()).digest()).rstrip(b"=").decode()
+        if not secrets.compare_digest(computed, grant.challenge):
+            return Reply.json({"error": "invalid_grant",
+                               "error_description": "code_verifier"}, 400)
         access = secrets.token_urlsafe(24)
-        token = self.id_token(grant.nonce)
+        token = self.id_token(grant.nonce, grant.user)
         with self._lock:
-            self._tokens[access] = self.user
+            self._tokens[access] = grant.user
             self.issued.append(token)
         return Reply.json({"access_token": access, "token_type": "Bearer", "expires_in": 300,
                            "id_token": token, "scope": grant.scope})
+
+    def _client_authenticated(self, request: Request) -> bool:
+        form = request.form
+        if self.client_key is not None:  # private_key_jwt (RFC 7523), and only that
+            if form.get("client_assertion_type") != ASSERTION_TYPE:
+                return False
+            try:
+                claims = jwt.decode(form.get("client_assertion", ""), self.client_key,
+                                    algorithms=["RS256", "ES256", "EdDSA"],
+                                    audience=self.issuer,
+                                    options={"require": ["iss", "sub", "aud", "exp", "jti"]})
+            except jwt.PyJWTError:
+                return False
+            with self._lock:
+                if claims["jti"] in self._assertions_seen:
+                    return False
+                self._assertions_seen.add(claims["jti"])
+            return bool(claims["iss"] == claims["sub"] == form.get("client_id")
+                        == self.client_id)
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+            client_id, secret = urllib.parse.unquote(client_id), urllib.parse.unquote(secret)
+        else:
+            client_id = form.get("client_id", "")
+            secret = form.get("client_secret", "")
+        return client_id == self.client_id and secrets.compare_digest(
+            secret.encode(), self.client_secret.encode())
 
     def _userinfo(self, request: Request) -> Reply:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -226,14 +314,27 @@ class RogueProvider:
                            "email_verified": user.email_verified})
 
 
+def _hs256_by_hand(claims: dict[str, Any], kid: str, secret: bytes) -> str:
+    """An HS256 JWS keyed with ``secret``: PyJWT refuses a PEM key as an HMAC secret
+    (the very confusion it guards against), so the attacker's token is made by hand."""
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = (b64(json.dumps({"alg": "HS256", "kid": kid}).encode()) + b"."
+                     + b64(json.dumps(claims).encode()))
+    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + b64(signature)).decode()
+
+
 @contextmanager
-def running_rogue_provider(user: RogueUser | None = None) -> Iterator[RogueProvider]:
-    provider = RogueProvider(user or RogueUser())
-    served = Served(provider)
-    provider.issuer = served.origin
+def running_rogue_provider(user: RogueUser | None = None,
+                           **knobs: Any) -> Iterator[RogueProvider]:
+    """A rogue provider on a free port of 127.0.0.1; ``knobs`` are RogueProvider's
+    fields (client_id, client_secret, key, client_key, ...)."""
+    provider = RogueProvider(user or RogueUser(), **knobs)
+    provider._served = Served(provider)
+    provider.issuer = provider._served.origin
     try:
         yield provider
     finally:
-        if provider.hold_token is not None:
-            provider.hold_token.set()
-        served.close()
+        provider.close()

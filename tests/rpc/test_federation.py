@@ -1,6 +1,7 @@
-"""Sign-in with another identity provider, over real gRPC against a provider on a real
-HTTP port (tests/identity_provider.py: discovery, JWKS, RS256 id_tokens, single-use
-codes bound to PKCE), including the attacks: state missing, mismatched or replayed,
+"""Sign-in with another identity provider, over real gRPC against providers on real
+HTTP ports (tests/providers/rogue.py: discovery, JWKS, RS256 id_tokens, single-use
+codes bound to PKCE; tests/providers/github.py: GitHub's OAuth 2.0 shape), including
+the attacks: state missing, mismatched or replayed,
 a code or nonce replayed, iss mix-up, forged id_tokens, linking on an unverified
 e-mail, a foreign redirect, unlinking the last way in, a provider down or slow."""
 
@@ -10,6 +11,8 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,37 +27,43 @@ from authsvc.domain.factors import totp
 from authsvc.store import users as user_rows
 from authsvc.v1 import auth_pb2
 from tests.helpers import PASSWORD, bearer, fails, sign_in, travel
-from tests.identity_provider import IdentityProvider, User, new_key
+from tests.providers.github import OCTO_VERIFIED, GitHubProvider
+from tests.providers.http import query_of
+from tests.providers.rogue import RogueProvider, RogueUser, running_rogue_provider, spare_key
 from tests.rpc.test_factors import enable_totp, error_metadata
 
 APP = "https://app.example"
 CALLBACK = "http://127.0.0.1:8080/v1/auth/providers/{id}/callback"
 
 
-@pytest.fixture
-def idp() -> Iterator[IdentityProvider]:
-    provider = IdentityProvider()
-    yield provider
-    provider.close()
+ALICE = RogueUser("alice-sub", "alice@example.com", True)
+Provider = RogueProvider | GitHubProvider
 
 
 @pytest.fixture
-def other_idp() -> Iterator[IdentityProvider]:
-    provider = IdentityProvider(client_id="authsvc-2", client_secret="second-secret")
-    yield provider
-    provider.close()
+def idp() -> Iterator[RogueProvider]:
+    """The OpenID provider ``idp``: its signed-in user is ALICE (the ``user``
+    fixture's e-mail)."""
+    with running_rogue_provider(ALICE) as provider:
+        yield provider
 
 
 @pytest.fixture
-def github() -> Iterator[IdentityProvider]:
-    provider = IdentityProvider(shape="github", advertise_iss=False,
-                                user=User("4242", "octo@example.com", True))
-    yield provider
-    provider.close()
+def other_idp() -> Iterator[RogueProvider]:
+    """A second OpenID provider (its own issuer, key, client id and secret)."""
+    with running_rogue_provider(ALICE, client_id="authsvc-2", client_secret="second-secret",
+                                key=spare_key()) as provider:
+        yield provider
 
 
-def providers_toml(tmp_path, idp: IdentityProvider, other: IdentityProvider,
-                   github: IdentityProvider, trust_acr: tuple[str, ...] = ()) -> str:
+@pytest.fixture
+def github(github_provider: GitHubProvider) -> GitHubProvider:
+    """The GitHub-shape OAuth 2.0 provider; OCTO_VERIFIED signs in there."""
+    return github_provider
+
+
+def providers_toml(tmp_path, idp: RogueProvider, other: RogueProvider,
+                   github: GitHubProvider, trust_acr: tuple[str, ...] = ()) -> str:
     secrets = {}
     for name, provider in (("idp", idp), ("other", other), ("github", github)):
         path = tmp_path / f"{name}.secret"
@@ -77,10 +86,10 @@ client_auth = "client_secret_post"
 redirect_uris = ["{CALLBACK.format(id='other')}"]
 
 [providers.github]
-authorize_url = "{github.issuer}/authorize"
-token_url = "{github.issuer}/token"
-userinfo_url = "{github.issuer}/user"
-emails_url = "{github.issuer}/user/emails"
+authorize_url = "{github.authorize_url}"
+token_url = "{github.token_url}"
+userinfo_url = "{github.user_url}"
+emails_url = "{github.emails_url}"
 client_id = "{github.client_id}"
 client_secret_file = "{secrets['github']}"
 redirect_uris = ["{CALLBACK.format(id='github')}"]
@@ -114,16 +123,25 @@ class Callback:
         return auth_pb2.FinishProviderSignInRequest(**{**fields, **change})
 
 
-async def visit(stub, idp: IdentityProvider, provider: str = "idp",
+def authorize(idp: Provider, authorization_url: str) -> dict[str, str]:
+    """The provider's user signs in at ``authorization_url`` (the OpenID provider's
+    user is signed in already; at the GitHub-shape one OCTO_VERIFIED fills its
+    form): the parameters of the redirect back to the callback."""
+    if isinstance(idp, GitHubProvider):
+        return query_of(idp.sign_in(authorization_url, OCTO_VERIFIED.login))
+    return query_of(idp.authorize(authorization_url))
+
+
+async def visit(stub, idp: Provider, provider: str = "idp",
                 **start: str) -> Callback:
     """Start a flow and let the provider's user sign in: what the callback receives."""
     started = await stub.StartProviderSignIn(
         auth_pb2.StartProviderSignInRequest(provider=provider, **start))
-    params = await asyncio.to_thread(idp.authorize, started.authorization_url)
+    params = await asyncio.to_thread(authorize, idp, started.authorization_url)
     return Callback(started, params)
 
 
-async def provider_sign_in(stub, idp: IdentityProvider, provider: str = "idp",
+async def provider_sign_in(stub, idp: Provider, provider: str = "idp",
                            ) -> auth_pb2.FinishProviderSignInResponse:
     callback = await visit(stub, idp, provider)
     answer: auth_pb2.FinishProviderSignInResponse = await stub.FinishProviderSignIn(
@@ -178,7 +196,7 @@ async def test_a_returning_identity_signs_in_the_same_user(stub, idp):
     """The provider's subject is the key: the second sign-in is the same user, even
     after the provider changed the e-mail."""
     first = await provider_sign_in(stub, idp)
-    idp.user = User("alice-sub", "alice.new@example.com", True)
+    idp.user = RogueUser("alice-sub", "alice.new@example.com", True)
     again = await provider_sign_in(stub, idp)
     assert (again.user_id, again.created) == (first.user_id, False)
     assert again.session_id != first.session_id
@@ -198,7 +216,7 @@ async def test_a_github_shaped_provider_signs_in_by_its_numeric_id(stub, github)
     found = await stub.ListIdentities(auth_pb2.ListIdentitiesRequest(),
                                       metadata=bearer(answer.access_token))
     assert [(i.provider, i.subject, i.email) for i in found.identities] == [
-        ("github", "4242", "octo@example.com")]
+        ("github", OCTO_VERIFIED.subject, "octo@gh.example")]
 
 
 async def test_a_native_app_brings_its_own_pkce_verifier(stub, idp):
@@ -332,106 +350,83 @@ async def test_a_second_providers_code_and_state_are_refused(stub, idp, other_id
 
 # --- forged id_tokens --------------------------------------------------------------
 
-async def forged(stub, idp: IdentityProvider, tamper) -> Any:
-    idp.tamper = tamper
+async def forged(stub, idp: RogueProvider, **bend: Any) -> Any:
+    """A flow whose id_token the provider's token endpoint issues bent by ``bend``
+    (RogueProvider's knobs: alg, claims, signing_kid)."""
+    for knob, value in bend.items():
+        setattr(idp, knob, value)
     callback = await visit(stub, idp)
     return await fails(stub.FinishProviderSignIn(callback.finish()))
 
 
 async def test_an_unsigned_id_token_is_refused(stub, idp):
     """alg none."""
-    def none(header, claims):
-        return jwt.encode(claims, None, algorithm="none")
-    failure = await forged(stub, idp, none)
+    failure = await forged(stub, idp, alg="none")
     assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED,
                                               "PROVIDER_RESPONSE_INVALID")
 
 
 async def test_an_id_token_signed_with_the_public_key_as_hmac_secret_is_refused(stub, idp):
-    """Key confusion: HS256 keyed with the provider's public key."""
-    public = idp.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    def hs256(header, claims):
-        import hmac as hmac_module
-        head = base64.urlsafe_b64encode(
-            b'{"alg":"HS256","kid":"' + idp.kid.encode() + b'"}').rstrip(b"=")
-        import json
-        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
-        signature = hmac_module.new(public, head + b"." + body, hashlib.sha256).digest()
-        return (head + b"." + body + b"." + base64.urlsafe_b64encode(signature)
-                .rstrip(b"=")).decode()
-    assert (await forged(stub, idp, hs256)).reason == "PROVIDER_RESPONSE_INVALID"
+    """Key confusion: HS256 keyed with the provider's public key (its PEM), under its kid."""
+    failure = await forged(stub, idp, alg="HS256-public-key")
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
 async def test_an_id_token_for_another_audience_is_refused(stub, idp):
-    def other_aud(header, claims):
-        claims["aud"] = "someone-else"
-    assert (await forged(stub, idp, other_aud)).reason == "PROVIDER_RESPONSE_INVALID"
+    failure = await forged(stub, idp, claims={"aud": "someone-else"})
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
 async def test_several_audiences_need_azp_naming_authsvc(stub, idp):
-    def shared(header, claims):
-        claims["aud"] = [idp.client_id, "someone-else"]
-        claims["azp"] = "someone-else"
-    assert (await forged(stub, idp, shared)).reason == "PROVIDER_RESPONSE_INVALID"
+    failure = await forged(stub, idp, claims={"aud": [idp.client_id, "someone-else"],
+                                              "azp": "someone-else"})
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
 async def test_an_id_token_of_another_issuer_is_refused(stub, idp, other_idp):
-    def foreign(header, claims):
-        claims["iss"] = other_idp.issuer
-    assert (await forged(stub, idp, foreign)).reason == "PROVIDER_RESPONSE_INVALID"
+    failure = await forged(stub, idp, claims={"iss": other_idp.issuer})
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
 async def test_an_expired_id_token_is_refused(stub, idp):
-    def expired(header, claims):
-        claims["exp"] = claims["iat"] - 3600
-        claims["iat"] -= 7200
-    assert (await forged(stub, idp, expired)).reason == "PROVIDER_RESPONSE_INVALID"
+    now = int(time.time())
+    failure = await forged(stub, idp, claims={"iat": now - 7200, "exp": now - 3600})
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
 async def test_an_id_token_issued_in_the_future_is_refused(stub, idp):
-    def future(header, claims):
-        claims["iat"] += 3600
-        claims["exp"] += 3600
-    assert (await forged(stub, idp, future)).reason == "PROVIDER_RESPONSE_INVALID"
+    now = int(time.time())
+    failure = await forged(stub, idp, claims={"iat": now + 3600, "exp": now + 3900})
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
 async def test_a_replayed_nonce_is_refused(stub, idp):
     """An id_token from an earlier flow (its nonce) in a new flow."""
     earlier = await visit(stub, idp)
-    old_nonce = dict(p.split("=", 1) for p in
-                     earlier.started.authorization_url.split("?", 1)[1].split("&"))["nonce"]
-
-    def replayed(header, claims):
-        claims["nonce"] = old_nonce
-    assert (await forged(stub, idp, replayed)).reason == "PROVIDER_RESPONSE_INVALID"
+    old_nonce = query_of(earlier.started.authorization_url)["nonce"]
+    failure = await forged(stub, idp, claims={"nonce": old_nonce})
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
 async def test_an_id_token_signed_by_an_unknown_key_is_refused(stub, idp):
     """A key the provider does not publish (a kid it does not have, or its kid)."""
-    stranger = new_key()
-
-    def unknown(header, claims):
-        return jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": "stranger"})
-    assert (await forged(stub, idp, unknown)).reason == "PROVIDER_RESPONSE_INVALID"
-
-    def same_kid(header, claims):
-        return jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": idp.kid})
-    assert (await forged(stub, idp, same_kid)).reason == "PROVIDER_RESPONSE_INVALID"
+    failure = await forged(stub, idp, alg="unknown-key", signing_kid="stranger")
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
+    failure = await forged(stub, idp, alg="unknown-key", signing_kid=None)
+    assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
 async def test_unknown_kids_refetch_the_key_set_at_most_once_a_minute(stub, idp, clock):
     """A rotated key is picked up (the set fetched again), but forged kids cannot make
     authsvc fetch the set on every sign-in."""
     await provider_sign_in(stub, idp)
-    fetched = idp.jwks_fetches
+    fetched = idp.requests["/jwks"]
     idp.rotate()
     failure = await fails(provider_sign_in(stub, idp))  # within the minute: no fetch
-    assert (failure.reason, idp.jwks_fetches) == ("PROVIDER_RESPONSE_INVALID", fetched)
+    assert (failure.reason, idp.requests["/jwks"]) == ("PROVIDER_RESPONSE_INVALID", fetched)
     clock.advance(61)
     assert (await provider_sign_in(stub, idp)).access_token
-    assert idp.jwks_fetches == fetched + 1
+    assert idp.requests["/jwks"] == fetched + 1
 
 
 # --- linking -----------------------------------------------------------------------
@@ -441,7 +436,7 @@ async def test_an_unverified_provider_email_never_links_to_an_account(stub, idp,
     """The provider does not assert the e-mail verified: IDENTITY_LINK_REQUIRED, no
     identity is written, and it is audited."""
     await verify_email(database_url, "alice@example.com")
-    idp.user = User("attacker-sub", "alice@example.com", email_verified=False)
+    idp.user = RogueUser("attacker-sub", "alice@example.com", email_verified=False)
     callback = await visit(stub, idp)
     failure = await fails(stub.FinishProviderSignIn(callback.finish()))
     assert (failure.code, failure.reason) == (grpc.StatusCode.FAILED_PRECONDITION,
@@ -474,7 +469,7 @@ async def test_a_signed_in_user_links_and_unlinks_an_identity(stub, idp, user, d
     token = (await sign_in(stub)).access_token
     started = await stub.LinkIdentity(auth_pb2.LinkIdentityRequest(provider="idp"),
                                       metadata=bearer(token))
-    params = await asyncio.to_thread(idp.authorize, started.authorization_url)
+    params = await asyncio.to_thread(authorize, idp, started.authorization_url)
     linked = await stub.FinishProviderSignIn(auth_pb2.FinishProviderSignInRequest(
         provider="idp", flow_id=started.flow_id, state=params["state"], code=params["code"],
         iss=params["iss"]))
@@ -488,12 +483,12 @@ async def test_a_signed_in_user_links_and_unlinks_an_identity(stub, idp, user, d
 
 
 async def test_an_identity_of_another_user_cannot_be_linked(stub, idp, user):
-    idp.user = User("mallory-sub", "mallory@example.com", True)
+    idp.user = RogueUser("mallory-sub", "mallory@example.com", True)
     await provider_sign_in(stub, idp)  # the identity's own user
     token = (await sign_in(stub)).access_token
     started = await stub.LinkIdentity(auth_pb2.LinkIdentityRequest(provider="idp"),
                                       metadata=bearer(token))
-    params = await asyncio.to_thread(idp.authorize, started.authorization_url)
+    params = await asyncio.to_thread(authorize, idp, started.authorization_url)
     failure = await fails(stub.FinishProviderSignIn(auth_pb2.FinishProviderSignInRequest(
         provider="idp", flow_id=started.flow_id, state=params["state"], code=params["code"],
         iss=params["iss"])))
@@ -581,9 +576,10 @@ async def test_a_provider_that_is_down_is_unavailable(stub, idp):
 
 async def test_a_slow_provider_is_given_up_on_after_the_timeout(stub, idp):
     """A token endpoint that does not answer: PROVIDER_UNAVAILABLE after
-    AUTHSVC_PROVIDER_TIMEOUT (2 s here), not a hang (the provider would wait 60 s)."""
+    AUTHSVC_PROVIDER_TIMEOUT (2 s here), not a hang (the provider would hold it two
+    minutes; the fixture releases it)."""
     callback = await visit(stub, idp)
-    idp.delay = 60
+    idp.hold_token = threading.Event()
     failure = await fails(stub.FinishProviderSignIn(callback.finish(), timeout=30))
     assert (failure.code, failure.reason) == (grpc.StatusCode.UNAVAILABLE,
                                               "PROVIDER_UNAVAILABLE")
@@ -612,7 +608,7 @@ class TestTrustedAcr:
         """With trust_acr, the provider's phishing-resistant sign-in counts as MFA."""
         first = await provider_sign_in(stub, idp)
         await enable_totp(stub, first.access_token, database_url)
-        idp.user = User("alice-sub", "alice@example.com", True, acr="phr")
+        idp.claims = {"acr": "phr"}
         answer = await provider_sign_in(stub, idp)
         assert claims_of(answer.access_token)["amr"] == ["fed", "mfa"]
 
@@ -627,10 +623,9 @@ class TestPrivateKeyJwt:
         return ec.generate_private_key(ec.SECP256R1())
 
     @pytest.fixture
-    def idp(self, client_key) -> Iterator[IdentityProvider]:
-        provider = IdentityProvider(client_key=client_key.public_key())
-        yield provider
-        provider.close()
+    def idp(self, client_key) -> Iterator[RogueProvider]:
+        with running_rogue_provider(ALICE, client_key=client_key.public_key()) as provider:
+            yield provider
 
     @pytest.fixture
     def settings(self, settings, tmp_path, idp, client_key):
@@ -659,7 +654,7 @@ async def test_users_without_a_password_do_not_aim_the_dummy_hash(stub, idp, app
     """Unknown users cost what most stored hashes cost: users of providers only, who
     have none, are left out of that count."""
     for n in range(3):
-        idp.user = User(f"sub-{n}", f"fed{n}@example.com", True)
+        idp.user = RogueUser(f"sub-{n}", f"fed{n}@example.com", True)
         await provider_sign_in(stub, idp)
     async with app.db.connection() as conn:
         typical = await user_rows.typical_password_hash(conn)

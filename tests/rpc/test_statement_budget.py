@@ -25,7 +25,8 @@ from authsvc.store.database import Database
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, sign_in
-from ..identity_provider import IdentityProvider, User
+from ..providers.http import query_of
+from ..providers.rogue import RogueProvider, RogueUser, running_rogue_provider
 
 
 @dataclass
@@ -182,10 +183,9 @@ class TestFederatedSignIn:
     password sign-in plus the identity lookup; the provider's round trips are the rest."""
 
     @pytest.fixture
-    def idp(self) -> Iterator[IdentityProvider]:
-        provider = IdentityProvider()
-        yield provider
-        provider.close()
+    def idp(self) -> Iterator[RogueProvider]:
+        with running_rogue_provider() as provider:
+            yield provider
 
     @pytest.fixture
     def settings(self, settings, tmp_path, idp, monkeypatch):
@@ -202,12 +202,13 @@ class TestFederatedSignIn:
         ledger, stub = counted
         async with cost(ledger) as password:
             await sign_in(stub)
-        idp.user = User("bob-sub", "bob@example.com", True)
+        idp.user = RogueUser("bob-sub", "bob@example.com", True)
 
         async def federated() -> list[str]:
             started = await stub.StartProviderSignIn(
                 auth_pb2.StartProviderSignInRequest(provider="idp"))
-            params = await asyncio.to_thread(idp.authorize, started.authorization_url)
+            params = query_of(await asyncio.to_thread(idp.authorize,
+                                                      started.authorization_url))
             async with cost(ledger) as statements:
                 await stub.FinishProviderSignIn(auth_pb2.FinishProviderSignInRequest(
                     provider="idp", flow_id=started.flow_id, state=params["state"],

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from ..identity_provider import IdentityProvider
+from ..providers.http import query_of
+from ..providers.rogue import RogueProvider, running_rogue_provider
 from ..servers import free_port
 from .test_gateway import (  # noqa: F401 (fixtures)
     VENV_BIN,
@@ -37,7 +38,7 @@ APP = "https://app.example"
 
 
 class Edge:
-    def __init__(self, idp: IdentityProvider, cookie_port: int, body_port: int) -> None:
+    def __init__(self, idp: RogueProvider, cookie_port: int, body_port: int) -> None:
         self.idp = idp
         self.cookie_mode = f"127.0.0.1:{cookie_port}"
         self.body_mode = f"127.0.0.1:{body_port}"
@@ -48,7 +49,12 @@ def edge(pg_admin_url: str, template_name: str, gateway_binary: Path,  # noqa: F
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     """authsvc with providers ``idp`` (for the cookie-mode gateway) and ``idp-body``
     (the same provider, for a gateway in body mode), and both gateways."""
-    idp = IdentityProvider()
+    with running_rogue_provider() as idp:
+        yield from _edge(idp, pg_admin_url, template_name, gateway_binary, tmp_path_factory)
+
+
+def _edge(idp: RogueProvider, pg_admin_url: str, template_name: str, gateway: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     cookie_port, body_port = free_port(), free_port()
     path = tmp_path_factory.mktemp("providers") / "providers.toml"
     entries = []
@@ -71,17 +77,16 @@ def edge(pg_admin_url: str, template_name: str, gateway_binary: Path,  # noqa: F
              "EDGE_IDP_SECRET": idp.client_secret})
     upstream = authsvc.wait_for(r"listening on (127\.0\.0\.1:\d+)").group(1)
     gateways = [
-        Process([str(gateway_binary), "--listen", f"127.0.0.1:{cookie_port}", "--upstream",
+        Process([str(gateway), "--listen", f"127.0.0.1:{cookie_port}", "--upstream",
                  upstream, "--refresh-cookie", "--insecure-dev-cookies", "--cors-origins",
                  APP]),
-        Process([str(gateway_binary), "--listen", f"127.0.0.1:{body_port}", "--upstream",
+        Process([str(gateway), "--listen", f"127.0.0.1:{body_port}", "--upstream",
                  upstream])]
     for gateway in gateways:
         gateway.wait_for(r"listening on http://")
     yield Edge(idp, cookie_port, body_port)
     for process in (*gateways, authsvc):
         process.stop()
-    idp.close()
     asyncio.run(_drop_database(pg_admin_url, name))
 
 
@@ -109,7 +114,7 @@ def _visit(edge: Edge, address: str, provider: str, redirect_to: str = "",
     reply = call(address, "GET", f"/v1/auth/providers/{provider}/start{query}")
     assert reply.status == 302, reply.body
     (name, morsel), = cookies_of(reply).items()
-    params = edge.idp.authorize(reply.header("Location"))
+    params = query_of(edge.idp.authorize(reply.header("Location")))
     path = f"/v1/auth/providers/{provider}/callback?" + urllib.parse.urlencode(params)
     return path, f"{name}={morsel.value}"
 

@@ -1,6 +1,7 @@
 """What an idle ``serve --workers 2`` costs its database: at most one transaction per
 worker per second, counted by PostgreSQL (``pg_stat_database``), over one housekeeping
-pass with the default intervals.
+pass with the default intervals, with mail (SMTP) and the webhook configured, so
+both of the outbox's receivers have a loop in each worker.
 
 A count, not a timing: the window is idle time the test waits through on purpose,
 because the rate over it is the behaviour under test. PostgreSQL publishes a
@@ -21,6 +22,7 @@ import asyncpg
 import pytest
 
 from ..conftest import with_database
+from ..receivers import Mailbox, WebhookReceiver
 from ..servers import AuthsvcProcess, free_port, new_key, server_env
 
 WORKERS = 2
@@ -59,11 +61,14 @@ async def _ended(url: str) -> int:
         await conn.close()
 
 
-def _transactions_of_one_life(url: str, idle: float) -> int:
+def _transactions_of_one_life(url: str, idle: float, mailbox: Mailbox,
+                              receiver: WebhookReceiver) -> int:
     """Transactions of one ``serve --workers 2``, from start to stop, idle ``idle``
     seconds once it is ready."""
     env = server_env(AUTHSVC_DATABASE_URL=url, AUTHSVC_KEY_ENCRYPTION_KEY=KEY,
-                     AUTHSVC_HOUSEKEEPING_INTERVAL=str(HOUSEKEEPING_INTERVAL))
+                     AUTHSVC_HOUSEKEEPING_INTERVAL=str(HOUSEKEEPING_INTERVAL),
+                     AUTHSVC_SMTP_URL=mailbox.url, AUTHSVC_SMTP_FROM="authsvc@example.com",
+                     AUTHSVC_WEBHOOK_URL=receiver.url, AUTHSVC_WEBHOOK_SECRET=receiver.secret)
     before = asyncio.run(_ended(url))
     server = AuthsvcProcess(free_port(), env, ["--workers", str(WORKERS)]).start()
     try:
@@ -76,10 +81,10 @@ def _transactions_of_one_life(url: str, idle: float) -> int:
 
 
 def test_an_idle_server_costs_at_most_one_transaction_per_worker_per_second(
-        idle_database_url):
-    start_and_stop = _transactions_of_one_life(idle_database_url, 0.0)
+        idle_database_url, mailbox, receiver):
+    start_and_stop = _transactions_of_one_life(idle_database_url, 0.0, mailbox, receiver)
     started = time.monotonic()
-    whole = _transactions_of_one_life(idle_database_url, WINDOW)
+    whole = _transactions_of_one_life(idle_database_url, WINDOW, mailbox, receiver)
     # The idle window's share; its length is at least WINDOW (the life was longer).
     idle = whole - start_and_stop
     assert time.monotonic() - started >= WINDOW

@@ -9,8 +9,10 @@ calls at a time). The worker's user and system CPU time (``/proc``) before and
 after is the measure: a count of the process's own work, unaffected by what
 else the machine runs except through caches. With ``--profile`` the worker is
 sampled by py-spy (``--format speedscope`` or ``raw`` by the name's ending) during
-a second run of the same size. Prints one JSON object; with ``--out`` writes it
-as ``refresh-cpu-latest.json`` there.
+a last round of the same size. With ``--baseline DIR`` (another checkout) a
+server of that checkout is measured too, its rounds alternating with this
+one's, so both see the same machine. Prints one JSON object; with ``--out``
+writes it as ``refresh-cpu-latest.json`` there.
 """
 
 from __future__ import annotations
@@ -97,12 +99,12 @@ def main() -> None:
     args = p.parse_args()
     rounds = args.rounds + (1 if args.profile else 0)
     load_before = os.getloadavg()
-    sources = 2 if args.baseline else 1
+    checkouts = 2 if args.baseline else 1
     with embedded_database() as (data_dir, _url):
         add_user(data_dir, "seed@example.com", PASSWORD, CHEAP)
         with running(Service(data_dir, args.port, 1, CHEAP)) as service:
             sessions = asyncio.run(seed.sign_in(service.target, "seed@example.com", PASSWORD,
-                                                args.calls * rounds * sources + 200))
+                                                args.calls * rounds * checkouts + 200))
         tokens = [s.refresh_token for s in sessions]
         sources = {"this": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}

@@ -9,7 +9,6 @@ import time
 
 from ..config import parse_listen
 
-
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # made once, not per line
 
 

@@ -42,6 +42,45 @@ NATIVE: list[str] = ["--native"] if os.environ.get("BENCH_NATIVE") else []
 CHEAP = {**ENV, "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest"}
 
 
+SHARES = (  # (where the time goes, a test on one sample's frames below the loop)
+    ("JWT signing (pyjwt, cryptography)",
+     lambda fr: any("jwt/" in f or "cryptography" in f for f in fr)),
+    ("access log and metrics",
+     lambda fr: any("logging/" in f or "observability.py" in f or "prometheus" in f
+                    for f in fr)),
+    ("asyncpg (the statement, the pool, the socket write)",
+     lambda fr: any("asyncpg" in f for f in fr)),
+    ("authsvc's own Python (handler, interceptors, domain)",
+     lambda fr: any("authsvc/" in f for f in fr)),
+    ("waiting in epoll", lambda fr: "selectors" in fr[-1]),
+    ("C and Cython run by the event loop (grpc aio's call handling, protobuf, "
+     "asyncpg's protocol)", lambda fr: len(fr) == 1 and fr[0].startswith("Handle._run")),
+)
+
+
+def shares(raw: Path) -> dict[str, float]:
+    """Where a py-spy ``raw`` profile's samples go, as shares: the threads other than
+    the event loop's (grpc's completion-queue poller, the metrics server, the hash
+    pool) apart, then each sample of the loop's thread by the first test in
+    ``SHARES`` its frames above ``_run_once`` pass."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames, samples = stack.split(";"), int(n)
+        total += samples
+        if any("Thread._bootstrap" in f for f in frames[:3]):
+            name = "other threads (grpc's poller, metrics server, hash pool)"
+        else:
+            below = [i for i, f in enumerate(frames) if "_run_once" in f]
+            above = frames[below[-1] + 1:] if below else frames
+            name = next((n for n, test in SHARES if above and test(above)),
+                        "asyncio itself (loop, tasks, futures, transports)")
+        counts[name] = counts.get(name, 0) + samples
+    return {name: round(c / total, 3)
+            for name, c in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
 async def refresh_all(target: str, tokens: list[str], concurrency: int) -> int:
     """Spend every token once; the calls that failed."""
     failed = 0
@@ -112,7 +151,8 @@ def main() -> None:
             for k, (name, source) in enumerate(sources.items()):
                 n = i * len(sources) + k
                 batch = tokens[n * args.calls:(n + 1) * args.calls]
-                profile = args.profile if args.profile and i == rounds - 1 else None
+                profile = (args.profile if args.profile and i == rounds - 1 and name == "this"
+                           else None)
                 service = Service(data_dir, args.port, 1, ENV, uvloop=args.uvloop,
                                   source=source)
                 with running(service):
@@ -123,6 +163,9 @@ def main() -> None:
         counted = [r["cpu_ms_per_call"] for r in rows[:args.rounds]]
         out[name] = {"rounds": rows, "cpu_ms_per_call_median": statistics.median(counted),
                      "cpu_ms_per_call_min": min(counted)}
+    if args.profile is not None and args.profile.suffix != ".json":
+        out["profile"] = {"file": str(args.profile), "samples_per_second": 1000,
+                          "shares": shares(args.profile)}
     text = json.dumps(out, indent=2)
     print(text)
     if args.out is not None:

@@ -86,11 +86,9 @@ def rows(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any
             add(label, r["median"], f"{r['median']:.2f} s (median of {len(r['seconds'])})",
                 target, False, " s")
     cost = results.get("idle")
-    label = f"idle transactions per worker per second, {http_w}w"
-    if cost is None:
-        add(label, None, "not run", IDLE_TX_PER_WORKER_S, False)
-    else:
-        add(label, cost["transactions_per_worker_second"],
+    if cost is not None:  # runs before the idle-cost measure have no row for it
+        add(f"idle transactions per worker per second, {http_w}w",
+            cost["transactions_per_worker_second"],
             f"{cost['transactions_per_worker_second']:.2f} ({cost['transactions']} in "
             f"{cost['seconds']:.0f} s)", IDLE_TX_PER_WORKER_S, False)
     for w in counts:

@@ -46,6 +46,7 @@ from . import (
     gateway,
     ghz,
     http_cases,
+    idle,
     importing,
     raw,
     report,
@@ -85,6 +86,13 @@ def main() -> None:
         tokens = _seed(args, data_dir)
         asyncio.run(raw.prepare_table(url))
         starts = _starts(args, data_dir)
+        idle_cost = None
+        if args.idle_seconds > 0:
+            idle_cost = idle.measure(data_dir, url, args.port + 20, args.http_workers,
+                                     args.idle_seconds)
+            print(f"  {args.http_workers}w idle: "
+                  f"{idle_cost['transactions_per_worker_second']:.2f} transactions per "
+                  f"worker per second over {idle_cost['seconds']:.0f} s", flush=True)
         phases = {}
         for i, workers in enumerate(args.workers):
             refresh_tokens = tokens["refresh"][i * args.refresh_calls:
@@ -99,6 +107,7 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
         "startup": starts,
+        "idle": idle_cost,
         "phases": phases,
     }
     if args.import_users:
@@ -300,6 +309,9 @@ def _parser() -> argparse.ArgumentParser:
                    "and compare with a plain COPY (bench/importing.py; 0: leave it out)")
     p.add_argument("--import-only", action="store_true",
                    help="run only the import benchmark (--import-users, default 1000000)")
+    p.add_argument("--idle-seconds", type=float, default=32.0,
+                   help="seconds of the idle-cost measure (database transactions, CPU and "
+                   "memory of a serve nobody calls, bench/idle.py); 0 leaves it out")
     p.add_argument("--port", type=int, default=50551)
     p.add_argument("--uvloop", action="store_true",
                    help="run the worker on uvloop (with --workers 1 only)")

@@ -38,7 +38,10 @@ class Service:
     """One ``authsvc serve`` process and its workers."""
 
     def __init__(self, data_dir: Path, port: int, workers: int,
-                 env: Mapping[str, str] | None = None, uvloop: bool = False) -> None:
+                 env: Mapping[str, str] | None = None, uvloop: bool = False,
+                 source: Path = ROOT) -> None:
+        """``source``: the checkout whose ``authsvc`` package runs (another one measures
+        a baseline against this one in the same run)."""
         self.data_dir = data_dir
         self.port = port
         self.workers = workers
@@ -53,12 +56,13 @@ class Service:
                       "--listen", self.target, "--workers", str(workers)]
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = data_dir / f"serve-{port}.log"
+        self._source = source
 
     def launch(self) -> None:
         """Exec ``authsvc serve`` and return at once (``start`` waits for it)."""
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(self._argv, stdout=log, stderr=log, env=self._env,
-                                          cwd=ROOT)
+                                          cwd=self._source)
 
     @property
     def pid(self) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 MIB = 1024
 RSS_IDLE_MIB = 130
 STARTUP_S = 1.0
+IDLE_TX_PER_WORKER_S = 1.0  # database transactions of an idle worker (bench/idle.py)
 TARGETS = "performance targets"  # the group of the rows with a target
 
 
@@ -84,6 +85,12 @@ def rows(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any
         else:
             add(label, r["median"], f"{r['median']:.2f} s (median of {len(r['seconds'])})",
                 target, False, " s")
+    cost = results.get("idle")
+    if cost is not None:  # runs before the idle-cost measure have no row for it
+        add(f"idle transactions per worker per second, {http_w}w",
+            cost["transactions_per_worker_second"],
+            f"{cost['transactions_per_worker_second']:.2f} ({cost['transactions']} in "
+            f"{cost['seconds']:.0f} s)", IDLE_TX_PER_WORKER_S, False)
     for w in counts:
         p = phases[w]
         ratio(f"Validate 1 hot token / health, {w}w", (p, "validate_hot", "rate"),

@@ -9,12 +9,27 @@ import time
 
 from ..config import parse_listen
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # made once, not per line
+
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record. Every call writes a line (the access log), so the
+    per-line work is kept small: the encoder is made once and the timestamp's
+    seconds are formatted once per second."""
+
+    _second = -1
+    _second_text = ""
+
+    def _stamp(self, created: float, msecs: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int(msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._stamp(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -22,7 +37,7 @@ class JsonFormatter(logging.Formatter):
         line.update(getattr(record, "fields", {}))
         if record.exc_info and record.exc_info[0] is not None:
             line["error"] = record.exc_info[0].__name__
-        return json.dumps(line, separators=(",", ":"))
+        return _ENCODE(line)
 
 
 def configure(level: int = logging.INFO) -> None:

@@ -21,6 +21,17 @@ Calls then have one connection fewer until the pool can grow again: the feed
 that spares Validate its database round trip is worth more than that one
 connection. The budget stays workers x (pool size + 1) per replica.
 
+Idle, the listener costs the database one short transaction every half of
+``AUTHSVC_REVOCATION_MAX_STALENESS`` (2.5 s by default): a ping, answered on
+the listener's own connection. Every NOTIFY is delivered before the answer to
+a ping sent after it, so an answered ping confirms the set; with a ping every
+half of the staleness bound, a healthy feed stays trusted with half the bound
+to spare for the ping's round trip, and a feed that goes silent is distrusted
+(``is_revoked`` answers ``None``, so Validate asks the database) no later than
+the bound after its last word, however the pings are spaced: the bound is the
+set's own (``RevocationSet.heard``). The worker's health check reads the last
+answer (``answered_within``) instead of asking the database itself.
+
 Each ping also reads the database's clock, so the listener knows how far
 this replica's clock is off it (``clock_offset``, exported as a metric); an
 offset beyond the clock leeway is logged as an error when it begins and when
@@ -32,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 
 import asyncpg
 
@@ -50,7 +62,8 @@ from .database import (
 
 log = logging.getLogger(__name__)
 
-PING_INTERVAL = 1.0  # each answered ping confirms the set; see RevocationSet.heard
+PINGS_PER_STALENESS = 2  # pings per staleness bound; see the module's docstring
+MIN_PING_INTERVAL = 0.05
 APPLICATION_NAME = "authsvc-revocation-listener"
 _LOST: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)
 
@@ -63,8 +76,9 @@ class RevocationListener:
                  window: float, timeout: float, max_staleness: float = 5.0,
                  max_clock_offset: float = 30.0) -> None:
         self._pool = pool
-        # Pings well within the staleness bound, so a healthy feed is never stale.
-        self._ping_interval = max(0.05, min(PING_INTERVAL, max_staleness / 3))
+        # Pings within the staleness bound, so a healthy feed is never stale.
+        self.ping_interval = max(MIN_PING_INTERVAL, max_staleness / PINGS_PER_STALENESS)
+        self._answered_at = -math.inf  # event-loop time of the last answered ping or load
         self._set = revocations
         self._clock = clock
         self._window = window
@@ -85,6 +99,10 @@ class RevocationListener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    def answered_within(self, seconds: float) -> bool:
+        """Whether the database answered this listener within the last ``seconds``."""
+        return asyncio.get_running_loop().time() - self._answered_at <= seconds
 
     async def _run(self) -> None:
         backoff = Backoff()
@@ -116,6 +134,7 @@ class RevocationListener:
             REVOCATION_CHANNEL, lambda _c, _pid, _ch, payload: self._set.add([payload]))
         # LISTEN is active before the read, so no revocation falls in between.
         self._set.load(await session_rows.revoked_within(conn, self._window))
+        self._answered_at = asyncio.get_running_loop().time()
         self.ready.set()
         backoff.reset()
         while not closed.is_set():
@@ -123,7 +142,7 @@ class RevocationListener:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
             # cancellation that arrives as the event is set, and stop() would hang.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._ping_interval):
+                async with asyncio.timeout(self.ping_interval):
                     await closed.wait()
             if not closed.is_set():
                 await self._ping(conn)
@@ -134,6 +153,7 @@ class RevocationListener:
     async def _ping(self, conn: asyncpg.Connection) -> None:
         """Ask the database for its clock; note how far ours is off it."""
         offset = await clock_offset(conn, self._clock, self._timeout)
+        self._answered_at = asyncio.get_running_loop().time()
         was_off = clock_beyond(self.clock_offset, self._max_clock_offset)
         self.clock_offset = offset
         is_off = clock_beyond(offset, self._max_clock_offset)

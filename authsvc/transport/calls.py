@@ -116,12 +116,12 @@ class _Call:
                 self.span.answered(answered, reason)
 
 
-def _answered(calls: CallInterceptor, behavior: Behavior, method: str,
-              request_id: str) -> Behavior:
+def _answered(calls: CallInterceptor, behavior: Behavior, method: str) -> Behavior:
     if inspect.isasyncgenfunction(behavior):
         async def stream(request: Any, context: grpc.aio.ServicerContext,
                          ) -> AsyncIterator[Any]:
-            call = _Call(calls, method, request_id, context, unary=False)
+            call = _Call(calls, method, request_id(context.invocation_metadata()), context,
+                         unary=False)
             try:
                 call.check(request)
                 async for item in behavior(request, context):
@@ -135,7 +135,7 @@ def _answered(calls: CallInterceptor, behavior: Behavior, method: str,
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = _Call(calls, method, request_id, context)
+        call = _Call(calls, method, request_id(context.invocation_metadata()), context)
         response = None
         try:
             call.check(request)
@@ -156,6 +156,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._handlers: dict[str, tuple[Handler, Handler]] = {}  # method → (inner, wrapped)
 
     def started(self) -> None:
         self._in_flight += 1
@@ -182,13 +183,23 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        method, rid = details.method, request_id(details.invocation_metadata)
+        return self._wrapped(details.method, handler)
+
+    def _wrapped(self, method: str, handler: Handler) -> Handler:
+        """``handler`` answered through this interceptor, made once per method and
+        handler (the servicer's handlers do not change while the server runs): the
+        request id and everything else of a call are read in the call."""
+        known = self._handlers.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
         deserializer = handler.request_deserializer
         safe = None
         if deserializer is not None and not handler.request_streaming:
             safe = _safe(deserializer)
 
         def wrap(behavior: Behavior, _kind: Kind) -> Behavior:
-            return _answered(self, behavior, method, rid)
+            return _answered(self, behavior, method)
 
-        return wrap_rpc_behavior(handler, wrap, request_deserializer=safe)
+        wrapped = wrap_rpc_behavior(handler, wrap, request_deserializer=safe)
+        self._handlers[method] = (handler, wrapped)
+        return wrapped

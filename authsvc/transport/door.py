@@ -159,6 +159,7 @@ class Door(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._fresh = StepUp(tuple(sorted(SECOND_FACTORS)), step_up_max_age)
         self._mutual_tls = mutual_tls
         self._policy = policy
+        self._guarded_handlers: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
             self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
@@ -173,10 +174,17 @@ class Door(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             log.error("refused a method the door has no rule for", extra={"fields": {
                 "method": details.method}})
 
+        known = self._guarded_handlers.get(details.method)
+        if known is not None and known[0] is handler:
+            return known[1]
+
         def wrap(behavior: Behavior, _kind: Kind) -> Behavior:
             return self._guarded(rule, behavior)
 
-        return wrap_rpc_behavior(handler, wrap)
+        # Made once per method and handler: the rule and the servicer do not change.
+        guarded = wrap_rpc_behavior(handler, wrap)
+        self._guarded_handlers[details.method] = (handler, guarded)
+        return guarded
 
     def _guarded(self, rule: Rule | None, behavior: Behavior) -> Behavior:
         if inspect.isasyncgenfunction(behavior):

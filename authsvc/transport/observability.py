@@ -22,6 +22,7 @@ runner, aggregated across worker processes):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -105,8 +106,8 @@ def observe(method: str, context: grpc.aio.ServicerContext, started: float,
             else grpc.StatusCode.CANCELLED
     name = code.name if isinstance(code, grpc.StatusCode) else str(code)
     short = method.rsplit("/", 1)[-1]
-    RPCS.labels(method, name).inc()
-    LATENCY.labels(method).observe(elapsed)
+    _rpcs(method, name).inc()
+    _latency(method).observe(elapsed)
     if short == "SignIn" and method.startswith("/authsvc.v1.Auth/"):
         SIGN_INS.labels("success" if name == "OK" else (reason or name)).inc()
     if reason == "REFRESH_TOKEN_REUSED":
@@ -127,6 +128,18 @@ def observe(method: str, context: grpc.aio.ServicerContext, started: float,
             fields[attribute] = value
     log.info("rpc", extra={"fields": fields})
     return name
+
+
+@functools.cache
+def _rpcs(method: str, code: str) -> Any:
+    """``RPCS.labels(method, code)``, looked up once per pair (a few dozen methods and
+    codes; unknown methods never get this far)."""
+    return RPCS.labels(method, code)
+
+
+@functools.cache
+def _latency(method: str) -> Any:
+    return LATENCY.labels(method)
 
 
 def request_id(metadata: Any) -> str:

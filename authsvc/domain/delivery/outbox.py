@@ -27,6 +27,16 @@ delivery is at least once, exactly once while nothing crashes; each message
 carries a stable id (``Message-ID``, ``webhook-id``) so a receiver can drop a
 repeat.
 
+When a loop looks: at once when this worker wrote a message (``wake``, after
+the writing transaction), when one of its sends ends, and when a message it
+failed is due again (it knows the delay); else every ``IDLE_POLL`` seconds
+(10 s), every ``POLL`` (1 s) while the receiver's breaker is open. The idle
+look is what finds the rest: claims of a worker that died (after their lease),
+messages written by another process that does not wake this one, retries
+scheduled by a worker that stopped; they wait at most that much longer. An idle
+worker so costs the database one claim per receiver every 10 s, not every
+second.
+
 Channels by kind of identifier: email goes by SMTP (``AUTHSVC_SMTP_URL``) or,
 with ``AUTHSVC_EMAIL_CHANNEL=webhook``, to the webhook; phone numbers always
 go to the webhook (``AUTHSVC_WEBHOOK_URL``: the organisation's notifier sends
@@ -57,7 +67,8 @@ BATCH = 8  # sends one receiver has under way at once, per worker (relays cap co
 LEASE = 30.0  # seconds a claim lasts unless renewed (AUTHSVC_OUTBOX_LEASE)
 SEND_TIMEOUT = 30.0  # seconds one send may take, all of it (AUTHSVC_OUTBOX_SEND_TIMEOUT)
 BREAKER_THRESHOLD = 5  # failures in a row that make a receiver be left alone a while
-POLL = 1.0  # seconds between looks at the outbox when nothing wakes a loop
+POLL = 1.0  # seconds between looks at the outbox while a receiver's breaker is open
+IDLE_POLL = 10.0  # seconds between looks when nothing wakes a loop (see Delivery._run_lane)
 RELEASE_WAIT = 1.0  # seconds a stopping worker spends giving back its claims
 SENT_KEPT = 7 * 86_400  # sent rows (payload wiped) are pruned after this
 
@@ -207,7 +218,8 @@ class Delivery:
                     # cancellation that arrives as the event is set, and the loop would
                     # then outlive its cancel at shutdown.
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(POLL):
+                        async with asyncio.timeout(POLL if lane.breaker.is_open
+                                                   else IDLE_POLL):
                             await lane.wake.wait()
         finally:
             for task in lane.sending:
@@ -253,6 +265,8 @@ class Delivery:
             delay *= 0.75 + random.random() / 2  # noqa: S311 (jitter, not a secret)
             failed = await self._record(outbox_rows.retry_later, message.id, delay, error,
                                         self._max_attempts, message.attempts)
+            if not failed:  # due again after ``delay`` by the database's clock: look then
+                asyncio.get_running_loop().call_later(delay, lane.wake.set)
             log.warning("message not delivered; %s", "giving up" if failed else "will retry",
                         extra={"fields": {**fields, "error": error}})
         else:

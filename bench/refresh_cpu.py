@@ -1,0 +1,176 @@
+"""Server CPU per Refresh, counted: one worker's CPU time over a run of Refresh calls,
+divided by the calls.
+
+``python -m bench.refresh_cpu [--calls 3000] [--profile FILE]`` signs in
+``--calls`` sessions on a seeding server (cheap argon2 profile), starts
+``authsvc serve --workers 1`` with the benchmark's settings, and spends each
+refresh token once from this process (a Python gRPC client, ``--concurrency``
+calls at a time). The worker's user and system CPU time (``/proc``) before and
+after is the measure: a count of the process's own work, unaffected by what
+else the machine runs except through caches. With ``--profile`` the worker is
+sampled by py-spy (``--format speedscope`` or ``raw`` by the name's ending) during
+a last round of the same size. With ``--baseline DIR`` (another checkout) a
+server of that checkout is measured too, its rounds alternating with this
+one's, so both see the same machine. Prints one JSON object; with ``--out``
+writes it as ``refresh-cpu-latest.json`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from authsvc.v1 import auth_pb2, auth_pb2_grpc
+
+from . import seed
+from .seed import PASSWORD
+from .service import ROOT, Service, add_user, embedded_database, process_cpu_seconds, running
+
+ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp",
+       **{f"AUTHSVC_THROTTLE_{counter}_FREE": "1000000"
+          for counter in ("IDENTIFIER", "ADDRESS", "PAIR", "REFRESH")}}
+NATIVE: list[str] = ["--native"] if os.environ.get("BENCH_NATIVE") else []
+CHEAP = {**ENV, "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest"}
+
+
+SHARES = (  # (where the time goes, a test on one sample's frames below the loop)
+    ("JWT signing (pyjwt, cryptography)",
+     lambda fr: any("jwt/" in f or "cryptography" in f for f in fr)),
+    ("access log and metrics",
+     lambda fr: any("logging/" in f or "observability.py" in f or "prometheus" in f
+                    for f in fr)),
+    ("asyncpg (the statement, the pool, the socket write)",
+     lambda fr: any("asyncpg" in f for f in fr)),
+    ("authsvc's own Python (handler, interceptors, domain)",
+     lambda fr: any("authsvc/" in f for f in fr)),
+    ("waiting in epoll", lambda fr: "selectors" in fr[-1]),
+    ("C and Cython run by the event loop (grpc aio's call handling, protobuf, "
+     "asyncpg's protocol)", lambda fr: len(fr) == 1 and fr[0].startswith("Handle._run")),
+)
+
+
+def shares(raw: Path) -> dict[str, float]:
+    """Where a py-spy ``raw`` profile's samples go, as shares: the threads other than
+    the event loop's (grpc's completion-queue poller, the metrics server, the hash
+    pool) apart, then each sample of the loop's thread by the first test in
+    ``SHARES`` its frames above ``_run_once`` pass."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames, samples = stack.split(";"), int(n)
+        total += samples
+        if any("Thread._bootstrap" in f for f in frames[:3]):
+            name = "other threads (grpc's poller, metrics server, hash pool)"
+        else:
+            below = [i for i, f in enumerate(frames) if "_run_once" in f]
+            above = frames[below[-1] + 1:] if below else frames
+            name = next((n for n, test in SHARES if above and test(above)),
+                        "asyncio itself (loop, tasks, futures, transports)")
+        counts[name] = counts.get(name, 0) + samples
+    return {name: round(c / total, 3)
+            for name, c in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
+async def refresh_all(target: str, tokens: list[str], concurrency: int) -> int:
+    """Spend every token once; the calls that failed."""
+    failed = 0
+    queue = list(reversed(tokens))
+    async with grpc.aio.insecure_channel(target) as channel:
+        auth = auth_pb2_grpc.AuthStub(channel)
+
+        async def lane() -> None:
+            nonlocal failed
+            while queue:
+                token = queue.pop()
+                try:
+                    await auth.Refresh(auth_pb2.RefreshRequest(refresh_token=token))
+                except grpc.aio.AioRpcError:
+                    failed += 1
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return failed
+
+
+def run(service: Service, tokens: list[str], concurrency: int,
+        profile: Path | None = None) -> dict[str, Any]:
+    (worker,) = service.worker_pids() or [service.pid]
+    spy = None
+    if profile is not None:
+        fmt = "speedscope" if profile.suffix == ".json" else "raw"
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker), "--rate", "1000", *NATIVE,
+                                "--format", fmt, "--output", str(profile), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # py-spy attaches
+    cpu0, t0 = process_cpu_seconds(worker), time.monotonic()
+    failed = asyncio.run(refresh_all(service.target, tokens, concurrency))
+    seconds, cpu = time.monotonic() - t0, process_cpu_seconds(worker) - cpu0
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(timeout=60)
+    return {"calls": len(tokens), "failed": failed, "seconds": round(seconds, 2),
+            "rate": round(len(tokens) / seconds, 1), "worker_cpu_seconds": round(cpu, 3),
+            "cpu_ms_per_call": round(1000 * cpu / len(tokens), 3)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.refresh_cpu",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=3000)
+    p.add_argument("--rounds", type=int, default=2, help="runs of --calls, each counted")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--port", type=int, default=50671)
+    p.add_argument("--profile", type=Path, default=None)
+    p.add_argument("--uvloop", action="store_true", help="the worker on uvloop's event loop")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="another checkout (e.g. `git archive main | tar -x -C DIR`): its "
+                   "server is measured too, rounds alternating with this checkout's")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    rounds = args.rounds + (1 if args.profile else 0)
+    load_before = os.getloadavg()
+    checkouts = 2 if args.baseline else 1
+    with embedded_database() as (data_dir, _url):
+        add_user(data_dir, "seed@example.com", PASSWORD, CHEAP)
+        with running(Service(data_dir, args.port, 1, CHEAP)) as service:
+            sessions = asyncio.run(seed.sign_in(service.target, "seed@example.com", PASSWORD,
+                                                args.calls * rounds * checkouts + 200))
+        tokens = [s.refresh_token for s in sessions]
+        sources = {"this": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
+        for i in range(rounds):
+            for k, (name, source) in enumerate(sources.items()):
+                n = i * len(sources) + k
+                batch = tokens[n * args.calls:(n + 1) * args.calls]
+                profile = (args.profile if args.profile and i == rounds - 1 and name == "this"
+                           else None)
+                service = Service(data_dir, args.port, 1, ENV, uvloop=args.uvloop,
+                                  source=source)
+                with running(service):
+                    asyncio.run(refresh_all(service.target, tokens[-200:][k::2], 8))  # warm
+                    results[name].append(run(service, batch, args.concurrency, profile))
+    out: dict[str, Any] = {"load_before": load_before, "load_after": os.getloadavg()}
+    for name, rows in results.items():
+        counted = [r["cpu_ms_per_call"] for r in rows[:args.rounds]]
+        out[name] = {"rounds": rows, "cpu_ms_per_call_median": statistics.median(counted),
+                     "cpu_ms_per_call_min": min(counted)}
+    if args.profile is not None and args.profile.suffix != ".json":
+        out["profile"] = {"file": str(args.profile), "samples_per_second": 1000,
+                          "shares": shares(args.profile)}
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out is not None:
+        (args.out / "refresh-cpu-latest.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,12 +18,13 @@ a created time. Measured on an embedded PostgreSQL:
   first lines of the file, in batches, each with its audit row), and after the
   re-run every line is there exactly once with its own identifiers; checked from
   the re-run's summary: created + skipped = N, skipped = what the killed run left.
-  The numbers and the outcome of each check are in the results (``kill``); the
-  command exits non-zero when a check fails.
+  The numbers and the outcome of each check are in the results (``kill``);
+  ``--import-only`` exits non-zero when a check fails.
 
 ``python -m bench --import-only --import-users 1000000`` runs just this (results in
-``bench/results/importing-latest.json``); the full benchmark runs it last with
-``--import-users N``.
+``bench/results/importing-latest.json`` and a dated ``importing-YYYY-MM-DD-HHMM.json``,
+the one docs/performance.md shows after ``python -m bench.page --write``); the full
+benchmark runs it last with ``--import-users N``.
 """
 
 from __future__ import annotations

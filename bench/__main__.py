@@ -67,7 +67,10 @@ CHAINS = 20  # sessions refreshed in a row to make the distinct access tokens
 def main() -> None:
     args = _parser().parse_args()
     if args.import_only:
-        importing.write(importing.measure(args.import_users or 1_000_000), args.out)
+        result = importing.measure(args.import_users or 1_000_000)
+        importing.write(result, args.out)
+        if not result["kill"]["ok"]:
+            raise SystemExit("bench: the import killed mid-way failed a check (see kill.checks)")
         return
     if args.http_workers is None:
         args.http_workers = 2 if 2 in args.workers else max(args.workers)

@@ -1,10 +1,12 @@
 """The performance page's numbers, written from the newest results in bench/results.
 
 docs/performance.md is prose written by hand (what the benchmark does, how to read
-it, what was tried) around two generated blocks, each between a begin and an end
+it, what was tried) around three generated blocks, each between a begin and an end
 marker: the newest benchmark run (``YYYY-MM-DD-HHMM.json``: its machine, load, date,
-commit, targets and scenarios) and the newest storage-at-scale run
-(``scale-YYYY-MM-DD-HHMM.json``). The newest is the latest stamp in the file name, so
+commit, targets and scenarios), the newest storage-at-scale run
+(``scale-YYYY-MM-DD-HHMM.json``) and the newest import run
+(``importing-YYYY-MM-DD-HHMM.json``: rates, the ratio to a plain COPY, and the
+import killed mid-way and run again). The newest is the latest stamp in the file name, so
 a new run's file replaces the page's numbers once the page is written again:
 ``python -m bench.page --write`` (run from the repository root); without ``--write``
 it prints the page. tests/unit/test_performance_page.py fails while the committed page
@@ -29,6 +31,7 @@ RESULTS = ROOT / "bench" / "results"
 PAGE = ROOT / "docs" / "performance.md"
 RUN = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{4}\.json$")
 SCALE_RUN = re.compile(r"^scale-\d{4}-\d{2}-\d{2}-\d{4}\.json$")
+IMPORT_RUN = re.compile(r"^importing-\d{4}-\d{2}-\d{2}-\d{4}\.json$")
 # At 10 million sessions a call may be this much slower than on an empty database.
 SCALE_WITHIN = 1.2
 _RATIO = re.compile(r"^-?\d+\.\d+ \(")  # what bench/targets.py shows for a ratio
@@ -226,8 +229,64 @@ def scale_block(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+_CHECKS = {"killed_midway": "the import was killed by SIGKILL mid-way",
+           "whole_batches": "the killed run committed whole batches only",
+           "rerun_summary": "the run after it reported created + skipped = every line",
+           "exactly_once": "every line imported exactly once"}
+
+
+def import_block(path: Path) -> str:
+    """The newest import run: users/s against a plain COPY, and the import killed
+    mid-way then run again, with what the database held after each."""
+    r = _load(path)["import"]
+    n = int(r["users"])
+    started = _load(path)["started"].replace("T", " ").removesuffix("Z")
+    lines = [
+        f"Run of {started} UTC (`{_relative(path)}`): {n:,} users, {r['cpus']} cores; "
+        f"load average (1 minute) {r['load_before'][0]:.1f} at the start and "
+        f"{r['load_after'][0]:.1f} at the end.",
+        "",
+        "| measure | this run |",
+        "|---|---|",
+        f"| `authsvc users import`, an empty database | {r['import_users_per_s']:,} users/s "
+        f"({_duration(n / r['import_users_per_s'])}) |",
+        f"| the same file again, every line skipped | {r['rerun_users_per_s']:,} users/s |",
+        f"| a plain `COPY` of the same rows | {r['copy_users_per_s']:,} users/s |",
+        f"| import ÷ `COPY` | {r['import_to_copy']:.2f} |",
+    ]
+    k = r.get("kill")
+    if k is not None:
+        f = k["final"]
+        batches = f"{k['killed_batches']:,} whole batches of {k['batch_size']:,}"
+        lines += [
+            f"| killed (SIGKILL, exit {k['killed_status']}) once the database counted "
+            f"{k['kill_at_users']:,} users, after {_duration(k['killed_seconds'])} | "
+            f"{k['killed_committed']:,} users committed: {batches}, lines "
+            f"{k['killed_first_line'] + 1:,} to {k['killed_last_line'] + 1:,} of the file, "
+            f"{k['killed_audit_rows']:,} audit rows |",
+            f"| the same command again, to the end | created {k['rerun_created']:,} + "
+            f"skipped {k['rerun_skipped']:,} = {k['rerun_created'] + k['rerun_skipped']:,}, "
+            f"refused {k['rerun_refused']:,}; {k['rerun_users_per_s']:,} users/s |",
+            f"| then in the database | {f['users']:,} users, {f['distinct_external_ids']:,} "
+            f"distinct external ids, {f['distinct_emails']:,} distinct emails "
+            f"({f['own_email']:,} the email of their own line), {f['audit_rows']:,} "
+            "audit rows |",
+        ]
+        failed = [text for name, text in _CHECKS.items() if not k["checks"].get(name)]
+        lines += ["", "Every check of the killed import held: "
+                  + "; ".join(_CHECKS.values()) + "." if not failed else
+                  "These checks of the killed import did **not** hold: " + "; ".join(failed) + "."]
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS = {"the newest benchmark run": (RUN, run_block),
-          "the newest storage-at-scale run": (SCALE_RUN, scale_block)}
+          "the newest storage-at-scale run": (SCALE_RUN, scale_block),
+          "the newest import run": (IMPORT_RUN, import_block)}
 
 
 def render(page: str | None = None, results: Path = RESULTS) -> str:

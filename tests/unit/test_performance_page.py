@@ -54,6 +54,7 @@ def test_a_newer_results_file_replaces_the_numbers(tmp_path: Path) -> None:
     shutil.copy(newest, results / "2000-01-01-0000.json")
     shutil.copy(newest, results / "latest.json")
     shutil.copy(page.newest(page.SCALE_RUN), results / "scale-2099-01-01-0000.json")
+    shutil.copy(page.newest(page.IMPORT_RUN), results / "importing-2099-01-01-0000.json")
 
     text = page.render(page.PAGE.read_text(), results)
 
@@ -64,6 +65,7 @@ def test_a_newer_results_file_replaces_the_numbers(tmp_path: Path) -> None:
     assert signin.startswith("| SignIn ÷ raw argon2, 1 worker | 0.95 (")
     assert signin.endswith("| ≥ 0.9 | met |")
     assert "scale-2099-01-01-0000.json" in text
+    assert "importing-2099-01-01-0000.json" in text
 
 
 def test_every_target_missed_is_said_missed_with_its_number() -> None:
@@ -85,6 +87,31 @@ def test_every_target_missed_is_said_missed_with_its_number() -> None:
     missed += not summary["scaling"]["met"]
     judged = sum(row["met"] is not None for row in rows) + 1
     assert f"{missed} of the {judged} targets measured in this run are not met." in lines
+
+
+def test_the_import_block_says_what_the_killed_import_left(tmp_path: Path) -> None:
+    """The newest import run's numbers are on the page: the killed run's whole batches,
+    the second run's created + skipped, and each check of it; a check that did not
+    hold is named as such."""
+    run = json.loads(page.newest(page.IMPORT_RUN).read_text())
+    kill = run["import"]["kill"]
+    text = page.import_block(page.newest(page.IMPORT_RUN))
+
+    assert (f"{kill['killed_committed']:,} users committed: {kill['killed_batches']:,} "
+            f"whole batches of {kill['batch_size']:,}") in text
+    assert (f"created {kill['rerun_created']:,} + skipped {kill['rerun_skipped']:,} = "
+            f"{run['import']['users']:,}, refused 0") in text
+    assert text.rstrip().endswith("every line imported exactly once.")
+    assert "**not**" not in text
+
+    kill["checks"]["whole_batches"] = False
+    broken = tmp_path / "importing-2099-01-01-0000.json"
+    broken.write_text(json.dumps(run))
+    failed = page.import_block(broken)
+
+    assert "Every check" not in failed
+    assert failed.rstrip().endswith(
+        "did **not** hold: the killed run committed whole batches only.")
 
 
 def test_a_page_without_its_markers_is_refused() -> None:

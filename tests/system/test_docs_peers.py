@@ -27,9 +27,11 @@ import pytest
 from tests.fixtures.peers import make_keycloak, make_supabase
 
 from ..docs.blocks import ROOT
-from .test_docs import Page, page_dir, run_blocks  # noqa: F401 (page_dir: a fixture)
+from . import test_docs
+from .test_docs import Page, run_blocks
 
 pytestmark = pytest.mark.peers
+page_dir = test_docs.page_dir  # the fixture: a directory standing for a fresh clone
 
 
 def _kc_environment(options: list[str]) -> dict[str, str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +41,16 @@ _DEFAULT_PORTS = {"authsvc": 50051, "metrics": 9464, "gateway": 8080, "whoami": 
                   "mail": 8025, "demo": 5173, "https": 8443,
                   "oidc": 9998, "github": 9997}  # the federation guide's two providers
 _KEEP_OUT = {".authsvc", ".git", "mail"}  # mail: the accounts guide's catcher
+# The guides of a move export from the reader's peer in a block tagged not run (a test
+# machine has no Keycloak or Supabase); the runner puts in the file that block writes the
+# export scripts/peers made from the real peer, and runs the rest of the page against it.
+# tests/system/test_docs_peers.py runs every block, that one too, against a running peer.
+PEER_EXPORTS = {
+    "docs/guides/from-keycloak.md": ("export/acme-realm.json",
+                                     "tests/fixtures/peers/keycloak/realm.json"),
+    "docs/guides/from-supabase.md": ("auth-users.csv",
+                                     "tests/fixtures/peers/supabase/auth-users.csv"),
+}
 # Shell variables a block leaves for the next (bash's own ones aside).
 _SAVE_STATE = r"""
 __authsvc_docs_vars=$(compgen -v | grep -vxF -f "$__AUTHSVC_DOCS_BASE" \
@@ -172,20 +183,30 @@ def test_every_tagged_block_of_the_page_runs(path: Path, page_dir: Path) -> None
     """Each run block of the page succeeds in order, and each output block shown is what
     the run block before it printed."""
     page = Page(page_dir)
-    printed: str | None = None
+    written = PEER_EXPORTS.get(str(path.relative_to(ROOT)))
+    if written is not None:
+        (page_dir / written[0]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / written[1], page_dir / written[0])
     try:
-        for number, block in enumerate(blocks(path)):
-            if block.kind == "run":
-                until = block.until
-                if until is None:
-                    printed = page.run(block, number)
-                else:
-                    page.start(block, number, until)
-                    printed = None
-            elif block.kind == "output":
-                assert printed is not None, f"{block.where()}: output of no run block"
-                assert shows(page.text(block), printed), (
-                    f"{block.where()}: the page shows\n{block.text}\nbut the command printed\n"
-                    f"{printed}")
+        run_blocks(path, page)
     finally:
         page.stop()
+
+
+def run_blocks(path: Path, page: Page, *, not_run_too: bool = False) -> None:
+    """Run the page's run blocks in order (and its blocks tagged not run, with
+    ``not_run_too``), comparing each output block with what the block before it printed."""
+    printed: str | None = None
+    for number, block in enumerate(blocks(path)):
+        if block.kind == "run" or (not_run_too and block.kind == "not run"):
+            until = block.until if block.kind == "run" else None
+            if until is None:
+                printed = page.run(block, number)
+            else:
+                page.start(block, number, until)
+                printed = None
+        elif block.kind == "output":
+            assert printed is not None, f"{block.where()}: output of no run block"
+            assert shows(page.text(block), printed), (
+                f"{block.where()}: the page shows\n{block.text}\nbut the command printed\n"
+                f"{printed}")

@@ -28,12 +28,17 @@ INSTALLS = ("installs from your repository URL or checkout; tests/system/test_ar
 NOT_RUN = sorted([
     ("README.md", "scripts/test is the test command itself (CI runs it); "
      "Try it below runs scripts/serve"),
+    # Run with every other block of their pages by tests/system/test_docs_peers.py, which
+    # only machines with the peers select (AUTHSVC_PEERS=1): CI has neither Keycloak nor
+    # Supabase Auth's source.
     ("docs/guides/from-keycloak.md", "needs a Keycloak and its database; "
-     "scripts/peers/keycloak runs this against a real Keycloak and commits the export "
-     "the next block reads"),
+     "tests/system/test_docs_peers.py runs it against a real Keycloak (AUTHSVC_PEERS=1), "
+     "and the docs runner puts the export scripts/peers/keycloak made from one in its "
+     "place"),
     ("docs/guides/from-supabase.md", "needs a Supabase database; "
-     "scripts/peers/supabase-auth runs this against a real Supabase Auth and commits the "
-     "dump the next block reads"),
+     "tests/system/test_docs_peers.py runs it against a real Supabase Auth "
+     "(AUTHSVC_PEERS=1), and the docs runner puts the dump scripts/peers/supabase-auth "
+     "made from one in its place"),
     *[("docs/guides/install.md", INSTALLS)] * 2,
     ("docs/guides/second-factors.md", "navigator.credentials needs a browser and an "
      "authenticator; tests/system/test_browser_passkeys.py runs these ceremonies in "

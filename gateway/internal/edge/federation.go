@@ -49,8 +49,10 @@ const (
 
 var providerID = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
-// stateChars is what a state authsvc makes consists of (base64url).
-var stateChars = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
+// stateChars is what a state authsvc makes consists of: base64url, the flow sealed in
+// it (about 170 characters, plus about 1.4 per character of redirect_to; authsvc reads
+// at most 4096).
+var stateChars = regexp.MustCompile(`^[A-Za-z0-9_-]{16,4096}$`)
 
 var flowRefused = func() *status.Status {
 	st, _ := status.New(codes.Unauthenticated, "The sign-in with the provider is unknown, expired or already used; start again.").

@@ -188,6 +188,16 @@ async def test_the_longest_redirect_to_fits_in_a_state_finish_reads(stub):
     assert failure.reason == "PROVIDER_RESPONSE_INVALID"
 
 
+async def test_a_redirect_to_of_more_than_2048_bytes_is_invalid_argument(stub):
+    """The limit is in UTF-8 bytes (what the state carries), not characters."""
+    target = f"{APP}/" + "é" * (2048 - len(APP) - 1)
+
+    failure = await fails(_start(stub, redirect_to=target))
+
+    assert (failure.code, failure.fields) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                              ["redirect_to"])
+
+
 async def test_an_expired_state_is_refused_by_the_databases_clock(stub, clock, database_url):
     """A flow started longer ago than its lifetime (by the starting server's clock,
     carried in the state) is refused by the database's clock when it is spent, with no

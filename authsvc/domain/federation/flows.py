@@ -174,6 +174,8 @@ class Federation:
             raise InvalidArgument("code_challenge", "must be a PKCE S256 challenge "
                                   "(43 base64url characters)")
         _field(redirect_to, "redirect_to", required=False)
+        if len(redirect_to.encode()) > MAX_PARAM:  # it travels in the state: bytes count
+            raise InvalidArgument("redirect_to", f"must be at most {MAX_PARAM} bytes (UTF-8)")
         if redirect_to and not redirect_allowed(redirect_to, self._origins):
             raise InvalidArgument("redirect_to", "is not an allowed origin "
                                   "(AUTHSVC_REDIRECT_ORIGINS)")

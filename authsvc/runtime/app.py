@@ -34,6 +34,7 @@ from ..domain.federation import providers
 from ..domain.federation.client import ProviderClient
 from ..domain.federation.flows import Federation
 from ..domain.federation.http import ProviderHttp
+from ..domain.federation.state import SealedFlows
 from ..domain.retention import Retention
 from ..domain.sessions.devices import DeviceTokens
 from ..domain.sessions.opener import Sessions
@@ -114,7 +115,8 @@ class App:
             ProviderClient(ProviderHttp(settings.provider_timeout), clock,
                                      settings.clock_leeway),
             sessions, self.factors, signup=settings.signup,
-            redirect_origins=settings.redirect_origins, flow_ttl=settings.federation_flow_ttl,
+            redirect_origins=settings.redirect_origins,
+            flows=SealedFlows(kek, clock, settings.federation_flow_ttl),
             passkeys_sign_in=settings.passkey_sign_in)
         self.refresh = Refresh(storage, self.throttle, revoking, sessions, refresh_tokens,
                                grace=settings.refresh_reuse_interval,

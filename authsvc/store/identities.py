@@ -1,4 +1,4 @@
-"""SQL for provider identities and the flows of signing in with a provider."""
+"""SQL for provider identities and the spent flows of signing in with a provider."""
 
 from __future__ import annotations
 
@@ -7,20 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-
-
-@dataclass(frozen=True, slots=True)
-class Flow:
-    """A spent flow: what its start decided."""
-
-    binding_hash: bytes
-    provider: str
-    nonce: str
-    verifier: str | None
-    challenge: str
-    redirect_uri: str
-    redirect_to: str | None
-    link_user_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,37 +26,28 @@ class Owner:
     disabled: bool
 
 
-async def open_flow(conn: asyncpg.Connection, *, state_hash: bytes, binding_hash: bytes,
-                    provider: str, nonce: str, verifier: str | None, challenge: str,
-                    redirect_uri: str, redirect_to: str | None, link_user_id: str | None,
-                    ttl: int) -> None:
-    await conn.execute(
-        "INSERT INTO federation_flows (state_hash, binding_hash, provider, nonce, verifier,"
-        " challenge, redirect_uri, redirect_to, link_user_id, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))",
-        state_hash, binding_hash, provider, nonce, verifier, challenge, redirect_uri,
-        redirect_to, None if link_user_id is None else uuid.UUID(link_user_id), float(ttl))
+async def spend_flow(conn: asyncpg.Connection, state_hash: bytes, expires_at: int) -> bool:
+    """Record the flow of ``state_hash`` as spent (one statement: of two callbacks with
+    the same state, one gets it); False when it was spent before or has expired by the
+    database's clock (``expires_at``: Unix seconds, as its state carries it)."""
+    return bool(await conn.fetchval(
+        "INSERT INTO federation_spent_flows (state_hash, expires_at)"
+        " SELECT $1, to_timestamp($2) WHERE to_timestamp($2) > now()"
+        " ON CONFLICT (state_hash) DO NOTHING RETURNING true", state_hash, float(expires_at)))
 
 
-async def take_flow(conn: asyncpg.Connection, state_hash: bytes) -> Flow | None:
-    """Spend the live flow of ``state_hash`` (one statement: of two callbacks with
-    the same state, one gets it); None when there is none, or it expired by the
-    database's clock (an expired one is deleted too)."""
-    row = await conn.fetchrow(
-        "DELETE FROM federation_flows WHERE state_hash = $1"
-        " RETURNING binding_hash, provider, nonce, verifier, challenge, redirect_uri,"
-        " redirect_to, link_user_id, expires_at > now() AS live", state_hash)
-    if row is None or not row["live"]:
-        return None
-    link = row["link_user_id"]
-    return Flow(bytes(row["binding_hash"]), row["provider"], row["nonce"], row["verifier"],
-                row["challenge"], row["redirect_uri"], row["redirect_to"],
-                None if link is None else str(link))
-
-
-async def forget_expired_flows(conn: asyncpg.Connection) -> int:
-    result = await conn.execute("DELETE FROM federation_flows WHERE expires_at <= now()")
+async def forget_spent_flows(conn: asyncpg.Connection) -> int:
+    """Delete spent flows past their expiry: an expired state is refused by its expiry
+    alone, so its row has nothing left to refuse."""
+    result = await conn.execute("DELETE FROM federation_spent_flows WHERE expires_at <= now()")
     return int(result.split()[-1])
+
+
+async def hold_user(conn: asyncpg.Connection, user_id: str) -> bool:
+    """In a link's transaction: whether the user still exists, kept so until it ends
+    (a key-share lock: a concurrent delete waits, other updates of the row do not)."""
+    return await conn.fetchval("SELECT true FROM users WHERE id = $1 FOR KEY SHARE",
+                               uuid.UUID(user_id)) is not None
 
 
 async def owner(conn: asyncpg.Connection, provider: str, subject: str) -> Owner | None:

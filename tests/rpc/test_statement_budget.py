@@ -179,8 +179,9 @@ async def test_an_upgrading_sign_in_costs_one_statement_more(counted, settings):
 
 
 class TestFederatedSignIn:
-    """Signing in with another provider costs no argon2 and at most the statements of a
-    password sign-in plus the identity lookup; the provider's round trips are the rest."""
+    """Signing in with another provider costs no argon2, no statement to start, and at
+    most the statements of a password sign-in plus the identity lookup to finish; the
+    provider's round trips are the rest."""
 
     @pytest.fixture
     def idp(self) -> Iterator[RogueProvider]:
@@ -205,8 +206,10 @@ class TestFederatedSignIn:
         idp.user = RogueUser("bob-sub", "bob@example.com", True)
 
         async def federated() -> list[str]:
-            started = await stub.StartProviderSignIn(
-                auth_pb2.StartProviderSignInRequest(provider="idp"))
+            async with cost(ledger) as starting:
+                started = await stub.StartProviderSignIn(
+                    auth_pb2.StartProviderSignInRequest(provider="idp"))
+            assert starting == []  # the flow is sealed in its state: no statement at all
             params = query_of(await asyncio.to_thread(idp.authorize,
                                                       started.authorization_url))
             async with cost(ledger) as statements:

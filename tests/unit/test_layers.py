@@ -153,7 +153,7 @@ SERVICES = {
     "tokens/issuer.py", "tokens/validator.py", "tokens/keystore.py", "tokens/profiles.py",
     "accounts/codes.py", "accounts/identifiers.py", "accounts/blocklist.py",
     "accounts/passwords.py", "accounts/foreign_hashes.py", "accounts/imported.py",
-    "factors/attempts.py", "factors/totp.py", "factors/ceremonies.py",
+    "factors/attempts.py", "factors/totp.py", "factors/ceremonies.py", "federation/state.py",
     "throttling/throttle.py", "throttling/sends.py",
     "delivery/messages.py",
     "federation/providers.py", "federation/client.py", "federation/http.py",

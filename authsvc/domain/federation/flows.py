@@ -2,13 +2,16 @@
 
 - **start** (public; or ``start_link`` for a signed-in caller, whom the door
   made show a fresh second factor when they have one): a flow with a random
-  ``state``, ``nonce``, PKCE S256 (authsvc keeps the verifier, or a native app
-  sends its own challenge) and a random ``flow_id`` that binds the flow to its
-  starter (the gateway puts it in an HttpOnly cookie; an app keeps it). Only
-  hashes of state and flow_id are stored, with the flow's expiry by the
-  database's clock. The answer is the provider's authorization URL.
-- **finish** (public): the flow is spent first, in one DELETE … RETURNING
-  judged by ``now()``, so a replayed callback finds nothing; then the flow_id
+  ``nonce``, PKCE S256 (authsvc makes the verifier, or a native app sends its
+  own challenge) and a random ``flow_id`` that binds the flow to its starter
+  (the gateway puts it in an HttpOnly cookie; an app keeps it). Start writes
+  nothing: the flow, with the hash of its flow_id and its expiry, travels
+  encrypted in ``state`` (``state.SealedFlows``). The answer is the provider's
+  authorization URL.
+- **finish** (public): a state this service did not seal, or that was altered,
+  is refused before the database is asked. Then the flow is spent first, in one
+  INSERT … ON CONFLICT DO NOTHING of its hash that also judges its expiry by
+  ``now()``, so a replayed callback is refused; then the flow_id
   must match (a state alone, which travels in URLs, signs no one in), the
   provider must be the flow's, RFC 9207's ``iss`` must be the provider's when
   it sends one or advertises that it does (mix-up defence), and the code is
@@ -31,7 +34,8 @@
   MFA_REQUIRED, unless the provider is configured to be trusted for MFA by its
   ``acr`` (``trust_acr``), when the amr is ``fed mfa``. No password is hashed.
   A link flow instead links the identity to the flow's user (refused when it
-  belongs to another). Every link, unlink and refusal is an audit row.
+  belongs to another; the flow is invalid when that user was deleted since).
+  Every link, unlink and refusal is an audit row.
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ from ..sessions.opener import Opened, SecondFactorRequired, Sessions
 from ..tokens.issuer import TokenPair
 from .client import Asserted, ProviderClient
 from .providers import Provider
+from .state import MAX_STATE, SealedFlows, s256
+
+__all__ = ["MAX_STATE", "Federation", "Finished", "Started", "redirect_allowed", "s256"]
 
 MAX_PARAM = 2048
 _VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
@@ -105,12 +112,6 @@ def _hash(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
 
 
-def s256(verifier: str) -> str:
-    """The PKCE S256 challenge of ``verifier`` (RFC 7636)."""
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode() \
-        .rstrip("=")
-
-
 def redirect_allowed(target: str, allowed: tuple[str, ...]) -> bool:
     """Whether ``target`` is an absolute http(s) URL on an allowed origin, under the
     entry's path when it has one (whole path segments: ``/app`` allows ``/app`` and
@@ -132,18 +133,18 @@ def redirect_allowed(target: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-def _field(value: str, name: str, *, required: bool = True) -> str:
+def _field(value: str, name: str, *, required: bool = True, limit: int = MAX_PARAM) -> str:
     if required and not value:
         raise InvalidArgument(name, "must not be empty")
-    if len(value) > MAX_PARAM:
-        raise InvalidArgument(name, f"must be at most {MAX_PARAM} characters")
+    if len(value) > limit:
+        raise InvalidArgument(name, f"must be at most {limit} characters")
     return value
 
 
 class Federation:
     def __init__(self, db: Database, providers: dict[str, Provider], client: ProviderClient,
                  sessions: Sessions, factors: AvailableFactors, *, signup: str,
-                 redirect_origins: tuple[str, ...], flow_ttl: int,
+                 redirect_origins: tuple[str, ...], flows: SealedFlows,
                  passkeys_sign_in: bool) -> None:
         self._db = db
         self._providers = providers
@@ -152,7 +153,7 @@ class Federation:
         self._factors = factors
         self._signup = signup
         self._origins = redirect_origins
-        self._flow_ttl = flow_ttl
+        self._flows = flows
         self._passkeys_sign_in = passkeys_sign_in
 
     def _provider(self, provider_id: str) -> Provider:
@@ -173,22 +174,21 @@ class Federation:
             raise InvalidArgument("code_challenge", "must be a PKCE S256 challenge "
                                   "(43 base64url characters)")
         _field(redirect_to, "redirect_to", required=False)
+        if len(redirect_to.encode()) > MAX_PARAM:  # it travels in the state: bytes count
+            raise InvalidArgument("redirect_to", f"must be at most {MAX_PARAM} bytes (UTF-8)")
         if redirect_to and not redirect_allowed(redirect_to, self._origins):
             raise InvalidArgument("redirect_to", "is not an allowed origin "
                                   "(AUTHSVC_REDIRECT_ORIGINS)")
-        state, flow_id, nonce = _random(), _random(), _random()
-        verifier = None if code_challenge else _random() + _random()[:20]
-        challenge = code_challenge or s256(verifier or "")
-        url = await self._client.authorization_url(provider, state=state, nonce=nonce,
-                                                   challenge=challenge,
+        flow_id = _random()
+        state, flow = self._flows.start(
+            provider=provider.id, binding_hash=_hash(flow_id),
+            app_challenge=code_challenge or None,
+            redirect_uri_index=provider.redirect_uris.index(redirect_uri),
+            redirect_to=redirect_to or None, link_user_id=link_user_id)
+        url = await self._client.authorization_url(provider, state=state, nonce=flow.nonce,
+                                                   challenge=flow.challenge,
                                                    redirect_uri=redirect_uri)
-        async with self._db.connection() as conn:
-            await rows.open_flow(conn, state_hash=_hash(state), binding_hash=_hash(flow_id),
-                                 provider=provider.id, nonce=nonce, verifier=verifier,
-                                 challenge=challenge, redirect_uri=redirect_uri,
-                                 redirect_to=redirect_to or None, link_user_id=link_user_id,
-                                 ttl=self._flow_ttl)
-        return Started(url, flow_id, state, self._flow_ttl)
+        return Started(url, flow_id, state, self._flows.ttl)
 
     async def start_link(self, claims: AccessClaims, provider_id: str, redirect_uri: str,
                          code_challenge: str, redirect_to: str) -> Started:
@@ -199,22 +199,28 @@ class Federation:
                      code_verifier: str, error: str, caller: Caller,
                      ) -> Finished | SecondFactorRequired:
         provider = self._provider(provider_id)
-        for value, name in ((flow_id, "flow_id"), (state, "state")):
-            _field(value, name)
+        _field(flow_id, "flow_id")
+        _field(state, "state", limit=MAX_STATE)
         for value, name in ((code, "code"), (iss, "iss"), (code_verifier, "code_verifier"),
                             (error, "error")):
             _field(value, name, required=False)
         if code_verifier and not _VERIFIER.fullmatch(code_verifier):
             raise InvalidArgument("code_verifier", "must be 43 to 128 unreserved characters")
+        opened = self._flows.open(state)
+        if opened is None:  # not sealed here: a public call must not fill the audit log
+            raise FederationFlowInvalid()
+        flow = opened.flow
         async with self._db.connection() as conn:
-            flow = await rows.take_flow(conn, _hash(state))
-            if flow is None:  # no row: a public call must not fill the audit log
-                raise FederationFlowInvalid()
+            if not await rows.spend_flow(conn, opened.state_hash, flow.expires_at):
+                raise FederationFlowInvalid()  # spent before, or expired
             if flow.provider != provider.id or not hmac.compare_digest(flow.binding_hash,
                                                                        _hash(flow_id)):
                 await events.record(conn, "federation.refused", reason=f"binding:{flow.provider}",
                                     **caller.audit())
                 raise FederationFlowInvalid()
+        if flow.redirect_uri_index >= len(provider.redirect_uris):
+            raise FederationFlowInvalid()  # the provider's redirect_uris changed since
+        redirect_uri = provider.redirect_uris[flow.redirect_uri_index]
         if error:
             await self._refused("provider_error", provider, caller)
             raise ProviderResponseInvalid()
@@ -232,7 +238,7 @@ class Federation:
             verifier = code_verifier
         try:
             asserted = await self._client.sign_in(provider, code=code, verifier=verifier,
-                                                  redirect_uri=flow.redirect_uri,
+                                                  redirect_uri=redirect_uri,
                                                   nonce=flow.nonce)
         except ProviderResponseInvalid:
             await self._refused("provider_response", provider, caller)
@@ -250,6 +256,8 @@ class Federation:
     async def _link(self, provider: Provider, asserted: Asserted, user_id: str,
                     caller: Caller) -> None:
         async with self._db.transaction() as conn:
+            if not await rows.hold_user(conn, user_id):
+                raise FederationFlowInvalid()  # the flow's user was deleted since its start
             owner = await rows.link(conn, provider.id, asserted.subject, user_id,
                                     asserted.email)
             if owner == user_id:
@@ -359,5 +367,6 @@ class Federation:
             return await rows.of_user(conn, claims.user_id)
 
     async def forget_expired(self) -> int:
+        """Forget spent flows past their expiry (the expiry alone refuses them now)."""
         async with self._db.connection() as conn:
-            return await rows.forget_expired_flows(conn)
+            return await rows.forget_spent_flows(conn)

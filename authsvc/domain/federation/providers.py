@@ -142,6 +142,8 @@ def _provider(name: str, table: Any, env: Mapping[str, str]) -> Provider:
     redirect_uris = strings("redirect_uris", ())
     if not redirect_uris:
         raise ConfigError(f"{where}: redirect_uris must list at least one URI")
+    if len(redirect_uris) > 255:  # a flow's state names its redirect_uri in one byte
+        raise ConfigError(f"{where}: redirect_uris must list at most 255 URIs")
     client_auth = text("client_auth") or "client_secret_basic"
     if client_auth not in _TOKEN_AUTH:
         raise ConfigError(f"{where}: client_auth must be one of {', '.join(_TOKEN_AUTH)}")

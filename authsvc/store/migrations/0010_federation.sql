@@ -13,25 +13,16 @@ CREATE TABLE identities (
 );
 CREATE INDEX identities_user_id ON identities (user_id);
 
--- A sign-in (or link) flow between its start and the provider's callback:
--- single-use (deleted when spent) and expiring by the database's clock. Only
--- hashes of the state and of the flow_id (the starter's binding: the gateway's
--- cookie or the app's memory) are kept. `verifier` is the PKCE code verifier
--- authsvc generated, or NULL when the app sent its own challenge.
-CREATE TABLE federation_flows (
-    state_hash   bytea PRIMARY KEY CHECK (length(state_hash) = 32),
-    binding_hash bytea NOT NULL CHECK (length(binding_hash) = 32),
-    provider     text NOT NULL,
-    nonce        text NOT NULL,
-    verifier     text,
-    challenge    text NOT NULL,
-    redirect_uri text NOT NULL,
-    redirect_to  text,
-    link_user_id uuid REFERENCES users (id) ON DELETE CASCADE,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    expires_at   timestamptz NOT NULL
+-- The sign-in (or link) flows whose callback has arrived. A flow is not stored
+-- while it waits: it travels encrypted in its `state` (Start writes nothing).
+-- Finish inserts the hash of the state here, only while `expires_at` (carried
+-- in the state) is ahead of the database's clock, so a state answers once;
+-- housekeeping deletes rows past their expiry, which alone refuses them then.
+CREATE TABLE federation_spent_flows (
+    state_hash bytea PRIMARY KEY CHECK (length(state_hash) = 32),
+    expires_at timestamptz NOT NULL
 );
-CREATE INDEX federation_flows_expires_at ON federation_flows (expires_at);
+CREATE INDEX federation_spent_flows_expires_at ON federation_spent_flows (expires_at);
 
 -- A user who signs in only through providers has no password.
 ALTER TABLE users ALTER COLUMN password_hash DROP NOT NULL;

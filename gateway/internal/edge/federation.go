@@ -49,8 +49,18 @@ const (
 
 var providerID = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
-// stateChars is what a state authsvc makes consists of (base64url).
-var stateChars = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
+// stateChars is what a state authsvc makes consists of: base64url, the flow sealed in
+// it (about 170 characters, plus about 1.4 per character of redirect_to).
+var stateChars = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// maxState is the longest state authsvc reads (its federation.state.MAX_STATE).
+const maxState = 4096
+
+// validState is whether state can be one authsvc made: 16 to maxState base64url
+// characters (the first 16 name the flow's cookie).
+func validState(state string) bool {
+	return len(state) >= 16 && len(state) <= maxState && stateChars.MatchString(state)
+}
 
 var flowRefused = func() *status.Status {
 	st, _ := status.New(codes.Unauthenticated, "The sign-in with the provider is unknown, expired or already used; start again.").
@@ -93,7 +103,7 @@ func (f federation) start(w http.ResponseWriter, r *http.Request) {
 		writeUpstreamError(w, err, trailer)
 		return
 	}
-	if !stateChars.MatchString(started.GetState()) {
+	if !validState(started.GetState()) {
 		writeStatus(w, http.StatusBadGateway, status.New(codes.Internal, "Internal error."), "")
 		return
 	}
@@ -109,7 +119,7 @@ func (f federation) callback(w http.ResponseWriter, r *http.Request) {
 	id, query := r.PathValue("id"), r.URL.Query()
 	state := query.Get("state")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	if !providerID.MatchString(id) || !stateChars.MatchString(state) {
+	if !providerID.MatchString(id) || !validState(state) {
 		writeStatus(w, http.StatusUnauthorized, flowRefused, realm)
 		return
 	}

@@ -185,6 +185,33 @@ async def test_a_replayed_assertion_is_refused(stub, device):
     assert failure.reason == "PASSKEY_INVALID"
 
 
+def respellings(ceremony_id: str) -> list[str]:
+    """Other spellings a forgiving base64 decoder reads as the same bytes: padding,
+    characters outside the alphabet, and the last character's unused bits set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(ceremony_id[-1])
+    same_bytes = alphabet[last ^ 1]  # 54 characters for 40 bytes: 2 bits unused
+    return [ceremony_id + "==", ceremony_id[:10] + "...." + ceremony_id[10:],
+            ceremony_id[:-1] + same_bytes]
+
+
+async def test_a_ceremony_answers_once_however_its_id_is_spelled(stub, device):
+    """A synced passkey's counter stays 0, so only the spent ceremony stops a captured
+    assertion: presented again under another spelling of the same id, it is refused."""
+    begun = await stub.BeginPasskeyAssertion(auth_pb2.BeginPasskeyAssertionRequest())
+    credential_json = device.assert_(begun.options_json, count=0)
+    await stub.PasskeySignIn(auth_pb2.PasskeySignInRequest(assertion=auth_pb2.PasskeyAssertion(
+        ceremony_id=begun.ceremony_id, credential_json=credential_json)))
+
+    reasons = [(await fails(stub.PasskeySignIn(auth_pb2.PasskeySignInRequest(
+        assertion=auth_pb2.PasskeyAssertion(ceremony_id=spelling,
+                                            credential_json=credential_json))))).reason
+               for spelling in respellings(begun.ceremony_id)]
+
+    assert len(begun.ceremony_id) == 54
+    assert reasons == ["PASSKEY_INVALID"] * 3
+
+
 async def test_an_assertion_from_another_origin_is_refused(stub, device):
     failure = await fails(passwordless(stub, device, origin="https://evil.example"))
 

@@ -12,13 +12,13 @@ replica; an id that was not issued here, was altered or has expired is refused.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
 from dataclasses import dataclass
 
 from ...clock import Clock
+from ...core.b64 import b64url, unb64url
 from ..keycrypto import derive_key
 
 _NONCE = 16
@@ -42,17 +42,14 @@ class SignedCeremonies:
         nonce = os.urandom(_NONCE)
         expires_at = int(self._clock()) + self._ttl
         body = nonce + expires_at.to_bytes(8, "big")
-        ceremony_id = _b64url(body + self._mac(b"id", body)[:_TAG])
+        ceremony_id = b64url(body + self._mac(b"id", body)[:_TAG])
         return SignedCeremony(ceremony_id, self._mac(b"challenge", nonce), expires_at)
 
     def read(self, ceremony_id: str) -> SignedCeremony | None:
         """The ceremony ``ceremony_id`` names, if this service issued it; its expiry is
         for the database to judge when it is spent."""
-        try:
-            raw = base64.urlsafe_b64decode(ceremony_id + "=" * (-len(ceremony_id) % 4))
-        except ValueError:
-            return None
-        if len(raw) != _NONCE + 8 + _TAG:
+        raw = unb64url(ceremony_id)  # one spelling: the id is spent under its hash
+        if raw is None or len(raw) != _NONCE + 8 + _TAG:
             return None
         body, tag = raw[:-_TAG], raw[-_TAG:]
         if not hmac.compare_digest(tag, self._mac(b"id", body)[:_TAG]):
@@ -63,7 +60,3 @@ class SignedCeremonies:
 
     def _mac(self, purpose: bytes, data: bytes) -> bytes:
         return hmac.new(self._key, purpose + b"\x00" + data, hashlib.sha256).digest()
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")

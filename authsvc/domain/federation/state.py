@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 import struct
 import uuid
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ...clock import Clock
+from ...core.b64 import b64url, unb64url
 from ..keycrypto import derive_key, encrypt
 
 _ENVELOPE_VERSION = 1
@@ -45,7 +45,6 @@ _GCM_NONCE = 12
 _ASSOCIATED = b"authsvc federation state v1"
 _APP_CHALLENGE, _LINK, _REDIRECT_TO = 1, 2, 4
 _FIXED = struct.Struct(">BQB")
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 MAX_STATE = 4096
 """Longest state Finish reads: the seal of a flow with the longest redirect_to
 (2048 characters) fits with room to spare."""
@@ -76,22 +75,9 @@ class Opened:
     state_hash: bytes
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64url(text: str) -> bytes | None:
-    """The bytes of canonical unpadded base64url ``text``; None for anything else
-    (other characters, padding, or unused bits set: another spelling of a state)."""
-    if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
-        return None
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    return raw if _b64url(raw) == text else None
-
-
 def s256(verifier: str) -> str:
     """The PKCE S256 challenge of ``verifier`` (RFC 7636)."""
-    return _b64url(hashlib.sha256(verifier.encode()).digest())
+    return b64url(hashlib.sha256(verifier.encode()).digest())
 
 
 class SealedFlows:
@@ -108,11 +94,11 @@ class SealedFlows:
         nonce = os.urandom(16)
         if app_challenge is None:
             pkce = os.urandom(32)
-            verifier: str | None = _b64url(pkce)
-            challenge = s256(_b64url(pkce))
+            verifier: str | None = b64url(pkce)
+            challenge = s256(b64url(pkce))
         else:
             pkce = base64.urlsafe_b64decode(app_challenge + "=")
-            verifier, challenge = None, _b64url(pkce)
+            verifier, challenge = None, b64url(pkce)
         flags = ((_APP_CHALLENGE if verifier is None else 0)
                  | (_LINK if link_user_id is not None else 0)
                  | (_REDIRECT_TO if redirect_to else 0))
@@ -122,15 +108,15 @@ class SealedFlows:
                 + bytes([len(provider_id)]) + provider_id + binding_hash + nonce + pkce
                 + (uuid.UUID(link_user_id).bytes if link_user_id is not None else b"")
                 + (redirect_to.encode() if redirect_to else b""))
-        state = _b64url(encrypt(self._aead, data, _ASSOCIATED))
-        flow = Flow(provider, binding_hash, _b64url(nonce), verifier, challenge,
+        state = b64url(encrypt(self._aead, data, _ASSOCIATED))
+        flow = Flow(provider, binding_hash, b64url(nonce), verifier, challenge,
                     redirect_uri_index, redirect_to or None, link_user_id, expires_at)
         return state, flow
 
     def open(self, state: str) -> Opened | None:
         """The flow ``state`` carries, if this service sealed it (whatever its age: its
         expiry is for the database to judge when it is spent); None otherwise."""
-        raw = _unb64url(state)
+        raw = unb64url(state)
         if raw is None or len(raw) < 1 + _GCM_NONCE + 16 or raw[0] != _ENVELOPE_VERSION:
             return None
         try:
@@ -147,8 +133,8 @@ class SealedFlows:
         if flags & _LINK:
             link_user_id, at = str(uuid.UUID(bytes=data[at:at + 16])), at + 16
         redirect_to = data[at:].decode() if flags & _REDIRECT_TO else None
-        verifier = None if flags & _APP_CHALLENGE else _b64url(pkce)
-        challenge = _b64url(pkce) if verifier is None else s256(verifier)
-        flow = Flow(provider, binding_hash, _b64url(nonce), verifier, challenge, index,
+        verifier = None if flags & _APP_CHALLENGE else b64url(pkce)
+        challenge = b64url(pkce) if verifier is None else s256(verifier)
+        flow = Flow(provider, binding_hash, b64url(nonce), verifier, challenge, index,
                     redirect_to, link_user_id, expires_at)
         return Opened(flow, hashlib.sha256(raw).digest())

@@ -26,6 +26,7 @@ from authsvc.config import Settings
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import fails
+from ..providers.config import callback, oidc_section, section, write_providers
 from ..providers.rogue import RogueProvider
 from ..receivers import SilentServer
 
@@ -36,20 +37,13 @@ def settings(settings: Settings, tmp_path: Path, rogue_provider: RogueProvider,
     """The rogue provider as ``rogue`` and the silent one as ``silent``; sign-up open; a
     one-second bound on each call to a provider."""
     monkeypatch.setenv("AUTHSVC_TEST_ROGUE_SECRET", rogue_provider.client_secret)
-    providers = tmp_path / "providers.toml"
-    providers.write_text(f"""
-[providers.rogue]
-issuer = "{rogue_provider.issuer}"
-client_id = "{rogue_provider.client_id}"
-client_secret_env = "AUTHSVC_TEST_ROGUE_SECRET"
-redirect_uris = ["http://127.0.0.1:8080/v1/auth/providers/rogue/callback"]
-
-[providers.silent]
-issuer = "{silent_provider.url}"
-client_id = "authsvc"
-client_secret_env = "AUTHSVC_TEST_ROGUE_SECRET"
-redirect_uris = ["http://127.0.0.1:8080/v1/auth/providers/silent/callback"]
-""")
+    providers = write_providers(
+        tmp_path / "providers.toml",
+        oidc_section("rogue", rogue_provider, secret_env="AUTHSVC_TEST_ROGUE_SECRET",
+                     redirect_uris=[callback("rogue")]),
+        section("silent", issuer=silent_provider.url, client_id="authsvc",
+                client_secret_env="AUTHSVC_TEST_ROGUE_SECRET",
+                redirect_uris=[callback("silent")]))
     return dataclasses.replace(settings, providers_file=providers, signup="open",
                                provider_timeout=1.0)
 

@@ -27,13 +27,13 @@ from authsvc.domain.factors import totp
 from authsvc.store import users as user_rows
 from authsvc.v1 import auth_pb2
 from tests.helpers import PASSWORD, bearer, fails, sign_in
+from tests.providers.config import callback, github_section, oidc_section, write_providers
 from tests.providers.github import OCTO_VERIFIED, GitHubProvider
 from tests.providers.http import query_of
 from tests.providers.rogue import RogueProvider, RogueUser, running_rogue_provider, spare_key
 from tests.rpc.test_factors import enable_totp, error_metadata
 
 APP = "https://app.example"
-CALLBACK = "http://127.0.0.1:8080/v1/auth/providers/{id}/callback"
 
 
 ALICE = RogueUser("alice-sub", "alice@example.com", True)
@@ -62,46 +62,29 @@ def github(github_provider: GitHubProvider) -> GitHubProvider:
     return github_provider
 
 
-def providers_toml(tmp_path, idp: RogueProvider, other: RogueProvider,
-                   github: GitHubProvider, trust_acr: tuple[str, ...] = ()) -> str:
+def provider_sections(tmp_path, idp: RogueProvider, other: RogueProvider,
+                      github: GitHubProvider, trust_acr: tuple[str, ...] = ()) -> list[str]:
+    """The sections of ``idp``, ``other`` (client_secret_post) and ``github``, each
+    client secret in a file."""
     secrets = {}
     for name, provider in (("idp", idp), ("other", other), ("github", github)):
         path = tmp_path / f"{name}.secret"
         path.write_text(provider.client_secret + "\n")
         secrets[name] = path
-    acr = ", ".join(f'"{value}"' for value in trust_acr)
-    return f'''
-[providers.idp]
-issuer = "{idp.issuer}"
-client_id = "{idp.client_id}"
-client_secret_file = "{secrets['idp']}"
-redirect_uris = ["{CALLBACK.format(id='idp')}", "com.example.app:/callback"]
-trust_acr = [{acr}]
-
-[providers.other]
-issuer = "{other.issuer}"
-client_id = "{other.client_id}"
-client_secret_file = "{secrets['other']}"
-client_auth = "client_secret_post"
-redirect_uris = ["{CALLBACK.format(id='other')}"]
-
-[providers.github]
-authorize_url = "{github.authorize_url}"
-token_url = "{github.token_url}"
-userinfo_url = "{github.user_url}"
-emails_url = "{github.emails_url}"
-client_id = "{github.client_id}"
-client_secret_file = "{secrets['github']}"
-redirect_uris = ["{CALLBACK.format(id='github')}"]
-scopes = ["read:user", "user:email"]
-subject_field = "id"
-'''
+    return [
+        oidc_section("idp", idp, secret_file=secrets["idp"],
+                     redirect_uris=[callback("idp"), "com.example.app:/callback"],
+                     trust_acr=trust_acr),
+        oidc_section("other", other, secret_file=secrets["other"],
+                     redirect_uris=[callback("other")], client_auth="client_secret_post"),
+        github_section("github", github, secret_file=secrets["github"],
+                       redirect_uris=[callback("github")])]
 
 
 @pytest.fixture
 def provider_settings(settings, tmp_path, idp, other_idp, github) -> dict[str, Any]:
-    path = tmp_path / "providers.toml"
-    path.write_text(providers_toml(tmp_path, idp, other_idp, github))
+    path = write_providers(tmp_path / "providers.toml",
+                           *provider_sections(tmp_path, idp, other_idp, github))
     return {"providers_file": path, "signup": "open", "redirect_origins": (APP,),
             "provider_timeout": 2.0}
 
@@ -601,9 +584,9 @@ class TestSignUpOff:
 class TestTrustedAcr:
     @pytest.fixture
     def settings(self, settings, tmp_path, idp, other_idp, github):
-        path = tmp_path / "trusting.toml"
-        path.write_text(providers_toml(tmp_path, idp, other_idp, github,
-                                       trust_acr=("phr",)))
+        path = write_providers(tmp_path / "trusting.toml",
+                               *provider_sections(tmp_path, idp, other_idp, github,
+                                                  trust_acr=("phr",)))
         return dataclasses.replace(settings, providers_file=path)
 
     async def test_a_trusted_acr_satisfies_the_second_factor(self, stub, idp, database_url):
@@ -635,15 +618,11 @@ class TestPrivateKeyJwt:
         pem.write_bytes(client_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
-        path = tmp_path / "pkjwt.toml"
-        path.write_text(f'''[providers.idp]
-issuer = "{idp.issuer}"
-client_id = "{idp.client_id}"
-client_auth = "private_key_jwt"
-private_key_file = "{pem}"
-private_key_kid = "client-1"
-redirect_uris = ["{CALLBACK.format(id='idp')}"]
-''')
+        path = write_providers(
+            tmp_path / "pkjwt.toml",
+            oidc_section("idp", idp, redirect_uris=[callback("idp")],
+                         client_auth="private_key_jwt", private_key_file=pem,
+                         private_key_kid="client-1"))
         return dataclasses.replace(settings, providers_file=path)
 
     async def test_a_sign_in_authenticates_the_client_with_a_signed_assertion(self, stub,

@@ -21,6 +21,7 @@ from authsvc.runtime.app import App
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, fails
+from ..providers.config import callback, oidc_section, write_providers
 from ..providers.http import Browserless
 from ..providers.zitadel import UNVERIFIED, VERIFIED, OIDCProvider, running_oidc_provider
 
@@ -45,14 +46,10 @@ def without_iss() -> Iterator[OIDCProvider]:
 def settings(settings: Settings, tmp_path: Path, userinfo_only: OIDCProvider,
              without_iss: OIDCProvider, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("AUTHSVC_TEST_OP_SECRET", userinfo_only.client_secret)
-    providers = tmp_path / "providers.toml"
-    providers.write_text("".join(f"""
-[providers.{name}]
-issuer = "{provider.issuer}"
-client_id = "{provider.client_id}"
-client_secret_env = "AUTHSVC_TEST_OP_SECRET"
-redirect_uris = ["http://127.0.0.1:8080/v1/auth/providers/{name}/callback"]
-""" for name, provider in (("userinfo", userinfo_only), ("noiss", without_iss))))
+    providers = write_providers(tmp_path / "providers.toml", *(
+        oidc_section(name, provider, secret_env="AUTHSVC_TEST_OP_SECRET",
+                     redirect_uris=[callback(name)])
+        for name, provider in (("userinfo", userinfo_only), ("noiss", without_iss))))
     return dataclasses.replace(settings, providers_file=providers, signup="open")
 
 

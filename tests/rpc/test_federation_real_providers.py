@@ -24,11 +24,11 @@ from authsvc.runtime.app import App
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, fails
+from ..providers.config import callback, github_section, oidc_section, write_providers
 from ..providers.github import OCTO_UNVERIFIED, OCTO_VERIFIED, GitHubProvider
 from ..providers.zitadel import UNVERIFIED, VERIFIED, OIDCProvider
 
 pytestmark = [pytest.mark.go]
-CALLBACK = "http://127.0.0.1:8080/v1/auth/providers/{}/callback"
 
 
 @pytest.fixture
@@ -37,25 +37,12 @@ def settings(settings: Settings, tmp_path: Path, oidc_provider: OIDCProvider,
     """The suite's settings with both providers configured and sign-up open."""
     monkeypatch.setenv("AUTHSVC_TEST_OP_SECRET", oidc_provider.client_secret)
     monkeypatch.setenv("AUTHSVC_TEST_GH_SECRET", github_provider.client_secret)
-    providers = tmp_path / "providers.toml"
-    providers.write_text(f"""
-[providers.op]
-issuer = "{oidc_provider.issuer}"
-client_id = "{oidc_provider.client_id}"
-client_secret_env = "AUTHSVC_TEST_OP_SECRET"
-redirect_uris = ["{CALLBACK.format("op")}"]
-
-[providers.github]
-authorize_url = "{github_provider.authorize_url}"
-token_url = "{github_provider.token_url}"
-userinfo_url = "{github_provider.user_url}"
-emails_url = "{github_provider.emails_url}"
-client_id = "{github_provider.client_id}"
-client_secret_env = "AUTHSVC_TEST_GH_SECRET"
-redirect_uris = ["{CALLBACK.format("github")}"]
-scopes = ["read:user", "user:email"]
-subject_field = "id"
-""")
+    providers = write_providers(
+        tmp_path / "providers.toml",
+        oidc_section("op", oidc_provider, secret_env="AUTHSVC_TEST_OP_SECRET",
+                     redirect_uris=[callback("op")]),
+        github_section("github", github_provider, secret_env="AUTHSVC_TEST_GH_SECRET",
+                       redirect_uris=[callback("github")]))
     return dataclasses.replace(settings, providers_file=providers, signup="open")
 
 

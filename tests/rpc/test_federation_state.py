@@ -24,6 +24,7 @@ from authsvc.domain.federation.state import MAX_STATE, SealedFlows
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import bearer, fails, sign_in, travel
+from ..providers.config import callback, oidc_section, section, write_providers
 from ..providers.rogue import RogueProvider
 
 APP = "https://app.example"
@@ -34,22 +35,15 @@ TTL = 600
 def settings(settings: Settings, tmp_path: Path, rogue_provider: RogueProvider,
              monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("AUTHSVC_TEST_STATE_SECRET", rogue_provider.client_secret)
-    providers = tmp_path / "providers.toml"
-    providers.write_text(f"""
-[providers.rogue]
-issuer = "{rogue_provider.issuer}"
-client_id = "{rogue_provider.client_id}"
-client_secret_env = "AUTHSVC_TEST_STATE_SECRET"
-redirect_uris = ["http://127.0.0.1:8080/v1/auth/providers/rogue/callback"]
-
-[providers.plain]
-authorize_url = "https://plain.example/authorize"
-token_url = "https://plain.example/token"
-userinfo_url = "https://plain.example/user"
-client_id = "authsvc"
-client_secret_env = "AUTHSVC_TEST_STATE_SECRET"
-redirect_uris = ["http://127.0.0.1:8080/v1/auth/providers/plain/callback"]
-""")
+    providers = write_providers(
+        tmp_path / "providers.toml",
+        oidc_section("rogue", rogue_provider, secret_env="AUTHSVC_TEST_STATE_SECRET",
+                     redirect_uris=[callback("rogue")]),
+        section("plain", authorize_url="https://plain.example/authorize",
+                token_url="https://plain.example/token",
+                userinfo_url="https://plain.example/user", client_id="authsvc",
+                client_secret_env="AUTHSVC_TEST_STATE_SECRET",
+                redirect_uris=[callback("plain")]))
     return dataclasses.replace(settings, providers_file=providers, signup="open",
                                redirect_origins=(APP,), federation_flow_ttl=TTL)
 

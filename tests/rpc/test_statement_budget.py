@@ -25,6 +25,7 @@ from authsvc.store.database import Database
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
 from ..helpers import PASSWORD, sign_in
+from ..providers.config import oidc_section, write_providers
 from ..providers.http import query_of
 from ..providers.rogue import RogueProvider, RogueUser, running_rogue_provider
 
@@ -190,11 +191,10 @@ class TestFederatedSignIn:
 
     @pytest.fixture
     def settings(self, settings, tmp_path, idp, monkeypatch):
-        path = tmp_path / "providers.toml"
-        path.write_text(f'[providers.idp]\nissuer = "{idp.issuer}"\n'
-                        f'client_id = "{idp.client_id}"\n'
-                        f'client_secret_env = "BUDGET_IDP_SECRET"\n'
-                        'redirect_uris = ["http://127.0.0.1/callback"]\n')
+        path = write_providers(
+            tmp_path / "providers.toml",
+            oidc_section("idp", idp, secret_env="BUDGET_IDP_SECRET",
+                         redirect_uris=["http://127.0.0.1/callback"]))
         monkeypatch.setenv("BUDGET_IDP_SECRET", idp.client_secret)
         return dataclasses.replace(settings, providers_file=path, signup="open")
 

@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ..providers.config import callback, github_section, oidc_section, write_providers
 from ..providers.github import OCTO_VERIFIED, GitHubProvider, running_github_provider
 from ..providers.http import Browserless
 from ..providers.zitadel import UNVERIFIED, VERIFIED, OIDCProvider
@@ -79,25 +80,12 @@ def _free_port() -> int:
 
 def _providers_file(path: Path, gateway: str, oidc: OIDCProvider,
                     github: GitHubProvider) -> Path:
-    path.write_text(f"""
-[providers.op]
-issuer = "{oidc.issuer}"
-client_id = "{oidc.client_id}"
-client_secret_env = "AUTHSVC_TEST_OP_SECRET"
-redirect_uris = ["{gateway}/v1/auth/providers/op/callback"]
-
-[providers.github]
-authorize_url = "{github.authorize_url}"
-token_url = "{github.token_url}"
-userinfo_url = "{github.user_url}"
-emails_url = "{github.emails_url}"
-client_id = "{github.client_id}"
-client_secret_env = "AUTHSVC_TEST_GH_SECRET"
-redirect_uris = ["{gateway}/v1/auth/providers/github/callback"]
-scopes = ["read:user", "user:email"]
-subject_field = "id"
-""")
-    return path
+    return write_providers(
+        path,
+        oidc_section("op", oidc, secret_env="AUTHSVC_TEST_OP_SECRET",
+                     redirect_uris=[callback("op", gateway)]),
+        github_section("github", github, secret_env="AUTHSVC_TEST_GH_SECRET",
+                       redirect_uris=[callback("github", gateway)]))
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ..providers.config import callback, oidc_section, write_providers
 from ..providers.http import query_of
 from ..providers.rogue import RogueProvider, running_rogue_provider
 from ..servers import free_port
@@ -56,14 +57,10 @@ def edge(pg_admin_url: str, template_name: str, gateway_binary: Path,  # noqa: F
 def _edge(idp: RogueProvider, pg_admin_url: str, template_name: str, gateway: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     cookie_port, body_port = free_port(), free_port()
-    path = tmp_path_factory.mktemp("providers") / "providers.toml"
-    entries = []
-    for name, port in (("idp", cookie_port), ("idp-body", body_port)):
-        entries.append(
-            f'[providers.{name}]\nissuer = "{idp.issuer}"\nclient_id = "{idp.client_id}"\n'
-            f'client_secret_env = "EDGE_IDP_SECRET"\n'
-            f'redirect_uris = ["http://127.0.0.1:{port}/v1/auth/providers/{name}/callback"]\n')
-    path.write_text("\n".join(entries))
+    path = write_providers(tmp_path_factory.mktemp("providers") / "providers.toml", *(
+        oidc_section(name, idp, secret_env="EDGE_IDP_SECRET",
+                     redirect_uris=[callback(name, f"http://127.0.0.1:{port}")])
+        for name, port in (("idp", cookie_port), ("idp-body", body_port))))
     name = f"authsvc_fed_{uuid.uuid4().hex[:12]}"
     asyncio.run(_create_database(pg_admin_url, name, template_name))
     kek = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")

@@ -14,6 +14,8 @@ from authsvc.domain.federation import providers
 from authsvc.domain.federation.state import MAX_STATE, SealedFlows, s256
 from authsvc.errors import ConfigError
 
+from ..providers.config import section, write_providers
+
 KEK = os.urandom(32)
 BINDING = hashlib.sha256(b"flow id").digest()
 
@@ -78,11 +80,11 @@ def test_anything_but_an_issued_state_reads_as_nothing(spoil: str) -> None:
 
 def test_a_provider_with_more_redirect_uris_than_a_state_can_name_is_refused(
         tmp_path: Path) -> None:
-    uris = ", ".join(f'"https://app.example/cb/{i}"' for i in range(256))
-    path = tmp_path / "providers.toml"
-    path.write_text(f'[providers.many]\nauthorize_url = "https://p.example/a"\n'
-                    f'token_url = "https://p.example/t"\nuserinfo_url = "https://p.example/u"\n'
-                    f'client_id = "c"\nredirect_uris = [{uris}]\n')
+    path = write_providers(
+        tmp_path / "providers.toml",
+        section("many", authorize_url="https://p.example/a", token_url="https://p.example/t",
+                userinfo_url="https://p.example/u", client_id="c",
+                redirect_uris=[f"https://app.example/cb/{i}" for i in range(256)]))
 
     with pytest.raises(ConfigError, match="at most 255"):
         providers.load(path, {})

@@ -20,7 +20,10 @@ on standard error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 
 class Unconvertible(ValueError):
@@ -42,4 +45,23 @@ def refuse(error: Unconvertible, on_refused: OnRefused | None) -> None:
     on_refused(error)
 
 
-__all__ = ["OnRefused", "Unconvertible", "refuse"]
+def write_lines(records: Iterable[Mapping[str, Any]]) -> int:
+    """Each record as one JSON line of the import format on standard output; how
+    many were written."""
+    written = 0
+    for record in records:
+        sys.stdout.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
+        written += 1
+    return written
+
+
+def report_refused(adapter: str, written: int, refused: list[Unconvertible]) -> None:
+    """The users an adapter could not carry over, one JSON line each, and the count
+    of both, on standard error."""
+    for error in refused:
+        sys.stderr.write(json.dumps({"external_id": error.external_id,
+                                     "refused": error.reason}) + "\n")
+    sys.stderr.write(f"{adapter}: {written} users written, {len(refused)} refused\n")
+
+
+__all__ = ["OnRefused", "Unconvertible", "refuse", "report_refused", "write_lines"]

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import OnRefused, Unconvertible, refuse
+from . import OnRefused, Unconvertible, refuse, report_refused, write_lines
 
 _PBKDF2_DIGESTS = {"pbkdf2": "sha1", "pbkdf2-sha256": "sha256", "pbkdf2-sha512": "sha512"}
 _ARGON2_VERSIONS = {"1.0": 16, "1.3": 19}
@@ -186,14 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             sys.stderr.write(f"keycloak: {path}: {exc}\n")
             return 2
-        for record in records:
-            sys.stdout.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-                             + "\n")
-        written += len(records)
-    for error in refused:
-        sys.stderr.write(json.dumps({"external_id": error.external_id,
-                                     "refused": error.reason}) + "\n")
-    sys.stderr.write(f"keycloak: {written} users written, {len(refused)} refused\n")
+        written += write_lines(records)
+    report_refused("keycloak", written, refused)
     return 0
 
 

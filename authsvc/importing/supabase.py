@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -38,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import OnRefused, Unconvertible, refuse
+from . import OnRefused, Unconvertible, refuse, report_refused, write_lines
 
 _BCRYPT = ("$2a$", "$2b$", "$2y$")
 _FBSCRYPT = re.compile(r"^\$fbscrypt\$v=1,n=(?P<n>[0-9]+),r=(?P<r>[0-9]+),p=(?P<p>[0-9]+)"
@@ -138,12 +137,7 @@ def main(argv: list[str] | None = None, *, now: datetime | None = None) -> int:
     except (OSError, ValueError, csv.Error) as exc:
         sys.stderr.write(f"supabase: {args.csv}: {exc}\n")
         return 2
-    for record in records:
-        sys.stdout.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
-    for error in refused:
-        sys.stderr.write(json.dumps({"external_id": error.external_id,
-                                     "refused": error.reason}) + "\n")
-    sys.stderr.write(f"supabase: {len(records)} users written, {len(refused)} refused\n")
+    report_refused("supabase", write_lines(records), refused)
     return 0
 
 

@@ -5,6 +5,8 @@ has one, ``transport.door``)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import grpc
 
 from ..domain.federation.flows import Federation
@@ -24,9 +26,7 @@ class FederationMethods:
                                   ) -> auth_pb2.StartProviderSignInResponse:
         started = await self._federation.start(request.provider, request.redirect_uri,
                                                request.code_challenge, request.redirect_to)
-        return auth_pb2.StartProviderSignInResponse(
-            authorization_url=started.authorization_url, flow_id=started.flow_id,
-            state=started.state, expires_in=started.expires_in)
+        return auth_pb2.StartProviderSignInResponse(**asdict(started))
 
     async def FinishProviderSignIn(self, request: auth_pb2.FinishProviderSignInRequest,
                                    context: grpc.aio.ServicerContext,
@@ -47,9 +47,7 @@ class FederationMethods:
         started = await self._federation.start_link(current_claims(), request.provider,
                                                     request.redirect_uri,
                                                     request.code_challenge, request.redirect_to)
-        return auth_pb2.LinkIdentityResponse(
-            authorization_url=started.authorization_url, flow_id=started.flow_id,
-            state=started.state, expires_in=started.expires_in)
+        return auth_pb2.LinkIdentityResponse(**asdict(started))
 
     async def UnlinkIdentity(self, request: auth_pb2.UnlinkIdentityRequest,
                              context: grpc.aio.ServicerContext,
@@ -66,3 +64,4 @@ class FederationMethods:
             auth_pb2.Identity(provider=i.provider, subject=i.subject, email=i.email or "",
                               created_at=timestamp(i.created_at.timestamp()))
             for i in found])
+

@@ -88,6 +88,9 @@ class AvailableFactors(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Started:
+    """A started flow; its fields are those of StartProviderSignIn's and
+    LinkIdentity's responses, by the same names."""
+
     authorization_url: str
     flow_id: str
     state: str

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import grpc
 
+from ..core.b64 import b64url
 from ..domain.accounts.self_service import SelfService
 from ..domain.factors.otp import Factors
-from ..domain.factors.passkeys import Passkeys, b64url
+from ..domain.factors.passkeys import Passkeys
 from ..guard.interceptor import current_claims
 from ..v1 import auth_pb2
 from .convert import Callers, timestamp

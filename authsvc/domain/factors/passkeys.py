@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ...config import Settings
+from ...core.b64 import b64url
 from ...core.tokens import AccessClaims
 from ...errors import (
     FactorConflict,
@@ -73,10 +74,6 @@ _MAX_ATTEMPTS = 5
 
 def _hash(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def _from_b64url(value: str) -> bytes:

@@ -31,6 +31,7 @@ from typing import Any
 import jwt
 
 from ...clock import Clock
+from ...core.b64 import b64url
 from ...errors import ProviderResponseInvalid
 from .http import ProviderHttp
 from .providers import ClientKey, Endpoints, Provider
@@ -150,7 +151,7 @@ class ProviderClient:
         claims = {"iss": provider.client_id, "sub": provider.client_id,
                   "aud": endpoints.issuer or endpoints.token, "iat": now,
                   "exp": now + ASSERTION_TTL,
-                  "jti": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")}
+                  "jti": b64url(os.urandom(16))}
         headers = {"kid": key.kid} if key.kid else None
         return jwt.encode(claims, key.key, algorithm=key.alg, headers=headers)
 

@@ -40,7 +40,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -49,6 +48,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Protocol
 
+from ...core.b64 import b64url
 from ...core.tokens import AccessClaims
 from ...errors import (
     FederationFlowInvalid,
@@ -108,7 +108,7 @@ class Finished:
 
 
 def _random() -> str:
-    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    return b64url(os.urandom(32))
 
 
 def _hash(value: str) -> bytes:

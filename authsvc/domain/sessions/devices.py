@@ -21,6 +21,7 @@ import os
 import struct
 
 from ...clock import Clock
+from ...core.b64 import b64url
 from ...errors import InvalidArgument
 from ..accounts.identifiers import Identifier
 from ..keycrypto import derive_key
@@ -28,10 +29,6 @@ from ..keycrypto import derive_key
 MAX_LENGTH = 256
 _PREFIX = "d1"
 _PAYLOAD = struct.Struct(">16sQ")  # nonce, issued at (whole seconds)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def _unb64(text: str) -> bytes:
@@ -46,7 +43,7 @@ class DeviceTokens:
 
     def issue(self, identifier: Identifier) -> str:
         payload = _PAYLOAD.pack(os.urandom(16), int(self._clock()))
-        return f"{_PREFIX}.{_b64(payload)}.{_b64(self._mac(identifier, payload))}"
+        return f"{_PREFIX}.{b64url(payload)}.{b64url(self._mac(identifier, payload))}"
 
     def device_of(self, token: str, identifier: Identifier) -> str | None:
         """The device a token names, when it is genuine, this identifier's and not

@@ -93,11 +93,15 @@ async def queue(app: App, *recipients: Identifier) -> None:
 
 async def rows(app: App) -> dict[str, dict[str, object]]:
     """The outbox by recipient: attempts, sent, last error, seconds left of the lease
-    by the database's clock, and whether it is due now."""
+    by the database's clock, and whether it is due now.
+
+    The lease left is counted from the moment the row is read (``clock_timestamp()``):
+    this statement's ``now()`` can be a fraction of a millisecond older than that of a
+    renewal its snapshot already sees, which would count more than a whole lease."""
     async with app.db.connection() as conn:
         found = await conn.fetch(
             "SELECT recipient, attempts, sent_at IS NOT NULL AS sent, last_error,"
-            " extract(epoch FROM leased_until - now())::float8 AS lease_left,"
+            " extract(epoch FROM leased_until - clock_timestamp())::float8 AS lease_left,"
             " next_attempt_at <= now() AS due FROM outbox ORDER BY id")
     return {r["recipient"]: dict(r) for r in found}
 

@@ -48,6 +48,8 @@ from . import (
     http_cases,
     idle,
     importing,
+    peers,
+    profile,
     raw,
     report,
     seed,
@@ -78,6 +80,8 @@ def main() -> None:
         raise SystemExit("scripts/bench: --http-workers must be one of --workers")
     if args.http_concurrency is None:
         args.http_concurrency = args.concurrency
+    if args.profile:
+        profile.executable()  # fails now, not half-way through the run
     started = time.time()
     load_before = os.getloadavg()
     # held for the whole run: servers come and go
@@ -103,15 +107,21 @@ def main() -> None:
             edge = ((binary, watch_password) if workers == args.http_workers else None)
             phases[str(workers)] = _phase(args, data_dir, url, workers, tokens["hot"],
                                           tokens["distinct"], refresh_tokens, edge)
+        before_after = (_before_after(args, data_dir, tokens) if args.baseline else None)
+        keycloak = (peers.keycloak_userinfo(vegeta.Client(
+            args.http_concurrency, args.duration, args.warmup)) if args.peers else None)
     results = {
         "machine": _machine(load_before, os.getloadavg()),
-        "settings": {**{k: v for k, v in vars(args).items() if k != "out"},
+        "settings": {**{k: (str(v) if isinstance(v, Path) else v)
+                        for k, v in vars(args).items() if k != "out"},
                      "ghz": ghz.VERSION, "vegeta": vegeta.VERSION, "env": ENV},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
         "startup": starts,
         "idle": idle_cost,
         "phases": phases,
+        "before_after": before_after,
+        "peers": {"keycloak_userinfo": keycloak} if keycloak else None,
     }
     if args.import_users:
         results["import"] = importing.measure(args.import_users)
@@ -123,7 +133,9 @@ def _seed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     add_user(data_dir, "bench@example.com", PASSWORD, ENV)
     add_user(data_dir, "seed@example.com", PASSWORD, CHEAP)
     add_user(data_dir, gateway.WATCH_EMAIL, PASSWORD, ENV, gateway.WATCH_SCOPES)
-    sessions_needed = CHAINS + 1 + args.refresh_calls * len(args.workers)
+    sessions_needed = (CHAINS + 1 + args.refresh_calls * len(args.workers)
+                       + (BEFORE_AFTER_ROUNDS * 2 * _baseline_refreshes(args)
+                          if args.baseline else 0))
     t0 = time.monotonic()
     with running(Service(data_dir, args.port, 1, CHEAP)) as service:
         sessions = asyncio.run(seed.sign_in(service.target, "seed@example.com", PASSWORD,
@@ -132,8 +144,10 @@ def _seed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             service.target, sessions[:CHAINS], -(-args.distinct // CHAINS)))
     print(f"seeded {sessions_needed} sessions and {len(distinct)} access tokens "
           f"in {time.monotonic() - t0:.0f} s", flush=True)
+    refresh = [s.refresh_token for s in sessions[CHAINS + 1:]]
+    phases_need = args.refresh_calls * len(args.workers)
     return {"hot": sessions[CHAINS].access_token, "distinct": distinct[:args.distinct],
-            "refresh": [s.refresh_token for s in sessions[CHAINS + 1:]]}
+            "refresh": refresh[:phases_need], "before_after_refresh": refresh[phases_need:]}
 
 
 def _starts(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
@@ -158,31 +172,53 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
            distinct: list[str], refresh_tokens: list[str],
            edge: tuple[Path, Path] | None) -> dict[str, Any]:
     """The scenarios against ``workers`` workers; with ``edge`` (the gateway
-    binary and the watch account's password file) also the process memory and
-    the HTTP cases."""
+    binary and the watch account's password file) also the process memory (idle,
+    after the HTTP cases and after the whole phase), the HTTP cases, and with
+    ``--profile`` where one worker's time goes during SignIn and Refresh."""
     client = ghz.Client(args.concurrency, args.connections)
     service = Service(data_dir, args.port, workers, ENV, uvloop=args.uvloop)
     out: dict[str, Any] = {"workers": workers}
     hot_data = {"access_token": hot}
     distinct_data = ghz.sequence(distinct, "access_token")
     sign_in_data = {"email": "bench@example.com", "password": PASSWORD}
-    with running(service), contextlib.ExitStack() as http:
+    with running(service), contextlib.ExitStack() as http, \
+            tempfile.TemporaryDirectory(prefix="authsvc-bench-spy-") as spy_dir:
         target, cpu = service.target, service.cpu_seconds
         gateways = None
+        profiles: dict[str, dict[str, float]] = {}
+
+        def sampled(name: str) -> contextlib.AbstractContextManager[None]:
+            """py-spy on the first worker while the block runs (``--profile``, the
+            HTTP phase), its shares kept under ``name``."""
+            if not (args.profile and edge):
+                return contextlib.nullcontext()
+            raw_file = Path(spy_dir) / f"{name}.txt"
+
+            @contextlib.contextmanager
+            def recording() -> Any:
+                with profile.sampled(service.worker_pids()[0], raw_file):
+                    yield
+                profiles[name] = profile.shares(raw_file)
+            return recording()
+
+        def snapshot(name: str) -> None:
+            assert gateways is not None
+            out[name] = footprint.snapshot(service, *gateways.pids())
+            print(f"  {workers}w {name}: RSS {out[name]['rss_kib'] / 1024:.1f} MiB, PSS "
+                  f"{out[name]['pss_kib'] / 1024:.1f} MiB", flush=True)
+
         if edge:
             gateways = http.enter_context(contextlib.closing(http_cases.Gateways(
                 edge[0], service, edge[1], int(ENV["AUTHSVC_ACCESS_TOKEN_TTL"]))))
             time.sleep(args.rest)
-            out["processes_idle"] = footprint.snapshot(service, *gateways.pids())
-            print(f"  {workers}w processes idle: RSS "
-                  f"{out['processes_idle']['rss_kib'] / 1024:.1f} MiB, PSS "
-                  f"{out['processes_idle']['pss_kib'] / 1024:.1f} MiB", flush=True)
+            snapshot("processes_idle")
         out["memory_start"] = [_mem(m) for m in service.memory()]
 
         def measure(name: str, call: str, data: Any, **kwargs: Any) -> ghz.Result:
             ghz.run(client, target, call, data, duration=args.warmup)
-            result = ghz.run(client, target, call, data, duration=args.duration, cpu=cpu,
-                             **kwargs)
+            with sampled(name):
+                result = ghz.run(client, target, call, data, duration=args.duration,
+                                 cpu=cpu, **kwargs)
             _log(workers, name, result)
             out[name] = result.as_dict()
             return result
@@ -191,12 +227,9 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
         measure("validate_hot", ghz.VALIDATE, hot_data)
         if gateways:
             out["http"] = gateways.cases(
-                vegeta.Client(args.http_concurrency, args.duration, args.warmup), hot)
-            out["processes_after_load"] = footprint.snapshot(service, *gateways.pids())
-            print(f"  {workers}w processes after load: RSS "
-                  f"{out['processes_after_load']['rss_kib'] / 1024:.1f} MiB, PSS "
-                  f"{out['processes_after_load']['pss_kib'] / 1024:.1f} MiB", flush=True)
-            http.close()
+                vegeta.Client(args.http_concurrency, args.duration, args.warmup), hot,
+                sign_in_data)
+            snapshot("processes_after_load")
         cold = ghz.run(client, target, ghz.VALIDATE, distinct_data, total=len(distinct),
                        cpu=cpu)
         _log(workers, "validate_distinct_first_pass", cold)
@@ -205,11 +238,13 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
         measure("sign_in", ghz.SIGN_IN, sign_in_data)
         argon = raw.argon2_verify("owasp", os.cpu_count() or 1, args.duration)
         out["raw_argon2"] = {"calls": argon.calls, "seconds": argon.seconds,
-                             "rate": argon.rate, "threads": os.cpu_count()}
+                             "rate": argon.rate, "cpu_s": argon.cpu_s,
+                             "threads": os.cpu_count()}
         print(f"  {workers}w raw_argon2: {argon.rate:,.1f}/s", flush=True)
-        refresh = ghz.run(client, target, ghz.REFRESH,
-                          ghz.sequence(refresh_tokens, "refresh_token"),
-                          total=len(refresh_tokens), cpu=cpu)
+        with sampled("refresh"):
+            refresh = ghz.run(client, target, ghz.REFRESH,
+                              ghz.sequence(refresh_tokens, "refresh_token"),
+                              total=len(refresh_tokens), cpu=cpu)
         _log(workers, "refresh", refresh)
         out["refresh"] = refresh.as_dict()
         tx = raw.transactions(url, workers, 10, client.concurrency, args.duration)
@@ -228,6 +263,62 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
         out["sign_in_background"] = background.as_dict()
         out["memory"] = _memory_run(args, client, service, distinct_data)
         out["memory_end"] = [_mem(m) for m in service.memory()]
+        if gateways:
+            snapshot("processes_after_bench")
+        if profiles:
+            out["profiles"] = profiles
+    return out
+
+
+BEFORE_AFTER_ROUNDS = 2  # rounds of each side, alternating
+
+
+def _baseline_refreshes(args: argparse.Namespace) -> int:
+    """Refresh calls per round of the before/after comparison."""
+    return max(1, int(args.refresh_calls) // 2)
+
+
+def _before_after(args: argparse.Namespace, data_dir: Path,
+                  tokens: dict[str, Any]) -> dict[str, Any]:
+    """The hot paths (Validate of one token, SignIn, Refresh) of this checkout and of
+    ``--baseline`` (another checkout), each served by its own ``authsvc serve`` with
+    ``--http-workers`` workers on the same database, both up, measured in alternating
+    rounds so both see the same machine: per side and scenario, each round's rate and
+    server CPU per call."""
+    client = ghz.Client(args.concurrency, args.connections)
+    workers = args.http_workers
+    sides = {"this": Service(data_dir, args.port + 30, workers, ENV),
+             "baseline": Service(data_dir, args.port + 40, workers, ENV,
+                                 source=args.baseline)}
+    refresh_tokens = iter(tokens["before_after_refresh"])
+    per_round = _baseline_refreshes(args)
+    out: dict[str, Any] = {"baseline": str(args.baseline),
+                           "commit": _git("rev-parse", "--short", "HEAD", cwd=args.baseline),
+                           "workers": workers, "rounds": BEFORE_AFTER_ROUNDS,
+                           "scenarios": {}}
+    with running(sides["this"]), running(sides["baseline"]):
+        for name, call, data in (
+                ("validate_hot", ghz.VALIDATE, {"access_token": tokens["hot"]}),
+                ("sign_in", ghz.SIGN_IN, {"email": "bench@example.com",
+                                          "password": PASSWORD}),
+                ("refresh", ghz.REFRESH, None)):
+            runs: dict[str, list[dict[str, float]]] = {"this": [], "baseline": []}
+            for _ in range(BEFORE_AFTER_ROUNDS):
+                for side, service in sides.items():
+                    if data is None:
+                        chunk = [next(refresh_tokens) for _ in range(per_round)]
+                        result = ghz.run(client, service.target, call,
+                                         ghz.sequence(chunk, "refresh_token"),
+                                         total=per_round, cpu=service.cpu_seconds)
+                    else:
+                        ghz.run(client, service.target, call, data, duration=args.warmup)
+                        result = ghz.run(client, service.target, call, data,
+                                         duration=args.duration, cpu=service.cpu_seconds)
+                    runs[side].append({
+                        "rate": result.rate, "errors": result.errors,
+                        "cpu_ms_per_call": 1000 * result.server_cpu_s / max(1, result.calls)})
+                    _log(workers, f"{name} ({side})", result)
+            out["scenarios"][name] = runs
     return out
 
 
@@ -274,9 +365,9 @@ def _machine(load_before: tuple[float, ...], load_after: tuple[float, ...]) -> d
             "load_after": [round(x, 2) for x in load_after]}
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, cwd: Path = Path(__file__).parent) -> str:
     done = subprocess.run(["git", *args], capture_output=True, text=True, check=False,
-                          cwd=Path(__file__).parent)
+                          cwd=cwd)
     return done.stdout.strip()
 
 
@@ -315,6 +406,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-seconds", type=float, default=32.0,
                    help="seconds of the idle-cost measure (database transactions, CPU and "
                    "memory of a serve nobody calls, bench/idle.py); 0 leaves it out")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="another checkout (e.g. `git worktree add /tmp/base main`): its "
+                   "Validate, SignIn and Refresh are measured against this checkout's in "
+                   "alternating rounds, rate and server CPU per call")
+    p.add_argument("--peers", action="store_true",
+                   help="also measure Keycloak's userinfo with the HTTP cases' vegeta "
+                   "settings (bench/peers.py; needs Java 21+ and mvn)")
+    p.add_argument("--profile", action="store_true",
+                   help="sample one worker with py-spy during SignIn and Refresh of the "
+                   "--http-workers phase, and report where its time goes (bench/profile.py)")
     p.add_argument("--port", type=int, default=50551)
     p.add_argument("--uvloop", action="store_true",
                    help="run the worker on uvloop (with --workers 1 only)")

@@ -10,12 +10,16 @@ workers, warm-up and duration) on one request:
 - ``forwarded_validate``: ``POST /v1/auth/validate`` to the forwarding gateway,
   to set beside gRPC Validate (ghz) of the same token;
 - ``healthz``: the edge gateway's own ``GET /healthz``, its ceiling;
-- ``edge_validate``: ``POST /v1/auth/validate`` to the edge gateway.
+- ``edge_validate``: ``POST /v1/auth/validate`` to the edge gateway;
+- ``sign_in``: ``POST /v1/auth/signin`` to the edge gateway (a password
+  sign-in, to set beside raw argon2 as gRPC SignIn is).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,8 @@ class Gateways:
         return self._stack.enter_context(
             gateway.running(gateway.Gateway(self._binary, self._service.target, flags)))
 
-    def cases(self, client: vegeta.Client, token: str) -> dict[str, Any]:
+    def cases(self, client: vegeta.Client, token: str,
+              sign_in: Mapping[str, str]) -> dict[str, Any]:
         self.forwarding = self._start(gateway.FORWARDING)
         edge, forwarding = self.edge, self.forwarding
         cpu = {"workers": self._service.cpu_seconds,
@@ -49,7 +54,9 @@ class Gateways:
         for name, gw, method, path, headers, body in (
                 ("forwarded_validate", forwarding, "POST", "/v1/auth/validate", validate, b"{}"),
                 ("healthz", edge, "GET", "/healthz", {}, b""),
-                ("edge_validate", edge, "POST", "/v1/auth/validate", validate, b"{}")):
+                ("edge_validate", edge, "POST", "/v1/auth/validate", validate, b"{}"),
+                ("sign_in", edge, "POST", "/v1/auth/signin",
+                 {"Content-Type": "application/json"}, json.dumps(sign_in).encode())):
             result = vegeta.attack(client, vegeta.target(method, gw.url(path), headers, body),
                                    cpu)
             print(f"  {self._service.workers}w http {name}: {result['rate']:,.0f}/s "

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import report, targets
+from . import profile, report, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -118,7 +118,11 @@ def run_block(path: Path) -> str:
         "|---|---|---|---|",
     ]
     rows = targets.rows(results, summary)
+    group = targets.TARGETS
     for row in rows:
+        if row["group"] != group:
+            group = row["group"]
+            lines.append(f"| ***{group}*** | | | |")
         lines.append(f"| {_pretty(row)} | {_shown(row)} | {_target(row)} | {_verdict(row)} |")
     judged = [row["met"] for row in rows if row["met"] is not None]
     if "scaling" in summary:
@@ -144,13 +148,72 @@ def run_block(path: Path) -> str:
         grpc = results["phases"][str(s["http_workers"])]["validate_hot"]
         lines.append(f"| gRPC Validate (ghz, for comparison) | {grpc['rate']:,.0f}/s | "
                      f"{grpc['p50_ms']:.1f} ms | {grpc['p99_ms']:.1f} ms | {grpc['errors']} |")
-        for key, label in (("forwarded_validate", "HTTP Validate, forwarded to authsvc"),
-                           ("edge_validate", "HTTP Validate, verified at the gateway"),
-                           ("healthz", "gateway `GET /healthz`")):
-            r = http[key]
-            lines.append(f"| {label} | {r['rate']:,.0f}/s | {r['p50_ms']:.1f} ms | "
-                         f"{r['p99_ms']:.1f} ms | {r['errors']} |")
+        keycloak = (results.get("peers") or {}).get("keycloak_userinfo")
+        cases = [(http.get(key), label) for key, label in (
+            ("forwarded_validate", "HTTP Validate, forwarded to authsvc"),
+            ("edge_validate", "HTTP Validate, verified at the gateway"),
+            ("healthz", "gateway `GET /healthz`"),
+            ("sign_in", "HTTP SignIn through the gateway"))]
+        if keycloak:
+            cases.append((keycloak, f"Keycloak {keycloak['keycloak']} `GET …/userinfo` "
+                                    "(after the phases, authsvc stopped)"))
+        for r, label in cases:
+            if r is not None:
+                lines.append(f"| {label} | {r['rate']:,.0f}/s | {r['p50_ms']:.1f} ms | "
+                             f"{r['p99_ms']:.1f} ms | {r['errors']} |")
+    edge = results["phases"].get(str(s["http_workers"]), {})
+    lines += _processes(edge, str(s["http_workers"]))
+    lines += _profiles(edge.get("profiles"), str(s["http_workers"]))
     return "\n".join(lines) + "\n"
+
+
+_SNAPSHOTS = (("processes_idle", "idle"), ("processes_after_load", "after the HTTP cases"),
+              ("processes_after_bench", "after the whole phase"))
+
+
+def _processes(phase: dict[str, Any], workers: str) -> list[str]:
+    """RSS and PSS of every process at each reading, one column pair per reading."""
+    taken = [(key, when) for key, when in _SNAPSHOTS if key in phase]
+    if not taken:
+        return []
+    lines = ["", f"### Memory per process, {_workers(workers)} and the gateway", "",
+             "| process | " + " | ".join(f"RSS / PSS {when}" for _, when in taken) + " |",
+             "|---|" + "---|" * len(taken)]
+    first = phase[taken[0][0]]
+    for i, proc in enumerate(first["processes"]):
+        role = {"serve": "supervisor (`authsvc serve`)", "child": "worker",
+                "gateway": "gateway"}.get(proc["role"], proc["role"])
+        cells = []
+        for key, _ in taken:
+            procs = phase[key]["processes"]
+            row = procs[i] if i < len(procs) else None
+            cells.append("gone" if row is None else
+                         f"{row['rss_kib'] / 1024:.1f} / {row['pss_kib'] / 1024:.1f} MiB")
+        lines.append(f"| {role} | " + " | ".join(cells) + " |")
+    lines.append("| **total** | " + " | ".join(
+        f"**{phase[key]['rss_kib'] / 1024:.1f} / {phase[key]['pss_kib'] / 1024:.1f} MiB**"
+        for key, _ in taken) + " |")
+    return lines
+
+
+_PROFILED = {"sign_in": "SignIn", "refresh": "Refresh"}
+
+
+def _profiles(profiles: dict[str, dict[str, float]] | None, workers: str) -> list[str]:
+    """Where one worker's samples went during each profiled scenario (py-spy)."""
+    if not profiles:
+        return []
+    names = [n for n in _PROFILED if n in profiles]
+    lines = ["", f"### Where one worker's time goes, {_workers(workers)} (py-spy, "
+             f"{profile.RATE} samples/s)", "",
+             "| share of samples | " + " | ".join(_PROFILED[n] for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    kinds = sorted({k for n in names for k in profiles[n]},
+                   key=lambda k: -max(profiles[n].get(k, 0.0) for n in names))
+    for kind in kinds:
+        lines.append(f"| {kind} | " + " | ".join(
+            f"{profiles[n][kind]:.0%}" if kind in profiles[n] else "" for n in names) + " |")
+    return lines
 
 
 def _workers(w: str) -> str:

@@ -134,6 +134,7 @@ def run_block(path: Path) -> str:
     unmet = judged.count(False)
     lines += ["", f"{unmet} of the {len(judged)} targets measured in this run are not met."
               if unmet else f"All {len(judged)} targets measured in this run are met."]
+    lines += why_not_met(results, rows)
     lines += ["", "### Every scenario", "",
               f"| scenario (ratio to its ceiling) | {' | '.join(_workers(w) for w in counts)} |",
               "|---|" + "---|" * len(counts)]
@@ -163,8 +164,91 @@ def run_block(path: Path) -> str:
                              f"{r['p99_ms']:.1f} ms | {r['errors']} |")
     edge = results["phases"].get(str(s["http_workers"]), {})
     lines += _processes(edge, str(s["http_workers"]))
-    lines += _profiles(edge.get("profiles"), str(s["http_workers"]))
+    lines += _profiles(edge, str(s["http_workers"]))
     return "\n".join(lines) + "\n"
+
+
+def why_not_met(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """For each kind of target this run missed, why, in this run's own numbers: the
+    floor under it (the empty RPC's CPU and rate), the profile's shares, the
+    processes' shared pages. What each number is made of is under "Where the time
+    goes" below."""
+    s = results["settings"]
+    w = str(s["http_workers"])
+    edge = results["phases"].get(w, {})
+    missed = {row["measure"].split(",")[0] for row in rows if row["met"] is False}
+    out = []
+    health_cpu = targets.cpu_ms(edge.get("health"))
+    shares = {n: busy_shares(p) for n, p in (edge.get("profiles") or {}).items()}
+    if missed & {"SignIn / raw argon2", "HTTP SignIn (gateway) / raw argon2"}:
+        sign_in, argon = edge.get("sign_in", {}), edge.get("raw_argon2", {})
+        per_call, per_hash = targets.cpu_ms(sign_in), targets.hash_cpu_ms(argon)
+        if per_call and per_hash and sign_in.get("calls"):
+            client = 1000 * sign_in["client_cpu_s"] / sign_in["calls"]
+            out.append(
+                f"- **SignIn ÷ raw argon2**: with {_workers(w)} a SignIn cost the workers "
+                f"{per_call:.1f} ms of CPU, {per_call - per_hash:.1f} ms more than a raw "
+                f"verify ({per_hash:.1f} ms), and ghz {client:.1f} ms more on the same "
+                f"cores; the raw loop has the cores to itself. The hash threads' argon2 "
+                f"is {shares.get('sign_in', {}).get(profile.HASHING, 0):.0%} of the "
+                "profiled worker's busy samples.")
+    if "server CPU per Refresh" in missed and health_cpu:
+        refresh = targets.cpu_ms(edge.get("refresh"))
+        c_share = shares.get("health", {}).get(profile.SHARES[-1][0], 0)
+        room = (f"more than the whole {targets.REFRESH_CPU_MS:g} ms" if
+                health_cpu >= targets.REFRESH_CPU_MS else
+                f"leaving {targets.REFRESH_CPU_MS - health_cpu:.2f} ms of the "
+                f"{targets.REFRESH_CPU_MS:g} ms for the statement, the signature and the "
+                "answer")
+        out.append(
+            f"- **Refresh CPU**: an empty RPC (health Check) already costs {health_cpu:.2f} "
+            f"ms of worker CPU per call on this server ({_workers(w)}), {c_share:.0%} of "
+            f"its busy samples in grpc.aio's own C and Cython: {room}. A Refresh took "
+            f"{refresh:.2f} ms." if refresh else "")
+    if "HTTP Validate (forwarded) / Keycloak userinfo" in missed:
+        keycloak = (results.get("peers") or {}).get("keycloak_userinfo", {})
+        health = edge.get("health", {})
+        if keycloak and health:
+            needed = targets.FORWARDED_TO_KEYCLOAK * keycloak["rate"]
+            out.append(
+                f"- **Forwarded HTTP Validate ÷ Keycloak**: a forwarded Validate is one "
+                f"gRPC Validate to authsvc, so its ceiling is the empty RPC's rate, "
+                f"{health['rate']:,.0f}/s with {_workers(w)} here (ghz); "
+                f"{targets.FORWARDED_TO_KEYCLOAK:g} {TIMES} Keycloak's "
+                f"{keycloak['rate']:,.0f}/s is {needed:,.0f}/s. "
+                "The gateway that verifies tokens itself (the watch account) answers "
+                f"{edge.get('http', {}).get('edge_validate', {}).get('rate', 0):,.0f}/s.")
+    if "RSS idle" in missed and edge.get("processes_idle"):
+        snap = edge["processes_idle"]
+        python = [p for p in snap["processes"] if p["role"] in ("serve", "child")]
+        rss = sum(p["rss_kib"] for p in python) / 1024
+        pss = sum(p["pss_kib"] for p in python) / 1024
+        out.append(
+            f"- **Memory**: the {len(python)} Python processes (supervisor and workers) hold "
+            f"{rss:.1f} MiB of RSS but {pss:.1f} MiB of PSS: {rss - pss:.1f} MiB are pages "
+            "they share (the interpreter and the libraries each maps: grpc's core, "
+            "cryptography, OpenSSL), counted in full in every process by RSS.")
+    if missed & {"start -> first sign-in"}:
+        warm = results.get("startup", {}).get("warm", {})
+        cold = results.get("startup", {}).get("cold", {})
+        if warm and cold:
+            out.append(
+                f"- **Start-up**: {warm['median']:.2f} s to the first sign-in with "
+                f"PostgreSQL running and {cold['median']:.2f} s with the embedded one "
+                "stopped; what the time is made of is under \"Where the time goes\".")
+    compared = results.get("before_after")
+    if compared and any(row["met"] is False and row["group"] == targets.BEFORE_AFTER
+                        for row in rows):
+        rounds = "; ".join(
+            f"{name}: " + ", ".join(f"{side} " + " and ".join(
+                f"{r['rate']:,.0f}/s ({r['cpu_ms_per_call']:.2f} ms)" for r in runs)
+                for side, runs in sides.items())
+            for name, sides in compared["scenarios"].items())
+        out.append(f"- **Against the baseline** (`{compared['commit']}`), each alternating "
+                   f"round's rate and CPU per call: {rounds}.")
+    out = [line for line in out if line]
+    return ["", "Why the targets not met are not met, in this run's numbers:", "", *out] \
+        if out else []
 
 
 _SNAPSHOTS = (("processes_idle", "idle"), ("processes_after_load", "after the HTTP cases"),
@@ -196,23 +280,49 @@ def _processes(phase: dict[str, Any], workers: str) -> list[str]:
     return lines
 
 
-_PROFILED = {"sign_in": "SignIn", "refresh": "Refresh"}
+_PROFILED = {"health": "health Check", "validate_hot": "Validate", "sign_in": "SignIn",
+             "refresh": "Refresh"}
 
 
-def _profiles(profiles: dict[str, dict[str, float]] | None, workers: str) -> list[str]:
-    """Where one worker's samples went during each profiled scenario (py-spy)."""
+def busy_shares(profile_shares: dict[str, float]) -> dict[str, float]:
+    """A profile's shares without the samples of the loop waiting in epoll (idle, not
+    CPU), renormalized."""
+    busy = {k: v for k, v in profile_shares.items() if k != profile.WAITING}
+    total = sum(busy.values())
+    return {k: v / total for k, v in busy.items()} if total else {}
+
+
+def _profiles(phase: dict[str, Any], workers: str) -> list[str]:
+    """Where one worker's busy samples went during each profiled scenario (py-spy),
+    and what that share of the scenario's server CPU per call comes to."""
+    profiles = phase.get("profiles")
     if not profiles:
         return []
     names = [n for n in _PROFILED if n in profiles]
+    shares = {n: busy_shares(profiles[n]) for n in names}
+    per_call = {n: targets.cpu_ms(phase.get(n)) for n in names}
     lines = ["", f"### Where one worker's time goes, {_workers(workers)} (py-spy, "
              f"{profile.RATE} samples/s)", "",
-             "| share of samples | " + " | ".join(_PROFILED[n] for n in names) + " |",
+             "Shares of the worker's busy samples during each scenario (the event loop "
+             "waiting in epoll left out), and what each share of the scenario's server CPU "
+             "per call comes to:", "",
+             "| | " + " | ".join(
+                 f"{_PROFILED[n]}" + (f" ({per_call[n]:.2f} ms)" if per_call[n] else "")
+                 for n in names) + " |",
              "|---|" + "---|" * len(names)]
-    kinds = sorted({k for n in names for k in profiles[n]},
-                   key=lambda k: -max(profiles[n].get(k, 0.0) for n in names))
+    kinds = sorted({k for n in names for k in shares[n]},
+                   key=lambda k: -max(shares[n].get(k, 0.0) for n in names))
     for kind in kinds:
-        lines.append(f"| {kind} | " + " | ".join(
-            f"{profiles[n][kind]:.0%}" if kind in profiles[n] else "" for n in names) + " |")
+        cells = []
+        for n in names:
+            share = shares[n].get(kind)
+            if share is None:
+                cells.append("")
+            elif per_call[n]:
+                cells.append(f"{share:.0%} ≈ {1000 * share * per_call[n]:,.0f} µs")
+            else:
+                cells.append(f"{share:.0%}")
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -352,10 +462,11 @@ BLOCKS = {"the newest benchmark run": (RUN, run_block),
           "the newest import run": (IMPORT_RUN, import_block)}
 
 
-def render(page: str | None = None, results: Path = RESULTS) -> str:
+def render(page: str | None = None, results: Path = RESULTS,
+           blocks: dict[str, tuple[re.Pattern[str], Any]] | None = None) -> str:
     """The page with each generated block written anew from the newest results."""
     text = PAGE.read_text() if page is None else page
-    for name, (pattern, make) in BLOCKS.items():
+    for name, (pattern, make) in (BLOCKS if blocks is None else blocks).items():
         path = newest(pattern, results)
         begin, end = _MARK.format(name, "begin"), _MARK.format(name, "end")
         found = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.DOTALL)
@@ -366,13 +477,59 @@ def render(page: str | None = None, results: Path = RESULTS) -> str:
     return text
 
 
+def cost_block(path: Path) -> str:
+    """README's "what a call costs": the worker CPU per call of the newest run's
+    calls with the HTTP phase's workers, and Refresh's split by its profile."""
+    results = _load(path)
+    w = str(results["settings"]["http_workers"])
+    edge = results["phases"][w]
+    rows = [("an empty RPC (health Check): gRPC's own work, under every call", "health"),
+            ("Validate (one token, verified in the worker)", "validate_hot"),
+            ("Refresh (one statement, one ES256 signature)", "refresh")]
+    lines = [f"Worker CPU per call in the newest benchmark run ({results['started'][:10]}, "
+             f"{_workers(w)}, `{_relative(path)}`; the [performance page]"
+             "(docs/performance.md) has the rest):", "",
+             "| call | worker CPU per call |", "|---|---|"]
+    for label, key in rows:
+        per_call = targets.cpu_ms(edge.get(key))
+        shown = "not measured" if per_call is None else f"{per_call:.2f} ms"
+        lines.append(f"| {label} | {shown} |")
+    sign_in, hash_ms = targets.cpu_ms(edge.get("sign_in")), targets.hash_cpu_ms(
+        edge.get("raw_argon2"))
+    if sign_in is not None and hash_ms is not None:
+        lines.append(f"| SignIn (argon2id, `owasp` profile) | {sign_in:.1f} ms, of which a raw "
+                     f"verify is {hash_ms:.1f} ms |")
+    refresh = targets.cpu_ms(edge.get("refresh"))
+    shares = busy_shares((edge.get("profiles") or {}).get("refresh", {}))
+    if refresh is not None and shares:
+        lines += ["", "What a Refresh's worker CPU is spent on (py-spy's shares of the "
+                  "worker's busy samples, times its CPU per call):", ""]
+        lines += [f"- {kind}: {share:.0%}, ≈ {1000 * share * refresh:,.0f} µs"
+                  for kind, share in shares.items()]
+        lines += ["", "The audit row of a successful refresh (`AUTHSVC_AUDIT_REFRESHES`, "
+                  "on by default) is written by the same statement, in PostgreSQL: it "
+                  "costs the worker nothing; `false` drops it."]
+    return "\n".join(lines) + "\n"
+
+
+README = ROOT / "README.md"
+README_BLOCKS = {"the newest benchmark run's costs per call": (RUN, cost_block)}
+
+
+def render_readme(text: str | None = None, results: Path = RESULTS) -> str:
+    """README with its generated block written anew."""
+    return render(README.read_text() if text is None else text, results, README_BLOCKS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.page", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", action="store_true", help=f"write {_relative(PAGE)}")
-    page = render()
+    parser.add_argument("--write", action="store_true",
+                        help=f"write {_relative(PAGE)} and README.md's block")
+    page, readme = render(), render_readme()
     if parser.parse_args().write:
         PAGE.write_text(page)
+        README.write_text(readme)
     else:
         print(page, end="")
 

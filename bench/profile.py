@@ -24,6 +24,7 @@ from pathlib import Path
 RATE = 1000  # samples per second
 NATIVE: list[str] = ["--native"] if os.environ.get("BENCH_NATIVE") else []
 
+WAITING = "waiting in epoll"
 SHARES: tuple[tuple[str, Callable[[list[str]], bool]], ...] = (
     ("JWT signing (pyjwt, cryptography)",
      lambda fr: any("jwt/" in f or "cryptography" in f for f in fr)),
@@ -34,7 +35,7 @@ SHARES: tuple[tuple[str, Callable[[list[str]], bool]], ...] = (
      lambda fr: any("asyncpg" in f for f in fr)),
     ("authsvc's own Python (handler, interceptors, domain)",
      lambda fr: any("authsvc/" in f for f in fr)),
-    ("waiting in epoll", lambda fr: "selectors" in fr[-1]),
+    (WAITING, lambda fr: "selectors" in fr[-1]),
     ("C and Cython run by the event loop (grpc aio's call handling, protobuf, "
      "asyncpg's protocol)", lambda fr: len(fr) == 1 and fr[0].startswith("Handle._run")),
 )

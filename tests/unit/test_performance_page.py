@@ -25,6 +25,16 @@ def test_the_committed_page_is_what_the_newest_results_make() -> None:
         "docs/performance.md is stale: run `python -m bench.page --write` and commit it")
 
 
+def test_the_readme_says_what_a_call_costs_in_the_newest_run() -> None:
+    """README's per-call costs are the newest run's: regenerating the block changes
+    nothing, and it names that run's file."""
+    committed = page.README.read_text()
+
+    assert committed == page.render_readme(), (
+        "README.md's costs per call are stale: run `python -m bench.page --write` and commit")
+    assert f"`bench/results/{page.newest(page.RUN).name}`" in committed
+
+
 def test_the_page_names_the_newest_run_and_scale_files() -> None:
     """The blocks cite the results files with the latest stamps, and each block sits
     between its markers."""

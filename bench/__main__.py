@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from . import (
+    floor,
     footprint,
     gateway,
     ghz,
@@ -57,7 +58,7 @@ from . import (
     vegeta,
 )
 from .seed import PASSWORD
-from .service import Service, add_user, embedded_database, running
+from .service import Service, add_user, embedded_database, process_cpu_seconds, running
 
 ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp",
        **{f"AUTHSVC_THROTTLE_{counter}_FREE": "1000000"
@@ -224,6 +225,14 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
             return result
 
         measure("health", ghz.HEALTH, {})
+        if workers == 1:  # the same empty RPC on grpc.aio alone
+            with floor.running(args.port + 50) as bare:
+                bare_target = f"127.0.0.1:{args.port + 50}"
+                ghz.run(client, bare_target, ghz.HEALTH, {}, duration=args.warmup)
+                result = ghz.run(client, bare_target, ghz.HEALTH, {}, duration=args.duration,
+                                 cpu=lambda: process_cpu_seconds(bare.pid))
+            _log(workers, "bare_grpc_health", result)
+            out["bare_grpc_health"] = result.as_dict()
         measure("validate_hot", ghz.VALIDATE, hot_data)
         if gateways:
             out["http"] = gateways.cases(

@@ -200,11 +200,17 @@ def why_not_met(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
                 f"leaving {targets.REFRESH_CPU_MS - health_cpu:.2f} ms of the "
                 f"{targets.REFRESH_CPU_MS:g} ms for the statement, the signature and the "
                 "answer")
+        one = results["phases"].get("1", {})
+        bare, own = targets.cpu_ms(one.get("bare_grpc_health")), targets.cpu_ms(
+            one.get("health"))
+        floor = (f" On a bare grpc.aio server (nothing but health, one process) the same "
+                 f"call cost {bare:.2f} ms, against authsvc's {own:.2f} ms with one worker: "
+                 "grpc.aio's own work is most of it." if bare and own else "")
         out.append(
             f"- **Refresh CPU**: an empty RPC (health Check) already costs {health_cpu:.2f} "
             f"ms of worker CPU per call on this server ({_workers(w)}), {c_share:.0%} of "
             f"its busy samples in grpc.aio's own C and Cython: {room}. A Refresh took "
-            f"{refresh:.2f} ms." if refresh else "")
+            f"{refresh:.2f} ms.{floor}" if refresh else "")
     if "HTTP Validate (forwarded) / Keycloak userinfo" in missed:
         keycloak = (results.get("peers") or {}).get("keycloak_userinfo", {})
         health = edge.get("health", {})

@@ -75,10 +75,14 @@ def rows(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any
         add(f"server CPU per Refresh, {w}w", per_call,
             "not run" if per_call is None else f"{per_call:.2f} ms", REFRESH_CPU_MS, False,
             " ms")
-    for w in counts:  # the floor under every RPC's CPU: gRPC's own per-call work
+    for w in counts:  # the floor under every RPC's CPU
         per_call = cpu_ms(phases[w].get("health"))
         add(f"server CPU per empty RPC (health), {w}w", per_call,
             "not run" if per_call is None else f"{per_call:.2f} ms", None, unit=" ms")
+    bare = next((cpu_ms(phases[w].get("bare_grpc_health")) for w in counts
+                 if "bare_grpc_health" in phases[w]), None)
+    add("server CPU per empty RPC on a bare grpc.aio server, 1w", bare,
+        "not run" if bare is None else f"{bare:.2f} ms", None, unit=" ms")
     for w in counts:
         p = phases[w]
         ratio(f"gRPC Validate / empty RPC (health), {w}w", (p, "validate_hot", "rate"),

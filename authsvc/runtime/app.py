@@ -149,7 +149,7 @@ class App:
         """Unknown users cost what most stored hashes cost (see ``Passwords.calibrate``)."""
         async with self.db.connection() as conn:
             typical = await user_rows.typical_password_hash(conn)
-        await asyncio.to_thread(self.passwords.calibrate, typical)
+        self.passwords.calibrate(typical)  # no hashing: cheap enough for the event loop
 
     async def count_foreign_hashes(self) -> None:
         """Set authsvc_users_foreign_hash (read from the users_foreign_hash index)."""

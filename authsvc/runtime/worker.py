@@ -9,6 +9,7 @@ from collections.abc import Callable
 from ..config import Settings
 from .app import running_app
 from .logs import log_listening
+from .server import running_server
 from .startup import check_and_migrate
 from .tracing import tracing_enabled
 
@@ -32,8 +33,6 @@ async def worker(settings: Settings, url: str, ready: Callable[[int], None] | No
 
 async def _serve(settings: Settings, url: str, ready: Callable[[int], None] | None,
                  stop: asyncio.Event) -> None:
-    from .server import running_server
-
     async with running_app(settings, url) as app, \
             running_server(app, settings.listen) as (_server, port):
         if ready is None:

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..clock import Clock
+from ..core.tasks import cancellable
 from ..domain.delivery.messages import Rendered
 from ..domain.delivery.outbox import SEND_TIMEOUT, Channel
 from ..errors import ConfigError
@@ -79,10 +80,17 @@ class SmtpChannel:
             password=self._password, use_tls=self._tls, start_tls=self._starttls,
             timeout=self._timeout)
         # Not ``async with client``: its exit answers a cancellation (shutdown, or the
-        # send's deadline) by awaiting QUIT from a server that may never answer.
-        try:
+        # send's deadline) by awaiting QUIT from a server that may never answer. The
+        # talk runs in a task of its own: aiosmtplib waits in ``asyncio.wait_for``,
+        # which can lose a cancellation that comes as the connection opens, and then
+        # waits for a greeting that may never come.
+
+        async def talk() -> None:
             await client.connect()
             await client.send_message(mail)
+
+        try:
+            await cancellable(talk(), lambda: _drop(client))
         except BaseException:
             _drop(client)
             raise

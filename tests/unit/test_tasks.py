@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from authsvc.core.tasks import raise_if_cancelled
+from authsvc.core.tasks import cancellable, raise_if_cancelled
 
 
 async def test_a_swallowed_cancel_still_ends_the_loop():
@@ -33,3 +33,44 @@ async def test_a_swallowed_cancel_still_ends_the_loop():
 
 async def test_a_task_not_asked_to_stop_goes_on():
     raise_if_cancelled()  # nothing raised
+
+
+async def test_a_cancel_swallowed_inside_the_work_still_ends_its_caller_at_once():
+    """The work loses the cancellation (as aiosmtplib's wait_for can as a connection
+    opens) and then waits on: its caller is cancelled all the same, without waiting
+    for it, and ``abort`` is what makes the work end."""
+    started, released = asyncio.Event(), asyncio.Event()
+    outcome: list[str] = []
+
+    async def work() -> str:
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):  # lost, as wait_for can
+            await asyncio.sleep(3600)
+        await released.wait()  # a greeting that never comes, until the connection drops
+        outcome.append("ended")
+        return "never read"
+
+    caller = asyncio.create_task(cancellable(work(), released.set))
+    await started.wait()
+    caller.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert released.is_set()  # aborted
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert outcome == ["ended"]
+
+
+async def test_the_works_answer_and_its_error_come_back_to_the_caller():
+    async def answer() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    async def failing() -> int:
+        await asyncio.sleep(0)
+        raise ValueError("refused")
+
+    assert await cancellable(answer(), lambda: None) == 42
+    with pytest.raises(ValueError, match="refused"):
+        await cancellable(failing(), lambda: None)

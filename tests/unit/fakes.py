@@ -270,6 +270,18 @@ class _Throttles(_Rows):
                 row.blocked_until = None
         return None
 
+    async def reserve_and_find(self, conn: Any, checked: list[str],
+                               charged: list[tuple[str, Tarpit]],
+                               exempt: tuple[str, str] | None, kind: str, value: str,
+                               ) -> tuple[tuple[float, int] | None, UserRow | None]:
+        if exempt is not None and await self.is_trusted(conn, exempt[0]):
+            checked = [key for key in checked if key != exempt[1]]
+        refused = await self.reserve(conn, checked, charged)
+        if refused is not None:
+            return refused, None
+        return None, next((u for u in self._t.users.values() if getattr(u, kind) == value),
+                          None)
+
     async def release(self, conn: Any, released: list[tuple[str, Tarpit]],
                       cleared: list[str]) -> None:
         """``throttle_release`` (migrations 0003, 0007)."""

@@ -91,6 +91,14 @@ class ThrottleRows(Protocol):
         """Take one slot on every charged key (None), or refuse with the seconds left
         of the latest block among ``checked`` and its refusals (nothing counted)."""
 
+    async def reserve_and_find(self, conn: Connection, checked: list[str],
+                               charged: list[tuple[str, Tarpit]],
+                               exempt: tuple[str, str] | None, kind: str, value: str,
+                               ) -> tuple[tuple[float, int] | None, UserRow | None]:
+        """``reserve`` and then, when the slot was taken, ``UserRows.find``, in one
+        statement (a sign-in's one round trip before its hash). ``exempt``: (trust key,
+        key): while the trust key is trusted, the key is charged but not checked."""
+
     async def release(self, conn: Connection, released: list[tuple[str, Tarpit]],
                       cleared: list[str]) -> None:
         """Give back the slots ``reserve`` took; the cleared keys start afresh."""

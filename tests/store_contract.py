@@ -360,6 +360,19 @@ class StoreContract:
 
         assert untrusted is not None and trusted is None
 
+    async def test_release_can_trust_in_the_same_call(self, backend: Backend):
+        """release with ``trusted`` gives the slot back and trusts the key for its ttl."""
+        for _ in range(TARPIT.free):
+            await _reserve(backend, "k")
+        async with backend.storage.db.connection() as conn:
+            await backend.storage.throttles.release(conn, [("k", TARPIT)], [], ("pair", 60))
+            trusted = await backend.storage.throttles.is_trusted(conn, "pair")
+
+        after = [await _reserve(backend, "k") for _ in range(2)]
+
+        assert trusted
+        assert after == [None, None]  # without the release the second would be refused
+
     async def test_trust_lasts_its_time(self, backend: Backend):
         """A trusted key is trusted for ``ttl`` seconds, not after."""
         async with backend.storage.db.connection() as conn:

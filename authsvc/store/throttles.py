@@ -100,13 +100,27 @@ async def reserve_and_find(conn: asyncpg.Connection, checked: list[str],
 
 
 async def release(conn: asyncpg.Connection, released: list[tuple[str, Tarpit]],
-                  cleared: list[str]) -> None:
+                  cleared: list[str], trusted: tuple[str, float] | None = None) -> None:
     """Give back the slots ``reserve`` took (``throttle_release`` in 0003): one failure
     fewer on each released key, and no block unless the failures left still exceed
-    its free ones; the cleared keys start afresh. Locks in the order reserve does."""
+    its free ones; the cleared keys start afresh. Locks in the order reserve does.
+    ``trusted``: a (key, ttl) to ``trust`` in the same statement (after the release)."""
+    if trusted is None:
+        await conn.execute(
+            "SELECT throttle_release($1::text[], $2::int[], $3::text[])",
+            [k for k, _ in released], [t.free for _, t in released], cleared)
+        return
+    # PostgreSQL runs an unreferenced data-modifying WITH after the main query, so the
+    # release's throttle rows are locked before the trusted row, as when these were two
+    # statements; and every sign-in runs this same statement, so none takes them in
+    # another order (nothing else locks a trusted row but forget_expired, which skips).
     await conn.execute(
-        "SELECT throttle_release($1::text[], $2::int[], $3::text[])",
-        [k for k, _ in released], [t.free for _, t in released], cleared)
+        "WITH trusted AS (INSERT INTO trusted_clients (key, until)"
+        "   VALUES ($4, now() + make_interval(secs => $5))"
+        "   ON CONFLICT (key) DO UPDATE SET until = excluded.until)"
+        " SELECT throttle_release($1::text[], $2::int[], $3::text[])",
+        [k for k, _ in released], [t.free for _, t in released], cleared, trusted[0],
+        float(trusted[1]))
 
 
 async def trust(conn: asyncpg.Connection, key: str, ttl: float) -> None:

@@ -283,9 +283,11 @@ class _Throttles(_Rows):
                           None)
 
     async def release(self, conn: Any, released: list[tuple[str, Tarpit]],
-                      cleared: list[str]) -> None:
+                      cleared: list[str], trusted: tuple[str, float] | None = None) -> None:
         """``throttle_release`` (migrations 0003, 0007)."""
         t = self._t
+        if trusted is not None:
+            await self.trust(conn, *trusted)
         for key, tarpit in released:
             row = t.throttles.get(key)
             if row is not None and row.failures > 0:

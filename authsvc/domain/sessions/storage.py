@@ -100,8 +100,9 @@ class ThrottleRows(Protocol):
         key): while the trust key is trusted, the key is charged but not checked."""
 
     async def release(self, conn: Connection, released: list[tuple[str, Tarpit]],
-                      cleared: list[str]) -> None:
-        """Give back the slots ``reserve`` took; the cleared keys start afresh."""
+                      cleared: list[str], trusted: tuple[str, float] | None = None) -> None:
+        """Give back the slots ``reserve`` took; the cleared keys start afresh;
+        ``trusted``: (key, ttl), ``trust`` too, in the same round trip."""
 
     async def trust(self, conn: Connection, key: str, ttl: float) -> None: ...
 

@@ -144,10 +144,9 @@ class Throttle:
         failures and trust the pair for trust_ttl."""
         identifier, address = reservation.identifier, reservation.address
         fresh = reservation.fresh_on_success
+        trusted = (self._trust(identifier, address), self.policy.trust_ttl) if address else None
         await self._rows.release(conn, [c for c in reservation.charged if c[0] not in fresh],
-                           list(fresh))
-        if address:
-            await self._rows.trust(conn, self._trust(identifier, address), self.policy.trust_ttl)
+                                 list(fresh), trusted)
 
     async def reserve_attempt(self, conn: Connection, scope: str, identifier: Identifier,
                               address: str | None, *, identifier_tarpit: Tarpit,

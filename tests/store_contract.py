@@ -269,6 +269,20 @@ class StoreContract:
         assert TARPIT.base - SLACK < refused.retry_after <= TARPIT.base
         assert isinstance(rotated, Refreshed) and rotated.outcome is RefreshOutcome.ROTATED
 
+    async def test_a_session_can_be_created_with_its_audit_row(self, backend: Backend):
+        """create with ``recorded`` writes the session and one audit row of that kind
+        and reason; without it, no audit row."""
+        user_id = await backend.add_user("alice@example.com")
+        async with backend.storage.db.transaction() as conn:
+            await backend.storage.sessions.create(
+                conn, user_id=user_id, scopes=(), ttl=TTL, client_addr=None,
+                user_agent=None, recorded=("signin.success", "fed"))
+            await backend.storage.sessions.create(
+                conn, user_id=user_id, scopes=(), ttl=TTL, client_addr=None,
+                user_agent=None)
+
+        assert await backend.reasons("signin.success") == ["fed"]
+
     # --- throttles -----------------------------------------------------------
 
     async def test_reserve_takes_the_free_slots_then_refuses_with_the_wait(

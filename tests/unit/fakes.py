@@ -190,10 +190,13 @@ class _Users(_Rows):
 class _Sessions(_Rows):
     async def create(self, conn: Any, *, user_id: str, scopes: tuple[str, ...], ttl: int,
                      client_addr: str | None, user_agent: str | None,
-                     amr: Sequence[str] | None = None) -> str:
+                     amr: Sequence[str] | None = None,
+                     recorded: tuple[str, str | None] | None = None) -> str:
         now, session_id = self._now(), str(uuid.uuid4())
         self._t.sessions[session_id] = _Session(user_id, now + ttl, now, now,
                                                 tuple(amr or ("pwd",)))
+        if recorded is not None:
+            self._t.events.append(Event(recorded[0], recorded[1], user_id, session_id))
         return session_id
 
     async def refresh(self, conn: Any, session_id: str, presented: int, *, grace: float,

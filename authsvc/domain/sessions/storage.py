@@ -66,8 +66,10 @@ class UserRows(Protocol):
 class SessionRows(Protocol):
     async def create(self, conn: Connection, *, user_id: str, scopes: tuple[str, ...],
                      ttl: int, client_addr: str | None, user_agent: str | None,
-                     amr: Sequence[str] | None = None) -> str:
-        """A new session (refresh counter 0) of ``ttl`` seconds; its id."""
+                     amr: Sequence[str] | None = None,
+                     recorded: tuple[str, str | None] | None = None) -> str:
+        """A new session (refresh counter 0) of ``ttl`` seconds; its id. ``recorded``:
+        (kind, reason) of the audit row (``EventRows.record``) written with it."""
 
     async def refresh(self, conn: Connection, session_id: str, presented: int, *,
                       grace: float, idle: float, throttle: str | None, audit_success: bool,

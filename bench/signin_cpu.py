@@ -16,8 +16,9 @@ costs more inside the server than alone.
 ``--baseline DIR`` (another checkout) measures a server of that checkout too,
 rounds alternating with this one's, so both see the same machine. With
 ``--profile`` the worker is sampled by py-spy during a last round (``raw``
-format; ``.json`` for speedscope). Prints one JSON object; with ``--out``
-writes it as ``signin-cpu-latest.json`` there.
+format; ``.json`` for speedscope; ``--gil``: only samples holding the GIL, which
+attributes the event loop's CPU rather than its waits for the GIL). Prints one
+JSON object; with ``--out`` writes it as ``signin-cpu-latest.json`` there.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -86,6 +89,12 @@ def threads_cpu(pid: int) -> dict[str, float]:
         else:
             out["other"] += user + system
     return out
+
+
+def _py_spy() -> str:
+    """py-spy on PATH, else the one installed beside this interpreter."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or str(beside)
 
 
 def database_cpu(data_dir: Path) -> float:
@@ -146,15 +155,15 @@ async def sign_in_all(target: str, calls: int, concurrency: int) -> int:
 
 
 def run(service: Service, calls: int, concurrency: int,
-        profile: Path | None = None) -> dict[str, Any]:
+        profile: Path | None = None, gil: bool = False) -> dict[str, Any]:
     """One counted round of ``calls`` SignIns: the worker's CPU per call by thread,
     and the database's."""
     (worker,) = service.worker_pids() or [service.pid]
     spy = None
     if profile is not None:
         fmt = "speedscope" if profile.suffix == ".json" else "raw"
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker), "--rate", "250",
-                                *NATIVE, "--format", fmt,
+        spy = subprocess.Popen([_py_spy(), "record", "--pid", str(worker), "--rate", "250",
+                                *NATIVE, *(["--gil"] if gil else []), "--format", fmt,
                                 "--output", str(profile), "--nonblocking"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches
@@ -187,6 +196,9 @@ def main() -> None:
                    help="the raw hash's threads (the server's default: one per core)")
     p.add_argument("--port", type=int, default=50681)
     p.add_argument("--profile", type=Path, default=None)
+    p.add_argument("--gil", action="store_true",
+                   help="profile only the samples holding the GIL (what runs Python, not "
+                   "what waits for it; the hash threads' argon2 runs without it)")
     p.add_argument("--baseline", type=Path, default=None,
                    help="another checkout: its server is measured too, rounds alternating")
     p.add_argument("--out", type=Path, default=None)
@@ -205,7 +217,8 @@ def main() -> None:
                 service = Service(data_dir, args.port, 1, ENV, source=source)
                 with running(service):
                     asyncio.run(sign_in_all(service.target, 20, 4))  # warm
-                    results[name].append(run(service, args.calls, args.concurrency, profile))
+                    results[name].append(run(service, args.calls, args.concurrency, profile,
+                                              args.gil))
             if i < args.rounds:
                 raws.append(raw_verify_cpu("owasp", args.threads, args.calls // 2))
     raw_ms = statistics.median(r["cpu_ms_per_verify"] for r in raws)

@@ -269,6 +269,20 @@ class StoreContract:
         assert TARPIT.base - SLACK < refused.retry_after <= TARPIT.base
         assert isinstance(rotated, Refreshed) and rotated.outcome is RefreshOutcome.ROTATED
 
+    async def test_a_session_can_be_created_with_its_audit_row(self, backend: Backend):
+        """create with ``recorded`` writes the session and one audit row of that kind
+        and reason; without it, no audit row."""
+        user_id = await backend.add_user("alice@example.com")
+        async with backend.storage.db.transaction() as conn:
+            await backend.storage.sessions.create(
+                conn, user_id=user_id, scopes=(), ttl=TTL, client_addr=None,
+                user_agent=None, recorded=("signin.success", "fed"))
+            await backend.storage.sessions.create(
+                conn, user_id=user_id, scopes=(), ttl=TTL, client_addr=None,
+                user_agent=None)
+
+        assert await backend.reasons("signin.success") == ["fed"]
+
     # --- throttles -----------------------------------------------------------
 
     async def test_reserve_takes_the_free_slots_then_refuses_with_the_wait(
@@ -318,6 +332,60 @@ class StoreContract:
         taken = [await _reserve(backend, "k") for _ in range(TARPIT.free)]
 
         assert taken == [None] * TARPIT.free
+
+    async def test_reserve_and_find_reads_the_user_only_with_the_slot(self, backend: Backend):
+        """reserve_and_find takes the slot and reads the user in one go; once the key
+        blocks, it refuses with the wait and reads no user, and an unknown identifier
+        takes its slot too."""
+        user_id = await backend.add_user("alice@example.com")
+
+        async def attempt(email: str) -> tuple[tuple[float, int] | None, str | None]:
+            async with backend.storage.db.connection() as conn:
+                refused, user = await backend.storage.throttles.reserve_and_find(
+                    conn, ["k"], [("k", TARPIT)], None, "email", email)
+            return refused, user.id if user else None
+
+        first = await attempt("alice@example.com")
+        unknown = await attempt("bob@example.com")
+        blocking = await attempt("alice@example.com")  # the failure over the free ones
+        refused, user = await attempt("alice@example.com")
+
+        assert (first, unknown, blocking) == ((None, user_id), (None, None), (None, user_id))
+        assert user is None and refused is not None and 0 < refused[0] <= TARPIT.base
+
+    async def test_reserve_and_find_skips_the_exempt_key_while_trusted(self, backend: Backend):
+        """With an exempt (trust key, key): while the trust key is trusted, a blocking
+        key does not refuse (it is still charged); without trust it does."""
+        await backend.add_user("alice@example.com")
+        for _ in range(TARPIT.free + 1):
+            await _reserve(backend, "identifier")
+
+        async def attempt() -> tuple[float, int] | None:
+            async with backend.storage.db.connection() as conn:
+                refused, _user = await backend.storage.throttles.reserve_and_find(
+                    conn, ["identifier", "pair"], [("identifier", TARPIT), ("pair", TARPIT)],
+                    ("trusted pair", "identifier"), "email", "alice@example.com")
+            return refused
+
+        untrusted = await attempt()
+        async with backend.storage.db.connection() as conn:
+            await backend.storage.throttles.trust(conn, "trusted pair", 60)
+        trusted = await attempt()
+
+        assert untrusted is not None and trusted is None
+
+    async def test_release_can_trust_in_the_same_call(self, backend: Backend):
+        """release with ``trusted`` gives the slot back and trusts the key for its ttl."""
+        for _ in range(TARPIT.free):
+            await _reserve(backend, "k")
+        async with backend.storage.db.connection() as conn:
+            await backend.storage.throttles.release(conn, [("k", TARPIT)], [], ("pair", 60))
+            trusted = await backend.storage.throttles.is_trusted(conn, "pair")
+
+        after = [await _reserve(backend, "k") for _ in range(2)]
+
+        assert trusted
+        assert after == [None, None]  # without the release the second would be refused
 
     async def test_trust_lasts_its_time(self, backend: Backend):
         """A trusted key is trusted for ``ttl`` seconds, not after."""

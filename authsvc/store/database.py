@@ -442,9 +442,11 @@ class Database:
 
     async def _acquire(self) -> asyncpg.Connection:
         """A pooled connection. Any failure to get one, including the server
-        refusing new connections, means the database is unavailable."""
+        refusing new connections, means the database is unavailable. No timeout of
+        its own: ``_lend``'s deadline (never later than ``AUTHSVC_DB_TIMEOUT`` from
+        now) bounds the wait, and asyncpg's would cost a task per call."""
         try:
-            return await self.pool.acquire(timeout=self._timeout)
+            return await self.pool.acquire()
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise Unavailable("database unavailable") from exc

@@ -80,16 +80,26 @@ def time_ordered_uuid(millis: int | None = None) -> uuid.UUID:
 
 async def create(conn: asyncpg.Connection, *, user_id: str, scopes: tuple[str, ...],
                  ttl: int, client_addr: str | None, user_agent: str | None,
-                 amr: Sequence[str] | None = None) -> str:
+                 amr: Sequence[str] | None = None,
+                 recorded: tuple[str, str | None] | None = None) -> str:
     """A new session, its times by the database's clock; its refresh counter is 0, its
-    user authenticated now by ``amr`` (by default a password alone)."""
+    user authenticated now by ``amr`` (by default a password alone). ``recorded``: the
+    (kind, reason) of the audit row that says so (``events.record``), written by the
+    same statement."""
     session_id = time_ordered_uuid()
-    await conn.execute(
-        "INSERT INTO sessions (id, user_id, scopes, expires_at, client_addr, user_agent,"
-        " amr, auth_time)"
-        " VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6, $7, now())",
-        session_id, uuid.UUID(user_id), list(scopes), float(ttl), client_addr, user_agent,
-        list(amr or ("pwd",)))
+    insert = ("INSERT INTO sessions (id, user_id, scopes, expires_at, client_addr,"
+              " user_agent, amr, auth_time)"
+              " VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6, $7, now())")
+    args = [session_id, uuid.UUID(user_id), list(scopes), float(ttl), client_addr, user_agent,
+            list(amr or ("pwd",))]
+    if recorded is None:
+        await conn.execute(insert, *args)
+    else:
+        await conn.execute(
+            f"WITH session AS ({insert} RETURNING id, user_id)"  # noqa: S608 (constant text)
+            " INSERT INTO auth_events (at, kind, reason, user_id, session_id, client_addr,"
+            " user_agent) SELECT now(), $8, $9, user_id, id, $5, $6 FROM session",
+            *args, *recorded)
     return str(session_id)
 
 

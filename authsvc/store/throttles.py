@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from . import users
+from .users import UserRow
+
 
 @dataclass(frozen=True, slots=True)
 class Tarpit:
@@ -68,14 +71,56 @@ async def reserve(conn: asyncpg.Connection, checked: list[str],
     return float(found["wait"]), int(found["refused"])
 
 
+async def reserve_and_find(conn: asyncpg.Connection, checked: list[str],
+                           charged: list[tuple[str, Tarpit]], exempt: tuple[str, str] | None,
+                           kind: str, value: str,
+                           ) -> tuple[tuple[float, int] | None, UserRow | None]:
+    """A sign-in's first statement, one round trip: ``reserve`` (with ``exempt``, a
+    (trust key, checked key) pair: while the trust key is trusted, that key is not
+    checked, though still charged), then, when the slot was taken, the user named by
+    ``value`` in the ``kind`` column (``users.find``). One statement commits on its own,
+    so the reservation's row locks last only as long as the statement."""
+    columns, column = users.select_by(kind)
+    trust_key, exempt_key = exempt if exempt is not None else (None, None)
+    found = await conn.fetchrow(
+        "SELECT extract(epoch FROM r.blocked - now()) AS wait, r.refused, u.*"  # noqa: S608 (the column is never input)
+        "  FROM throttle_reserve("
+        "         CASE WHEN EXISTS (SELECT FROM trusted_clients"
+        "                            WHERE key = $7::text AND until > now())"
+        "              THEN array_remove($1::text[], $8::text) ELSE $1::text[] END,"
+        "         $2::text[], $3::int[], $4::float8[], $5::float8[], $6::float8[], now()) r"
+        f"  LEFT JOIN LATERAL (SELECT {columns} FROM users WHERE {column} = $9) u"
+        "    ON r.blocked IS NULL",
+        checked, [k for k, _ in charged], [t.free for _, t in charged],
+        [float(t.base) for _, t in charged], [float(t.cap) for _, t in charged],
+        [float(t.window) for _, t in charged], trust_key, exempt_key, value)
+    if found["wait"] is not None:
+        return (float(found["wait"]), int(found["refused"])), None
+    return None, users.row_of(found if found["id"] is not None else None)
+
+
 async def release(conn: asyncpg.Connection, released: list[tuple[str, Tarpit]],
-                  cleared: list[str]) -> None:
+                  cleared: list[str], trusted: tuple[str, float] | None = None) -> None:
     """Give back the slots ``reserve`` took (``throttle_release`` in 0003): one failure
     fewer on each released key, and no block unless the failures left still exceed
-    its free ones; the cleared keys start afresh. Locks in the order reserve does."""
+    its free ones; the cleared keys start afresh. Locks in the order reserve does.
+    ``trusted``: a (key, ttl) to ``trust`` in the same statement (after the release)."""
+    if trusted is None:
+        await conn.execute(
+            "SELECT throttle_release($1::text[], $2::int[], $3::text[])",
+            [k for k, _ in released], [t.free for _, t in released], cleared)
+        return
+    # PostgreSQL runs an unreferenced data-modifying WITH after the main query, so the
+    # release's throttle rows are locked before the trusted row, as when these were two
+    # statements; and every sign-in runs this same statement, so none takes them in
+    # another order (nothing else locks a trusted row but forget_expired, which skips).
     await conn.execute(
-        "SELECT throttle_release($1::text[], $2::int[], $3::text[])",
-        [k for k, _ in released], [t.free for _, t in released], cleared)
+        "WITH trusted AS (INSERT INTO trusted_clients (key, until)"
+        "   VALUES ($4, now() + make_interval(secs => $5))"
+        "   ON CONFLICT (key) DO UPDATE SET until = excluded.until)"
+        " SELECT throttle_release($1::text[], $2::int[], $3::text[])",
+        [k for k, _ in released], [t.free for _, t in released], cleared, trusted[0],
+        float(trusted[1]))
 
 
 async def trust(conn: asyncpg.Connection, key: str, ttl: float) -> None:

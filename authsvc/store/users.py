@@ -29,6 +29,18 @@ class UserRow:
     verified: bool = True  # False: a verify-mode sign-up not verified yet
 
 
+def select_by(kind: str) -> tuple[str, str]:
+    """The columns a ``UserRow`` is read from and the column that names a user of
+    identifier ``kind``, for a statement of another store module that reads the
+    user too (``throttles.reserve_and_find``)."""
+    return _COLUMNS, _COLUMN_OF[kind]
+
+
+def row_of(record: asyncpg.Record | None) -> UserRow | None:
+    """The ``UserRow`` of a record holding the ``select_by`` columns."""
+    return _row(record)
+
+
 def _row(record: asyncpg.Record | None) -> UserRow | None:
     if record is None:
         return None

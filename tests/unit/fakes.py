@@ -190,10 +190,13 @@ class _Users(_Rows):
 class _Sessions(_Rows):
     async def create(self, conn: Any, *, user_id: str, scopes: tuple[str, ...], ttl: int,
                      client_addr: str | None, user_agent: str | None,
-                     amr: Sequence[str] | None = None) -> str:
+                     amr: Sequence[str] | None = None,
+                     recorded: tuple[str, str | None] | None = None) -> str:
         now, session_id = self._now(), str(uuid.uuid4())
         self._t.sessions[session_id] = _Session(user_id, now + ttl, now, now,
                                                 tuple(amr or ("pwd",)))
+        if recorded is not None:
+            self._t.events.append(Event(recorded[0], recorded[1], user_id, session_id))
         return session_id
 
     async def refresh(self, conn: Any, session_id: str, presented: int, *, grace: float,
@@ -270,10 +273,24 @@ class _Throttles(_Rows):
                 row.blocked_until = None
         return None
 
+    async def reserve_and_find(self, conn: Any, checked: list[str],
+                               charged: list[tuple[str, Tarpit]],
+                               exempt: tuple[str, str] | None, kind: str, value: str,
+                               ) -> tuple[tuple[float, int] | None, UserRow | None]:
+        if exempt is not None and await self.is_trusted(conn, exempt[0]):
+            checked = [key for key in checked if key != exempt[1]]
+        refused = await self.reserve(conn, checked, charged)
+        if refused is not None:
+            return refused, None
+        return None, next((u for u in self._t.users.values() if getattr(u, kind) == value),
+                          None)
+
     async def release(self, conn: Any, released: list[tuple[str, Tarpit]],
-                      cleared: list[str]) -> None:
+                      cleared: list[str], trusted: tuple[str, float] | None = None) -> None:
         """``throttle_release`` (migrations 0003, 0007)."""
         t = self._t
+        if trusted is not None:
+            await self.trust(conn, *trusted)
         for key, tarpit in released:
             row = t.throttles.get(key)
             if row is not None and row.failures > 0:

@@ -124,9 +124,8 @@ class Sessions:
         now by ``amr``; ``reason`` says how on the audit row (None: a password)."""
         session_id = await self._sessions.create(conn, user_id=user_id, scopes=scopes,
                                                  ttl=self._session_ttl, amr=amr,
+                                                 recorded=("signin.success", reason),
                                                  **caller.audit())
-        await self._events.record(conn, "signin.success", reason=reason, user_id=user_id,
-                                  session_id=session_id, **caller.audit())
         return Opened(user_id, session_id, scopes, amr)
 
     async def hold(self, conn: Connection, *, user_id: str, credentials_version: int,

@@ -1,7 +1,7 @@
 """SignIn: identifier and password in, a new session and its token pair out.
 
-Two transactions: the first takes the attempt's throttle slot (or refuses)
-and reads the user, before any hash is spent; the second re-checks the user
+Two transactions: the first, one statement, takes the attempt's throttle slot
+(or refuses) and reads the user, before any hash is spent; the second re-checks the user
 row under a share lock and writes the throttle release, the session and the
 audit row together (the refresh token is the session's counter 0, computed,
 not stored). Unknown users cost the same hash as known ones
@@ -90,17 +90,13 @@ class SignIn:
             raise InvalidArgument("password",
                                   f"must be at most {identifiers.MAX_PASSWORD} characters")
         device = self._devices.device_of(device_token, identifier)
-        user: UserRow | None = None
-        async with self._db.transaction() as conn:  # the attempt's slot, then the user
-            reservation = await self._throttle.reserve_sign_in(conn, identifier,
-                                                               caller.client_addr, device)
-            if reservation.retry_after is not None:
-                if reservation.worth_auditing:
-                    await self._events.record(conn, "signin.throttled",
-                                              reason=f"refused {reservation.refusals}",
-                                              **caller.audit())
-            else:
-                user = await self._users.find(conn, identifier.kind, identifier.value)
+        async with self._db.connection() as conn:  # one statement: the slot, the user
+            reservation, user = await self._throttle.reserve_sign_in(
+                conn, identifier, caller.client_addr, device)
+            if reservation.retry_after is not None and reservation.worth_auditing:
+                await self._events.record(conn, "signin.throttled",
+                                          reason=f"refused {reservation.refusals}",
+                                          **caller.audit())
         reservation.raise_if_refused()
         judging = asyncio.create_task(self._judge(identifier, user, password, reservation,
                                                   caller))

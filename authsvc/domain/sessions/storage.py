@@ -66,8 +66,10 @@ class UserRows(Protocol):
 class SessionRows(Protocol):
     async def create(self, conn: Connection, *, user_id: str, scopes: tuple[str, ...],
                      ttl: int, client_addr: str | None, user_agent: str | None,
-                     amr: Sequence[str] | None = None) -> str:
-        """A new session (refresh counter 0) of ``ttl`` seconds; its id."""
+                     amr: Sequence[str] | None = None,
+                     recorded: tuple[str, str | None] | None = None) -> str:
+        """A new session (refresh counter 0) of ``ttl`` seconds; its id. ``recorded``:
+        (kind, reason) of the audit row (``EventRows.record``) written with it."""
 
     async def refresh(self, conn: Connection, session_id: str, presented: int, *,
                       grace: float, idle: float, throttle: str | None, audit_success: bool,
@@ -91,9 +93,18 @@ class ThrottleRows(Protocol):
         """Take one slot on every charged key (None), or refuse with the seconds left
         of the latest block among ``checked`` and its refusals (nothing counted)."""
 
+    async def reserve_and_find(self, conn: Connection, checked: list[str],
+                               charged: list[tuple[str, Tarpit]],
+                               exempt: tuple[str, str] | None, kind: str, value: str,
+                               ) -> tuple[tuple[float, int] | None, UserRow | None]:
+        """``reserve`` and then, when the slot was taken, ``UserRows.find``, in one
+        statement (a sign-in's one round trip before its hash). ``exempt``: (trust key,
+        key): while the trust key is trusted, the key is charged but not checked."""
+
     async def release(self, conn: Connection, released: list[tuple[str, Tarpit]],
-                      cleared: list[str]) -> None:
-        """Give back the slots ``reserve`` took; the cleared keys start afresh."""
+                      cleared: list[str], trusted: tuple[str, float] | None = None) -> None:
+        """Give back the slots ``reserve`` took; the cleared keys start afresh;
+        ``trusted``: (key, ttl), ``trust`` too, in the same round trip."""
 
     async def trust(self, conn: Connection, key: str, ttl: float) -> None: ...
 

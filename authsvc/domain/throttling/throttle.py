@@ -50,6 +50,7 @@ from ... import tracing
 from ...errors import RateLimited
 from ...store.database import Connection
 from ...store.throttles import Tarpit
+from ...store.users import UserRow
 from ..accounts.identifiers import Identifier
 from ..keycrypto import derive_key
 from ..sessions.storage import ThrottleRows, Transactions
@@ -102,10 +103,12 @@ class Throttle:
 
     async def reserve_sign_in(self, conn: Connection, identifier: Identifier,
                               address: str | None, device: str | None = None,
-                              ) -> Reservation:
+                              ) -> tuple[Reservation, UserRow | None]:
         """Take this attempt's slot on each counter, or (``retry_after`` set, nothing
         counted) refuse when one of them is blocking. A pair that signed in recently
-        is not held back by the per-identifier counter, though it still counts there."""
+        is not held back by the per-identifier counter, though it still counts there.
+        With the slot taken, the user the identifier names (None: unknown), read in
+        the same statement: the sign-in's one round trip before its hash."""
         policy = self.policy
         address = self.client_key(address)
         by_identifier = (self._digest("identifier", identifier.kind, identifier.value),
@@ -119,29 +122,31 @@ class Throttle:
             tight.append((self._digest("device", device), policy.pair))
             charged.append(tight[-1])
         checked = [key for key, _ in charged]
-        if device or (address and await self._rows.is_trusted(
-                conn, self._trust(identifier, address))):
+        exempt = None
+        if device:
             checked.remove(by_identifier[0])
+        elif address:
+            exempt = (self._trust(identifier, address), by_identifier[0])
         with tracing.span("throttle.reserve", {"throttle.counters": len(charged)}) as span:
-            refused = await self._rows.reserve(conn, checked, charged)
+            refused, user = await self._rows.reserve_and_find(
+                conn, checked, charged, exempt, identifier.kind, identifier.value)
             if span is not None:
                 span.set_attribute("throttle.allowed", refused is None)
         if refused is not None:
             wait, refusals = refused
             return Reservation(identifier, address, device, retry_after=wait,
-                               refusals=refusals)
+                               refusals=refusals), None
         return Reservation(identifier, address, device, charged,
-                           fresh_on_success=tuple(key for key, _ in tight))
+                           fresh_on_success=tuple(key for key, _ in tight)), user
 
     async def sign_in_succeeded(self, conn: Connection, reservation: Reservation) -> None:
         """In the session's transaction: give the slots back, forget the pair's
         failures and trust the pair for trust_ttl."""
         identifier, address = reservation.identifier, reservation.address
         fresh = reservation.fresh_on_success
+        trusted = (self._trust(identifier, address), self.policy.trust_ttl) if address else None
         await self._rows.release(conn, [c for c in reservation.charged if c[0] not in fresh],
-                           list(fresh))
-        if address:
-            await self._rows.trust(conn, self._trust(identifier, address), self.policy.trust_ttl)
+                                 list(fresh), trusted)
 
     async def reserve_attempt(self, conn: Connection, scope: str, identifier: Identifier,
                               address: str | None, *, identifier_tarpit: Tarpit,

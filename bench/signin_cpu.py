@@ -1,0 +1,248 @@
+"""Server CPU per SignIn, counted and split: the hash's threads apart from the rest.
+
+``python -m bench.signin_cpu [--calls 300] [--profile FILE] [--baseline DIR]``
+starts ``authsvc serve --workers 1`` with the production argon2 profile
+(``owasp``) and signs one user in ``--calls`` times from this process (a Python
+gRPC client, ``--concurrency`` calls at a time). The worker's CPU time is read
+from ``/proc`` before and after, per thread: the hashing threads (the ones
+running at the hashing niceness, ``passwords.HASHING_NICENESS`` above the
+loop's) apart from all others (the event loop, grpc's poller, the metrics
+server). Then the same hash, verified by ``--threads`` threads in this process
+(``bench/raw.py``'s loop), gives the hash's own CPU per verify (each thread's
+CPU time, not wall time). What is ours per sign-in is the worker's CPU per
+call minus that raw hash CPU: the rest of the process plus whatever the hash
+costs more inside the server than alone.
+
+``--baseline DIR`` (another checkout) measures a server of that checkout too,
+rounds alternating with this one's, so both see the same machine. With
+``--profile`` the worker is sampled by py-spy during a last round (``raw``
+format; ``.json`` for speedscope; ``--gil``: only samples holding the GIL, which
+attributes the event loop's CPU rather than its waits for the GIL). Prints one
+JSON object; with ``--out`` writes it as ``signin-cpu-latest.json`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import argon2
+import grpc
+
+from authsvc.domain.accounts.passwords import HASHING_NICENESS, PROFILES
+from authsvc.v1 import auth_pb2, auth_pb2_grpc
+
+from .refresh_cpu import NATIVE, shares
+from .seed import PASSWORD
+from .service import (
+    ROOT,
+    Service,
+    add_user,
+    children,
+    embedded_database,
+    process_cpu_seconds,
+    running,
+)
+
+EMAIL = "signin@example.com"
+ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp",
+       **{f"AUTHSVC_THROTTLE_{counter}_FREE": "1000000"
+          for counter in ("IDENTIFIER", "ADDRESS", "PAIR", "REFRESH")}}
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of ``pid``'s threads: the hashing threads (niced), the event
+    loop's (the main thread; user and system apart) and all others (grpc's poller, the
+    metrics server). Threads that ended are counted nowhere (the worker's live as long
+    as it does)."""
+    rows = []
+    base = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        user, system, nice = int(fields[11]) / _TICKS, int(fields[12]) / _TICKS, int(fields[16])
+        if int(task.name) == pid:
+            base = nice
+        rows.append((int(task.name), nice, user, system))
+    out = dict.fromkeys(("hash", "loop_user", "loop_system", "other"), 0.0)
+    for tid, nice, user, system in rows:
+        if tid == pid:
+            out["loop_user"] += user
+            out["loop_system"] += system
+        elif nice >= base + HASHING_NICENESS:
+            out["hash"] += user + system
+        else:
+            out["other"] += user + system
+    return out
+
+
+def _py_spy() -> str:
+    """py-spy on PATH, else the one installed beside this interpreter."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or str(beside)
+
+
+def database_cpu(data_dir: Path) -> float:
+    """CPU seconds so far of the embedded PostgreSQL's processes (the postmaster's
+    children: the backends and the background workers) that are alive now."""
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for pid in children(postmaster):
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(pid)
+    return total
+
+
+def raw_verify_cpu(profile: str, threads: int, verifies: int) -> dict[str, float]:
+    """``threads`` threads verifying the right password ``verifies`` times in all: the
+    CPU time each verify costs its thread (mean), and the wall rate."""
+    hasher = argon2.PasswordHasher.from_parameters(PROFILES[profile])
+    stored = hasher.hash(PASSWORD)
+    cpu = [0.0] * threads
+    share = [verifies // threads + (i < verifies % threads) for i in range(threads)]
+
+    def loop(i: int) -> None:
+        t0 = time.thread_time()
+        for _ in range(share[i]):
+            hasher.verify(stored, PASSWORD)
+        cpu[i] = time.thread_time() - t0
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    start = time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    seconds = time.monotonic() - start
+    return {"verifies": verifies, "threads": threads, "rate": round(verifies / seconds, 1),
+            "cpu_ms_per_verify": round(1000 * sum(cpu) / verifies, 3)}
+
+
+async def sign_in_all(target: str, calls: int, concurrency: int) -> int:
+    """``calls`` SignIns of the benchmark user; the calls that failed."""
+    failed = 0
+    left = calls
+    request = auth_pb2.SignInRequest(email=EMAIL, password=PASSWORD)
+    async with grpc.aio.insecure_channel(target) as channel:
+        auth = auth_pb2_grpc.AuthStub(channel)
+
+        async def lane() -> None:
+            nonlocal failed, left
+            while left > 0:
+                left -= 1
+                try:
+                    await auth.SignIn(request)
+                except grpc.aio.AioRpcError:
+                    failed += 1
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return failed
+
+
+def run(service: Service, calls: int, concurrency: int,
+        profile: Path | None = None, gil: bool = False) -> dict[str, Any]:
+    """One counted round of ``calls`` SignIns: the worker's CPU per call by thread,
+    and the database's."""
+    (worker,) = service.worker_pids() or [service.pid]
+    spy = None
+    if profile is not None:
+        fmt = "speedscope" if profile.suffix == ".json" else "raw"
+        spy = subprocess.Popen([_py_spy(), "record", "--pid", str(worker), "--rate", "250",
+                                *NATIVE, *(["--gil"] if gil else []), "--format", fmt,
+                                "--output", str(profile), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # py-spy attaches
+    before, t0 = threads_cpu(worker), time.monotonic()
+    db0 = database_cpu(service.data_dir)
+    failed = asyncio.run(sign_in_all(service.target, calls, concurrency))
+    seconds = time.monotonic() - t0
+    after, db1 = threads_cpu(worker), database_cpu(service.data_dir)
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(timeout=60)
+    ms = {name: 1000 * (after[name] - before[name]) / calls for name in after}
+    return {"calls": calls, "failed": failed, "seconds": round(seconds, 2),
+            "rate": round(calls / seconds, 1),
+            "cpu_ms_per_call": round(sum(ms.values()), 3),
+            "hash_threads_ms_per_call": round(ms["hash"], 3),
+            "other_threads_ms_per_call": round(sum(ms.values()) - ms["hash"], 3),
+            **{f"{name}_ms_per_call": round(ms[name], 3)
+               for name in ("loop_user", "loop_system", "other")},
+            "database_ms_per_call": round(1000 * (db1 - db0) / calls, 3)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.signin_cpu",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=2, help="runs of --calls, each counted")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="the raw hash's threads (the server's default: one per core)")
+    p.add_argument("--port", type=int, default=50681)
+    p.add_argument("--profile", type=Path, default=None)
+    p.add_argument("--gil", action="store_true",
+                   help="profile only the samples holding the GIL (what runs Python, not "
+                   "what waits for it; the hash threads' argon2 runs without it)")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="another checkout: its server is measured too, rounds alternating")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    rounds = args.rounds + (1 if args.profile else 0)
+    load_before = os.getloadavg()
+    sources = {"this": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
+    raws: list[dict[str, float]] = []
+    with embedded_database() as (data_dir, _url):
+        add_user(data_dir, EMAIL, PASSWORD, ENV)
+        for i in range(rounds):
+            for name, source in sources.items():
+                profile = (args.profile if args.profile and i == rounds - 1 and name == "this"
+                           else None)
+                service = Service(data_dir, args.port, 1, ENV, source=source)
+                with running(service):
+                    asyncio.run(sign_in_all(service.target, 20, 4))  # warm
+                    results[name].append(run(service, args.calls, args.concurrency, profile,
+                                              args.gil))
+            if i < args.rounds:
+                raws.append(raw_verify_cpu("owasp", args.threads, args.calls // 2))
+    raw_ms = statistics.median(r["cpu_ms_per_verify"] for r in raws)
+    out: dict[str, Any] = {"load_before": load_before, "load_after": os.getloadavg(),
+                           "raw_argon2": {"rounds": raws, "cpu_ms_per_verify_median": raw_ms}}
+    for name, rows in results.items():
+        counted = rows[:args.rounds]
+        median = statistics.median(r["cpu_ms_per_call"] for r in counted)
+        out[name] = {"rounds": rows, "cpu_ms_per_call_median": median,
+                     "hash_threads_ms_median": statistics.median(
+                         r["hash_threads_ms_per_call"] for r in counted),
+                     "other_threads_ms_median": statistics.median(
+                         r["other_threads_ms_per_call"] for r in counted),
+                     "database_ms_median": statistics.median(
+                         r["database_ms_per_call"] for r in counted),
+                     "beyond_raw_hash_ms": round(median - raw_ms, 3)}
+    if args.profile is not None and args.profile.suffix != ".json":
+        out["profile"] = {"file": str(args.profile), "samples_per_second": 250,
+                          "shares": shares(args.profile)}
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out is not None:
+        (args.out / "signin-cpu-latest.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

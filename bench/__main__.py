@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,14 @@ from . import (
     vegeta,
 )
 from .seed import PASSWORD
-from .service import Service, add_user, embedded_database, process_cpu_seconds, running
+from .service import (
+    Service,
+    add_user,
+    database_cpu_seconds,
+    embedded_database,
+    process_cpu_seconds,
+    running,
+)
 
 ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp",
        **{f"AUTHSVC_THROTTLE_{counter}_FREE": "1000000"
@@ -215,14 +223,20 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
             snapshot("processes_idle")
         out["memory_start"] = [_mem(m) for m in service.memory()]
 
+        def counted(name: str, run: Callable[[], ghz.Result]) -> ghz.Result:
+            """``run``'s result under ``name``, with PostgreSQL's CPU meanwhile."""
+            database = database_cpu_seconds(data_dir)
+            with sampled(name):
+                result = run()
+            _log(workers, name, result)
+            out[name] = {**result.as_dict(),
+                         "database_cpu_s": round(database_cpu_seconds(data_dir) - database, 3)}
+            return result
+
         def measure(name: str, call: str, data: Any, **kwargs: Any) -> ghz.Result:
             ghz.run(client, target, call, data, duration=args.warmup)
-            with sampled(name):
-                result = ghz.run(client, target, call, data, duration=args.duration,
-                                 cpu=cpu, **kwargs)
-            _log(workers, name, result)
-            out[name] = result.as_dict()
-            return result
+            return counted(name, lambda: ghz.run(client, target, call, data,
+                                                 duration=args.duration, cpu=cpu, **kwargs))
 
         measure("health", ghz.HEALTH, {})
         if workers == 1:  # the same empty RPC on grpc.aio alone
@@ -250,12 +264,9 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
                              "rate": argon.rate, "cpu_s": argon.cpu_s,
                              "threads": os.cpu_count()}
         print(f"  {workers}w raw_argon2: {argon.rate:,.1f}/s", flush=True)
-        with sampled("refresh"):
-            refresh = ghz.run(client, target, ghz.REFRESH,
-                              ghz.sequence(refresh_tokens, "refresh_token"),
-                              total=len(refresh_tokens), cpu=cpu)
-        _log(workers, "refresh", refresh)
-        out["refresh"] = refresh.as_dict()
+        counted("refresh", lambda: ghz.run(client, target, ghz.REFRESH,
+                                           ghz.sequence(refresh_tokens, "refresh_token"),
+                                           total=len(refresh_tokens), cpu=cpu))
         tx = raw.transactions(url, workers, 10, client.concurrency, args.duration)
         out["raw_transaction"] = {"calls": tx.calls, "seconds": tx.seconds, "rate": tx.rate,
                                   "processes": workers, "pool_size": 10}

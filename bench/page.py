@@ -183,15 +183,18 @@ def why_not_met(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
     if missed & {"SignIn / raw argon2", "HTTP SignIn (gateway) / raw argon2"}:
         sign_in, argon = edge.get("sign_in", {}), edge.get("raw_argon2", {})
         per_call, per_hash = targets.cpu_ms(sign_in), targets.hash_cpu_ms(argon)
-        if per_call and per_hash and sign_in.get("calls"):
-            client = 1000 * sign_in["client_cpu_s"] / sign_in["calls"]
+        database = targets.cpu_ms(sign_in, "database_cpu_s") or 0.0
+        client = targets.cpu_ms(sign_in, "client_cpu_s") or 0.0
+        if per_call and per_hash:
+            whole = per_call + database + client
             out.append(
                 f"- **SignIn ÷ raw argon2**: with {_workers(w)} a SignIn cost the workers "
-                f"{per_call:.1f} ms of CPU, {per_call - per_hash:.1f} ms more than a raw "
-                f"verify ({per_hash:.1f} ms), and ghz {client:.1f} ms more on the same "
-                f"cores; the raw loop has the cores to itself. The hash threads' argon2 "
-                f"is {shares.get('sign_in', {}).get(profile.HASHING, 0):.0%} of the "
-                "profiled worker's busy samples.")
+                f"{per_call:.1f} ms of CPU ({per_call - per_hash:.1f} ms more than a raw "
+                f"verify's {per_hash:.1f} ms), PostgreSQL {database:.1f} ms and ghz "
+                f"{client:.1f} ms, on the same cores; the raw loop has them to itself. So "
+                f"even a worker that cost nothing but the hash could reach "
+                f"{per_hash / (per_hash + database + client):.2f}, and this one "
+                f"{per_hash / whole:.2f} of the CPU a sign-in takes is the hash.")
     if "server CPU per Refresh" in missed and health_cpu:
         refresh = targets.cpu_ms(edge.get("refresh"))
         c_share = shares.get("health", {}).get(profile.SHARES[-1][0], 0)
@@ -309,9 +312,10 @@ def _profiles(phase: dict[str, Any], workers: str) -> list[str]:
     per_call = {n: targets.cpu_ms(phase.get(n)) for n in names}
     lines = ["", f"### Where one worker's time goes, {_workers(workers)} (py-spy, "
              f"{profile.RATE} samples/s)", "",
-             "Shares of the worker's busy samples during each scenario (the event loop "
-             "waiting in epoll left out), and what each share of the scenario's server CPU "
-             "per call comes to:", "",
+             "Shares of the samples in which one of the worker's threads held the GIL "
+             "during each scenario (what ran Python and Cython; argon2 and grpc's core "
+             "run without it), and what each share of the scenario's worker CPU per call "
+             "comes to, roughly:", "",
              "| | " + " | ".join(
                  f"{_PROFILED[n]}" + (f" ({per_call[n]:.2f} ms)" if per_call[n] else "")
                  for n in names) + " |",
@@ -508,8 +512,8 @@ def cost_block(path: Path) -> str:
     refresh = targets.cpu_ms(edge.get("refresh"))
     shares = busy_shares((edge.get("profiles") or {}).get("refresh", {}))
     if refresh is not None and shares:
-        lines += ["", "What a Refresh's worker CPU is spent on (py-spy's shares of the "
-                  "worker's busy samples, times its CPU per call):", ""]
+        lines += ["", "What a Refresh's worker CPU is spent on, roughly (py-spy's shares "
+                  "of the samples holding the GIL, times its CPU per call):", ""]
         lines += [f"- {kind}: {share:.0%}, ≈ {1000 * share * refresh:,.0f} µs"
                   for kind, share in shares.items()]
         lines += ["", "The audit row of a successful refresh (`AUTHSVC_AUDIT_REFRESHES`, "

@@ -55,10 +55,15 @@ def executable() -> str:
 
 
 @contextlib.contextmanager
-def sampled(pid: int, out: Path) -> Iterator[None]:
-    """py-spy records ``pid`` into ``out`` (raw) while the block runs."""
-    spy = subprocess.Popen([executable(), "record", "--pid", str(pid), "--rate", str(RATE),
-                            *NATIVE, "--format", "raw", "--output", str(out), "--nonblocking"],
+def sampled(pid: int, out: Path, *, gil: bool = True, rate: int = RATE) -> Iterator[None]:
+    """py-spy records ``pid`` into ``out`` while the block runs (``raw``; speedscope
+    when ``out`` ends in ``.json``). ``gil``: only samples of a thread holding the GIL,
+    so that the event loop's CPU is what is attributed, not its waits for the GIL
+    (a plain profile shows those waits as socket writes and metadata parsing)."""
+    fmt = "speedscope" if out.suffix == ".json" else "raw"
+    spy = subprocess.Popen([executable(), "record", "--pid", str(pid), "--rate", str(rate),
+                            *NATIVE, *(["--gil"] if gil else []), "--format", fmt,
+                            "--output", str(out), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)  # py-spy attaches

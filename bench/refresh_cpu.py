@@ -8,7 +8,8 @@ refresh token once from this process (a Python gRPC client, ``--concurrency``
 calls at a time). The worker's user and system CPU time (``/proc``) before and
 after is the measure: a count of the process's own work, unaffected by what
 else the machine runs except through caches. With ``--profile`` the worker is
-sampled by py-spy (``--format speedscope`` or ``raw`` by the name's ending) during
+sampled by py-spy (``bench.profile``: the samples holding the GIL; speedscope or
+``raw`` by the name's ending) during
 a last round of the same size. With ``--baseline DIR`` (another checkout) a
 server of that checkout is measured too, its rounds alternating with this
 one's, so both see the same machine. Prints one JSON object; with ``--out``
@@ -19,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -31,54 +32,14 @@ import grpc
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from . import seed
+from . import profile, seed
 from .seed import PASSWORD
 from .service import ROOT, Service, add_user, embedded_database, process_cpu_seconds, running
 
 ENV = {"AUTHSVC_ACCESS_TOKEN_TTL": "7200", "AUTHSVC_ARGON2_PROFILE": "owasp",
        **{f"AUTHSVC_THROTTLE_{counter}_FREE": "1000000"
           for counter in ("IDENTIFIER", "ADDRESS", "PAIR", "REFRESH")}}
-NATIVE: list[str] = ["--native"] if os.environ.get("BENCH_NATIVE") else []
 CHEAP = {**ENV, "AUTHSVC_ARGON2_PROFILE": "test-only-cheapest"}
-
-
-SHARES = (  # (where the time goes, a test on one sample's frames below the loop)
-    ("JWT signing (pyjwt, cryptography)",
-     lambda fr: any("jwt/" in f or "cryptography" in f for f in fr)),
-    ("access log and metrics",
-     lambda fr: any("logging/" in f or "observability.py" in f or "prometheus" in f
-                    for f in fr)),
-    ("asyncpg (the statement, the pool, the socket write)",
-     lambda fr: any("asyncpg" in f for f in fr)),
-    ("authsvc's own Python (handler, interceptors, domain)",
-     lambda fr: any("authsvc/" in f for f in fr)),
-    ("waiting in epoll", lambda fr: "selectors" in fr[-1]),
-    ("C and Cython run by the event loop (grpc aio's call handling, protobuf, "
-     "asyncpg's protocol)", lambda fr: len(fr) == 1 and fr[0].startswith("Handle._run")),
-)
-
-
-def shares(raw: Path) -> dict[str, float]:
-    """Where a py-spy ``raw`` profile's samples go, as shares: the threads other than
-    the event loop's (grpc's completion-queue poller, the metrics server, the hash
-    pool) apart, then each sample of the loop's thread by the first test in
-    ``SHARES`` its frames above ``_run_once`` pass."""
-    counts: dict[str, int] = {}
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        frames, samples = stack.split(";"), int(n)
-        total += samples
-        if any("Thread._bootstrap" in f for f in frames[:3]):
-            name = "other threads (grpc's poller, metrics server, hash pool)"
-        else:
-            below = [i for i, f in enumerate(frames) if "_run_once" in f]
-            above = frames[below[-1] + 1:] if below else frames
-            name = next((n for n, test in SHARES if above and test(above)),
-                        "asyncio itself (loop, tasks, futures, transports)")
-        counts[name] = counts.get(name, 0) + samples
-    return {name: round(c / total, 3)
-            for name, c in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
 async def refresh_all(target: str, tokens: list[str], concurrency: int) -> int:
@@ -102,21 +63,13 @@ async def refresh_all(target: str, tokens: list[str], concurrency: int) -> int:
 
 
 def run(service: Service, tokens: list[str], concurrency: int,
-        profile: Path | None = None) -> dict[str, Any]:
+        profile_file: Path | None = None) -> dict[str, Any]:
     (worker,) = service.worker_pids() or [service.pid]
-    spy = None
-    if profile is not None:
-        fmt = "speedscope" if profile.suffix == ".json" else "raw"
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker), "--rate", "1000", *NATIVE,
-                                "--format", fmt, "--output", str(profile), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)  # py-spy attaches
-    cpu0, t0 = process_cpu_seconds(worker), time.monotonic()
-    failed = asyncio.run(refresh_all(service.target, tokens, concurrency))
-    seconds, cpu = time.monotonic() - t0, process_cpu_seconds(worker) - cpu0
-    if spy is not None:
-        spy.send_signal(2)
-        spy.wait(timeout=60)
+    with (profile.sampled(worker, profile_file) if profile_file is not None
+          else contextlib.nullcontext()):
+        cpu0, t0 = process_cpu_seconds(worker), time.monotonic()
+        failed = asyncio.run(refresh_all(service.target, tokens, concurrency))
+        seconds, cpu = time.monotonic() - t0, process_cpu_seconds(worker) - cpu0
     return {"calls": len(tokens), "failed": failed, "seconds": round(seconds, 2),
             "rate": round(len(tokens) / seconds, 1), "worker_cpu_seconds": round(cpu, 3),
             "cpu_ms_per_call": round(1000 * cpu / len(tokens), 3)}
@@ -151,13 +104,13 @@ def main() -> None:
             for k, (name, source) in enumerate(sources.items()):
                 n = i * len(sources) + k
                 batch = tokens[n * args.calls:(n + 1) * args.calls]
-                profile = (args.profile if args.profile and i == rounds - 1 and name == "this"
+                sampled = (args.profile if args.profile and i == rounds - 1 and name == "this"
                            else None)
                 service = Service(data_dir, args.port, 1, ENV, uvloop=args.uvloop,
                                   source=source)
                 with running(service):
                     asyncio.run(refresh_all(service.target, tokens[-200:][k::2], 8))  # warm
-                    results[name].append(run(service, batch, args.concurrency, profile))
+                    results[name].append(run(service, batch, args.concurrency, sampled))
     out: dict[str, Any] = {"load_before": load_before, "load_after": os.getloadavg()}
     for name, rows in results.items():
         counted = [r["cpu_ms_per_call"] for r in rows[:args.rounds]]
@@ -165,7 +118,7 @@ def main() -> None:
                      "cpu_ms_per_call_min": min(counted)}
     if args.profile is not None and args.profile.suffix != ".json":
         out["profile"] = {"file": str(args.profile), "samples_per_second": 1000,
-                          "shares": shares(args.profile)}
+                          "shares": profile.shares(args.profile)}
     text = json.dumps(out, indent=2)
     print(text)
     if args.out is not None:

@@ -200,6 +200,17 @@ def _memory(pid: int) -> Memory:
     return Memory(rss_kib=fields["VmRSS"], hwm_kib=fields["VmHWM"])
 
 
+def database_cpu_seconds(data_dir: Path) -> float:
+    """CPU seconds so far of the embedded PostgreSQL's processes (the postmaster's
+    children: the backends and the background workers) that are alive now."""
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for pid in children(postmaster):
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(pid)
+    return total
+
+
 def process_cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()

@@ -28,10 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -43,15 +40,14 @@ import grpc
 from authsvc.domain.accounts.passwords import HASHING_NICENESS, PROFILES
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from .refresh_cpu import NATIVE, shares
+from . import profile
 from .seed import PASSWORD
 from .service import (
     ROOT,
     Service,
     add_user,
-    children,
+    database_cpu_seconds,
     embedded_database,
-    process_cpu_seconds,
     running,
 )
 
@@ -89,23 +85,6 @@ def threads_cpu(pid: int) -> dict[str, float]:
         else:
             out["other"] += user + system
     return out
-
-
-def _py_spy() -> str:
-    """py-spy on PATH, else the one installed beside this interpreter."""
-    beside = Path(sys.executable).parent / "py-spy"
-    return shutil.which("py-spy") or str(beside)
-
-
-def database_cpu(data_dir: Path) -> float:
-    """CPU seconds so far of the embedded PostgreSQL's processes (the postmaster's
-    children: the backends and the background workers) that are alive now."""
-    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-    total = 0.0
-    for pid in children(postmaster):
-        with contextlib.suppress(OSError):
-            total += process_cpu_seconds(pid)
-    return total
 
 
 def raw_verify_cpu(profile: str, threads: int, verifies: int) -> dict[str, float]:
@@ -155,26 +134,17 @@ async def sign_in_all(target: str, calls: int, concurrency: int) -> int:
 
 
 def run(service: Service, calls: int, concurrency: int,
-        profile: Path | None = None, gil: bool = False) -> dict[str, Any]:
+        profile_file: Path | None = None, gil: bool = False) -> dict[str, Any]:
     """One counted round of ``calls`` SignIns: the worker's CPU per call by thread,
     and the database's."""
     (worker,) = service.worker_pids() or [service.pid]
-    spy = None
-    if profile is not None:
-        fmt = "speedscope" if profile.suffix == ".json" else "raw"
-        spy = subprocess.Popen([_py_spy(), "record", "--pid", str(worker), "--rate", "250",
-                                *NATIVE, *(["--gil"] if gil else []), "--format", fmt,
-                                "--output", str(profile), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)  # py-spy attaches
-    before, t0 = threads_cpu(worker), time.monotonic()
-    db0 = database_cpu(service.data_dir)
-    failed = asyncio.run(sign_in_all(service.target, calls, concurrency))
-    seconds = time.monotonic() - t0
-    after, db1 = threads_cpu(worker), database_cpu(service.data_dir)
-    if spy is not None:
-        spy.send_signal(2)
-        spy.wait(timeout=60)
+    with (profile.sampled(worker, profile_file, gil=gil, rate=250)
+          if profile_file is not None else contextlib.nullcontext()):
+        before, t0 = threads_cpu(worker), time.monotonic()
+        db0 = database_cpu_seconds(service.data_dir)
+        failed = asyncio.run(sign_in_all(service.target, calls, concurrency))
+        seconds = time.monotonic() - t0
+        after, db1 = threads_cpu(worker), database_cpu_seconds(service.data_dir)
     ms = {name: 1000 * (after[name] - before[name]) / calls for name in after}
     return {"calls": calls, "failed": failed, "seconds": round(seconds, 2),
             "rate": round(calls / seconds, 1),
@@ -212,12 +182,12 @@ def main() -> None:
         add_user(data_dir, EMAIL, PASSWORD, ENV)
         for i in range(rounds):
             for name, source in sources.items():
-                profile = (args.profile if args.profile and i == rounds - 1 and name == "this"
+                sampled = (args.profile if args.profile and i == rounds - 1 and name == "this"
                            else None)
                 service = Service(data_dir, args.port, 1, ENV, source=source)
                 with running(service):
                     asyncio.run(sign_in_all(service.target, 20, 4))  # warm
-                    results[name].append(run(service, args.calls, args.concurrency, profile,
+                    results[name].append(run(service, args.calls, args.concurrency, sampled,
                                               args.gil))
             if i < args.rounds:
                 raws.append(raw_verify_cpu("owasp", args.threads, args.calls // 2))
@@ -237,7 +207,7 @@ def main() -> None:
                      "beyond_raw_hash_ms": round(median - raw_ms, 3)}
     if args.profile is not None and args.profile.suffix != ".json":
         out["profile"] = {"file": str(args.profile), "samples_per_second": 250,
-                          "shares": shares(args.profile)}
+                          "shares": profile.shares(args.profile)}
     text = json.dumps(out, indent=2)
     print(text)
     if args.out is not None:

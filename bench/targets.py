@@ -71,6 +71,10 @@ def rows(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any
                 f"{per_call - per_hash:.1f} ms ({per_call:.1f} - {per_hash:.1f} ms a hash)",
                 None, unit=" ms")
     for w in counts:
+        per_call = cpu_ms(phases[w].get("sign_in"), "database_cpu_s")
+        add(f"PostgreSQL CPU per SignIn, {w}w", per_call,
+            "not run" if per_call is None else f"{per_call:.2f} ms", None, unit=" ms")
+    for w in counts:
         per_call = cpu_ms(phases[w].get("refresh"))
         add(f"server CPU per Refresh, {w}w", per_call,
             "not run" if per_call is None else f"{per_call:.2f} ms", REFRESH_CPU_MS, False,
@@ -169,11 +173,13 @@ def before_after(compared: dict[str, Any] | None, add: Any) -> None:
                 round(target, 2), at_least, group=BEFORE_AFTER)
 
 
-def cpu_ms(result: dict[str, Any] | None) -> float | None:
-    """Server CPU per call of a ghz result, in ms (None where not counted)."""
-    if not result or not result.get("server_cpu_s") or not result.get("calls"):
+def cpu_ms(result: dict[str, Any] | None, field: str = "server_cpu_s") -> float | None:
+    """CPU per call of a scenario's result, in ms: the workers' (``server_cpu_s``),
+    PostgreSQL's (``database_cpu_s``) or ghz's (``client_cpu_s``); None where not
+    counted."""
+    if not result or not result.get(field) or not result.get("calls"):
         return None
-    return 1000 * float(result["server_cpu_s"]) / int(result["calls"])
+    return 1000 * float(result[field]) / int(result["calls"])
 
 
 def hash_cpu_ms(result: dict[str, Any] | None) -> float | None:

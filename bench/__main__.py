@@ -143,7 +143,7 @@ def _seed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     add_user(data_dir, "seed@example.com", PASSWORD, CHEAP)
     add_user(data_dir, gateway.WATCH_EMAIL, PASSWORD, ENV, gateway.WATCH_SCOPES)
     sessions_needed = (CHAINS + 1 + args.refresh_calls * len(args.workers)
-                       + (BEFORE_AFTER_ROUNDS * 2 * _baseline_refreshes(args)
+                       + (BEFORE_AFTER_ROUNDS * 2 * (_baseline_refreshes(args) + REFRESH_WARMUP)
                           if args.baseline else 0))
     t0 = time.monotonic()
     with running(Service(data_dir, args.port, 1, CHEAP)) as service:
@@ -290,7 +290,8 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
     return out
 
 
-BEFORE_AFTER_ROUNDS = 2  # rounds of each side, alternating
+BEFORE_AFTER_ROUNDS = 3  # rounds of each side, alternating, which goes first too
+REFRESH_WARMUP = 200  # refresh tokens spent unmeasured before each counted round
 
 
 def _baseline_refreshes(args: argparse.Namespace) -> int:
@@ -304,7 +305,9 @@ def _before_after(args: argparse.Namespace, data_dir: Path,
     ``--baseline`` (another checkout), each served by its own ``authsvc serve`` with
     ``--http-workers`` workers on the same database, both up, measured in alternating
     rounds so both see the same machine: per side and scenario, each round's rate and
-    server CPU per call."""
+    server CPU per call. The rounds alternate which side goes first; each Refresh round
+    spends ``REFRESH_WARMUP`` tokens unmeasured first (the other scenarios warm up for
+    ``--warmup`` seconds)."""
     client = ghz.Client(args.concurrency, args.connections)
     workers = args.http_workers
     sides = {"this": Service(data_dir, args.port + 30, workers, ENV),
@@ -323,9 +326,13 @@ def _before_after(args: argparse.Namespace, data_dir: Path,
                                           "password": PASSWORD}),
                 ("refresh", ghz.REFRESH, None)):
             runs: dict[str, list[dict[str, float]]] = {"this": [], "baseline": []}
-            for _ in range(BEFORE_AFTER_ROUNDS):
-                for side, service in sides.items():
+            for i in range(BEFORE_AFTER_ROUNDS):
+                order = list(sides.items())
+                for side, service in order if i % 2 == 0 else reversed(order):
                     if data is None:
+                        warm = [next(refresh_tokens) for _ in range(REFRESH_WARMUP)]
+                        ghz.run(client, service.target, call, ghz.sequence(warm, "refresh_token"),
+                                total=REFRESH_WARMUP)
                         chunk = [next(refresh_tokens) for _ in range(per_round)]
                         result = ghz.run(client, service.target, call,
                                          ghz.sequence(chunk, "refresh_token"),

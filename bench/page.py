@@ -245,6 +245,19 @@ def why_not_met(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
                 f"- **Start-up**: {warm['median']:.2f} s to the first sign-in with "
                 f"PostgreSQL running and {cold['median']:.2f} s with the embedded one "
                 "stopped; what the time is made of is under \"Where the time goes\".")
+    if "Validate p99 under SignIn / idle" in missed:
+        tails = []
+        for workers, phase in sorted(results["phases"].items(), key=lambda kv: int(kv[0])):
+            idle, loaded = phase.get("validate_paced"), phase.get("validate_paced_under_sign_in")
+            if idle and loaded:
+                tails.append(f"{_workers(workers)}: {idle['p99_ms']:.1f} ms idle, "
+                             f"{loaded['p99_ms']:.1f} ms under SignIn")
+        out.append(
+            "- **Validate's tail under hashing** (" + "; ".join(tails) + "): the hash "
+            "threads run at nice +10 but still take the cores the event loop and ghz's "
+            "SignIn load share; the lower the idle p99, the larger the ratio. The "
+            "niceness, thread-count and scheduler measurements are under \"Where the "
+            "time goes\".")
     compared = results.get("before_after")
     if compared and any(row["met"] is False and row["group"] == targets.BEFORE_AFTER
                         for row in rows):

@@ -54,12 +54,12 @@ func parseFlags(args []string) (edge.Config, error) {
 		"HTTP (with --tls-cert, HTTPS) address to serve, HOST:PORT (env AUTHSVC_GATEWAY_LISTEN)")
 	fs.StringVar(&cfg.Upstream, "upstream", env("UPSTREAM", "127.0.0.1:50051"),
 		"authsvc gRPC address, HOST:PORT (env AUTHSVC_GATEWAY_UPSTREAM)")
-	connections, err := strconv.Atoi(env("UPSTREAM_CONNECTIONS", "4"))
+	connections, err := strconv.Atoi(env("UPSTREAM_CONNECTIONS", "8"))
 	if err != nil {
 		return cfg, fmt.Errorf("AUTHSVC_GATEWAY_UPSTREAM_CONNECTIONS: %w", err)
 	}
 	fs.IntVar(&cfg.UpstreamConnections, "upstream-connections", connections,
-		"connections to authsvc that calls take turns on; at least authsvc's worker count (env AUTHSVC_GATEWAY_UPSTREAM_CONNECTIONS)")
+		"connections to authsvc; a call takes the one with the fewest calls in flight; several per authsvc worker (env AUTHSVC_GATEWAY_UPSTREAM_CONNECTIONS)")
 	upstreamTLS, err := strconv.ParseBool(env("UPSTREAM_TLS", "false"))
 	if err != nil {
 		return cfg, fmt.Errorf("AUTHSVC_GATEWAY_UPSTREAM_TLS: %w", err)

@@ -14,7 +14,7 @@ func TestFlagsWinOverEnvironmentWhichWinsOverDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:9999" || cfg.Upstream != "authsvc:50051" || cfg.Timeout != 10*time.Second || cfg.JWKSMaxAge != time.Minute || cfg.UpstreamConnections != 4 {
+	if cfg.Listen != "127.0.0.1:9999" || cfg.Upstream != "authsvc:50051" || cfg.Timeout != 10*time.Second || cfg.JWKSMaxAge != time.Minute || cfg.UpstreamConnections != 8 {
 		t.Errorf("got %+v", cfg)
 	}
 	if cfg.UpstreamTLS {

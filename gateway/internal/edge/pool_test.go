@@ -89,6 +89,70 @@ func TestThePoolTakesTurnsAndSkipsAConnectionWhoseServerIsGone(t *testing.T) {
 	}
 }
 
+// heldHealth answers Check only once released, and says when a call came.
+type heldHealth struct {
+	healthpb.UnimplementedHealthServer
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (h *heldHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.arrived <- struct{}{}
+	<-h.release
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+func TestACallGoesToTheConnectionWithTheFewestCallsInFlight(t *testing.T) {
+	// The first connection's worker holds its calls; the second answers at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := &heldHealth{arrived: make(chan struct{}, 10), release: make(chan struct{})}
+	slow := grpc.NewServer()
+	healthpb.RegisterHealthServer(slow, held)
+	go func() { _ = slow.Serve(ln) }()
+	t.Cleanup(slow.Stop)
+	quick, quickAddr, _ := serveCounting(t)
+	addrs := []string{ln.Addr().String(), quickAddr}
+	i := 0
+	pool, err := dialPool(2, func() (*grpc.ClientConn, error) {
+		defer func() { i++ }()
+		return grpc.NewClient(addrs[i], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, conn := range pool.conns {
+		for conn.GetState() != connectivity.Ready {
+			conn.WaitForStateChange(context.Background(), conn.GetState())
+		}
+	}
+	client := healthpb.NewHealthClient(pool)
+	done := make(chan error, 1)
+	go func() { // the first call, in turn, to the holding worker
+		_, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		done <- err
+	}()
+	<-held.arrived
+
+	for range 6 { // turns alternate, but the first connection has a call in flight
+		if _, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(held.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if quick.calls != 6 || len(held.arrived) != 0 {
+		t.Errorf("the quick worker answered %d of 6; %d more went to the held one",
+			quick.calls, len(held.arrived))
+	}
+}
+
 func TestAPoolNeedsAConnection(t *testing.T) {
 	if _, err := dialPool(0, nil); err == nil {
 		t.Error("a pool of none")

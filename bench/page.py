@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from . import profile, report, targets
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PAGE = ROOT / "docs" / "performance.md"
+CHART = ROOT / "docs" / "assets" / "bench-latest.png"  # the page's chart: the newest run's
 RUN = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{4}\.json$")
 SCALE_RUN = re.compile(r"^scale-\d{4}-\d{2}-\d{2}-\d{4}\.json$")
 IMPORT_RUN = re.compile(r"^importing-\d{4}-\d{2}-\d{2}-\d{4}\.json$")
@@ -548,11 +550,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.page", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true",
-                        help=f"write {_relative(PAGE)} and README.md's block")
+                        help=f"write {_relative(PAGE)}, its chart and README.md's block")
     page, readme = render(), render_readme()
     if parser.parse_args().write:
         PAGE.write_text(page)
         README.write_text(readme)
+        CHART.parent.mkdir(exist_ok=True)
+        shutil.copyfile(RESULTS / "latest.png", CHART)
     else:
         print(page, end="")
 

@@ -23,6 +23,8 @@ def test_the_committed_page_is_what_the_newest_results_make() -> None:
 
     assert committed == page.render(), (
         "docs/performance.md is stale: run `python -m bench.page --write` and commit it")
+    assert page.CHART.read_bytes() == (page.RESULTS / "latest.png").read_bytes(), (
+        "the page's chart is not the newest run's: run `python -m bench.page --write`")
 
 
 def test_the_readme_says_what_a_call_costs_in_the_newest_run() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from . import footprint
+from . import footprint, report
 from .service import ROOT, Service, embedded_database, process_cpu_seconds, running
 
 STATS = ("SELECT xact_commit + xact_rollback FROM pg_stat_database"
@@ -109,10 +108,7 @@ def main() -> None:
             result = {"this": result, "baseline": measure(
                 data_dir, url, args.port, args.workers, args.seconds, source=args.baseline)}
     result["load_before"], result["load_after"] = load_before, os.getloadavg()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        (args.out / "idle-latest.json").write_text(text + "\n")
+    report.emit(result, args.out, "idle")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 RATE = 1000  # samples per second
 NATIVE: list[str] = ["--native"] if os.environ.get("BENCH_NATIVE") else []
@@ -90,3 +91,11 @@ def shares(raw: Path) -> dict[str, float]:
         counts[name] = counts.get(name, 0) + samples
     return {name: round(c / total, 3)
             for name, c in sorted(counts.items(), key=lambda kv: -kv[1])} if total else {}
+
+
+def summary(raw: Path | None, rate: int) -> dict[str, Any] | None:
+    """What a command's JSON says of its profile: the file, the rate and the shares
+    (None when no raw profile was recorded: none asked for, or speedscope's)."""
+    if raw is None or raw.suffix == ".json":
+        return None
+    return {"file": str(raw), "samples_per_second": rate, "shares": shares(raw)}

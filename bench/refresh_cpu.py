@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import time
@@ -32,7 +31,7 @@ import grpc
 
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from . import profile, seed
+from . import profile, report, seed
 from .seed import PASSWORD
 from .service import ROOT, Service, add_user, embedded_database, process_cpu_seconds, running
 
@@ -116,13 +115,9 @@ def main() -> None:
         counted = [r["cpu_ms_per_call"] for r in rows[:args.rounds]]
         out[name] = {"rounds": rows, "cpu_ms_per_call_median": statistics.median(counted),
                      "cpu_ms_per_call_min": min(counted)}
-    if args.profile is not None and args.profile.suffix != ".json":
-        out["profile"] = {"file": str(args.profile), "samples_per_second": 1000,
-                          "shares": profile.shares(args.profile)}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out is not None:
-        (args.out / "refresh-cpu-latest.json").write_text(text + "\n")
+    if (sampled_profile := profile.summary(args.profile, 1000)) is not None:
+        out["profile"] = sampled_profile
+    report.emit(out, args.out, "refresh-cpu")
 
 
 if __name__ == "__main__":

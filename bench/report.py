@@ -147,6 +147,15 @@ def _edge(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def emit(result: dict[str, Any], out_dir: Path | None, name: str) -> None:
+    """A measuring command's result: printed as JSON, and with ``out_dir`` written
+    there as ``NAME-latest.json``."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out_dir is not None:
+        (out_dir / f"{name}-latest.json").write_text(text + "\n")
+
+
 def write(results: dict[str, Any], out_dir: Path) -> None:
     s = summary(results)
     results = {**results, "summary": s}

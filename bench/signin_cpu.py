@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import threading
@@ -40,7 +39,7 @@ import grpc
 from authsvc.domain.accounts.passwords import HASHING_NICENESS, PROFILES
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from . import profile
+from . import profile, report
 from .seed import PASSWORD
 from .service import (
     ROOT,
@@ -205,13 +204,9 @@ def main() -> None:
                      "database_ms_median": statistics.median(
                          r["database_ms_per_call"] for r in counted),
                      "beyond_raw_hash_ms": round(median - raw_ms, 3)}
-    if args.profile is not None and args.profile.suffix != ".json":
-        out["profile"] = {"file": str(args.profile), "samples_per_second": 250,
-                          "shares": profile.shares(args.profile)}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out is not None:
-        (args.out / "signin-cpu-latest.json").write_text(text + "\n")
+    if (sampled_profile := profile.summary(args.profile, 250)) is not None:
+        out["profile"] = sampled_profile
+    report.emit(out, args.out, "signin-cpu")
 
 
 if __name__ == "__main__":

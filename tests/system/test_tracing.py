@@ -232,7 +232,10 @@ def test_one_sign_in_is_one_trace_across_gateway_authsvc_hashing_and_sql(
 
     assert statements and all(under_rpc(s) for s in statements)
     assert any(s.parent_id == by_name["throttle.reserve"].span_id for s in statements)
-    assert {"BEGIN", "SELECT", "INSERT", "COMMIT"} <= {s.name for s in statements}
+    # The slot and the user in one SELECT; the session's transaction: the user row
+    # share-locked (SELECT), the slots' release with the pair's trust and the session
+    # with its audit row (each one statement WITH a data-modifying part).
+    assert {"BEGIN", "SELECT", "WITH", "COMMIT"} <= {s.name for s in statements}
     hashing = by_name["argon2.hash"]
     assert by_name["argon2.queue"].span.end_time_unix_nano <= hashing.span.start_time_unix_nano
     line = _rpc_log_line(traced_stack, rpc.span_id)

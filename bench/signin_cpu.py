@@ -8,10 +8,10 @@ from ``/proc`` before and after, per thread: the hashing threads (the ones
 running at the hashing niceness, ``passwords.HASHING_NICENESS`` above the
 loop's) apart from all others (the event loop, grpc's poller, the metrics
 server). Then the same hash, verified by ``--threads`` threads in this process
-(``bench/raw.py``'s loop), gives the hash's own CPU per verify (each thread's
-CPU time, not wall time). What is ours per sign-in is the worker's CPU per
-call minus that raw hash CPU: the rest of the process plus whatever the hash
-costs more inside the server than alone.
+for two seconds (``bench/raw.py``'s loop), gives the hash's own CPU per verify
+(this process's CPU time over the loop, not wall time). What is ours per
+sign-in is the worker's CPU per call minus that raw hash CPU: the rest of the
+process plus whatever the hash costs more inside the server than alone.
 
 ``--baseline DIR`` (another checkout) measures a server of that checkout too,
 rounds alternating with this one's, so both see the same machine. With
@@ -28,18 +28,16 @@ import asyncio
 import contextlib
 import os
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import argon2
 import grpc
 
-from authsvc.domain.accounts.passwords import HASHING_NICENESS, PROFILES
+from authsvc.domain.accounts.passwords import HASHING_NICENESS
 from authsvc.v1 import auth_pb2, auth_pb2_grpc
 
-from . import profile, report
+from . import profile, raw, report
 from .seed import PASSWORD
 from .service import (
     ROOT,
@@ -86,29 +84,15 @@ def threads_cpu(pid: int) -> dict[str, float]:
     return out
 
 
-def raw_verify_cpu(profile: str, threads: int, verifies: int) -> dict[str, float]:
-    """``threads`` threads verifying the right password ``verifies`` times in all: the
-    CPU time each verify costs its thread (mean), and the wall rate."""
-    hasher = argon2.PasswordHasher.from_parameters(PROFILES[profile])
-    stored = hasher.hash(PASSWORD)
-    cpu = [0.0] * threads
-    share = [verifies // threads + (i < verifies % threads) for i in range(threads)]
+RAW_SECONDS = 2.0  # the raw hash loop's length per round
 
-    def loop(i: int) -> None:
-        t0 = time.thread_time()
-        for _ in range(share[i]):
-            hasher.verify(stored, PASSWORD)
-        cpu[i] = time.thread_time() - t0
 
-    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    start = time.monotonic()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    seconds = time.monotonic() - start
-    return {"verifies": verifies, "threads": threads, "rate": round(verifies / seconds, 1),
-            "cpu_ms_per_verify": round(1000 * sum(cpu) / verifies, 3)}
+def raw_verify_cpu(profile_name: str, threads: int) -> dict[str, float]:
+    """``threads`` threads verifying the right password for ``RAW_SECONDS``
+    (``raw.argon2_verify``): the CPU time each verify costs (mean), and the rate."""
+    rate = raw.argon2_verify(profile_name, threads, RAW_SECONDS)
+    return {"verifies": rate.calls, "threads": threads, "rate": round(rate.rate, 1),
+            "cpu_ms_per_verify": round(1000 * rate.cpu_s / rate.calls, 3)}
 
 
 async def sign_in_all(target: str, calls: int, concurrency: int) -> int:
@@ -189,7 +173,7 @@ def main() -> None:
                     results[name].append(run(service, args.calls, args.concurrency, sampled,
                                               args.gil))
             if i < args.rounds:
-                raws.append(raw_verify_cpu("owasp", args.threads, args.calls // 2))
+                raws.append(raw_verify_cpu("owasp", args.threads))
     raw_ms = statistics.median(r["cpu_ms_per_verify"] for r in raws)
     out: dict[str, Any] = {"load_before": load_before, "load_after": os.getloadavg(),
                            "raw_argon2": {"rounds": raws, "cpu_ms_per_verify_median": raw_ms}}

@@ -136,7 +136,7 @@ def run_block(path: Path) -> str:
     unmet = judged.count(False)
     lines += ["", f"{unmet} of the {len(judged)} targets measured in this run are not met."
               if unmet else f"All {len(judged)} targets measured in this run are met."]
-    lines += why_not_met(results, rows)
+    lines += why_not_met(results, summary, rows)
     lines += ["", "### Every scenario", "",
               f"| scenario (ratio to its ceiling) | {' | '.join(_workers(w) for w in counts)} |",
               "|---|" + "---|" * len(counts)]
@@ -170,7 +170,8 @@ def run_block(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def why_not_met(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+def why_not_met(results: dict[str, Any], summary: dict[str, Any],
+                rows: list[dict[str, Any]]) -> list[str]:
     """For each kind of target this run missed, why, in this run's own numbers: the
     floor under it (the empty RPC's CPU and rate), the profile's shares, the
     processes' shared pages. What each number is made of is under "Where the time
@@ -284,7 +285,7 @@ def why_not_met(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
             for name, sides in compared["scenarios"].items())
         out.append(f"- **Against the baseline** (`{compared['commit']}`), each alternating "
                    f"round's rate and CPU per call: {rounds}.")
-    scaling = report.summary(results).get("scaling")
+    scaling = summary.get("scaling")
     if scaling and not scaling["met"]:
         out.append(
             f"- **Validate, {scaling['to']} workers ÷ {scaling['from']}**: the empty RPC "
@@ -338,6 +339,16 @@ def busy_shares(profile_shares: dict[str, float]) -> dict[str, float]:
     return {k: v / total for k, v in busy.items()} if total else {}
 
 
+def profiled_cost(phase: dict[str, Any], name: str) -> tuple[float | None, dict[str, float]]:
+    """A profiled scenario's worker CPU per call that its GIL samples account for
+    (SignIn's beyond the hash, which runs without the GIL) and its busy shares."""
+    per_call = targets.cpu_ms(phase.get(name))
+    hash_ms = targets.hash_cpu_ms(phase.get("raw_argon2"))
+    if name == "sign_in" and per_call and hash_ms:
+        per_call = max(0.0, per_call - hash_ms)
+    return per_call, busy_shares((phase.get("profiles") or {}).get(name, {}))
+
+
 def _profiles(phase: dict[str, Any], workers: str) -> list[str]:
     """Where one worker's busy samples went during each profiled scenario (py-spy),
     and what that share of the scenario's server CPU per call comes to."""
@@ -345,11 +356,9 @@ def _profiles(phase: dict[str, Any], workers: str) -> list[str]:
     if not profiles:
         return []
     names = [n for n in _PROFILED if n in profiles]
-    shares = {n: busy_shares(profiles[n]) for n in names}
-    per_call = {n: targets.cpu_ms(phase.get(n)) for n in names}
-    beyond_hash = targets.hash_cpu_ms(phase.get("raw_argon2"))
-    if per_call.get("sign_in") and beyond_hash:  # the GIL samples leave the hash out
-        per_call["sign_in"] = max(0.0, per_call["sign_in"] - beyond_hash)
+    costs = {n: profiled_cost(phase, n) for n in names}
+    per_call = {n: per_call for n, (per_call, _) in costs.items()}
+    shares = {n: shares for n, (_, shares) in costs.items()}
     lines = ["", f"### Where one worker's time goes, {_workers(workers)} (py-spy, "
              f"{profile.RATE} samples/s)", "",
              "Shares of the samples in which one of the worker's threads held the GIL "
@@ -551,8 +560,7 @@ def cost_block(path: Path) -> str:
     if sign_in is not None and hash_ms is not None:
         lines.append(f"| SignIn (argon2id, `owasp` profile) | {sign_in:.1f} ms, of which a raw "
                      f"verify is {hash_ms:.1f} ms |")
-    refresh = targets.cpu_ms(edge.get("refresh"))
-    shares = busy_shares((edge.get("profiles") or {}).get("refresh", {}))
+    refresh, shares = profiled_cost(edge, "refresh")
     if refresh is not None and shares:
         lines += ["", "What a Refresh's worker CPU is spent on, roughly (py-spy's shares "
                   "of the samples holding the GIL, times its CPU per call):", ""]

@@ -38,7 +38,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,19 +196,17 @@ def _phase(args: argparse.Namespace, data_dir: Path, url: str, workers: int, hot
         gateways = None
         profiles: dict[str, dict[str, float]] = {}
 
-        def sampled(name: str) -> contextlib.AbstractContextManager[None]:
+        @contextlib.contextmanager
+        def sampled(name: str) -> Iterator[None]:
             """py-spy on the first worker while the block runs (``--profile``, the
             HTTP phase), its shares kept under ``name``."""
             if not (args.profile and edge):
-                return contextlib.nullcontext()
+                yield
+                return
             raw_file = Path(spy_dir) / f"{name}.txt"
-
-            @contextlib.contextmanager
-            def recording() -> Any:
-                with profile.sampled(service.worker_pids()[0], raw_file):
-                    yield
-                profiles[name] = profile.shares(raw_file)
-            return recording()
+            with profile.sampled(service.worker_pids()[0], raw_file):
+                yield
+            profiles[name] = profile.shares(raw_file)
 
         def snapshot(name: str) -> None:
             assert gateways is not None

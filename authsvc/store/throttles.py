@@ -115,18 +115,20 @@ async def release(conn: asyncpg.Connection, released: list[tuple[str, Tarpit]],
     # statements; and every sign-in runs this same statement, so none takes them in
     # another order (nothing else locks a trusted row but forget_expired, which skips).
     await conn.execute(
-        "WITH trusted AS (INSERT INTO trusted_clients (key, until)"
-        "   VALUES ($4, now() + make_interval(secs => $5))"
-        "   ON CONFLICT (key) DO UPDATE SET until = excluded.until)"
+        f"WITH trusted AS ({_TRUST.format(key=4, ttl=5)})"
         " SELECT throttle_release($1::text[], $2::int[], $3::text[])",
         [k for k, _ in released], [t.free for _, t in released], cleared, trusted[0],
         float(trusted[1]))
 
 
+# Trust a key for a ttl in seconds; ``key`` and ``ttl`` are the parameters' numbers.
+_TRUST = ("INSERT INTO trusted_clients (key, until)"
+          " VALUES (${key}, now() + make_interval(secs => ${ttl}))"
+          " ON CONFLICT (key) DO UPDATE SET until = excluded.until")
+
+
 async def trust(conn: asyncpg.Connection, key: str, ttl: float) -> None:
-    await conn.execute(
-        "INSERT INTO trusted_clients (key, until) VALUES ($1, now() + make_interval(secs => $2))"
-        " ON CONFLICT (key) DO UPDATE SET until = excluded.until", key, float(ttl))
+    await conn.execute(_TRUST.format(key=1, ttl=2), key, float(ttl))
 
 
 async def is_trusted(conn: asyncpg.Connection, key: str) -> bool:

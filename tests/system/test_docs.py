@@ -65,6 +65,29 @@ def _runnable() -> list[Path]:
     return [page for page in pages() if any(b.kind == "run" for b in blocks(page))]
 
 
+# A well-known port, as 127.0.0.1:8080 or a bare 5173 (not inside a longer number).
+_WELL_KNOWN = re.compile(
+    r"(?<![\w.])(" + "|".join(str(port) for port in _DEFAULT_PORTS.values()) + r")(?!\w)")
+_NAME_OF = {str(port): name for name, port in _DEFAULT_PORTS.items()}
+
+
+def with_ports(text: str, ports: dict[str, int]) -> str:
+    """``text`` with each well-known port replaced by this page's free port for it, in
+    one pass: a free port that happens to be another well-known one (the gateway's
+    landing on 50061, say) is not replaced again."""
+    return _WELL_KNOWN.sub(lambda found: str(ports[_NAME_OF[found.group(1)]]), text)
+
+
+def test_each_well_known_port_is_replaced_once() -> None:
+    ports = {name: 40000 + i for i, name in enumerate(_DEFAULT_PORTS)}
+    ports["gateway"] = _DEFAULT_PORTS["whoami"]  # a free port that is another default
+
+    text = with_ports("curl http://127.0.0.1:8080/x; serve 127.0.0.1:50061 5173 150051", ports)
+
+    assert text == (f"curl http://127.0.0.1:50061/x; serve 127.0.0.1:{ports['whoami']} "
+                    f"{ports['demo']} 150051")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -106,10 +129,7 @@ class Page:
         self.background: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def text(self, block: Block) -> str:
-        text = block.text
-        for name, default in _DEFAULT_PORTS.items():  # 127.0.0.1:8080, or a bare 5173
-            text = re.sub(rf"(?<![\w.]){default}(?!\w)", str(self.ports[name]), text)
-        return text
+        return with_ports(block.text, self.ports)
 
     def command(self, block: Block, number: int) -> list[str]:
         source = self.directory / f".docs-block-{number}"
